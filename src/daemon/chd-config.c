@@ -1,0 +1,169 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "chd-config.h"
+
+ChdConfig *
+chd_config_new (void)
+{
+	ChdConfig *config = g_new0 (ChdConfig, 1);
+
+	config->address = g_strdup ("127.0.0.1");
+	config->port = 8080;
+	config->path = g_strdup ("/ws");
+	config->algorithm = CHAT_TOKEN_ALGORITHM_HS256;
+	config->leeway = 30;
+	config->max_message_size = 65536;
+	config->outbox_size = 1048576;
+	config->ping_interval = 54;
+	config->idle_timeout = 60;
+	return config;
+}
+
+void
+chd_config_free (ChdConfig *config)
+{
+	g_free (config->address);
+	g_free (config->path);
+	g_clear_pointer (&config->key, g_bytes_unref);
+	g_free (config->issuer);
+	g_free (config->audience);
+	g_free (config);
+}
+
+/* Reads an unsigned integer key if present; says which key is wrong otherwise. */
+static gboolean
+read_uint (GKeyFile *file, const char *group, const char *key, guint min, guint max, guint *out,
+	   GError **error)
+{
+	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+	guint64 value;
+	g_autoptr(GError) local = NULL;
+
+	if (text == NULL)
+		return TRUE;
+	g_strstrip (text);
+	if (!g_ascii_string_to_unsigned (text, 10, min, max, &value, &local)) {
+		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _("[%s] %s: “%s” is not a whole number from %u to %u"), group, key,
+			     text, min, max);
+		return FALSE;
+	}
+	*out = (guint) value;
+	return TRUE;
+}
+
+static void
+read_string (GKeyFile *file, const char *group, const char *key, char **out)
+{
+	g_autofree char *value = g_key_file_get_string (file, group, key, NULL);
+
+	if (value == NULL)
+		return;
+	g_strstrip (value);
+	g_free (*out);
+	*out = *value != '\0' ? g_steal_pointer (&value) : NULL;
+}
+
+static GBytes *
+read_key_file (const char *group, const char *key, const char *path, gboolean strip, GError **error)
+{
+	g_autofree char *contents = NULL;
+	gsize length = 0;
+
+	if (!g_file_get_contents (path, &contents, &length, error)) {
+		g_prefix_error (error, _("[%s] %s: "), group, key);
+		return NULL;
+	}
+	/* a secret file written with echo ends in a newline that is not part of the secret */
+	if (strip && length > 0 && contents[length - 1] == '\n')
+		length--;
+	if (strip && length > 0 && contents[length - 1] == '\r')
+		length--;
+	if (length == 0) {
+		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _("[%s] %s: %s is empty"), group, key, path);
+		return NULL;
+	}
+	return g_bytes_new (contents, length);
+}
+
+gboolean
+chd_config_load (ChdConfig *config, const char *path, GError **error)
+{
+	g_autoptr(GKeyFile) file = g_key_file_new ();
+	g_autofree char *algorithm = NULL;
+	g_autofree char *secret_file = NULL;
+	g_autofree char *public_key_file = NULL;
+	const char *env_secret;
+	guint port = config->port;
+
+	if (path != NULL && !g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, error)) {
+		g_prefix_error (error, "%s: ", path);
+		return FALSE;
+	}
+
+	read_string (file, "server", "address", &config->address);
+	if (config->address == NULL)
+		config->address = g_strdup ("127.0.0.1");
+	if (!read_uint (file, "server", "port", 0, 65535, &port, error))
+		return FALSE;
+	config->port = port;
+	read_string (file, "server", "path", &config->path);
+	if (config->path == NULL || config->path[0] != '/') {
+		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _("[server] path: must start with “/”"));
+		return FALSE;
+	}
+	if (!read_uint (file, "server", "max-connections", 0, G_MAXINT, &config->max_connections, error))
+		return FALSE;
+
+	read_string (file, "auth", "algorithm", &algorithm);
+	if (algorithm != NULL &&
+	    !chat_token_algorithm_from_string (algorithm, &config->algorithm, error)) {
+		g_prefix_error (error, "[auth] algorithm: ");
+		return FALSE;
+	}
+	read_string (file, "auth", "secret-file", &secret_file);
+	read_string (file, "auth", "public-key-file", &public_key_file);
+	read_string (file, "auth", "issuer", &config->issuer);
+	read_string (file, "auth", "audience", &config->audience);
+	if (!read_uint (file, "auth", "leeway", 0, 3600, &config->leeway, error))
+		return FALSE;
+
+	if (!read_uint (file, "limits", "max-message-size", 1, 64 * 1024 * 1024,
+			&config->max_message_size, error) ||
+	    !read_uint (file, "limits", "outbox-size", 1024, G_MAXINT, &config->outbox_size, error) ||
+	    !read_uint (file, "limits", "ping-interval", 0, 86400, &config->ping_interval, error) ||
+	    !read_uint (file, "limits", "idle-timeout", 0, 86400, &config->idle_timeout, error))
+		return FALSE;
+
+	g_clear_pointer (&config->key, g_bytes_unref);
+	if (config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
+	    config->algorithm == CHAT_TOKEN_ALGORITHM_ES256) {
+		if (public_key_file == NULL) {
+			g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+				     _("[auth] public-key-file: required for algorithm %s"),
+				     chat_token_algorithm_to_string (config->algorithm));
+			return FALSE;
+		}
+		config->key = read_key_file ("auth", "public-key-file", public_key_file, FALSE, error);
+		return config->key != NULL;
+	}
+
+	env_secret = g_getenv ("CHATHUB_JWT_SECRET");
+	if (secret_file != NULL)
+		config->key = read_key_file ("auth", "secret-file", secret_file, TRUE, error);
+	else if (env_secret != NULL && *env_secret != '\0')
+		config->key = g_bytes_new (env_secret, strlen (env_secret));
+	else
+		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			     _("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
+	return config->key != NULL;
+}

@@ -1,0 +1,34 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <chathub.h>
+
+G_BEGIN_DECLS
+
+/* The daemon's settings: chathub.conf(5), then the environment, then the command line. */
+typedef struct {
+	char *address;
+	guint port;
+	char *path;
+	guint max_connections;
+	ChatTokenAlgorithm algorithm;
+	GBytes *key; /* HMAC secret or PEM public key */
+	char *issuer;
+	char *audience;
+	guint leeway;
+	guint max_message_size;
+	guint outbox_size;
+	guint ping_interval;
+	guint idle_timeout;
+} ChdConfig;
+
+ChdConfig *chd_config_new (void);
+void chd_config_free (ChdConfig *config);
+gboolean chd_config_load (ChdConfig *config, const char *path, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ChdConfig, chd_config_free)
+
+G_END_DECLS

@@ -1,0 +1,174 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib-unix.h>
+#include <glib/gi18n.h>
+
+#include "chd-daemon.h"
+
+/* How long shutdown waits for clients to answer their 1001 before giving up. */
+#define SHUTDOWN_TIMEOUT_S 5
+
+struct _ChdDaemon {
+	GObject parent_instance;
+
+	ChdConfig *config; /* unowned; outlives the daemon */
+	ChatHub *hub;
+	ChatTokenVerifier *verifier;
+	ChatServer *server;
+	GMainLoop *loop;
+	guint sigterm_id;
+	guint sigint_id;
+	guint shutdown_timeout_id;
+	gulong n_clients_id;
+	gboolean stopping;
+};
+
+G_DEFINE_FINAL_TYPE (ChdDaemon, chd_daemon, G_TYPE_OBJECT)
+
+static void
+chd_daemon_dispose (GObject *object)
+{
+	ChdDaemon *self = CHD_DAEMON (object);
+
+	g_clear_handle_id (&self->sigterm_id, g_source_remove);
+	g_clear_handle_id (&self->sigint_id, g_source_remove);
+	g_clear_handle_id (&self->shutdown_timeout_id, g_source_remove);
+	g_clear_signal_handler (&self->n_clients_id, self->hub);
+	g_clear_object (&self->server);
+	g_clear_object (&self->hub);
+	g_clear_object (&self->verifier);
+	g_clear_pointer (&self->loop, g_main_loop_unref);
+	G_OBJECT_CLASS (chd_daemon_parent_class)->dispose (object);
+}
+
+static void
+chd_daemon_class_init (ChdDaemonClass *klass)
+{
+	G_OBJECT_CLASS (klass)->dispose = chd_daemon_dispose;
+}
+
+static void
+chd_daemon_init (ChdDaemon *self)
+{
+	self->loop = g_main_loop_new (NULL, FALSE);
+}
+
+static void
+log_event (const char *event, const char *text)
+{
+	/* the text is translated; CHATHUB_EVENT is the stable key tools match on */
+	g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "CHATHUB_EVENT", event, "MESSAGE",
+			  "%s", text);
+}
+
+static void
+on_client_registered (ChatHub *hub, ChatClient *client, ChdDaemon *self)
+{
+	g_debug ("client %s registered (user %" G_GUINT64_FORMAT ", %s)",
+		 chat_client_get_id (client), chat_client_get_user_id (client),
+		 chat_client_get_remote_address (client));
+}
+
+static void
+maybe_quit (ChdDaemon *self)
+{
+	if (self->stopping && chat_hub_get_n_clients (self->hub) == 0)
+		g_main_loop_quit (self->loop);
+}
+
+static void
+on_n_clients (GObject *hub, GParamSpec *pspec, ChdDaemon *self)
+{
+	maybe_quit (self);
+}
+
+static gboolean
+on_shutdown_timeout (gpointer user_data)
+{
+	ChdDaemon *self = CHD_DAEMON (user_data);
+
+	self->shutdown_timeout_id = 0;
+	g_message (_("%u clients did not close in time; exiting anyway"),
+		   chat_hub_get_n_clients (self->hub));
+	g_main_loop_quit (self->loop);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_signal (gpointer user_data)
+{
+	ChdDaemon *self = CHD_DAEMON (user_data);
+	g_autofree char *text = NULL;
+	guint n;
+
+	if (self->stopping)
+		return G_SOURCE_CONTINUE;
+	self->stopping = TRUE;
+	chat_server_disconnect (self->server);
+	n = chat_hub_close_all (self->hub, CHAT_CLOSE_CODE_GOING_AWAY, "server shutting down");
+	text = g_strdup_printf (_("Shutting down; closing %u clients"), n);
+	log_event ("shutdown", text);
+	self->shutdown_timeout_id = g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout,
+							   self);
+	maybe_quit (self);
+	return G_SOURCE_CONTINUE;
+}
+
+ChdDaemon *
+chd_daemon_new (ChdConfig *config, GError **error)
+{
+	g_autoptr(ChdDaemon) self = g_object_new (CHD_TYPE_DAEMON, NULL);
+
+	self->config = config;
+	self->verifier = chat_token_verifier_new (config->algorithm, config->key, error);
+	if (self->verifier == NULL)
+		return NULL;
+	chat_token_verifier_set_issuer (self->verifier, config->issuer);
+	chat_token_verifier_set_audience (self->verifier, config->audience);
+	chat_token_verifier_set_leeway (self->verifier, config->leeway);
+
+	self->hub = chat_hub_new ();
+	self->server = g_object_new (CHAT_TYPE_SERVER,
+				     "hub", self->hub,
+				     "verifier", self->verifier,
+				     "path", config->path,
+				     "max-connections", config->max_connections,
+				     "max-message-size", config->max_message_size,
+				     "outbox-size", config->outbox_size,
+				     "ping-interval", config->ping_interval,
+				     "idle-timeout", config->idle_timeout,
+				     NULL);
+	g_signal_connect (self->hub, "client-registered", G_CALLBACK (on_client_registered), self);
+	self->n_clients_id = g_signal_connect (self->hub, "notify::n-clients",
+					       G_CALLBACK (on_n_clients), self);
+	return g_steal_pointer (&self);
+}
+
+gboolean
+chd_daemon_start (ChdDaemon *self, GError **error)
+{
+	g_autofree char *uri = NULL;
+	g_autofree char *text = NULL;
+
+	if (!chat_server_listen (self->server, self->config->address, self->config->port, error))
+		return FALSE;
+	self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
+	self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
+	uri = chat_server_get_uri (self->server);
+	text = g_strdup_printf (_("chathubd %s listening on %s (tokens: %s)"), PACKAGE_VERSION, uri,
+				chat_token_algorithm_to_string (self->config->algorithm));
+	log_event ("listening", text);
+	return TRUE;
+}
+
+int
+chd_daemon_run (ChdDaemon *self)
+{
+	g_main_loop_run (self->loop);
+	log_event ("stopped", _("chathubd stopped"));
+	return 0;
+}

@@ -1,0 +1,100 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <locale.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+#include "chd-config.h"
+#include "chd-daemon.h"
+
+/* Every connection is a file descriptor: take all the kernel allows us. */
+static void
+raise_fd_limit (void)
+{
+	struct rlimit limit;
+
+	if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		if (setrlimit (RLIMIT_NOFILE, &limit) != 0)
+			g_debug ("could not raise the open-file limit");
+	}
+}
+
+int
+main (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(ChdConfig) config = NULL;
+	g_autoptr(ChdDaemon) daemon = NULL;
+	g_autofree char *config_path = NULL;
+	g_autofree char *address = NULL;
+	int port = -1;
+	gboolean verbose = FALSE;
+	gboolean version = FALSE;
+	const GOptionEntry entries[] = {
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+		  N_("Read the configuration from FILE"), N_("FILE") },
+		{ "address", 'a', 0, G_OPTION_ARG_STRING, &address,
+		  N_("Listen on this IP address"), N_("ADDRESS") },
+		{ "port", 'p', 0, G_OPTION_ARG_INT, &port,
+		  N_("Listen on this TCP port (0 picks a free one)"), N_("PORT") },
+		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("Log debug messages"), NULL },
+		{ "version", 0, 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"),
+		  NULL },
+		{ NULL }
+	};
+
+	setlocale (LC_ALL, "");
+	bindtextdomain (GETTEXT_PACKAGE, g_getenv ("CHATHUB_LOCALEDIR") != NULL
+						 ? g_getenv ("CHATHUB_LOCALEDIR")
+						 : LOCALEDIR);
+	bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+	textdomain (GETTEXT_PACKAGE);
+	g_set_prgname ("chathubd");
+
+	context = g_option_context_new (NULL);
+	g_option_context_set_summary (context, _("Real-time chat hub: a WebSocket service with "
+						 "JWT authentication, rooms and direct messages."));
+	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
+	if (!g_option_context_parse (context, &argc, &argv, &error)) {
+		g_printerr ("chathubd: %s\n", error->message);
+		return 2;
+	}
+	if (version) {
+		g_print ("chathubd %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (verbose)
+		g_log_set_debug_enabled (TRUE);
+
+	config = chd_config_new ();
+	if (!chd_config_load (config, config_path, &error)) {
+		g_printerr (_("chathubd: bad configuration: %s\n"), error->message);
+		return 1;
+	}
+	if (address != NULL) {
+		g_free (config->address);
+		config->address = g_steal_pointer (&address);
+	}
+	if (port > 65535) {
+		g_printerr (_("chathubd: bad configuration: --port: %d is not a TCP port\n"), port);
+		return 1;
+	}
+	if (port >= 0)
+		config->port = (guint) port;
+
+	raise_fd_limit ();
+	daemon = chd_daemon_new (config, &error);
+	if (daemon == NULL || !chd_daemon_start (daemon, &error)) {
+		g_printerr (_("chathubd: %s\n"), error->message);
+		return 1;
+	}
+	return chd_daemon_run (daemon);
+}

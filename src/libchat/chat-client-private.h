@@ -1,0 +1,66 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <libsoup/soup.h>
+
+#include "chat-client.h"
+#include "chat-error.h"
+#include "chat-outbox-private.h"
+
+G_BEGIN_DECLS
+
+typedef struct _ChatHub ChatHub;
+
+/* A room this client joined, and where the client sits in the hub's member array of that
+ * room (so leaving is O(1) however big the room is). */
+typedef struct {
+	guint64 room_id;
+	guint slot;
+} ChatClientRoom;
+
+/* The instance struct is shared with the hub, which keeps the routing indexes in it. */
+struct _ChatClient {
+	GObject parent_instance;
+
+	char *id;
+	guint64 user_id;
+	gint64 connected_since; /* unix seconds */
+	char *remote_address;
+	SoupWebsocketConnection *conn; /* owned until the client is finalized */
+	ChatOutbox *outbox;	       /* owned */
+	GArray *allowed_rooms;	       /* (nullable): the token's rooms claim */
+	gsize outbox_budget;
+	gint64 last_rx;	  /* monotonic, µs: last data frame or pong */
+	gint64 last_ping; /* monotonic, µs */
+	guint16 close_code;
+	gboolean closed;
+
+	ChatClientRoom *rooms;
+	guint n_rooms;
+	guint rooms_capacity;
+
+	ChatHub *hub; /* (nullable) (unowned): set while registered */
+	guint hub_slot;
+	gulong handler_message;
+	gulong handler_pong;
+	gulong handler_error;
+	gulong handler_closed;
+};
+
+ChatClient *chat_client_new (SoupWebsocketConnection *conn,
+			     ChatOutbox *outbox,
+			     guint64 user_id,
+			     GArray *allowed_rooms,
+			     const char *remote_address,
+			     gsize outbox_budget);
+gboolean chat_client_push_frame (ChatClient *self, GBytes *frame);
+void chat_client_send_error (ChatClient *self, ChatError code, const char *text);
+void chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout);
+ChatClientRoom *chat_client_find_room (ChatClient *self, guint64 room_id);
+void chat_client_add_room (ChatClient *self, guint64 room_id, guint slot);
+void chat_client_remove_room (ChatClient *self, guint64 room_id);
+
+G_END_DECLS

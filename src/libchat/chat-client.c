@@ -1,0 +1,648 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <string.h>
+
+#include "chat-client-private.h"
+#include "chat-hub-private.h"
+#include "chat-i18n-private.h"
+#include "chat-limit-extension-private.h"
+#include "chat-message-private.h"
+
+/**
+ * SECTION:chat-client
+ * @title: ChatClient
+ * @short_description: one WebSocket connection
+ *
+ * A #ChatClient is one authenticated WebSocket connection: a unique id, the user id its token
+ * carried, the rooms it joined and its outbox, the bounded queue of bytes waiting for the
+ * socket. Clients are created by #ChatServer and registered with a #ChatHub, which routes
+ * their messages; a client is unregistered when #ChatClient::closed fires.
+ */
+
+G_DEFINE_FINAL_TYPE (ChatClient, chat_client, G_TYPE_OBJECT)
+
+G_DEFINE_ENUM_TYPE (ChatCloseCode, chat_close_code,
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_NORMAL, "normal"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_GOING_AWAY, "going-away"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_UNSUPPORTED_DATA, "unsupported-data"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_NO_STATUS, "no-status"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_ABNORMAL, "abnormal"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_POLICY_VIOLATION, "policy-violation"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_TOO_BIG, "too-big"))
+
+enum {
+	PROP_0,
+	PROP_ID,
+	PROP_USER_ID,
+	PROP_CONNECTED_SINCE,
+	PROP_REMOTE_ADDRESS,
+	N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+enum { SIGNAL_MESSAGE_RECEIVED, SIGNAL_CLOSED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void
+chat_client_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+	ChatClient *self = CHAT_CLIENT (object);
+
+	switch (prop_id) {
+	case PROP_ID:
+		g_value_set_string (value, self->id);
+		break;
+	case PROP_USER_ID:
+		g_value_set_uint64 (value, self->user_id);
+		break;
+	case PROP_CONNECTED_SINCE:
+		g_value_set_int64 (value, self->connected_since);
+		break;
+	case PROP_REMOTE_ADDRESS:
+		g_value_set_string (value, self->remote_address);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+disconnect_connection (ChatClient *self)
+{
+	if (self->conn == NULL)
+		return;
+	g_clear_signal_handler (&self->handler_message, self->conn);
+	g_clear_signal_handler (&self->handler_pong, self->conn);
+	g_clear_signal_handler (&self->handler_error, self->conn);
+	g_clear_signal_handler (&self->handler_closed, self->conn);
+}
+
+static void
+chat_client_dispose (GObject *object)
+{
+	ChatClient *self = CHAT_CLIENT (object);
+
+	disconnect_connection (self);
+	/* a client dropped while still open (e.g. by a script) must not leave a socket behind */
+	if (self->conn != NULL &&
+	    soup_websocket_connection_get_state (self->conn) == SOUP_WEBSOCKET_STATE_OPEN)
+		soup_websocket_connection_close (self->conn, CHAT_CLOSE_CODE_GOING_AWAY, NULL);
+	g_clear_object (&self->conn);
+	G_OBJECT_CLASS (chat_client_parent_class)->dispose (object);
+}
+
+static void
+chat_client_finalize (GObject *object)
+{
+	ChatClient *self = CHAT_CLIENT (object);
+
+	g_clear_object (&self->outbox);
+	g_clear_pointer (&self->allowed_rooms, g_array_unref);
+	g_free (self->rooms);
+	g_free (self->id);
+	g_free (self->remote_address);
+	G_OBJECT_CLASS (chat_client_parent_class)->finalize (object);
+}
+
+static void
+chat_client_class_init (ChatClientClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+	chat_i18n_init ();
+
+	object_class->get_property = chat_client_get_property;
+	object_class->dispose = chat_client_dispose;
+	object_class->finalize = chat_client_finalize;
+
+	/**
+	 * ChatClient:id:
+	 *
+	 * The unique id of this connection.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ID] = g_param_spec_string ("id", NULL, NULL, NULL,
+					      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatClient:user-id:
+	 *
+	 * The user id from the client's token. One user may have several connections.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_USER_ID] = g_param_spec_uint64 ("user-id", NULL, NULL, 0, G_MAXUINT64, 0,
+						   G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatClient:connected-since:
+	 *
+	 * When the connection was upgraded, in Unix seconds.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_CONNECTED_SINCE] = g_param_spec_int64 ("connected-since", NULL, NULL, 0,
+							  G_MAXINT64, 0,
+							  G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatClient:remote-address:
+	 *
+	 * The peer's IP address, or %NULL if unknown.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_REMOTE_ADDRESS] = g_param_spec_string ("remote-address", NULL, NULL, NULL,
+							  G_PARAM_READABLE |
+							      G_PARAM_STATIC_STRINGS);
+	g_object_class_install_properties (object_class, N_PROPS, props);
+
+	/**
+	 * ChatClient::message-received:
+	 * @self: the #ChatClient
+	 * @message: the parsed message
+	 *
+	 * Emitted for every valid message the client sends, before the hub routes it. A handler
+	 * may close the client (chat_client_close()); the message is then not routed.
+	 *
+	 * Since: 1.0
+	 */
+	signals[SIGNAL_MESSAGE_RECEIVED] = g_signal_new ("message-received",
+							 G_TYPE_FROM_CLASS (klass),
+							 G_SIGNAL_RUN_LAST,
+							 0, NULL, NULL, NULL,
+							 G_TYPE_NONE, 1, CHAT_TYPE_MESSAGE);
+	/**
+	 * ChatClient::closed:
+	 * @self: the #ChatClient
+	 * @code: the close code: the one chathub sent, else the peer's, else 1006
+	 *
+	 * Emitted once, when the connection is gone and its socket closed.
+	 *
+	 * Since: 1.0
+	 */
+	signals[SIGNAL_CLOSED] = g_signal_new ("closed",
+					       G_TYPE_FROM_CLASS (klass),
+					       G_SIGNAL_RUN_LAST,
+					       0, NULL, NULL, NULL,
+					       G_TYPE_NONE, 1, G_TYPE_UINT);
+}
+
+static void
+chat_client_init (ChatClient *self)
+{
+}
+
+static gboolean
+client_is_open (ChatClient *self)
+{
+	return !self->closed &&
+	       soup_websocket_connection_get_state (self->conn) == SOUP_WEBSOCKET_STATE_OPEN &&
+	       chat_outbox_can_send (self->outbox);
+}
+
+static void
+client_close (ChatClient *self, guint16 code, const char *reason)
+{
+	if (!client_is_open (self))
+		return;
+	if (self->close_code == 0)
+		self->close_code = code;
+	soup_websocket_connection_close (self->conn, code, reason);
+}
+
+static void
+on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClient *self)
+{
+	g_autoptr(ChatMessage) message = NULL;
+	g_autoptr(GError) error = NULL;
+	gsize size;
+	const char *text;
+
+	/* libsoup 3.2 still delivers messages after it sent a close */
+	if (!client_is_open (self))
+		return;
+	self->last_rx = g_get_monotonic_time ();
+	if (type != SOUP_WEBSOCKET_DATA_TEXT) {
+		client_close (self, CHAT_CLOSE_CODE_UNSUPPORTED_DATA, "binary frames are not supported");
+		return;
+	}
+	text = g_bytes_get_data (bytes, &size);
+	message = chat_message_parse (text, size, FALSE, &error);
+	if (message == NULL) {
+		chat_client_send_error (self, error->code, error->message);
+		return;
+	}
+
+	g_object_ref (self);
+	g_signal_emit (self, signals[SIGNAL_MESSAGE_RECEIVED], 0, message);
+	if (self->hub != NULL && client_is_open (self))
+		chat_hub_handle_client_message (self->hub, self, message);
+	g_object_unref (self);
+}
+
+static void
+on_ws_pong (SoupWebsocketConnection *conn, GBytes *message, ChatClient *self)
+{
+	/* libsoup 3.2 passes a GByteArray as GBytes here: use it as an event only */
+	self->last_rx = g_get_monotonic_time ();
+}
+
+static void
+on_ws_error (SoupWebsocketConnection *conn, GError *error, ChatClient *self)
+{
+	g_debug ("client %s: %s", self->id, error->message);
+	if (self->close_code == 0 && error->domain == SOUP_WEBSOCKET_ERROR)
+		self->close_code = (guint16) error->code;
+	/* A frame over libsoup's hard per-frame cap makes it drop the connection without a close
+	 * frame; send the 1009 ourselves so the peer learns why. */
+	if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG) &&
+	    !chat_limit_extension_has_refused (conn) && chat_outbox_can_send (self->outbox)) {
+		static const guint8 close_too_big[] = { 0x88, 0x11, 0x03, 0xf1, 'm', 'e', 's', 's',
+							'a',  'g',  'e',  ' ',  't', 'o', 'o', ' ',
+							'b',  'i',  'g' };
+		g_autoptr(GBytes) frame = g_bytes_new_static (close_too_big, sizeof close_too_big);
+
+		chat_outbox_push (self->outbox, frame);
+	}
+}
+
+static void
+on_ws_closed (SoupWebsocketConnection *conn, ChatClient *self)
+{
+	guint16 code = self->close_code;
+
+	if (code == 0)
+		code = soup_websocket_connection_get_close_code (conn);
+	if (code == 0)
+		code = CHAT_CLOSE_CODE_ABNORMAL;
+	self->close_code = code;
+	self->closed = TRUE;
+	disconnect_connection (self);
+	g_debug ("client %s closed (%u)", self->id, code);
+
+	g_object_ref (self);
+	g_signal_emit (self, signals[SIGNAL_CLOSED], 0, (guint) code);
+	g_object_unref (self);
+}
+
+ChatClient *
+chat_client_new (SoupWebsocketConnection *conn,
+		 ChatOutbox *outbox,
+		 guint64 user_id,
+		 GArray *allowed_rooms,
+		 const char *remote_address,
+		 gsize outbox_budget)
+{
+	static guint64 counter = 0;
+	ChatClient *self = g_object_new (CHAT_TYPE_CLIENT, NULL);
+
+	/* unique per process, unguessable across restarts */
+	self->id = g_strdup_printf ("%08x%06" G_GINT64_MODIFIER "x", g_random_int (), ++counter);
+	self->user_id = user_id;
+	self->connected_since = g_get_real_time () / G_USEC_PER_SEC;
+	self->remote_address = g_strdup (remote_address);
+	self->conn = g_object_ref (conn);
+	self->outbox = g_object_ref (outbox);
+	self->allowed_rooms = allowed_rooms != NULL ? g_array_ref (allowed_rooms) : NULL;
+	self->outbox_budget = outbox_budget;
+	self->last_rx = self->last_ping = g_get_monotonic_time ();
+
+	self->handler_message = g_signal_connect (conn, "message", G_CALLBACK (on_ws_message), self);
+	self->handler_pong = g_signal_connect (conn, "pong", G_CALLBACK (on_ws_pong), self);
+	self->handler_error = g_signal_connect (conn, "error", G_CALLBACK (on_ws_error), self);
+	self->handler_closed = g_signal_connect (conn, "closed", G_CALLBACK (on_ws_closed), self);
+	return self;
+}
+
+/* Queues a prebuilt frame. Over the budget the client is a slow consumer: what it has not
+ * started to receive is dropped and it is closed with 1008; nobody else waits for it. */
+gboolean
+chat_client_push_frame (ChatClient *self, GBytes *frame)
+{
+	if (!client_is_open (self))
+		return FALSE;
+	if (chat_outbox_get_pending (self->outbox) + g_bytes_get_size (frame) > self->outbox_budget) {
+		g_message (_("Closing client %s (user %" G_GUINT64_FORMAT "): slow consumer, "
+			     "%" G_GSIZE_FORMAT " bytes pending"),
+			   self->id, self->user_id, chat_outbox_get_pending (self->outbox));
+		if (self->hub != NULL)
+			chat_hub_count_slow_consumer (self->hub);
+		chat_outbox_drop_unstarted (self->outbox);
+		client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "slow consumer");
+		return FALSE;
+	}
+	return chat_outbox_push (self->outbox, frame);
+}
+
+void
+chat_client_send_error (ChatClient *self, ChatError code, const char *text)
+{
+	g_autoptr(ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
+	GString *builder = chat_frame_builder_new ();
+	g_autoptr(GBytes) frame = NULL;
+
+	chat_message_set_code (error, chat_error_get_wire_code (code));
+	chat_message_set_content (error, text);
+	chat_message_stamp (error, 0, 0, g_get_real_time () / G_USEC_PER_SEC);
+	chat_message_append_json (error, builder);
+	frame = chat_frame_builder_finish (builder);
+	chat_client_push_frame (self, frame);
+}
+
+void
+chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout)
+{
+	static const guint8 ping[] = { 0x89, 0x00 };
+
+	if (!client_is_open (self))
+		return;
+	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
+		g_message (_("Closing client %s (user %" G_GUINT64_FORMAT "): idle timeout"),
+			   self->id, self->user_id);
+		if (self->hub != NULL)
+			chat_hub_count_idle_close (self->hub);
+		client_close (self, CHAT_CLOSE_CODE_GOING_AWAY, "idle timeout");
+		return;
+	}
+	if (ping_interval > 0 && now - self->last_ping >= ping_interval) {
+		/* our own pings, from one timer for all clients instead of a source per client */
+		g_autoptr(GBytes) frame = g_bytes_new_static (ping, sizeof ping);
+
+		self->last_ping = now;
+		chat_outbox_push (self->outbox, frame);
+	}
+}
+
+ChatClientRoom *
+chat_client_find_room (ChatClient *self, guint64 room_id)
+{
+	for (guint i = 0; i < self->n_rooms; i++) {
+		if (self->rooms[i].room_id == room_id)
+			return &self->rooms[i];
+	}
+	return NULL;
+}
+
+void
+chat_client_add_room (ChatClient *self, guint64 room_id, guint slot)
+{
+	if (self->n_rooms == self->rooms_capacity) {
+		self->rooms_capacity = MAX (4, self->rooms_capacity * 2);
+		self->rooms = g_renew (ChatClientRoom, self->rooms, self->rooms_capacity);
+	}
+	self->rooms[self->n_rooms].room_id = room_id;
+	self->rooms[self->n_rooms].slot = slot;
+	self->n_rooms++;
+}
+
+void
+chat_client_remove_room (ChatClient *self, guint64 room_id)
+{
+	ChatClientRoom *room = chat_client_find_room (self, room_id);
+
+	if (room == NULL)
+		return;
+	*room = self->rooms[--self->n_rooms];
+}
+
+/**
+ * chat_client_get_id:
+ * @self: a #ChatClient
+ *
+ * Gets the unique id of this connection.
+ *
+ * Returns: the id
+ *
+ * Since: 1.0
+ */
+const char *
+chat_client_get_id (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), NULL);
+	return self->id;
+}
+
+/**
+ * chat_client_get_user_id:
+ * @self: a #ChatClient
+ *
+ * Gets the user id from the client's token.
+ *
+ * Returns: the user id, greater than 0
+ *
+ * Since: 1.0
+ */
+guint64
+chat_client_get_user_id (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
+	return self->user_id;
+}
+
+/**
+ * chat_client_get_connected_since:
+ * @self: a #ChatClient
+ *
+ * Gets when the client connected.
+ *
+ * Returns: Unix seconds
+ *
+ * Since: 1.0
+ */
+gint64
+chat_client_get_connected_since (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
+	return self->connected_since;
+}
+
+/**
+ * chat_client_get_remote_address:
+ * @self: a #ChatClient
+ *
+ * Gets the peer's address.
+ *
+ * Returns: (nullable): the IP address, or %NULL if unknown
+ *
+ * Since: 1.0
+ */
+const char *
+chat_client_get_remote_address (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), NULL);
+	return self->remote_address;
+}
+
+/**
+ * chat_client_get_rooms:
+ * @self: a #ChatClient
+ * @n_rooms: (out): return location for the number of rooms
+ *
+ * Gets the rooms this connection joined, in no particular order.
+ *
+ * Returns: (array length=n_rooms) (transfer full) (nullable): the room ids
+ *
+ * Since: 1.0
+ */
+guint64 *
+chat_client_get_rooms (ChatClient *self, gsize *n_rooms)
+{
+	guint64 *rooms;
+
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), NULL);
+	g_return_val_if_fail (n_rooms != NULL, NULL);
+
+	*n_rooms = self->n_rooms;
+	if (self->n_rooms == 0)
+		return NULL;
+	rooms = g_new (guint64, self->n_rooms);
+	for (guint i = 0; i < self->n_rooms; i++)
+		rooms[i] = self->rooms[i].room_id;
+	return rooms;
+}
+
+/**
+ * chat_client_is_member:
+ * @self: a #ChatClient
+ * @room_id: a room id
+ *
+ * Checks whether this connection joined @room_id.
+ *
+ * Returns: %TRUE if it is a member
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_client_is_member (ChatClient *self, guint64 room_id)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
+	return chat_client_find_room (self, room_id) != NULL;
+}
+
+/**
+ * chat_client_may_join:
+ * @self: a #ChatClient
+ * @room_id: a room id
+ *
+ * Checks the `rooms` claim of the client's token: without one every room is allowed.
+ *
+ * Returns: %TRUE if the client may join @room_id
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_client_may_join (ChatClient *self, guint64 room_id)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
+
+	if (self->allowed_rooms == NULL)
+		return TRUE;
+	for (guint i = 0; i < self->allowed_rooms->len; i++) {
+		if (g_array_index (self->allowed_rooms, guint64, i) == room_id)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/**
+ * chat_client_is_open:
+ * @self: a #ChatClient
+ *
+ * Checks whether messages can still be sent to this client: it is connected and no close
+ * has been started.
+ *
+ * Returns: %TRUE if open
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_client_is_open (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
+	return client_is_open (self);
+}
+
+/**
+ * chat_client_get_pending_bytes:
+ * @self: a #ChatClient
+ *
+ * Gets how many bytes wait in this client's outbox, not yet taken by the kernel.
+ *
+ * Returns: bytes
+ *
+ * Since: 1.0
+ */
+gsize
+chat_client_get_pending_bytes (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
+	return chat_outbox_get_pending (self->outbox);
+}
+
+/**
+ * chat_client_get_bytes_sent:
+ * @self: a #ChatClient
+ *
+ * Gets how many bytes were written to this client's socket.
+ *
+ * Returns: bytes
+ *
+ * Since: 1.0
+ */
+guint64
+chat_client_get_bytes_sent (ChatClient *self)
+{
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
+	return chat_outbox_get_bytes_sent (self->outbox);
+}
+
+/**
+ * chat_client_send:
+ * @self: a #ChatClient
+ * @message: the message, sent as it is (no id or timestamp is assigned)
+ *
+ * Queues @message for this one connection. To relay a message the way the hub does (with an
+ * id and a timestamp) use chat_hub_broadcast() and friends.
+ *
+ * Returns: %TRUE if queued; %FALSE if the client is closing or over its outbox budget
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_client_send (ChatClient *self, ChatMessage *message)
+{
+	GString *builder;
+	g_autoptr(GBytes) frame = NULL;
+
+	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
+	g_return_val_if_fail (CHAT_IS_MESSAGE (message), FALSE);
+
+	builder = chat_frame_builder_new ();
+	chat_message_append_json (message, builder);
+	frame = chat_frame_builder_finish (builder);
+	return chat_client_push_frame (self, frame);
+}
+
+/**
+ * chat_client_close:
+ * @self: a #ChatClient
+ * @code: a WebSocket close code, such as %CHAT_CLOSE_CODE_POLICY_VIOLATION
+ * @reason: (nullable): a short English reason for the peer (at most 123 bytes are sent)
+ *
+ * Starts closing the connection. #ChatClient::closed follows once the peer answered or a
+ * few seconds passed. Does nothing if the client is already closing.
+ *
+ * Since: 1.0
+ */
+void
+chat_client_close (ChatClient *self, guint16 code, const char *reason)
+{
+	g_return_if_fail (CHAT_IS_CLIENT (self));
+	g_return_if_fail ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+			  (code >= 3000 && code <= 4999));
+
+	client_close (self, code, reason);
+}

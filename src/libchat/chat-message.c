@@ -1,0 +1,1003 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <string.h>
+
+#include "chat-error.h"
+#include "chat-i18n-private.h"
+#include "chat-message-private.h"
+
+/**
+ * SECTION:chat-message
+ * @title: ChatMessage
+ * @short_description: one protocol message
+ *
+ * A #ChatMessage is one JSON object of the chathub protocol (see `docs/protocol.md`):
+ * a `type`, the server-assigned `id`, `from` and `timestamp`, the addressing fields `to`
+ * and `room_id`, the `content` text, free-form `data` and, on error frames, a `code`.
+ *
+ * chat_message_new_from_json() checks a client's frame field by field and says exactly what
+ * is wrong; chat_message_to_json() writes the canonical form. `data` is kept as the exact
+ * text the client sent, so it is relayed byte for byte.
+ */
+
+struct _ChatMessage {
+	GObject parent_instance;
+
+	ChatMessageType type;
+	guint64 id;
+	guint64 from;
+	guint64 to;
+	guint64 room_id;
+	gint64 timestamp;
+	char *content;
+	char *code;
+	JsonNode *data;	 /* (nullable) */
+	char *data_text; /* (nullable): data exactly as received, relayed verbatim */
+	gsize data_text_len;
+};
+
+G_DEFINE_FINAL_TYPE (ChatMessage, chat_message, G_TYPE_OBJECT)
+
+G_DEFINE_ENUM_TYPE (ChatMessageType, chat_message_type,
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PING, "ping"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PONG, "pong"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_MESSAGE, "message"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_JOIN, "join"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_LEAVE, "leave"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_ERROR, "error"))
+
+enum {
+	PROP_0,
+	PROP_TYPE,
+	PROP_ID,
+	PROP_FROM,
+	PROP_TO,
+	PROP_ROOM_ID,
+	PROP_CONTENT,
+	PROP_DATA,
+	PROP_TIMESTAMP,
+	PROP_CODE,
+	N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+static const char *const type_names[] = { "ping", "pong", "message", "join", "leave", "error" };
+
+/**
+ * chat_message_type_to_string:
+ * @type: a #ChatMessageType
+ *
+ * Gets the wire name of @type, as in the `type` field.
+ *
+ * Returns: the name, such as `"message"`
+ *
+ * Since: 1.0
+ */
+const char *
+chat_message_type_to_string (ChatMessageType type)
+{
+	g_return_val_if_fail (type <= CHAT_MESSAGE_TYPE_ERROR, NULL);
+	return type_names[type];
+}
+
+static gboolean
+message_type_from_string (const char *name, ChatMessageType *type)
+{
+	for (guint i = 0; i < G_N_ELEMENTS (type_names); i++) {
+		if (strcmp (name, type_names[i]) == 0) {
+			*type = (ChatMessageType) i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+/* g_set_str() is GLib 2.76; this is the same for 2.74. */
+static gboolean
+replace_str (char **slot, const char *value)
+{
+	if (g_strcmp0 (*slot, value) == 0)
+		return FALSE;
+	g_free (*slot);
+	*slot = g_strdup (value);
+	return TRUE;
+}
+
+static void
+clear_data (ChatMessage *self)
+{
+	g_clear_pointer (&self->data, json_node_unref);
+	g_clear_pointer (&self->data_text, g_free);
+	self->data_text_len = 0;
+}
+
+static void
+chat_message_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+	ChatMessage *self = CHAT_MESSAGE (object);
+
+	switch (prop_id) {
+	case PROP_TYPE:
+		g_value_set_enum (value, self->type);
+		break;
+	case PROP_ID:
+		g_value_set_uint64 (value, self->id);
+		break;
+	case PROP_FROM:
+		g_value_set_uint64 (value, self->from);
+		break;
+	case PROP_TO:
+		g_value_set_uint64 (value, self->to);
+		break;
+	case PROP_ROOM_ID:
+		g_value_set_uint64 (value, self->room_id);
+		break;
+	case PROP_CONTENT:
+		g_value_set_string (value, self->content);
+		break;
+	case PROP_DATA:
+		g_value_set_boxed (value, chat_message_get_data (self));
+		break;
+	case PROP_TIMESTAMP:
+		g_value_set_int64 (value, self->timestamp);
+		break;
+	case PROP_CODE:
+		g_value_set_string (value, self->code);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_message_set_property (GObject *object,
+			   guint prop_id,
+			   const GValue *value,
+			   GParamSpec *pspec)
+{
+	ChatMessage *self = CHAT_MESSAGE (object);
+
+	switch (prop_id) {
+	case PROP_TYPE:
+		self->type = g_value_get_enum (value);
+		break;
+	case PROP_ID:
+		chat_message_set_id (self, g_value_get_uint64 (value));
+		break;
+	case PROP_FROM:
+		chat_message_set_from (self, g_value_get_uint64 (value));
+		break;
+	case PROP_TO:
+		chat_message_set_to (self, g_value_get_uint64 (value));
+		break;
+	case PROP_ROOM_ID:
+		chat_message_set_room_id (self, g_value_get_uint64 (value));
+		break;
+	case PROP_CONTENT:
+		chat_message_set_content (self, g_value_get_string (value));
+		break;
+	case PROP_DATA:
+		chat_message_set_data (self, g_value_get_boxed (value));
+		break;
+	case PROP_TIMESTAMP:
+		chat_message_set_timestamp (self, g_value_get_int64 (value));
+		break;
+	case PROP_CODE:
+		chat_message_set_code (self, g_value_get_string (value));
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_message_finalize (GObject *object)
+{
+	ChatMessage *self = CHAT_MESSAGE (object);
+
+	g_free (self->content);
+	g_free (self->code);
+	clear_data (self);
+	G_OBJECT_CLASS (chat_message_parent_class)->finalize (object);
+}
+
+static void
+chat_message_class_init (ChatMessageClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+	object_class->get_property = chat_message_get_property;
+	object_class->set_property = chat_message_set_property;
+	object_class->finalize = chat_message_finalize;
+
+	/**
+	 * ChatMessage:type:
+	 *
+	 * The message type, fixed at construction.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TYPE] = g_param_spec_enum ("type", NULL, NULL,
+					      CHAT_TYPE_MESSAGE_TYPE,
+					      CHAT_MESSAGE_TYPE_MESSAGE,
+					      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+						  G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:id:
+	 *
+	 * The server-assigned message id, strictly increasing per hub; 0 when not assigned.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ID] = g_param_spec_uint64 ("id", NULL, NULL, 0, G_MAXUINT64, 0,
+					      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						  G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:from:
+	 *
+	 * The sender's user id; 0 for the service itself.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_FROM] = g_param_spec_uint64 ("from", NULL, NULL, 0, G_MAXUINT64, 0,
+						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						    G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:to:
+	 *
+	 * The user id a direct message is addressed to; 0 when not a direct message.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TO] = g_param_spec_uint64 ("to", NULL, NULL, 0, G_MAXUINT64, 0,
+					      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						  G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:room-id:
+	 *
+	 * The room the message is for; 0 when it is not for a room.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ROOM_ID] = g_param_spec_uint64 ("room-id", NULL, NULL, 0, G_MAXUINT64, 0,
+						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						       G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:content:
+	 *
+	 * The text of the message (UTF-8), or %NULL.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_CONTENT] = g_param_spec_string ("content", NULL, NULL, NULL,
+						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						       G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:data:
+	 *
+	 * Free-form JSON attached to the message, relayed untouched, or %NULL.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_DATA] = g_param_spec_boxed ("data", NULL, NULL, JSON_TYPE_NODE,
+					       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						   G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:timestamp:
+	 *
+	 * When the server relayed the message, in Unix seconds; 0 when not set.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TIMESTAMP] = g_param_spec_int64 ("timestamp", NULL, NULL, 0, G_MAXINT64, 0,
+						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:code:
+	 *
+	 * The machine-readable error code of an `error` message, such as `not_member`, or %NULL.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_CODE] = g_param_spec_string ("code", NULL, NULL, NULL,
+						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						    G_PARAM_STATIC_STRINGS);
+
+	g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+static void
+chat_message_init (ChatMessage *self)
+{
+}
+
+/**
+ * chat_message_new:
+ * @type: the message type
+ *
+ * Creates an empty message of @type.
+ *
+ * Returns: (transfer full): a new #ChatMessage
+ *
+ * Since: 1.0
+ */
+ChatMessage *
+chat_message_new (ChatMessageType type)
+{
+	g_return_val_if_fail (type <= CHAT_MESSAGE_TYPE_ERROR, NULL);
+	return g_object_new (CHAT_TYPE_MESSAGE, "type", type, NULL);
+}
+
+/* Wire text stays English; the public API translates. */
+#define TR(text) (translate ? _(text) : (text))
+
+/* Reads an optional non-negative integer member; null counts as absent. */
+static gboolean
+read_uint_member (JsonObject *object,
+		  const char *name,
+		  gboolean positive,
+		  guint64 *out,
+		  gboolean translate,
+		  GError **error)
+{
+	JsonNode *node = json_object_get_member (object, name);
+
+	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+		return TRUE;
+	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+			     TR ("Field “%s” must be an integer"), name);
+		return FALSE;
+	}
+	if (json_node_get_int (node) < (positive ? 1 : 0)) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+			     positive ? TR ("Field “%s” must be an integer greater than 0")
+				      : TR ("Field “%s” must not be negative"),
+			     name);
+		return FALSE;
+	}
+	*out = (guint64) json_node_get_int (node);
+	return TRUE;
+}
+
+static gboolean
+read_string_member (JsonObject *object,
+		    const char *name,
+		    char **out,
+		    gboolean translate,
+		    GError **error)
+{
+	JsonNode *node = json_object_get_member (object, name);
+
+	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+		return TRUE;
+	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+			     TR ("Field “%s” must be a string"), name);
+		return FALSE;
+	}
+	g_free (*out);
+	*out = g_strdup (json_node_get_string (node));
+	return TRUE;
+}
+
+/* A tiny scanner over text json-glib has already accepted: it finds the raw bytes of the
+ * last top-level "data" member so they can be relayed verbatim. It returns FALSE on anything
+ * unexpected (escaped keys, non-standard syntax), and the caller falls back to generating
+ * the member from its JsonNode. */
+static const char *
+skip_ws (const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static const char *
+skip_string (const char *p, const char *end)
+{
+	/* p at the opening quote */
+	for (p++; p < end; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+static const char *
+skip_value (const char *p, const char *end)
+{
+	int depth = 0;
+
+	p = skip_ws (p, end);
+	if (p >= end)
+		return NULL;
+	if (*p == '"')
+		return skip_string (p, end);
+	if (*p != '{' && *p != '[') {
+		while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+		       *p != '\n' && *p != '\r')
+			p++;
+		return p;
+	}
+	for (; p < end; p++) {
+		if (*p == '"') {
+			p = skip_string (p, end);
+			if (p == NULL)
+				return NULL;
+			p--;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth == 0)
+				return p + 1;
+		}
+	}
+	return NULL;
+}
+
+static gboolean
+find_raw_member (const char *text, gsize length, const char *name, const char **start, gsize *len)
+{
+	const char *p = text, *end = text + length;
+	gsize name_len = strlen (name);
+	gboolean found = FALSE;
+
+	p = skip_ws (p, end);
+	if (p >= end || *p != '{')
+		return FALSE;
+	p = skip_ws (p + 1, end);
+	if (p < end && *p == '}')
+		return FALSE;
+	while (p < end) {
+		const char *key = p, *key_end, *value;
+
+		if (*p != '"')
+			return FALSE;
+		key_end = skip_string (p, end);
+		if (key_end == NULL || memchr (key, '\\', key_end - key) != NULL)
+			return FALSE;
+		p = skip_ws (key_end, end);
+		if (p >= end || *p != ':')
+			return FALSE;
+		value = skip_ws (p + 1, end);
+		p = skip_value (value, end);
+		if (p == NULL)
+			return FALSE;
+		if ((gsize) (key_end - key) == name_len + 2 && memcmp (key + 1, name, name_len) == 0) {
+			*start = value;
+			*len = p - value;
+			found = TRUE; /* keep going: json-glib keeps the last duplicate */
+		}
+		p = skip_ws (p, end);
+		if (p < end && *p == ',') {
+			p = skip_ws (p + 1, end);
+			continue;
+		}
+		if (p < end && *p == '}')
+			return found;
+		return FALSE;
+	}
+	return FALSE;
+}
+
+/* Parses a client frame. Wire errors stay English (translate FALSE); the public API
+ * translates. */
+ChatMessage *
+chat_message_parse (const char *text, gsize length, gboolean translate, GError **error)
+{
+	g_autoptr(JsonParser) parser = NULL;
+	g_autoptr(ChatMessage) self = NULL;
+	g_autoptr(GError) parse_error = NULL;
+	JsonNode *root, *node;
+	JsonObject *object;
+	ChatMessageType type;
+	const char *type_name, *raw;
+	gsize raw_len;
+
+	if (length == 0) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+				     TR ("Empty message; expected a JSON object"));
+		return NULL;
+	}
+
+	parser = json_parser_new_immutable ();
+	if (!json_parser_load_from_data (parser, text, length, &parse_error)) {
+		/* json-glib's own text is localized: the wire gets a fixed English one */
+		if (translate)
+			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
+				     parse_error->message);
+		else
+			g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+					     "The frame is not valid JSON");
+		return NULL;
+	}
+	root = json_parser_get_root (parser);
+	if (root == NULL) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+				     TR ("Empty message; expected a JSON object"));
+		return NULL;
+	}
+	if (!JSON_NODE_HOLDS_OBJECT (root)) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("A message must be a JSON object"));
+		return NULL;
+	}
+	object = json_node_get_object (root);
+
+	node = json_object_get_member (object, "type");
+	if (node == NULL) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("Field “type” is missing"));
+		return NULL;
+	}
+	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("Field “type” must be a string"));
+		return NULL;
+	}
+	type_name = json_node_get_string (node);
+	if (!message_type_from_string (type_name, &type)) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_UNKNOWN_TYPE,
+			     TR ("Unknown message type “%s”"), type_name);
+		return NULL;
+	}
+
+	self = chat_message_new (type);
+	if (!read_uint_member (object, "id", FALSE, &self->id, translate, error) ||
+	    !read_uint_member (object, "from", FALSE, &self->from, translate, error) ||
+	    !read_uint_member (object, "to", TRUE, &self->to, translate, error) ||
+	    !read_uint_member (object, "room_id", TRUE, &self->room_id, translate, error) ||
+	    !read_string_member (object, "content", &self->content, translate, error) ||
+	    !read_string_member (object, "code", &self->code, translate, error))
+		return NULL;
+
+	node = json_object_get_member (object, "timestamp");
+	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
+		if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64 ||
+		    json_node_get_int (node) < 0) {
+			g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+					     TR ("Field “timestamp” must be a non-negative integer"));
+			return NULL;
+		}
+		self->timestamp = json_node_get_int (node);
+	}
+
+	node = json_object_get_member (object, "data");
+	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
+		self->data = json_node_ref (node);
+		if (find_raw_member (text, length, "data", &raw, &raw_len)) {
+			self->data_text = g_strndup (raw, raw_len);
+			self->data_text_len = raw_len;
+		}
+	}
+
+	return g_steal_pointer (&self);
+}
+
+/**
+ * chat_message_new_from_json:
+ * @text: the JSON text of one message
+ * @length: the length of @text in bytes, or -1 if it is nul-terminated
+ * @error: return location for a #GError
+ *
+ * Parses one protocol message and checks the type of every field. On failure @error is in the
+ * %CHAT_ERROR domain: %CHAT_ERROR_INVALID_JSON for text that is not JSON (an empty text
+ * included), %CHAT_ERROR_INVALID_MESSAGE for JSON that is not an object or has a missing or
+ * mistyped field, %CHAT_ERROR_UNKNOWN_TYPE for an unknown `type`. The message says which field
+ * is wrong. Which fields a type requires is checked by the hub when it routes the message.
+ *
+ * Returns: (transfer full): the message, or %NULL on error
+ *
+ * Since: 1.0
+ */
+ChatMessage *
+chat_message_new_from_json (const char *text, gssize length, GError **error)
+{
+	g_return_val_if_fail (text != NULL || length == 0, NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	chat_i18n_init ();
+	return chat_message_parse (text, length < 0 ? strlen (text) : (gsize) length, TRUE, error);
+}
+
+static void
+append_json_string (GString *out, const char *s)
+{
+	const char *run = s;
+
+	g_string_append_c (out, '"');
+	for (; *s != '\0'; s++) {
+		guchar c = (guchar) *s;
+		const char *escape = NULL;
+		char buf[8];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		switch (c) {
+		case '"':
+			escape = "\\\"";
+			break;
+		case '\\':
+			escape = "\\\\";
+			break;
+		case '\n':
+			escape = "\\n";
+			break;
+		case '\r':
+			escape = "\\r";
+			break;
+		case '\t':
+			escape = "\\t";
+			break;
+		case '\b':
+			escape = "\\b";
+			break;
+		case '\f':
+			escape = "\\f";
+			break;
+		default:
+			g_snprintf (buf, sizeof buf, "\\u%04x", c);
+			escape = buf;
+		}
+		g_string_append_len (out, run, s - run);
+		g_string_append (out, escape);
+		run = s + 1;
+	}
+	g_string_append_len (out, run, s - run);
+	g_string_append_c (out, '"');
+}
+
+static gboolean
+type_has_sender (ChatMessageType type)
+{
+	return type == CHAT_MESSAGE_TYPE_MESSAGE || type == CHAT_MESSAGE_TYPE_JOIN ||
+	       type == CHAT_MESSAGE_TYPE_LEAVE;
+}
+
+/* Appends the canonical JSON of @self: fixed key order, no whitespace. */
+void
+chat_message_append_json (ChatMessage *self, GString *out)
+{
+	g_string_append (out, "{\"type\":\"");
+	g_string_append (out, type_names[self->type]);
+	g_string_append_c (out, '"');
+	if (self->id != 0)
+		g_string_append_printf (out, ",\"id\":%" G_GUINT64_FORMAT, self->id);
+	if (type_has_sender (self->type) || self->from != 0)
+		g_string_append_printf (out, ",\"from\":%" G_GUINT64_FORMAT, self->from);
+	if (self->to != 0)
+		g_string_append_printf (out, ",\"to\":%" G_GUINT64_FORMAT, self->to);
+	if (self->room_id != 0)
+		g_string_append_printf (out, ",\"room_id\":%" G_GUINT64_FORMAT, self->room_id);
+	if (self->code != NULL) {
+		g_string_append (out, ",\"code\":");
+		append_json_string (out, self->code);
+	}
+	if (self->content != NULL) {
+		g_string_append (out, ",\"content\":");
+		append_json_string (out, self->content);
+	}
+	if (self->data_text != NULL) {
+		g_string_append (out, ",\"data\":");
+		g_string_append_len (out, self->data_text, self->data_text_len);
+	} else if (self->data != NULL) {
+		g_autofree char *text = json_to_string (self->data, FALSE);
+
+		g_string_append (out, ",\"data\":");
+		g_string_append (out, text);
+	}
+	g_string_append_printf (out, ",\"timestamp\":%" G_GINT64_FORMAT "}", self->timestamp);
+}
+
+/**
+ * chat_message_to_json:
+ * @self: a #ChatMessage
+ * @length: (out) (optional): return location for the length in bytes
+ *
+ * Serializes @self as one compact JSON object, the form chathub sends on the wire. Fields that
+ * are not set are left out; `from` is always present on `message`, `join` and `leave`, and
+ * `timestamp` always.
+ *
+ * Returns: (transfer full): the JSON text
+ *
+ * Since: 1.0
+ */
+char *
+chat_message_to_json (ChatMessage *self, gsize *length)
+{
+	GString *out;
+
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+
+	out = g_string_sized_new (128);
+	chat_message_append_json (self, out);
+	if (length != NULL)
+		*length = out->len;
+	return g_string_free (out, FALSE);
+}
+
+/**
+ * chat_message_get_message_type:
+ * @self: a #ChatMessage
+ *
+ * Gets the type of @self.
+ *
+ * Returns: the #ChatMessageType
+ *
+ * Since: 1.0
+ */
+ChatMessageType
+chat_message_get_message_type (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), CHAT_MESSAGE_TYPE_MESSAGE);
+	return self->type;
+}
+
+#define DEFINE_UINT64_ACCESSORS(field, PROP)                                                       \
+	guint64 chat_message_get_##field (ChatMessage *self)                                       \
+	{                                                                                          \
+		g_return_val_if_fail (CHAT_IS_MESSAGE (self), 0);                                  \
+		return self->field;                                                                \
+	}                                                                                          \
+	void chat_message_set_##field (ChatMessage *self, guint64 value)                           \
+	{                                                                                          \
+		g_return_if_fail (CHAT_IS_MESSAGE (self));                                         \
+		if (self->field == value)                                                          \
+			return;                                                                    \
+		self->field = value;                                                               \
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP]);                           \
+	}
+
+/**
+ * chat_message_get_id:
+ * @self: a #ChatMessage
+ *
+ * Gets the server-assigned id of @self.
+ *
+ * Returns: the id, or 0 if none was assigned
+ *
+ * Since: 1.0
+ */
+/**
+ * chat_message_set_id:
+ * @self: a #ChatMessage
+ * @id: the id
+ *
+ * Sets the message id. The hub assigns ids when it relays; this is for tests and tools.
+ *
+ * Since: 1.0
+ */
+DEFINE_UINT64_ACCESSORS (id, PROP_ID)
+
+/**
+ * chat_message_get_from:
+ * @self: a #ChatMessage
+ *
+ * Gets the sender's user id.
+ *
+ * Returns: the user id, 0 for the service itself
+ *
+ * Since: 1.0
+ */
+/**
+ * chat_message_set_from:
+ * @self: a #ChatMessage
+ * @from: the sender's user id
+ *
+ * Sets the sender's user id.
+ *
+ * Since: 1.0
+ */
+DEFINE_UINT64_ACCESSORS (from, PROP_FROM)
+
+/**
+ * chat_message_get_to:
+ * @self: a #ChatMessage
+ *
+ * Gets the user a direct message is addressed to.
+ *
+ * Returns: the user id, or 0
+ *
+ * Since: 1.0
+ */
+/**
+ * chat_message_set_to:
+ * @self: a #ChatMessage
+ * @to: the addressed user id, or 0
+ *
+ * Makes @self a direct message to user @to.
+ *
+ * Since: 1.0
+ */
+DEFINE_UINT64_ACCESSORS (to, PROP_TO)
+
+/**
+ * chat_message_get_room_id:
+ * @self: a #ChatMessage
+ *
+ * Gets the room of @self.
+ *
+ * Returns: the room id, or 0
+ *
+ * Since: 1.0
+ */
+/**
+ * chat_message_set_room_id:
+ * @self: a #ChatMessage
+ * @room_id: the room id, or 0
+ *
+ * Sets the room of @self.
+ *
+ * Since: 1.0
+ */
+DEFINE_UINT64_ACCESSORS (room_id, PROP_ROOM_ID)
+
+/**
+ * chat_message_get_content:
+ * @self: a #ChatMessage
+ *
+ * Gets the text of @self.
+ *
+ * Returns: (nullable): the content
+ *
+ * Since: 1.0
+ */
+const char *
+chat_message_get_content (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+	return self->content;
+}
+
+/**
+ * chat_message_set_content:
+ * @self: a #ChatMessage
+ * @content: (nullable): valid UTF-8 text
+ *
+ * Sets the text of @self.
+ *
+ * Since: 1.0
+ */
+void
+chat_message_set_content (ChatMessage *self, const char *content)
+{
+	g_return_if_fail (CHAT_IS_MESSAGE (self));
+	g_return_if_fail (content == NULL || g_utf8_validate (content, -1, NULL));
+
+	if (replace_str (&self->content, content))
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CONTENT]);
+}
+
+/**
+ * chat_message_get_data:
+ * @self: a #ChatMessage
+ *
+ * Gets the free-form JSON attached to @self.
+ *
+ * Returns: (transfer none) (nullable): the data
+ *
+ * Since: 1.0
+ */
+JsonNode *
+chat_message_get_data (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+	return self->data;
+}
+
+/**
+ * chat_message_set_data:
+ * @self: a #ChatMessage
+ * @data: (nullable) (transfer none): any JSON value
+ *
+ * Attaches free-form JSON to @self.
+ *
+ * Since: 1.0
+ */
+void
+chat_message_set_data (ChatMessage *self, JsonNode *data)
+{
+	g_return_if_fail (CHAT_IS_MESSAGE (self));
+
+	if (data == self->data)
+		return;
+	clear_data (self);
+	if (data != NULL && !JSON_NODE_HOLDS_NULL (data))
+		self->data = json_node_copy (data);
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_DATA]);
+}
+
+/**
+ * chat_message_get_timestamp:
+ * @self: a #ChatMessage
+ *
+ * Gets when the server relayed @self.
+ *
+ * Returns: Unix seconds, or 0
+ *
+ * Since: 1.0
+ */
+gint64
+chat_message_get_timestamp (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), 0);
+	return self->timestamp;
+}
+
+/**
+ * chat_message_set_timestamp:
+ * @self: a #ChatMessage
+ * @timestamp: Unix seconds
+ *
+ * Sets the timestamp of @self.
+ *
+ * Since: 1.0
+ */
+void
+chat_message_set_timestamp (ChatMessage *self, gint64 timestamp)
+{
+	g_return_if_fail (CHAT_IS_MESSAGE (self));
+	g_return_if_fail (timestamp >= 0);
+
+	if (self->timestamp == timestamp)
+		return;
+	self->timestamp = timestamp;
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_TIMESTAMP]);
+}
+
+/**
+ * chat_message_get_code:
+ * @self: a #ChatMessage
+ *
+ * Gets the error code of an `error` message.
+ *
+ * Returns: (nullable): the code, such as `"not_member"`
+ *
+ * Since: 1.0
+ */
+const char *
+chat_message_get_code (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+	return self->code;
+}
+
+/**
+ * chat_message_set_code:
+ * @self: a #ChatMessage
+ * @code: (nullable): a machine-readable error code
+ *
+ * Sets the error code of @self.
+ *
+ * Since: 1.0
+ */
+void
+chat_message_set_code (ChatMessage *self, const char *code)
+{
+	g_return_if_fail (CHAT_IS_MESSAGE (self));
+
+	if (replace_str (&self->code, code))
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CODE]);
+}
+
+/* Internal: sets id/from/timestamp without notify; the hub stamps every relayed message. */
+void
+chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp)
+{
+	self->id = id;
+	self->from = from;
+	self->timestamp = timestamp;
+}
+
+gboolean
+chat_message_has_data (ChatMessage *self)
+{
+	return self->data != NULL;
+}

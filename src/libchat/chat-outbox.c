@@ -1,0 +1,666 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "chat-outbox-private.h"
+
+/* How long a closing connection may take to drain its queue before the socket is closed. */
+#define DRAIN_TIMEOUT_MS 2000
+/* iovecs per sendmsg(); the kernel allows 1024 */
+#define MAX_IOV 256
+#define FRAME_HEADER_MAX 10
+
+struct _ChatOutbox {
+	GOutputStream parent_instance;
+
+	GIOStream *base;     /* the stolen HTTP connection, owned; closing it closes the fd */
+	GSocket *socket;     /* owned */
+	int fd;		     /* -1 once the socket is closed: never write to a reused fd */
+	GSource *flush;	     /* owned ref on the shared ChatFlushSource */
+	GBytes **ring;	     /* queued frames, oldest at ring[head] */
+	guint ring_size;     /* capacity, a power of two */
+	guint head;
+	guint count;
+	gsize head_offset;   /* bytes of ring[head] already written */
+	gsize pending;	     /* bytes queued and not yet written */
+	guint64 bytes_sent;
+	GSource *writable;   /* one-shot G_IO_OUT source after a short write */
+	GSource *deadline;   /* bounds the drain of a closing connection */
+	GTask *close_task;   /* libsoup's close_async, completed once drained */
+	gboolean in_dirty;   /* listed in the flush source */
+	gboolean close_queued; /* libsoup queued a close frame: nothing may follow it */
+	gboolean closing;      /* libsoup asked to close the stream */
+	gboolean dead;	       /* socket failed or closed */
+};
+
+static void chat_outbox_pollable_iface_init (GPollableOutputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (ChatOutbox, chat_outbox, G_TYPE_OUTPUT_STREAM,
+			       G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_OUTPUT_STREAM,
+						      chat_outbox_pollable_iface_init))
+
+static void outbox_flush (ChatOutbox *self);
+static void outbox_finish_close (ChatOutbox *self);
+
+/* ---- the shared flush source ---------------------------------------------------------- */
+
+typedef struct {
+	GSource source;
+	GPtrArray *dirty; /* ChatOutbox*, owned refs */
+	GPtrArray *spare;
+} ChatFlushSource;
+
+static gboolean
+flush_source_prepare (GSource *source, gint *timeout)
+{
+	*timeout = -1;
+	return ((ChatFlushSource *) source)->dirty->len > 0;
+}
+
+static gboolean
+flush_source_check (GSource *source)
+{
+	return ((ChatFlushSource *) source)->dirty->len > 0;
+}
+
+static gboolean
+flush_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ChatFlushSource *fs = (ChatFlushSource *) source;
+	GPtrArray *batch = fs->dirty;
+
+	/* swap first: flushing can close connections, which may queue more work */
+	fs->dirty = fs->spare;
+	fs->spare = batch;
+	for (guint i = 0; i < batch->len; i++) {
+		ChatOutbox *ob = batch->pdata[i];
+
+		ob->in_dirty = FALSE;
+		if (ob->writable == NULL)
+			outbox_flush (ob);
+	}
+	g_ptr_array_set_size (batch, 0);
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+flush_source_finalize (GSource *source)
+{
+	ChatFlushSource *fs = (ChatFlushSource *) source;
+
+	for (guint i = 0; i < fs->dirty->len; i++)
+		((ChatOutbox *) fs->dirty->pdata[i])->in_dirty = FALSE;
+	g_ptr_array_unref (fs->dirty);
+	g_ptr_array_unref (fs->spare);
+}
+
+static GSourceFuncs flush_source_funcs = {
+	.prepare = flush_source_prepare,
+	.check = flush_source_check,
+	.dispatch = flush_source_dispatch,
+	.finalize = flush_source_finalize,
+};
+
+GSource *
+chat_flush_source_new (void)
+{
+	GSource *source = g_source_new (&flush_source_funcs, sizeof (ChatFlushSource));
+	ChatFlushSource *fs = (ChatFlushSource *) source;
+
+	fs->dirty = g_ptr_array_new_with_free_func (g_object_unref);
+	fs->spare = g_ptr_array_new_with_free_func (g_object_unref);
+	/* same priority as socket I/O: a lower one starves exactly when the server is busiest */
+	g_source_set_priority (source, G_PRIORITY_DEFAULT);
+	g_source_set_static_name (source, "chathub flush");
+	return source;
+}
+
+static void
+outbox_mark_dirty (ChatOutbox *self)
+{
+	ChatFlushSource *fs = (ChatFlushSource *) self->flush;
+
+	if (self->in_dirty || self->writable != NULL || self->dead)
+		return;
+	if (g_source_is_destroyed (self->flush)) {
+		/* no main loop will flush for us any more (server gone): write now */
+		outbox_flush (self);
+		return;
+	}
+	self->in_dirty = TRUE;
+	g_ptr_array_add (fs->dirty, g_object_ref (self));
+}
+
+/* ---- frames --------------------------------------------------------------------------- */
+
+static gsize
+frame_header_size (gsize length)
+{
+	return length < 126 ? 2 : length <= G_MAXUINT16 ? 4 : 10;
+}
+
+static void
+frame_write_header (guint8 *out, guint8 opcode, gsize length)
+{
+	out[0] = 0x80 | opcode;
+	if (length < 126) {
+		out[1] = (guint8) length;
+	} else if (length <= G_MAXUINT16) {
+		out[1] = 126;
+		out[2] = (guint8) (length >> 8);
+		out[3] = (guint8) length;
+	} else {
+		out[1] = 127;
+		for (int i = 0; i < 8; i++)
+			out[2 + i] = (guint8) ((guint64) length >> (56 - 8 * i));
+	}
+}
+
+GBytes *
+chat_frame_new (guint8 opcode, const void *payload, gsize length)
+{
+	gsize header = frame_header_size (length);
+	guint8 *data = g_malloc (header + length);
+
+	frame_write_header (data, opcode, length);
+	if (length > 0)
+		memcpy (data + header, payload, length);
+	return g_bytes_new_take (data, header + length);
+}
+
+/* The builder reserves room for the largest header in front of the payload, so a serialized
+ * message becomes a frame without another copy. */
+GString *
+chat_frame_builder_new (void)
+{
+	GString *builder = g_string_sized_new (256);
+
+	g_string_set_size (builder, FRAME_HEADER_MAX);
+	return builder;
+}
+
+GBytes *
+chat_frame_builder_finish (GString *builder)
+{
+	gsize length = builder->len - FRAME_HEADER_MAX;
+	gsize header = frame_header_size (length);
+	gsize offset = FRAME_HEADER_MAX - header;
+	char *data;
+
+	frame_write_header ((guint8 *) builder->str + offset, 0x1, length);
+	data = g_string_free (builder, FALSE);
+	return g_bytes_new_with_free_func (data + offset, header + length, g_free, data);
+}
+
+/* ---- the queue ------------------------------------------------------------------------ */
+
+static void
+ring_push (ChatOutbox *self, GBytes *frame)
+{
+	if (self->count == self->ring_size) {
+		guint new_size = MAX (self->ring_size * 2, 8);
+		GBytes **ring = g_new (GBytes *, new_size);
+
+		for (guint i = 0; i < self->count; i++)
+			ring[i] = self->ring[(self->head + i) & (self->ring_size - 1)];
+		g_free (self->ring);
+		self->ring = ring;
+		self->ring_size = new_size;
+		self->head = 0;
+	}
+	self->ring[(self->head + self->count) & (self->ring_size - 1)] = frame;
+	self->count++;
+	self->pending += g_bytes_get_size (frame);
+}
+
+static GBytes *
+ring_pop (ChatOutbox *self)
+{
+	GBytes *frame = self->ring[self->head];
+
+	self->head = (self->head + 1) & (self->ring_size - 1);
+	self->count--;
+	return frame;
+}
+
+static void
+ring_clear (ChatOutbox *self)
+{
+	while (self->count > 0)
+		g_bytes_unref (ring_pop (self));
+	self->head_offset = 0;
+	self->pending = 0;
+	/* an idle connection keeps no queue memory */
+	g_clear_pointer (&self->ring, g_free);
+	self->ring_size = 0;
+	self->head = 0;
+}
+
+gboolean
+chat_outbox_can_send (ChatOutbox *self)
+{
+	return !self->dead && !self->closing && !self->close_queued;
+}
+
+gboolean
+chat_outbox_push (ChatOutbox *self, GBytes *frame)
+{
+	if (!chat_outbox_can_send (self))
+		return FALSE;
+	ring_push (self, g_bytes_ref (frame));
+	outbox_mark_dirty (self);
+	return TRUE;
+}
+
+gsize
+chat_outbox_get_pending (ChatOutbox *self)
+{
+	return self->pending;
+}
+
+guint64
+chat_outbox_get_bytes_sent (ChatOutbox *self)
+{
+	return self->bytes_sent;
+}
+
+/* Drops every frame not yet started, keeping a partly written head so the byte stream stays
+ * frame-aligned; a close frame queued next then reaches the peer right after it. */
+void
+chat_outbox_drop_unstarted (ChatOutbox *self)
+{
+	guint keep = self->head_offset > 0 ? 1 : 0;
+
+	while (self->count > keep) {
+		guint last = (self->head + self->count - 1) & (self->ring_size - 1);
+
+		self->pending -= g_bytes_get_size (self->ring[last]);
+		g_bytes_unref (self->ring[last]);
+		self->count--;
+	}
+}
+
+static gboolean
+on_writable (GSocket *socket, GIOCondition condition, gpointer user_data)
+{
+	g_autoptr(ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
+
+	g_clear_pointer (&self->writable, g_source_unref);
+	outbox_flush (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+outbox_wait_writable (ChatOutbox *self)
+{
+	if (self->writable != NULL)
+		return;
+	self->writable = g_socket_create_source (self->socket, G_IO_OUT, NULL);
+	g_source_set_callback (self->writable, G_SOURCE_FUNC (on_writable), self, NULL);
+	g_source_attach (self->writable, g_source_get_context (self->flush));
+}
+
+static void
+outbox_fail (ChatOutbox *self)
+{
+	/* the peer is gone: libsoup sees EOF or a reset on its read side and closes */
+	self->dead = TRUE;
+	ring_clear (self);
+}
+
+static void
+outbox_flush (ChatOutbox *self)
+{
+	struct iovec iov[MAX_IOV];
+
+	while (self->count > 0 && !self->dead) {
+		struct msghdr msg = { 0 };
+		gsize total = 0;
+		gssize written;
+		gboolean short_write;
+		guint n = MIN (self->count, MAX_IOV);
+
+		for (guint i = 0; i < n; i++) {
+			gsize size;
+			const guint8 *data = g_bytes_get_data (
+			    self->ring[(self->head + i) & (self->ring_size - 1)], &size);
+
+			if (i == 0) {
+				data += self->head_offset;
+				size -= self->head_offset;
+			}
+			iov[i].iov_base = (void *) data;
+			iov[i].iov_len = size;
+			total += size;
+		}
+		msg.msg_iov = iov;
+		msg.msg_iovlen = n;
+		written = sendmsg (self->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (written < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				outbox_wait_writable (self);
+				return;
+			}
+			g_debug ("outbox: write to fd %d failed: %s", self->fd, g_strerror (errno));
+			outbox_fail (self);
+			break;
+		}
+		self->bytes_sent += written;
+		self->pending -= written;
+		short_write = (gsize) written < total;
+		while (written > 0) {
+			gsize left = g_bytes_get_size (self->ring[self->head]) - self->head_offset;
+
+			if ((gsize) written < left) {
+				self->head_offset += written;
+				break;
+			}
+			written -= left;
+			self->head_offset = 0;
+			g_bytes_unref (ring_pop (self));
+		}
+		if (short_write) {
+			/* the kernel buffer is full */
+			outbox_wait_writable (self);
+			return;
+		}
+	}
+	/* give back the memory of a burst; small rings stay for the next one */
+	if (self->count == 0 && self->ring_size > 64)
+		ring_clear (self);
+	if (self->closing && (self->count == 0 || self->dead))
+		outbox_finish_close (self);
+}
+
+/* ---- closing -------------------------------------------------------------------------- */
+
+static void
+outbox_finish_close (ChatOutbox *self)
+{
+	g_autoptr(GTask) task = g_steal_pointer (&self->close_task);
+
+	if (self->fd >= 0) {
+		char scratch[4096];
+		int budget = 64;
+
+		/* Unread input makes close() send a reset, which can destroy the close frame we
+		 * just sent before the peer reads it: stop writing, then drain what is there. */
+		shutdown (self->fd, SHUT_WR);
+		while (budget-- > 0 && recv (self->fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0)
+			;
+		g_io_stream_close (self->base, NULL, NULL);
+		self->fd = -1;
+	}
+	self->dead = TRUE;
+	self->closing = TRUE;
+	ring_clear (self);
+	if (self->writable != NULL) {
+		g_source_destroy (self->writable);
+		g_clear_pointer (&self->writable, g_source_unref);
+	}
+	if (self->deadline != NULL) {
+		g_source_destroy (self->deadline);
+		g_clear_pointer (&self->deadline, g_source_unref);
+	}
+	if (task != NULL)
+		g_task_return_boolean (task, TRUE);
+}
+
+static gboolean
+on_drain_deadline (gpointer user_data)
+{
+	g_autoptr(ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
+
+	g_clear_pointer (&self->deadline, g_source_unref);
+	g_debug ("outbox: peer did not take the rest of its queue in time");
+	outbox_finish_close (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+outbox_close_async (ChatOutbox *self, GTask *task)
+{
+	self->closing = TRUE;
+	if (self->dead || self->count == 0) {
+		self->close_task = task;
+		outbox_finish_close (self);
+		return;
+	}
+	self->close_task = task;
+	self->deadline = g_timeout_source_new (DRAIN_TIMEOUT_MS);
+	g_source_set_callback (self->deadline, on_drain_deadline, self, NULL);
+	g_source_attach (self->deadline, g_source_get_context (self->flush));
+	if (self->writable == NULL)
+		outbox_flush (self);
+}
+
+/* ---- GOutputStream / GPollableOutputStream: libsoup's own frames ---------------------- */
+
+static gssize
+outbox_write_nonblocking (GPollableOutputStream *stream,
+			  const void *buffer,
+			  gsize count,
+			  GError **error)
+{
+	ChatOutbox *self = CHAT_OUTBOX (stream);
+
+	if (self->dead || self->closing) {
+		g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
+				     "connection closed");
+		return -1;
+	}
+	if (count == 0)
+		return 0;
+	/* libsoup writes one whole frame per call as long as we always take all of it */
+	if ((((const guint8 *) buffer)[0] & 0x0f) == 0x8)
+		self->close_queued = TRUE;
+	ring_push (self, g_bytes_new (buffer, count));
+	outbox_mark_dirty (self);
+	return (gssize) count;
+}
+
+static gssize
+outbox_write_fn (GOutputStream *stream,
+		 const void *buffer,
+		 gsize count,
+		 GCancellable *cancellable,
+		 GError **error)
+{
+	return outbox_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (stream), buffer, count, error);
+}
+
+static gboolean
+outbox_is_writable (GPollableOutputStream *stream)
+{
+	return TRUE;
+}
+
+static GSource *
+outbox_create_source (GPollableOutputStream *stream, GCancellable *cancellable)
+{
+	/* never needed (writes always complete), but it must be a valid, ready source */
+	g_autoptr(GSource) ready = g_idle_source_new ();
+
+	return g_pollable_source_new_full (stream, ready, cancellable);
+}
+
+static gboolean
+outbox_close_fn (GOutputStream *stream, GCancellable *cancellable, GError **error)
+{
+	ChatOutbox *self = CHAT_OUTBOX (stream);
+
+	if (self->fd >= 0 || self->close_task != NULL)
+		outbox_finish_close (self);
+	return TRUE;
+}
+
+static void
+chat_outbox_dispose (GObject *object)
+{
+	ChatOutbox *self = CHAT_OUTBOX (object);
+
+	if (self->writable != NULL) {
+		g_source_destroy (self->writable);
+		g_clear_pointer (&self->writable, g_source_unref);
+	}
+	if (self->deadline != NULL) {
+		g_source_destroy (self->deadline);
+		g_clear_pointer (&self->deadline, g_source_unref);
+	}
+	G_OBJECT_CLASS (chat_outbox_parent_class)->dispose (object);
+}
+
+static void
+chat_outbox_finalize (GObject *object)
+{
+	ChatOutbox *self = CHAT_OUTBOX (object);
+
+	ring_clear (self);
+	g_clear_object (&self->base);
+	g_clear_object (&self->socket);
+	g_clear_pointer (&self->flush, g_source_unref);
+	G_OBJECT_CLASS (chat_outbox_parent_class)->finalize (object);
+}
+
+static void
+chat_outbox_class_init (ChatOutboxClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+	GOutputStreamClass *stream_class = G_OUTPUT_STREAM_CLASS (klass);
+
+	object_class->dispose = chat_outbox_dispose;
+	object_class->finalize = chat_outbox_finalize;
+	stream_class->write_fn = outbox_write_fn;
+	stream_class->close_fn = outbox_close_fn;
+}
+
+static void
+chat_outbox_pollable_iface_init (GPollableOutputStreamInterface *iface)
+{
+	iface->is_writable = outbox_is_writable;
+	iface->create_source = outbox_create_source;
+	iface->write_nonblocking = outbox_write_nonblocking;
+}
+
+static void
+chat_outbox_init (ChatOutbox *self)
+{
+	self->fd = -1;
+}
+
+ChatOutbox *
+chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source)
+{
+	ChatOutbox *self = g_object_new (CHAT_TYPE_OUTBOX, NULL);
+
+	self->base = g_object_ref (base);
+	self->socket = g_object_ref (socket);
+	self->fd = g_socket_get_fd (socket);
+	self->flush = g_source_ref (flush_source);
+	return self;
+}
+
+/* ---- the GIOStream handed to libsoup -------------------------------------------------- */
+
+/* GSimpleIOStream would close on a worker thread and never close the socket; this one
+ * closes on the main thread, after the queue drained. */
+#define CHAT_TYPE_OUTBOX_STREAM (chat_outbox_stream_get_type ())
+G_DECLARE_FINAL_TYPE (ChatOutboxStream, chat_outbox_stream, CHAT, OUTBOX_STREAM, GIOStream)
+
+struct _ChatOutboxStream {
+	GIOStream parent_instance;
+	GInputStream *input; /* the stolen connection's (buffered) input */
+	ChatOutbox *outbox;
+};
+
+G_DEFINE_FINAL_TYPE (ChatOutboxStream, chat_outbox_stream, G_TYPE_IO_STREAM)
+
+static GInputStream *
+outbox_stream_get_input_stream (GIOStream *stream)
+{
+	return CHAT_OUTBOX_STREAM (stream)->input;
+}
+
+static GOutputStream *
+outbox_stream_get_output_stream (GIOStream *stream)
+{
+	return G_OUTPUT_STREAM (CHAT_OUTBOX_STREAM (stream)->outbox);
+}
+
+static gboolean
+outbox_stream_close_fn (GIOStream *stream, GCancellable *cancellable, GError **error)
+{
+	ChatOutbox *outbox = CHAT_OUTBOX_STREAM (stream)->outbox;
+
+	outbox->closing = TRUE;
+	outbox_finish_close (outbox);
+	return TRUE;
+}
+
+static void
+outbox_stream_close_async (GIOStream *stream,
+			   int io_priority,
+			   GCancellable *cancellable,
+			   GAsyncReadyCallback callback,
+			   gpointer user_data)
+{
+	ChatOutboxStream *self = CHAT_OUTBOX_STREAM (stream);
+	GTask *task = g_task_new (stream, cancellable, callback, user_data);
+
+	g_task_set_source_tag (task, outbox_stream_close_async);
+	outbox_close_async (self->outbox, task);
+}
+
+static gboolean
+outbox_stream_close_finish (GIOStream *stream, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+chat_outbox_stream_finalize (GObject *object)
+{
+	ChatOutboxStream *self = CHAT_OUTBOX_STREAM (object);
+
+	g_clear_object (&self->input);
+	g_clear_object (&self->outbox);
+	G_OBJECT_CLASS (chat_outbox_stream_parent_class)->finalize (object);
+}
+
+static void
+chat_outbox_stream_class_init (ChatOutboxStreamClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+	GIOStreamClass *stream_class = G_IO_STREAM_CLASS (klass);
+
+	object_class->finalize = chat_outbox_stream_finalize;
+	stream_class->get_input_stream = outbox_stream_get_input_stream;
+	stream_class->get_output_stream = outbox_stream_get_output_stream;
+	stream_class->close_fn = outbox_stream_close_fn;
+	stream_class->close_async = outbox_stream_close_async;
+	stream_class->close_finish = outbox_stream_close_finish;
+}
+
+static void
+chat_outbox_stream_init (ChatOutboxStream *self)
+{
+}
+
+GIOStream *
+chat_outbox_new_io_stream (ChatOutbox *self)
+{
+	ChatOutboxStream *stream = g_object_new (CHAT_TYPE_OUTBOX_STREAM, NULL);
+
+	stream->input = g_object_ref (g_io_stream_get_input_stream (self->base));
+	stream->outbox = g_object_ref (self);
+	return G_IO_STREAM (stream);
+}

@@ -1,0 +1,784 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <string.h>
+#include <sys/socket.h>
+
+#include <libsoup/soup.h>
+
+#include "chat-client-private.h"
+#include "chat-error.h"
+#include "chat-hub-private.h"
+#include "chat-i18n-private.h"
+#include "chat-limit-extension-private.h"
+#include "chat-outbox-private.h"
+#include "chat-server.h"
+#include "chat-token-verifier-private.h"
+
+/**
+ * SECTION:chat-server
+ * @title: ChatServer
+ * @short_description: the WebSocket endpoint
+ *
+ * A #ChatServer listens for HTTP on one address and serves the WebSocket endpoint
+ * (#ChatServer:path, `/ws` by default). It checks every upgrade request before answering
+ * 101: a request that is not a WebSocket upgrade gets 400, a missing or refused token 401,
+ * and a request over #ChatServer:max-connections 503, each with a JSON body. Accepted
+ * connections become #ChatClient objects registered with the #ChatHub.
+ *
+ * The server also enforces the per-connection limits: the message size (close 1009), binary
+ * frames (1003), the outbox budget (1008, a slow consumer), and the heartbeat: a WebSocket ping
+ * every #ChatServer:ping-interval seconds and a close (1001) after #ChatServer:idle-timeout
+ * seconds without a message or pong.
+ */
+
+#define LISTEN_BACKLOG 4096
+
+struct _ChatServer {
+	GObject parent_instance;
+
+	ChatHub *hub;
+	ChatTokenVerifier *verifier;
+	SoupServer *soup;
+	GSocket *listener;
+	GSource *flush_source;
+	guint heartbeat_id;
+	char *path;
+	char *address;
+	guint16 port;
+	guint max_connections;
+	guint max_message_size;
+	guint outbox_size;
+	guint ping_interval;
+	guint idle_timeout;
+	guint n_connections; /* upgraded or being upgraded */
+	gint64 started;	     /* monotonic µs */
+	guint64 accepted;
+	guint64 refused_bad_request;
+	guint64 refused_token;
+	guint64 refused_busy;
+	guint64 bytes_sent_closed; /* bytes of clients already gone */
+};
+
+G_DEFINE_FINAL_TYPE (ChatServer, chat_server, G_TYPE_OBJECT)
+
+enum {
+	PROP_0,
+	PROP_HUB,
+	PROP_VERIFIER,
+	PROP_PATH,
+	PROP_MAX_CONNECTIONS,
+	PROP_MAX_MESSAGE_SIZE,
+	PROP_OUTBOX_SIZE,
+	PROP_PING_INTERVAL,
+	PROP_IDLE_TIMEOUT,
+	N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+static void restart_heartbeat (ChatServer *self);
+
+static void
+chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+	ChatServer *self = CHAT_SERVER (object);
+
+	switch (prop_id) {
+	case PROP_HUB:
+		g_value_set_object (value, self->hub);
+		break;
+	case PROP_VERIFIER:
+		g_value_set_object (value, self->verifier);
+		break;
+	case PROP_PATH:
+		g_value_set_string (value, self->path);
+		break;
+	case PROP_MAX_CONNECTIONS:
+		g_value_set_uint (value, self->max_connections);
+		break;
+	case PROP_MAX_MESSAGE_SIZE:
+		g_value_set_uint (value, self->max_message_size);
+		break;
+	case PROP_OUTBOX_SIZE:
+		g_value_set_uint (value, self->outbox_size);
+		break;
+	case PROP_PING_INTERVAL:
+		g_value_set_uint (value, self->ping_interval);
+		break;
+	case PROP_IDLE_TIMEOUT:
+		g_value_set_uint (value, self->idle_timeout);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+set_uint (ChatServer *self, guint *slot, guint value, guint prop_id)
+{
+	if (*slot == value)
+		return;
+	*slot = value;
+	g_object_notify_by_pspec (G_OBJECT (self), props[prop_id]);
+}
+
+static void
+chat_server_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+	ChatServer *self = CHAT_SERVER (object);
+
+	switch (prop_id) {
+	case PROP_HUB:
+		self->hub = g_value_dup_object (value);
+		break;
+	case PROP_VERIFIER:
+		self->verifier = g_value_dup_object (value);
+		break;
+	case PROP_PATH:
+		g_free (self->path);
+		self->path = g_value_dup_string (value);
+		break;
+	case PROP_MAX_CONNECTIONS:
+		set_uint (self, &self->max_connections, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_MAX_MESSAGE_SIZE:
+		set_uint (self, &self->max_message_size, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_OUTBOX_SIZE:
+		set_uint (self, &self->outbox_size, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_PING_INTERVAL:
+		set_uint (self, &self->ping_interval, g_value_get_uint (value), prop_id);
+		restart_heartbeat (self);
+		break;
+	case PROP_IDLE_TIMEOUT:
+		set_uint (self, &self->idle_timeout, g_value_get_uint (value), prop_id);
+		restart_heartbeat (self);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_server_dispose (GObject *object)
+{
+	ChatServer *self = CHAT_SERVER (object);
+
+	chat_server_disconnect (self);
+	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
+	if (self->flush_source != NULL) {
+		g_source_destroy (self->flush_source);
+		g_clear_pointer (&self->flush_source, g_source_unref);
+	}
+	g_clear_object (&self->soup);
+	g_clear_object (&self->hub);
+	g_clear_object (&self->verifier);
+	G_OBJECT_CLASS (chat_server_parent_class)->dispose (object);
+}
+
+static void
+chat_server_finalize (GObject *object)
+{
+	ChatServer *self = CHAT_SERVER (object);
+
+	g_free (self->path);
+	g_free (self->address);
+	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
+}
+
+static void
+set_json_response (SoupServerMessage *msg, guint status, const char *error, const char *description)
+{
+	g_autoptr(JsonBuilder) builder = json_builder_new ();
+	g_autoptr(JsonNode) root = NULL;
+	char *body;
+
+	json_builder_begin_object (builder);
+	json_builder_set_member_name (builder, "error");
+	json_builder_add_string_value (builder, error);
+	json_builder_set_member_name (builder, "error_description");
+	json_builder_add_string_value (builder, description);
+	json_builder_end_object (builder);
+	root = json_builder_get_root (builder);
+	body = json_to_string (root, FALSE);
+
+	soup_server_message_set_status (msg, status, NULL);
+	soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE, body,
+					  strlen (body));
+}
+
+static const char *
+find_token (SoupServerMessage *msg, GHashTable *query)
+{
+	const char *authorization = soup_message_headers_get_one (
+	    soup_server_message_get_request_headers (msg), "Authorization");
+
+	if (authorization != NULL) {
+		while (*authorization == ' ')
+			authorization++;
+		if (g_ascii_strncasecmp (authorization, "Bearer ", 7) == 0) {
+			authorization += 7;
+			while (*authorization == ' ')
+				authorization++;
+			return authorization;
+		}
+		return NULL;
+	}
+	return query != NULL ? g_hash_table_lookup (query, "access_token") : NULL;
+}
+
+typedef struct {
+	ChatServer *server; /* owned */
+	guint64 user_id;
+	GArray *rooms;
+	char *remote_address;
+	gboolean done;
+} PendingUpgrade;
+
+static void
+pending_upgrade_free (gpointer data, GClosure *closure)
+{
+	PendingUpgrade *pending = data;
+
+	/* the 101 was never written (the peer vanished): release the reserved slot */
+	if (!pending->done)
+		pending->server->n_connections--;
+	g_clear_pointer (&pending->rooms, g_array_unref);
+	g_free (pending->remote_address);
+	g_object_unref (pending->server);
+	g_free (pending);
+}
+
+static void
+on_client_closed (ChatClient *client, guint code, ChatServer *self)
+{
+	self->n_connections--;
+	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
+	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
+		 chat_client_get_id (client), chat_client_get_user_id (client), code);
+}
+
+static void
+on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
+{
+	ChatServer *self = pending->server;
+	g_autoptr(SoupServerMessage) keep = g_object_ref (msg);
+	g_autoptr(GSocket) socket = NULL;
+	g_autoptr(GIOStream) stolen = NULL;
+	g_autoptr(GIOStream) io = NULL;
+	g_autoptr(ChatOutbox) outbox = NULL;
+	g_autoptr(SoupWebsocketConnection) conn = NULL;
+	g_autoptr(ChatClient) client = NULL;
+	g_autoptr(GUri) uri = g_uri_ref (soup_server_message_get_uri (msg));
+	g_autofree char *origin = g_strdup (soup_message_headers_get_one (
+	    soup_server_message_get_request_headers (msg), "Origin"));
+	GList *extensions;
+
+	if (pending->done)
+		return;
+	pending->done = TRUE;
+	socket = g_object_ref (soup_server_message_get_socket (msg));
+	stolen = soup_server_message_steal_connection (msg);
+	if (stolen == NULL) {
+		self->n_connections--;
+		return;
+	}
+
+	outbox = chat_outbox_new (stolen, socket, self->flush_source);
+	io = chat_outbox_new_io_stream (outbox);
+	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
+	conn = soup_websocket_connection_new (io, uri, SOUP_WEBSOCKET_CONNECTION_SERVER, origin,
+					      NULL, extensions);
+	/* libsoup drops frames over its cap without a close frame, so our own limit (which
+	 * answers 1009 properly) must trip first; never 0 (CVE-2026-0716) */
+	soup_websocket_connection_set_max_incoming_payload_size (
+	    conn, MAX ((guint64) self->max_message_size * 2, 128 * 1024));
+
+	client = chat_client_new (conn, outbox, pending->user_id, pending->rooms,
+				  pending->remote_address, self->outbox_size);
+	self->accepted++;
+	g_signal_connect_object (client, "closed", G_CALLBACK (on_client_closed), self, 0);
+	g_debug ("client %s of user %" G_GUINT64_FORMAT " connected from %s",
+		 chat_client_get_id (client), pending->user_id, pending->remote_address);
+	chat_hub_register_client (self->hub, client);
+}
+
+static void
+handle_request (SoupServer *soup,
+		SoupServerMessage *msg,
+		const char *path,
+		GHashTable *query,
+		gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	SoupMessageHeaders *response_headers = soup_server_message_get_response_headers (msg);
+	const char *remote = soup_server_message_get_remote_host (msg);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GArray) rooms = NULL;
+	const char *reason = NULL;
+	guint64 user_id = 0;
+	PendingUpgrade *pending;
+
+	if (g_strcmp0 (path, self->path) != 0) {
+		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
+		return;
+	}
+	if (!soup_websocket_server_check_handshake (msg, NULL, NULL, NULL, &error)) {
+		self->refused_bad_request++;
+		set_json_response (msg, SOUP_STATUS_BAD_REQUEST, "invalid_request",
+				   "This endpoint only accepts WebSocket upgrade requests");
+		return;
+	}
+	if (!chat_token_verifier_check (self->verifier, find_token (msg, query), &user_id, &rooms,
+					&reason, &error)) {
+		self->refused_token++;
+		g_message (_("Refused a connection from %s: %s"), remote, error->message);
+		set_json_response (msg, SOUP_STATUS_UNAUTHORIZED, "invalid_token", reason);
+		soup_message_headers_replace (response_headers, "WWW-Authenticate",
+					      "Bearer error=\"invalid_token\"");
+		return;
+	}
+	if (self->max_connections > 0 && self->n_connections >= self->max_connections) {
+		self->refused_busy++;
+		g_message (_("Refused a connection from %s: the limit of %u connections is reached"),
+			   remote, self->max_connections);
+		set_json_response (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "server_busy",
+				   "Too many connections; try again later");
+		soup_message_headers_replace (response_headers, "Retry-After", "5");
+		return;
+	}
+
+	/* the 101 carries "Connection: Upgrade", never our "close" */
+	soup_message_headers_remove (response_headers, "Connection");
+	if (!soup_websocket_server_process_handshake (msg, NULL, NULL, NULL, NULL)) {
+		soup_message_headers_replace (response_headers, "Connection", "close");
+		return;
+	}
+	self->n_connections++;
+	pending = g_new0 (PendingUpgrade, 1);
+	pending->server = g_object_ref (self);
+	pending->user_id = user_id;
+	pending->rooms = g_steal_pointer (&rooms);
+	pending->remote_address = g_strdup (remote);
+	g_signal_connect_data (msg, "wrote-informational", G_CALLBACK (on_upgraded), pending,
+			       pending_upgrade_free, 0);
+}
+
+static void
+on_request_started (SoupServer *soup, SoupServerMessage *msg, ChatServer *self)
+{
+	/* libsoup 3.2 leaks keep-alive connections the client closes: every answer but the
+	 * 101 closes the connection (see docs/architecture.md) */
+	soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
+				      "close");
+}
+
+static gboolean
+on_heartbeat (gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	GPtrArray *clients = chat_hub_get_clients_unowned (self->hub);
+	gint64 now = g_get_monotonic_time ();
+	gint64 ping = (gint64) self->ping_interval * G_USEC_PER_SEC;
+	gint64 idle = (gint64) self->idle_timeout * G_USEC_PER_SEC;
+
+	/* closing never unregisters synchronously, but walk backwards to be safe */
+	for (guint i = clients->len; i > 0; i--) {
+		if (i <= clients->len)
+			chat_client_heartbeat (clients->pdata[i - 1], now, ping, idle);
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+restart_heartbeat (ChatServer *self)
+{
+	guint shortest = MIN (self->ping_interval > 0 ? self->ping_interval : G_MAXUINT,
+			      self->idle_timeout > 0 ? self->idle_timeout : G_MAXUINT);
+	guint tick_ms;
+
+	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
+	if (shortest == G_MAXUINT || self->soup == NULL)
+		return;
+	/* one timer for every client; granularity a quarter of the shortest period */
+	tick_ms = CLAMP (shortest * 250, 100, 1000);
+	self->heartbeat_id = g_timeout_add (tick_ms, on_heartbeat, self);
+	g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->heartbeat_id),
+				  "chathub heartbeat");
+}
+
+static void
+chat_server_constructed (GObject *object)
+{
+	ChatServer *self = CHAT_SERVER (object);
+
+	G_OBJECT_CLASS (chat_server_parent_class)->constructed (object);
+
+	self->soup = soup_server_new ("server-header", "chathub/" PACKAGE_VERSION, NULL);
+	/* prebuilt frames cannot be compressed per client, and deflate costs ~90 KB per
+	 * connection and defeats the size limit */
+	soup_server_remove_websocket_extension (self->soup, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
+	soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
+	g_signal_connect (self->soup, "request-started", G_CALLBACK (on_request_started), self);
+
+	self->flush_source = chat_flush_source_new ();
+	g_source_attach (self->flush_source, g_main_context_get_thread_default ());
+	self->started = g_get_monotonic_time ();
+	restart_heartbeat (self);
+}
+
+static void
+chat_server_class_init (ChatServerClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+	chat_i18n_init ();
+
+	object_class->get_property = chat_server_get_property;
+	object_class->set_property = chat_server_set_property;
+	object_class->constructed = chat_server_constructed;
+	object_class->dispose = chat_server_dispose;
+	object_class->finalize = chat_server_finalize;
+
+	/**
+	 * ChatServer:hub:
+	 *
+	 * The hub accepted clients are registered with.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_HUB] = g_param_spec_object ("hub", NULL, NULL, CHAT_TYPE_HUB,
+					       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+						   G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:verifier:
+	 *
+	 * The verifier every upgrade request's token is checked with.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_VERIFIER] = g_param_spec_object ("verifier", NULL, NULL,
+						    CHAT_TYPE_TOKEN_VERIFIER,
+						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+							G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:path:
+	 *
+	 * The path of the WebSocket endpoint.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_PATH] = g_param_spec_string ("path", NULL, NULL, "/ws",
+						G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+						    G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:max-connections:
+	 *
+	 * The most connections at once; more upgrade requests get 503. 0 means no limit.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MAX_CONNECTIONS] = g_param_spec_uint ("max-connections", NULL, NULL, 0,
+							 G_MAXUINT, 0,
+							 G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							     G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:max-message-size:
+	 *
+	 * The largest message a client may send, in bytes, all fragments together; a larger
+	 * one closes the connection with 1009. Applies to connections accepted afterwards.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MAX_MESSAGE_SIZE] = g_param_spec_uint ("max-message-size", NULL, NULL, 1,
+							  64 * 1024 * 1024, 64 * 1024,
+							  G_PARAM_READWRITE |
+							      G_PARAM_EXPLICIT_NOTIFY |
+							      G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:outbox-size:
+	 *
+	 * The most bytes that may wait for one client; a client over it is a slow consumer and
+	 * is closed with 1008. Applies to connections accepted afterwards.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_OUTBOX_SIZE] = g_param_spec_uint ("outbox-size", NULL, NULL, 1024,
+						     G_MAXUINT, 1024 * 1024,
+						     G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							 G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:ping-interval:
+	 *
+	 * Seconds between the WebSocket pings sent to every client; 0 disables them.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_PING_INTERVAL] = g_param_spec_uint ("ping-interval", NULL, NULL, 0, 86400, 54,
+						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							   G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:idle-timeout:
+	 *
+	 * Seconds without a message or pong after which a client is closed with 1001; 0
+	 * disables the check.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout", NULL, NULL, 0, 86400, 60,
+						      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							  G_PARAM_STATIC_STRINGS);
+	g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+static void
+chat_server_init (ChatServer *self)
+{
+	self->max_message_size = 64 * 1024;
+	self->outbox_size = 1024 * 1024;
+	self->ping_interval = 54;
+	self->idle_timeout = 60;
+}
+
+/**
+ * chat_server_new:
+ * @hub: the hub to register clients with
+ * @verifier: the token verifier
+ *
+ * Creates a server. Call chat_server_listen() to start accepting connections; the server runs
+ * on the thread-default main context it was created in.
+ *
+ * Returns: (transfer full): a new #ChatServer
+ *
+ * Since: 1.0
+ */
+ChatServer *
+chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier)
+{
+	g_return_val_if_fail (CHAT_IS_HUB (hub), NULL);
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (verifier), NULL);
+
+	return g_object_new (CHAT_TYPE_SERVER, "hub", hub, "verifier", verifier, NULL);
+}
+
+/**
+ * chat_server_listen:
+ * @self: a #ChatServer
+ * @address: (nullable): an IPv4 or IPv6 address to listen on; %NULL for 127.0.0.1
+ * @port: the TCP port; 0 picks a free one (see chat_server_get_port())
+ * @error: return location for a #GError
+ *
+ * Starts listening. The socket is chathub's own, with a deep accept backlog, so connection
+ * storms are not refused.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_server_listen (ChatServer *self, const char *address, guint16 port, GError **error)
+{
+	g_autoptr(GInetAddress) inet = NULL;
+	g_autoptr(GSocketAddress) socket_address = NULL;
+	g_autoptr(GSocketAddress) bound = NULL;
+	g_autoptr(GSocket) socket = NULL;
+
+	g_return_val_if_fail (CHAT_IS_SERVER (self), FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+	g_return_val_if_fail (self->listener == NULL, FALSE);
+
+	if (address == NULL)
+		address = "127.0.0.1";
+	inet = g_inet_address_new_from_string (address);
+	if (inet == NULL) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+			     _("“%s” is not an IP address"), address);
+		return FALSE;
+	}
+	socket_address = g_inet_socket_address_new (inet, port);
+	socket = g_socket_new (g_inet_address_get_family (inet), G_SOCKET_TYPE_STREAM,
+			       G_SOCKET_PROTOCOL_TCP, error);
+	if (socket == NULL)
+		return FALSE;
+	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
+	if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error) ||
+	    !soup_server_listen_socket (self->soup, socket, 0, error)) {
+		g_prefix_error (error, _("Cannot listen on %s port %u: "), address, port);
+		return FALSE;
+	}
+	bound = g_socket_get_local_address (socket, error);
+	if (bound == NULL)
+		return FALSE;
+	self->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+	g_free (self->address);
+	self->address = g_strdup (address);
+	self->listener = g_steal_pointer (&socket);
+	restart_heartbeat (self);
+	return TRUE;
+}
+
+/**
+ * chat_server_disconnect:
+ * @self: a #ChatServer
+ *
+ * Stops listening. Connected clients stay connected; close them with chat_hub_close_all().
+ *
+ * Since: 1.0
+ */
+void
+chat_server_disconnect (ChatServer *self)
+{
+	g_return_if_fail (CHAT_IS_SERVER (self));
+
+	if (self->soup != NULL)
+		soup_server_disconnect (self->soup);
+	if (self->listener != NULL) {
+		g_socket_close (self->listener, NULL);
+		g_clear_object (&self->listener);
+	}
+}
+
+/**
+ * chat_server_get_port:
+ * @self: a #ChatServer
+ *
+ * Gets the port the server listens on.
+ *
+ * Returns: the port, or 0 if not listening
+ *
+ * Since: 1.0
+ */
+guint16
+chat_server_get_port (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), 0);
+	return self->listener != NULL ? self->port : 0;
+}
+
+/**
+ * chat_server_get_uri:
+ * @self: a #ChatServer
+ *
+ * Gets the WebSocket URI clients connect to, such as `ws://127.0.0.1:8080/ws`.
+ *
+ * Returns: (transfer full) (nullable): the URI, or %NULL if not listening
+ *
+ * Since: 1.0
+ */
+char *
+chat_server_get_uri (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
+
+	if (self->listener == NULL)
+		return NULL;
+	if (strchr (self->address, ':') != NULL)
+		return g_strdup_printf ("ws://[%s]:%u%s", self->address, self->port, self->path);
+	return g_strdup_printf ("ws://%s:%u%s", self->address, self->port, self->path);
+}
+
+/**
+ * chat_server_get_hub:
+ * @self: a #ChatServer
+ *
+ * Gets the hub.
+ *
+ * Returns: (transfer none): the hub
+ *
+ * Since: 1.0
+ */
+ChatHub *
+chat_server_get_hub (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
+	return self->hub;
+}
+
+/**
+ * chat_server_get_verifier:
+ * @self: a #ChatServer
+ *
+ * Gets the token verifier.
+ *
+ * Returns: (transfer none): the verifier
+ *
+ * Since: 1.0
+ */
+ChatTokenVerifier *
+chat_server_get_verifier (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
+	return self->verifier;
+}
+
+/**
+ * chat_server_get_n_connections:
+ * @self: a #ChatServer
+ *
+ * Gets the number of WebSocket connections of this server, those being upgraded included.
+ *
+ * Returns: the number of connections
+ *
+ * Since: 1.0
+ */
+guint
+chat_server_get_n_connections (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), 0);
+	return self->n_connections;
+}
+
+/**
+ * chat_server_get_statistics:
+ * @self: a #ChatServer
+ *
+ * Gets counters since the server was created, as a dictionary (`a{sv}`) with the keys
+ * `connections-accepted`, `refused-bad-request`, `refused-token`, `refused-busy` (t),
+ * `connections` (u), `messages-relayed`, `bytes-sent`, `slow-consumer-closes`,
+ * `idle-closes` (t) and `uptime` (t, seconds).
+ *
+ * Returns: (transfer floating): the statistics
+ *
+ * Since: 1.0
+ */
+GVariant *
+chat_server_get_statistics (ChatServer *self)
+{
+	GVariantBuilder builder;
+	GPtrArray *clients;
+	guint64 bytes_sent;
+
+	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
+
+	bytes_sent = self->bytes_sent_closed;
+	clients = chat_hub_get_clients_unowned (self->hub);
+	for (guint i = 0; i < clients->len; i++)
+		bytes_sent += chat_client_get_bytes_sent (clients->pdata[i]);
+
+	g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+	g_variant_builder_add (&builder, "{sv}", "connections-accepted",
+			       g_variant_new_uint64 (self->accepted));
+	g_variant_builder_add (&builder, "{sv}", "refused-bad-request",
+			       g_variant_new_uint64 (self->refused_bad_request));
+	g_variant_builder_add (&builder, "{sv}", "refused-token",
+			       g_variant_new_uint64 (self->refused_token));
+	g_variant_builder_add (&builder, "{sv}", "refused-busy",
+			       g_variant_new_uint64 (self->refused_busy));
+	g_variant_builder_add (&builder, "{sv}", "connections",
+			       g_variant_new_uint32 (self->n_connections));
+	g_variant_builder_add (&builder, "{sv}", "messages-relayed",
+			       g_variant_new_uint64 (chat_hub_get_messages_relayed (self->hub)));
+	g_variant_builder_add (&builder, "{sv}", "bytes-sent", g_variant_new_uint64 (bytes_sent));
+	g_variant_builder_add (&builder, "{sv}", "slow-consumer-closes",
+			       g_variant_new_uint64 (chat_hub_get_slow_consumer_closes (self->hub)));
+	g_variant_builder_add (&builder, "{sv}", "idle-closes",
+			       g_variant_new_uint64 (chat_hub_get_idle_closes (self->hub)));
+	g_variant_builder_add (&builder, "{sv}", "uptime",
+			       g_variant_new_uint64 ((g_get_monotonic_time () - self->started) /
+						     G_USEC_PER_SEC));
+	return g_variant_builder_end (&builder);
+}

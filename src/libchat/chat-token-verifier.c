@@ -1,0 +1,772 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <jwt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-error.h"
+#include "chat-i18n-private.h"
+#include "chat-token-verifier-private.h"
+
+/**
+ * SECTION:chat-token-verifier
+ * @title: ChatTokenVerifier
+ * @short_description: checks the JWT a client presents
+ *
+ * A #ChatTokenVerifier checks a JSON Web Token against one pinned algorithm and key: a token
+ * whose header names any other algorithm (`none`, or HS256 signed with an RSA public key) is
+ * refused before its signature is even looked at. It then enforces `exp` and `nbf` (with a
+ * small leeway), `iss` and `aud` when configured, and extracts the user id (`user_id`, or a
+ * numeric `sub`) and the optional `rooms` claim.
+ *
+ * libjwt is an implementation detail of this class; it never appears in a public header.
+ */
+
+/* Tokens larger than this are refused before any parsing. */
+#define MAX_TOKEN_LENGTH 8192
+
+struct _ChatTokenVerifier {
+	GObject parent_instance;
+
+	ChatTokenAlgorithm algorithm;
+	GBytes *key;
+	char *issuer;
+	char *audience;
+	guint leeway;
+};
+
+G_DEFINE_FINAL_TYPE (ChatTokenVerifier, chat_token_verifier, G_TYPE_OBJECT)
+
+G_DEFINE_ENUM_TYPE (ChatTokenAlgorithm, chat_token_algorithm,
+		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS256, "HS256"),
+		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS384, "HS384"),
+		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS512, "HS512"),
+		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_RS256, "RS256"),
+		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_ES256, "ES256"))
+
+enum { PROP_0, PROP_ALGORITHM, PROP_ISSUER, PROP_AUDIENCE, PROP_LEEWAY, N_PROPS };
+static GParamSpec *props[N_PROPS];
+
+static const struct {
+	const char *name;
+	jwt_alg_t jwt_alg;
+} algorithms[] = {
+	[CHAT_TOKEN_ALGORITHM_HS256] = { "HS256", JWT_ALG_HS256 },
+	[CHAT_TOKEN_ALGORITHM_HS384] = { "HS384", JWT_ALG_HS384 },
+	[CHAT_TOKEN_ALGORITHM_HS512] = { "HS512", JWT_ALG_HS512 },
+	[CHAT_TOKEN_ALGORITHM_RS256] = { "RS256", JWT_ALG_RS256 },
+	[CHAT_TOKEN_ALGORITHM_ES256] = { "ES256", JWT_ALG_ES256 },
+};
+
+/* Refusal reasons: English on the wire (the 401 body), translated in the GError. */
+static const char *const reason_missing = N_("No token was presented");
+static const char *const reason_malformed = N_("The token is malformed");
+static const char *const reason_algorithm = N_("The token is not signed with the configured algorithm");
+static const char *const reason_signature = N_("The token signature is invalid");
+static const char *const reason_expired = N_("The token has expired");
+static const char *const reason_not_yet = N_("The token is not valid yet");
+static const char *const reason_issuer = N_("The token issuer is not accepted");
+static const char *const reason_audience = N_("The token audience is not accepted");
+static const char *const reason_user = N_("The token carries no valid user id");
+static const char *const reason_rooms = N_("The token rooms claim is not a list of room ids");
+
+/**
+ * chat_token_algorithm_from_string:
+ * @name: an algorithm name such as `"HS256"`
+ * @algorithm: (out): return location for the algorithm
+ * @error: return location for a #GError
+ *
+ * Looks up an algorithm by its JWS name (case-sensitive, as in a token header).
+ *
+ * Returns: %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT otherwise
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_token_algorithm_from_string (const char *name, ChatTokenAlgorithm *algorithm, GError **error)
+{
+	g_return_val_if_fail (name != NULL, FALSE);
+	g_return_val_if_fail (algorithm != NULL, FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+	for (guint i = 0; i < G_N_ELEMENTS (algorithms); i++) {
+		if (strcmp (name, algorithms[i].name) == 0) {
+			*algorithm = (ChatTokenAlgorithm) i;
+			return TRUE;
+		}
+	}
+	g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+		     _("Unsupported token algorithm “%s” (expected HS256, HS384, HS512, RS256 or ES256)"),
+		     name);
+	return FALSE;
+}
+
+/**
+ * chat_token_algorithm_to_string:
+ * @algorithm: a #ChatTokenAlgorithm
+ *
+ * Gets the JWS name of @algorithm.
+ *
+ * Returns: the name, such as `"HS256"`
+ *
+ * Since: 1.0
+ */
+const char *
+chat_token_algorithm_to_string (ChatTokenAlgorithm algorithm)
+{
+	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, NULL);
+	return algorithms[algorithm].name;
+}
+
+static gboolean
+algorithm_is_hmac (ChatTokenAlgorithm algorithm)
+{
+	return algorithm <= CHAT_TOKEN_ALGORITHM_HS512;
+}
+
+static void
+chat_token_verifier_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+	ChatTokenVerifier *self = CHAT_TOKEN_VERIFIER (object);
+
+	switch (prop_id) {
+	case PROP_ALGORITHM:
+		g_value_set_enum (value, self->algorithm);
+		break;
+	case PROP_ISSUER:
+		g_value_set_string (value, self->issuer);
+		break;
+	case PROP_AUDIENCE:
+		g_value_set_string (value, self->audience);
+		break;
+	case PROP_LEEWAY:
+		g_value_set_uint (value, self->leeway);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_token_verifier_set_property (GObject *object,
+				  guint prop_id,
+				  const GValue *value,
+				  GParamSpec *pspec)
+{
+	ChatTokenVerifier *self = CHAT_TOKEN_VERIFIER (object);
+
+	switch (prop_id) {
+	case PROP_ALGORITHM:
+		self->algorithm = g_value_get_enum (value);
+		break;
+	case PROP_ISSUER:
+		chat_token_verifier_set_issuer (self, g_value_get_string (value));
+		break;
+	case PROP_AUDIENCE:
+		chat_token_verifier_set_audience (self, g_value_get_string (value));
+		break;
+	case PROP_LEEWAY:
+		chat_token_verifier_set_leeway (self, g_value_get_uint (value));
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_token_verifier_finalize (GObject *object)
+{
+	ChatTokenVerifier *self = CHAT_TOKEN_VERIFIER (object);
+
+	g_clear_pointer (&self->key, g_bytes_unref);
+	g_free (self->issuer);
+	g_free (self->audience);
+	G_OBJECT_CLASS (chat_token_verifier_parent_class)->finalize (object);
+}
+
+static void
+chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+	chat_i18n_init ();
+
+	object_class->get_property = chat_token_verifier_get_property;
+	object_class->set_property = chat_token_verifier_set_property;
+	object_class->finalize = chat_token_verifier_finalize;
+
+	/**
+	 * ChatTokenVerifier:algorithm:
+	 *
+	 * The one algorithm tokens must be signed with.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ALGORITHM] = g_param_spec_enum ("algorithm", NULL, NULL,
+						   CHAT_TYPE_TOKEN_ALGORITHM,
+						   CHAT_TOKEN_ALGORITHM_HS256,
+						   G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+						       G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatTokenVerifier:issuer:
+	 *
+	 * When set, the `iss` claim must equal it.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ISSUER] = g_param_spec_string ("issuer", NULL, NULL, NULL,
+						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						      G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatTokenVerifier:audience:
+	 *
+	 * When set, the `aud` claim (a string or an array of strings) must contain it.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_AUDIENCE] = g_param_spec_string ("audience", NULL, NULL, NULL,
+						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatTokenVerifier:leeway:
+	 *
+	 * Seconds of clock skew tolerated when checking `exp` and `nbf`.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_LEEWAY] = g_param_spec_uint ("leeway", NULL, NULL, 0, 3600, 30,
+						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						    G_PARAM_STATIC_STRINGS);
+
+	g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+static void
+chat_token_verifier_init (ChatTokenVerifier *self)
+{
+	self->leeway = 30;
+}
+
+static gboolean
+key_looks_like_pem_public_key (GBytes *key)
+{
+	gsize len;
+	const char *data = g_bytes_get_data (key, &len);
+	g_autofree char *text = g_strndup (data, len);
+
+	return strstr (text, "-----BEGIN PUBLIC KEY-----") != NULL ||
+	       strstr (text, "-----BEGIN RSA PUBLIC KEY-----") != NULL;
+}
+
+/**
+ * chat_token_verifier_new:
+ * @algorithm: the algorithm tokens must use
+ * @key: the shared secret (HS*) or the PEM public key (RS256, ES256)
+ *
+ * @error: return location for a #GError
+ *
+ * Creates a verifier pinned to @algorithm and @key.
+ *
+ * Returns: (transfer full): the verifier, or %NULL with %CHAT_ERROR_INVALID_ARGUMENT if @key is
+ *   empty or not a PEM public key where one is needed
+ *
+ * Since: 1.0
+ */
+ChatTokenVerifier *
+chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **error)
+{
+	ChatTokenVerifier *self;
+
+	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, NULL);
+	g_return_val_if_fail (key != NULL, NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	chat_i18n_init ();
+	if (g_bytes_get_size (key) == 0) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+				     _("The token key is empty"));
+		return NULL;
+	}
+	if (!algorithm_is_hmac (algorithm) && !key_looks_like_pem_public_key (key)) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+			     _("The key for %s must be a PEM public key"),
+			     algorithms[algorithm].name);
+		return NULL;
+	}
+
+	self = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, "algorithm", algorithm, NULL);
+	self->key = g_bytes_ref (key);
+	return self;
+}
+
+/**
+ * chat_token_verifier_get_algorithm:
+ * @self: a #ChatTokenVerifier
+ *
+ * Gets the algorithm @self is pinned to.
+ *
+ * Returns: the algorithm
+ *
+ * Since: 1.0
+ */
+ChatTokenAlgorithm
+chat_token_verifier_get_algorithm (ChatTokenVerifier *self)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), CHAT_TOKEN_ALGORITHM_HS256);
+	return self->algorithm;
+}
+
+/**
+ * chat_token_verifier_get_issuer:
+ * @self: a #ChatTokenVerifier
+ *
+ * Gets the required issuer.
+ *
+ * Returns: (nullable): the issuer, or %NULL if any is accepted
+ *
+ * Since: 1.0
+ */
+const char *
+chat_token_verifier_get_issuer (ChatTokenVerifier *self)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), NULL);
+	return self->issuer;
+}
+
+static void
+set_optional_string (ChatTokenVerifier *self, char **slot, const char *value, GParamSpec *pspec)
+{
+	if (value != NULL && *value == '\0')
+		value = NULL;
+	if (g_strcmp0 (*slot, value) == 0)
+		return;
+	g_free (*slot);
+	*slot = g_strdup (value);
+	g_object_notify_by_pspec (G_OBJECT (self), pspec);
+}
+
+/**
+ * chat_token_verifier_set_issuer:
+ * @self: a #ChatTokenVerifier
+ * @issuer: (nullable): the required `iss`, or %NULL (or "") to accept any
+ *
+ * Requires tokens to carry `iss` equal to @issuer.
+ *
+ * Since: 1.0
+ */
+void
+chat_token_verifier_set_issuer (ChatTokenVerifier *self, const char *issuer)
+{
+	g_return_if_fail (CHAT_IS_TOKEN_VERIFIER (self));
+	set_optional_string (self, &self->issuer, issuer, props[PROP_ISSUER]);
+}
+
+/**
+ * chat_token_verifier_get_audience:
+ * @self: a #ChatTokenVerifier
+ *
+ * Gets the required audience.
+ *
+ * Returns: (nullable): the audience, or %NULL if any is accepted
+ *
+ * Since: 1.0
+ */
+const char *
+chat_token_verifier_get_audience (ChatTokenVerifier *self)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), NULL);
+	return self->audience;
+}
+
+/**
+ * chat_token_verifier_set_audience:
+ * @self: a #ChatTokenVerifier
+ * @audience: (nullable): the required `aud`, or %NULL (or "") to accept any
+ *
+ * Requires tokens whose `aud` (a string or an array) contains @audience.
+ *
+ * Since: 1.0
+ */
+void
+chat_token_verifier_set_audience (ChatTokenVerifier *self, const char *audience)
+{
+	g_return_if_fail (CHAT_IS_TOKEN_VERIFIER (self));
+	set_optional_string (self, &self->audience, audience, props[PROP_AUDIENCE]);
+}
+
+/**
+ * chat_token_verifier_get_leeway:
+ * @self: a #ChatTokenVerifier
+ *
+ * Gets the tolerated clock skew.
+ *
+ * Returns: seconds
+ *
+ * Since: 1.0
+ */
+guint
+chat_token_verifier_get_leeway (ChatTokenVerifier *self)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), 0);
+	return self->leeway;
+}
+
+/**
+ * chat_token_verifier_set_leeway:
+ * @self: a #ChatTokenVerifier
+ * @seconds: tolerated clock skew, at most 3600
+ *
+ * Sets how many seconds past `exp` or before `nbf` a token is still accepted.
+ *
+ * Since: 1.0
+ */
+void
+chat_token_verifier_set_leeway (ChatTokenVerifier *self, guint seconds)
+{
+	g_return_if_fail (CHAT_IS_TOKEN_VERIFIER (self));
+	g_return_if_fail (seconds <= 3600);
+
+	if (self->leeway == seconds)
+		return;
+	self->leeway = seconds;
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_LEEWAY]);
+}
+
+/* json_from_string() wants nul-terminated text */
+static JsonNode *
+json_from_string_len (const char *text, gsize len)
+{
+	g_autofree char *copy = g_strndup (text, len);
+
+	if (strlen (copy) != len)
+		return NULL;
+	return json_from_string (copy, NULL);
+}
+
+static JsonNode *
+decode_segment_json (const char *segment, gsize len)
+{
+	g_autofree char *b64 = g_malloc (len + 4);
+	g_autofree guchar *raw = NULL;
+	gsize raw_len = 0, n = len;
+
+	for (gsize i = 0; i < len; i++) {
+		char c = segment[i];
+
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (!g_ascii_isalnum (c))
+			return NULL; /* '=' padding, '+', '/' are not base64url */
+		b64[i] = c;
+	}
+	while (n % 4 != 0)
+		b64[n++] = '=';
+	b64[n] = '\0';
+	if (len % 4 == 1)
+		return NULL;
+	raw = g_base64_decode (b64, &raw_len);
+	if (raw == NULL || raw_len == 0)
+		return NULL;
+	return json_from_string_len ((const char *) raw, raw_len);
+}
+
+static gboolean
+node_is_int (JsonNode *node)
+{
+	return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64;
+}
+
+static gboolean
+node_is_number (JsonNode *node)
+{
+	return JSON_NODE_HOLDS_VALUE (node) && (json_node_get_value_type (node) == G_TYPE_INT64 ||
+						json_node_get_value_type (node) == G_TYPE_DOUBLE);
+}
+
+static gboolean
+node_is_string (JsonNode *node)
+{
+	return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+static gboolean
+parse_user_id (JsonObject *claims, guint64 *user_id)
+{
+	JsonNode *node = json_object_get_member (claims, "user_id");
+
+	if (node != NULL) {
+		if (!node_is_int (node) || json_node_get_int (node) <= 0)
+			return FALSE;
+		*user_id = (guint64) json_node_get_int (node);
+		return TRUE;
+	}
+	node = json_object_get_member (claims, "sub");
+	if (node == NULL)
+		return FALSE;
+	if (node_is_int (node)) {
+		if (json_node_get_int (node) <= 0)
+			return FALSE;
+		*user_id = (guint64) json_node_get_int (node);
+		return TRUE;
+	}
+	if (node_is_string (node)) {
+		const char *sub = json_node_get_string (node);
+		guint64 value = 0;
+
+		if (*sub == '\0' || !g_ascii_isdigit (*sub))
+			return FALSE;
+		if (!g_ascii_string_to_unsigned (sub, 10, 1, G_MAXINT64, &value, NULL))
+			return FALSE;
+		*user_id = value;
+		return TRUE;
+	}
+	return FALSE;
+}
+
+static gboolean
+audience_matches (JsonNode *aud, const char *audience)
+{
+	if (node_is_string (aud))
+		return strcmp (json_node_get_string (aud), audience) == 0;
+	if (JSON_NODE_HOLDS_ARRAY (aud)) {
+		JsonArray *array = json_node_get_array (aud);
+
+		for (guint i = 0; i < json_array_get_length (array); i++) {
+			JsonNode *element = json_array_get_element (array, i);
+
+			if (node_is_string (element) &&
+			    strcmp (json_node_get_string (element), audience) == 0)
+				return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static GArray *
+parse_rooms (JsonNode *node)
+{
+	g_autoptr(GArray) rooms = g_array_new (FALSE, FALSE, sizeof (guint64));
+	JsonArray *array;
+
+	if (!JSON_NODE_HOLDS_ARRAY (node))
+		return NULL;
+	array = json_node_get_array (node);
+	for (guint i = 0; i < json_array_get_length (array); i++) {
+		JsonNode *element = json_array_get_element (array, i);
+		guint64 room;
+
+		if (!node_is_int (element) || json_node_get_int (element) <= 0)
+			return NULL;
+		room = (guint64) json_node_get_int (element);
+		g_array_append_val (rooms, room);
+	}
+	return g_steal_pointer (&rooms);
+}
+
+static gboolean
+refuse (const char *reason, const char **wire_reason, GError **error)
+{
+	if (wire_reason != NULL)
+		*wire_reason = reason;
+	g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN, _(reason));
+	return FALSE;
+}
+
+static void
+jwt_freep (jwt_t **jwt)
+{
+	g_clear_pointer (jwt, jwt_free);
+}
+
+/* Like chat_token_verifier_verify(), and also returns the untranslated reason for the wire. */
+gboolean
+chat_token_verifier_check (ChatTokenVerifier *self,
+			   const char *token,
+			   guint64 *user_id,
+			   GArray **rooms,
+			   const char **wire_reason,
+			   GError **error)
+{
+	__attribute__((cleanup (jwt_freep))) jwt_t *jwt = NULL;
+	g_autoptr(JsonNode) header = NULL;
+	g_autoptr(JsonNode) claims_node = NULL;
+	g_autofree char *claims_json = NULL;
+	const char *dot1, *dot2, *alg;
+	JsonObject *claims;
+	JsonNode *node;
+	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	guint64 uid = 0;
+	gsize len;
+
+	if (token == NULL || *token == '\0')
+		return refuse (reason_missing, wire_reason, error);
+	len = strlen (token);
+	if (len > MAX_TOKEN_LENGTH)
+		return refuse (reason_malformed, wire_reason, error);
+
+	/* Pin the algorithm before libjwt sees the token: libjwt 1.10 verifies with whatever
+	 * algorithm the header names, which is how "alg confusion" attacks work. */
+	dot1 = strchr (token, '.');
+	dot2 = dot1 != NULL ? strchr (dot1 + 1, '.') : NULL;
+	if (dot1 == NULL || dot2 == NULL || strchr (dot2 + 1, '.') != NULL || dot2[1] == '\0')
+		return refuse (reason_malformed, wire_reason, error);
+	header = decode_segment_json (token, dot1 - token);
+	if (header == NULL || !JSON_NODE_HOLDS_OBJECT (header))
+		return refuse (reason_malformed, wire_reason, error);
+	node = json_object_get_member (json_node_get_object (header), "alg");
+	if (node == NULL || !node_is_string (node))
+		return refuse (reason_malformed, wire_reason, error);
+	alg = json_node_get_string (node);
+	if (strcmp (alg, algorithms[self->algorithm].name) != 0)
+		return refuse (reason_algorithm, wire_reason, error);
+	if (json_object_has_member (json_node_get_object (header), "crit"))
+		return refuse (reason_malformed, wire_reason, error);
+
+	if (jwt_decode (&jwt,
+			token,
+			g_bytes_get_data (self->key, NULL),
+			(int) g_bytes_get_size (self->key)) != 0 ||
+	    jwt == NULL)
+		return refuse (reason_signature, wire_reason, error);
+	if (jwt_get_alg (jwt) != algorithms[self->algorithm].jwt_alg)
+		return refuse (reason_algorithm, wire_reason, error);
+
+	claims_json = jwt_get_grants_json (jwt, NULL);
+	if (claims_json == NULL)
+		return refuse (reason_malformed, wire_reason, error);
+	claims_node = json_from_string (claims_json, NULL);
+	if (claims_node == NULL || !JSON_NODE_HOLDS_OBJECT (claims_node))
+		return refuse (reason_malformed, wire_reason, error);
+	claims = json_node_get_object (claims_node);
+
+	node = json_object_get_member (claims, "exp");
+	if (node != NULL) {
+		if (!node_is_number (node))
+			return refuse (reason_malformed, wire_reason, error);
+		if ((gdouble) now > json_node_get_double (node) + self->leeway)
+			return refuse (reason_expired, wire_reason, error);
+	}
+	node = json_object_get_member (claims, "nbf");
+	if (node != NULL) {
+		if (!node_is_number (node))
+			return refuse (reason_malformed, wire_reason, error);
+		if ((gdouble) now + self->leeway < json_node_get_double (node))
+			return refuse (reason_not_yet, wire_reason, error);
+	}
+	if (self->issuer != NULL) {
+		node = json_object_get_member (claims, "iss");
+		if (node == NULL || !node_is_string (node) ||
+		    strcmp (json_node_get_string (node), self->issuer) != 0)
+			return refuse (reason_issuer, wire_reason, error);
+	}
+	if (self->audience != NULL) {
+		node = json_object_get_member (claims, "aud");
+		if (node == NULL || !audience_matches (node, self->audience))
+			return refuse (reason_audience, wire_reason, error);
+	}
+	if (!parse_user_id (claims, &uid))
+		return refuse (reason_user, wire_reason, error);
+
+	node = json_object_get_member (claims, "rooms");
+	if (node != NULL) {
+		g_autoptr(GArray) allowed = parse_rooms (node);
+
+		if (allowed == NULL)
+			return refuse (reason_rooms, wire_reason, error);
+		if (rooms != NULL)
+			*rooms = g_steal_pointer (&allowed);
+	} else if (rooms != NULL) {
+		*rooms = NULL;
+	}
+	if (user_id != NULL)
+		*user_id = uid;
+	return TRUE;
+}
+
+/**
+ * chat_token_verifier_verify:
+ * @self: a #ChatTokenVerifier
+ * @token: the compact JWT, as sent by a client
+ * @user_id: (out) (optional): return location for the user id
+ * @rooms: (out) (optional) (nullable) (transfer full) (element-type guint64): return location
+ *   for the rooms the token is limited to, or %NULL when it carries no `rooms` claim
+ * @error: return location for a #GError
+ *
+ * Checks @token: its header must name the pinned algorithm, its signature must verify with the
+ * key, `exp` and `nbf` must hold (within #ChatTokenVerifier:leeway), `iss` and `aud` must match
+ * when configured, and it must carry a user id greater than 0.
+ *
+ * Returns: %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN saying why
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_token_verifier_verify (ChatTokenVerifier *self,
+			    const char *token,
+			    guint64 *user_id,
+			    GArray **rooms,
+			    GError **error)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+	return chat_token_verifier_check (self, token, user_id, rooms, NULL, error);
+}
+
+/**
+ * chat_token_sign:
+ * @algorithm: the algorithm to sign with
+ * @key: the shared secret (HS*) or the PEM private key (RS256, ES256)
+ * @claims: (transfer none): the claims, e.g. `user_id`, `exp`, `rooms`
+ * @error: return location for a #GError
+ *
+ * Creates a signed compact JWT. Meant for development, tests and tools such as
+ * `chathubctl token`; production tokens normally come from an identity provider.
+ *
+ * Returns: (transfer full): the token, or %NULL with %CHAT_ERROR_INVALID_ARGUMENT
+ *
+ * Since: 1.0
+ */
+char *
+chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, GError **error)
+{
+	__attribute__((cleanup (jwt_freep))) jwt_t *jwt = NULL;
+	g_autoptr(JsonNode) node = NULL;
+	g_autofree char *json = NULL;
+	char *encoded;
+	char *token;
+
+	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, NULL);
+	g_return_val_if_fail (key != NULL, NULL);
+	g_return_val_if_fail (claims != NULL, NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	chat_i18n_init ();
+	node = json_node_init_object (json_node_alloc (), claims);
+	json = json_to_string (node, FALSE);
+	if (jwt_new (&jwt) != 0 || jwt_add_grants_json (jwt, json) != 0 ||
+	    jwt_set_alg (jwt,
+			 algorithms[algorithm].jwt_alg,
+			 g_bytes_get_data (key, NULL),
+			 (int) g_bytes_get_size (key)) != 0) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+				     _("Cannot create a token with these claims and this key"));
+		return NULL;
+	}
+	encoded = jwt_encode_str (jwt);
+	if (encoded == NULL) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+			     _("Cannot sign the token: %s"), g_strerror (errno));
+		return NULL;
+	}
+	token = g_strdup (encoded);
+	free (encoded);
+	return token;
+}
