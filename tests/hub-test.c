@@ -1,0 +1,564 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * ChatHub and ChatServer in one process: a real server on a loopback port and real libsoup
+ * WebSocket clients, driving the public API and its signals.
+ */
+
+#include <libsoup/soup.h>
+#include <string.h>
+
+#include "chat-test-utils.h"
+
+typedef struct {
+	SoupWebsocketConnection *conn;
+	GPtrArray *received; /* ChatMessage* */
+	gboolean failed;
+	gboolean closed;
+	gushort close_code;
+	char *close_data;
+} TestClient;
+
+typedef struct {
+	ChatHub *hub;
+	ChatTokenVerifier *verifier;
+	ChatServer *server;
+	SoupSession *session;
+	char *uri;
+	GPtrArray *registered;	 /* ChatClient* */
+	GPtrArray *unregistered; /* ChatClient* */
+	GArray *unregistered_codes;
+	GPtrArray *broadcasts; /* ChatMessage* */
+} Fixture;
+
+static void
+on_registered (ChatHub *hub, ChatClient *client, Fixture *fixture)
+{
+	g_ptr_array_add (fixture->registered, g_object_ref (client));
+}
+
+static void
+on_unregistered (ChatHub *hub, ChatClient *client, guint code, Fixture *fixture)
+{
+	g_ptr_array_add (fixture->unregistered, g_object_ref (client));
+	g_array_append_val (fixture->unregistered_codes, code);
+}
+
+static void
+on_broadcast (ChatHub *hub, ChatMessage *message, Fixture *fixture)
+{
+	g_ptr_array_add (fixture->broadcasts, g_object_ref (message));
+}
+
+static void
+fixture_setup (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr(GError) error = NULL;
+
+	fixture->hub = chat_hub_new ();
+	fixture->verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
+	g_assert_no_error (error);
+	fixture->server = chat_server_new (fixture->hub, fixture->verifier);
+	g_assert_true (chat_server_listen (fixture->server, "127.0.0.1", 0, &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_server_get_port (fixture->server), >, 0);
+	fixture->uri = chat_server_get_uri (fixture->server);
+	fixture->session = soup_session_new ();
+	fixture->registered = g_ptr_array_new_with_free_func (g_object_unref);
+	fixture->unregistered = g_ptr_array_new_with_free_func (g_object_unref);
+	fixture->unregistered_codes = g_array_new (FALSE, FALSE, sizeof (guint));
+	fixture->broadcasts = g_ptr_array_new_with_free_func (g_object_unref);
+	g_signal_connect (fixture->hub, "client-registered", G_CALLBACK (on_registered), fixture);
+	g_signal_connect (fixture->hub, "client-unregistered", G_CALLBACK (on_unregistered), fixture);
+	g_signal_connect (fixture->hub, "broadcast", G_CALLBACK (on_broadcast), fixture);
+}
+
+static gboolean
+hub_is_empty (gpointer data)
+{
+	return chat_hub_get_n_clients (((Fixture *) data)->hub) == 0;
+}
+
+static void
+fixture_teardown (Fixture *fixture, gconstpointer data)
+{
+	chat_hub_close_all (fixture->hub, CHAT_CLOSE_CODE_GOING_AWAY, "test over");
+	chat_test_wait_until (hub_is_empty, fixture, 10000);
+	g_signal_handlers_disconnect_by_data (fixture->hub, fixture);
+	g_clear_object (&fixture->session);
+	g_clear_object (&fixture->server);
+	g_clear_object (&fixture->verifier);
+	g_assert_finalize_object (g_steal_pointer (&fixture->hub));
+	g_free (fixture->uri);
+	g_ptr_array_unref (fixture->registered);
+	g_ptr_array_unref (fixture->unregistered);
+	g_array_unref (fixture->unregistered_codes);
+	g_ptr_array_unref (fixture->broadcasts);
+	/* let deferred closes finish before the next test */
+	while (g_main_context_iteration (NULL, FALSE))
+		;
+}
+
+/* ---- a small WebSocket client --------------------------------------------------------- */
+
+static void
+client_on_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, TestClient *client)
+{
+	g_autoptr(GError) error = NULL;
+	gsize size;
+	const char *text = g_bytes_get_data (bytes, &size);
+	ChatMessage *message = chat_message_new_from_json (text, size, &error);
+
+	g_assert_no_error (error);
+	g_ptr_array_add (client->received, message);
+}
+
+static void
+client_on_closed (SoupWebsocketConnection *conn, TestClient *client)
+{
+	client->closed = TRUE;
+	client->close_code = soup_websocket_connection_get_close_code (conn);
+	client->close_data = g_strdup (soup_websocket_connection_get_close_data (conn));
+}
+
+static void
+client_on_connected (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	TestClient *client = user_data;
+	g_autoptr(GError) error = NULL;
+
+	client->conn = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
+	if (client->conn == NULL) {
+		client->failed = TRUE;
+		return;
+	}
+	g_signal_connect (client->conn, "message", G_CALLBACK (client_on_message), client);
+	g_signal_connect (client->conn, "closed", G_CALLBACK (client_on_closed), client);
+}
+
+static gboolean
+client_settled (gpointer data)
+{
+	TestClient *client = data;
+
+	return client->conn != NULL || client->failed;
+}
+
+static TestClient *
+client_connect_with_token (Fixture *fixture, const char *token)
+{
+	TestClient *client = g_new0 (TestClient, 1);
+	g_autoptr(SoupMessage) msg = soup_message_new ("GET", fixture->uri);
+	g_autofree char *authorization = g_strdup_printf ("Bearer %s", token);
+
+	client->received = g_ptr_array_new_with_free_func (g_object_unref);
+	soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
+				      authorization);
+	soup_session_websocket_connect_async (fixture->session, msg, NULL, NULL,
+					      G_PRIORITY_DEFAULT, NULL, client_on_connected, client);
+	chat_test_wait_until (client_settled, client, 5000);
+	return client;
+}
+
+typedef struct {
+	Fixture *fixture;
+	guint count;
+} RegisteredCount;
+
+static gboolean
+registered_at_least (gpointer data)
+{
+	RegisteredCount *wait = data;
+
+	return wait->fixture->registered->len >= wait->count;
+}
+
+static TestClient *
+client_connect (Fixture *fixture, guint64 user_id)
+{
+	g_autofree char *token = chat_test_token_for_user (user_id);
+	RegisteredCount wait = { fixture, fixture->registered->len + 1 };
+	TestClient *client = client_connect_with_token (fixture, token);
+
+	g_assert_false (client->failed);
+	chat_test_wait_until (registered_at_least, &wait, 5000);
+	return client;
+}
+
+static gboolean
+client_is_closed (gpointer data)
+{
+	return ((TestClient *) data)->closed;
+}
+
+static void
+client_free (TestClient *client)
+{
+	if (client->conn != NULL) {
+		if (soup_websocket_connection_get_state (client->conn) == SOUP_WEBSOCKET_STATE_OPEN)
+			soup_websocket_connection_close (client->conn, 1000, NULL);
+		if (soup_websocket_connection_get_state (client->conn) != SOUP_WEBSOCKET_STATE_CLOSED)
+			chat_test_wait_until (client_is_closed, client, 10000);
+		g_signal_handlers_disconnect_by_data (client->conn, client);
+		g_object_unref (client->conn);
+	}
+	g_ptr_array_unref (client->received);
+	g_free (client->close_data);
+	g_free (client);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TestClient, client_free)
+
+typedef struct {
+	TestClient *client;
+	guint count;
+} ReceivedCount;
+
+static gboolean
+received_at_least (gpointer data)
+{
+	ReceivedCount *wait = data;
+
+	return wait->client->received->len >= wait->count;
+}
+
+static ChatMessage *
+client_wait_message (TestClient *client, guint index)
+{
+	ReceivedCount wait = { client, index + 1 };
+
+	chat_test_wait_until (received_at_least, &wait, 5000);
+	return client->received->pdata[index];
+}
+
+static void
+client_send (TestClient *client, const char *json)
+{
+	soup_websocket_connection_send_text (client->conn, json);
+}
+
+/* Sends a ping and waits for its pong: everything sent before has been handled. */
+static void
+client_sync (TestClient *client)
+{
+	guint before = client->received->len;
+
+	client_send (client, "{\"type\":\"ping\"}");
+	for (guint i = before;; i++) {
+		if (chat_message_get_message_type (client_wait_message (client, i)) ==
+		    CHAT_MESSAGE_TYPE_PONG) {
+			g_ptr_array_remove_index (client->received, i);
+			return;
+		}
+	}
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void
+test_hub_register_signals (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) alice = client_connect (fixture, 11);
+	g_autoptr(TestClient) bob = client_connect (fixture, 22);
+	ChatClient *first;
+	g_autoptr(GPtrArray) clients = NULL;
+	g_autoptr(GPtrArray) bobs = NULL;
+	RegisteredCount wait;
+
+	g_assert_cmpuint (fixture->registered->len, ==, 2);
+	first = fixture->registered->pdata[0];
+	g_assert_cmpuint (chat_client_get_user_id (first), ==, 11);
+	g_assert_cmpuint (chat_client_get_user_id (fixture->registered->pdata[1]), ==, 22);
+	g_assert_cmpstr (chat_client_get_remote_address (first), ==, "127.0.0.1");
+	g_assert_cmpint (chat_client_get_connected_since (first), >, 1700000000);
+	g_assert_true (chat_client_is_open (first));
+	g_assert_true (chat_hub_lookup_client (fixture->hub, chat_client_get_id (first)) == first);
+	g_assert_cmpstr (chat_client_get_id (first), !=, chat_client_get_id (fixture->registered->pdata[1]));
+	g_assert_cmpuint (chat_hub_get_n_clients (fixture->hub), ==, 2);
+	clients = chat_hub_list_clients (fixture->hub);
+	g_assert_cmpuint (clients->len, ==, 2);
+	bobs = chat_hub_list_user_clients (fixture->hub, 22);
+	g_assert_cmpuint (bobs->len, ==, 1);
+
+	/* a client closing normally unregisters with its code */
+	soup_websocket_connection_close (alice->conn, 1000, "bye");
+	chat_test_wait_until (client_is_closed, alice, 5000);
+	wait.fixture = fixture;
+	(void) wait;
+	while (fixture->unregistered->len < 1)
+		g_main_context_iteration (NULL, TRUE);
+	g_assert_true (fixture->unregistered->pdata[0] == first);
+	g_assert_cmpuint (g_array_index (fixture->unregistered_codes, guint, 0), ==, 1000);
+	g_assert_false (chat_client_is_open (first));
+	g_assert_null (chat_hub_lookup_client (fixture->hub, chat_client_get_id (first)));
+	g_assert_cmpuint (chat_hub_get_n_clients (fixture->hub), ==, 1);
+}
+
+static void
+test_hub_broadcast_api (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) alice = client_connect (fixture, 1);
+	g_autoptr(TestClient) bob = client_connect (fixture, 2);
+	g_autoptr(ChatMessage) first = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(ChatMessage) second = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(ChatMessage) ping = chat_message_new (CHAT_MESSAGE_TYPE_PING);
+	g_autoptr(GError) error = NULL;
+	ChatMessage *got;
+
+	chat_message_set_content (first, "from the service");
+	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, first, &error), ==, 2);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_id (first), >, 0);
+	g_assert_cmpint (chat_message_get_timestamp (first), >, 0);
+	g_assert_cmpuint (fixture->broadcasts->len, ==, 1);
+	g_assert_true (fixture->broadcasts->pdata[0] == first);
+
+	for (guint i = 0; i < 2; i++) {
+		got = client_wait_message (i == 0 ? alice : bob, 0);
+		g_assert_cmpstr (chat_message_get_content (got), ==, "from the service");
+		g_assert_cmpuint (chat_message_get_from (got), ==, 0);
+		g_assert_cmpuint (chat_message_get_id (got), ==, chat_message_get_id (first));
+	}
+
+	/* a client's broadcast: the hub signal fires, ids keep increasing, from is the sender */
+	client_send (alice, "{\"type\":\"message\",\"content\":\"hi all\",\"from\":999}");
+	got = client_wait_message (bob, 1);
+	g_assert_cmpuint (chat_message_get_from (got), ==, 1);
+	g_assert_cmpuint (chat_message_get_id (got), >, chat_message_get_id (first));
+	g_assert_cmpuint (fixture->broadcasts->len, ==, 2);
+
+	chat_message_set_data (second, NULL);
+	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, second, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
+	g_clear_error (&error);
+	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, ping, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
+	g_assert_cmpuint (chat_hub_get_messages_relayed (fixture->hub), ==, 2);
+}
+
+static void
+on_room_event (ChatHub *hub, ChatClient *client, guint64 room_id, GArray *events)
+{
+	g_array_append_val (events, room_id);
+}
+
+static void
+test_hub_rooms_api (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) alice = client_connect (fixture, 1);
+	g_autoptr(TestClient) bob = client_connect (fixture, 2);
+	g_autoptr(TestClient) carol = client_connect (fixture, 3);
+	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(GArray) joined = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr(GArray) left = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr(GPtrArray) members = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree guint64 *rooms = NULL;
+	g_autofree guint64 *client_rooms = NULL;
+	ChatClient *carol_client = fixture->registered->pdata[2];
+	gsize n = 0;
+
+	g_signal_connect (fixture->hub, "room-joined", G_CALLBACK (on_room_event), joined);
+	g_signal_connect (fixture->hub, "room-left", G_CALLBACK (on_room_event), left);
+	client_send (alice, "{\"type\":\"join\",\"room_id\":5}");
+	client_send (bob, "{\"type\":\"join\",\"room_id\":5}");
+	client_sync (alice);
+	client_sync (bob);
+	g_assert_cmpuint (joined->len, ==, 2);
+	g_assert_cmpuint (chat_hub_get_n_rooms (fixture->hub), ==, 1);
+	rooms = chat_hub_list_rooms (fixture->hub, &n);
+	g_assert_cmpuint (n, ==, 1);
+	g_assert_cmpuint (rooms[0], ==, 5);
+	members = chat_hub_list_room_members (fixture->hub, 5);
+	g_assert_cmpuint (members->len, ==, 2);
+
+	/* the service joins carol: she gets the ack, the others the event */
+	g_assert_true (chat_hub_join_room (fixture->hub, carol_client, 5, &error));
+	g_assert_no_error (error);
+	g_assert_true (chat_client_is_member (carol_client, 5));
+	client_rooms = chat_client_get_rooms (carol_client, &n);
+	g_assert_cmpuint (n, ==, 1);
+	g_assert_cmpint (chat_message_get_message_type (client_wait_message (carol, 0)), ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+
+	chat_message_set_content (message, "room only");
+	g_assert_cmpuint (chat_hub_send_to_room (fixture->hub, 5, message, &error), ==, 3);
+	g_assert_no_error (error);
+	g_assert_cmpstr (chat_message_get_content (client_wait_message (carol, 1)), ==, "room only");
+	g_assert_cmpuint (chat_message_get_room_id (client_wait_message (carol, 1)), ==, 5);
+	g_assert_cmpuint (fixture->broadcasts->len, ==, 0);
+
+	/* an empty room is not an error, room 0 is */
+	g_assert_cmpuint (chat_hub_send_to_room (fixture->hub, 6, message, &error), ==, 0);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_hub_send_to_room (fixture->hub, 0, message, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+
+	g_assert_true (chat_hub_leave_room (fixture->hub, carol_client, 5, &error));
+	g_assert_false (chat_hub_leave_room (fixture->hub, carol_client, 5, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_NOT_MEMBER);
+	g_assert_cmpuint (left->len, ==, 1);
+
+	/* disconnecting leaves every room */
+	soup_websocket_connection_close (alice->conn, 1000, NULL);
+	chat_test_wait_until (client_is_closed, alice, 5000);
+	while (left->len < 2)
+		g_main_context_iteration (NULL, TRUE);
+	g_clear_pointer (&members, g_ptr_array_unref);
+	members = chat_hub_list_room_members (fixture->hub, 5);
+	g_assert_cmpuint (members->len, ==, 1);
+	g_signal_handlers_disconnect_by_data (fixture->hub, joined);
+	g_signal_handlers_disconnect_by_data (fixture->hub, left);
+}
+
+static void
+test_hub_send_to_user (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) phone = client_connect (fixture, 8);
+	g_autoptr(TestClient) laptop = client_connect (fixture, 8);
+	g_autoptr(TestClient) other = client_connect (fixture, 9);
+	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(JsonNode) payload = json_from_string ("{\"n\":1}", NULL);
+	g_autoptr(GError) error = NULL;
+
+	chat_message_set_data (message, payload);
+	g_assert_cmpuint (chat_hub_send_to_user (fixture->hub, 8, message, &error), ==, 2);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (phone, 0)), ==, 8);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (laptop, 0)), ==, 8);
+	client_sync (other);
+	g_assert_cmpuint (other->received->len, ==, 0);
+
+	g_assert_cmpuint (chat_hub_send_to_user (fixture->hub, 404, message, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
+}
+
+static void
+close_on_banned_word (ChatClient *client, ChatMessage *message, guint *seen)
+{
+	(*seen)++;
+	if (g_strcmp0 (chat_message_get_content (message), "spam") == 0)
+		chat_client_close (client, CHAT_CLOSE_CODE_POLICY_VIOLATION, "banned word");
+}
+
+static void
+test_hub_message_received (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) spammer = client_connect (fixture, 1);
+	g_autoptr(TestClient) reader = client_connect (fixture, 2);
+	ChatClient *client = fixture->registered->pdata[0];
+	guint seen = 0;
+
+	g_signal_connect (client, "message-received", G_CALLBACK (close_on_banned_word), &seen);
+	client_send (spammer, "{\"type\":\"message\",\"content\":\"fine\"}");
+	client_send (spammer, "{\"type\":\"message\",\"content\":\"spam\"}");
+	chat_test_wait_until (client_is_closed, spammer, 5000);
+	g_assert_cmpuint (seen, ==, 2);
+	g_assert_cmpuint (spammer->close_code, ==, 1008);
+	g_assert_cmpstr (spammer->close_data, ==, "banned word");
+
+	/* the reader got the first message only: the second was never routed */
+	client_sync (reader);
+	g_assert_cmpuint (reader->received->len, ==, 1);
+	g_assert_cmpstr (chat_message_get_content (reader->received->pdata[0]), ==, "fine");
+}
+
+/* Many messages through the coalescing outbox, mixed with pings: complete and in order. */
+static void
+test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
+{
+	const guint n_messages = 3000;
+	g_autoptr(TestClient) publisher = client_connect (fixture, 1);
+	g_autoptr(TestClient) a = client_connect (fixture, 2);
+	g_autoptr(TestClient) b = client_connect (fixture, 3);
+	TestClient *readers[] = { a, b };
+
+	client_send (publisher, "{\"type\":\"join\",\"room_id\":1}");
+	client_send (a, "{\"type\":\"join\",\"room_id\":1}");
+	client_send (b, "{\"type\":\"join\",\"room_id\":1}");
+	client_sync (publisher);
+	client_sync (a);
+	client_sync (b);
+	g_ptr_array_set_size (a->received, 0);
+	g_ptr_array_set_size (b->received, 0);
+	for (guint i = 0; i < n_messages; i++) {
+		g_autofree char *json = g_strdup_printf (
+		    "{\"type\":\"message\",\"room_id\":1,\"content\":\"%u %s\"}", i,
+		    i % 7 == 0 ? "a somewhat longer payload to vary the frame sizes a bit" : "x");
+
+		client_send (publisher, json);
+		if (i % 100 == 0)
+			client_send (publisher, "{\"type\":\"ping\"}");
+	}
+	for (guint r = 0; r < G_N_ELEMENTS (readers); r++) {
+		guint64 last_id = 0;
+
+		client_wait_message (readers[r], n_messages - 1);
+		for (guint i = 0; i < n_messages; i++) {
+			ChatMessage *got = readers[r]->received->pdata[i];
+			g_autofree char *prefix = g_strdup_printf ("%u ", i);
+
+			g_assert_true (g_str_has_prefix (chat_message_get_content (got), prefix));
+			g_assert_cmpuint (chat_message_get_id (got), >, last_id);
+			last_id = chat_message_get_id (got);
+		}
+	}
+}
+
+static void
+test_hub_close_all (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) a = client_connect (fixture, 1);
+	g_autoptr(TestClient) b = client_connect (fixture, 2);
+
+	g_assert_cmpuint (chat_hub_close_all (fixture->hub, CHAT_CLOSE_CODE_GOING_AWAY, "bye"), ==, 2);
+	chat_test_wait_until (client_is_closed, a, 5000);
+	chat_test_wait_until (client_is_closed, b, 5000);
+	g_assert_cmpuint (a->close_code, ==, 1001);
+	g_assert_cmpuint (b->close_code, ==, 1001);
+	chat_test_wait_until (hub_is_empty, fixture, 5000);
+	g_assert_cmpuint (g_array_index (fixture->unregistered_codes, guint, 0), ==, 1001);
+}
+
+static void
+test_server_statistics (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr(TestClient) good = client_connect (fixture, 1);
+	g_autoptr(TestClient) bad = client_connect_with_token (fixture, "not-a-token");
+	g_autoptr(GVariant) stats = NULL;
+	guint64 value = 0;
+
+	g_assert_true (bad->failed);
+	client_send (good, "{\"type\":\"message\",\"content\":\"x\"}");
+	client_wait_message (good, 0);
+	stats = g_variant_ref_sink (chat_server_get_statistics (fixture->server));
+	g_assert_true (g_variant_lookup (stats, "connections-accepted", "t", &value));
+	g_assert_cmpuint (value, ==, 1);
+	g_assert_true (g_variant_lookup (stats, "refused-token", "t", &value));
+	g_assert_cmpuint (value, ==, 1);
+	g_assert_true (g_variant_lookup (stats, "messages-relayed", "t", &value));
+	g_assert_cmpuint (value, ==, 1);
+	g_assert_true (g_variant_lookup (stats, "bytes-sent", "t", &value));
+	g_assert_cmpuint (value, >, 20);
+	g_assert_cmpuint (chat_server_get_n_connections (fixture->server), ==, 1);
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func) g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+	ADD ("/chat/hub/register-signals", test_hub_register_signals);
+	ADD ("/chat/hub/broadcast-api", test_hub_broadcast_api);
+	ADD ("/chat/hub/rooms-api", test_hub_rooms_api);
+	ADD ("/chat/hub/send-to-user", test_hub_send_to_user);
+	ADD ("/chat/hub/message-received", test_hub_message_received);
+	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
+	ADD ("/chat/hub/close-all", test_hub_close_all);
+	ADD ("/chat/server/statistics", test_server_statistics);
+#undef ADD
+	return g_test_run ();
+}

@@ -1,0 +1,210 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * ChatMessage: parsing client frames (every field type error), serializing once, and
+ * relaying `data` byte for byte.
+ */
+
+#include <chathub.h>
+#include <string.h>
+
+static void
+assert_parse_error (const char *text, ChatError code, const char *fragment)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(ChatMessage) message = chat_message_new_from_json (text, -1, &error);
+
+	g_assert_null (message);
+	g_assert_error (error, CHAT_ERROR, (gint) code);
+	if (fragment != NULL && strstr (error->message, fragment) == NULL)
+		g_error ("“%s”: error “%s” does not mention “%s”", text, error->message, fragment);
+}
+
+static void
+test_message_parse_errors (void)
+{
+	/* not JSON at all */
+	assert_parse_error ("", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("   ", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("hello", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"ping\"", CHAT_ERROR_INVALID_JSON, NULL);
+
+	/* JSON, but not a message */
+	assert_parse_error ("[1,2]", CHAT_ERROR_INVALID_MESSAGE, "object");
+	assert_parse_error ("42", CHAT_ERROR_INVALID_MESSAGE, "object");
+	assert_parse_error ("\"ping\"", CHAT_ERROR_INVALID_MESSAGE, "object");
+	assert_parse_error ("{}", CHAT_ERROR_INVALID_MESSAGE, "type");
+	assert_parse_error ("{\"type\":7}", CHAT_ERROR_INVALID_MESSAGE, "type");
+	assert_parse_error ("{\"type\":null}", CHAT_ERROR_INVALID_MESSAGE, "type");
+	assert_parse_error ("{\"type\":[\"ping\"]}", CHAT_ERROR_INVALID_MESSAGE, "type");
+	assert_parse_error ("{\"type\":\"shout\"}", CHAT_ERROR_UNKNOWN_TYPE, "shout");
+	assert_parse_error ("{\"type\":\"PING\"}", CHAT_ERROR_UNKNOWN_TYPE, "PING");
+
+	/* every field with the wrong type */
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":\"3\"}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":0}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":-4}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":1.5}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":true}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"to\":\"7\"}", CHAT_ERROR_INVALID_MESSAGE, "to");
+	assert_parse_error ("{\"type\":\"message\",\"to\":0}", CHAT_ERROR_INVALID_MESSAGE, "to");
+	assert_parse_error ("{\"type\":\"message\",\"to\":-1}", CHAT_ERROR_INVALID_MESSAGE, "to");
+	assert_parse_error ("{\"type\":\"message\",\"to\":{}}", CHAT_ERROR_INVALID_MESSAGE, "to");
+	assert_parse_error ("{\"type\":\"message\",\"from\":\"me\"}", CHAT_ERROR_INVALID_MESSAGE, "from");
+	assert_parse_error ("{\"type\":\"message\",\"from\":-2}", CHAT_ERROR_INVALID_MESSAGE, "from");
+	assert_parse_error ("{\"type\":\"message\",\"id\":\"1\"}", CHAT_ERROR_INVALID_MESSAGE, "id");
+	assert_parse_error ("{\"type\":\"message\",\"content\":5}", CHAT_ERROR_INVALID_MESSAGE, "content");
+	assert_parse_error ("{\"type\":\"message\",\"content\":[\"a\"]}", CHAT_ERROR_INVALID_MESSAGE, "content");
+	assert_parse_error ("{\"type\":\"message\",\"content\":false}", CHAT_ERROR_INVALID_MESSAGE, "content");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":\"now\"}", CHAT_ERROR_INVALID_MESSAGE, "timestamp");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":1.25}", CHAT_ERROR_INVALID_MESSAGE, "timestamp");
+	assert_parse_error ("{\"type\":\"error\",\"code\":404}", CHAT_ERROR_INVALID_MESSAGE, "code");
+}
+
+static void
+test_message_parse_fields (void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(ChatMessage) message = NULL;
+	JsonNode *data;
+
+	message = chat_message_new_from_json ("{\"type\":\"message\",\"id\":9,\"from\":4,\"to\":7,"
+					      "\"content\":\"h\\u00e9 \xf0\x9f\x98\x80\","
+					      "\"data\":{\"k\":[1,null]},\"timestamp\":17}",
+					      -1, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_MESSAGE);
+	g_assert_cmpuint (chat_message_get_id (message), ==, 9);
+	g_assert_cmpuint (chat_message_get_from (message), ==, 4);
+	g_assert_cmpuint (chat_message_get_to (message), ==, 7);
+	g_assert_cmpuint (chat_message_get_room_id (message), ==, 0);
+	g_assert_cmpstr (chat_message_get_content (message), ==, "hé \xf0\x9f\x98\x80");
+	g_assert_cmpint (chat_message_get_timestamp (message), ==, 17);
+	data = chat_message_get_data (message);
+	g_assert_nonnull (data);
+	g_assert_true (JSON_NODE_HOLDS_OBJECT (data));
+
+	/* null means absent, for every optional field */
+	g_clear_object (&message);
+	message = chat_message_new_from_json ("{\"type\":\"join\",\"room_id\":3,\"to\":null,"
+					      "\"content\":null,\"data\":null,\"from\":null}",
+					      -1, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_room_id (message), ==, 3);
+	g_assert_cmpuint (chat_message_get_to (message), ==, 0);
+	g_assert_null (chat_message_get_content (message));
+	g_assert_null (chat_message_get_data (message));
+}
+
+static void
+test_message_to_json (void)
+{
+	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(JsonNode) data = json_from_string ("[true,\"x\"]", NULL);
+	g_autofree char *json = NULL;
+	gsize length = 0;
+
+	chat_message_set_id (message, 12);
+	chat_message_set_from (message, 5);
+	chat_message_set_room_id (message, 2);
+	chat_message_set_content (message, "quote \" backslash \\ newline \n tab \t ctl \x01 é");
+	chat_message_set_data (message, data);
+	chat_message_set_timestamp (message, 1764350000);
+	json = chat_message_to_json (message, &length);
+	g_assert_cmpstr (json, ==,
+			 "{\"type\":\"message\",\"id\":12,\"from\":5,\"room_id\":2,"
+			 "\"content\":\"quote \\\" backslash \\\\ newline \\n tab \\t ctl \\u0001 é\","
+			 "\"data\":[true,\"x\"],\"timestamp\":1764350000}");
+	g_assert_cmpuint (length, ==, strlen (json));
+}
+
+static void
+test_message_round_trip (void)
+{
+	const char *texts[] = {
+		"{\"type\":\"pong\",\"timestamp\":3}",
+		"{\"type\":\"join\",\"from\":42,\"room_id\":3,\"timestamp\":1}",
+		"{\"type\":\"error\",\"code\":\"not_member\",\"content\":\"no\",\"timestamp\":2}",
+		"{\"type\":\"message\",\"id\":1,\"from\":0,\"content\":\"service\",\"timestamp\":9}",
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS (texts); i++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(ChatMessage) message = chat_message_new_from_json (texts[i], -1, &error);
+		g_autofree char *json = NULL;
+
+		g_assert_no_error (error);
+		json = chat_message_to_json (message, NULL);
+		g_assert_cmpstr (json, ==, texts[i]);
+	}
+}
+
+/* data is relayed as the exact bytes the client sent, not as json-glib would print it */
+static void
+test_message_data_verbatim (void)
+{
+	const char *cases[][2] = {
+		{ "{\"type\":\"message\",\"data\":0.1}", "0.1" },
+		{ "{\"type\":\"message\",\"data\":12345678901234567890}", "12345678901234567890" },
+		{ "{\"type\":\"message\",\"data\": { \"a\" : [ 1 , 2e10 , \"}\\\"\" ] } , \"content\":\"x\"}",
+		  "{ \"a\" : [ 1 , 2e10 , \"}\\\"\" ] }" },
+		{ "{\"data\":\"\\u00e9\\ud83d\\ude00\",\"type\":\"message\"}", "\"\\u00e9\\ud83d\\ude00\"" },
+		{ "{\"type\":\"message\",\"data\":1,\"data\":[2]}", "[2]" },
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(ChatMessage) message = chat_message_new_from_json (cases[i][0], -1, &error);
+		g_autofree char *json = NULL;
+		g_autofree char *expected = g_strdup_printf (",\"data\":%s,", cases[i][1]);
+
+		g_assert_no_error (error);
+		json = chat_message_to_json (message, NULL);
+		if (strstr (json, expected) == NULL)
+			g_error ("%s: serialized as %s, expected data %s", cases[i][0], json, cases[i][1]);
+	}
+}
+
+static void
+count_notify (GObject *object, GParamSpec *pspec, guint *counter)
+{
+	(*counter)++;
+}
+
+static void
+test_message_properties (void)
+{
+	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	guint notified = 0;
+	g_autofree char *content = NULL;
+	guint64 room_id = 0;
+	ChatMessageType type;
+
+	g_signal_connect (message, "notify", G_CALLBACK (count_notify), &notified);
+	g_object_set (message, "room-id", (guint64) 8, "content", "x", NULL);
+	g_assert_cmpuint (notified, ==, 2);
+	/* setting the same value again is not a change */
+	chat_message_set_room_id (message, 8);
+	g_assert_cmpuint (notified, ==, 2);
+	g_object_get (message, "room-id", &room_id, "content", &content, "type", &type, NULL);
+	g_assert_cmpuint (room_id, ==, 8);
+	g_assert_cmpstr (content, ==, "x");
+	g_assert_cmpint (type, ==, CHAT_MESSAGE_TYPE_MESSAGE);
+	g_assert_cmpstr (chat_message_type_to_string (CHAT_MESSAGE_TYPE_LEAVE), ==, "leave");
+	g_assert_cmpstr (chat_error_get_wire_code (CHAT_ERROR_USER_OFFLINE), ==, "user_offline");
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+
+	g_test_add_func ("/chat/message/parse-errors", test_message_parse_errors);
+	g_test_add_func ("/chat/message/parse-fields", test_message_parse_fields);
+	g_test_add_func ("/chat/message/to-json", test_message_to_json);
+	g_test_add_func ("/chat/message/round-trip", test_message_round_trip);
+	g_test_add_func ("/chat/message/data-verbatim", test_message_data_verbatim);
+	g_test_add_func ("/chat/message/properties", test_message_properties);
+	return g_test_run ();
+}

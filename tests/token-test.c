@@ -1,0 +1,360 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * ChatTokenVerifier: the pinned algorithm, signatures, time claims, issuer and audience, user
+ * ids and the rooms claim, with hand-made hostile tokens.
+ */
+
+#include <string.h>
+
+#include "chat-test-utils.h"
+
+static const char *HS256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+static ChatTokenVerifier *
+hs256_verifier (void)
+{
+	g_autoptr(GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr(GError) error = NULL;
+	ChatTokenVerifier *verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
+
+	g_assert_no_error (error);
+	return verifier;
+}
+
+static gint64
+now (void)
+{
+	return g_get_real_time () / G_USEC_PER_SEC;
+}
+
+static void
+assert_refused (ChatTokenVerifier *verifier, const char *token, const char *why)
+{
+	g_autoptr(GError) error = NULL;
+	guint64 user_id = 0;
+
+	if (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error))
+		g_error ("token accepted (user %" G_GUINT64_FORMAT ") but should be refused: %s",
+			 user_id, why);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN);
+}
+
+static guint64
+assert_accepted (ChatTokenVerifier *verifier, const char *token)
+{
+	g_autoptr(GError) error = NULL;
+	guint64 user_id = 0;
+
+	g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
+	g_assert_no_error (error);
+	return user_id;
+}
+
+static void
+assert_claims_refused (ChatTokenVerifier *verifier, const char *claims, const char *why)
+{
+	g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
+						       CHAT_TEST_SECRET);
+	assert_refused (verifier, token, why);
+}
+
+static guint64
+assert_claims_accepted (ChatTokenVerifier *verifier, const char *claims)
+{
+	g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
+						       CHAT_TEST_SECRET);
+	return assert_accepted (verifier, token);
+}
+
+static void
+test_token_hmac_algorithms (void)
+{
+	const ChatTokenAlgorithm algorithms[] = { CHAT_TOKEN_ALGORITHM_HS256,
+						   CHAT_TOKEN_ALGORITHM_HS384,
+						   CHAT_TOKEN_ALGORITHM_HS512 };
+	g_autoptr(GBytes) key = g_bytes_new_static ("k3y", 3);
+
+	for (guint i = 0; i < G_N_ELEMENTS (algorithms); i++) {
+		g_autoptr(ChatTokenVerifier) verifier = NULL;
+		g_autoptr(ChatTokenVerifier) other = NULL;
+		g_autoptr(JsonObject) claims = json_object_new ();
+		g_autoptr(GError) error = NULL;
+		g_autofree char *token = NULL;
+		guint64 user_id = 0;
+
+		json_object_set_int_member (claims, "user_id", 77);
+		token = chat_token_sign (algorithms[i], key, claims, &error);
+		g_assert_no_error (error);
+		verifier = chat_token_verifier_new (algorithms[i], key, &error);
+		g_assert_no_error (error);
+		g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
+		g_assert_no_error (error);
+		g_assert_cmpuint (user_id, ==, 77);
+
+		/* the same token against another HMAC size is the wrong algorithm */
+		other = chat_token_verifier_new (algorithms[(i + 1) % 3], key, &error);
+		assert_refused (other, token, "another HS algorithm");
+	}
+}
+
+static void
+test_token_bad_signature (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *claims = g_strdup_printf ("{\"user_id\":5,\"exp\":%" G_GINT64_FORMAT "}",
+						   now () + 60);
+	g_autofree char *wrong = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, "other");
+	g_autofree char *good = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
+						      CHAT_TEST_SECRET);
+	g_autofree char *tampered = NULL;
+	char *dot;
+
+	assert_refused (verifier, wrong, "signed with another secret");
+	g_assert_cmpuint (assert_accepted (verifier, good), ==, 5);
+	/* swap the claims of a good token for other claims */
+	tampered = g_strdup (good);
+	dot = strchr (tampered, '.');
+	dot[2] = dot[2] == 'A' ? 'B' : 'A';
+	assert_refused (verifier, tampered, "claims changed after signing");
+}
+
+static void
+test_token_alg_none (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *unsigned_token = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"none\"}",
+								 "{\"user_id\":1}", NULL);
+	g_autofree char *signed_none = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"none\"}",
+							      "{\"user_id\":1}", CHAT_TEST_SECRET);
+	g_autofree char *lower = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"hs256\"}",
+						       "{\"user_id\":1}", CHAT_TEST_SECRET);
+	g_autofree char *no_alg = chat_test_make_token (G_CHECKSUM_SHA256, "{\"typ\":\"JWT\"}",
+							"{\"user_id\":1}", CHAT_TEST_SECRET);
+
+	assert_refused (verifier, unsigned_token, "alg none, no signature");
+	assert_refused (verifier, signed_none, "alg none with a signature");
+	assert_refused (verifier, lower, "algorithm names are case-sensitive");
+	assert_refused (verifier, no_alg, "no alg");
+}
+
+/* The classic: an RS256 service, and an attacker signing HS256 with the public key. */
+static void
+test_token_algorithm_confusion (void)
+{
+	g_autoptr(GBytes) public_key = chat_test_load_data ("rsa-public.pem");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(ChatTokenVerifier) verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_RS256,
+									   public_key, &error);
+	g_autofree char *pem = g_strndup (g_bytes_get_data (public_key, NULL),
+					  g_bytes_get_size (public_key));
+	g_autofree char *forged = chat_test_make_token (G_CHECKSUM_SHA256, HS256, "{\"user_id\":1}",
+							pem);
+
+	g_assert_no_error (error);
+	assert_refused (verifier, forged, "HS256 signed with the RSA public key");
+}
+
+static void
+test_token_public_key_algorithms (void)
+{
+	const struct {
+		ChatTokenAlgorithm algorithm;
+		const char *private_key, *public_key;
+	} cases[] = {
+		{ CHAT_TOKEN_ALGORITHM_RS256, "rsa-private.pem", "rsa-public.pem" },
+		{ CHAT_TOKEN_ALGORITHM_ES256, "ec-private.pem", "ec-public.pem" },
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr(GBytes) private_key = chat_test_load_data (cases[i].private_key);
+		g_autoptr(GBytes) public_key = chat_test_load_data (cases[i].public_key);
+		g_autoptr(GBytes) other_public = chat_test_load_data (cases[1 - i].public_key);
+		g_autoptr(JsonObject) claims = json_object_new ();
+		g_autoptr(GError) error = NULL;
+		g_autoptr(ChatTokenVerifier) verifier = NULL;
+		g_autoptr(ChatTokenVerifier) wrong_key = NULL;
+		g_autofree char *token = NULL;
+		guint64 user_id = 0;
+
+		json_object_set_string_member (claims, "sub", "31337");
+		json_object_set_int_member (claims, "exp", now () + 60);
+		token = chat_token_sign (cases[i].algorithm, private_key, claims, &error);
+		g_assert_no_error (error);
+		verifier = chat_token_verifier_new (cases[i].algorithm, public_key, &error);
+		g_assert_no_error (error);
+		g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
+		g_assert_no_error (error);
+		g_assert_cmpuint (user_id, ==, 31337);
+
+		wrong_key = chat_token_verifier_new (cases[i].algorithm, other_public, &error);
+		g_assert_no_error (error);
+		assert_refused (wrong_key, token, "verified with an unrelated public key");
+	}
+}
+
+static void
+test_token_time_claims (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *expired = g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 100);
+	g_autofree char *in_leeway = g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 10);
+	g_autofree char *future = g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 100);
+	g_autofree char *soon = g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 10);
+	g_autofree char *wrong_type = g_strdup_printf ("{\"user_id\":1,\"exp\":\"%" G_GINT64_FORMAT "\"}", now () + 100);
+
+	assert_claims_refused (verifier, expired, "expired");
+	assert_claims_accepted (verifier, in_leeway);
+	assert_claims_refused (verifier, future, "not yet valid");
+	assert_claims_accepted (verifier, soon);
+	assert_claims_refused (verifier, wrong_type, "exp is a string");
+	assert_claims_accepted (verifier, "{\"user_id\":1}");
+
+	chat_token_verifier_set_leeway (verifier, 0);
+	g_assert_cmpuint (chat_token_verifier_get_leeway (verifier), ==, 0);
+	assert_claims_refused (verifier, in_leeway, "expired without leeway");
+	assert_claims_refused (verifier, soon, "not yet valid without leeway");
+}
+
+static void
+test_token_issuer_audience (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+
+	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"anyone\",\"aud\":\"any\"}");
+	g_object_set (verifier, "issuer", "https://id.example", "audience", "chathub", NULL);
+	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"chathub\"}");
+	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"x\",\"chathub\"]}");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"aud\":\"chathub\"}", "no iss");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"evil\",\"aud\":\"chathub\"}", "wrong iss");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\"}", "no aud");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"other\"}", "wrong aud");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"a\",\"b\"]}", "aud array without us");
+	/* "" clears the requirement */
+	chat_token_verifier_set_issuer (verifier, "");
+	g_assert_null (chat_token_verifier_get_issuer (verifier));
+}
+
+static void
+test_token_user_id (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+
+	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"user_id\":42}"), ==, 42);
+	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"sub\":\"1234\"}"), ==, 1234);
+	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"sub\":99}"), ==, 99);
+	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"user_id\":7,\"sub\":\"9\"}"), ==, 7);
+	assert_claims_refused (verifier, "{}", "no user id");
+	assert_claims_refused (verifier, "{\"user_id\":0}", "user id 0");
+	assert_claims_refused (verifier, "{\"user_id\":-5}", "negative user id");
+	assert_claims_refused (verifier, "{\"user_id\":\"42\"}", "user id as a string");
+	assert_claims_refused (verifier, "{\"user_id\":4.5}", "fractional user id");
+	assert_claims_refused (verifier, "{\"user_id\":null}", "null user id");
+	assert_claims_refused (verifier, "{\"sub\":\"alice\"}", "non-numeric sub");
+	assert_claims_refused (verifier, "{\"sub\":\"-3\"}", "negative sub");
+	assert_claims_refused (verifier, "{\"sub\":\"0\"}", "sub 0");
+	assert_claims_refused (verifier, "{\"sub\":\"12abc\"}", "sub with trailing letters");
+}
+
+static void
+test_token_rooms (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	const char *claims[] = { "{\"user_id\":1,\"rooms\":[3,5]}", "{\"user_id\":1,\"rooms\":[]}",
+				 "{\"user_id\":1}" };
+	const guint expected_len[] = { 2, 0, G_MAXUINT };
+
+	for (guint i = 0; i < G_N_ELEMENTS (claims); i++) {
+		g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims[i],
+							       CHAT_TEST_SECRET);
+		g_autoptr(GArray) rooms = NULL;
+		g_autoptr(GError) error = NULL;
+
+		g_assert_true (chat_token_verifier_verify (verifier, token, NULL, &rooms, &error));
+		g_assert_no_error (error);
+		if (expected_len[i] == G_MAXUINT) {
+			g_assert_null (rooms);
+			continue;
+		}
+		g_assert_nonnull (rooms);
+		g_assert_cmpuint (rooms->len, ==, expected_len[i]);
+		if (rooms->len == 2) {
+			g_assert_cmpuint (g_array_index (rooms, guint64, 0), ==, 3);
+			g_assert_cmpuint (g_array_index (rooms, guint64, 1), ==, 5);
+		}
+	}
+	assert_claims_refused (verifier, "{\"user_id\":1,\"rooms\":\"3\"}", "rooms not an array");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"rooms\":[0]}", "room 0");
+	assert_claims_refused (verifier, "{\"user_id\":1,\"rooms\":[\"a\"]}", "room as a string");
+}
+
+static void
+test_token_malformed (void)
+{
+	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *huge = NULL;
+	g_autofree char *good = chat_test_token_for_user (3);
+	g_autofree char *four = g_strdup_printf ("%s.x", good);
+	g_autoptr(GString) padded = g_string_new (good);
+
+	assert_refused (verifier, NULL, "no token");
+	assert_refused (verifier, "", "empty");
+	assert_refused (verifier, "abc", "no dots");
+	assert_refused (verifier, "abc.def", "two parts");
+	assert_refused (verifier, four, "four parts");
+	assert_refused (verifier, "!!!.eyJ1c2VyX2lkIjoxfQ.sig", "header not base64url");
+	assert_refused (verifier, "bm90IGpzb24.eyJ1c2VyX2lkIjoxfQ.sig", "header not JSON");
+	assert_refused (verifier, "WzFd.eyJ1c2VyX2lkIjoxfQ.sig", "header not an object");
+	g_string_append (padded, "==");
+	assert_refused (verifier, padded->str, "padding is not base64url");
+	huge = g_strnfill (20000, 'a');
+	assert_refused (verifier, huge, "huge");
+	assert_claims_refused (verifier, "[1,2]", "claims not an object");
+	{
+		g_autofree char *crit = chat_test_make_token (G_CHECKSUM_SHA256,
+							      "{\"alg\":\"HS256\",\"crit\":[\"x\"]}",
+							      "{\"user_id\":1}", CHAT_TEST_SECRET);
+		assert_refused (verifier, crit, "unknown critical header");
+	}
+}
+
+static void
+test_token_verifier_new_errors (void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
+	g_autoptr(GBytes) not_pem = g_bytes_new_static ("secret", 6);
+	ChatTokenAlgorithm algorithm;
+
+	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, empty, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_ES256, not_pem, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_false (chat_token_algorithm_from_string ("none", &algorithm, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_true (chat_token_algorithm_from_string ("ES256", &algorithm, &error));
+	g_assert_cmpint (algorithm, ==, CHAT_TOKEN_ALGORITHM_ES256);
+	g_assert_cmpstr (chat_token_algorithm_to_string (CHAT_TOKEN_ALGORITHM_HS512), ==, "HS512");
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+
+	g_test_add_func ("/chat/token/hmac-algorithms", test_token_hmac_algorithms);
+	g_test_add_func ("/chat/token/bad-signature", test_token_bad_signature);
+	g_test_add_func ("/chat/token/alg-none", test_token_alg_none);
+	g_test_add_func ("/chat/token/algorithm-confusion", test_token_algorithm_confusion);
+	g_test_add_func ("/chat/token/public-key-algorithms", test_token_public_key_algorithms);
+	g_test_add_func ("/chat/token/time-claims", test_token_time_claims);
+	g_test_add_func ("/chat/token/issuer-audience", test_token_issuer_audience);
+	g_test_add_func ("/chat/token/user-id", test_token_user_id);
+	g_test_add_func ("/chat/token/rooms", test_token_rooms);
+	g_test_add_func ("/chat/token/malformed", test_token_malformed);
+	g_test_add_func ("/chat/token/verifier-new-errors", test_token_verifier_new_errors);
+	return g_test_run ();
+}
