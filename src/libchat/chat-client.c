@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <string.h>
 
 #include "chat-client-private.h"
@@ -325,8 +327,8 @@ chat_client_push_frame (ChatClient *self, GBytes *frame)
 	if (!client_is_open (self))
 		return FALSE;
 	if (chat_outbox_get_pending (self->outbox) + g_bytes_get_size (frame) > self->outbox_budget) {
-		g_message (_("Closing client %s (user %" G_GUINT64_FORMAT "): slow consumer, "
-			     "%" G_GSIZE_FORMAT " bytes pending"),
+		g_message (_("Closing client %s (user %" PRIu64 "): slow consumer, "
+			     "%zu bytes pending"),
 			   self->id, self->user_id, chat_outbox_get_pending (self->outbox));
 		if (self->hub != NULL)
 			chat_hub_count_slow_consumer (self->hub);
@@ -360,7 +362,7 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 	if (!client_is_open (self))
 		return;
 	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
-		g_message (_("Closing client %s (user %" G_GUINT64_FORMAT "): idle timeout"),
+		g_message (_("Closing client %s (user %" PRIu64 "): idle timeout"),
 			   self->id, self->user_id);
 		if (self->hub != NULL)
 			chat_hub_count_idle_close (self->hub);

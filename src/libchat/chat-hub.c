@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include "chat-error.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
@@ -855,7 +857,7 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 
 	if (!chat_client_may_join (client, room_id)) {
 		g_set_error (error, CHAT_ERROR, CHAT_ERROR_FORBIDDEN,
-			     _("Client %s may not join room %" G_GUINT64_FORMAT),
+			     _("Client %s may not join room %" PRIu64),
 			     client->id, room_id);
 		return FALSE;
 	}
@@ -885,7 +887,7 @@ chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError 
 
 	if (chat_client_find_room (client, room_id) == NULL) {
 		g_set_error (error, CHAT_ERROR, CHAT_ERROR_NOT_MEMBER,
-			     _("Client %s is not in room %" G_GUINT64_FORMAT), client->id, room_id);
+			     _("Client %s is not in room %" PRIu64), client->id, room_id);
 		return FALSE;
 	}
 	leave_room (self, client, room_id, TRUE);
@@ -1003,7 +1005,7 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 		return 0;
 	if (lookup_user (self, user_id) == NULL) {
 		g_set_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE,
-			     _("User %" G_GUINT64_FORMAT " is not connected"), user_id);
+			     _("User %" PRIu64 " is not connected"), user_id);
 		return 0;
 	}
 	chat_message_set_room_id (message, 0);
