@@ -5,6 +5,8 @@
 #include "config.h"
 
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <libsoup/soup.h>
@@ -36,6 +38,13 @@
  */
 
 #define LISTEN_BACKLOG 4096
+/* connections accepted per wakeup at most, so a storm cannot starve established clients */
+#define ACCEPT_BATCH 256
+
+/* Where an accepted connection's GSocket is kept, so the outbox can find it again after
+ * libsoup stole the connection (soup_server_message_get_socket() is NULL for streams given
+ * to soup_server_accept_iostream()). */
+static GQuark socket_quark;
 
 struct _ChatServer {
 	GObject parent_instance;
@@ -44,6 +53,7 @@ struct _ChatServer {
 	ChatTokenVerifier *verifier;
 	SoupServer *soup;
 	GSocket *listener;
+	GSource *accept_source;
 	GSource *flush_source;
 	guint heartbeat_id;
 	char *path;
@@ -262,6 +272,24 @@ on_client_closed (ChatClient *client, guint code, ChatServer *self)
 		 chat_client_get_id (client), chat_client_get_user_id (client), code);
 }
 
+static GSocket *
+find_socket (GIOStream *stolen)
+{
+	GInputStream *input = g_io_stream_get_input_stream (stolen);
+
+	/* libsoup wraps our GSocketConnection's input in a filter stream */
+	while (input != NULL) {
+		GSocket *socket = g_object_get_qdata (G_OBJECT (input), socket_quark);
+
+		if (socket != NULL)
+			return g_object_ref (socket);
+		if (!G_IS_FILTER_INPUT_STREAM (input))
+			break;
+		input = g_filter_input_stream_get_base_stream (G_FILTER_INPUT_STREAM (input));
+	}
+	return NULL;
+}
+
 static void
 on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 {
@@ -281,10 +309,14 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	if (pending->done)
 		return;
 	pending->done = TRUE;
-	socket = g_object_ref (soup_server_message_get_socket (msg));
 	stolen = soup_server_message_steal_connection (msg);
-	if (stolen == NULL) {
+	if (stolen != NULL)
+		socket = find_socket (stolen);
+	if (socket == NULL) {
+		g_warning ("cannot find the socket of an upgraded connection");
 		self->n_connections--;
+		if (stolen != NULL)
+			g_io_stream_close (stolen, NULL, NULL);
 		return;
 	}
 
@@ -394,6 +426,40 @@ on_heartbeat (gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* libsoup 3.2's own listener accepts one connection per wakeup, with a backlog of 10, and
+ * leaks the GSocket of every connection it accepts; chathub accepts itself, in batches. */
+static gboolean
+on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+
+	for (guint i = 0; i < ACCEPT_BATCH; i++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(GSocket) socket = g_socket_accept (listener, NULL, &error);
+		g_autoptr(GSocketConnection) connection = NULL;
+		g_autoptr(GSocketAddress) local = NULL;
+		g_autoptr(GSocketAddress) remote = NULL;
+
+		if (socket == NULL) {
+			if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+				g_debug ("accept failed: %s", error->message);
+			break;
+		}
+		g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, TRUE, NULL);
+		connection = g_socket_connection_factory_create_connection (socket);
+		g_object_set_qdata (G_OBJECT (g_io_stream_get_input_stream (G_IO_STREAM (connection))),
+				    socket_quark, socket);
+		local = g_socket_get_local_address (socket, NULL);
+		remote = g_socket_get_remote_address (socket, NULL);
+		if (!soup_server_accept_iostream (self->soup, G_IO_STREAM (connection), local, remote,
+						  &error)) {
+			g_debug ("cannot serve a new connection: %s", error->message);
+			g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+		}
+	}
+	return G_SOURCE_CONTINUE;
+}
+
 static void
 restart_heartbeat (ChatServer *self)
 {
@@ -437,6 +503,7 @@ chat_server_class_init (ChatServerClass *klass)
 	GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
 	chat_i18n_init ();
+	socket_quark = g_quark_from_static_string ("chat-server-socket");
 
 	object_class->get_property = chat_server_get_property;
 	object_class->set_property = chat_server_set_property;
@@ -605,8 +672,8 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	if (socket == NULL)
 		return FALSE;
 	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
-	if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error) ||
-	    !soup_server_listen_socket (self->soup, socket, 0, error)) {
+	g_socket_set_blocking (socket, FALSE);
+	if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error)) {
 		g_prefix_error (error, _("Cannot listen on %s port %u: "), address, port);
 		return FALSE;
 	}
@@ -617,6 +684,10 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	g_free (self->address);
 	self->address = g_strdup (address);
 	self->listener = g_steal_pointer (&socket);
+	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
+	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
+	g_source_set_static_name (self->accept_source, "chathub accept");
+	g_source_attach (self->accept_source, g_main_context_get_thread_default ());
 	restart_heartbeat (self);
 	return TRUE;
 }
@@ -634,6 +705,10 @@ chat_server_disconnect (ChatServer *self)
 {
 	g_return_if_fail (CHAT_IS_SERVER (self));
 
+	if (self->accept_source != NULL) {
+		g_source_destroy (self->accept_source);
+		g_clear_pointer (&self->accept_source, g_source_unref);
+	}
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
 	if (self->listener != NULL) {
