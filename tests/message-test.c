@@ -30,6 +30,32 @@ test_message_parse_errors (void)
 	assert_parse_error ("hello", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"ping\"", CHAT_ERROR_INVALID_JSON, NULL);
 
+	/* what json-glib 1.6 would accept but JSON does not: never relayed */
+	assert_parse_error ("{'type':'ping'}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("/* c */ {\"type\":\"ping\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"ping\"} // c", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"ping\"}{\"type\":\"ping\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"\\x41\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"a\tb\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":0x10}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":01}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":.5}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":1.}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":+1}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":[1,]}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":NaN}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\ud800\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\udc00x\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":tru}", CHAT_ERROR_INVALID_JSON, NULL);
+	{
+		/* deep nesting would recurse in json-glib: refused before it */
+		g_autoptr(GString) deep = g_string_new ("{\"type\":\"message\",\"data\":");
+
+		for (int i = 0; i < 100000; i++)
+			g_string_append_c (deep, '[');
+		assert_parse_error (deep->str, CHAT_ERROR_INVALID_JSON, "deep");
+	}
+
 	/* JSON, but not a message */
 	assert_parse_error ("[1,2]", CHAT_ERROR_INVALID_MESSAGE, "object");
 	assert_parse_error ("42", CHAT_ERROR_INVALID_MESSAGE, "object");

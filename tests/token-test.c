@@ -160,16 +160,17 @@ test_token_public_key_algorithms (void)
 {
 	const struct {
 		ChatTokenAlgorithm algorithm;
-		const char *private_key, *public_key;
+		const char *private_key, *public_key, *other_key;
 	} cases[] = {
-		{ CHAT_TOKEN_ALGORITHM_RS256, "rsa-private.pem", "rsa-public.pem" },
-		{ CHAT_TOKEN_ALGORITHM_ES256, "ec-private.pem", "ec-public.pem" },
+		{ CHAT_TOKEN_ALGORITHM_RS256, "rsa-private.pem", "rsa-public.pem", "rsa-public-other.pem" },
+		{ CHAT_TOKEN_ALGORITHM_ES256, "ec-private.pem", "ec-public.pem", "ec-public-other.pem" },
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
 		g_autoptr(GBytes) private_key = chat_test_load_data (cases[i].private_key);
 		g_autoptr(GBytes) public_key = chat_test_load_data (cases[i].public_key);
-		g_autoptr(GBytes) other_public = chat_test_load_data (cases[1 - i].public_key);
+		g_autoptr(GBytes) other_public = chat_test_load_data (cases[i].other_key);
+		g_autoptr(GBytes) other_kind = chat_test_load_data (cases[1 - i].public_key);
 		g_autoptr(JsonObject) claims = json_object_new ();
 		g_autoptr(GError) error = NULL;
 		g_autoptr(ChatTokenVerifier) verifier = NULL;
@@ -190,6 +191,10 @@ test_token_public_key_algorithms (void)
 		wrong_key = chat_token_verifier_new (cases[i].algorithm, other_public, &error);
 		g_assert_no_error (error);
 		assert_refused (wrong_key, token, "verified with an unrelated public key");
+
+		/* an RSA key for ES256 or an EC key for RS256 is a configuration error */
+		g_assert_null (chat_token_verifier_new (cases[i].algorithm, other_kind, &error));
+		g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
 	}
 }
 
@@ -324,12 +329,22 @@ test_token_verifier_new_errors (void)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
 	g_autoptr(GBytes) not_pem = g_bytes_new_static ("secret", 6);
+	static const char garbage[] =
+	    "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
+	g_autoptr(GBytes) garbage_pem = g_bytes_new_static (garbage, strlen (garbage));
+	g_autoptr(GBytes) p384 = chat_test_load_data ("ec-p384-public.pem");
 	ChatTokenAlgorithm algorithm;
 
 	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, empty, &error));
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
 	g_clear_error (&error);
 	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_ES256, not_pem, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_ES256, garbage_pem, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_ES256, p384, &error));
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
 	g_clear_error (&error);
 	g_assert_false (chat_token_algorithm_from_string ("none", &algorithm, &error));

@@ -324,9 +324,15 @@ chat_client_new (SoupWebsocketConnection *conn,
 gboolean
 chat_client_push_frame (ChatClient *self, GBytes *frame)
 {
+	gsize size = g_bytes_get_size (frame);
+
 	if (!client_is_open (self))
 		return FALSE;
-	if (chat_outbox_get_pending (self->outbox) + g_bytes_get_size (frame) > self->outbox_budget) {
+	/* A burst read in one go can queue more than the budget before the end-of-iteration
+	 * flush: first give the kernel what it takes, and judge only what stays queued. */
+	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget)
+		chat_outbox_flush_now (self->outbox);
+	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget) {
 		g_message (_("Closing client %s (user %" PRIu64 "): slow consumer, "
 			     "%zu bytes pending"),
 			   self->id, self->user_id, chat_outbox_get_pending (self->outbox));

@@ -8,6 +8,7 @@
 
 #include "chat-error.h"
 #include "chat-i18n-private.h"
+#include "chat-json-private.h"
 #include "chat-message-private.h"
 
 /**
@@ -498,7 +499,7 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	JsonNode *root, *node;
 	JsonObject *object;
 	ChatMessageType type;
-	const char *type_name, *raw;
+	const char *type_name, *raw, *reason = NULL;
 	gsize raw_len;
 
 	if (length == 0) {
@@ -507,6 +508,16 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 		return NULL;
 	}
 
+	/* json-glib is lenient (comments, single quotes, \x escapes); the wire is not */
+	if (!chat_json_validate (text, length, &reason)) {
+		if (translate)
+			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
+				     reason);
+		else
+			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+				     "The frame is not valid JSON: %s", reason);
+		return NULL;
+	}
 	parser = json_parser_new_immutable ();
 	if (!json_parser_load_from_data (parser, text, length, &parse_error)) {
 		/* json-glib's own text is localized: the wire gets a fixed English one */

@@ -259,6 +259,14 @@ chat_outbox_push (ChatOutbox *self, GBytes *frame)
 	return TRUE;
 }
 
+/* Writes what the socket takes now, instead of waiting for the end of the iteration. */
+void
+chat_outbox_flush_now (ChatOutbox *self)
+{
+	if (self->writable == NULL && !self->dead && self->count > 0)
+		outbox_flush (self);
+}
+
 gsize
 chat_outbox_get_pending (ChatOutbox *self)
 {

@@ -6,11 +6,15 @@
 
 #include <errno.h>
 #include <jwt.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat-error.h"
 #include "chat-i18n-private.h"
+#include "chat-json-private.h"
 #include "chat-token-verifier-private.h"
 
 /**
@@ -252,15 +256,34 @@ chat_token_verifier_init (ChatTokenVerifier *self)
 	self->leeway = 30;
 }
 
+/* Checks that @key is a PEM public key of the kind @algorithm needs, so a wrong key file is
+ * reported at startup rather than as every token being refused. */
 static gboolean
-key_looks_like_pem_public_key (GBytes *key)
+public_key_fits (ChatTokenAlgorithm algorithm, GBytes *key)
 {
-	gsize len;
-	const char *data = g_bytes_get_data (key, &len);
-	g_autofree char *text = g_strndup (data, len);
+	gsize length;
+	const void *data = g_bytes_get_data (key, &length);
+	BIO *bio = BIO_new_mem_buf (data, (int) length);
+	EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PUBKEY (bio, NULL, NULL, NULL) : NULL;
+	gboolean fits = FALSE;
 
-	return strstr (text, "-----BEGIN PUBLIC KEY-----") != NULL ||
-	       strstr (text, "-----BEGIN RSA PUBLIC KEY-----") != NULL;
+	if (pkey != NULL && algorithm == CHAT_TOKEN_ALGORITHM_RS256) {
+		fits = EVP_PKEY_base_id (pkey) == EVP_PKEY_RSA && EVP_PKEY_bits (pkey) >= 2048;
+	} else if (pkey != NULL && algorithm == CHAT_TOKEN_ALGORITHM_ES256) {
+		fits = EVP_PKEY_base_id (pkey) == EVP_PKEY_EC;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		if (fits) {
+			char group[64] = "";
+
+			fits = EVP_PKEY_get_group_name (pkey, group, sizeof group, NULL) == 1 &&
+			       (strcmp (group, "prime256v1") == 0 || strcmp (group, "P-256") == 0);
+		}
+#endif
+	}
+	EVP_PKEY_free (pkey);
+	BIO_free (bio);
+	ERR_clear_error ();
+	return fits;
 }
 
 /**
@@ -292,10 +315,11 @@ chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **err
 				     _("The token key is empty"));
 		return NULL;
 	}
-	if (!algorithm_is_hmac (algorithm) && !key_looks_like_pem_public_key (key)) {
+	if (!algorithm_is_hmac (algorithm) && !public_key_fits (algorithm, key)) {
 		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-			     _("The key for %s must be a PEM public key"),
-			     algorithms[algorithm].name);
+			     algorithm == CHAT_TOKEN_ALGORITHM_RS256
+				 ? _("The key for RS256 must be a PEM RSA public key of at least 2048 bits")
+				 : _("The key for ES256 must be a PEM P-256 public key"));
 		return NULL;
 	}
 
@@ -443,7 +467,7 @@ json_from_string_len (const char *text, gsize len)
 {
 	g_autofree char *copy = g_strndup (text, len);
 
-	if (strlen (copy) != len)
+	if (strlen (copy) != len || !chat_json_validate (copy, len, NULL))
 		return NULL;
 	return json_from_string (copy, NULL);
 }
@@ -640,6 +664,8 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 
 	claims_json = jwt_get_grants_json (jwt, NULL);
 	if (claims_json == NULL)
+		return refuse (reason_malformed, wire_reason, error);
+	if (!chat_json_validate (claims_json, strlen (claims_json), NULL))
 		return refuse (reason_malformed, wire_reason, error);
 	claims_node = json_from_string (claims_json, NULL);
 	if (claims_node == NULL || !JSON_NODE_HOLDS_OBJECT (claims_node))

@@ -1,0 +1,19 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Nesting deeper than this is refused: it protects the recursive json-glib parser. */
+#define CHAT_JSON_MAX_DEPTH 64
+
+/* Strict RFC 8259 check of a whole text. json-glib 1.6 also accepts comments, single quotes,
+ * hex numbers and "\x" escapes; relaying any of those byte for byte would hand other clients
+ * text their parsers reject. On failure, returns FALSE and an English reason. */
+gboolean chat_json_validate (const char *text, gsize length, const char **reason);
+
+G_END_DECLS

@@ -1,0 +1,504 @@
+#!/usr/bin/python3
+"""Limits through the real daemon: binary frames (1003), message size (1009, single
+frames and fragments), max-connections (503), the per-connection outbox (1008 for a
+peer that stops reading) and 1,000 concurrent connections in one room."""
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chathub_harness as h  # noqa: E402
+
+LIMIT = 65536
+
+
+def setUpModule():
+    h.raise_nofile_limit(8192)
+
+
+def message_of_size(size, room=None):
+    if room is None:
+        return h.pad_message_to(size, lambda f: '{"type":"message","content":"%s"}' % f)
+    return h.pad_message_to(size, lambda f: '{"type":"message","room_id":%d,"content":"%s"}'
+                            % (room, f))
+
+
+class RawMixin:
+    def raw(self, user_id=None, **kw):
+        uid = user_id if user_id is not None else h.next_user_id()
+        ws = h.RawWS.connect(self.daemon.port, self.daemon.token(uid), **kw)
+        ws.user_id = uid
+        self.addCleanup(ws.abort, False)
+        return ws
+
+    def join(self, ws, room):
+        ws.send_json({"type": "join", "room_id": room})
+        ack = ws.recv_json()
+        self.assertEqual((ack.get("type"), ack.get("room_id"), ack.get("from")),
+                         ("join", room, ws.user_id), ack)
+
+    def assert_close(self, ws, code, reason=None, timeout=5.0):
+        try:
+            got, why = ws.expect_close(timeout)
+        except h.ConnectionClosedRaw as e:
+            self.fail("expected a close frame with %d, the connection was dropped instead (%s)"
+                      % (code, e))
+        except TimeoutError:
+            self.fail("expected a close frame with %d, nothing within %.0f s" % (code, timeout))
+        self.assertEqual(got, code, "close code (reason %r)" % why)
+        if reason is not None:
+            self.assertEqual(why, reason)
+        self.assertTrue(ws.wait_eof(7.0), "TCP connection not closed after the close handshake")
+        return why
+
+    def assert_only_pong(self, ws):
+        ws.send_json({"type": "ping"})
+        msg = ws.recv_json()
+        self.assertEqual(msg.get("type"), "pong", "expected only a pong, got %r" % msg)
+
+
+class FrameLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    DAEMON_CONFIG = {"limits": {"max-message-size": LIMIT}}
+
+    def test_binary_frame_closed_1003(self):
+        ws = self.raw()
+        ws.send_binary(b"\x00\x01\x02binary")
+        self.assert_close(ws, 1003)
+
+    def test_binary_fragment_start_closed_1003(self):
+        ws = self.raw()
+        ws.send_frame(h.OP_BINARY, b"\x00" * 100, fin=False)
+        self.assert_close(ws, 1003)
+
+    def test_binary_after_valid_messages_closed_1003_others_unaffected(self):
+        ws = self.raw()
+        other = self.raw()
+        room = h.next_room_id()
+        self.join(other, room)
+        self.join(ws, room)
+        self.assertEqual(other.recv_json().get("type"), "join")
+        ws.send_json({"type": "message", "room_id": room, "content": "before"})
+        self.assertEqual(ws.recv_json().get("content"), "before")
+        self.assertEqual(other.recv_json().get("content"), "before")
+        ws.send_binary(b"\xff")
+        self.assert_close(ws, 1003)
+        ev = other.recv_json(timeout=8)
+        self.assertEqual((ev.get("type"), ev.get("room_id"), ev.get("from")),
+                         ("leave", room, ws.user_id), ev)
+        self.assert_only_pong(other)
+
+    def test_oversize_single_frame_closed_1009(self):
+        ws = self.raw()
+        ws.send_text(message_of_size(100 * 1024))
+        self.assert_close(ws, 1009)
+
+    def test_one_byte_over_limit_closed_1009(self):
+        ws = self.raw()
+        ws.send_text(message_of_size(LIMIT + 1))
+        self.assert_close(ws, 1009)
+
+    def test_oversize_garbage_frame_closed_1009(self):
+        # the size limit wins over JSON parsing
+        ws = self.raw()
+        ws.send_text("x" * (LIMIT + 1000))
+        self.assert_close(ws, 1009)
+
+    def test_exact_limit_accepted(self):
+        ws = self.raw()
+        text = message_of_size(LIMIT)
+        self.assertEqual(len(text.encode()), LIMIT)
+        ws.send_text(text)
+        msg = ws.recv_json(timeout=5)
+        self.assertEqual(msg.get("type"), "message", str(msg)[:200])
+        self.assertEqual(msg.get("content"), json.loads(text)["content"])
+        self.assert_only_pong(ws)
+
+    def test_exact_limit_fragmented_accepted(self):
+        ws = self.raw()
+        data = message_of_size(LIMIT).encode()
+        parts = [data[i:i + 20000] for i in range(0, len(data), 20000)]
+        self.assertEqual(len(parts), 4)
+        ws.send_fragmented(parts)
+        msg = ws.recv_json(timeout=5)
+        self.assertEqual(msg.get("content"), json.loads(data)["content"])
+        self.assert_only_pong(ws)
+
+    def test_fragmented_message_reassembled(self):
+        ws = self.raw()
+        text = json.dumps({"type": "message", "content": "frag\U0001F600mented"}, ensure_ascii=False)
+        data = text.encode()
+        # split inside the 4-byte UTF-8 sequence of the emoji on purpose
+        cut = data.index("\U0001F600".encode()) + 2
+        ws.send_fragmented([data[:5], data[5:cut], data[cut:]])
+        self.assertEqual(ws.recv_json().get("content"), "frag\U0001F600mented")
+
+    def test_fragments_with_interleaved_ping(self):
+        ws = self.raw()
+        data = b'{"type":"message","content":"with ping"}'
+        ws.send_frame(h.OP_TEXT, data[:10], fin=False)
+        ws.send_frame(h.OP_PING, b"hi")
+        ws.send_frame(h.OP_CONT, data[10:], fin=True)
+        f = ws.recv_frame()
+        self.assertEqual((f.opcode, f.payload), (h.OP_PONG, b"hi"))
+        self.assertEqual(ws.recv_json().get("content"), "with ping")
+
+    def test_fragmented_over_limit_closed_1009(self):
+        for final in (False, True):
+            with self.subTest(last_fragment_fin=final):
+                ws = self.raw()
+                # 5 x 16 KiB = 80 KiB > 64 KiB; every fragment alone is small
+                ws.send_fragmented([b"x" * 16384] * 5, final=final)
+                self.assert_close(ws, 1009)
+
+    def test_many_small_fragments_over_limit_closed_1009(self):
+        ws = self.raw()
+        ws.send_frame(h.OP_TEXT, b'{"type":"message","content":"', fin=False)
+        for _ in range(70):
+            ws.send_frame(h.OP_CONT, b"y" * 1024, fin=False)
+        self.assert_close(ws, 1009)
+
+    def test_limit_counts_per_message_not_per_connection(self):
+        # many messages near the limit on one connection are fine
+        ws = self.raw()
+        text = message_of_size(LIMIT - 10)
+        for _ in range(5):
+            ws.send_text(text)
+        for _ in range(5):
+            self.assertEqual(ws.recv_json(timeout=5).get("type"), "message")
+        self.assert_only_pong(ws)
+
+    def test_oversize_sender_leaves_room(self):
+        ws = self.raw()
+        other = self.raw()
+        room = h.next_room_id()
+        self.join(other, room)
+        self.join(ws, room)
+        self.assertEqual(other.recv_json().get("type"), "join")
+        ws.send_text(message_of_size(LIMIT + 5000, room))
+        self.assert_close(ws, 1009)
+        ev = other.recv_json(timeout=8)
+        self.assertEqual((ev.get("type"), ev.get("from")), ("leave", ws.user_id), ev)
+        self.assert_only_pong(other)
+
+    def test_websockets_client_sees_1009(self):
+        async def run():
+            import websockets
+            ws = await h.ws_connect(self.daemon, h.next_user_id())
+            try:
+                await ws.send("z" * (LIMIT * 2))
+                with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                    await asyncio.wait_for(ws.recv(), h.scaled(5))
+                self.assertEqual(cm.exception.rcvd.code if cm.exception.rcvd else None, 1009)
+            finally:
+                await ws.close()
+        asyncio.run(run())
+
+
+class SmallLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    DAEMON_CONFIG = {"limits": {"max-message-size": 1024}}
+
+    def test_configured_limit(self):
+        ws = self.raw()
+        ws.send_text(message_of_size(1024))
+        self.assertEqual(ws.recv_json().get("type"), "message")
+        ws.send_text(message_of_size(1025))
+        self.assert_close(ws, 1009)
+
+
+class MaxConnectionsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    DAEMON_CONFIG = {"server": {"max-connections": 1}}
+
+    def assert_503(self, resp):
+        try:
+            self.assertEqual(resp.status, 503, resp.body[:200])
+            ctype = (resp.header("Content-Type") or "").split(";")[0].strip()
+            self.assertEqual(ctype, "application/json")
+            body = resp.json()
+            self.assertEqual(body.get("error"), "server_busy", body)
+            self.assertIsInstance(body.get("error_description"), str, body)
+            self.assertIn("close", (resp.header("Connection") or "").lower())
+            self.assertTrue(resp.server_closed(3.0), "socket still open after 503")
+        finally:
+            resp.close()
+
+    def upgrade(self, token):
+        return h.http_request(self.daemon.port, "GET", "/ws", h.upgrade_headers(token=token))
+
+    def wait_slot_free(self, token):
+        deadline = time.monotonic() + h.scaled(5)
+        while True:
+            try:
+                return h.RawWS.connect(self.daemon.port, token)
+            except h.HandshakeRefused as e:
+                e.response.close()
+                self.assertEqual(e.response.status, 503)
+                if time.monotonic() > deadline:
+                    self.fail("slot not freed 5 s after the first client left")
+                time.sleep(0.05)
+
+    def test_second_upgrade_is_503(self):
+        first = self.wait_slot_free(self.daemon.token(h.next_user_id()))
+        try:
+            self.assert_503(self.upgrade(self.daemon.token(h.next_user_id())))
+            # the first connection is unaffected
+            self.assert_only_pong(first)
+        finally:
+            first.close()
+
+    def test_order_400_401_before_503(self):
+        first = self.wait_slot_free(self.daemon.token(h.next_user_id()))
+        try:
+            r = h.http_request(self.daemon.port, "GET", "/ws", {})
+            self.assertEqual(r.status, 400)
+            r.close()
+            r = self.upgrade("bad.token.here")
+            self.assertEqual(r.status, 401)
+            r.close()
+        finally:
+            first.close()
+
+    def test_slot_freed_after_close(self):
+        uid = h.next_user_id()
+        first = self.wait_slot_free(self.daemon.token(uid))
+        first.close()
+        second = self.wait_slot_free(self.daemon.token(uid))
+        second.abort(reset=True)            # an abrupt drop frees the slot too
+        third = self.wait_slot_free(self.daemon.token(uid))
+        self.assert_only_pong(third)
+        third.close()
+
+    def test_websockets_client_sees_503(self):
+        first = self.wait_slot_free(self.daemon.token(h.next_user_id()))
+
+        async def run():
+            import websockets
+            with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
+                await h.ws_connect(self.daemon, h.next_user_id())
+            self.assertEqual(cm.exception.status_code, 503)
+        try:
+            asyncio.run(run())
+        finally:
+            first.close()
+
+
+class ReaderClosed(Exception):
+    pass
+
+
+class SlowConsumerTests(RawMixin, unittest.TestCase):
+    """outbox-size=65536. A raw client with a tiny SO_RCVBUF joins a room and never reads;
+    a publisher sends far more than the kernel buffers plus the outbox can hold; a second
+    client in the room reads everything."""
+
+    def setUp(self):
+        self.daemon = h.Daemon(config={"limits": {"outbox-size": 65536,
+                                                  "max-message-size": LIMIT}})
+        self.daemon.start()
+        self.addCleanup(self.daemon.cleanup)
+
+    def test_non_reading_client_closed_1008_paced_publisher(self):
+        # the publisher keeps at most 4 x 8 KB in flight (it waits for its own echoes), so
+        # no reading client ever has more than 32 KiB pending in the daemon
+        self.run_scenario(n=800, size=8000, window=4)
+
+    def test_non_reading_client_closed_1008_flooding_publisher(self):
+        # the publisher sends as fast as it can: a reading client must not be taken for a
+        # slow consumer because of how many messages arrive in one burst
+        self.run_scenario(n=400, size=30000, window=None)
+
+    def run_scenario(self, n, size, window):
+        self.N = n
+        room = h.next_room_id()
+        slow = self.raw(rcvbuf=4096)
+        self.join(slow, room)
+        try:
+            received, reader_events, (frames, close, dropped) = asyncio.run(
+                self.flood(room, slow, n, size, window))
+        except ReaderClosed as e:
+            self.fail(str(e))
+
+        # the reading client got every message, in order, with increasing ids
+        self.assertEqual([m["content"].split(":")[1] for m in received], [str(i) for i in range(n)])
+        ids = [m["id"] for m in received]
+        self.assertEqual(ids, sorted(set(ids)), "ids not strictly increasing")
+
+        # what the non-reading client got once it started reading
+        got_msgs = [m for m in (json.loads(p) for p in frames) if m.get("type") == "message"]
+        self.assertLess(len(got_msgs), n,
+                        "the non-reading client was never cut off (got all %d messages)" % n)
+        # what it did get is an in-order prefix, frames intact
+        self.assertEqual([m["content"].split(":")[1] for m in got_msgs],
+                         [str(i) for i in range(len(got_msgs))])
+        if close is not None:
+            self.assertEqual(close[0], 1008, "close frame %r" % (close,))
+            self.assertEqual(close[1], "slow consumer")
+            self.assertTrue(slow.wait_eof(10), "connection not closed after the 1008 close")
+        else:
+            self.assertIsNotNone(dropped, "the non-reading client was neither closed nor dropped "
+                                 "within 15 s (got %d messages)" % len(got_msgs))
+            sys.stderr.write("[slow consumer dropped without a close frame: %s] " % dropped)
+        # the room's other member learns that the slow client left
+        self.assertIn(("leave", slow.user_id), reader_events, "no leave event for the slow consumer")
+
+    def read_slow(self, slow):
+        """Read the stalled client's socket until a close frame, EOF/reset or 15 s."""
+        frames = []
+        deadline = time.monotonic() + h.scaled(15)
+        while time.monotonic() < deadline:
+            try:
+                f = slow.recv_frame(timeout=max(0.1, deadline - time.monotonic()) / h.TIME_SCALE)
+            except h.ConnectionClosedRaw as e:
+                return frames, None, str(e)
+            except TimeoutError:
+                break
+            if f.opcode == h.OP_CLOSE:
+                slow.send_close(f.close_code() or 1000)
+                return frames, (f.close_code(), f.close_reason()), None
+            if f.opcode == h.OP_TEXT:
+                frames.append(f.payload)
+        return frames, None, None
+
+    async def flood(self, room, slow, n, size, window):
+        import websockets
+        reader_uid, pub_uid = h.next_user_id(), h.next_user_id()
+        reader = await h.ws_connect(self.daemon, reader_uid, max_queue=None)
+        pub = await h.ws_connect(self.daemon, pub_uid, max_queue=None)
+        try:
+            for ws, uid in ((reader, reader_uid), (pub, pub_uid)):
+                await h.send_json(ws, {"type": "join", "room_id": room})
+                while True:         # skip to our own ack
+                    m = await h.recv_json(ws)
+                    if m.get("type") == "join" and m.get("from") == uid:
+                        break
+            received = []
+            events = []
+            pub_received = []
+            echo = asyncio.Condition()
+
+            async def read_all(ws, name, sink, events_sink):
+                try:
+                    while len(sink) < n:
+                        m = await h.recv_json(ws, timeout=20)
+                        if m.get("type") == "message":
+                            sink.append(m)
+                            if sink is pub_received:
+                                async with echo:
+                                    echo.notify_all()
+                        elif events_sink is not None:
+                            events_sink.append((m.get("type"), m.get("from")))
+                except websockets.exceptions.ConnectionClosed as e:
+                    raise ReaderClosed("the %s, a client that reads everything, was closed by the "
+                                       "daemon with %r after %d of %d messages"
+                                       % (name, e.rcvd, len(sink), n))
+
+            filler = "f" * size
+            reader_task = asyncio.create_task(read_all(reader, "reading client", received, events))
+            pub_task = asyncio.create_task(read_all(pub, "publisher", pub_received, None))
+            try:
+                for i in range(n):
+                    if window is not None:
+                        async with echo:
+                            await asyncio.wait_for(
+                                echo.wait_for(lambda: len(pub_received) > i - window or pub_task.done()),
+                                h.scaled(20))
+                    if pub_task.done() or reader_task.done():
+                        break
+                    await h.send_json(pub, {"type": "message", "room_id": room,
+                                            "content": "m:%d:%s" % (i, filler)})
+            except websockets.exceptions.ConnectionClosed:
+                pass            # reported by the tasks
+            await asyncio.wait_for(asyncio.gather(reader_task, pub_task), h.scaled(30))
+
+            # now read the stalled client, and meanwhile wait for the leave event
+            slow_task = asyncio.create_task(asyncio.to_thread(self.read_slow, slow))
+            deadline = time.monotonic() + h.scaled(15)
+            while ("leave", slow.user_id) not in events and time.monotonic() < deadline:
+                try:
+                    m = await h.recv_json(reader, timeout=max(0.1, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    break
+                events.append((m.get("type"), m.get("from")))
+            slow_result = await slow_task
+            return received, events, slow_result
+        finally:
+            await h.close_all(reader, pub)
+
+
+class ThousandConnectionsTest(unittest.TestCase):
+    N = 1000
+
+    def setUp(self):
+        h.raise_nofile_limit(8192)
+        self.daemon = h.Daemon()
+        self.daemon.start()
+        self.addCleanup(self.daemon.cleanup)
+        self.conns = []
+        self.addCleanup(self.close_conns)
+
+    def close_conns(self):
+        for ws in self.conns:
+            ws.abort(reset=False)
+
+    def test_thousand_connections_in_one_room_receive_broadcast(self):
+        room = h.next_room_id()
+        port = self.daemon.port
+        base_uid = h.next_user_id()
+        for _ in range(self.N):
+            h.next_user_id()
+
+        def open_one(i):
+            uid = base_uid + i
+            ws = h.RawWS.connect(port, self.daemon.token(uid), timeout=30)
+            ws.user_id = uid
+            ws.send_json({"type": "join", "room_id": room})
+            ack = ws.recv_json(timeout=30)
+            if (ack.get("type"), ack.get("room_id"), ack.get("from")) != ("join", room, uid):
+                raise AssertionError("connection %d: first frame after join %r" % (i, ack))
+            return ws
+
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            futures = [ex.submit(open_one, i) for i in range(self.N)]
+            for f in futures:
+                try:
+                    self.conns.append(f.result())
+                except Exception as e:
+                    self.fail("opening connection failed after %d open: %r" % (len(self.conns), e))
+        connect_s = time.monotonic() - t0
+        self.assertEqual(len(self.conns), self.N)
+
+        sender = self.conns[0]
+        sender.send_json({"type": "message", "room_id": room, "content": "fan-out"})
+        t1 = time.monotonic()
+        deadline = t1 + h.scaled(60)
+        ids = set()
+        for i, ws in enumerate(self.conns):
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.fail("connection %d of %d got no broadcast in time" % (i, self.N))
+                f = ws.recv_frame(timeout=left)
+                if f.opcode == h.OP_CLOSE:
+                    self.fail("connection %d closed with %r %r" % (i, f.close_code(), f.close_reason()))
+                if f.opcode != h.OP_TEXT or b'"message"' not in f.payload:
+                    continue
+                msg = json.loads(f.payload)
+                if msg.get("type") != "message":
+                    continue
+                self.assertEqual((msg.get("from"), msg.get("room_id"), msg.get("content")),
+                                 (sender.user_id, room, "fan-out"), msg)
+                ids.add(msg.get("id"))
+                break
+        self.assertEqual(len(ids), 1, "one broadcast, one id: %r" % ids)
+        sys.stderr.write("[%d connections: connect+join %.1f s, fan-out read %.1f s] "
+                         % (self.N, connect_s, time.monotonic() - t1))
+        self.assertTrue(self.daemon.alive())
+
+
+if __name__ == "__main__":
+    h.main()
