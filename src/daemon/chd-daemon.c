@@ -125,8 +125,15 @@ chd_daemon_new (ChdConfig *config, GError **error)
 
 	self->config = config;
 	self->verifier = chat_token_verifier_new (config->algorithm, config->key, error);
-	if (self->verifier == NULL)
+	if (self->verifier == NULL) {
+		/* name the key at fault, like every other configuration error */
+		g_prefix_error (error, "%s",
+				config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
+					config->algorithm == CHAT_TOKEN_ALGORITHM_ES256
+				    ? "[auth] public-key-file: "
+				    : "[auth] secret-file: ");
 		return NULL;
+	}
 	chat_token_verifier_set_issuer (self->verifier, config->issuer);
 	chat_token_verifier_set_audience (self->verifier, config->audience);
 	chat_token_verifier_set_leeway (self->verifier, config->leeway);
