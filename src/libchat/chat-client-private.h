@@ -14,6 +14,10 @@ G_BEGIN_DECLS
 
 typedef struct _ChatHub ChatHub;
 
+/* Called once when the client's connection is gone, after the hub let it go. A plain function
+ * pointer: a signal handler would cost every connection a closure. */
+typedef void (*ChatClientClosedFunc) (ChatClient *client, gpointer user_data);
+
 /* A room this client joined, and where the client sits in the hub's member array of that
  * room (so leaving is O(1) however big the room is). */
 typedef struct {
@@ -25,7 +29,7 @@ typedef struct {
 struct _ChatClient {
 	GObject parent_instance;
 
-	char *id;
+	char id[24];
 	guint64 user_id;
 	gint64 connected_since; /* unix seconds */
 	char *remote_address;
@@ -43,6 +47,8 @@ struct _ChatClient {
 	guint rooms_capacity;
 
 	ChatHub *hub; /* (nullable) (unowned): set while registered */
+	ChatClientClosedFunc closed_func;
+	gpointer closed_data;
 	guint hub_slot;
 	gulong handler_message;
 	gulong handler_pong;

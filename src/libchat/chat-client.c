@@ -105,7 +105,6 @@ chat_client_finalize (GObject *object)
 	g_clear_object (&self->outbox);
 	g_clear_pointer (&self->allowed_rooms, g_array_unref);
 	g_free (self->rooms);
-	g_free (self->id);
 	g_free (self->remote_address);
 	G_OBJECT_CLASS (chat_client_parent_class)->finalize (object);
 }
@@ -287,6 +286,10 @@ on_ws_closed (SoupWebsocketConnection *conn, ChatClient *self)
 
 	g_object_ref (self);
 	g_signal_emit (self, signals[SIGNAL_CLOSED], 0, (guint) code);
+	if (self->hub != NULL)
+		chat_hub_unregister_client (self->hub, self);
+	if (self->closed_func != NULL)
+		self->closed_func (self, self->closed_data);
 	g_object_unref (self);
 }
 
@@ -302,7 +305,8 @@ chat_client_new (SoupWebsocketConnection *conn,
 	ChatClient *self = g_object_new (CHAT_TYPE_CLIENT, NULL);
 
 	/* unique per process, unguessable across restarts */
-	self->id = g_strdup_printf ("%08x%06" G_GINT64_MODIFIER "x", g_random_int (), ++counter);
+	g_snprintf (self->id, sizeof self->id, "%08x%06" G_GINT64_MODIFIER "x", g_random_int (),
+		    ++counter);
 	self->user_id = user_id;
 	self->connected_since = g_get_real_time () / G_USEC_PER_SEC;
 	self->remote_address = g_strdup (remote_address);

@@ -95,8 +95,6 @@ chat_hub_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec
 	}
 }
 
-static void on_client_closed (ChatClient *client, guint code, ChatHub *self);
-
 static void
 chat_hub_dispose (GObject *object)
 {
@@ -110,7 +108,6 @@ chat_hub_dispose (GObject *object)
 		while (g_hash_table_iter_next (&iter, NULL, &value)) {
 			ChatClient *client = value;
 
-			g_signal_handlers_disconnect_by_func (client, on_client_closed, self);
 			client->hub = NULL;
 			client->n_rooms = 0;
 		}
@@ -560,15 +557,6 @@ chat_hub_get_idle_closes (ChatHub *self)
 
 /* ---- registration --------------------------------------------------------------------- */
 
-static void
-on_client_closed (ChatClient *client, guint code, ChatHub *self)
-{
-	g_autoptr(ChatClient) keep = g_object_ref (client);
-
-	client->close_code = (guint16) code;
-	chat_hub_unregister_client (self, client);
-}
-
 /**
  * chat_hub_register_client:
  * @self: a #ChatHub
@@ -600,7 +588,6 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 		g_hash_table_insert (self->users, &user->id, user);
 	}
 	g_ptr_array_add (user->clients, client);
-	g_signal_connect (client, "closed", G_CALLBACK (on_client_closed), self);
 
 	g_signal_emit (self, signals[SIGNAL_CLIENT_REGISTERED], 0, client);
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
@@ -628,7 +615,6 @@ chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 	g_return_if_fail (client->hub == self);
 
 	keep = g_object_ref (client);
-	g_signal_handlers_disconnect_by_func (client, on_client_closed, self);
 	while (client->n_rooms > 0)
 		leave_room (self, client, client->rooms[client->n_rooms - 1].room_id, FALSE);
 

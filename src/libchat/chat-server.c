@@ -54,6 +54,7 @@ struct _ChatServer {
 	SoupServer *soup;
 	GSocket *listener;
 	GSource *accept_source;
+	GUri *ws_uri;
 	GSource *flush_source;
 	guint heartbeat_id;
 	char *path;
@@ -179,6 +180,16 @@ chat_server_dispose (GObject *object)
 	ChatServer *self = CHAT_SERVER (object);
 
 	chat_server_disconnect (self);
+	if (self->hub != NULL) {
+		GPtrArray *clients = chat_hub_get_clients_unowned (self->hub);
+
+		for (guint i = 0; i < clients->len; i++) {
+			ChatClient *client = clients->pdata[i];
+
+			if (client->closed_data == self)
+				client->closed_func = NULL;
+		}
+	}
 	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
 	if (self->flush_source != NULL) {
 		g_source_destroy (self->flush_source);
@@ -197,6 +208,7 @@ chat_server_finalize (GObject *object)
 
 	g_free (self->path);
 	g_free (self->address);
+	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
 }
 
@@ -264,12 +276,14 @@ pending_upgrade_free (gpointer data, GClosure *closure)
 }
 
 static void
-on_client_closed (ChatClient *client, guint code, ChatServer *self)
+on_client_closed (ChatClient *client, gpointer user_data)
 {
+	ChatServer *self = user_data;
+
 	self->n_connections--;
 	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
-		 chat_client_get_id (client), chat_client_get_user_id (client), code);
+		 chat_client_get_id (client), chat_client_get_user_id (client), client->close_code);
 }
 
 static GSocket *
@@ -301,7 +315,6 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	g_autoptr(ChatOutbox) outbox = NULL;
 	g_autoptr(SoupWebsocketConnection) conn = NULL;
 	g_autoptr(ChatClient) client = NULL;
-	g_autoptr(GUri) uri = g_uri_ref (soup_server_message_get_uri (msg));
 	g_autofree char *origin = g_strdup (soup_message_headers_get_one (
 	    soup_server_message_get_request_headers (msg), "Origin"));
 	GList *extensions;
@@ -323,8 +336,10 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	outbox = chat_outbox_new (stolen, socket, self->flush_source);
 	io = chat_outbox_new_io_stream (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
-	conn = soup_websocket_connection_new (io, uri, SOUP_WEBSOCKET_CONNECTION_SERVER, origin,
-					      NULL, extensions);
+	/* one URI without the query for every connection: the request's would keep each
+	 * client's access_token in memory for the life of the connection */
+	conn = soup_websocket_connection_new (io, self->ws_uri, SOUP_WEBSOCKET_CONNECTION_SERVER,
+					      origin, NULL, extensions);
 	/* libsoup drops frames over its cap without a close frame, so our own limit (which
 	 * answers 1009 properly) must trip first; never 0 (CVE-2026-0716) */
 	soup_websocket_connection_set_max_incoming_payload_size (
@@ -333,7 +348,8 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	client = chat_client_new (conn, outbox, pending->user_id, pending->rooms,
 				  pending->remote_address, self->outbox_size);
 	self->accepted++;
-	g_signal_connect_object (client, "closed", G_CALLBACK (on_client_closed), self, 0);
+	client->closed_func = on_client_closed;
+	client->closed_data = self;
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " connected from %s",
 		 chat_client_get_id (client), pending->user_id, pending->remote_address);
 	chat_hub_register_client (self->hub, client);
@@ -684,6 +700,9 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	g_free (self->address);
 	self->address = g_strdup (address);
 	self->listener = g_steal_pointer (&socket);
+	g_clear_pointer (&self->ws_uri, g_uri_unref);
+	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path,
+				    NULL, NULL);
 	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
 	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
 	g_source_set_static_name (self->accept_source, "chathub accept");
