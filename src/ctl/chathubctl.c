@@ -5,8 +5,11 @@
 #include "config.h"
 
 #include <chathub.h>
+#include <glib-unix.h>
 #include <glib/gi18n.h>
+#include <inttypes.h>
 #include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,9 +122,977 @@ command_token (int argc, char **argv)
 	return 0;
 }
 
+/* ---- the D-Bus client ----------------------------------------------------------------- */
+
+#define HUB_NAME "io.github.chathub.Hub1"
+#define HUB_PATH "/io/github/chathub/Hub1"
+#define HUB_INTERFACE "io.github.chathub.Hub1"
+
+/* Exit statuses, for scripts: */
+#define EXIT_FAILED 1	   /* the service refused: not found, invalid, ... */
+#define EXIT_USAGE 2	   /* a bad command line */
+#define EXIT_UNAVAILABLE 3 /* no bus, or no service on it */
+#define EXIT_DENIED 4	   /* permission denied */
+
+static gboolean opt_session = FALSE;
+static gboolean opt_system = FALSE;
+static gboolean opt_json = FALSE;
+
+static const GOptionEntry common_entries[] = {
+	{ "session", 0, 0, G_OPTION_ARG_NONE, &opt_session,
+	  N_("Talk to the service on the session bus (the default)"), NULL },
+	{ "system", 0, 0, G_OPTION_ARG_NONE, &opt_system,
+	  N_("Talk to the service on the system bus"), NULL },
+	{ "json", 'j', 0, G_OPTION_ARG_NONE, &opt_json, N_("Print JSON for scripts"), NULL },
+	{ NULL }
+};
+
+static GBusType
+bus_type (void)
+{
+	return opt_system ? G_BUS_TYPE_SYSTEM : G_BUS_TYPE_SESSION;
+}
+
+static const char *
+describe_bus (void)
+{
+	return opt_system ? _("the system bus") : _("the session bus");
+}
+
+/* Prints the one line an error deserves and picks the exit status. */
+static int
+report_error (GError *error)
+{
+	g_autofree char *remote = g_dbus_error_get_remote_error (error);
+
+	g_dbus_error_strip_remote_error (error);
+	if (g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_SERVICE_UNKNOWN) ||
+	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NAME_HAS_NO_OWNER) ||
+	    (remote != NULL && g_str_has_prefix (remote, "org.freedesktop.systemd1."))) {
+		g_printerr (_("chathubctl: the chathub service is not running on %s and cannot be "
+			      "started\n"),
+			    describe_bus ());
+		return EXIT_UNAVAILABLE;
+	}
+	if (remote != NULL && g_str_has_prefix (remote, "org.freedesktop.DBus.Error.Spawn.")) {
+		g_printerr (_("chathubctl: the chathub service on %s failed to start: %s\n"),
+			    describe_bus (), error->message);
+		return EXIT_UNAVAILABLE;
+	}
+	if (g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY) ||
+	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_TIMEOUT) ||
+	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_TIMED_OUT) ||
+	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+		g_printerr (_("chathubctl: the chathub service on %s did not answer: %s\n"),
+			    describe_bus (), error->message);
+		return EXIT_UNAVAILABLE;
+	}
+	if (g_error_matches (error, CHAT_ERROR, CHAT_ERROR_PERMISSION_DENIED) ||
+	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_ACCESS_DENIED) ||
+	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED)) {
+		g_printerr (_("chathubctl: permission denied: %s\n"), error->message);
+		return EXIT_DENIED;
+	}
+	g_printerr ("chathubctl: %s\n", error->message);
+	return EXIT_FAILED;
+}
+
+static GDBusConnection *
+connect_bus (int *status)
+{
+	g_autoptr(GError) error = NULL;
+	GDBusConnection *connection;
+
+	/* maps io.github.chathub.Hub1.Error.* back to CHAT_ERROR */
+	(void) CHAT_ERROR;
+	connection = g_bus_get_sync (bus_type (), NULL, &error);
+	if (connection == NULL) {
+		g_printerr (_("chathubctl: cannot connect to %s: %s\n"), describe_bus (),
+			    error->message);
+		*status = EXIT_UNAVAILABLE;
+	}
+	return connection;
+}
+
+static GVariant *
+call_hub (GDBusConnection *connection,
+	  const char *method,
+	  GVariant *parameters,
+	  const char *reply_type,
+	  GError **error)
+{
+	/* the bus starts the service if it is activatable */
+	return g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH, HUB_INTERFACE, method,
+					    parameters, G_VARIANT_TYPE (reply_type),
+					    G_DBUS_CALL_FLAGS_NONE, -1, NULL, error);
+}
+
+/* Parses the common options and the command's own; a command takes exactly n_args words. */
+static gboolean
+parse_command_line (GOptionContext *context,
+		    const GOptionEntry *entries,
+		    int *argc,
+		    char ***argv,
+		    int n_args,
+		    int *status)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *name = g_strdup_printf ("chathubctl %s", (*argv)[0]);
+
+	/* --help then reads "chathubctl broadcast [OPTION…] TEXT" */
+	g_set_prgname (name);
+	if (entries != NULL)
+		g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+	g_option_context_add_main_entries (context, common_entries, GETTEXT_PACKAGE);
+	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
+	if (!g_option_context_parse (context, argc, argv, &error)) {
+		*status = usage_error (context, error->message);
+		return FALSE;
+	}
+	if (opt_session && opt_system) {
+		*status = usage_error (context, _("give only one of --session and --system"));
+		return FALSE;
+	}
+	if (*argc - 1 != n_args) {
+		g_autofree char *text = NULL;
+
+		if (*argc - 1 < n_args)
+			text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+							     "“%s” needs %d argument; see --help",
+							     "“%s” needs %d arguments; see --help",
+							     n_args),
+						(*argv)[0], n_args);
+		else
+			text = g_strdup_printf (_("unexpected argument “%s”"), (*argv)[n_args + 1]);
+		*status = usage_error (context, text);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean
+parse_id (const char *what, const char *text, guint64 *out, int *status)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (!g_ascii_string_to_unsigned (text, 10, 1, G_MAXUINT64, out, &error)) {
+		g_printerr (_("chathubctl: %s must be a number greater than 0, not “%s”\n"), what,
+			    text);
+		*status = EXIT_USAGE;
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static void
+print_json (JsonNode *node, gboolean pretty)
+{
+	g_autoptr(JsonGenerator) generator = json_generator_new ();
+	g_autofree char *text = NULL;
+
+	json_generator_set_pretty (generator, pretty);
+	json_generator_set_root (generator, node);
+	text = json_generator_to_data (generator, NULL);
+	g_print ("%s\n", text);
+	fflush (stdout);
+}
+
+/* "Label:  value" lines whose values line up, whatever the translation's length. */
+static void
+print_fields (const char *const *labels, const char *const *values, guint n)
+{
+	glong width = 0;
+
+	for (guint i = 0; i < n; i++)
+		width = MAX (width, g_utf8_strlen (labels[i], -1));
+	for (guint i = 0; i < n; i++) {
+		glong pad = width - g_utf8_strlen (labels[i], -1);
+
+		g_print ("%s%*s  %s\n", labels[i], (int) pad, "", values[i]);
+	}
+}
+
+/* A table with a header line; every cell is a string, columns are as wide as they need. */
+static void
+print_table (const char *const *header, guint n_columns, GPtrArray *rows)
+{
+	g_autofree glong *widths = g_new0 (glong, n_columns);
+
+	for (guint c = 0; c < n_columns; c++)
+		widths[c] = g_utf8_strlen (header[c], -1);
+	for (guint r = 0; r < rows->len; r++) {
+		char **row = rows->pdata[r];
+
+		for (guint c = 0; c < n_columns; c++)
+			widths[c] = MAX (widths[c], g_utf8_strlen (row[c], -1));
+	}
+	for (guint r = 0; r <= rows->len; r++) {
+		const char *const *row = r == 0 ? header : rows->pdata[r - 1];
+		g_autoptr(GString) line = g_string_new (NULL);
+
+		for (guint c = 0; c < n_columns; c++) {
+			g_string_append (line, row[c]);
+			if (c + 1 < n_columns) {
+				glong pad = widths[c] - g_utf8_strlen (row[c], -1) + 2;
+
+				for (glong i = 0; i < pad; i++)
+					g_string_append_c (line, ' ');
+			}
+		}
+		g_print ("%s\n", line->str);
+	}
+}
+
+static char *
+format_time (gint64 unix_seconds)
+{
+	g_autoptr(GDateTime) time = g_date_time_new_from_unix_local (unix_seconds);
+
+	return time != NULL ? g_date_time_format (time, "%Y-%m-%d %H:%M:%S")
+			    : g_strdup_printf ("%" G_GINT64_FORMAT, unix_seconds);
+}
+
+static char *
+format_rooms (GVariant *rooms)
+{
+	gsize n = 0;
+	const guint64 *ids = g_variant_get_fixed_array (rooms, &n, sizeof (guint64));
+	g_autoptr(GString) text = g_string_new (NULL);
+
+	for (gsize i = 0; i < n; i++)
+		g_string_append_printf (text, "%s%" PRIu64, i > 0 ? "," : "", ids[i]);
+	return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+static char *
+format_duration (guint64 seconds)
+{
+	if (seconds < 60)
+		return g_strdup_printf (_("%" PRIu64 " s"), seconds);
+	if (seconds < 3600)
+		return g_strdup_printf (_("%" PRIu64 " min %02" PRIu64 " s"),
+					seconds / 60, seconds % 60);
+	if (seconds < 86400)
+		return g_strdup_printf (_("%" PRIu64 " h %02" PRIu64 " min"),
+					seconds / 3600, seconds % 3600 / 60);
+	return g_strdup_printf (_("%" PRIu64 " d %02" PRIu64 " h"),
+				seconds / 86400, seconds % 86400 / 3600);
+}
+
+static guint64
+lookup_counter (GVariant *dict, const char *key)
+{
+	g_autoptr(GVariant) value = g_variant_lookup_value (dict, key, NULL);
+
+	if (value == NULL)
+		return 0;
+	if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+		return g_variant_get_uint64 (value);
+	if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT32))
+		return g_variant_get_uint32 (value);
+	return 0;
+}
+
+static const char *
+lookup_string (GVariant *dict, const char *key)
+{
+	const char *value = NULL;
+
+	if (!g_variant_lookup (dict, key, "&s", &value))
+		return "";
+	return value;
+}
+
+static int
+command_status (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("- show the service's version, address, counters"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) properties = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GVariant) statistics = NULL;
+	g_autoptr(GError) error = NULL;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH,
+					     "org.freedesktop.DBus.Properties", "GetAll",
+					     g_variant_new ("(s)", HUB_INTERFACE),
+					     G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, -1,
+					     NULL, &error);
+	if (reply == NULL)
+		return report_error (error);
+	properties = g_variant_get_child_value (reply, 0);
+	g_clear_pointer (&reply, g_variant_unref);
+	reply = call_hub (connection, "GetStatistics", NULL, "(a{sv})", &error);
+	if (reply == NULL)
+		return report_error (error);
+	statistics = g_variant_get_child_value (reply, 0);
+
+	if (opt_json) {
+		g_autoptr(JsonBuilder) builder = json_builder_new ();
+		g_autoptr(JsonNode) root = NULL;
+
+		json_builder_begin_object (builder);
+		json_builder_set_member_name (builder, "bus");
+		json_builder_add_string_value (builder, opt_system ? "system" : "session");
+		json_builder_set_member_name (builder, "version");
+		json_builder_add_string_value (builder, lookup_string (properties, "Version"));
+		json_builder_set_member_name (builder, "listen_uri");
+		json_builder_add_string_value (builder, lookup_string (properties, "ListenUri"));
+		json_builder_set_member_name (builder, "client_count");
+		json_builder_add_int_value (builder, lookup_counter (properties, "ClientCount"));
+		json_builder_set_member_name (builder, "room_count");
+		json_builder_add_int_value (builder, lookup_counter (properties, "RoomCount"));
+		json_builder_set_member_name (builder, "statistics");
+		json_builder_add_value (builder, json_gvariant_serialize (statistics));
+		json_builder_end_object (builder);
+		root = json_builder_get_root (builder);
+		print_json (root, TRUE);
+		return 0;
+	} else {
+		g_autofree char *clients = g_strdup_printf (
+		    "%" PRIu64, lookup_counter (properties, "ClientCount"));
+		g_autofree char *rooms = g_strdup_printf ("%" PRIu64,
+							  lookup_counter (properties, "RoomCount"));
+		g_autofree char *uptime = format_duration (lookup_counter (statistics, "uptime"));
+		g_autofree char *accepted = g_strdup_printf (
+		    "%" PRIu64, lookup_counter (statistics, "connections-accepted"));
+		g_autofree char *refused = g_strdup_printf (
+		    _("%" PRIu64 " bad request, %" PRIu64 " bad token, "
+		      "%" PRIu64 " server full"),
+		    lookup_counter (statistics, "refused-bad-request"),
+		    lookup_counter (statistics, "refused-token"),
+		    lookup_counter (statistics, "refused-busy"));
+		g_autofree char *relayed = g_strdup_printf (
+		    "%" PRIu64, lookup_counter (statistics, "messages-relayed"));
+		g_autofree char *sent = g_strdup_printf (
+		    "%" PRIu64, lookup_counter (statistics, "bytes-sent"));
+		g_autofree char *closes = g_strdup_printf (
+		    _("%" PRIu64 " slow consumers, %" PRIu64 " idle"),
+		    lookup_counter (statistics, "slow-consumer-closes"),
+		    lookup_counter (statistics, "idle-closes"));
+		const char *labels[] = {
+			_("Service:"), _("Version:"), _("Listening on:"), _("Clients:"),
+			_("Rooms:"), _("Uptime:"), _("Accepted:"), _("Refused:"),
+			_("Messages relayed:"), _("Bytes sent:"), _("Closed:"),
+		};
+		const char *values[] = {
+			describe_bus (), lookup_string (properties, "Version"),
+			lookup_string (properties, "ListenUri"), clients, rooms, uptime, accepted,
+			refused, relayed, sent, closes,
+		};
+
+		print_fields (labels, values, G_N_ELEMENTS (labels));
+	}
+	return 0;
+}
+
+static int
+command_clients (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("- list the connected clients"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GVariant) clients = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+	g_autoptr(JsonArray) array = json_array_new ();
+	GVariantIter iter;
+	const char *client_id;
+	guint64 user_id;
+	gint64 since;
+	GVariant *rooms;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = call_hub (connection, "ListClients", NULL, "(a(stxat))", &error);
+	if (reply == NULL)
+		return report_error (error);
+	clients = g_variant_get_child_value (reply, 0);
+	g_variant_iter_init (&iter, clients);
+	while (g_variant_iter_loop (&iter, "(&stx@at)", &client_id, &user_id, &since, &rooms)) {
+		JsonObject *object = json_object_new ();
+		JsonArray *room_array = json_array_new ();
+		gsize n = 0;
+		const guint64 *ids = g_variant_get_fixed_array (rooms, &n, sizeof (guint64));
+		char **row = g_new0 (char *, 5);
+
+		for (gsize i = 0; i < n; i++)
+			json_array_add_int_element (room_array, (gint64) ids[i]);
+		json_object_set_string_member (object, "client_id", client_id);
+		json_object_set_int_member (object, "user_id", (gint64) user_id);
+		json_object_set_int_member (object, "connected_since", since);
+		json_object_set_array_member (object, "rooms", room_array);
+		json_array_add_object_element (array, object);
+
+		row[0] = g_strdup (client_id);
+		row[1] = g_strdup_printf ("%" PRIu64, user_id);
+		row[2] = format_time (since);
+		row[3] = format_rooms (rooms);
+		g_ptr_array_add (rows, row);
+	}
+	if (opt_json) {
+		g_autoptr(JsonNode) root = json_node_init_array (json_node_alloc (), array);
+
+		print_json (root, TRUE);
+	} else if (rows->len == 0) {
+		g_print ("%s\n", _("No client is connected."));
+	} else {
+		const char *header[] = { _("CLIENT"), _("USER"), _("CONNECTED SINCE"), _("ROOMS") };
+
+		print_table (header, G_N_ELEMENTS (header), rows);
+	}
+	return 0;
+}
+
+static int
+compare_room_rows (gconstpointer a, gconstpointer b)
+{
+	const char *const *x = *(const char *const *const *) a;
+	const char *const *y = *(const char *const *const *) b;
+	guint64 i = g_ascii_strtoull (x[0], NULL, 10), j = g_ascii_strtoull (y[0], NULL, 10);
+
+	return i < j ? -1 : i > j;
+}
+
+static int
+command_rooms (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("- list the rooms and how many connections joined each"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GVariant) rooms = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+	GVariantIter iter;
+	guint64 room_id;
+	guint32 members;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = call_hub (connection, "ListRooms", NULL, "(a(tu))", &error);
+	if (reply == NULL)
+		return report_error (error);
+	rooms = g_variant_get_child_value (reply, 0);
+	g_variant_iter_init (&iter, rooms);
+	while (g_variant_iter_next (&iter, "(tu)", &room_id, &members)) {
+		char **row = g_new0 (char *, 3);
+
+		row[0] = g_strdup_printf ("%" PRIu64, room_id);
+		row[1] = g_strdup_printf ("%u", members);
+		g_ptr_array_add (rows, row);
+	}
+	g_ptr_array_sort (rows, compare_room_rows);
+	if (opt_json) {
+		g_autoptr(JsonArray) array = json_array_new ();
+		g_autoptr(JsonNode) root = NULL;
+
+		for (guint i = 0; i < rows->len; i++) {
+			char **row = rows->pdata[i];
+			JsonObject *object = json_object_new ();
+
+			json_object_set_int_member (object, "room_id",
+						    (gint64) g_ascii_strtoull (row[0], NULL, 10));
+			json_object_set_int_member (object, "connections",
+						    (gint64) g_ascii_strtoull (row[1], NULL, 10));
+			json_array_add_object_element (array, object);
+		}
+		root = json_node_init_array (json_node_alloc (), array);
+		print_json (root, TRUE);
+	} else if (rows->len == 0) {
+		g_print ("%s\n", _("No room has members."));
+	} else {
+		const char *header[] = { _("ROOM"), _("CONNECTIONS") };
+
+		print_table (header, G_N_ELEMENTS (header), rows);
+	}
+	return 0;
+}
+
+static int
+command_members (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("ROOM - list the users in a room"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GVariant) users = NULL;
+	g_autoptr(GError) error = NULL;
+	const guint64 *ids;
+	gsize n = 0;
+	guint64 room_id = 0;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
+	    !parse_id (_("ROOM"), argv[1], &room_id, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)",
+			  &error);
+	if (reply == NULL)
+		return report_error (error);
+	users = g_variant_get_child_value (reply, 0);
+	ids = g_variant_get_fixed_array (users, &n, sizeof (guint64));
+	if (opt_json) {
+		g_autoptr(JsonObject) object = json_object_new ();
+		g_autoptr(JsonNode) root = NULL;
+		JsonArray *array = json_array_new ();
+
+		for (gsize i = 0; i < n; i++)
+			json_array_add_int_element (array, (gint64) ids[i]);
+		json_object_set_int_member (object, "room_id", (gint64) room_id);
+		json_object_set_array_member (object, "user_ids", array);
+		root = json_node_init_object (json_node_alloc (), object);
+		print_json (root, TRUE);
+	} else if (n == 0) {
+		g_print (_("Nobody is in room %" PRIu64 ".\n"), room_id);
+	} else {
+		g_autoptr(GPtrArray) rows = NULL;
+		const char *header[] = { _("USER") };
+
+		rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+
+		for (gsize i = 0; i < n; i++) {
+			char **row = g_new0 (char *, 2);
+
+			row[0] = g_strdup_printf ("%" PRIu64, ids[i]);
+			g_ptr_array_add (rows, row);
+		}
+		print_table (header, G_N_ELEMENTS (header), rows);
+	}
+	return 0;
+}
+
+static int
+command_broadcast (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("TEXT - post a message from the service"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *room = NULL;
+	g_autofree char *to = NULL;
+	g_autofree char *data = NULL;
+	GVariantBuilder options;
+	guint64 id = 0, room_id = 0, user_id = 0;
+	int status = 0;
+	const GOptionEntry entries[] = {
+		{ "room", 'r', 0, G_OPTION_ARG_STRING, &room,
+		  N_("Only to the members of this room"), N_("ROOM") },
+		{ "to", 't', 0, G_OPTION_ARG_STRING, &to,
+		  N_("Only to the connections of this user"), N_("USER") },
+		{ "data", 'd', 0, G_OPTION_ARG_STRING, &data,
+		  N_("Attach this JSON value as the message's data"), N_("JSON") },
+		{ NULL }
+	};
+
+	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
+		return status;
+	if (room != NULL && to != NULL)
+		return usage_error (context, _("give at most one of --room and --to"));
+	if ((room != NULL && !parse_id ("--room", room, &room_id, &status)) ||
+	    (to != NULL && !parse_id ("--to", to, &user_id, &status)))
+		return status;
+
+	g_variant_builder_init (&options, G_VARIANT_TYPE_VARDICT);
+	if (room != NULL)
+		g_variant_builder_add (&options, "{sv}", "room_id", g_variant_new_uint64 (room_id));
+	if (to != NULL)
+		g_variant_builder_add (&options, "{sv}", "to", g_variant_new_uint64 (user_id));
+	if (data != NULL)
+		g_variant_builder_add (&options, "{sv}", "data", g_variant_new_string (data));
+
+	connection = connect_bus (&status);
+	if (connection == NULL) {
+		g_variant_builder_clear (&options);
+		return status;
+	}
+	reply = call_hub (connection, "Broadcast", g_variant_new ("(sa{sv})", argv[1], &options),
+			  "(t)", &error);
+	if (reply == NULL)
+		return report_error (error);
+	g_variant_get (reply, "(t)", &id);
+	if (opt_json) {
+		g_autoptr(JsonObject) object = json_object_new ();
+		g_autoptr(JsonNode) root = NULL;
+
+		json_object_set_int_member (object, "id", (gint64) id);
+		root = json_node_init_object (json_node_alloc (), object);
+		print_json (root, TRUE);
+	} else {
+		g_print (_("Sent message %" PRIu64 ".\n"), id);
+	}
+	return 0;
+}
+
+static int
+command_disconnect (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("CLIENT_ID - close one connection (code 1008)"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *reason = NULL;
+	int status = 0;
+	const GOptionEntry entries[] = {
+		{ "reason", 0, 0, G_OPTION_ARG_STRING, &reason,
+		  N_("The reason the client is told, in English"), N_("TEXT") },
+		{ NULL }
+	};
+
+	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = call_hub (connection, "Disconnect",
+			  g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""), "()",
+			  &error);
+	if (reply == NULL)
+		return report_error (error);
+	if (opt_json) {
+		g_autoptr(JsonObject) object = json_object_new ();
+		g_autoptr(JsonNode) root = NULL;
+
+		json_object_set_string_member (object, "client_id", argv[1]);
+		root = json_node_init_object (json_node_alloc (), object);
+		print_json (root, TRUE);
+	} else {
+		g_print (_("Disconnected client %s.\n"), argv[1]);
+	}
+	return 0;
+}
+
+static int
+command_disconnect_user (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("USER - close every connection of a user (code 1008)"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *reason = NULL;
+	guint64 user_id = 0;
+	guint32 count = 0;
+	int status = 0;
+	const GOptionEntry entries[] = {
+		{ "reason", 0, 0, G_OPTION_ARG_STRING, &reason,
+		  N_("The reason the clients are told, in English"), N_("TEXT") },
+		{ NULL }
+	};
+
+	if (!parse_command_line (context, entries, &argc, &argv, 1, &status) ||
+	    !parse_id (_("USER"), argv[1], &user_id, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	reply = call_hub (connection, "DisconnectUser",
+			  g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""), "(u)",
+			  &error);
+	if (reply == NULL)
+		return report_error (error);
+	g_variant_get (reply, "(u)", &count);
+	if (opt_json) {
+		g_autoptr(JsonObject) object = json_object_new ();
+		g_autoptr(JsonNode) root = NULL;
+
+		json_object_set_int_member (object, "user_id", (gint64) user_id);
+		json_object_set_int_member (object, "count", count);
+		root = json_node_init_object (json_node_alloc (), object);
+		print_json (root, TRUE);
+	} else {
+		g_print (g_dngettext (GETTEXT_PACKAGE,
+				      "Closed %u connection of user %" PRIu64 ".\n",
+				      "Closed %u connections of user %" PRIu64 ".\n",
+				      count),
+			 count, user_id);
+	}
+	return 0;
+}
+
+/* ---- monitor -------------------------------------------------------------------------- */
+
+typedef struct {
+	GMainLoop *loop;
+	gboolean service_seen;
+} Monitor;
+
+/* One event: a JSON line, or a time-stamped sentence. */
+static void
+print_event (JsonObject *event, const char *text)
+{
+	if (opt_json) {
+		g_autoptr(JsonNode) root = json_node_init_object (json_node_alloc (), event);
+
+		print_json (root, FALSE);
+	} else {
+		g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+		g_autofree char *time = g_date_time_format (now, "%H:%M:%S");
+
+		g_print ("%s  %s\n", time, text);
+		fflush (stdout);
+	}
+}
+
+static JsonObject *
+event_new (const char *name)
+{
+	JsonObject *event = json_object_new ();
+
+	json_object_set_string_member (event, "event", name);
+	return event;
+}
+
+static void
+on_properties_changed (GVariant *parameters)
+{
+	g_autoptr(GVariant) changed = NULL;
+	g_autoptr(JsonObject) event = event_new ("properties-changed");
+	JsonObject *properties = json_object_new ();
+	g_autoptr(GString) text = g_string_new (NULL);
+	const char *interface;
+	GVariantIter iter;
+	const char *name;
+	GVariant *value;
+
+	g_variant_get (parameters, "(&s@a{sv}@as)", &interface, &changed, NULL);
+	if (g_strcmp0 (interface, HUB_INTERFACE) != 0) {
+		json_object_unref (properties);
+		return;
+	}
+	g_variant_iter_init (&iter, changed);
+	while (g_variant_iter_loop (&iter, "{&sv}", &name, &value)) {
+		g_autofree char *printed = g_variant_print (value, FALSE);
+
+		json_object_set_member (properties, name, json_gvariant_serialize (value));
+		g_string_append_printf (text, "%s%s = %s", text->len > 0 ? ", " : "", name,
+					printed);
+	}
+	json_object_set_object_member (event, "properties", properties);
+	print_event (event, text->str);
+}
+
+static void
+on_hub_signal (GDBusConnection *connection,
+	       const char *sender,
+	       const char *path,
+	       const char *interface,
+	       const char *signal,
+	       GVariant *parameters,
+	       gpointer user_data)
+{
+	g_autoptr(JsonObject) event = NULL;
+	g_autofree char *text = NULL;
+	const char *client_id, *content;
+	guint64 user_id, id, from;
+	guint16 code;
+
+	if (g_strcmp0 (interface, "org.freedesktop.DBus.Properties") == 0 &&
+	    g_strcmp0 (signal, "PropertiesChanged") == 0 &&
+	    g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(sa{sv}as)"))) {
+		on_properties_changed (parameters);
+		return;
+	}
+	if (g_strcmp0 (interface, HUB_INTERFACE) != 0)
+		return;
+	if (g_strcmp0 (signal, "ClientRegistered") == 0 &&
+	    g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(st)"))) {
+		g_variant_get (parameters, "(&st)", &client_id, &user_id);
+		event = event_new ("client-registered");
+		json_object_set_string_member (event, "client_id", client_id);
+		json_object_set_int_member (event, "user_id", (gint64) user_id);
+		text = g_strdup_printf (_("Client %s of user %" PRIu64 " connected"),
+					client_id, user_id);
+	} else if (g_strcmp0 (signal, "ClientUnregistered") == 0 &&
+		   g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(stq)"))) {
+		g_variant_get (parameters, "(&stq)", &client_id, &user_id, &code);
+		event = event_new ("client-unregistered");
+		json_object_set_string_member (event, "client_id", client_id);
+		json_object_set_int_member (event, "user_id", (gint64) user_id);
+		json_object_set_int_member (event, "close_code", code);
+		text = g_strdup_printf (_("Client %s of user %" PRIu64 " left (close "
+					  "code %u)"),
+					client_id, user_id, code);
+	} else if (g_strcmp0 (signal, "MessageBroadcast") == 0 &&
+		   g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(tts)"))) {
+		g_variant_get (parameters, "(tt&s)", &id, &from, &content);
+		event = event_new ("message-broadcast");
+		json_object_set_int_member (event, "id", (gint64) id);
+		json_object_set_int_member (event, "from", (gint64) from);
+		json_object_set_string_member (event, "content", content);
+		text = from == 0
+			   ? g_strdup_printf (_("Message %" PRIu64 " from the service "
+						"to everyone: %s"),
+					      id, content)
+			   : g_strdup_printf (_("Message %" PRIu64 " from user "
+						"%" PRIu64 " to everyone: %s"),
+					      id, from, content);
+	} else {
+		return;
+	}
+	print_event (event, text);
+}
+
+static void
+on_service_appeared (GDBusConnection *connection,
+		     const char *name,
+		     const char *owner,
+		     gpointer user_data)
+{
+	Monitor *monitor = user_data;
+	g_autoptr(JsonObject) event = NULL;
+
+	/* the first appearance is the service we just reached */
+	if (!monitor->service_seen) {
+		monitor->service_seen = TRUE;
+		return;
+	}
+	event = event_new ("service-started");
+	print_event (event, _("The service started"));
+}
+
+static void
+on_service_vanished (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+	Monitor *monitor = user_data;
+	g_autoptr(JsonObject) event = NULL;
+
+	monitor->service_seen = TRUE;
+	event = event_new ("service-stopped");
+	print_event (event, _("The service stopped"));
+}
+
+static gboolean
+on_quit_signal (gpointer user_data)
+{
+	Monitor *monitor = user_data;
+
+	g_main_loop_quit (monitor->loop);
+	return G_SOURCE_CONTINUE;
+}
+
+static int
+command_monitor (int argc, char **argv)
+{
+	g_autoptr(GOptionContext) context = g_option_context_new (
+	    _("- print the service's events until interrupted"));
+	g_autoptr(GDBusConnection) connection = NULL;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(JsonObject) ready = NULL;
+	g_autofree char *text = NULL;
+	Monitor monitor = { NULL, FALSE };
+	guint subscription, watch, sigint, sigterm;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	connection = connect_bus (&status);
+	if (connection == NULL)
+		return status;
+	/* subscribe first: whatever happens after the ping's answer is seen */
+	subscription = g_dbus_connection_signal_subscribe (connection, HUB_NAME, NULL, NULL,
+							   HUB_PATH, NULL,
+							   G_DBUS_SIGNAL_FLAGS_NONE, on_hub_signal,
+							   &monitor, NULL);
+	reply = g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH,
+					     "org.freedesktop.DBus.Peer", "Ping", NULL, NULL,
+					     G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+	if (reply == NULL) {
+		g_dbus_connection_signal_unsubscribe (connection, subscription);
+		return report_error (error);
+	}
+	monitor.loop = g_main_loop_new (NULL, FALSE);
+	watch = g_bus_watch_name_on_connection (connection, HUB_NAME, G_BUS_NAME_WATCHER_FLAGS_NONE,
+						on_service_appeared, on_service_vanished, &monitor,
+						NULL);
+	sigint = g_unix_signal_add (SIGINT, on_quit_signal, &monitor);
+	sigterm = g_unix_signal_add (SIGTERM, on_quit_signal, &monitor);
+
+	ready = event_new ("monitoring");
+	json_object_set_string_member (ready, "bus", opt_system ? "system" : "session");
+	text = g_strdup_printf (_("Monitoring %s on %s; press Ctrl+C to stop"), HUB_NAME,
+				describe_bus ());
+	print_event (ready, text);
+
+	g_main_loop_run (monitor.loop);
+
+	g_source_remove (sigint);
+	g_source_remove (sigterm);
+	g_bus_unwatch_name (watch);
+	g_dbus_connection_signal_unsubscribe (connection, subscription);
+	g_main_loop_unref (monitor.loop);
+	return 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+typedef struct {
+	const char *name;
+	int (*run) (int argc, char **argv);
+	const char *synopsis;
+	const char *summary;
+} Command;
+
+static const Command commands[] = {
+	{ "status", command_status, "status", N_("version, address, counts and counters") },
+	{ "clients", command_clients, "clients", N_("the connected clients") },
+	{ "rooms", command_rooms, "rooms", N_("the rooms and their connections") },
+	{ "members", command_members, "members ROOM", N_("the users in a room") },
+	{ "broadcast", command_broadcast, "broadcast [--room N | --to USER] [--data JSON] TEXT",
+	  N_("post a message from the service (from 0)") },
+	{ "disconnect", command_disconnect, "disconnect [--reason TEXT] CLIENT_ID",
+	  N_("close one connection with 1008") },
+	{ "disconnect-user", command_disconnect_user, "disconnect-user [--reason TEXT] USER",
+	  N_("close every connection of a user with 1008") },
+	{ "monitor", command_monitor, "monitor",
+	  N_("print events as they happen, until interrupted") },
+	{ "token", command_token, "token --user-id N ...",
+	  N_("print a signed token (for development and tests)") },
+};
+
+static void
+print_usage (void)
+{
+	g_print ("%s\n\n",
+		 _("Usage: chathubctl [--session | --system] [--json] COMMAND [OPTIONS]"));
+	g_print ("%s\n", _("Commands:"));
+	for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+		g_print ("  %s\n      %s\n", commands[i].synopsis, _(commands[i].summary));
+	g_print ("\n%s\n%s\n%s\n",
+		 _("--session and --system choose the bus of the service (the session bus by "
+		   "default); --json prints JSON."),
+		 _("Exit status: 0 success, 1 refused by the service, 2 bad usage, 3 service not "
+		   "available, 4 permission denied."),
+		 _("Run “chathubctl COMMAND --help” for the options of a command."));
+}
+
 int
 main (int argc, char **argv)
 {
+	int first = 1;
+
 	setlocale (LC_ALL, "");
 	bindtextdomain (GETTEXT_PACKAGE, g_getenv ("CHATHUB_LOCALEDIR") != NULL
 						 ? g_getenv ("CHATHUB_LOCALEDIR")
@@ -130,15 +1101,33 @@ main (int argc, char **argv)
 	textdomain (GETTEXT_PACKAGE);
 	g_set_prgname ("chathubctl");
 
-	if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
-		g_print ("%s\n\n  %s\n\n%s\n",
-			 _("Usage: chathubctl COMMAND [OPTIONS]"),
-			 _("token    print a signed token (for development and tests)"),
-			 _("Run “chathubctl COMMAND --help” for the options of a command."));
-		return argc < 2 ? 2 : 0;
+	/* the common options may also come before the command */
+	for (; first < argc && argv[first][0] == '-'; first++) {
+		if (strcmp (argv[first], "--session") == 0) {
+			opt_session = TRUE;
+		} else if (strcmp (argv[first], "--system") == 0) {
+			opt_system = TRUE;
+		} else if (strcmp (argv[first], "--json") == 0 || strcmp (argv[first], "-j") == 0) {
+			opt_json = TRUE;
+		} else if (strcmp (argv[first], "--help") == 0 || strcmp (argv[first], "-h") == 0) {
+			print_usage ();
+			return 0;
+		} else if (strcmp (argv[first], "--version") == 0) {
+			g_print ("chathubctl %s\n", PACKAGE_VERSION);
+			return 0;
+		} else {
+			g_printerr (_("chathubctl: unknown option “%s”\n"), argv[first]);
+			return EXIT_USAGE;
+		}
 	}
-	if (strcmp (argv[1], "token") == 0)
-		return command_token (argc - 1, argv + 1);
-	g_printerr (_("chathubctl: unknown command “%s”\n"), argv[1]);
-	return 2;
+	if (first >= argc) {
+		print_usage ();
+		return EXIT_USAGE;
+	}
+	for (guint i = 0; i < G_N_ELEMENTS (commands); i++) {
+		if (strcmp (argv[first], commands[i].name) == 0)
+			return commands[i].run (argc - first, argv + first);
+	}
+	g_printerr (_("chathubctl: unknown command “%s”\n"), argv[first]);
+	return EXIT_USAGE;
 }

@@ -23,6 +23,8 @@ chd_config_new (void)
 	config->outbox_size = 1048576;
 	config->ping_interval = 54;
 	config->idle_timeout = 60;
+	config->bus_type = G_BUS_TYPE_NONE;
+	config->message_signals = TRUE;
 	return config;
 }
 
@@ -34,6 +36,7 @@ chd_config_free (ChdConfig *config)
 	g_clear_pointer (&config->key, g_bytes_unref);
 	g_free (config->issuer);
 	g_free (config->audience);
+	g_free (config->admin_group);
 	g_free (config);
 }
 
@@ -56,6 +59,26 @@ read_uint (GKeyFile *file, const char *group, const char *key, guint min, guint 
 		return FALSE;
 	}
 	*out = (guint) value;
+	return TRUE;
+}
+
+static gboolean
+read_boolean (GKeyFile *file, const char *group, const char *key, gboolean *out, GError **error)
+{
+	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+
+	if (text == NULL)
+		return TRUE;
+	g_strstrip (text);
+	if (g_strcmp0 (text, "true") == 0) {
+		*out = TRUE;
+	} else if (g_strcmp0 (text, "false") == 0) {
+		*out = FALSE;
+	} else {
+		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _("[%s] %s: “%s” is neither true nor false"), group, key, text);
+		return FALSE;
+	}
 	return TRUE;
 }
 
@@ -142,6 +165,11 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	    !read_uint (file, "limits", "outbox-size", 1024, G_MAXINT, &config->outbox_size, error) ||
 	    !read_uint (file, "limits", "ping-interval", 0, 86400, &config->ping_interval, error) ||
 	    !read_uint (file, "limits", "idle-timeout", 0, 86400, &config->idle_timeout, error))
+		return FALSE;
+
+	read_string (file, "dbus", "admin-group", &config->admin_group);
+	if (!read_boolean (file, "dbus", "message-signals", &config->message_signals, error) ||
+	    !read_uint (file, "dbus", "exit-on-idle", 0, 86400 * 365, &config->exit_on_idle, error))
 		return FALSE;
 
 	g_clear_pointer (&config->key, g_bytes_unref);

@@ -23,6 +23,11 @@ typedef struct {
 	guint outbox_size;
 	guint ping_interval;
 	guint idle_timeout;
+	/* [dbus] */
+	GBusType bus_type; /* G_BUS_TYPE_NONE: not on a bus; only the command line sets it */
+	char *admin_group; /* (nullable): may Broadcast and Disconnect on the system bus */
+	gboolean message_signals;
+	guint exit_on_idle; /* seconds; 0 = never */
 } ChdConfig;
 
 ChdConfig *chd_config_new (void);

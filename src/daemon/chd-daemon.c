@@ -8,6 +8,7 @@
 #include <glib/gi18n.h>
 
 #include "chd-daemon.h"
+#include "chd-dbus.h"
 
 /* How long shutdown waits for clients to answer their 1001 before giving up. */
 #define SHUTDOWN_TIMEOUT_S 5
@@ -19,12 +20,15 @@ struct _ChdDaemon {
 	ChatHub *hub;
 	ChatTokenVerifier *verifier;
 	ChatServer *server;
+	ChdDbus *dbus; /* (nullable): not on a bus */
 	GMainLoop *loop;
 	guint sigterm_id;
 	guint sigint_id;
 	guint shutdown_timeout_id;
+	guint idle_id;
 	gulong n_clients_id;
 	gboolean stopping;
+	int exit_status;
 };
 
 G_DEFINE_FINAL_TYPE (ChdDaemon, chd_daemon, G_TYPE_OBJECT)
@@ -37,7 +41,9 @@ chd_daemon_dispose (GObject *object)
 	g_clear_handle_id (&self->sigterm_id, g_source_remove);
 	g_clear_handle_id (&self->sigint_id, g_source_remove);
 	g_clear_handle_id (&self->shutdown_timeout_id, g_source_remove);
+	g_clear_handle_id (&self->idle_id, g_source_remove);
 	g_clear_signal_handler (&self->n_clients_id, self->hub);
+	g_clear_object (&self->dbus);
 	g_clear_object (&self->server);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->verifier);
@@ -80,10 +86,45 @@ maybe_quit (ChdDaemon *self)
 		g_main_loop_quit (self->loop);
 }
 
+static void stop (ChdDaemon *self, int exit_status);
+
+static gboolean
+on_idle (gpointer user_data)
+{
+	ChdDaemon *self = CHD_DAEMON (user_data);
+	g_autofree char *text = NULL;
+
+	self->idle_id = 0;
+	text = g_strdup_printf (_("No client and no D-Bus call for %u seconds; exiting"),
+				self->config->exit_on_idle);
+	log_event ("idle-exit", text);
+	stop (self, 0);
+	return G_SOURCE_REMOVE;
+}
+
+/* [dbus] exit-on-idle: the countdown runs while no client is connected and starts again
+ * with every D-Bus call. */
+static void
+restart_idle_countdown (ChdDaemon *self)
+{
+	g_clear_handle_id (&self->idle_id, g_source_remove);
+	if (self->config->exit_on_idle == 0 || self->stopping ||
+	    chat_hub_get_n_clients (self->hub) > 0)
+		return;
+	self->idle_id = g_timeout_add_seconds (self->config->exit_on_idle, on_idle, self);
+}
+
 static void
 on_n_clients (GObject *hub, GParamSpec *pspec, ChdDaemon *self)
 {
+	restart_idle_countdown (self);
 	maybe_quit (self);
+}
+
+static void
+on_dbus_activity (ChdDbus *dbus, ChdDaemon *self)
+{
+	restart_idle_countdown (self);
 }
 
 static gboolean
@@ -98,16 +139,22 @@ on_shutdown_timeout (gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
-static gboolean
-on_signal (gpointer user_data)
+/* The one way out: stop listening, leave the bus, close every client with 1001 and quit
+ * once they are gone (or the timeout says enough). */
+static void
+stop (ChdDaemon *self, int exit_status)
 {
-	ChdDaemon *self = CHD_DAEMON (user_data);
 	g_autofree char *text = NULL;
 	guint n;
 
 	if (self->stopping)
-		return G_SOURCE_CONTINUE;
+		return;
 	self->stopping = TRUE;
+	self->exit_status = exit_status;
+	g_clear_handle_id (&self->idle_id, g_source_remove);
+	/* a new instance may be activated at once; it finds the port free, too */
+	if (self->dbus != NULL)
+		chd_dbus_stop (self->dbus);
 	chat_server_disconnect (self->server);
 	n = chat_hub_close_all (self->hub, CHAT_CLOSE_CODE_GOING_AWAY, "server shutting down");
 	text = g_strdup_printf (_("Shutting down; closing %u clients"), n);
@@ -115,7 +162,34 @@ on_signal (gpointer user_data)
 	self->shutdown_timeout_id = g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout,
 							   self);
 	maybe_quit (self);
+}
+
+static gboolean
+on_signal (gpointer user_data)
+{
+	stop (CHD_DAEMON (user_data), 0);
 	return G_SOURCE_CONTINUE;
+}
+
+static void
+on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
+{
+	g_autofree char *text = NULL;
+
+	if (self->stopping)
+		return;
+	if (!was_owned) {
+		/* like any other failure to start: one line, status 1 */
+		g_printerr (_("chathubd: cannot own the name %s on %s: another instance owns it, "
+			      "or the bus does not allow it\n"),
+			    CHD_DBUS_NAME, chd_dbus_describe_bus (self->config->bus_type));
+		stop (self, 1);
+		return;
+	}
+	text = g_strdup_printf (_("Lost the name %s on %s; shutting down"), CHD_DBUS_NAME,
+				chd_dbus_describe_bus (self->config->bus_type));
+	log_event ("dbus-name-lost", text);
+	stop (self, 0);
 }
 
 ChdDaemon *
@@ -169,6 +243,18 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 	text = g_strdup_printf (_("chathubd %s listening on %s (tokens: %s)"), PACKAGE_VERSION, uri,
 				chat_token_algorithm_to_string (self->config->algorithm));
 	log_event ("listening", text);
+
+	/* only now: owning the name is how the bus and systemd learn that we are ready */
+	if (self->config->bus_type != G_BUS_TYPE_NONE) {
+		self->dbus = chd_dbus_new (self->server, self->config);
+		g_signal_connect (self->dbus, "activity", G_CALLBACK (on_dbus_activity), self);
+		g_signal_connect (self->dbus, "name-lost", G_CALLBACK (on_name_lost), self);
+		if (!chd_dbus_start (self->dbus, error)) {
+			chat_server_disconnect (self->server);
+			return FALSE;
+		}
+	}
+	restart_idle_countdown (self);
 	return TRUE;
 }
 
@@ -176,6 +262,8 @@ int
 chd_daemon_run (ChdDaemon *self)
 {
 	g_main_loop_run (self->loop);
+	/* let the last D-Bus signals out before the connection goes */
+	g_clear_object (&self->dbus);
 	log_event ("stopped", _("chathubd stopped"));
-	return 0;
+	return self->exit_status;
 }

@@ -25,6 +25,25 @@ raise_fd_limit (void)
 	}
 }
 
+/* A bus-activated service gets no --config: look where a user or the system keeps it. */
+static char *
+find_default_config (GBusType bus_type)
+{
+	g_autofree char *user_path = NULL;
+	g_autofree char *system_path = g_build_filename (SYSCONFDIR, "chathub", "chathub.conf",
+							 NULL);
+
+	if (bus_type == G_BUS_TYPE_SESSION) {
+		user_path = g_build_filename (g_get_user_config_dir (), "chathub", "chathub.conf",
+					      NULL);
+		if (g_file_test (user_path, G_FILE_TEST_EXISTS))
+			return g_steal_pointer (&user_path);
+	}
+	if (bus_type != G_BUS_TYPE_NONE && g_file_test (system_path, G_FILE_TEST_EXISTS))
+		return g_steal_pointer (&system_path);
+	return NULL;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -37,6 +56,9 @@ main (int argc, char **argv)
 	int port = -1;
 	gboolean verbose = FALSE;
 	gboolean version = FALSE;
+	gboolean session = FALSE;
+	gboolean system = FALSE;
+	gboolean no_dbus = FALSE;
 	const GOptionEntry entries[] = {
 		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
 		  N_("Read the configuration from FILE"), N_("FILE") },
@@ -44,6 +66,12 @@ main (int argc, char **argv)
 		  N_("Listen on this IP address"), N_("ADDRESS") },
 		{ "port", 'p', 0, G_OPTION_ARG_INT, &port,
 		  N_("Listen on this TCP port (0 picks a free one)"), N_("PORT") },
+		{ "session", 0, 0, G_OPTION_ARG_NONE, &session,
+		  N_("Offer the D-Bus interface on the session bus"), NULL },
+		{ "system", 0, 0, G_OPTION_ARG_NONE, &system,
+		  N_("Offer the D-Bus interface on the system bus"), NULL },
+		{ "no-dbus", 0, 0, G_OPTION_ARG_NONE, &no_dbus,
+		  N_("Stay off D-Bus (the default)"), NULL },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("Log debug messages"), NULL },
 		{ "version", 0, 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"),
 		  NULL },
@@ -73,8 +101,17 @@ main (int argc, char **argv)
 	}
 	if (verbose)
 		g_log_set_debug_enabled (TRUE);
+	if (session + system + no_dbus > 1) {
+		g_printerr (_("chathubd: give only one of --session, --system and --no-dbus\n"));
+		return 2;
+	}
 
 	config = chd_config_new ();
+	config->bus_type = session ? G_BUS_TYPE_SESSION
+			   : system ? G_BUS_TYPE_SYSTEM
+				    : G_BUS_TYPE_NONE;
+	if (config_path == NULL)
+		config_path = find_default_config (config->bus_type);
 	if (!chd_config_load (config, config_path, &error)) {
 		g_printerr (_("chathubd: bad configuration: %s\n"), error->message);
 		return 1;

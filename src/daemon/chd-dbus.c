@@ -1,0 +1,790 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chd-dbus.h"
+#include "chd-hub1-generated.h"
+
+/* RFC 6455 leaves 123 bytes for the reason of a close frame. */
+#define MAX_REASON_BYTES 123
+#define DEFAULT_REASON "disconnected by operator"
+
+/* io.github.chathub.Hub1 on a bus: the generated skeleton answers the calls by asking the
+ * library, and relays the hub's signals. Nothing here knows about WebSocket. */
+struct _ChdDbus {
+	GObject parent_instance;
+
+	ChatServer *server;
+	ChatHub *hub;
+	ChdConfig *config; /* unowned; outlives us */
+	GDBusConnection *connection;
+	ChdHub1 *skeleton;
+	guint owner_id;
+	gboolean name_owned;
+	gulong hub_handlers[5];
+};
+
+G_DEFINE_FINAL_TYPE (ChdDbus, chd_dbus, G_TYPE_OBJECT)
+
+enum { SIGNAL_ACTIVITY, SIGNAL_NAME_LOST, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void
+chd_dbus_dispose (GObject *object)
+{
+	ChdDbus *self = CHD_DBUS (object);
+
+	g_clear_handle_id (&self->owner_id, g_bus_unown_name);
+	for (guint i = 0; i < G_N_ELEMENTS (self->hub_handlers); i++)
+		g_clear_signal_handler (&self->hub_handlers[i], self->hub);
+	if (self->skeleton != NULL &&
+	    g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self->skeleton)))
+		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
+	/* the last signals (clients leaving on shutdown) must reach the bus before we exit */
+	if (self->connection != NULL && !g_dbus_connection_is_closed (self->connection))
+		g_dbus_connection_flush_sync (self->connection, NULL, NULL);
+	g_clear_object (&self->skeleton);
+	g_clear_object (&self->connection);
+	g_clear_object (&self->hub);
+	g_clear_object (&self->server);
+	G_OBJECT_CLASS (chd_dbus_parent_class)->dispose (object);
+}
+
+static void
+chd_dbus_class_init (ChdDbusClass *klass)
+{
+	G_OBJECT_CLASS (klass)->dispose = chd_dbus_dispose;
+
+	/* a method was called: the daemon's exit-on-idle timer starts again */
+	signals[SIGNAL_ACTIVITY] = g_signal_new ("activity", G_TYPE_FROM_CLASS (klass),
+						 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+						 G_TYPE_NONE, 0);
+	/* the bus name is gone, or was never ours (the argument says whether we had it) */
+	signals[SIGNAL_NAME_LOST] = g_signal_new ("name-lost", G_TYPE_FROM_CLASS (klass),
+						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+						  G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+}
+
+static void
+chd_dbus_init (ChdDbus *self)
+{
+}
+
+/**
+ * chd_dbus_describe_bus:
+ * @bus_type: %G_BUS_TYPE_SESSION or %G_BUS_TYPE_SYSTEM
+ *
+ * Returns: (transfer none): "the session bus" or "the system bus", translated
+ */
+const char *
+chd_dbus_describe_bus (GBusType bus_type)
+{
+	return bus_type == G_BUS_TYPE_SYSTEM ? _("the system bus") : _("the session bus");
+}
+
+static void
+log_event (GLogLevelFlags level, const char *event, const char *text)
+{
+	/* the text is translated; CHATHUB_EVENT is the stable key tools match on */
+	g_log_structured (G_LOG_DOMAIN, level, "CHATHUB_EVENT", event, "MESSAGE", "%s", text);
+}
+
+static void
+note_activity (ChdDbus *self)
+{
+	g_signal_emit (self, signals[SIGNAL_ACTIVITY], 0);
+}
+
+/* ---- access control ------------------------------------------------------------------- */
+
+static gboolean
+user_in_group (uid_t uid, const char *group_name)
+{
+	struct passwd *pw;
+	struct group *group;
+	g_autofree char *user_name = NULL;
+	g_autofree gid_t *groups = NULL;
+	gid_t wanted, primary;
+	int n_groups = 32;
+
+	group = getgrnam (group_name);
+	if (group == NULL)
+		return FALSE;
+	wanted = group->gr_gid;
+	pw = getpwuid (uid);
+	if (pw == NULL)
+		return FALSE;
+	user_name = g_strdup (pw->pw_name);
+	primary = pw->pw_gid;
+	if (primary == wanted)
+		return TRUE;
+
+	/* getgrouplist() says how many groups there are when the array is too small */
+	for (;;) {
+		int n = n_groups;
+
+		g_free (groups);
+		groups = g_new (gid_t, n);
+		if (getgrouplist (user_name, primary, groups, &n) >= 0) {
+			n_groups = n;
+			break;
+		}
+		if (n <= n_groups)
+			return FALSE;
+		n_groups = n;
+	}
+	for (int i = 0; i < n_groups; i++) {
+		if (groups[i] == wanted)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+typedef void (*PrivilegedFunc) (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid);
+
+typedef struct {
+	ChdDbus *self;
+	GDBusMethodInvocation *invocation;
+	PrivilegedFunc func;
+} PrivilegedCall;
+
+static void
+privileged_call_free (PrivilegedCall *call)
+{
+	g_object_unref (call->self);
+	g_object_unref (call->invocation);
+	g_free (call);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PrivilegedCall, privileged_call_free)
+
+static void
+refuse (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+{
+	const char *method = g_dbus_method_invocation_get_method_name (invocation);
+	const char *sender = g_dbus_method_invocation_get_sender (invocation);
+	const char *group = self->config->admin_group;
+	g_autofree char *uid_text = g_strdup_printf ("%u", uid);
+	g_autofree char *text = NULL;
+	g_autofree char *reply = NULL;
+
+	if (self->config->bus_type != G_BUS_TYPE_SYSTEM) {
+		text = g_strdup_printf (_("Refused %s from %s (uid %u): not the user running the "
+					  "service"), method, sender, uid);
+		reply = g_strdup_printf (_("%s is only allowed to the user running the service"),
+					 method);
+	} else if (group != NULL) {
+		text = g_strdup_printf (_("Refused %s from %s (uid %u): neither root nor a member of "
+					  "group “%s”"), method, sender, uid, group);
+		reply = g_strdup_printf (_("%s is only allowed to root and to members of group "
+					   "“%s”"), method, group);
+	} else {
+		text = g_strdup_printf (_("Refused %s from %s (uid %u): not root, and no "
+					  "[dbus] admin-group is configured"), method, sender, uid);
+		reply = g_strdup_printf (_("%s is only allowed to root"), method);
+	}
+	g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT", "dbus-permission-denied",
+			  "CHATHUB_DBUS_METHOD", method,
+			  "CHATHUB_DBUS_SENDER", sender,
+			  "CHATHUB_DBUS_UID", uid_text,
+			  "MESSAGE", "%s", text);
+	g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+						       CHAT_ERROR_PERMISSION_DENIED, reply);
+}
+
+static gboolean
+may_administer (ChdDbus *self, guint32 uid)
+{
+	if (uid == 0)
+		return TRUE;
+	/* the session bus lets only its user in; be sure anyway */
+	if (self->config->bus_type != G_BUS_TYPE_SYSTEM)
+		return uid == getuid ();
+	return self->config->admin_group != NULL && user_in_group (uid, self->config->admin_group);
+}
+
+static void
+on_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr(PrivilegedCall) call = user_data;
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+	guint32 uid;
+
+	reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+	if (reply == NULL) {
+		g_dbus_error_strip_remote_error (error);
+		g_dbus_method_invocation_return_error (call->invocation, CHAT_ERROR,
+						       CHAT_ERROR_PERMISSION_DENIED,
+						       _("Cannot tell who is calling: %s"),
+						       error->message);
+		return;
+	}
+	g_variant_get (reply, "(u)", &uid);
+	if (!may_administer (call->self, uid)) {
+		refuse (call->self, call->invocation, uid);
+		return;
+	}
+	call->func (call->self, call->invocation, uid);
+}
+
+/* Runs func once the caller is known to be allowed to change the hub: the bus tells us
+ * the caller's uid, so a policy file that lets too much through does not open the door. */
+static gboolean
+run_privileged (ChdDbus *self, GDBusMethodInvocation *invocation, PrivilegedFunc func)
+{
+	PrivilegedCall *call = g_new0 (PrivilegedCall, 1);
+	const char *sender = g_dbus_method_invocation_get_sender (invocation);
+
+	note_activity (self);
+	call->self = g_object_ref (self);
+	call->invocation = g_object_ref (invocation);
+	call->func = func;
+	g_dbus_connection_call (self->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+				"org.freedesktop.DBus", "GetConnectionUnixUser",
+				g_variant_new ("(s)", sender),
+				G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL,
+				on_caller_uid, call);
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* ---- read-only methods ---------------------------------------------------------------- */
+
+static gboolean
+handle_list_clients (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
+{
+	g_autoptr(GPtrArray) clients = chat_hub_list_clients (self->hub);
+	GVariantBuilder builder;
+
+	note_activity (self);
+	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(stxat)"));
+	for (guint i = 0; i < clients->len; i++) {
+		ChatClient *client = clients->pdata[i];
+		gsize n_rooms = 0;
+		g_autofree guint64 *rooms = chat_client_get_rooms (client, &n_rooms);
+
+		g_variant_builder_add (&builder, "(stx@at)", chat_client_get_id (client),
+				       chat_client_get_user_id (client),
+				       chat_client_get_connected_since (client),
+				       g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, rooms,
+								  n_rooms, sizeof (guint64)));
+	}
+	chd_hub1_complete_list_clients (skeleton, invocation, g_variant_builder_end (&builder));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_list_rooms (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
+{
+	gsize n_rooms = 0;
+	g_autofree guint64 *rooms = chat_hub_list_rooms (self->hub, &n_rooms);
+	GVariantBuilder builder;
+
+	note_activity (self);
+	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tu)"));
+	for (gsize i = 0; i < n_rooms; i++) {
+		g_autoptr(GPtrArray) members = chat_hub_list_room_members (self->hub, rooms[i]);
+
+		g_variant_builder_add (&builder, "(tu)", rooms[i], members->len);
+	}
+	chd_hub1_complete_list_rooms (skeleton, invocation, g_variant_builder_end (&builder));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gint
+compare_uint64 (gconstpointer a, gconstpointer b)
+{
+	guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+static gboolean
+handle_room_members (ChdHub1 *skeleton,
+		     GDBusMethodInvocation *invocation,
+		     guint64 room_id,
+		     ChdDbus *self)
+{
+	g_autoptr(GPtrArray) members = NULL;
+	g_autoptr(GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
+	guint n = 0;
+
+	note_activity (self);
+	if (room_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _("Room ids start at 1"));
+		return G_DBUS_METHOD_INVOCATION_HANDLED;
+	}
+	members = chat_hub_list_room_members (self->hub, room_id);
+	for (guint i = 0; i < members->len; i++) {
+		guint64 user_id = chat_client_get_user_id (members->pdata[i]);
+
+		g_array_append_val (users, user_id);
+	}
+	/* one entry per user, however many of their devices joined */
+	g_array_sort (users, compare_uint64);
+	for (guint i = 0; i < users->len; i++) {
+		guint64 user_id = g_array_index (users, guint64, i);
+
+		if (n == 0 || g_array_index (users, guint64, n - 1) != user_id)
+			g_array_index (users, guint64, n++) = user_id;
+	}
+	chd_hub1_complete_room_members (skeleton, invocation,
+					g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64,
+								   users->data, n,
+								   sizeof (guint64)));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_get_statistics (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
+{
+	note_activity (self);
+	chd_hub1_complete_get_statistics (skeleton, invocation,
+					  chat_server_get_statistics (self->server));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* ---- methods that change the hub ------------------------------------------------------ */
+
+/* Reads the a{sv} of Broadcast; a mistyped or unknown key is refused rather than ignored,
+ * because ignoring "room" for "room_id" would send to everyone. */
+static gboolean
+parse_broadcast_options (GVariant *options,
+			 gboolean *has_room,
+			 guint64 *room_id,
+			 gboolean *has_to,
+			 guint64 *to,
+			 const char **data,
+			 GError **error)
+{
+	GVariantIter iter;
+	const char *key;
+	GVariant *next;
+
+	g_variant_iter_init (&iter, options);
+	while (g_variant_iter_next (&iter, "{&sv}", &key, &next)) {
+		g_autoptr(GVariant) value = next;
+		const GVariantType *wanted;
+
+		if (g_strcmp0 (key, "room_id") == 0 || g_strcmp0 (key, "to") == 0)
+			wanted = G_VARIANT_TYPE_UINT64;
+		else if (g_strcmp0 (key, "data") == 0)
+			wanted = G_VARIANT_TYPE_STRING;
+		else {
+			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+				     _("Unknown option “%s” (known: room_id, to, data)"), key);
+			return FALSE;
+		}
+		if (!g_variant_is_of_type (value, wanted)) {
+			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+				     _("Option “%s” must be of type “%s”, not “%s”"), key,
+				     g_variant_type_peek_string (wanted),
+				     g_variant_get_type_string (value));
+			return FALSE;
+		}
+		if (g_strcmp0 (key, "room_id") == 0) {
+			*has_room = TRUE;
+			*room_id = g_variant_get_uint64 (value);
+		} else if (g_strcmp0 (key, "to") == 0) {
+			*has_to = TRUE;
+			*to = g_variant_get_uint64 (value);
+		} else {
+			/* the string lives in options, which outlives the caller's use */
+			*data = g_variant_get_string (value, NULL);
+		}
+	}
+	return TRUE;
+}
+
+/* A message with `data` exactly as given: the library keeps the text of a parsed frame. */
+static ChatMessage *
+message_new_with_data (const char *data, GError **error)
+{
+	g_autoptr(JsonParser) parser = json_parser_new ();
+	g_autoptr(GError) local = NULL;
+	g_autofree char *frame = NULL;
+
+	/* one complete JSON value, so that wrapping it cannot add or change fields */
+	if (!json_parser_load_from_data (parser, data, -1, &local) ||
+	    json_parser_get_root (parser) == NULL) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+			     _("Option “data” is not JSON: %s"),
+			     local != NULL ? local->message : _("it is empty"));
+		return NULL;
+	}
+	frame = g_strdup_printf ("{\"type\":\"message\",\"data\":%s}", data);
+	return chat_message_new_from_json (frame, -1, error);
+}
+
+static void
+do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+{
+	GVariant *parameters = g_dbus_method_invocation_get_parameters (invocation);
+	g_autoptr(GVariant) options = NULL;
+	g_autoptr(ChatMessage) message = NULL;
+	g_autoptr(GError) error = NULL;
+	const char *content = NULL;
+	const char *data = NULL;
+	gboolean has_room = FALSE, has_to = FALSE;
+	guint64 room_id = 0, to = 0;
+	gsize size;
+
+	g_variant_get (parameters, "(&s@a{sv})", &content, &options);
+	if (!parse_broadcast_options (options, &has_room, &room_id, &has_to, &to, &data, &error)) {
+		g_dbus_method_invocation_return_gerror (invocation, error);
+		return;
+	}
+	/* the rules of the WebSocket path (docs/protocol.md, 3.2), with its error codes */
+	if (has_room && has_to) {
+		g_dbus_method_invocation_return_error_literal (
+		    invocation, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+		    _("A message cannot have both “to” and “room_id”"));
+		return;
+	}
+	if ((has_room && room_id == 0) || (has_to && to == 0)) {
+		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR,
+						       CHAT_ERROR_INVALID_MESSAGE,
+						       _("Option “%s” must be greater than 0"),
+						       has_room ? "room_id" : "to");
+		return;
+	}
+	if (*content == '\0' && data == NULL) {
+		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+							       CHAT_ERROR_INVALID_MESSAGE,
+							       _("A message needs content or data"));
+		return;
+	}
+	size = strlen (content) + (data != NULL ? strlen (data) : 0);
+	if (size > self->config->max_message_size) {
+		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR,
+						       CHAT_ERROR_INVALID_MESSAGE,
+						       _("The message is larger than the %u bytes "
+							 "clients may send"),
+						       self->config->max_message_size);
+		return;
+	}
+	if (data != NULL) {
+		message = message_new_with_data (data, &error);
+		if (message == NULL) {
+			g_dbus_method_invocation_return_gerror (invocation, error);
+			return;
+		}
+	} else {
+		message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	}
+	if (*content != '\0')
+		chat_message_set_content (message, content);
+	chat_message_set_from (message, 0); /* the service itself */
+
+	if (has_room)
+		chat_hub_send_to_room (self->hub, room_id, message, &error);
+	else if (has_to)
+		chat_hub_send_to_user (self->hub, to, message, &error);
+	else
+		chat_hub_broadcast (self->hub, message, &error);
+	if (error != NULL) {
+		g_dbus_method_invocation_return_gerror (invocation, error);
+		return;
+	}
+	g_debug ("uid %u posted message %" G_GUINT64_FORMAT, uid, chat_message_get_id (message));
+	chd_hub1_complete_broadcast (self->skeleton, invocation, chat_message_get_id (message));
+}
+
+static gboolean
+check_reason (GDBusMethodInvocation *invocation, const char *reason)
+{
+	if (strlen (reason) <= MAX_REASON_BYTES)
+		return TRUE;
+	g_dbus_method_invocation_return_error (invocation, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
+					       _("The reason is longer than %u bytes"),
+					       MAX_REASON_BYTES);
+	return FALSE;
+}
+
+static void
+log_disconnect (ChatClient *client, guint32 uid, const char *reason)
+{
+	g_autofree char *text = NULL;
+
+	text = g_strdup_printf (_("Client %s (user %" PRIu64 ") disconnected over D-Bus "
+				  "by uid %u: %s"),
+				chat_client_get_id (client), chat_client_get_user_id (client), uid,
+				reason);
+	log_event (G_LOG_LEVEL_MESSAGE, "dbus-disconnect", text);
+}
+
+static void
+do_disconnect (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+{
+	const char *client_id = NULL;
+	const char *reason = NULL;
+	ChatClient *client;
+
+	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s&s)", &client_id,
+		       &reason);
+	if (!check_reason (invocation, reason))
+		return;
+	client = chat_hub_lookup_client (self->hub, client_id);
+	if (client == NULL) {
+		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR, CHAT_ERROR_NOT_FOUND,
+						       _("No client “%s” is connected"), client_id);
+		return;
+	}
+	if (*reason == '\0')
+		reason = DEFAULT_REASON;
+	log_disconnect (client, uid, reason);
+	chat_client_close (client, CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
+	chd_hub1_complete_disconnect (self->skeleton, invocation);
+}
+
+static void
+do_disconnect_user (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+{
+	g_autoptr(GPtrArray) clients = NULL;
+	const char *reason = NULL;
+	guint64 user_id = 0;
+
+	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(t&s)", &user_id,
+		       &reason);
+	if (user_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _("User ids start at 1"));
+		return;
+	}
+	if (!check_reason (invocation, reason))
+		return;
+	if (*reason == '\0')
+		reason = DEFAULT_REASON;
+	clients = chat_hub_list_user_clients (self->hub, user_id);
+	for (guint i = 0; i < clients->len; i++) {
+		log_disconnect (clients->pdata[i], uid, reason);
+		chat_client_close (clients->pdata[i], CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
+	}
+	chd_hub1_complete_disconnect_user (self->skeleton, invocation, clients->len);
+}
+
+static gboolean
+handle_broadcast (ChdHub1 *skeleton,
+		  GDBusMethodInvocation *invocation,
+		  const char *content,
+		  GVariant *options,
+		  ChdDbus *self)
+{
+	return run_privileged (self, invocation, do_broadcast);
+}
+
+static gboolean
+handle_disconnect (ChdHub1 *skeleton,
+		   GDBusMethodInvocation *invocation,
+		   const char *client_id,
+		   const char *reason,
+		   ChdDbus *self)
+{
+	return run_privileged (self, invocation, do_disconnect);
+}
+
+static gboolean
+handle_disconnect_user (ChdHub1 *skeleton,
+			GDBusMethodInvocation *invocation,
+			guint64 user_id,
+			const char *reason,
+			ChdDbus *self)
+{
+	return run_privileged (self, invocation, do_disconnect_user);
+}
+
+/* ---- the hub's signals and properties on the bus -------------------------------------- */
+
+static void
+on_client_registered (ChatHub *hub, ChatClient *client, ChdDbus *self)
+{
+	chd_hub1_emit_client_registered (self->skeleton, chat_client_get_id (client),
+					 chat_client_get_user_id (client));
+}
+
+static void
+on_client_unregistered (ChatHub *hub, ChatClient *client, guint code, ChdDbus *self)
+{
+	chd_hub1_emit_client_unregistered (self->skeleton, chat_client_get_id (client),
+					   chat_client_get_user_id (client), (guint16) code);
+}
+
+static void
+on_broadcast (ChatHub *hub, ChatMessage *message, ChdDbus *self)
+{
+	const char *content = chat_message_get_content (message);
+
+	chd_hub1_emit_message_broadcast (self->skeleton, chat_message_get_id (message),
+					 chat_message_get_from (message),
+					 content != NULL ? content : "");
+}
+
+static void
+on_n_clients (ChatHub *hub, GParamSpec *pspec, ChdDbus *self)
+{
+	/* the skeleton emits PropertiesChanged only when the value differs */
+	chd_hub1_set_client_count (self->skeleton, chat_hub_get_n_clients (hub));
+}
+
+static void
+on_n_rooms (ChatHub *hub, GParamSpec *pspec, ChdDbus *self)
+{
+	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (hub));
+}
+
+/* ---- the name ------------------------------------------------------------------------- */
+
+static void
+on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+	ChdDbus *self = CHD_DBUS (user_data);
+	g_autofree char *text = NULL;
+
+	self->name_owned = TRUE;
+	text = g_strdup_printf (_("Owning the name %s on %s"), name,
+				chd_dbus_describe_bus (self->config->bus_type));
+	log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
+}
+
+static void
+on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+	ChdDbus *self = CHD_DBUS (user_data);
+	gboolean was_owned = self->name_owned;
+
+	self->name_owned = FALSE;
+	g_signal_emit (self, signals[SIGNAL_NAME_LOST], 0, was_owned);
+}
+
+/**
+ * chd_dbus_new:
+ * @server: the server whose hub goes on the bus
+ * @config: the daemon's settings (bus type and [dbus]); must outlive the object
+ *
+ * Returns: (transfer full): a #ChdDbus, not on the bus yet
+ */
+ChdDbus *
+chd_dbus_new (ChatServer *server, ChdConfig *config)
+{
+	ChdDbus *self = g_object_new (CHD_TYPE_DBUS, NULL);
+
+	self->server = g_object_ref (server);
+	self->hub = g_object_ref (chat_server_get_hub (server));
+	self->config = config;
+	return self;
+}
+
+/**
+ * chd_dbus_start:
+ * @self: a #ChdDbus
+ * @error: return location for a #GError
+ *
+ * Connects to the bus, exports the hub and asks for the name. Call it once the server
+ * listens: owning the name tells the bus (and systemd) that the service is ready.
+ * #ChdDbus::name-lost follows if the name cannot be had or is lost later.
+ *
+ * Returns: %TRUE when connected and exported
+ */
+gboolean
+chd_dbus_start (ChdDbus *self, GError **error)
+{
+	g_autofree char *uri = NULL;
+
+	g_return_val_if_fail (CHD_IS_DBUS (self), FALSE);
+	g_return_val_if_fail (self->connection == NULL, FALSE);
+
+	/* registers the io.github.chathub.Hub1.Error.* names before the first reply */
+	(void) CHAT_ERROR;
+
+	self->connection = g_bus_get_sync (self->config->bus_type, NULL, error);
+	if (self->connection == NULL) {
+		g_prefix_error (error, _("cannot connect to %s: "),
+				chd_dbus_describe_bus (self->config->bus_type));
+		return FALSE;
+	}
+	/* a vanished bus is a lost name, handled like any other, not a SIGTERM to ourselves */
+	g_dbus_connection_set_exit_on_close (self->connection, FALSE);
+
+	uri = chat_server_get_uri (self->server);
+	self->skeleton = chd_hub1_skeleton_new ();
+	chd_hub1_set_version (self->skeleton, PACKAGE_VERSION);
+	chd_hub1_set_listen_uri (self->skeleton, uri);
+	chd_hub1_set_client_count (self->skeleton, chat_hub_get_n_clients (self->hub));
+	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (self->hub));
+
+	g_signal_connect (self->skeleton, "handle-list-clients", G_CALLBACK (handle_list_clients),
+			  self);
+	g_signal_connect (self->skeleton, "handle-list-rooms", G_CALLBACK (handle_list_rooms),
+			  self);
+	g_signal_connect (self->skeleton, "handle-room-members", G_CALLBACK (handle_room_members),
+			  self);
+	g_signal_connect (self->skeleton, "handle-get-statistics",
+			  G_CALLBACK (handle_get_statistics), self);
+	g_signal_connect (self->skeleton, "handle-broadcast", G_CALLBACK (handle_broadcast), self);
+	g_signal_connect (self->skeleton, "handle-disconnect", G_CALLBACK (handle_disconnect),
+			  self);
+	g_signal_connect (self->skeleton, "handle-disconnect-user",
+			  G_CALLBACK (handle_disconnect_user), self);
+
+	self->hub_handlers[0] = g_signal_connect (self->hub, "client-registered",
+						  G_CALLBACK (on_client_registered), self);
+	self->hub_handlers[1] = g_signal_connect (self->hub, "client-unregistered",
+						  G_CALLBACK (on_client_unregistered), self);
+	self->hub_handlers[2] = g_signal_connect (self->hub, "notify::n-clients",
+						  G_CALLBACK (on_n_clients), self);
+	self->hub_handlers[3] = g_signal_connect (self->hub, "notify::n-rooms",
+						  G_CALLBACK (on_n_rooms), self);
+	/* the hub skips building the signal's arguments when nobody listens */
+	if (self->config->message_signals)
+		self->hub_handlers[4] = g_signal_connect (self->hub, "broadcast",
+							  G_CALLBACK (on_broadcast), self);
+
+	if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton),
+					       self->connection, CHD_DBUS_PATH, error)) {
+		g_prefix_error (error, _("cannot export %s: "), CHD_DBUS_PATH);
+		return FALSE;
+	}
+	if (self->config->bus_type == G_BUS_TYPE_SYSTEM && self->config->admin_group != NULL &&
+	    getgrnam (self->config->admin_group) == NULL) {
+		g_autofree char *text = NULL;
+
+		text = g_strdup_printf (_("[dbus] admin-group: there is no group “%s”; only root "
+					  "may call Broadcast, Disconnect and DisconnectUser"),
+					self->config->admin_group);
+		log_event (G_LOG_LEVEL_WARNING, "dbus-admin-group-missing", text);
+	}
+	/* no queueing: a second chathubd on the same bus gives up instead of waiting */
+	self->owner_id = g_bus_own_name_on_connection (self->connection, CHD_DBUS_NAME,
+						       G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
+						       on_name_acquired, on_name_lost, self, NULL);
+	return TRUE;
+}
+
+/**
+ * chd_dbus_stop:
+ * @self: a #ChdDbus
+ *
+ * Releases the name, so that the bus can start a new instance while this one drains.
+ * The object stays exported, and its signals keep flowing, until it is disposed.
+ */
+void
+chd_dbus_stop (ChdDbus *self)
+{
+	g_return_if_fail (CHD_IS_DBUS (self));
+
+	g_clear_handle_id (&self->owner_id, g_bus_unown_name);
+	self->name_owned = FALSE;
+}

@@ -1,0 +1,24 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <chathub.h>
+
+#include "chd-config.h"
+
+G_BEGIN_DECLS
+
+#define CHD_DBUS_NAME "io.github.chathub.Hub1"
+#define CHD_DBUS_PATH "/io/github/chathub/Hub1"
+
+#define CHD_TYPE_DBUS (chd_dbus_get_type ())
+G_DECLARE_FINAL_TYPE (ChdDbus, chd_dbus, CHD, DBUS, GObject)
+
+ChdDbus *chd_dbus_new (ChatServer *server, ChdConfig *config);
+gboolean chd_dbus_start (ChdDbus *self, GError **error);
+void chd_dbus_stop (ChdDbus *self);
+const char *chd_dbus_describe_bus (GBusType bus_type);
+
+G_END_DECLS
