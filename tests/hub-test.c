@@ -372,6 +372,8 @@ test_hub_rooms_api (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (rooms[0], ==, 5);
 	members = chat_hub_list_room_members (fixture->hub, 5);
 	g_assert_cmpuint (members->len, ==, 2);
+	g_assert_cmpuint (chat_hub_get_n_room_members (fixture->hub, 5), ==, 2);
+	g_assert_cmpuint (chat_hub_get_n_room_members (fixture->hub, 77), ==, 0);
 
 	/* the service joins carol: she gets the ack, the others the event */
 	g_assert_true (chat_hub_join_room (fixture->hub, carol_client, 5, &error));

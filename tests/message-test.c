@@ -221,6 +221,31 @@ test_message_properties (void)
 	g_assert_cmpstr (chat_error_get_wire_code (CHAT_ERROR_USER_OFFLINE), ==, "user_offline");
 }
 
+static void
+test_message_set_data_json (void)
+{
+	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr(GError) error = NULL;
+	g_autofree char *json = NULL;
+
+	g_assert_true (chat_message_set_data_json (message, "{ \"x\" : 0.10 }", -1, &error));
+	g_assert_no_error (error);
+	g_assert_true (JSON_NODE_HOLDS_OBJECT (chat_message_get_data (message)));
+	json = chat_message_to_json (message, NULL);
+	g_assert_nonnull (strstr (json, ",\"data\":{ \"x\" : 0.10 },"));
+
+	g_assert_false (chat_message_set_data_json (message, "{'x':1}", -1, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON);
+	g_clear_error (&error);
+	g_assert_false (chat_message_set_data_json (message, "1 2", -1, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON);
+	g_clear_error (&error);
+	/* a failed call leaves the data as it was */
+	g_assert_true (JSON_NODE_HOLDS_OBJECT (chat_message_get_data (message)));
+	g_assert_true (chat_message_set_data_json (message, "null", 4, &error));
+	g_assert_null (chat_message_get_data (message));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -232,5 +257,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/message/round-trip", test_message_round_trip);
 	g_test_add_func ("/chat/message/data-verbatim", test_message_data_verbatim);
 	g_test_add_func ("/chat/message/properties", test_message_properties);
+	g_test_add_func ("/chat/message/set-data-json", test_message_set_data_json);
 	return g_test_run ();
 }

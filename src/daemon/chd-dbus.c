@@ -293,9 +293,8 @@ handle_list_rooms (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus
 	note_activity (self);
 	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tu)"));
 	for (gsize i = 0; i < n_rooms; i++) {
-		g_autoptr(GPtrArray) members = chat_hub_list_room_members (self->hub, rooms[i]);
-
-		g_variant_builder_add (&builder, "(tu)", rooms[i], members->len);
+		g_variant_builder_add (&builder, "(tu)", rooms[i],
+				       chat_hub_get_n_room_members (self->hub, rooms[i]));
 	}
 	chd_hub1_complete_list_rooms (skeleton, invocation, g_variant_builder_end (&builder));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -408,26 +407,6 @@ parse_broadcast_options (GVariant *options,
 	return TRUE;
 }
 
-/* A message with `data` exactly as given: the library keeps the text of a parsed frame. */
-static ChatMessage *
-message_new_with_data (const char *data, GError **error)
-{
-	g_autoptr(JsonParser) parser = json_parser_new ();
-	g_autoptr(GError) local = NULL;
-	g_autofree char *frame = NULL;
-
-	/* one complete JSON value, so that wrapping it cannot add or change fields */
-	if (!json_parser_load_from_data (parser, data, -1, &local) ||
-	    json_parser_get_root (parser) == NULL) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
-			     _("Option “data” is not JSON: %s"),
-			     local != NULL ? local->message : _("it is empty"));
-		return NULL;
-	}
-	frame = g_strdup_printf ("{\"type\":\"message\",\"data\":%s}", data);
-	return chat_message_new_from_json (frame, -1, error);
-}
-
 static void
 do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 {
@@ -475,14 +454,11 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 						       self->config->max_message_size);
 		return;
 	}
-	if (data != NULL) {
-		message = message_new_with_data (data, &error);
-		if (message == NULL) {
-			g_dbus_method_invocation_return_gerror (invocation, error);
-			return;
-		}
-	} else {
-		message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	if (data != NULL && !chat_message_set_data_json (message, data, -1, &error)) {
+		g_prefix_error (&error, _("Option “data”: "));
+		g_dbus_method_invocation_return_gerror (invocation, error);
+		return;
 	}
 	if (*content != '\0')
 		chat_message_set_content (message, content);

@@ -816,6 +816,27 @@ chat_hub_list_room_members (ChatHub *self, guint64 room_id)
 	return copy_clients (room != NULL ? room->members : NULL);
 }
 
+/**
+ * chat_hub_get_n_room_members:
+ * @self: a #ChatHub
+ * @room_id: a room id
+ *
+ * Counts the connections that joined @room_id, without copying the list.
+ *
+ * Returns: the number of members, 0 for an unknown room
+ *
+ * Since: 1.0
+ */
+guint
+chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
+{
+	ChatRoom *room;
+
+	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
+	room = lookup_room (self, room_id);
+	return room != NULL ? room->members->len : 0;
+}
+
 /* ---- the public routing API ----------------------------------------------------------- */
 
 /**

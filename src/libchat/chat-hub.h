@@ -41,6 +41,8 @@ guint64 *chat_hub_list_rooms (ChatHub *self, gsize *n_rooms);
 CHAT_AVAILABLE_IN_ALL
 GPtrArray *chat_hub_list_room_members (ChatHub *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
+guint chat_hub_get_n_room_members (ChatHub *self, guint64 room_id);
+CHAT_AVAILABLE_IN_ALL
 gboolean chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL
 gboolean chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);

@@ -97,6 +97,17 @@ message_type_from_string (const char *name, ChatMessageType *type)
 	return FALSE;
 }
 
+static JsonNode *
+json_from_string_len (const char *text, gsize length)
+{
+	g_autofree char *copy = g_strndup (text, length);
+
+	/* an embedded NUL would silently cut the text */
+	if (strlen (copy) != length)
+		return NULL;
+	return json_from_string (copy, NULL);
+}
+
 /* g_set_str() is GLib 2.76; this is the same for 2.74. */
 static gboolean
 replace_str (char **slot, const char *value)
@@ -923,6 +934,54 @@ chat_message_set_data (ChatMessage *self, JsonNode *data)
 	if (data != NULL && !JSON_NODE_HOLDS_NULL (data))
 		self->data = json_node_copy (data);
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_DATA]);
+}
+
+/**
+ * chat_message_set_data_json:
+ * @self: a #ChatMessage
+ * @json: the JSON text of one value
+ * @length: the length of @json in bytes, or -1 if it is nul-terminated
+ * @error: return location for a #GError
+ *
+ * Attaches free-form JSON given as text. The text must be exactly one valid JSON value; it is
+ * kept and relayed byte for byte, as the data of a client's frame is.
+ *
+ * Returns: %TRUE on success; %FALSE with %CHAT_ERROR_INVALID_JSON if @json is not one JSON
+ *   value
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error)
+{
+	g_autoptr(JsonNode) node = NULL;
+	const char *reason = NULL;
+	gsize len;
+
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), FALSE);
+	g_return_val_if_fail (json != NULL, FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+	len = length < 0 ? strlen (json) : (gsize) length;
+	if (!chat_json_validate (json, len, &reason)) {
+		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
+			     reason != NULL ? reason : "");
+		return FALSE;
+	}
+	node = json_from_string_len (json, len);
+	if (node == NULL) {
+		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+				     _("Invalid JSON: not one value"));
+		return FALSE;
+	}
+	clear_data (self);
+	if (!JSON_NODE_HOLDS_NULL (node)) {
+		self->data = g_steal_pointer (&node);
+		self->data_text = g_strndup (json, len);
+		self->data_text_len = len;
+	}
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_DATA]);
+	return TRUE;
 }
 
 /**

@@ -81,6 +81,8 @@ JsonNode *chat_message_get_data (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
 void chat_message_set_data (ChatMessage *self, JsonNode *data);
 CHAT_AVAILABLE_IN_ALL
+gboolean chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error);
+CHAT_AVAILABLE_IN_ALL
 gint64 chat_message_get_timestamp (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
 void chat_message_set_timestamp (ChatMessage *self, gint64 timestamp);
