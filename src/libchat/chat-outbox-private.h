@@ -17,8 +17,13 @@ G_DECLARE_FINAL_TYPE (ChatOutbox, chat_outbox, CHAT, OUTBOX, GOutputStream)
 
 /* One flush source per GMainContext serving many outboxes. */
 GSource *chat_flush_source_new (void);
+/* One epoll set per GMainContext making every connection's input source ready. */
+GSource *chat_poll_source_new (GError **error);
 
-ChatOutbox *chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source);
+ChatOutbox *chat_outbox_new (GIOStream *base,
+			     GSocket *socket,
+			     GSource *flush_source,
+			     GSource *poll_source);
 GIOStream *chat_outbox_new_io_stream (ChatOutbox *self);
 gboolean chat_outbox_can_send (ChatOutbox *self);
 gboolean chat_outbox_push (ChatOutbox *self, GBytes *frame);

@@ -6,8 +6,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "chat-outbox-private.h"
 
@@ -17,6 +19,24 @@
 #define MAX_IOV 256
 #define FRAME_HEADER_MAX 10
 
+/* The read side: libsoup's input source for a connection is a cheap GSource without a file
+ * descriptor, made ready by one epoll set per main context (ChatPollSource). GLib's poll()
+ * would otherwise walk every connection's descriptor on every main-loop iteration. */
+#define CHAT_TYPE_INBOX (chat_inbox_get_type ())
+G_DECLARE_FINAL_TYPE (ChatInbox, chat_inbox, CHAT, INBOX, GInputStream)
+
+struct _ChatInbox {
+	GInputStream parent_instance;
+	GInputStream *base; /* the stolen connection's buffered input, owned */
+	GSource *poll;	    /* owned ref on the ChatPollSource */
+	GSource *source;    /* (nullable) (unowned): libsoup's current input source */
+	int fd;		    /* registered in the epoll set while >= 0 */
+	gboolean readable;  /* an edge arrived and was not consumed yet */
+};
+
+static void chat_inbox_detach (ChatInbox *self);
+static ChatInbox *chat_inbox_new (GInputStream *base, int fd, GSource *poll_source);
+
 struct _ChatOutbox {
 	GOutputStream parent_instance;
 
@@ -24,6 +44,7 @@ struct _ChatOutbox {
 	GSocket *socket;     /* owned */
 	int fd;		     /* -1 once the socket is closed: never write to a reused fd */
 	GSource *flush;	     /* owned ref on the shared ChatFlushSource */
+	ChatInbox *inbox;    /* owned: the read side handed to libsoup */
 	GBytes **ring;	     /* queued frames, oldest at ring[head] */
 	guint ring_size;     /* capacity, a power of two */
 	guint head;
@@ -396,6 +417,8 @@ outbox_finish_close (ChatOutbox *self)
 {
 	g_autoptr(GTask) task = g_steal_pointer (&self->close_task);
 
+	if (self->inbox != NULL)
+		chat_inbox_detach (self->inbox);
 	if (self->fd >= 0) {
 		char scratch[4096];
 		int budget = 64;
@@ -533,6 +556,9 @@ chat_outbox_finalize (GObject *object)
 	ChatOutbox *self = CHAT_OUTBOX (object);
 
 	ring_clear (self);
+	if (self->inbox != NULL)
+		chat_inbox_detach (self->inbox);
+	g_clear_object (&self->inbox);
 	g_clear_object (&self->base);
 	g_clear_object (&self->socket);
 	g_clear_pointer (&self->flush, g_source_unref);
@@ -566,7 +592,7 @@ chat_outbox_init (ChatOutbox *self)
 }
 
 ChatOutbox *
-chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source)
+chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSource *poll_source)
 {
 	ChatOutbox *self = g_object_new (CHAT_TYPE_OUTBOX, NULL);
 
@@ -574,6 +600,235 @@ chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source)
 	self->socket = g_object_ref (socket);
 	self->fd = g_socket_get_fd (socket);
 	self->flush = g_source_ref (flush_source);
+	self->inbox = chat_inbox_new (g_io_stream_get_input_stream (base), self->fd, poll_source);
+	return self;
+}
+
+/* ---- the read side: one epoll set instead of a polled descriptor per connection ------ */
+
+typedef struct {
+	GSource source;
+	int epfd;
+	gpointer tag;
+} ChatPollSource;
+
+#define MAX_EVENTS 256
+
+static gboolean
+poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ChatPollSource *ps = (ChatPollSource *) source;
+	struct epoll_event events[MAX_EVENTS];
+	int n;
+
+	/* only flags are set here: the inputs' sources run in the next iteration */
+	do {
+		n = epoll_wait (ps->epfd, events, MAX_EVENTS, 0);
+		for (int i = 0; i < n; i++)
+			((ChatInbox *) events[i].data.ptr)->readable = TRUE;
+	} while (n == MAX_EVENTS);
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+poll_source_finalize (GSource *source)
+{
+	close (((ChatPollSource *) source)->epfd);
+}
+
+static GSourceFuncs poll_source_funcs = {
+	.dispatch = poll_source_dispatch,
+	.finalize = poll_source_finalize,
+};
+
+GSource *
+chat_poll_source_new (GError **error)
+{
+	int epfd = epoll_create1 (EPOLL_CLOEXEC);
+	GSource *source;
+	ChatPollSource *ps;
+
+	if (epfd < 0) {
+		int saved = errno;
+
+		g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "epoll_create1: %s",
+			     g_strerror (saved));
+		return NULL;
+	}
+	source = g_source_new (&poll_source_funcs, sizeof (ChatPollSource));
+	ps = (ChatPollSource *) source;
+	ps->epfd = epfd;
+	ps->tag = g_source_add_unix_fd (source, epfd, G_IO_IN);
+	g_source_set_priority (source, G_PRIORITY_DEFAULT);
+	g_source_set_static_name (source, "chathub poll");
+	return source;
+}
+
+typedef struct {
+	GSource source;
+	ChatInbox *inbox; /* (nullable) (unowned) */
+} InboxSource;
+
+static gboolean
+inbox_source_prepare (GSource *source, gint *timeout)
+{
+	ChatInbox *inbox = ((InboxSource *) source)->inbox;
+
+	*timeout = -1;
+	return inbox != NULL && inbox->readable;
+}
+
+static gboolean
+inbox_source_check (GSource *source)
+{
+	ChatInbox *inbox = ((InboxSource *) source)->inbox;
+
+	return inbox != NULL && inbox->readable;
+}
+
+static gboolean
+inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ChatInbox *inbox = ((InboxSource *) source)->inbox;
+
+	if (inbox == NULL || callback == NULL)
+		return G_SOURCE_REMOVE;
+	/* libsoup reads until EAGAIN, so the next edge brings the next wakeup */
+	inbox->readable = FALSE;
+	return ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
+}
+
+static void
+inbox_source_finalize (GSource *source)
+{
+	InboxSource *is = (InboxSource *) source;
+
+	if (is->inbox != NULL && is->inbox->source == source)
+		is->inbox->source = NULL;
+}
+
+static GSourceFuncs inbox_source_funcs = {
+	.prepare = inbox_source_prepare,
+	.check = inbox_source_check,
+	.dispatch = inbox_source_dispatch,
+	.finalize = inbox_source_finalize,
+};
+
+static void chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (ChatInbox, chat_inbox, G_TYPE_INPUT_STREAM,
+			       G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
+						      chat_inbox_pollable_iface_init))
+
+static gssize
+inbox_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count, GError **error)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+
+	return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
+							  buffer, count, NULL, error);
+}
+
+static gssize
+inbox_read_fn (GInputStream *stream,
+	       void *buffer,
+	       gsize count,
+	       GCancellable *cancellable,
+	       GError **error)
+{
+	return inbox_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), buffer, count, error);
+}
+
+static gboolean
+inbox_is_readable (GPollableInputStream *stream)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+
+	return self->readable ||
+	       g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (self->base));
+}
+
+static GSource *
+inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+	GSource *source = g_source_new (&inbox_source_funcs, sizeof (InboxSource));
+
+	((InboxSource *) source)->inbox = self;
+	if (self->source != NULL)
+		((InboxSource *) self->source)->inbox = NULL;
+	self->source = source;
+	return source;
+}
+
+static gboolean
+inbox_close_fn (GInputStream *stream, GCancellable *cancellable, GError **error)
+{
+	/* the socket is closed by the outbox, once the output drained */
+	return TRUE;
+}
+
+static void
+chat_inbox_detach (ChatInbox *self)
+{
+	if (self->fd >= 0) {
+		epoll_ctl (((ChatPollSource *) self->poll)->epfd, EPOLL_CTL_DEL, self->fd, NULL);
+		self->fd = -1;
+	}
+}
+
+static void
+chat_inbox_finalize (GObject *object)
+{
+	ChatInbox *self = CHAT_INBOX (object);
+
+	chat_inbox_detach (self);
+	if (self->source != NULL)
+		((InboxSource *) self->source)->inbox = NULL;
+	g_clear_object (&self->base);
+	g_clear_pointer (&self->poll, g_source_unref);
+	G_OBJECT_CLASS (chat_inbox_parent_class)->finalize (object);
+}
+
+static void
+chat_inbox_class_init (ChatInboxClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+	GInputStreamClass *stream_class = G_INPUT_STREAM_CLASS (klass);
+
+	object_class->finalize = chat_inbox_finalize;
+	stream_class->read_fn = inbox_read_fn;
+	stream_class->close_fn = inbox_close_fn;
+}
+
+static void
+chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface)
+{
+	iface->is_readable = inbox_is_readable;
+	iface->create_source = inbox_create_source;
+	iface->read_nonblocking = inbox_read_nonblocking;
+}
+
+static void
+chat_inbox_init (ChatInbox *self)
+{
+	self->fd = -1;
+}
+
+static ChatInbox *
+chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
+{
+	ChatInbox *self = g_object_new (CHAT_TYPE_INBOX, NULL);
+	struct epoll_event event = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = self };
+
+	self->base = g_object_ref (base);
+	self->poll = g_source_ref (poll_source);
+	/* bytes may already wait (in the kernel or libsoup's buffer) from before we watched */
+	self->readable = TRUE;
+	if (epoll_ctl (((ChatPollSource *) poll_source)->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
+		self->fd = fd;
+	else
+		g_warning ("epoll_ctl: %s", g_strerror (errno));
 	return self;
 }
 
@@ -668,7 +923,7 @@ chat_outbox_new_io_stream (ChatOutbox *self)
 {
 	ChatOutboxStream *stream = g_object_new (CHAT_TYPE_OUTBOX_STREAM, NULL);
 
-	stream->input = g_object_ref (g_io_stream_get_input_stream (self->base));
+	stream->input = g_object_ref (G_INPUT_STREAM (self->inbox));
 	stream->outbox = g_object_ref (self);
 	return G_IO_STREAM (stream);
 }

@@ -37,6 +37,14 @@
  * seconds without a message or pong.
  */
 
+/**
+ * ChatServer:
+ *
+ * The WebSocket endpoint of a #ChatHub. All its fields are private.
+ *
+ * Since: 1.0
+ */
+
 #define LISTEN_BACKLOG 4096
 /* connections accepted per wakeup at most, so a storm cannot starve established clients */
 #define ACCEPT_BATCH 256
@@ -56,6 +64,7 @@ struct _ChatServer {
 	GSource *accept_source;
 	GUri *ws_uri;
 	GSource *flush_source;
+	GSource *poll_source;
 	guint heartbeat_id;
 	char *path;
 	char *address;
@@ -195,6 +204,10 @@ chat_server_dispose (GObject *object)
 		g_source_destroy (self->flush_source);
 		g_clear_pointer (&self->flush_source, g_source_unref);
 	}
+	if (self->poll_source != NULL) {
+		g_source_destroy (self->poll_source);
+		g_clear_pointer (&self->poll_source, g_source_unref);
+	}
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->verifier);
@@ -333,7 +346,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 		return;
 	}
 
-	outbox = chat_outbox_new (stolen, socket, self->flush_source);
+	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
 	io = chat_outbox_new_io_stream (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
@@ -497,6 +510,7 @@ static void
 chat_server_constructed (GObject *object)
 {
 	ChatServer *self = CHAT_SERVER (object);
+	g_autoptr(GError) error = NULL;
 
 	G_OBJECT_CLASS (chat_server_parent_class)->constructed (object);
 
@@ -509,6 +523,10 @@ chat_server_constructed (GObject *object)
 
 	self->flush_source = chat_flush_source_new ();
 	g_source_attach (self->flush_source, g_main_context_get_thread_default ());
+	self->poll_source = chat_poll_source_new (&error);
+	if (self->poll_source == NULL)
+		g_error ("cannot create the epoll set: %s", error->message);
+	g_source_attach (self->poll_source, g_main_context_get_thread_default ());
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
 }
