@@ -621,11 +621,16 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 	struct epoll_event events[MAX_EVENTS];
 	int n;
 
-	/* only flags are set here: the inputs' sources run in the next iteration */
+	/* inputs' sources are only made ready here; they run in the next iteration */
 	do {
 		n = epoll_wait (ps->epfd, events, MAX_EVENTS, 0);
-		for (int i = 0; i < n; i++)
-			((ChatInbox *) events[i].data.ptr)->readable = TRUE;
+		for (int i = 0; i < n; i++) {
+			ChatInbox *inbox = events[i].data.ptr;
+
+			inbox->readable = TRUE;
+			if (inbox->source != NULL)
+				g_source_set_ready_time (inbox->source, 0);
+		}
 	} while (n == MAX_EVENTS);
 	return G_SOURCE_CONTINUE;
 }
@@ -670,27 +675,11 @@ typedef struct {
 } InboxSource;
 
 static gboolean
-inbox_source_prepare (GSource *source, gint *timeout)
-{
-	ChatInbox *inbox = ((InboxSource *) source)->inbox;
-
-	*timeout = -1;
-	return inbox != NULL && inbox->readable;
-}
-
-static gboolean
-inbox_source_check (GSource *source)
-{
-	ChatInbox *inbox = ((InboxSource *) source)->inbox;
-
-	return inbox != NULL && inbox->readable;
-}
-
-static gboolean
 inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
 	ChatInbox *inbox = ((InboxSource *) source)->inbox;
 
+	g_source_set_ready_time (source, -1);
 	if (inbox == NULL || callback == NULL)
 		return G_SOURCE_REMOVE;
 	/* libsoup reads until EAGAIN, so the next edge brings the next wakeup */
@@ -707,9 +696,9 @@ inbox_source_finalize (GSource *source)
 		is->inbox->source = NULL;
 }
 
+/* No prepare or check: GLib unlocks and relocks its context around every call of those, for
+ * every source, on every iteration. A ready time is all these sources need. */
 static GSourceFuncs inbox_source_funcs = {
-	.prepare = inbox_source_prepare,
-	.check = inbox_source_check,
 	.dispatch = inbox_source_dispatch,
 	.finalize = inbox_source_finalize,
 };
@@ -758,6 +747,8 @@ inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 	if (self->source != NULL)
 		((InboxSource *) self->source)->inbox = NULL;
 	self->source = source;
+	if (self->readable)
+		g_source_set_ready_time (source, 0);
 	return source;
 }
 
