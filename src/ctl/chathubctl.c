@@ -44,6 +44,9 @@ static int
 command_token (int argc, char **argv)
 {
 	g_autoptr(GOptionContext) context = g_option_context_new (_("- print a signed token"));
+
+	/* --help then reads "chathubctl token [OPTION…]" like the other commands */
+	g_set_prgname ("chathubctl token");
 	g_autoptr(GError) error = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *key_file = NULL;
@@ -1055,20 +1058,22 @@ typedef struct {
 	const char *summary;
 } Command;
 
+/* TRANSLATORS: in the synopses, translate only the uppercase placeholders (ROOM, USER, TEXT,
+ * JSON, CLIENT_ID, N); command names and options stay as they are. */
 static const Command commands[] = {
 	{ "status", command_status, "status", N_("version, address, counts and counters") },
 	{ "clients", command_clients, "clients", N_("the connected clients") },
 	{ "rooms", command_rooms, "rooms", N_("the rooms and their connections") },
-	{ "members", command_members, "members ROOM", N_("the users in a room") },
-	{ "broadcast", command_broadcast, "broadcast [--room N | --to USER] [--data JSON] TEXT",
+	{ "members", command_members, N_("members ROOM"), N_("the users in a room") },
+	{ "broadcast", command_broadcast, N_("broadcast [--room N | --to USER] [--data JSON] TEXT"),
 	  N_("post a message from the service (from 0)") },
-	{ "disconnect", command_disconnect, "disconnect [--reason TEXT] CLIENT_ID",
+	{ "disconnect", command_disconnect, N_("disconnect [--reason TEXT] CLIENT_ID"),
 	  N_("close one connection with 1008") },
-	{ "disconnect-user", command_disconnect_user, "disconnect-user [--reason TEXT] USER",
+	{ "disconnect-user", command_disconnect_user, N_("disconnect-user [--reason TEXT] USER"),
 	  N_("close every connection of a user with 1008") },
 	{ "monitor", command_monitor, "monitor",
 	  N_("print events as they happen, until interrupted") },
-	{ "token", command_token, "token --user-id N ...",
+	{ "token", command_token, N_("token --user-id N ..."),
 	  N_("print a signed token (for development and tests)") },
 };
 
@@ -1079,7 +1084,7 @@ print_usage (void)
 		 _("Usage: chathubctl [--session | --system] [--json] COMMAND [OPTIONS]"));
 	g_print ("%s\n", _("Commands:"));
 	for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-		g_print ("  %s\n      %s\n", commands[i].synopsis, _(commands[i].summary));
+		g_print ("  %s\n      %s\n", _(commands[i].synopsis), _(commands[i].summary));
 	g_print ("\n%s\n%s\n%s\n",
 		 _("--session and --system choose the bus of the service (the session bus by "
 		   "default); --json prints JSON."),

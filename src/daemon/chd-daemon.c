@@ -133,7 +133,9 @@ on_shutdown_timeout (gpointer user_data)
 	ChdDaemon *self = CHD_DAEMON (user_data);
 
 	self->shutdown_timeout_id = 0;
-	g_message (_("%u clients did not close in time; exiting anyway"),
+	g_message (ngettext ("%u client did not close in time; exiting anyway",
+			     "%u clients did not close in time; exiting anyway",
+			     chat_hub_get_n_clients (self->hub)),
 		   chat_hub_get_n_clients (self->hub));
 	g_main_loop_quit (self->loop);
 	return G_SOURCE_REMOVE;
@@ -157,7 +159,9 @@ stop (ChdDaemon *self, int exit_status)
 		chd_dbus_stop (self->dbus);
 	chat_server_disconnect (self->server);
 	n = chat_hub_close_all (self->hub, CHAT_CLOSE_CODE_GOING_AWAY, "server shutting down");
-	text = g_strdup_printf (_("Shutting down; closing %u clients"), n);
+	text = g_strdup_printf (ngettext ("Shutting down; closing %u client",
+					  "Shutting down; closing %u clients", n),
+				n);
 	log_event ("shutdown", text);
 	self->shutdown_timeout_id = g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout,
 							   self);

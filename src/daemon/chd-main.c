@@ -92,7 +92,7 @@ main (int argc, char **argv)
 	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
 	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
 	if (!g_option_context_parse (context, &argc, &argv, &error)) {
-		g_printerr ("chathubd: %s\n", error->message);
+		g_printerr (_("chathubd: %s\n"), error->message);
 		return 2;
 	}
 	if (version) {

@@ -25,6 +25,14 @@
  * their messages; a client is unregistered when #ChatClient::closed fires.
  */
 
+/**
+ * ChatClient:
+ *
+ * One WebSocket connection. All its fields are private.
+ *
+ * Since: 1.0
+ */
+
 G_DEFINE_FINAL_TYPE (ChatClient, chat_client, G_TYPE_OBJECT)
 
 G_DEFINE_ENUM_TYPE (ChatCloseCode, chat_close_code,

@@ -26,6 +26,14 @@
  * reference to the same bytes.
  */
 
+/**
+ * ChatHub:
+ *
+ * The set of registered clients and rooms. All its fields are private.
+ *
+ * Since: 1.0
+ */
+
 typedef struct {
 	guint64 id;
 	GPtrArray *members; /* ChatClient*, unowned; client->rooms[i].slot is the index */

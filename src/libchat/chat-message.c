@@ -25,6 +25,14 @@
  * text the client sent, so it is relayed byte for byte.
  */
 
+/**
+ * ChatMessage:
+ *
+ * One protocol message. All its fields are private; use the properties.
+ *
+ * Since: 1.0
+ */
+
 struct _ChatMessage {
 	GObject parent_instance;
 
@@ -222,6 +230,7 @@ chat_message_class_init (ChatMessageClass *klass)
 {
 	GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
+	chat_i18n_init ();
 	object_class->get_property = chat_message_get_property;
 	object_class->set_property = chat_message_set_property;
 	object_class->finalize = chat_message_finalize;
@@ -523,7 +532,7 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	if (!chat_json_validate (text, length, &reason)) {
 		if (translate)
 			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
-				     reason);
+				     _(reason));
 		else
 			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
 				     "The frame is not valid JSON: %s", reason);
@@ -965,7 +974,7 @@ chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, 
 	len = length < 0 ? strlen (json) : (gsize) length;
 	if (!chat_json_validate (json, len, &reason)) {
 		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
-			     reason != NULL ? reason : "");
+			     reason != NULL ? _(reason) : "");
 		return FALSE;
 	}
 	node = json_from_string_len (json, len);

@@ -339,7 +339,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	if (stolen != NULL)
 		socket = find_socket (stolen);
 	if (socket == NULL) {
-		g_warning ("cannot find the socket of an upgraded connection");
+		g_warning (_("Cannot find the socket of an upgraded connection; dropping it"));
 		self->n_connections--;
 		if (stolen != NULL)
 			g_io_stream_close (stolen, NULL, NULL);
@@ -525,7 +525,7 @@ chat_server_constructed (GObject *object)
 	g_source_attach (self->flush_source, g_main_context_get_thread_default ());
 	self->poll_source = chat_poll_source_new (&error);
 	if (self->poll_source == NULL)
-		g_error ("cannot create the epoll set: %s", error->message);
+		g_error (_("Cannot create the epoll set: %s"), error->message);
 	g_source_attach (self->poll_source, g_main_context_get_thread_default ());
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);

@@ -31,6 +31,14 @@
  * libjwt is an implementation detail of this class; it never appears in a public header.
  */
 
+/**
+ * ChatTokenVerifier:
+ *
+ * A JWT checker pinned to one algorithm and key. All its fields are private.
+ *
+ * Since: 1.0
+ */
+
 /* Tokens larger than this are refused before any parsing. */
 #define MAX_TOKEN_LENGTH 8192
 
@@ -98,6 +106,7 @@ chat_token_algorithm_from_string (const char *name, ChatTokenAlgorithm *algorith
 	g_return_val_if_fail (algorithm != NULL, FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+	chat_i18n_init ();
 	for (guint i = 0; i < G_N_ELEMENTS (algorithms); i++) {
 		if (strcmp (name, algorithms[i].name) == 0) {
 			*algorithm = (ChatTokenAlgorithm) i;
@@ -290,7 +299,6 @@ public_key_fits (ChatTokenAlgorithm algorithm, GBytes *key)
  * chat_token_verifier_new:
  * @algorithm: the algorithm tokens must use
  * @key: the shared secret (HS*) or the PEM public key (RS256, ES256)
- *
  * @error: return location for a #GError
  *
  * Creates a verifier pinned to @algorithm and @key.
@@ -719,7 +727,7 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 /**
  * chat_token_verifier_verify:
  * @self: a #ChatTokenVerifier
- * @token: the compact JWT, as sent by a client
+ * @token: (nullable): the compact JWT, as sent by a client; %NULL or "" is refused as no token
  * @user_id: (out) (optional): return location for the user id
  * @rooms: (out) (optional) (nullable) (transfer full) (element-type guint64): return location
  *   for the rooms the token is limited to, or %NULL when it carries no `rooms` claim

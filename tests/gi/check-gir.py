@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Checks Chat-1.0.gir: the namespace and its includes, "Since: 1.0" (version="1.0") on every
+public symbol, nothing a binding cannot call (introspectable="0", varargs, untyped arrays),
+and no symbol of the internal API (src/libchat/*-private.h).
+
+    check-gir.py BUILD/src/libchat/Chat-1.0.gir
+"""
+
+import glob
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+NS = {
+    "core": "http://www.gtk.org/introspection/core/1.0",
+    "c": "http://www.gtk.org/introspection/c/1.0",
+    "glib": "http://www.gtk.org/introspection/glib/1.0",
+}
+CORE = "{%s}" % NS["core"]
+C = "{%s}" % NS["c"]
+GLIB = "{%s}" % NS["glib"]
+SOURCE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "src", "libchat")
+
+problems = []
+
+
+def problem(text):
+    problems.append(text)
+
+
+def name_of(element):
+    return (element.get(C + "identifier") or element.get(GLIB + "name")
+            or element.get("name") or element.tag)
+
+
+def main(path):
+    root = ET.parse(path).getroot()
+
+    includes = {(i.get("name"), i.get("version")) for i in root.findall("core:include", NS)}
+    for wanted in [("GObject", "2.0"), ("Gio", "2.0"), ("Json", "1.0"), ("Soup", "3.0")]:
+        if wanted not in includes:
+            problem(f"missing <include> {wanted[0]}-{wanted[1]}")
+    packages = {p.get("name") for p in root.findall("core:package", NS)}
+    if "chathub-1.0" not in packages:
+        problem("missing <package name=\"chathub-1.0\">")
+    if "chathub.h" not in {i.get("name") for i in root.findall("c:include", NS)}:
+        problem("missing <c:include name=\"chathub.h\">")
+
+    namespace = root.find("core:namespace", NS)
+    if (namespace.get("name"), namespace.get("version")) != ("Chat", "1.0"):
+        problem(f"namespace is {namespace.get('name')}-{namespace.get('version')}")
+    if namespace.get(C + "identifier-prefixes") != "Chat" or namespace.get(C + "symbol-prefixes") != "chat":
+        problem("prefixes are not Chat/chat")
+    if "libchathub-1.0.so" not in (namespace.get("shared-library") or ""):
+        problem(f"shared-library is {namespace.get('shared-library')}")
+
+    # every public symbol has a version (gtk-doc "Since: 1.0")
+    versioned = {"class", "record", "enumeration", "bitfield", "function", "method",
+                 "constructor", "constant", "property", "signal", "function-macro", "callback",
+                 "interface", "virtual-method"}
+    count = 0
+    for element in namespace.iter():
+        tag = element.tag.split("}")[1]
+        if tag not in versioned:
+            continue
+        if tag == "record" and element.get(GLIB + "is-gtype-struct-for"):
+            continue  # FooClass of G_DECLARE_FINAL_TYPE
+        count += 1
+        if element.get("version") != "1.0":
+            problem(f"{tag} {name_of(element)} has no Since: 1.0 (version={element.get('version')})")
+        if element.get("introspectable") == "0" and tag != "function-macro":
+            problem(f"{tag} {name_of(element)} is not introspectable")
+        if element.find("core:doc", NS) is None:
+            problem(f"{tag} {name_of(element)} is not documented")
+
+    for callable_ in namespace.iter():
+        if callable_.tag.split("}")[1] not in ("function", "method", "constructor", "signal"):
+            continue
+        for varargs in callable_.iter(CORE + "varargs"):
+            problem(f"{name_of(callable_)} takes varargs")
+        for array in callable_.iter(CORE + "array"):
+            element_type = array.find("core:type", NS)
+            if element_type is None or element_type.get("name") in (None, "gpointer", "none"):
+                problem(f"{name_of(callable_)}: an array without an element type")
+        for parameter in callable_.iter(CORE + "parameter"):
+            if parameter.get("direction") in ("out", "inout") and not parameter.get("transfer-ownership"):
+                problem(f"{name_of(callable_)}: out parameter {parameter.get('name')} without transfer")
+
+    # nothing of the internal API
+    private = set()
+    for header in glob.glob(os.path.join(SOURCE_DIR, "*-private.h")):
+        with open(header, encoding="utf-8") as f:
+            text = f.read()
+        private.update(re.findall(r"\b(chat_[a-z0-9_]+)\s*\(", text))
+        private.update(re.findall(r"\b(Chat[A-Z][A-Za-z]+)\b", text))
+    public = set()
+    for header in glob.glob(os.path.join(SOURCE_DIR, "chat*.h")):
+        if header.endswith("-private.h"):
+            continue
+        with open(header, encoding="utf-8") as f:
+            text = f.read()
+        public.update(re.findall(r"\b(chat_[a-z0-9_]+)\s*\(", text))
+        public.update(re.findall(r"\b(Chat[A-Z][A-Za-z]+)\b", text))
+    internal = private - public
+    for element in namespace.iter():
+        for attribute in (C + "identifier", C + "type", GLIB + "type-name"):
+            value = (element.get(attribute) or "").rstrip("*")
+            if value in internal:
+                problem(f"internal symbol {value} is in the GIR")
+
+    print(f"{count} versioned symbols checked, {len(internal)} internal names kept out")
+    for text in problems:
+        print(f"FAIL: {text}")
+    return 1 if problems or count == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

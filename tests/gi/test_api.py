@@ -1,0 +1,462 @@
+#!/usr/bin/python3
+"""The Chat-1.0 API from Python: properties, signals and their arguments, errors as GLib.Error,
+against real WebSocket clients."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from chathub_gi import (SECRET, Chat, GLib, GObject, HubTestCase, Json,  # noqa: E402
+                        WsClient, make_token, spin, wait_until)
+
+
+class TestNamespace(unittest.TestCase):
+    def test_version_constants(self):
+        self.assertEqual(Chat.MAJOR_VERSION, 1)
+        self.assertEqual(Chat.VERSION_STRING,
+                         f"{Chat.MAJOR_VERSION}.{Chat.MINOR_VERSION}.{Chat.MICRO_VERSION}")
+
+    def test_enums(self):
+        self.assertEqual(int(Chat.CloseCode.POLICY_VIOLATION), 1008)
+        self.assertEqual(int(Chat.CloseCode.TOO_BIG), 1009)
+        self.assertEqual(Chat.message_type_to_string(Chat.MessageType.LEAVE), "leave")
+        self.assertEqual(Chat.error_get_wire_code(Chat.Error.NOT_MEMBER), "not_member")
+        self.assertEqual(Chat.error_get_wire_code(Chat.Error.USER_OFFLINE), "user_offline")
+        self.assertEqual(Chat.token_algorithm_to_string(Chat.TokenAlgorithm.ES256), "ES256")
+        ok, algorithm = Chat.token_algorithm_from_string("HS384")
+        self.assertTrue(ok)
+        self.assertEqual(algorithm, Chat.TokenAlgorithm.HS384)
+
+    def test_private_api_is_not_exposed(self):
+        for name in ("Outbox", "LimitExtension", "client_new", "outbox_new", "json_validate",
+                     "message_parse", "hub_handle_client_message"):
+            self.assertFalse(hasattr(Chat, name), name)
+        self.assertFalse(hasattr(Chat.Client, "new"))
+        self.assertFalse(hasattr(Chat.Client, "push_frame"))
+
+
+class TestErrors(unittest.TestCase):
+    def assertChatError(self, context, code):
+        HubTestCase.assertChatError(self, context, code)
+
+    def test_algorithm_from_string(self):
+        with self.assertRaises(GLib.Error) as context:
+            Chat.token_algorithm_from_string("none")
+        self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
+
+    def test_empty_key(self):
+        with self.assertRaises(GLib.Error) as context:
+            Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(b""))
+        self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
+
+    def test_not_a_public_key(self):
+        with self.assertRaises(GLib.Error) as context:
+            Chat.TokenVerifier.new(Chat.TokenAlgorithm.RS256, GLib.Bytes.new(b"not a PEM key"))
+        self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
+
+    def test_message_from_json(self):
+        cases = [
+            ("[]", Chat.Error.INVALID_MESSAGE),
+            ("", Chat.Error.INVALID_JSON),
+            ("{not json", Chat.Error.INVALID_JSON),
+            ('{"type":"message","room_id":"3"}', Chat.Error.INVALID_MESSAGE),
+            ('{"type":"shout"}', Chat.Error.UNKNOWN_TYPE),
+        ]
+        for text, code in cases:
+            with self.subTest(text=text), self.assertRaises(GLib.Error) as context:
+                Chat.Message.new_from_json(text, -1)
+            self.assertChatError(context, code)
+
+    def test_data_json(self):
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        with self.assertRaises(GLib.Error) as context:
+            message.set_data_json("{'single': 'quotes'}", -1)
+        self.assertChatError(context, Chat.Error.INVALID_JSON)
+
+    def test_bad_tokens(self):
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        for token in ("", "abc", make_token(5, secret=b"another secret"),
+                      make_token(5, iss="someone")):
+            verifier.set_issuer("chathub-tests")
+            with self.subTest(token=token), self.assertRaises(GLib.Error) as context:
+                verifier.verify(token)
+            self.assertChatError(context, Chat.Error.INVALID_TOKEN)
+
+
+class TestObjects(unittest.TestCase):
+    def test_message_properties(self):
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        notified = []
+        message.connect("notify", lambda obj, pspec: notified.append(pspec.name))
+        message.props.room_id = 3
+        message.props.content = "hello"
+        message.props.content = "hello"  # unchanged: no notify
+        message.set_to(0)  # unchanged
+        message.props.code = "not_member"
+        data = Json.from_string('{"level":"info","n":[1,2]}')
+        message.props.data = data
+        self.assertEqual(notified, ["room-id", "content", "code", "data"])
+        self.assertEqual(message.props.type, Chat.MessageType.MESSAGE)
+        self.assertEqual(message.get_message_type(), Chat.MessageType.MESSAGE)
+        self.assertEqual(message.get_room_id(), 3)
+        self.assertEqual(message.get_content(), "hello")
+        self.assertEqual(Json.to_string(message.props.data, False), '{"level":"info","n":[1,2]}')
+        text, length = message.to_json()
+        self.assertEqual(length, len(text.encode()))
+        self.assertIn('"room_id":3', text)
+        self.assertIn('"content":"hello"', text)
+
+    def test_message_from_json(self):
+        message = Chat.Message.new_from_json(
+            '{"type":"message","to":7,"content":"hi \\u00e9","data":{"x":0.10},"id":99}', -1)
+        self.assertEqual(message.props.type, Chat.MessageType.MESSAGE)
+        self.assertEqual(message.props.to, 7)
+        self.assertEqual(message.props.content, "hi \u00e9")
+        self.assertEqual(message.get_data().get_object().get_member("x").get_double(), 0.1)
+        self.assertIn('"data":{"x":0.10}', message.to_json()[0])  # relayed byte for byte
+
+    def test_message_construct_property(self):
+        message = Chat.Message(type=Chat.MessageType.JOIN, room_id=4)
+        self.assertEqual(message.get_message_type(), Chat.MessageType.JOIN)
+        self.assertEqual(message.props.room_id, 4)
+
+    def test_verifier(self):
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        self.assertEqual(verifier.props.algorithm, Chat.TokenAlgorithm.HS256)
+        self.assertIsNone(verifier.props.issuer)
+        self.assertEqual(verifier.props.leeway, 30)
+        notified = []
+        verifier.connect("notify::leeway", lambda obj, pspec: notified.append(obj.props.leeway))
+        verifier.set_leeway(5)
+        verifier.set_leeway(5)
+        self.assertEqual(notified, [5])
+        verifier.props.audience = "chat"
+        self.assertEqual(verifier.get_audience(), "chat")
+        ok, user_id, rooms = verifier.verify(make_token(42, [3, 5], aud="chat"))
+        self.assertTrue(ok)
+        self.assertEqual(user_id, 42)
+        self.assertEqual(list(rooms), [3, 5])
+
+    def test_hub_empty(self):
+        hub = Chat.Hub.new()
+        self.assertEqual(hub.props.n_clients, 0)
+        self.assertEqual(hub.props.n_rooms, 0)
+        self.assertEqual(hub.list_clients(), [])
+        self.assertEqual(hub.list_rooms(), [])
+        self.assertIsNone(hub.lookup_client("nobody"))
+        self.assertEqual(hub.get_messages_relayed(), 0)
+
+    def test_server_properties(self):
+        hub = Chat.Hub.new()
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        server = Chat.Server(hub=hub, verifier=verifier, path="/chat", max_connections=10)
+        self.assertIs(server.get_hub(), hub)
+        self.assertIs(server.props.verifier, verifier)
+        self.assertEqual(server.props.path, "/chat")
+        self.assertEqual(server.props.max_connections, 10)
+        self.assertEqual(server.props.max_message_size, 65536)
+        self.assertEqual(server.props.outbox_size, 1024 * 1024)
+        self.assertEqual(server.props.ping_interval, 54)
+        self.assertEqual(server.props.idle_timeout, 60)
+        self.assertEqual(server.get_port(), 0)
+        self.assertIsNone(server.get_uri())
+        self.assertTrue(server.listen(None, 0))
+        try:
+            port = server.get_port()
+            self.assertGreater(port, 0)
+            self.assertEqual(server.get_uri(), f"ws://127.0.0.1:{port}/chat")
+            stats = server.get_statistics().unpack()
+            for key in ("connections-accepted", "refused-token", "messages-relayed", "uptime"):
+                self.assertIn(key, stats)
+        finally:
+            server.disconnect()
+        self.assertEqual(server.get_port(), 0)
+
+    def test_listen_twice_on_one_port(self):
+        hub = Chat.Hub.new()
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        first = Chat.Server.new(hub, verifier)
+        second = Chat.Server.new(hub, verifier)
+        first.listen("127.0.0.1", 0)
+        try:
+            with self.assertRaises(GLib.Error) as context:
+                second.listen("127.0.0.1", first.get_port())
+            self.assertEqual(context.exception.domain, "g-io-error-quark")
+        finally:
+            first.disconnect()
+
+
+class TestHub(HubTestCase):
+    def test_client_registered(self):
+        seen = []
+        self.hub.connect("client-registered", lambda hub, client: seen.append((hub, client)))
+        counts = []
+        self.hub.connect("notify::n-clients", lambda hub, pspec: counts.append(hub.props.n_clients))
+        before = int(time.time())
+        ws, client = self.connect(42)
+        self.assertEqual(len(seen), 1)
+        self.assertIs(seen[0][0], self.hub)
+        self.assertIs(seen[0][1], client)
+        self.assertIsInstance(client, Chat.Client)
+        self.assertEqual(counts, [1])
+
+        self.assertTrue(client.props.id)
+        self.assertEqual(client.get_id(), client.props.id)
+        self.assertEqual(client.props.user_id, 42)
+        self.assertLessEqual(before, client.props.connected_since)
+        self.assertLessEqual(client.props.connected_since, int(time.time()))
+        self.assertEqual(client.props.remote_address, "127.0.0.1")
+        self.assertTrue(client.is_open())
+        self.assertEqual(client.get_rooms(), [])
+        self.assertTrue(client.may_join(12345))
+        self.assertIs(self.hub.lookup_client(client.props.id), client)
+        self.assertEqual(self.hub.list_clients(), [client])
+        self.assertEqual(self.hub.list_user_clients(42), [client])
+        self.assertEqual(self.hub.list_user_clients(43), [])
+        self.assertEqual(self.server.get_n_connections(), 1)
+
+    def test_rooms_claim(self):
+        ws, client = self.connect(7, rooms=[1, 2])
+        self.assertTrue(client.may_join(2))
+        self.assertFalse(client.may_join(3))
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.join_room(client, 3)
+        self.assertChatError(context, Chat.Error.FORBIDDEN)
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.leave_room(client, 1)
+        self.assertChatError(context, Chat.Error.NOT_MEMBER)
+
+        joined = []
+        self.hub.connect("room-joined", lambda hub, c, room: joined.append((c, room)))
+        self.assertTrue(self.hub.join_room(client, 2))
+        self.assertEqual(joined, [(client, 2)])
+        self.assertEqual(ws.recv(type_="join")["room_id"], 2)
+        self.assertEqual(client.get_rooms(), [2])
+        self.assertTrue(client.is_member(2))
+        self.assertEqual(self.hub.list_rooms(), [2])
+        self.assertEqual(self.hub.list_room_members(2), [client])
+        self.assertEqual(self.hub.get_n_room_members(2), 1)
+
+        left = []
+        self.hub.connect("room-left", lambda hub, c, room: left.append((c, room)))
+        self.assertTrue(self.hub.leave_room(client, 2))
+        self.assertEqual(left, [(client, 2)])
+        self.assertEqual(self.hub.props.n_rooms, 0)
+
+    def test_message_received(self):
+        ws, client = self.connect(42)
+        received = []
+        client.connect("message-received", lambda c, message: received.append((c, message)))
+        self.join(ws, 3)
+        self.assertEqual(received[0][0], client)
+        self.assertEqual(received[0][1].props.type, Chat.MessageType.JOIN)
+        self.assertEqual(received[0][1].props.room_id, 3)
+
+        ws.send({"type": "message", "room_id": 3, "content": "hello", "data": [1, "two"],
+                 "from": 999})
+        relayed = ws.recv(type_="message")
+        self.assertEqual(len(received), 2)
+        message = received[1][1]
+        self.assertEqual(message.props.type, Chat.MessageType.MESSAGE)
+        self.assertEqual(message.props.content, "hello")
+        self.assertEqual(message.props.room_id, 3)
+        self.assertEqual(Json.to_string(message.props.data, False), '[1,"two"]')
+        # the hub stamps the same object after the handlers ran
+        self.assertEqual(message.props.id, relayed["id"])
+        self.assertEqual(message.get_from(), 42)
+        self.assertEqual(message.get_property("from"), 42)
+        self.assertEqual(relayed["from"], 42)
+        self.assertEqual(relayed["data"], [1, "two"])
+
+    def test_broadcast_signal(self):
+        ws1, client1 = self.connect(1)
+        ws2, client2 = self.connect(2)
+        broadcasts = []
+        self.hub.connect("broadcast", lambda hub, message: broadcasts.append(
+            (message.get_id(), message.get_from(), message.props.content)))
+
+        ws1.send({"type": "message", "content": "to everyone"})
+        for ws in (ws1, ws2):
+            frame = ws.recv(type_="message")
+            self.assertEqual((frame["from"], frame["content"]), (1, "to everyone"))
+        self.assertEqual(broadcasts, [(frame["id"], 1, "to everyone")])
+
+        # and from the service
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "maintenance at 18:00"
+        self.assertEqual(self.hub.broadcast(message), 2)
+        for ws in (ws1, ws2):
+            frame = ws.recv(type_="message")
+            self.assertEqual((frame["from"], frame["content"]), (0, "maintenance at 18:00"))
+            self.assertEqual(frame["id"], message.props.id)
+        self.assertEqual(len(broadcasts), 2)
+        self.assertEqual(self.hub.get_messages_relayed(), 2)
+
+    def test_send_to_room_and_user(self):
+        ws1, client1 = self.connect(1)
+        ws2, client2 = self.connect(2)
+        self.join(ws1, 5)
+
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "room news"
+        self.assertEqual(self.hub.send_to_room(5, message), 1)
+        frame = ws1.recv(type_="message")
+        self.assertEqual((frame["room_id"], frame["content"], frame["from"]), (5, "room news", 0))
+        ws2.assert_nothing(type_="message")
+        self.assertEqual(self.hub.send_to_room(6, message), 0)  # an empty room
+
+        direct = Chat.Message.new(Chat.MessageType.MESSAGE)
+        direct.set_data_json('{"level":"info"}', -1)
+        self.assertEqual(self.hub.send_to_user(2, direct), 1)
+        frame = ws2.recv(type_="message")
+        self.assertEqual((frame["to"], frame["data"]), (2, {"level": "info"}))
+
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.send_to_user(99, direct)
+        self.assertChatError(context, Chat.Error.USER_OFFLINE)
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.send_to_room(0, message)
+        self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.broadcast(Chat.Message.new(Chat.MessageType.MESSAGE))  # no content
+        self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.broadcast(Chat.Message.new(Chat.MessageType.PING))
+        self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
+
+    def test_client_send(self):
+        ws, client = self.connect(3)
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "just you"
+        message.set_property("from", 7)
+        self.assertTrue(client.send(message))
+        frame = ws.recv(type_="message")
+        self.assertEqual((frame["content"], frame["from"]), ("just you", 7))
+        self.assertNotIn("id", frame)  # sent as it is
+
+    def test_wire_errors(self):
+        ws, client = self.connect(3)
+        ws.send({"type": "message", "room_id": 8, "content": "x"})
+        self.assertEqual(ws.recv(type_="error")["code"], "not_member")
+        ws.send("[]")
+        self.assertEqual(ws.recv(type_="error")["code"], "invalid_message")
+        self.assertTrue(client.is_open())
+
+    def test_close_client(self):
+        ws, client = self.connect(9)
+        ws_other, other = self.connect(10)
+        self.join(ws, 4)
+        self.join(ws_other, 4)
+        closed = []
+        client.connect("closed", lambda c, code: closed.append((c, code)))
+        unregistered = []
+        self.hub.connect("client-unregistered",
+                         lambda hub, c, code: unregistered.append((c, code)))
+        client.close(Chat.CloseCode.POLICY_VIOLATION, "spam")
+        self.assertFalse(client.is_open())
+        self.assertEqual(ws.wait_closed(), (1008, "spam"))
+        wait_until(lambda: unregistered, what="client-unregistered")
+        self.assertEqual(closed, [(client, 1008)])
+        self.assertEqual(unregistered, [(client, 1008)])
+        self.assertEqual(self.hub.props.n_clients, 1)
+        self.assertIsNone(self.hub.lookup_client(client.props.id))
+        leave = ws_other.recv(type_="leave")
+        self.assertEqual((leave["from"], leave["room_id"]), (9, 4))
+
+    def test_close_in_message_received(self):
+        ws_bad, bad = self.connect(66)
+        ws_good, good = self.connect(67)
+
+        def on_message(client, message):
+            if "forbidden" in (message.props.content or ""):
+                client.close(Chat.CloseCode.POLICY_VIOLATION, "banned word")
+
+        bad.connect("message-received", on_message)
+        ws_bad.send({"type": "message", "content": "a forbidden word"})
+        self.assertEqual(ws_bad.wait_closed(), (1008, "banned word"))
+        ws_good.assert_nothing(type_="message")  # never routed
+        self.assertEqual(self.hub.get_messages_relayed(), 0)
+
+    def test_peer_close_code(self):
+        ws, client = self.connect(5)
+        codes = []
+        self.hub.connect("client-unregistered", lambda hub, c, code: codes.append(code))
+        ws.close(1000)
+        wait_until(lambda: codes, what="client-unregistered")
+        self.assertEqual(codes, [1000])
+
+    def test_close_all(self):
+        ws1, _ = self.connect(1)
+        ws2, _ = self.connect(2)
+        self.assertEqual(self.hub.close_all(Chat.CloseCode.GOING_AWAY, "server shutting down"), 2)
+        self.assertEqual(ws1.wait_closed(), (1001, "server shutting down"))
+        self.assertEqual(ws2.wait_closed(), (1001, "server shutting down"))
+        wait_until(lambda: self.hub.props.n_clients == 0, what="n-clients to reach 0")
+
+    def test_refused_token(self):
+        registered = []
+        self.hub.connect("client-registered", lambda hub, client: registered.append(client))
+        ws = WsClient(self.url, make_token(5, secret=b"wrong")).connect()
+        self.assertEqual(ws.status, 401)
+        ws = WsClient(self.url, None).connect()
+        self.assertEqual(ws.status, 401)
+        spin(0.1)
+        self.assertEqual(registered, [])
+        self.assertEqual(self.server.get_statistics().unpack()["refused-token"], 2)
+
+    def test_main_loop(self):
+        """The way a script runs: GLib.MainLoop, signals, quit from a handler."""
+        loop = GLib.MainLoop()
+        events = []
+
+        def on_registered(hub, client):
+            events.append("registered")
+            client.connect("message-received", on_message)
+
+        def on_message(client, message):
+            events.append(message.props.content)
+            reply = Chat.Message.new(Chat.MessageType.MESSAGE)
+            reply.props.content = "pong " + message.props.content
+            self.hub.send_to_user(client.props.user_id, reply)
+
+        def on_unregistered(hub, client, code):
+            events.append(("unregistered", code))
+            loop.quit()
+
+        self.hub.connect("client-registered", on_registered)
+        self.hub.connect("client-unregistered", on_unregistered)
+
+        token = make_token(11)
+
+        def drive():
+            # runs on the client's own thread: connect, talk, close
+            import asyncio
+            import json
+
+            import websockets
+
+            async def talk():
+                async with websockets.connect(
+                        self.url, extra_headers={"Authorization": f"Bearer {token}"}) as conn:
+                    await conn.send(json.dumps({"type": "message", "content": "ping"}))
+                    while True:
+                        frame = json.loads(await conn.recv())
+                        if frame.get("type") == "message" and frame.get("from") == 0:
+                            events.append(frame["content"])
+                            break
+            asyncio.run(talk())
+
+        import threading
+        thread = threading.Thread(target=drive, daemon=True)
+        GLib.timeout_add(10000, loop.quit)
+        thread.start()
+        loop.run()
+        thread.join(5)
+        self.assertEqual(events, ["registered", "ping", "pong ping", ("unregistered", 1000)])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
