@@ -97,7 +97,10 @@ command_token (int argc, char **argv)
 	if (!g_file_get_contents (secret_file != NULL ? secret_file : key_file, &contents, &length,
 				  &error))
 		return usage_error (context, error->message);
+	/* the same trimming as chathubd: one line ending is not part of the secret */
 	if (secret_file != NULL && length > 0 && contents[length - 1] == '\n')
+		length--;
+	if (secret_file != NULL && length > 0 && contents[length - 1] == '\r')
 		length--;
 	key = g_bytes_new (contents, length);
 

@@ -23,6 +23,7 @@ chd_config_new (void)
 	config->outbox_size = 1048576;
 	config->ping_interval = 54;
 	config->idle_timeout = 60;
+	config->handshake_timeout = 10;
 	config->bus_type = G_BUS_TYPE_NONE;
 	config->message_signals = TRUE;
 	return config;
@@ -164,7 +165,9 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			&config->max_message_size, error) ||
 	    !read_uint (file, "limits", "outbox-size", 1024, G_MAXINT, &config->outbox_size, error) ||
 	    !read_uint (file, "limits", "ping-interval", 0, 86400, &config->ping_interval, error) ||
-	    !read_uint (file, "limits", "idle-timeout", 0, 86400, &config->idle_timeout, error))
+	    !read_uint (file, "limits", "idle-timeout", 0, 86400, &config->idle_timeout, error) ||
+	    !read_uint (file, "limits", "handshake-timeout", 0, 3600, &config->handshake_timeout,
+			error))
 		return FALSE;
 
 	read_string (file, "dbus", "admin-group", &config->admin_group);

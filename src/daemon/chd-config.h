@@ -8,7 +8,8 @@
 
 G_BEGIN_DECLS
 
-/* The daemon's settings: chathub.conf(5), then the environment, then the command line. */
+/* The daemon's settings: chathub.conf(5) and the command line, which overrides it;
+ * CHATHUB_JWT_SECRET supplies the secret only when no secret-file is set. */
 typedef struct {
 	char *address;
 	guint port;
@@ -23,6 +24,7 @@ typedef struct {
 	guint outbox_size;
 	guint ping_interval;
 	guint idle_timeout;
+	guint handshake_timeout;
 	/* [dbus] */
 	GBusType bus_type; /* G_BUS_TYPE_NONE: not on a bus; only the command line sets it */
 	char *admin_group; /* (nullable): may Broadcast and Disconnect on the system bus */

@@ -226,6 +226,7 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     "outbox-size", config->outbox_size,
 				     "ping-interval", config->ping_interval,
 				     "idle-timeout", config->idle_timeout,
+				     "handshake-timeout", config->handshake_timeout,
 				     NULL);
 	g_signal_connect (self->hub, "client-registered", G_CALLBACK (on_client_registered), self);
 	self->n_clients_id = g_signal_connect (self->hub, "notify::n-clients",

@@ -120,7 +120,7 @@ main (int argc, char **argv)
 		g_free (config->address);
 		config->address = g_steal_pointer (&address);
 	}
-	if (port > 65535) {
+	if (port < -1 || port > 65535) {
 		g_printerr (_("chathubd: bad configuration: --port: %d is not a TCP port\n"), port);
 		return 1;
 	}

@@ -48,11 +48,22 @@
 #define LISTEN_BACKLOG 4096
 /* connections accepted per wakeup at most, so a storm cannot starve established clients */
 #define ACCEPT_BATCH 256
+/* at the open-file limit, stop accepting for this long instead of spinning on a readable
+ * listener; the kernel backlog holds the newcomers meanwhile */
+#define ACCEPT_PAUSE_MS 250
 
 /* Where an accepted connection's GSocket is kept, so the outbox can find it again after
  * libsoup stole the connection (soup_server_message_get_socket() is NULL for streams given
  * to soup_server_accept_iostream()). */
 static GQuark socket_quark;
+/* Set on an accepted connection's GSocket once its upgrade completed. */
+static GQuark upgraded_quark;
+
+/* An accepted connection that must complete its upgrade before the deadline. */
+typedef struct {
+	GSocket *socket;
+	gint64 deadline; /* monotonic µs */
+} Handshake;
 
 struct _ChatServer {
 	GObject parent_instance;
@@ -62,6 +73,11 @@ struct _ChatServer {
 	SoupServer *soup;
 	GSocket *listener;
 	GSource *accept_source;
+	guint accept_pause_id;
+	gint64 last_fd_warning; /* monotonic µs */
+	GQueue handshakes;	/* Handshake*, oldest first */
+	guint handshake_sweep_id;
+	guint handshake_timeout;
 	GUri *ws_uri;
 	GSource *flush_source;
 	GSource *poll_source;
@@ -95,11 +111,20 @@ enum {
 	PROP_OUTBOX_SIZE,
 	PROP_PING_INTERVAL,
 	PROP_IDLE_TIMEOUT,
+	PROP_HANDSHAKE_TIMEOUT,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
 
 static void restart_heartbeat (ChatServer *self);
+
+static void
+handshake_free (Handshake *handshake)
+{
+	g_object_unref (handshake->socket);
+	g_free (handshake);
+}
+
 
 static void
 chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
@@ -130,6 +155,9 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_IDLE_TIMEOUT:
 		g_value_set_uint (value, self->idle_timeout);
+		break;
+	case PROP_HANDSHAKE_TIMEOUT:
+		g_value_set_uint (value, self->handshake_timeout);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -178,6 +206,9 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		set_uint (self, &self->idle_timeout, g_value_get_uint (value), prop_id);
 		restart_heartbeat (self);
 		break;
+	case PROP_HANDSHAKE_TIMEOUT:
+		set_uint (self, &self->handshake_timeout, g_value_get_uint (value), prop_id);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -200,6 +231,10 @@ chat_server_dispose (GObject *object)
 		}
 	}
 	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
+	g_clear_handle_id (&self->accept_pause_id, g_source_remove);
+	g_clear_handle_id (&self->handshake_sweep_id, g_source_remove);
+	while (!g_queue_is_empty (&self->handshakes))
+		handshake_free (g_queue_pop_head (&self->handshakes));
 	if (self->flush_source != NULL) {
 		g_source_destroy (self->flush_source);
 		g_clear_pointer (&self->flush_source, g_source_unref);
@@ -346,6 +381,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 		return;
 	}
 
+	g_object_set_qdata (G_OBJECT (socket), upgraded_quark, GINT_TO_POINTER (TRUE));
 	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
 	io = chat_outbox_new_io_stream (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
@@ -455,6 +491,61 @@ on_heartbeat (gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
+static void start_accepting (ChatServer *self);
+
+static gboolean
+on_accept_pause_over (gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+
+	self->accept_pause_id = 0;
+	start_accepting (self);
+	return G_SOURCE_REMOVE;
+}
+
+/* Out of file descriptors: the listener stays readable, so polling it would spin. */
+static void
+pause_accepting (ChatServer *self)
+{
+	gint64 now = g_get_monotonic_time ();
+
+	if (now - self->last_fd_warning > 10 * G_USEC_PER_SEC) {
+		self->last_fd_warning = now;
+		g_warning (_("Out of file descriptors with %u connections; new connections wait "
+			     "(raise the open-file limit or lower max-connections)"),
+			   self->n_connections);
+	}
+	if (self->accept_source != NULL) {
+		g_source_destroy (self->accept_source);
+		g_clear_pointer (&self->accept_source, g_source_unref);
+	}
+	if (self->accept_pause_id == 0)
+		self->accept_pause_id = g_timeout_add (ACCEPT_PAUSE_MS, on_accept_pause_over, self);
+}
+
+/* Connections that have not finished their upgrade in time are shut down; libsoup 3.2 would
+ * otherwise keep a silent one (and its descriptor) forever. */
+static gboolean
+on_handshake_sweep (gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	gint64 now = g_get_monotonic_time ();
+	Handshake *head;
+
+	while ((head = g_queue_peek_head (&self->handshakes)) != NULL && head->deadline <= now) {
+		g_queue_pop_head (&self->handshakes);
+		if (g_object_get_qdata (G_OBJECT (head->socket), upgraded_quark) == NULL &&
+		    !g_socket_is_closed (head->socket)) {
+			g_debug ("closing a connection that did not upgrade within %u s",
+				 self->handshake_timeout);
+			/* libsoup then reads EOF and lets the connection go */
+			g_socket_shutdown (head->socket, TRUE, TRUE, NULL);
+		}
+		handshake_free (head);
+	}
+	return G_SOURCE_CONTINUE;
+}
+
 /* libsoup 3.2's own listener accepts one connection per wakeup, with a backlog of 10, and
  * leaks the GSocket of every connection it accepts; chathub accepts itself, in batches. */
 static gboolean
@@ -470,6 +561,10 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 		g_autoptr(GSocketAddress) remote = NULL;
 
 		if (socket == NULL) {
+			if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)) {
+				pause_accepting (self);
+				return G_SOURCE_REMOVE;
+			}
 			if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
 				g_debug ("accept failed: %s", error->message);
 			break;
@@ -484,9 +579,29 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 						  &error)) {
 			g_debug ("cannot serve a new connection: %s", error->message);
 			g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+			continue;
+		}
+		if (self->handshake_timeout > 0) {
+			Handshake *handshake = g_new (Handshake, 1);
+
+			handshake->socket = g_object_ref (socket);
+			handshake->deadline = g_get_monotonic_time () +
+					      (gint64) self->handshake_timeout * G_USEC_PER_SEC;
+			g_queue_push_tail (&self->handshakes, handshake);
 		}
 	}
 	return G_SOURCE_CONTINUE;
+}
+
+static void
+start_accepting (ChatServer *self)
+{
+	if (self->accept_source != NULL || self->listener == NULL)
+		return;
+	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
+	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
+	g_source_set_static_name (self->accept_source, "chathub accept");
+	g_source_attach (self->accept_source, g_main_context_get_thread_default ());
 }
 
 static void
@@ -538,6 +653,7 @@ chat_server_class_init (ChatServerClass *klass)
 
 	chat_i18n_init ();
 	socket_quark = g_quark_from_static_string ("chat-server-socket");
+	upgraded_quark = g_quark_from_static_string ("chat-server-upgraded");
 
 	object_class->get_property = chat_server_get_property;
 	object_class->set_property = chat_server_set_property;
@@ -633,12 +749,26 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout", NULL, NULL, 0, 86400, 60,
 						      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							  G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:handshake-timeout:
+	 *
+	 * Seconds a new TCP connection has to complete its upgrade request; a connection still
+	 * not upgraded then is closed. 0 disables the limit.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_HANDSHAKE_TIMEOUT] = g_param_spec_uint ("handshake-timeout", NULL, NULL, 0,
+							   3600, 10,
+							   G_PARAM_READWRITE |
+							       G_PARAM_EXPLICIT_NOTIFY |
+							       G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
 static void
 chat_server_init (ChatServer *self)
 {
+	self->handshake_timeout = 10;
 	self->max_message_size = 64 * 1024;
 	self->outbox_size = 1024 * 1024;
 	self->ping_interval = 54;
@@ -721,10 +851,9 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path,
 				    NULL, NULL);
-	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
-	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
-	g_source_set_static_name (self->accept_source, "chathub accept");
-	g_source_attach (self->accept_source, g_main_context_get_thread_default ());
+	start_accepting (self);
+	if (self->handshake_sweep_id == 0)
+		self->handshake_sweep_id = g_timeout_add_seconds (1, on_handshake_sweep, self);
 	restart_heartbeat (self);
 	return TRUE;
 }
@@ -746,6 +875,7 @@ chat_server_disconnect (ChatServer *self)
 		g_source_destroy (self->accept_source);
 		g_clear_pointer (&self->accept_source, g_source_unref);
 	}
+	g_clear_handle_id (&self->accept_pause_id, g_source_remove);
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
 	if (self->listener != NULL) {

@@ -119,7 +119,7 @@ class Daemon:
     """
 
     def __init__(self, config=None, secret=DEFAULT_SECRET, secret_file_text=None, env=None,
-                 args=(), verbose=False, port_timeout=10.0):
+                 args=(), verbose=False, port_timeout=10.0, nofile=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="chathub-test-")
         self.secret = secret
         base = {
@@ -152,6 +152,7 @@ class Daemon:
         if verbose:
             self.args.append("--verbose")
         self.port_timeout = port_timeout
+        self.nofile = nofile     # hard open-file limit for the daemon, or None
         self.proc = None
         self.port = None
         self.log = []            # stderr lines (str, without newline)
@@ -168,9 +169,14 @@ class Daemon:
         path = daemon_path()
         if not os.access(path, os.X_OK):
             raise DaemonError("daemon binary not found or not executable: %s (set CHATHUBD)" % path)
+        preexec = None
+        if self.nofile is not None:
+            import resource
+            n = self.nofile
+            preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=self.env, cwd=self.tmp.name)
+                                     env=self.env, cwd=self.tmp.name, preexec_fn=preexec)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + scaled(self.port_timeout)

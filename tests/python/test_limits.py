@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import socket
 import sys
 import time
 import unittest
@@ -501,6 +502,88 @@ class ThousandConnectionsTest(unittest.TestCase):
         sys.stderr.write("[%d connections: connect+join %.1f s, fan-out read %.1f s] "
                          % (self.N, connect_s, time.monotonic() - t1))
         self.assertTrue(self.daemon.alive())
+
+
+
+
+class HandshakeTimeoutTests(unittest.TestCase):
+    """handshake-timeout=1: a TCP connection that is not upgraded in time is closed, so silent
+    peers cannot hold descriptors; an upgraded one is not affected."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = h.Daemon(config={"limits": {"handshake-timeout": 1}}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.cleanup()
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5)
+        self.addCleanup(sock.close)
+        return sock
+
+    def test_silent_connection_closed(self):
+        sock = self.connect()
+        start = time.monotonic()
+        self.assertTrue(h.wait_socket_closed(sock, timeout=5), "silent connection still open")
+        self.assertGreater(time.monotonic() - start, 0.5, "closed before the timeout")
+
+    def test_partial_request_closed(self):
+        sock = self.connect()
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+        self.assertTrue(h.wait_socket_closed(sock, timeout=5), "half a request kept open")
+
+    def test_upgraded_connection_stays(self):
+        ws = h.RawWS.connect(self.daemon.port, token=self.daemon.token(h.next_user_id()))
+        self.addCleanup(ws.close)
+        time.sleep(h.scaled(2.5))
+        ws.send_json({"type": "ping"})
+        self.assertEqual(ws.recv_json(timeout=3)["type"], "pong")
+
+
+class FileLimitTests(unittest.TestCase):
+    """At the open-file limit the daemon neither spins nor drops anyone: newcomers wait in the
+    backlog and are served once descriptors are free again."""
+
+    def test_out_of_descriptors(self):
+        daemon = h.Daemon(nofile=40).start()
+        self.addCleanup(daemon.cleanup)
+        held = []
+        self.addCleanup(lambda: [ws.close() for ws in held])
+        # fill the descriptor table with upgraded clients
+        for _ in range(60):
+            try:
+                held.append(h.RawWS.connect(daemon.port, token=daemon.token(h.next_user_id()),
+                                            timeout=1))
+            except (socket.timeout, TimeoutError, OSError):
+                break
+        self.assertGreater(len(held), 5)
+        self.assertLess(len(held), 40, "the open-file limit did not apply")
+        # one more waits in the kernel backlog
+        waiting = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        self.addCleanup(waiting.close)
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        request = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                   "Authorization: Bearer %s\r\n\r\n" % (key, daemon.token(h.next_user_id())))
+        waiting.sendall(request.encode())
+        # the daemon must not spin meanwhile
+        def cpu_seconds():
+            with open("/proc/%d/stat" % daemon.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        before = cpu_seconds()
+        time.sleep(2)
+        self.assertLess(cpu_seconds() - before, 0.5, "chathubd spins at the open-file limit")
+        daemon.wait_for_log(r"Out of file descriptors", timeout=3)
+        # free some descriptors: the waiting client is upgraded
+        for ws in held[:5]:
+            ws.close()
+        del held[:5]
+        waiting.settimeout(h.scaled(5))
+        head = waiting.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head[:100])
 
 
 if __name__ == "__main__":
