@@ -392,7 +392,7 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 		g_autoptr(GBytes) frame = g_bytes_new_static (ping, sizeof ping);
 
 		self->last_ping = now;
-		chat_outbox_push (self->outbox, frame);
+		chat_outbox_push_urgent (self->outbox, frame);
 	}
 }
 

@@ -27,6 +27,7 @@ ChatOutbox *chat_outbox_new (GIOStream *base,
 GIOStream *chat_outbox_new_io_stream (ChatOutbox *self);
 gboolean chat_outbox_can_send (ChatOutbox *self);
 gboolean chat_outbox_push (ChatOutbox *self, GBytes *frame);
+gboolean chat_outbox_push_urgent (ChatOutbox *self, GBytes *frame);
 gsize chat_outbox_get_pending (ChatOutbox *self);
 void chat_outbox_flush_now (ChatOutbox *self);
 guint64 chat_outbox_get_bytes_sent (ChatOutbox *self);

@@ -241,6 +241,30 @@ ring_push (ChatOutbox *self, GBytes *frame)
 	self->pending += g_bytes_get_size (frame);
 }
 
+/* Puts a control frame (ping, pong) at the first frame boundary instead of behind a backlog
+ * of data, as libsoup does with its urgent frames: a ping stuck behind megabytes of queued
+ * messages would say nothing about the peer's liveness. */
+static void
+ring_push_urgent (ChatOutbox *self, GBytes *frame)
+{
+	guint mask;
+
+	ring_push (self, frame); /* grows the ring if needed; undone just below */
+	if (self->count == 1)
+		return;
+	self->count--;
+	mask = self->ring_size - 1;
+	self->head = (self->head - 1) & mask;
+	if (self->head_offset > 0) {
+		/* the head is partly written: it stays first, the control frame goes second */
+		self->ring[self->head] = self->ring[(self->head + 1) & mask];
+		self->ring[(self->head + 1) & mask] = frame;
+	} else {
+		self->ring[self->head] = frame;
+	}
+	self->count++;
+}
+
 static GBytes *
 ring_pop (ChatOutbox *self)
 {
@@ -276,6 +300,17 @@ chat_outbox_push (ChatOutbox *self, GBytes *frame)
 	if (!chat_outbox_can_send (self))
 		return FALSE;
 	ring_push (self, g_bytes_ref (frame));
+	outbox_mark_dirty (self);
+	return TRUE;
+}
+
+/* Queues a control frame (ping, pong) ahead of the data not yet started. */
+gboolean
+chat_outbox_push_urgent (ChatOutbox *self, GBytes *frame)
+{
+	if (!chat_outbox_can_send (self))
+		return FALSE;
+	ring_push_urgent (self, g_bytes_ref (frame));
 	outbox_mark_dirty (self);
 	return TRUE;
 }
@@ -492,9 +527,18 @@ outbox_write_nonblocking (GPollableOutputStream *stream,
 	if (count == 0)
 		return 0;
 	/* libsoup writes one whole frame per call as long as we always take all of it */
-	if ((((const guint8 *) buffer)[0] & 0x0f) == 0x8)
+	switch (((const guint8 *) buffer)[0] & 0x0f) {
+	case 0x8: /* close: after everything queued, and nothing after it */
 		self->close_queued = TRUE;
-	ring_push (self, g_bytes_new (buffer, count));
+		ring_push (self, g_bytes_new (buffer, count));
+		break;
+	case 0x9: /* ping */
+	case 0xa: /* pong */
+		ring_push_urgent (self, g_bytes_new (buffer, count));
+		break;
+	default:
+		ring_push (self, g_bytes_new (buffer, count));
+	}
 	outbox_mark_dirty (self);
 	return (gssize) count;
 }

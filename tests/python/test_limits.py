@@ -586,5 +586,81 @@ class FileLimitTests(unittest.TestCase):
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head[:100])
 
 
+class PartialWriteTests(RawMixin, unittest.TestCase):
+    """A reader that is slow but keeps reading (4 KiB receive buffer, 1 KiB reads): the daemon
+    meets short writes and EAGAIN all the time, and WebSocket pings (every second) are queued
+    between partly written frames. Every frame must arrive whole and in order."""
+
+    N = 1600
+    SIZE = 8000
+
+    def setUp(self):
+        self.daemon = h.Daemon(config={"limits": {"outbox-size": 64 * 1024 * 1024,
+                                                  "ping-interval": 1, "idle-timeout": 30}})
+        self.daemon.start()
+        self.addCleanup(self.daemon.cleanup)
+
+    def test_slow_reader_gets_everything_intact(self):
+        import threading
+        room = h.next_room_id()
+        slow = self.raw(rcvbuf=4096)
+        self.join(slow, room)
+        pub = self.raw()
+        self.join(pub, room)
+        stop = threading.Event()
+
+        def drain_publisher():
+            # the publisher is in the room too: keep reading its echoes
+            while not stop.is_set():
+                try:
+                    pub.recv_message(timeout=0.2, answer_pings=True)
+                except (TimeoutError, socket.timeout):
+                    continue
+                except Exception:
+                    return
+        drainer = threading.Thread(target=drain_publisher, daemon=True)
+        drainer.start()
+        filler = "p" * self.SIZE
+        for i in range(self.N):
+            pub.send_json({"type": "message", "room_id": room, "content": "%d:%s" % (i, filler)})
+
+        got, pings, first_ping_at = [], 0, None
+        deadline = time.monotonic() + h.scaled(60)
+        slow.sock.settimeout(1)
+        while len(got) < self.N and time.monotonic() < deadline:
+            f = slow._parse_frame()
+            if f is None:
+                try:
+                    data = slow.sock.recv(4096)
+                except socket.timeout:
+                    continue
+                self.assertTrue(data, "connection closed after %d messages" % len(got))
+                slow.buf.extend(data)
+                time.sleep(0.001)
+                continue
+            if f.opcode == h.OP_PING:
+                if pings == 0:
+                    first_ping_at = len(got)
+                pings += 1
+                slow.send_frame(h.OP_PONG, f.payload)
+            elif f.opcode == h.OP_TEXT:
+                self.assertTrue(f.fin)
+                m = json.loads(f.payload)
+                if m.get("type") == "message":
+                    got.append(m)
+            else:
+                self.fail("unexpected frame %r" % (f,))
+        stop.set()
+        drainer.join(5)
+        self.assertEqual(len(got), self.N, "only %d of %d messages" % (len(got), self.N))
+        for i, m in enumerate(got):
+            index, _, body = m["content"].partition(":")
+            self.assertEqual(int(index), i)
+            self.assertEqual(len(body), self.SIZE)
+        # pings go ahead of queued data (at a frame boundary), not behind megabytes of it
+        self.assertGreaterEqual(pings, 1, "no ping arrived while the backlog drained")
+        self.assertLess(first_ping_at, self.N - 50, "the ping waited behind the whole backlog")
+
+
 if __name__ == "__main__":
     h.main()
