@@ -32,7 +32,7 @@ chat_test_make_token (GChecksumType hmac_type,
 	g_autofree char *header = base64url ((const guchar *) header_json, strlen (header_json));
 	g_autofree char *claims = base64url ((const guchar *) claims_json, strlen (claims_json));
 	g_autofree char *signing_input = g_strdup_printf ("%s.%s", header, claims);
-	g_autoptr(GHmac) hmac = NULL;
+	g_autoptr (GHmac) hmac = NULL;
 	guint8 digest[64];
 	gsize digest_len = sizeof digest;
 	g_autofree char *signature = NULL;
@@ -49,19 +49,22 @@ chat_test_make_token (GChecksumType hmac_type,
 char *
 chat_test_token_for_user (guint64 user_id)
 {
-	g_autofree char *claims = g_strdup_printf (
-	    "{\"user_id\":%" G_GUINT64_FORMAT ",\"exp\":%" G_GINT64_FORMAT "}", user_id,
-	    g_get_real_time () / G_USEC_PER_SEC + 3600);
+	g_autofree char *claims =
+	    g_strdup_printf ("{\"user_id\":%" G_GUINT64_FORMAT ",\"exp\":%" G_GINT64_FORMAT "}",
+			     user_id,
+			     g_get_real_time () / G_USEC_PER_SEC + 3600);
 
-	return chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
-				     claims, CHAT_TEST_SECRET);
+	return chat_test_make_token (G_CHECKSUM_SHA256,
+				     "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+				     claims,
+				     CHAT_TEST_SECRET);
 }
 
 GBytes *
 chat_test_load_data (const char *name)
 {
 	g_autofree char *path = g_test_build_filename (G_TEST_DIST, "data", name, NULL);
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	char *contents = NULL;
 	gsize length = 0;
 

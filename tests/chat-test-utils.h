@@ -11,16 +11,20 @@ G_BEGIN_DECLS
 #define CHAT_TEST_SECRET "test-secret-0123456789"
 
 /* A JWT built by hand (GLib's HMAC, no libjwt), so hostile tokens can be made too. */
-char *chat_test_make_token (GChecksumType hmac,
-			    const char *header_json,
-			    const char *claims_json,
-			    const char *secret);
+char *
+chat_test_make_token (GChecksumType hmac,
+		      const char *header_json,
+		      const char *claims_json,
+		      const char *secret);
 /* An HS256 token for CHAT_TEST_SECRET with user_id and an exp an hour ahead. */
-char *chat_test_token_for_user (guint64 user_id);
-GBytes *chat_test_load_data (const char *name);
+char *
+chat_test_token_for_user (guint64 user_id);
+GBytes *
+chat_test_load_data (const char *name);
 
 typedef gboolean (*ChatTestCondition) (gpointer user_data);
 /* Iterates the default main context until @condition holds; fails the test after @timeout_ms. */
-void chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint timeout_ms);
+void
+chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint timeout_ms);
 
 G_END_DECLS

@@ -53,8 +53,8 @@ on_broadcast (ChatHub *hub, ChatMessage *message, Fixture *fixture)
 static void
 fixture_setup (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr (GError) error = NULL;
 
 	fixture->hub = chat_hub_new ();
 	fixture->verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
@@ -70,7 +70,10 @@ fixture_setup (Fixture *fixture, gconstpointer data)
 	fixture->unregistered_codes = g_array_new (FALSE, FALSE, sizeof (guint));
 	fixture->broadcasts = g_ptr_array_new_with_free_func (g_object_unref);
 	g_signal_connect (fixture->hub, "client-registered", G_CALLBACK (on_registered), fixture);
-	g_signal_connect (fixture->hub, "client-unregistered", G_CALLBACK (on_unregistered), fixture);
+	g_signal_connect (fixture->hub,
+			  "client-unregistered",
+			  G_CALLBACK (on_unregistered),
+			  fixture);
 	g_signal_connect (fixture->hub, "broadcast", G_CALLBACK (on_broadcast), fixture);
 }
 
@@ -105,7 +108,7 @@ fixture_teardown (Fixture *fixture, gconstpointer data)
 static void
 client_on_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, TestClient *client)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	gsize size;
 	const char *text = g_bytes_get_data (bytes, &size);
 	ChatMessage *message = chat_message_new_from_json (text, size, &error);
@@ -126,9 +129,10 @@ static void
 client_on_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 {
 	TestClient *client = user_data;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 
-	client->conn = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
+	client->conn =
+	    soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
 	if (client->conn == NULL) {
 		client->failed = TRUE;
 		return;
@@ -149,14 +153,21 @@ static TestClient *
 client_connect_with_token (Fixture *fixture, const char *token)
 {
 	TestClient *client = g_new0 (TestClient, 1);
-	g_autoptr(SoupMessage) msg = soup_message_new ("GET", fixture->uri);
+	g_autoptr (SoupMessage) msg = soup_message_new ("GET", fixture->uri);
 	g_autofree char *authorization = g_strdup_printf ("Bearer %s", token);
 
 	client->received = g_ptr_array_new_with_free_func (g_object_unref);
-	soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
+	soup_message_headers_replace (soup_message_get_request_headers (msg),
+				      "Authorization",
 				      authorization);
-	soup_session_websocket_connect_async (fixture->session, msg, NULL, NULL,
-					      G_PRIORITY_DEFAULT, NULL, client_on_connected, client);
+	soup_session_websocket_connect_async (fixture->session,
+					      msg,
+					      NULL,
+					      NULL,
+					      G_PRIORITY_DEFAULT,
+					      NULL,
+					      client_on_connected,
+					      client);
 	chat_test_wait_until (client_settled, client, 5000);
 	return client;
 }
@@ -178,7 +189,7 @@ static TestClient *
 client_connect (Fixture *fixture, guint64 user_id)
 {
 	g_autofree char *token = chat_test_token_for_user (user_id);
-	RegisteredCount wait = { fixture, fixture->registered->len + 1 };
+	RegisteredCount wait = {fixture, fixture->registered->len + 1};
 	TestClient *client = client_connect_with_token (fixture, token);
 
 	g_assert_false (client->failed);
@@ -198,7 +209,8 @@ client_free (TestClient *client)
 	if (client->conn != NULL) {
 		if (soup_websocket_connection_get_state (client->conn) == SOUP_WEBSOCKET_STATE_OPEN)
 			soup_websocket_connection_close (client->conn, 1000, NULL);
-		if (soup_websocket_connection_get_state (client->conn) != SOUP_WEBSOCKET_STATE_CLOSED)
+		if (soup_websocket_connection_get_state (client->conn) !=
+		    SOUP_WEBSOCKET_STATE_CLOSED)
 			chat_test_wait_until (client_is_closed, client, 10000);
 		g_signal_handlers_disconnect_by_data (client->conn, client);
 		g_object_unref (client->conn);
@@ -226,7 +238,7 @@ received_at_least (gpointer data)
 static ChatMessage *
 client_wait_message (TestClient *client, guint index)
 {
-	ReceivedCount wait = { client, index + 1 };
+	ReceivedCount wait = {client, index + 1};
 
 	chat_test_wait_until (received_at_least, &wait, 5000);
 	return client->received->pdata[index];
@@ -259,11 +271,11 @@ client_sync (TestClient *client)
 static void
 test_hub_register_signals (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) alice = client_connect (fixture, 11);
-	g_autoptr(TestClient) bob = client_connect (fixture, 22);
+	g_autoptr (TestClient) alice = client_connect (fixture, 11);
+	g_autoptr (TestClient) bob = client_connect (fixture, 22);
 	ChatClient *first;
-	g_autoptr(GPtrArray) clients = NULL;
-	g_autoptr(GPtrArray) bobs = NULL;
+	g_autoptr (GPtrArray) clients = NULL;
+	g_autoptr (GPtrArray) bobs = NULL;
 	RegisteredCount wait;
 
 	g_assert_cmpuint (fixture->registered->len, ==, 2);
@@ -274,7 +286,9 @@ test_hub_register_signals (Fixture *fixture, gconstpointer data)
 	g_assert_cmpint (chat_client_get_connected_since (first), >, 1700000000);
 	g_assert_true (chat_client_is_open (first));
 	g_assert_true (chat_hub_lookup_client (fixture->hub, chat_client_get_id (first)) == first);
-	g_assert_cmpstr (chat_client_get_id (first), !=, chat_client_get_id (fixture->registered->pdata[1]));
+	g_assert_cmpstr (chat_client_get_id (first),
+			 !=,
+			 chat_client_get_id (fixture->registered->pdata[1]));
 	g_assert_cmpuint (chat_hub_get_n_clients (fixture->hub), ==, 2);
 	clients = chat_hub_list_clients (fixture->hub);
 	g_assert_cmpuint (clients->len, ==, 2);
@@ -298,12 +312,12 @@ test_hub_register_signals (Fixture *fixture, gconstpointer data)
 static void
 test_hub_broadcast_api (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) alice = client_connect (fixture, 1);
-	g_autoptr(TestClient) bob = client_connect (fixture, 2);
-	g_autoptr(ChatMessage) first = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(ChatMessage) second = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(ChatMessage) ping = chat_message_new (CHAT_MESSAGE_TYPE_PING);
-	g_autoptr(GError) error = NULL;
+	g_autoptr (TestClient) alice = client_connect (fixture, 1);
+	g_autoptr (TestClient) bob = client_connect (fixture, 2);
+	g_autoptr (ChatMessage) first = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (ChatMessage) second = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (ChatMessage) ping = chat_message_new (CHAT_MESSAGE_TYPE_PING);
+	g_autoptr (GError) error = NULL;
 	ChatMessage *got;
 
 	chat_message_set_content (first, "from the service");
@@ -346,14 +360,14 @@ on_room_event (ChatHub *hub, ChatClient *client, guint64 room_id, GArray *events
 static void
 test_hub_rooms_api (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) alice = client_connect (fixture, 1);
-	g_autoptr(TestClient) bob = client_connect (fixture, 2);
-	g_autoptr(TestClient) carol = client_connect (fixture, 3);
-	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(GArray) joined = g_array_new (FALSE, FALSE, sizeof (guint64));
-	g_autoptr(GArray) left = g_array_new (FALSE, FALSE, sizeof (guint64));
-	g_autoptr(GPtrArray) members = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (TestClient) alice = client_connect (fixture, 1);
+	g_autoptr (TestClient) bob = client_connect (fixture, 2);
+	g_autoptr (TestClient) carol = client_connect (fixture, 3);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GArray) joined = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr (GArray) left = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr (GPtrArray) members = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree guint64 *rooms = NULL;
 	g_autofree guint64 *client_rooms = NULL;
 	ChatClient *carol_client = fixture->registered->pdata[2];
@@ -381,13 +395,16 @@ test_hub_rooms_api (Fixture *fixture, gconstpointer data)
 	g_assert_true (chat_client_is_member (carol_client, 5));
 	client_rooms = chat_client_get_rooms (carol_client, &n);
 	g_assert_cmpuint (n, ==, 1);
-	g_assert_cmpint (chat_message_get_message_type (client_wait_message (carol, 0)), ==,
+	g_assert_cmpint (chat_message_get_message_type (client_wait_message (carol, 0)),
+			 ==,
 			 CHAT_MESSAGE_TYPE_JOIN);
 
 	chat_message_set_content (message, "room only");
 	g_assert_cmpuint (chat_hub_send_to_room (fixture->hub, 5, message, &error), ==, 3);
 	g_assert_no_error (error);
-	g_assert_cmpstr (chat_message_get_content (client_wait_message (carol, 1)), ==, "room only");
+	g_assert_cmpstr (chat_message_get_content (client_wait_message (carol, 1)),
+			 ==,
+			 "room only");
 	g_assert_cmpuint (chat_message_get_room_id (client_wait_message (carol, 1)), ==, 5);
 	g_assert_cmpuint (fixture->broadcasts->len, ==, 0);
 
@@ -418,12 +435,12 @@ test_hub_rooms_api (Fixture *fixture, gconstpointer data)
 static void
 test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) phone = client_connect (fixture, 8);
-	g_autoptr(TestClient) laptop = client_connect (fixture, 8);
-	g_autoptr(TestClient) other = client_connect (fixture, 9);
-	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(JsonNode) payload = json_from_string ("{\"n\":1}", NULL);
-	g_autoptr(GError) error = NULL;
+	g_autoptr (TestClient) phone = client_connect (fixture, 8);
+	g_autoptr (TestClient) laptop = client_connect (fixture, 8);
+	g_autoptr (TestClient) other = client_connect (fixture, 9);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (JsonNode) payload = json_from_string ("{\"n\":1}", NULL);
+	g_autoptr (GError) error = NULL;
 
 	chat_message_set_data (message, payload);
 	g_assert_cmpuint (chat_hub_send_to_user (fixture->hub, 8, message, &error), ==, 2);
@@ -448,8 +465,8 @@ close_on_banned_word (ChatClient *client, ChatMessage *message, guint *seen)
 static void
 test_hub_message_received (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) spammer = client_connect (fixture, 1);
-	g_autoptr(TestClient) reader = client_connect (fixture, 2);
+	g_autoptr (TestClient) spammer = client_connect (fixture, 1);
+	g_autoptr (TestClient) reader = client_connect (fixture, 2);
 	ChatClient *client = fixture->registered->pdata[0];
 	guint seen = 0;
 
@@ -472,10 +489,10 @@ static void
 test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
 {
 	const guint n_messages = 3000;
-	g_autoptr(TestClient) publisher = client_connect (fixture, 1);
-	g_autoptr(TestClient) a = client_connect (fixture, 2);
-	g_autoptr(TestClient) b = client_connect (fixture, 3);
-	TestClient *readers[] = { a, b };
+	g_autoptr (TestClient) publisher = client_connect (fixture, 1);
+	g_autoptr (TestClient) a = client_connect (fixture, 2);
+	g_autoptr (TestClient) b = client_connect (fixture, 3);
+	TestClient *readers[] = {a, b};
 
 	client_send (publisher, "{\"type\":\"join\",\"room_id\":1}");
 	client_send (a, "{\"type\":\"join\",\"room_id\":1}");
@@ -487,7 +504,8 @@ test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
 	g_ptr_array_set_size (b->received, 0);
 	for (guint i = 0; i < n_messages; i++) {
 		g_autofree char *json = g_strdup_printf (
-		    "{\"type\":\"message\",\"room_id\":1,\"content\":\"%u %s\"}", i,
+		    "{\"type\":\"message\",\"room_id\":1,\"content\":\"%u %s\"}",
+		    i,
 		    i % 7 == 0 ? "a somewhat longer payload to vary the frame sizes a bit" : "x");
 
 		client_send (publisher, json);
@@ -512,10 +530,12 @@ test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
 static void
 test_hub_close_all (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) a = client_connect (fixture, 1);
-	g_autoptr(TestClient) b = client_connect (fixture, 2);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
 
-	g_assert_cmpuint (chat_hub_close_all (fixture->hub, CHAT_CLOSE_CODE_GOING_AWAY, "bye"), ==, 2);
+	g_assert_cmpuint (chat_hub_close_all (fixture->hub, CHAT_CLOSE_CODE_GOING_AWAY, "bye"),
+			  ==,
+			  2);
 	chat_test_wait_until (client_is_closed, a, 5000);
 	chat_test_wait_until (client_is_closed, b, 5000);
 	g_assert_cmpuint (a->close_code, ==, 1001);
@@ -527,9 +547,9 @@ test_hub_close_all (Fixture *fixture, gconstpointer data)
 static void
 test_server_statistics (Fixture *fixture, gconstpointer data)
 {
-	g_autoptr(TestClient) good = client_connect (fixture, 1);
-	g_autoptr(TestClient) bad = client_connect_with_token (fixture, "not-a-token");
-	g_autoptr(GVariant) stats = NULL;
+	g_autoptr (TestClient) good = client_connect (fixture, 1);
+	g_autoptr (TestClient) bad = client_connect_with_token (fixture, "not-a-token");
+	g_autoptr (GVariant) stats = NULL;
 	guint64 value = 0;
 
 	g_assert_true (bad->failed);

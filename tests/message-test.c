@@ -11,8 +11,8 @@
 static void
 assert_parse_error (const char *text, ChatError code, const char *fragment)
 {
-	g_autoptr(GError) error = NULL;
-	g_autoptr(ChatMessage) message = chat_message_new_from_json (text, -1, &error);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new_from_json (text, -1, &error);
 
 	g_assert_null (message);
 	g_assert_error (error, CHAT_ERROR, (gint) code);
@@ -34,9 +34,15 @@ test_message_parse_errors (void)
 	assert_parse_error ("{'type':'ping'}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("/* c */ {\"type\":\"ping\"}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"ping\"} // c", CHAT_ERROR_INVALID_JSON, NULL);
-	assert_parse_error ("{\"type\":\"ping\"}{\"type\":\"ping\"}", CHAT_ERROR_INVALID_JSON, NULL);
-	assert_parse_error ("{\"type\":\"message\",\"content\":\"\\x41\"}", CHAT_ERROR_INVALID_JSON, NULL);
-	assert_parse_error ("{\"type\":\"message\",\"content\":\"a\tb\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"ping\"}{\"type\":\"ping\"}",
+			    CHAT_ERROR_INVALID_JSON,
+			    NULL);
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"\\x41\"}",
+			    CHAT_ERROR_INVALID_JSON,
+			    NULL);
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"a\tb\"}",
+			    CHAT_ERROR_INVALID_JSON,
+			    NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":0x10}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":01}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":.5}", CHAT_ERROR_INVALID_JSON, NULL);
@@ -44,12 +50,16 @@ test_message_parse_errors (void)
 	assert_parse_error ("{\"type\":\"message\",\"data\":+1}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":[1,]}", CHAT_ERROR_INVALID_JSON, NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":NaN}", CHAT_ERROR_INVALID_JSON, NULL);
-	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\ud800\"}", CHAT_ERROR_INVALID_JSON, NULL);
-	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\udc00x\"}", CHAT_ERROR_INVALID_JSON, NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\ud800\"}",
+			    CHAT_ERROR_INVALID_JSON,
+			    NULL);
+	assert_parse_error ("{\"type\":\"message\",\"data\":\"\\udc00x\"}",
+			    CHAT_ERROR_INVALID_JSON,
+			    NULL);
 	assert_parse_error ("{\"type\":\"message\",\"data\":tru}", CHAT_ERROR_INVALID_JSON, NULL);
 	{
 		/* deep nesting would recurse in json-glib: refused before it */
-		g_autoptr(GString) deep = g_string_new ("{\"type\":\"message\",\"data\":");
+		g_autoptr (GString) deep = g_string_new ("{\"type\":\"message\",\"data\":");
 
 		for (int i = 0; i < 100000; i++)
 			g_string_append_c (deep, '[');
@@ -68,37 +78,68 @@ test_message_parse_errors (void)
 	assert_parse_error ("{\"type\":\"PING\"}", CHAT_ERROR_UNKNOWN_TYPE, "PING");
 
 	/* every field with the wrong type */
-	assert_parse_error ("{\"type\":\"message\",\"room_id\":\"3\"}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
-	assert_parse_error ("{\"type\":\"message\",\"room_id\":0}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
-	assert_parse_error ("{\"type\":\"message\",\"room_id\":-4}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
-	assert_parse_error ("{\"type\":\"message\",\"room_id\":1.5}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
-	assert_parse_error ("{\"type\":\"message\",\"room_id\":true}", CHAT_ERROR_INVALID_MESSAGE, "room_id");
-	assert_parse_error ("{\"type\":\"message\",\"to\":\"7\"}", CHAT_ERROR_INVALID_MESSAGE, "to");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":\"3\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":0}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":-4}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":1.5}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":true}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "room_id");
+	assert_parse_error ("{\"type\":\"message\",\"to\":\"7\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "to");
 	assert_parse_error ("{\"type\":\"message\",\"to\":0}", CHAT_ERROR_INVALID_MESSAGE, "to");
 	assert_parse_error ("{\"type\":\"message\",\"to\":-1}", CHAT_ERROR_INVALID_MESSAGE, "to");
 	assert_parse_error ("{\"type\":\"message\",\"to\":{}}", CHAT_ERROR_INVALID_MESSAGE, "to");
-	assert_parse_error ("{\"type\":\"message\",\"from\":\"me\"}", CHAT_ERROR_INVALID_MESSAGE, "from");
-	assert_parse_error ("{\"type\":\"message\",\"from\":-2}", CHAT_ERROR_INVALID_MESSAGE, "from");
-	assert_parse_error ("{\"type\":\"message\",\"id\":\"1\"}", CHAT_ERROR_INVALID_MESSAGE, "id");
-	assert_parse_error ("{\"type\":\"message\",\"content\":5}", CHAT_ERROR_INVALID_MESSAGE, "content");
-	assert_parse_error ("{\"type\":\"message\",\"content\":[\"a\"]}", CHAT_ERROR_INVALID_MESSAGE, "content");
-	assert_parse_error ("{\"type\":\"message\",\"content\":false}", CHAT_ERROR_INVALID_MESSAGE, "content");
-	assert_parse_error ("{\"type\":\"message\",\"timestamp\":\"now\"}", CHAT_ERROR_INVALID_MESSAGE, "timestamp");
-	assert_parse_error ("{\"type\":\"message\",\"timestamp\":1.25}", CHAT_ERROR_INVALID_MESSAGE, "timestamp");
-	assert_parse_error ("{\"type\":\"error\",\"code\":404}", CHAT_ERROR_INVALID_MESSAGE, "code");
+	assert_parse_error ("{\"type\":\"message\",\"from\":\"me\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "from");
+	assert_parse_error ("{\"type\":\"message\",\"from\":-2}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "from");
+	assert_parse_error ("{\"type\":\"message\",\"id\":\"1\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "id");
+	assert_parse_error ("{\"type\":\"message\",\"content\":5}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"message\",\"content\":[\"a\"]}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"message\",\"content\":false}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":\"now\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "timestamp");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":1.25}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "timestamp");
+	assert_parse_error ("{\"type\":\"error\",\"code\":404}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "code");
 }
 
 static void
 test_message_parse_fields (void)
 {
-	g_autoptr(GError) error = NULL;
-	g_autoptr(ChatMessage) message = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = NULL;
 	JsonNode *data;
 
 	message = chat_message_new_from_json ("{\"type\":\"message\",\"id\":9,\"from\":4,\"to\":7,"
 					      "\"content\":\"h\\u00e9 \xf0\x9f\x98\x80\","
 					      "\"data\":{\"k\":[1,null]},\"timestamp\":17}",
-					      -1, &error);
+					      -1,
+					      &error);
 	g_assert_no_error (error);
 	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_MESSAGE);
 	g_assert_cmpuint (chat_message_get_id (message), ==, 9);
@@ -115,7 +156,8 @@ test_message_parse_fields (void)
 	g_clear_object (&message);
 	message = chat_message_new_from_json ("{\"type\":\"join\",\"room_id\":3,\"to\":null,"
 					      "\"content\":null,\"data\":null,\"from\":null}",
-					      -1, &error);
+					      -1,
+					      &error);
 	g_assert_no_error (error);
 	g_assert_cmpuint (chat_message_get_room_id (message), ==, 3);
 	g_assert_cmpuint (chat_message_get_to (message), ==, 0);
@@ -126,8 +168,8 @@ test_message_parse_fields (void)
 static void
 test_message_to_json (void)
 {
-	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(JsonNode) data = json_from_string ("[true,\"x\"]", NULL);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (JsonNode) data = json_from_string ("[true,\"x\"]", NULL);
 	g_autofree char *json = NULL;
 	gsize length = 0;
 
@@ -138,10 +180,12 @@ test_message_to_json (void)
 	chat_message_set_data (message, data);
 	chat_message_set_timestamp (message, 1764350000);
 	json = chat_message_to_json (message, &length);
-	g_assert_cmpstr (json, ==,
-			 "{\"type\":\"message\",\"id\":12,\"from\":5,\"room_id\":2,"
-			 "\"content\":\"quote \\\" backslash \\\\ newline \\n tab \\t ctl \\u0001 é\","
-			 "\"data\":[true,\"x\"],\"timestamp\":1764350000}");
+	g_assert_cmpstr (
+	    json,
+	    ==,
+	    "{\"type\":\"message\",\"id\":12,\"from\":5,\"room_id\":2,"
+	    "\"content\":\"quote \\\" backslash \\\\ newline \\n tab \\t ctl \\u0001 é\","
+	    "\"data\":[true,\"x\"],\"timestamp\":1764350000}");
 	g_assert_cmpuint (length, ==, strlen (json));
 }
 
@@ -149,15 +193,15 @@ static void
 test_message_round_trip (void)
 {
 	const char *texts[] = {
-		"{\"type\":\"pong\",\"timestamp\":3}",
-		"{\"type\":\"join\",\"from\":42,\"room_id\":3,\"timestamp\":1}",
-		"{\"type\":\"error\",\"code\":\"not_member\",\"content\":\"no\",\"timestamp\":2}",
-		"{\"type\":\"message\",\"id\":1,\"from\":0,\"content\":\"service\",\"timestamp\":9}",
+	    "{\"type\":\"pong\",\"timestamp\":3}",
+	    "{\"type\":\"join\",\"from\":42,\"room_id\":3,\"timestamp\":1}",
+	    "{\"type\":\"error\",\"code\":\"not_member\",\"content\":\"no\",\"timestamp\":2}",
+	    "{\"type\":\"message\",\"id\":1,\"from\":0,\"content\":\"service\",\"timestamp\":9}",
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS (texts); i++) {
-		g_autoptr(GError) error = NULL;
-		g_autoptr(ChatMessage) message = chat_message_new_from_json (texts[i], -1, &error);
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChatMessage) message = chat_message_new_from_json (texts[i], -1, &error);
 		g_autofree char *json = NULL;
 
 		g_assert_no_error (error);
@@ -171,24 +215,30 @@ static void
 test_message_data_verbatim (void)
 {
 	const char *cases[][2] = {
-		{ "{\"type\":\"message\",\"data\":0.1}", "0.1" },
-		{ "{\"type\":\"message\",\"data\":12345678901234567890}", "12345678901234567890" },
-		{ "{\"type\":\"message\",\"data\": { \"a\" : [ 1 , 2e10 , \"}\\\"\" ] } , \"content\":\"x\"}",
-		  "{ \"a\" : [ 1 , 2e10 , \"}\\\"\" ] }" },
-		{ "{\"data\":\"\\u00e9\\ud83d\\ude00\",\"type\":\"message\"}", "\"\\u00e9\\ud83d\\ude00\"" },
-		{ "{\"type\":\"message\",\"data\":1,\"data\":[2]}", "[2]" },
+	    {"{\"type\":\"message\",\"data\":0.1}", "0.1"},
+	    {"{\"type\":\"message\",\"data\":12345678901234567890}", "12345678901234567890"},
+	    {"{\"type\":\"message\",\"data\": { \"a\" : [ 1 , 2e10 , \"}\\\"\" ] } , "
+	     "\"content\":\"x\"}",
+	     "{ \"a\" : [ 1 , 2e10 , \"}\\\"\" ] }"},
+	    {"{\"data\":\"\\u00e9\\ud83d\\ude00\",\"type\":\"message\"}",
+	     "\"\\u00e9\\ud83d\\ude00\""},
+	    {"{\"type\":\"message\",\"data\":1,\"data\":[2]}", "[2]"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-		g_autoptr(GError) error = NULL;
-		g_autoptr(ChatMessage) message = chat_message_new_from_json (cases[i][0], -1, &error);
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChatMessage) message =
+		    chat_message_new_from_json (cases[i][0], -1, &error);
 		g_autofree char *json = NULL;
 		g_autofree char *expected = g_strdup_printf (",\"data\":%s,", cases[i][1]);
 
 		g_assert_no_error (error);
 		json = chat_message_to_json (message, NULL);
 		if (strstr (json, expected) == NULL)
-			g_error ("%s: serialized as %s, expected data %s", cases[i][0], json, cases[i][1]);
+			g_error ("%s: serialized as %s, expected data %s",
+				 cases[i][0],
+				 json,
+				 cases[i][1]);
 	}
 }
 
@@ -201,7 +251,7 @@ count_notify (GObject *object, GParamSpec *pspec, guint *counter)
 static void
 test_message_properties (void)
 {
-	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
 	guint notified = 0;
 	g_autofree char *content = NULL;
 	guint64 room_id = 0;
@@ -224,8 +274,8 @@ test_message_properties (void)
 static void
 test_message_set_data_json (void)
 {
-	g_autoptr(ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
-	g_autoptr(GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GError) error = NULL;
 	g_autofree char *json = NULL;
 
 	g_assert_true (chat_message_set_data_json (message, "{ \"x\" : 0.10 }", -1, &error));

@@ -14,9 +14,10 @@ static const char *HS256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 static ChatTokenVerifier *
 hs256_verifier (void)
 {
-	g_autoptr(GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
-	g_autoptr(GError) error = NULL;
-	ChatTokenVerifier *verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr (GError) error = NULL;
+	ChatTokenVerifier *verifier =
+	    chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
 
 	g_assert_no_error (error);
 	return verifier;
@@ -31,19 +32,20 @@ now (void)
 static void
 assert_refused (ChatTokenVerifier *verifier, const char *token, const char *why)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	guint64 user_id = 0;
 
 	if (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error))
 		g_error ("token accepted (user %" G_GUINT64_FORMAT ") but should be refused: %s",
-			 user_id, why);
+			 user_id,
+			 why);
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN);
 }
 
 static guint64
 assert_accepted (ChatTokenVerifier *verifier, const char *token)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	guint64 user_id = 0;
 
 	g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
@@ -54,32 +56,32 @@ assert_accepted (ChatTokenVerifier *verifier, const char *token)
 static void
 assert_claims_refused (ChatTokenVerifier *verifier, const char *claims, const char *why)
 {
-	g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
-						       CHAT_TEST_SECRET);
+	g_autofree char *token =
+	    chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, CHAT_TEST_SECRET);
 	assert_refused (verifier, token, why);
 }
 
 static guint64
 assert_claims_accepted (ChatTokenVerifier *verifier, const char *claims)
 {
-	g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
-						       CHAT_TEST_SECRET);
+	g_autofree char *token =
+	    chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, CHAT_TEST_SECRET);
 	return assert_accepted (verifier, token);
 }
 
 static void
 test_token_hmac_algorithms (void)
 {
-	const ChatTokenAlgorithm algorithms[] = { CHAT_TOKEN_ALGORITHM_HS256,
-						   CHAT_TOKEN_ALGORITHM_HS384,
-						   CHAT_TOKEN_ALGORITHM_HS512 };
-	g_autoptr(GBytes) key = g_bytes_new_static ("k3y", 3);
+	const ChatTokenAlgorithm algorithms[] = {CHAT_TOKEN_ALGORITHM_HS256,
+						 CHAT_TOKEN_ALGORITHM_HS384,
+						 CHAT_TOKEN_ALGORITHM_HS512};
+	g_autoptr (GBytes) key = g_bytes_new_static ("k3y", 3);
 
 	for (guint i = 0; i < G_N_ELEMENTS (algorithms); i++) {
-		g_autoptr(ChatTokenVerifier) verifier = NULL;
-		g_autoptr(ChatTokenVerifier) other = NULL;
-		g_autoptr(JsonObject) claims = json_object_new ();
-		g_autoptr(GError) error = NULL;
+		g_autoptr (ChatTokenVerifier) verifier = NULL;
+		g_autoptr (ChatTokenVerifier) other = NULL;
+		g_autoptr (JsonObject) claims = json_object_new ();
+		g_autoptr (GError) error = NULL;
 		g_autofree char *token = NULL;
 		guint64 user_id = 0;
 
@@ -88,7 +90,8 @@ test_token_hmac_algorithms (void)
 		g_assert_no_error (error);
 		verifier = chat_token_verifier_new (algorithms[i], key, &error);
 		g_assert_no_error (error);
-		g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
+		g_assert_true (
+		    chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
 		g_assert_no_error (error);
 		g_assert_cmpuint (user_id, ==, 77);
 
@@ -101,12 +104,12 @@ test_token_hmac_algorithms (void)
 static void
 test_token_bad_signature (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
-	g_autofree char *claims = g_strdup_printf ("{\"user_id\":5,\"exp\":%" G_GINT64_FORMAT "}",
-						   now () + 60);
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *claims =
+	    g_strdup_printf ("{\"user_id\":5,\"exp\":%" G_GINT64_FORMAT "}", now () + 60);
 	g_autofree char *wrong = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, "other");
-	g_autofree char *good = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims,
-						      CHAT_TEST_SECRET);
+	g_autofree char *good =
+	    chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, CHAT_TEST_SECRET);
 	g_autofree char *tampered = NULL;
 	char *dot;
 
@@ -122,15 +125,21 @@ test_token_bad_signature (void)
 static void
 test_token_alg_none (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
-	g_autofree char *unsigned_token = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"none\"}",
-								 "{\"user_id\":1}", NULL);
-	g_autofree char *signed_none = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"none\"}",
-							      "{\"user_id\":1}", CHAT_TEST_SECRET);
-	g_autofree char *lower = chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"hs256\"}",
-						       "{\"user_id\":1}", CHAT_TEST_SECRET);
-	g_autofree char *no_alg = chat_test_make_token (G_CHECKSUM_SHA256, "{\"typ\":\"JWT\"}",
-							"{\"user_id\":1}", CHAT_TEST_SECRET);
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *unsigned_token =
+	    chat_test_make_token (G_CHECKSUM_SHA256, "{\"alg\":\"none\"}", "{\"user_id\":1}", NULL);
+	g_autofree char *signed_none = chat_test_make_token (G_CHECKSUM_SHA256,
+							     "{\"alg\":\"none\"}",
+							     "{\"user_id\":1}",
+							     CHAT_TEST_SECRET);
+	g_autofree char *lower = chat_test_make_token (G_CHECKSUM_SHA256,
+						       "{\"alg\":\"hs256\"}",
+						       "{\"user_id\":1}",
+						       CHAT_TEST_SECRET);
+	g_autofree char *no_alg = chat_test_make_token (G_CHECKSUM_SHA256,
+							"{\"typ\":\"JWT\"}",
+							"{\"user_id\":1}",
+							CHAT_TEST_SECRET);
 
 	assert_refused (verifier, unsigned_token, "alg none, no signature");
 	assert_refused (verifier, signed_none, "alg none with a signature");
@@ -142,14 +151,14 @@ test_token_alg_none (void)
 static void
 test_token_algorithm_confusion (void)
 {
-	g_autoptr(GBytes) public_key = chat_test_load_data ("rsa-public.pem");
-	g_autoptr(GError) error = NULL;
-	g_autoptr(ChatTokenVerifier) verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_RS256,
-									   public_key, &error);
-	g_autofree char *pem = g_strndup (g_bytes_get_data (public_key, NULL),
-					  g_bytes_get_size (public_key));
-	g_autofree char *forged = chat_test_make_token (G_CHECKSUM_SHA256, HS256, "{\"user_id\":1}",
-							pem);
+	g_autoptr (GBytes) public_key = chat_test_load_data ("rsa-public.pem");
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatTokenVerifier) verifier =
+	    chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_RS256, public_key, &error);
+	g_autofree char *pem =
+	    g_strndup (g_bytes_get_data (public_key, NULL), g_bytes_get_size (public_key));
+	g_autofree char *forged =
+	    chat_test_make_token (G_CHECKSUM_SHA256, HS256, "{\"user_id\":1}", pem);
 
 	g_assert_no_error (error);
 	assert_refused (verifier, forged, "HS256 signed with the RSA public key");
@@ -162,19 +171,22 @@ test_token_public_key_algorithms (void)
 		ChatTokenAlgorithm algorithm;
 		const char *private_key, *public_key, *other_key;
 	} cases[] = {
-		{ CHAT_TOKEN_ALGORITHM_RS256, "rsa-private.pem", "rsa-public.pem", "rsa-public-other.pem" },
-		{ CHAT_TOKEN_ALGORITHM_ES256, "ec-private.pem", "ec-public.pem", "ec-public-other.pem" },
+	    {CHAT_TOKEN_ALGORITHM_RS256,
+	     "rsa-private.pem",
+	     "rsa-public.pem",
+	     "rsa-public-other.pem"},
+	    {CHAT_TOKEN_ALGORITHM_ES256, "ec-private.pem", "ec-public.pem", "ec-public-other.pem"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-		g_autoptr(GBytes) private_key = chat_test_load_data (cases[i].private_key);
-		g_autoptr(GBytes) public_key = chat_test_load_data (cases[i].public_key);
-		g_autoptr(GBytes) other_public = chat_test_load_data (cases[i].other_key);
-		g_autoptr(GBytes) other_kind = chat_test_load_data (cases[1 - i].public_key);
-		g_autoptr(JsonObject) claims = json_object_new ();
-		g_autoptr(GError) error = NULL;
-		g_autoptr(ChatTokenVerifier) verifier = NULL;
-		g_autoptr(ChatTokenVerifier) wrong_key = NULL;
+		g_autoptr (GBytes) private_key = chat_test_load_data (cases[i].private_key);
+		g_autoptr (GBytes) public_key = chat_test_load_data (cases[i].public_key);
+		g_autoptr (GBytes) other_public = chat_test_load_data (cases[i].other_key);
+		g_autoptr (GBytes) other_kind = chat_test_load_data (cases[1 - i].public_key);
+		g_autoptr (JsonObject) claims = json_object_new ();
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChatTokenVerifier) verifier = NULL;
+		g_autoptr (ChatTokenVerifier) wrong_key = NULL;
 		g_autofree char *token = NULL;
 		guint64 user_id = 0;
 
@@ -184,7 +196,8 @@ test_token_public_key_algorithms (void)
 		g_assert_no_error (error);
 		verifier = chat_token_verifier_new (cases[i].algorithm, public_key, &error);
 		g_assert_no_error (error);
-		g_assert_true (chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
+		g_assert_true (
+		    chat_token_verifier_verify (verifier, token, &user_id, NULL, &error));
 		g_assert_no_error (error);
 		g_assert_cmpuint (user_id, ==, 31337);
 
@@ -201,12 +214,17 @@ test_token_public_key_algorithms (void)
 static void
 test_token_time_claims (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
-	g_autofree char *expired = g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 100);
-	g_autofree char *in_leeway = g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 10);
-	g_autofree char *future = g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 100);
-	g_autofree char *soon = g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 10);
-	g_autofree char *wrong_type = g_strdup_printf ("{\"user_id\":1,\"exp\":\"%" G_GINT64_FORMAT "\"}", now () + 100);
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autofree char *expired =
+	    g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 100);
+	g_autofree char *in_leeway =
+	    g_strdup_printf ("{\"user_id\":1,\"exp\":%" G_GINT64_FORMAT "}", now () - 10);
+	g_autofree char *future =
+	    g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 100);
+	g_autofree char *soon =
+	    g_strdup_printf ("{\"user_id\":1,\"nbf\":%" G_GINT64_FORMAT "}", now () + 10);
+	g_autofree char *wrong_type =
+	    g_strdup_printf ("{\"user_id\":1,\"exp\":\"%" G_GINT64_FORMAT "\"}", now () + 100);
 
 	assert_claims_refused (verifier, expired, "expired");
 	assert_claims_accepted (verifier, in_leeway);
@@ -224,17 +242,30 @@ test_token_time_claims (void)
 static void
 test_token_issuer_audience (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
 
 	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"anyone\",\"aud\":\"any\"}");
 	g_object_set (verifier, "issuer", "https://id.example", "audience", "chathub", NULL);
-	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"chathub\"}");
-	assert_claims_accepted (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"x\",\"chathub\"]}");
+	assert_claims_accepted (
+	    verifier,
+	    "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"chathub\"}");
+	assert_claims_accepted (
+	    verifier,
+	    "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"x\",\"chathub\"]}");
 	assert_claims_refused (verifier, "{\"user_id\":1,\"aud\":\"chathub\"}", "no iss");
-	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"evil\",\"aud\":\"chathub\"}", "wrong iss");
-	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\"}", "no aud");
-	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"other\"}", "wrong aud");
-	assert_claims_refused (verifier, "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"a\",\"b\"]}", "aud array without us");
+	assert_claims_refused (verifier,
+			       "{\"user_id\":1,\"iss\":\"evil\",\"aud\":\"chathub\"}",
+			       "wrong iss");
+	assert_claims_refused (verifier,
+			       "{\"user_id\":1,\"iss\":\"https://id.example\"}",
+			       "no aud");
+	assert_claims_refused (verifier,
+			       "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":\"other\"}",
+			       "wrong aud");
+	assert_claims_refused (
+	    verifier,
+	    "{\"user_id\":1,\"iss\":\"https://id.example\",\"aud\":[\"a\",\"b\"]}",
+	    "aud array without us");
 	/* "" clears the requirement */
 	chat_token_verifier_set_issuer (verifier, "");
 	g_assert_null (chat_token_verifier_get_issuer (verifier));
@@ -243,12 +274,14 @@ test_token_issuer_audience (void)
 static void
 test_token_user_id (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
 
 	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"user_id\":42}"), ==, 42);
 	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"sub\":\"1234\"}"), ==, 1234);
 	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"sub\":99}"), ==, 99);
-	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"user_id\":7,\"sub\":\"9\"}"), ==, 7);
+	g_assert_cmpuint (assert_claims_accepted (verifier, "{\"user_id\":7,\"sub\":\"9\"}"),
+			  ==,
+			  7);
 	assert_claims_refused (verifier, "{}", "no user id");
 	assert_claims_refused (verifier, "{\"user_id\":0}", "user id 0");
 	assert_claims_refused (verifier, "{\"user_id\":-5}", "negative user id");
@@ -264,16 +297,17 @@ test_token_user_id (void)
 static void
 test_token_rooms (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
-	const char *claims[] = { "{\"user_id\":1,\"rooms\":[3,5]}", "{\"user_id\":1,\"rooms\":[]}",
-				 "{\"user_id\":1}" };
-	const guint expected_len[] = { 2, 0, G_MAXUINT };
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
+	const char *claims[] = {"{\"user_id\":1,\"rooms\":[3,5]}",
+				"{\"user_id\":1,\"rooms\":[]}",
+				"{\"user_id\":1}"};
+	const guint expected_len[] = {2, 0, G_MAXUINT};
 
 	for (guint i = 0; i < G_N_ELEMENTS (claims); i++) {
-		g_autofree char *token = chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims[i],
-							       CHAT_TEST_SECRET);
-		g_autoptr(GArray) rooms = NULL;
-		g_autoptr(GError) error = NULL;
+		g_autofree char *token =
+		    chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims[i], CHAT_TEST_SECRET);
+		g_autoptr (GArray) rooms = NULL;
+		g_autoptr (GError) error = NULL;
 
 		g_assert_true (chat_token_verifier_verify (verifier, token, NULL, &rooms, &error));
 		g_assert_no_error (error);
@@ -296,11 +330,11 @@ test_token_rooms (void)
 static void
 test_token_malformed (void)
 {
-	g_autoptr(ChatTokenVerifier) verifier = hs256_verifier ();
+	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
 	g_autofree char *huge = NULL;
 	g_autofree char *good = chat_test_token_for_user (3);
 	g_autofree char *four = g_strdup_printf ("%s.x", good);
-	g_autoptr(GString) padded = g_string_new (good);
+	g_autoptr (GString) padded = g_string_new (good);
 
 	assert_refused (verifier, NULL, "no token");
 	assert_refused (verifier, "", "empty");
@@ -316,9 +350,11 @@ test_token_malformed (void)
 	assert_refused (verifier, huge, "huge");
 	assert_claims_refused (verifier, "[1,2]", "claims not an object");
 	{
-		g_autofree char *crit = chat_test_make_token (G_CHECKSUM_SHA256,
-							      "{\"alg\":\"HS256\",\"crit\":[\"x\"]}",
-							      "{\"user_id\":1}", CHAT_TEST_SECRET);
+		g_autofree char *crit =
+		    chat_test_make_token (G_CHECKSUM_SHA256,
+					  "{\"alg\":\"HS256\",\"crit\":[\"x\"]}",
+					  "{\"user_id\":1}",
+					  CHAT_TEST_SECRET);
 		assert_refused (verifier, crit, "unknown critical header");
 	}
 }
@@ -326,13 +362,13 @@ test_token_malformed (void)
 static void
 test_token_verifier_new_errors (void)
 {
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
-	g_autoptr(GBytes) not_pem = g_bytes_new_static ("secret", 6);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GBytes) empty = g_bytes_new_static ("", 0);
+	g_autoptr (GBytes) not_pem = g_bytes_new_static ("secret", 6);
 	static const char garbage[] =
 	    "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
-	g_autoptr(GBytes) garbage_pem = g_bytes_new_static (garbage, strlen (garbage));
-	g_autoptr(GBytes) p384 = chat_test_load_data ("ec-p384-public.pem");
+	g_autoptr (GBytes) garbage_pem = g_bytes_new_static (garbage, strlen (garbage));
+	g_autoptr (GBytes) p384 = chat_test_load_data ("ec-p384-public.pem");
 	ChatTokenAlgorithm algorithm;
 
 	g_assert_null (chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, empty, &error));

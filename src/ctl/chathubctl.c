@@ -23,7 +23,7 @@ usage_error (GOptionContext *context, const char *message)
 static gboolean
 parse_rooms (const char *text, JsonArray *rooms, GError **error)
 {
-	g_auto(GStrv) parts = g_strsplit (text, ",", -1);
+	g_auto (GStrv) parts = g_strsplit (text, ",", -1);
 
 	for (guint i = 0; parts[i] != NULL; i++) {
 		guint64 room;
@@ -32,7 +32,7 @@ parse_rooms (const char *text, JsonArray *rooms, GError **error)
 		if (*parts[i] == '\0')
 			continue;
 		if (!g_ascii_string_to_unsigned (parts[i], 10, 1, G_MAXINT64, &room, error)) {
-			g_prefix_error (error, _("--rooms: "));
+			g_prefix_error (error, _ ("--rooms: "));
 			return FALSE;
 		}
 		json_array_add_int_element (rooms, (gint64) room);
@@ -43,11 +43,11 @@ parse_rooms (const char *text, JsonArray *rooms, GError **error)
 static int
 command_token (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (_("- print a signed token"));
+	g_autoptr (GOptionContext) context = g_option_context_new (_ ("- print a signed token"));
 
 	/* --help then reads "chathubctl token [OPTION…]" like the other commands */
 	g_set_prgname ("chathubctl token");
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *key_file = NULL;
 	g_autofree char *algorithm_name = NULL;
@@ -56,45 +56,82 @@ command_token (int argc, char **argv)
 	g_autofree char *audience = NULL;
 	g_autofree char *contents = NULL;
 	g_autofree char *token = NULL;
-	g_autoptr(JsonObject) claims = json_object_new ();
-	g_autoptr(GBytes) key = NULL;
+	g_autoptr (JsonObject) claims = json_object_new ();
+	g_autoptr (GBytes) key = NULL;
 	ChatTokenAlgorithm algorithm = CHAT_TOKEN_ALGORITHM_HS256;
 	gint64 user_id = 0;
 	gint64 ttl = 3600;
 	gsize length = 0;
 	const GOptionEntry entries[] = {
-		{ "secret-file", 's', 0, G_OPTION_ARG_FILENAME, &secret_file,
-		  N_("Sign with the shared secret in FILE (HS256, HS384, HS512)"), N_("FILE") },
-		{ "key-file", 'k', 0, G_OPTION_ARG_FILENAME, &key_file,
-		  N_("Sign with the PEM private key in FILE (RS256, ES256)"), N_("FILE") },
-		{ "algorithm", 0, 0, G_OPTION_ARG_STRING, &algorithm_name,
-		  N_("Signature algorithm (default HS256)"), N_("ALG") },
-		{ "user-id", 'u', 0, G_OPTION_ARG_INT64, &user_id, N_("The user id (required)"),
-		  N_("N") },
-		{ "ttl", 't', 0, G_OPTION_ARG_INT64, &ttl,
-		  N_("Seconds until the token expires; 0 for no expiry (default 3600)"), N_("S") },
-		{ "rooms", 'r', 0, G_OPTION_ARG_STRING, &rooms,
-		  N_("Limit the token to these rooms, e.g. 1,2,3"), N_("LIST") },
-		{ "issuer", 0, 0, G_OPTION_ARG_STRING, &issuer, N_("Set the iss claim"), N_("ISS") },
-		{ "audience", 0, 0, G_OPTION_ARG_STRING, &audience, N_("Set the aud claim"),
-		  N_("AUD") },
-		{ NULL }
-	};
+	    {"secret-file",
+	     's',
+	     0,
+	     G_OPTION_ARG_FILENAME,
+	     &secret_file,
+	     N_ ("Sign with the shared secret in FILE (HS256, HS384, HS512)"),
+	     N_ ("FILE")},
+	    {"key-file",
+	     'k',
+	     0,
+	     G_OPTION_ARG_FILENAME,
+	     &key_file,
+	     N_ ("Sign with the PEM private key in FILE (RS256, ES256)"),
+	     N_ ("FILE")},
+	    {"algorithm",
+	     0,
+	     0,
+	     G_OPTION_ARG_STRING,
+	     &algorithm_name,
+	     N_ ("Signature algorithm (default HS256)"),
+	     N_ ("ALG")},
+	    {"user-id",
+	     'u',
+	     0,
+	     G_OPTION_ARG_INT64,
+	     &user_id,
+	     N_ ("The user id (required)"),
+	     N_ ("N")},
+	    {"ttl",
+	     't',
+	     0,
+	     G_OPTION_ARG_INT64,
+	     &ttl,
+	     N_ ("Seconds until the token expires; 0 for no expiry (default 3600)"),
+	     N_ ("S")},
+	    {"rooms",
+	     'r',
+	     0,
+	     G_OPTION_ARG_STRING,
+	     &rooms,
+	     N_ ("Limit the token to these rooms, e.g. 1,2,3"),
+	     N_ ("LIST")},
+	    {"issuer", 0, 0, G_OPTION_ARG_STRING, &issuer, N_ ("Set the iss claim"), N_ ("ISS")},
+	    {"audience",
+	     0,
+	     0,
+	     G_OPTION_ARG_STRING,
+	     &audience,
+	     N_ ("Set the aud claim"),
+	     N_ ("AUD")},
+	    {NULL}};
 
 	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
 	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
 	if (!g_option_context_parse (context, &argc, &argv, &error))
 		return usage_error (context, error->message);
 	if (user_id <= 0)
-		return usage_error (context, _("--user-id must be a number greater than 0"));
+		return usage_error (context, _ ("--user-id must be a number greater than 0"));
 	if (ttl < 0)
-		return usage_error (context, _("--ttl must not be negative"));
+		return usage_error (context, _ ("--ttl must not be negative"));
 	if (algorithm_name != NULL &&
 	    !chat_token_algorithm_from_string (algorithm_name, &algorithm, &error))
 		return usage_error (context, error->message);
 	if ((secret_file == NULL) == (key_file == NULL))
-		return usage_error (context, _("give exactly one of --secret-file and --key-file"));
-	if (!g_file_get_contents (secret_file != NULL ? secret_file : key_file, &contents, &length,
+		return usage_error (context,
+				    _ ("give exactly one of --secret-file and --key-file"));
+	if (!g_file_get_contents (secret_file != NULL ? secret_file : key_file,
+				  &contents,
+				  &length,
 				  &error))
 		return usage_error (context, error->message);
 	/* the same trimming as chathubd: one line ending is not part of the secret */
@@ -107,7 +144,9 @@ command_token (int argc, char **argv)
 	json_object_set_int_member (claims, "user_id", user_id);
 	json_object_set_int_member (claims, "iat", g_get_real_time () / G_USEC_PER_SEC);
 	if (ttl > 0)
-		json_object_set_int_member (claims, "exp", g_get_real_time () / G_USEC_PER_SEC + ttl);
+		json_object_set_int_member (claims,
+					    "exp",
+					    g_get_real_time () / G_USEC_PER_SEC + ttl);
 	if (issuer != NULL)
 		json_object_set_string_member (claims, "iss", issuer);
 	if (audience != NULL)
@@ -145,13 +184,22 @@ static gboolean opt_system = FALSE;
 static gboolean opt_json = FALSE;
 
 static const GOptionEntry common_entries[] = {
-	{ "session", 0, 0, G_OPTION_ARG_NONE, &opt_session,
-	  N_("Talk to the service on the session bus (the default)"), NULL },
-	{ "system", 0, 0, G_OPTION_ARG_NONE, &opt_system,
-	  N_("Talk to the service on the system bus"), NULL },
-	{ "json", 'j', 0, G_OPTION_ARG_NONE, &opt_json, N_("Print JSON for scripts"), NULL },
-	{ NULL }
-};
+    {"session",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt_session,
+     N_ ("Talk to the service on the session bus (the default)"),
+     NULL},
+    {"system",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt_system,
+     N_ ("Talk to the service on the system bus"),
+     NULL},
+    {"json", 'j', 0, G_OPTION_ARG_NONE, &opt_json, N_ ("Print JSON for scripts"), NULL},
+    {NULL}};
 
 static GBusType
 bus_type (void)
@@ -162,7 +210,7 @@ bus_type (void)
 static const char *
 describe_bus (void)
 {
-	return opt_system ? _("the system bus") : _("the session bus");
+	return opt_system ? _ ("the system bus") : _ ("the session bus");
 }
 
 /* Prints the one line an error deserves and picks the exit status. */
@@ -175,28 +223,30 @@ report_error (GError *error)
 	if (g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_SERVICE_UNKNOWN) ||
 	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NAME_HAS_NO_OWNER) ||
 	    (remote != NULL && g_str_has_prefix (remote, "org.freedesktop.systemd1."))) {
-		g_printerr (_("chathubctl: the chathub service is not running on %s and cannot be "
-			      "started\n"),
+		g_printerr (_ ("chathubctl: the chathub service is not running on %s and cannot be "
+			       "started\n"),
 			    describe_bus ());
 		return EXIT_UNAVAILABLE;
 	}
 	if (remote != NULL && g_str_has_prefix (remote, "org.freedesktop.DBus.Error.Spawn.")) {
-		g_printerr (_("chathubctl: the chathub service on %s failed to start: %s\n"),
-			    describe_bus (), error->message);
+		g_printerr (_ ("chathubctl: the chathub service on %s failed to start: %s\n"),
+			    describe_bus (),
+			    error->message);
 		return EXIT_UNAVAILABLE;
 	}
 	if (g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY) ||
 	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_TIMEOUT) ||
 	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_TIMED_OUT) ||
 	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-		g_printerr (_("chathubctl: the chathub service on %s did not answer: %s\n"),
-			    describe_bus (), error->message);
+		g_printerr (_ ("chathubctl: the chathub service on %s did not answer: %s\n"),
+			    describe_bus (),
+			    error->message);
 		return EXIT_UNAVAILABLE;
 	}
 	if (g_error_matches (error, CHAT_ERROR, CHAT_ERROR_PERMISSION_DENIED) ||
 	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_ACCESS_DENIED) ||
 	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED)) {
-		g_printerr (_("chathubctl: permission denied: %s\n"), error->message);
+		g_printerr (_ ("chathubctl: permission denied: %s\n"), error->message);
 		return EXIT_DENIED;
 	}
 	g_printerr ("chathubctl: %s\n", error->message);
@@ -206,14 +256,15 @@ report_error (GError *error)
 static GDBusConnection *
 connect_bus (int *status)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	GDBusConnection *connection;
 
 	/* maps io.github.chathub.Hub1.Error.* back to CHAT_ERROR */
 	(void) CHAT_ERROR;
 	connection = g_bus_get_sync (bus_type (), NULL, &error);
 	if (connection == NULL) {
-		g_printerr (_("chathubctl: cannot connect to %s: %s\n"), describe_bus (),
+		g_printerr (_ ("chathubctl: cannot connect to %s: %s\n"),
+			    describe_bus (),
 			    error->message);
 		*status = EXIT_UNAVAILABLE;
 	}
@@ -228,9 +279,17 @@ call_hub (GDBusConnection *connection,
 	  GError **error)
 {
 	/* the bus starts the service if it is activatable */
-	return g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH, HUB_INTERFACE, method,
-					    parameters, G_VARIANT_TYPE (reply_type),
-					    G_DBUS_CALL_FLAGS_NONE, -1, NULL, error);
+	return g_dbus_connection_call_sync (connection,
+					    HUB_NAME,
+					    HUB_PATH,
+					    HUB_INTERFACE,
+					    method,
+					    parameters,
+					    G_VARIANT_TYPE (reply_type),
+					    G_DBUS_CALL_FLAGS_NONE,
+					    -1,
+					    NULL,
+					    error);
 }
 
 /* Parses the common options and the command's own; a command takes exactly n_args words. */
@@ -242,7 +301,7 @@ parse_command_line (GOptionContext *context,
 		    int n_args,
 		    int *status)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree char *name = g_strdup_printf ("chathubctl %s", (*argv)[0]);
 
 	/* --help then reads "chathubctl broadcast [OPTION…] TEXT" */
@@ -256,7 +315,7 @@ parse_command_line (GOptionContext *context,
 		return FALSE;
 	}
 	if (opt_session && opt_system) {
-		*status = usage_error (context, _("give only one of --session and --system"));
+		*status = usage_error (context, _ ("give only one of --session and --system"));
 		return FALSE;
 	}
 	if (*argc - 1 != n_args) {
@@ -267,9 +326,11 @@ parse_command_line (GOptionContext *context,
 							     "“%s” needs %d argument; see --help",
 							     "“%s” needs %d arguments; see --help",
 							     n_args),
-						(*argv)[0], n_args);
+						(*argv)[0],
+						n_args);
 		else
-			text = g_strdup_printf (_("unexpected argument “%s”"), (*argv)[n_args + 1]);
+			text =
+			    g_strdup_printf (_ ("unexpected argument “%s”"), (*argv)[n_args + 1]);
 		*status = usage_error (context, text);
 		return FALSE;
 	}
@@ -279,10 +340,11 @@ parse_command_line (GOptionContext *context,
 static gboolean
 parse_id (const char *what, const char *text, guint64 *out, int *status)
 {
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 
 	if (!g_ascii_string_to_unsigned (text, 10, 1, G_MAXUINT64, out, &error)) {
-		g_printerr (_("chathubctl: %s must be a number greater than 0, not “%s”\n"), what,
+		g_printerr (_ ("chathubctl: %s must be a number greater than 0, not “%s”\n"),
+			    what,
 			    text);
 		*status = EXIT_USAGE;
 		return FALSE;
@@ -293,7 +355,7 @@ parse_id (const char *what, const char *text, guint64 *out, int *status)
 static void
 print_json (JsonNode *node, gboolean pretty)
 {
-	g_autoptr(JsonGenerator) generator = json_generator_new ();
+	g_autoptr (JsonGenerator) generator = json_generator_new ();
 	g_autofree char *text = NULL;
 
 	json_generator_set_pretty (generator, pretty);
@@ -334,7 +396,7 @@ print_table (const char *const *header, guint n_columns, GPtrArray *rows)
 	}
 	for (guint r = 0; r <= rows->len; r++) {
 		const char *const *row = r == 0 ? header : rows->pdata[r - 1];
-		g_autoptr(GString) line = g_string_new (NULL);
+		g_autoptr (GString) line = g_string_new (NULL);
 
 		for (guint c = 0; c < n_columns; c++) {
 			g_string_append (line, row[c]);
@@ -352,7 +414,7 @@ print_table (const char *const *header, guint n_columns, GPtrArray *rows)
 static char *
 format_time (gint64 unix_seconds)
 {
-	g_autoptr(GDateTime) time = g_date_time_new_from_unix_local (unix_seconds);
+	g_autoptr (GDateTime) time = g_date_time_new_from_unix_local (unix_seconds);
 
 	return time != NULL ? g_date_time_format (time, "%Y-%m-%d %H:%M:%S")
 			    : g_strdup_printf ("%" G_GINT64_FORMAT, unix_seconds);
@@ -363,7 +425,7 @@ format_rooms (GVariant *rooms)
 {
 	gsize n = 0;
 	const guint64 *ids = g_variant_get_fixed_array (rooms, &n, sizeof (guint64));
-	g_autoptr(GString) text = g_string_new (NULL);
+	g_autoptr (GString) text = g_string_new (NULL);
 
 	for (gsize i = 0; i < n; i++)
 		g_string_append_printf (text, "%s%" PRIu64, i > 0 ? "," : "", ids[i]);
@@ -374,21 +436,24 @@ static char *
 format_duration (guint64 seconds)
 {
 	if (seconds < 60)
-		return g_strdup_printf (_("%" PRIu64 " s"), seconds);
+		return g_strdup_printf (_ ("%" PRIu64 " s"), seconds);
 	if (seconds < 3600)
-		return g_strdup_printf (_("%" PRIu64 " min %02" PRIu64 " s"),
-					seconds / 60, seconds % 60);
+		return g_strdup_printf (_ ("%" PRIu64 " min %02" PRIu64 " s"),
+					seconds / 60,
+					seconds % 60);
 	if (seconds < 86400)
-		return g_strdup_printf (_("%" PRIu64 " h %02" PRIu64 " min"),
-					seconds / 3600, seconds % 3600 / 60);
-	return g_strdup_printf (_("%" PRIu64 " d %02" PRIu64 " h"),
-				seconds / 86400, seconds % 86400 / 3600);
+		return g_strdup_printf (_ ("%" PRIu64 " h %02" PRIu64 " min"),
+					seconds / 3600,
+					seconds % 3600 / 60);
+	return g_strdup_printf (_ ("%" PRIu64 " d %02" PRIu64 " h"),
+				seconds / 86400,
+				seconds % 86400 / 3600);
 }
 
 static guint64
 lookup_counter (GVariant *dict, const char *key)
 {
-	g_autoptr(GVariant) value = g_variant_lookup_value (dict, key, NULL);
+	g_autoptr (GVariant) value = g_variant_lookup_value (dict, key, NULL);
 
 	if (value == NULL)
 		return 0;
@@ -412,13 +477,13 @@ lookup_string (GVariant *dict, const char *key)
 static int
 command_status (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("- show the service's version, address, counters"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) properties = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GVariant) statistics = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- show the service's version, address, counters"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) properties = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) statistics = NULL;
+	g_autoptr (GError) error = NULL;
 	int status = 0;
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
@@ -426,11 +491,17 @@ command_status (int argc, char **argv)
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH,
-					     "org.freedesktop.DBus.Properties", "GetAll",
+	reply = g_dbus_connection_call_sync (connection,
+					     HUB_NAME,
+					     HUB_PATH,
+					     "org.freedesktop.DBus.Properties",
+					     "GetAll",
 					     g_variant_new ("(s)", HUB_INTERFACE),
-					     G_VARIANT_TYPE ("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, -1,
-					     NULL, &error);
+					     G_VARIANT_TYPE ("(a{sv})"),
+					     G_DBUS_CALL_FLAGS_NONE,
+					     -1,
+					     NULL,
+					     &error);
 	if (reply == NULL)
 		return report_error (error);
 	properties = g_variant_get_child_value (reply, 0);
@@ -441,8 +512,8 @@ command_status (int argc, char **argv)
 	statistics = g_variant_get_child_value (reply, 0);
 
 	if (opt_json) {
-		g_autoptr(JsonBuilder) builder = json_builder_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonBuilder) builder = json_builder_new ();
+		g_autoptr (JsonNode) root = NULL;
 
 		json_builder_begin_object (builder);
 		json_builder_set_member_name (builder, "bus");
@@ -462,36 +533,53 @@ command_status (int argc, char **argv)
 		print_json (root, TRUE);
 		return 0;
 	} else {
-		g_autofree char *clients = g_strdup_printf (
-		    "%" PRIu64, lookup_counter (properties, "ClientCount"));
-		g_autofree char *rooms = g_strdup_printf ("%" PRIu64,
-							  lookup_counter (properties, "RoomCount"));
+		g_autofree char *clients =
+		    g_strdup_printf ("%" PRIu64, lookup_counter (properties, "ClientCount"));
+		g_autofree char *rooms =
+		    g_strdup_printf ("%" PRIu64, lookup_counter (properties, "RoomCount"));
 		g_autofree char *uptime = format_duration (lookup_counter (statistics, "uptime"));
-		g_autofree char *accepted = g_strdup_printf (
-		    "%" PRIu64, lookup_counter (statistics, "connections-accepted"));
-		g_autofree char *refused = g_strdup_printf (
-		    _("%" PRIu64 " bad request, %" PRIu64 " bad token, "
-		      "%" PRIu64 " server full"),
-		    lookup_counter (statistics, "refused-bad-request"),
-		    lookup_counter (statistics, "refused-token"),
-		    lookup_counter (statistics, "refused-busy"));
-		g_autofree char *relayed = g_strdup_printf (
-		    "%" PRIu64, lookup_counter (statistics, "messages-relayed"));
-		g_autofree char *sent = g_strdup_printf (
-		    "%" PRIu64, lookup_counter (statistics, "bytes-sent"));
-		g_autofree char *closes = g_strdup_printf (
-		    _("%" PRIu64 " slow consumers, %" PRIu64 " idle"),
-		    lookup_counter (statistics, "slow-consumer-closes"),
-		    lookup_counter (statistics, "idle-closes"));
+		g_autofree char *accepted =
+		    g_strdup_printf ("%" PRIu64,
+				     lookup_counter (statistics, "connections-accepted"));
+		g_autofree char *refused =
+		    g_strdup_printf (_ ("%" PRIu64 " bad request, %" PRIu64 " bad token, "
+					"%" PRIu64 " server full"),
+				     lookup_counter (statistics, "refused-bad-request"),
+				     lookup_counter (statistics, "refused-token"),
+				     lookup_counter (statistics, "refused-busy"));
+		g_autofree char *relayed =
+		    g_strdup_printf ("%" PRIu64, lookup_counter (statistics, "messages-relayed"));
+		g_autofree char *sent =
+		    g_strdup_printf ("%" PRIu64, lookup_counter (statistics, "bytes-sent"));
+		g_autofree char *closes =
+		    g_strdup_printf (_ ("%" PRIu64 " slow consumers, %" PRIu64 " idle"),
+				     lookup_counter (statistics, "slow-consumer-closes"),
+				     lookup_counter (statistics, "idle-closes"));
 		const char *labels[] = {
-			_("Service:"), _("Version:"), _("Listening on:"), _("Clients:"),
-			_("Rooms:"), _("Uptime:"), _("Accepted:"), _("Refused:"),
-			_("Messages relayed:"), _("Bytes sent:"), _("Closed:"),
+		    _ ("Service:"),
+		    _ ("Version:"),
+		    _ ("Listening on:"),
+		    _ ("Clients:"),
+		    _ ("Rooms:"),
+		    _ ("Uptime:"),
+		    _ ("Accepted:"),
+		    _ ("Refused:"),
+		    _ ("Messages relayed:"),
+		    _ ("Bytes sent:"),
+		    _ ("Closed:"),
 		};
 		const char *values[] = {
-			describe_bus (), lookup_string (properties, "Version"),
-			lookup_string (properties, "ListenUri"), clients, rooms, uptime, accepted,
-			refused, relayed, sent, closes,
+		    describe_bus (),
+		    lookup_string (properties, "Version"),
+		    lookup_string (properties, "ListenUri"),
+		    clients,
+		    rooms,
+		    uptime,
+		    accepted,
+		    refused,
+		    relayed,
+		    sent,
+		    closes,
 		};
 
 		print_fields (labels, values, G_N_ELEMENTS (labels));
@@ -502,14 +590,14 @@ command_status (int argc, char **argv)
 static int
 command_clients (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("- list the connected clients"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GVariant) clients = NULL;
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
-	g_autoptr(JsonArray) array = json_array_new ();
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- list the connected clients"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) clients = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+	g_autoptr (JsonArray) array = json_array_new ();
 	GVariantIter iter;
 	const char *client_id;
 	guint64 user_id;
@@ -549,13 +637,16 @@ command_clients (int argc, char **argv)
 		g_ptr_array_add (rows, row);
 	}
 	if (opt_json) {
-		g_autoptr(JsonNode) root = json_node_init_array (json_node_alloc (), array);
+		g_autoptr (JsonNode) root = json_node_init_array (json_node_alloc (), array);
 
 		print_json (root, TRUE);
 	} else if (rows->len == 0) {
-		g_print ("%s\n", _("No client is connected."));
+		g_print ("%s\n", _ ("No client is connected."));
 	} else {
-		const char *header[] = { _("CLIENT"), _("USER"), _("CONNECTED SINCE"), _("ROOMS") };
+		const char *header[] = {_ ("CLIENT"),
+					_ ("USER"),
+					_ ("CONNECTED SINCE"),
+					_ ("ROOMS")};
 
 		print_table (header, G_N_ELEMENTS (header), rows);
 	}
@@ -575,13 +666,13 @@ compare_room_rows (gconstpointer a, gconstpointer b)
 static int
 command_rooms (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("- list the rooms and how many connections joined each"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GVariant) rooms = NULL;
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- list the rooms and how many connections joined each"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) rooms = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 	GVariantIter iter;
 	guint64 room_id;
 	guint32 members;
@@ -606,25 +697,27 @@ command_rooms (int argc, char **argv)
 	}
 	g_ptr_array_sort (rows, compare_room_rows);
 	if (opt_json) {
-		g_autoptr(JsonArray) array = json_array_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonArray) array = json_array_new ();
+		g_autoptr (JsonNode) root = NULL;
 
 		for (guint i = 0; i < rows->len; i++) {
 			char **row = rows->pdata[i];
 			JsonObject *object = json_object_new ();
 
-			json_object_set_int_member (object, "room_id",
+			json_object_set_int_member (object,
+						    "room_id",
 						    (gint64) g_ascii_strtoull (row[0], NULL, 10));
-			json_object_set_int_member (object, "connections",
+			json_object_set_int_member (object,
+						    "connections",
 						    (gint64) g_ascii_strtoull (row[1], NULL, 10));
 			json_array_add_object_element (array, object);
 		}
 		root = json_node_init_array (json_node_alloc (), array);
 		print_json (root, TRUE);
 	} else if (rows->len == 0) {
-		g_print ("%s\n", _("No room has members."));
+		g_print ("%s\n", _ ("No room has members."));
 	} else {
-		const char *header[] = { _("ROOM"), _("CONNECTIONS") };
+		const char *header[] = {_ ("ROOM"), _ ("CONNECTIONS")};
 
 		print_table (header, G_N_ELEMENTS (header), rows);
 	}
@@ -634,32 +727,32 @@ command_rooms (int argc, char **argv)
 static int
 command_members (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("ROOM - list the users in a room"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GVariant) users = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("ROOM - list the users in a room"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) users = NULL;
+	g_autoptr (GError) error = NULL;
 	const guint64 *ids;
 	gsize n = 0;
 	guint64 room_id = 0;
 	int status = 0;
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
-	    !parse_id (_("ROOM"), argv[1], &room_id, &status))
+	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
 		return status;
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)",
-			  &error);
+	reply =
+	    call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)", &error);
 	if (reply == NULL)
 		return report_error (error);
 	users = g_variant_get_child_value (reply, 0);
 	ids = g_variant_get_fixed_array (users, &n, sizeof (guint64));
 	if (opt_json) {
-		g_autoptr(JsonObject) object = json_object_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonObject) object = json_object_new ();
+		g_autoptr (JsonNode) root = NULL;
 		JsonArray *array = json_array_new ();
 
 		for (gsize i = 0; i < n; i++)
@@ -669,10 +762,10 @@ command_members (int argc, char **argv)
 		root = json_node_init_object (json_node_alloc (), object);
 		print_json (root, TRUE);
 	} else if (n == 0) {
-		g_print (_("Nobody is in room %" PRIu64 ".\n"), room_id);
+		g_print (_ ("Nobody is in room %" PRIu64 ".\n"), room_id);
 	} else {
-		g_autoptr(GPtrArray) rows = NULL;
-		const char *header[] = { _("USER") };
+		g_autoptr (GPtrArray) rows = NULL;
+		const char *header[] = {_ ("USER")};
 
 		rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 
@@ -690,31 +783,44 @@ command_members (int argc, char **argv)
 static int
 command_broadcast (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("TEXT - post a message from the service"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("TEXT - post a message from the service"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree char *room = NULL;
 	g_autofree char *to = NULL;
 	g_autofree char *data = NULL;
 	GVariantBuilder options;
 	guint64 id = 0, room_id = 0, user_id = 0;
 	int status = 0;
-	const GOptionEntry entries[] = {
-		{ "room", 'r', 0, G_OPTION_ARG_STRING, &room,
-		  N_("Only to the members of this room"), N_("ROOM") },
-		{ "to", 't', 0, G_OPTION_ARG_STRING, &to,
-		  N_("Only to the connections of this user"), N_("USER") },
-		{ "data", 'd', 0, G_OPTION_ARG_STRING, &data,
-		  N_("Attach this JSON value as the message's data"), N_("JSON") },
-		{ NULL }
-	};
+	const GOptionEntry entries[] = {{"room",
+					 'r',
+					 0,
+					 G_OPTION_ARG_STRING,
+					 &room,
+					 N_ ("Only to the members of this room"),
+					 N_ ("ROOM")},
+					{"to",
+					 't',
+					 0,
+					 G_OPTION_ARG_STRING,
+					 &to,
+					 N_ ("Only to the connections of this user"),
+					 N_ ("USER")},
+					{"data",
+					 'd',
+					 0,
+					 G_OPTION_ARG_STRING,
+					 &data,
+					 N_ ("Attach this JSON value as the message's data"),
+					 N_ ("JSON")},
+					{NULL}};
 
 	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
 		return status;
 	if (room != NULL && to != NULL)
-		return usage_error (context, _("give at most one of --room and --to"));
+		return usage_error (context, _ ("give at most one of --room and --to"));
 	if ((room != NULL && !parse_id ("--room", room, &room_id, &status)) ||
 	    (to != NULL && !parse_id ("--to", to, &user_id, &status)))
 		return status;
@@ -732,20 +838,23 @@ command_broadcast (int argc, char **argv)
 		g_variant_builder_clear (&options);
 		return status;
 	}
-	reply = call_hub (connection, "Broadcast", g_variant_new ("(sa{sv})", argv[1], &options),
-			  "(t)", &error);
+	reply = call_hub (connection,
+			  "Broadcast",
+			  g_variant_new ("(sa{sv})", argv[1], &options),
+			  "(t)",
+			  &error);
 	if (reply == NULL)
 		return report_error (error);
 	g_variant_get (reply, "(t)", &id);
 	if (opt_json) {
-		g_autoptr(JsonObject) object = json_object_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonObject) object = json_object_new ();
+		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_int_member (object, "id", (gint64) id);
 		root = json_node_init_object (json_node_alloc (), object);
 		print_json (root, TRUE);
 	} else {
-		g_print (_("Sent message %" PRIu64 ".\n"), id);
+		g_print (_ ("Sent message %" PRIu64 ".\n"), id);
 	}
 	return 0;
 }
@@ -753,38 +862,43 @@ command_broadcast (int argc, char **argv)
 static int
 command_disconnect (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("CLIENT_ID - close one connection (code 1008)"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("CLIENT_ID - close one connection (code 1008)"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree char *reason = NULL;
 	int status = 0;
-	const GOptionEntry entries[] = {
-		{ "reason", 0, 0, G_OPTION_ARG_STRING, &reason,
-		  N_("The reason the client is told, in English"), N_("TEXT") },
-		{ NULL }
-	};
+	const GOptionEntry entries[] = {{"reason",
+					 0,
+					 0,
+					 G_OPTION_ARG_STRING,
+					 &reason,
+					 N_ ("The reason the client is told, in English"),
+					 N_ ("TEXT")},
+					{NULL}};
 
 	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
 		return status;
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = call_hub (connection, "Disconnect",
-			  g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""), "()",
+	reply = call_hub (connection,
+			  "Disconnect",
+			  g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""),
+			  "()",
 			  &error);
 	if (reply == NULL)
 		return report_error (error);
 	if (opt_json) {
-		g_autoptr(JsonObject) object = json_object_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonObject) object = json_object_new ();
+		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_string_member (object, "client_id", argv[1]);
 		root = json_node_init_object (json_node_alloc (), object);
 		print_json (root, TRUE);
 	} else {
-		g_print (_("Disconnected client %s.\n"), argv[1]);
+		g_print (_ ("Disconnected client %s.\n"), argv[1]);
 	}
 	return 0;
 }
@@ -792,36 +906,41 @@ command_disconnect (int argc, char **argv)
 static int
 command_disconnect_user (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("USER - close every connection of a user (code 1008)"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("USER - close every connection of a user (code 1008)"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GError) error = NULL;
 	g_autofree char *reason = NULL;
 	guint64 user_id = 0;
 	guint32 count = 0;
 	int status = 0;
-	const GOptionEntry entries[] = {
-		{ "reason", 0, 0, G_OPTION_ARG_STRING, &reason,
-		  N_("The reason the clients are told, in English"), N_("TEXT") },
-		{ NULL }
-	};
+	const GOptionEntry entries[] = {{"reason",
+					 0,
+					 0,
+					 G_OPTION_ARG_STRING,
+					 &reason,
+					 N_ ("The reason the clients are told, in English"),
+					 N_ ("TEXT")},
+					{NULL}};
 
 	if (!parse_command_line (context, entries, &argc, &argv, 1, &status) ||
-	    !parse_id (_("USER"), argv[1], &user_id, &status))
+	    !parse_id (_ ("USER"), argv[1], &user_id, &status))
 		return status;
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = call_hub (connection, "DisconnectUser",
-			  g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""), "(u)",
+	reply = call_hub (connection,
+			  "DisconnectUser",
+			  g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""),
+			  "(u)",
 			  &error);
 	if (reply == NULL)
 		return report_error (error);
 	g_variant_get (reply, "(u)", &count);
 	if (opt_json) {
-		g_autoptr(JsonObject) object = json_object_new ();
-		g_autoptr(JsonNode) root = NULL;
+		g_autoptr (JsonObject) object = json_object_new ();
+		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_int_member (object, "user_id", (gint64) user_id);
 		json_object_set_int_member (object, "count", count);
@@ -832,7 +951,8 @@ command_disconnect_user (int argc, char **argv)
 				      "Closed %u connection of user %" PRIu64 ".\n",
 				      "Closed %u connections of user %" PRIu64 ".\n",
 				      count),
-			 count, user_id);
+			 count,
+			 user_id);
 	}
 	return 0;
 }
@@ -849,11 +969,11 @@ static void
 print_event (JsonObject *event, const char *text)
 {
 	if (opt_json) {
-		g_autoptr(JsonNode) root = json_node_init_object (json_node_alloc (), event);
+		g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), event);
 
 		print_json (root, FALSE);
 	} else {
-		g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+		g_autoptr (GDateTime) now = g_date_time_new_now_local ();
 		g_autofree char *time = g_date_time_format (now, "%H:%M:%S");
 
 		g_print ("%s  %s\n", time, text);
@@ -873,10 +993,10 @@ event_new (const char *name)
 static void
 on_properties_changed (GVariant *parameters)
 {
-	g_autoptr(GVariant) changed = NULL;
-	g_autoptr(JsonObject) event = event_new ("properties-changed");
+	g_autoptr (GVariant) changed = NULL;
+	g_autoptr (JsonObject) event = event_new ("properties-changed");
 	JsonObject *properties = json_object_new ();
-	g_autoptr(GString) text = g_string_new (NULL);
+	g_autoptr (GString) text = g_string_new (NULL);
 	const char *interface;
 	GVariantIter iter;
 	const char *name;
@@ -892,7 +1012,10 @@ on_properties_changed (GVariant *parameters)
 		g_autofree char *printed = g_variant_print (value, FALSE);
 
 		json_object_set_member (properties, name, json_gvariant_serialize (value));
-		g_string_append_printf (text, "%s%s = %s", text->len > 0 ? ", " : "", name,
+		g_string_append_printf (text,
+					"%s%s = %s",
+					text->len > 0 ? ", " : "",
+					name,
 					printed);
 	}
 	json_object_set_object_member (event, "properties", properties);
@@ -908,7 +1031,7 @@ on_hub_signal (GDBusConnection *connection,
 	       GVariant *parameters,
 	       gpointer user_data)
 {
-	g_autoptr(JsonObject) event = NULL;
+	g_autoptr (JsonObject) event = NULL;
 	g_autofree char *text = NULL;
 	const char *client_id, *content;
 	guint64 user_id, id, from;
@@ -928,8 +1051,9 @@ on_hub_signal (GDBusConnection *connection,
 		event = event_new ("client-registered");
 		json_object_set_string_member (event, "client_id", client_id);
 		json_object_set_int_member (event, "user_id", (gint64) user_id);
-		text = g_strdup_printf (_("Client %s of user %" PRIu64 " connected"),
-					client_id, user_id);
+		text = g_strdup_printf (_ ("Client %s of user %" PRIu64 " connected"),
+					client_id,
+					user_id);
 	} else if (g_strcmp0 (signal, "ClientUnregistered") == 0 &&
 		   g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(stq)"))) {
 		g_variant_get (parameters, "(&stq)", &client_id, &user_id, &code);
@@ -937,9 +1061,11 @@ on_hub_signal (GDBusConnection *connection,
 		json_object_set_string_member (event, "client_id", client_id);
 		json_object_set_int_member (event, "user_id", (gint64) user_id);
 		json_object_set_int_member (event, "close_code", code);
-		text = g_strdup_printf (_("Client %s of user %" PRIu64 " left (close "
-					  "code %u)"),
-					client_id, user_id, code);
+		text = g_strdup_printf (_ ("Client %s of user %" PRIu64 " left (close "
+					   "code %u)"),
+					client_id,
+					user_id,
+					code);
 	} else if (g_strcmp0 (signal, "MessageBroadcast") == 0 &&
 		   g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(tts)"))) {
 		g_variant_get (parameters, "(tt&s)", &id, &from, &content);
@@ -947,13 +1073,15 @@ on_hub_signal (GDBusConnection *connection,
 		json_object_set_int_member (event, "id", (gint64) id);
 		json_object_set_int_member (event, "from", (gint64) from);
 		json_object_set_string_member (event, "content", content);
-		text = from == 0
-			   ? g_strdup_printf (_("Message %" PRIu64 " from the service "
-						"to everyone: %s"),
-					      id, content)
-			   : g_strdup_printf (_("Message %" PRIu64 " from user "
-						"%" PRIu64 " to everyone: %s"),
-					      id, from, content);
+		text = from == 0 ? g_strdup_printf (_ ("Message %" PRIu64 " from the service "
+						       "to everyone: %s"),
+						    id,
+						    content)
+				 : g_strdup_printf (_ ("Message %" PRIu64 " from user "
+						       "%" PRIu64 " to everyone: %s"),
+						    id,
+						    from,
+						    content);
 	} else {
 		return;
 	}
@@ -967,7 +1095,7 @@ on_service_appeared (GDBusConnection *connection,
 		     gpointer user_data)
 {
 	Monitor *monitor = user_data;
-	g_autoptr(JsonObject) event = NULL;
+	g_autoptr (JsonObject) event = NULL;
 
 	/* the first appearance is the service we just reached */
 	if (!monitor->service_seen) {
@@ -975,18 +1103,18 @@ on_service_appeared (GDBusConnection *connection,
 		return;
 	}
 	event = event_new ("service-started");
-	print_event (event, _("The service started"));
+	print_event (event, _ ("The service started"));
 }
 
 static void
 on_service_vanished (GDBusConnection *connection, const char *name, gpointer user_data)
 {
 	Monitor *monitor = user_data;
-	g_autoptr(JsonObject) event = NULL;
+	g_autoptr (JsonObject) event = NULL;
 
 	monitor->service_seen = TRUE;
 	event = event_new ("service-stopped");
-	print_event (event, _("The service stopped"));
+	print_event (event, _ ("The service stopped"));
 }
 
 static gboolean
@@ -1001,14 +1129,14 @@ on_quit_signal (gpointer user_data)
 static int
 command_monitor (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = g_option_context_new (
-	    _("- print the service's events until interrupted"));
-	g_autoptr(GDBusConnection) connection = NULL;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GError) error = NULL;
-	g_autoptr(JsonObject) ready = NULL;
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- print the service's events until interrupted"));
+	g_autoptr (GDBusConnection) connection = NULL;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (JsonObject) ready = NULL;
 	g_autofree char *text = NULL;
-	Monitor monitor = { NULL, FALSE };
+	Monitor monitor = {NULL, FALSE};
 	guint subscription, watch, sigint, sigterm;
 	int status = 0;
 
@@ -1018,27 +1146,46 @@ command_monitor (int argc, char **argv)
 	if (connection == NULL)
 		return status;
 	/* subscribe first: whatever happens after the ping's answer is seen */
-	subscription = g_dbus_connection_signal_subscribe (connection, HUB_NAME, NULL, NULL,
-							   HUB_PATH, NULL,
-							   G_DBUS_SIGNAL_FLAGS_NONE, on_hub_signal,
-							   &monitor, NULL);
-	reply = g_dbus_connection_call_sync (connection, HUB_NAME, HUB_PATH,
-					     "org.freedesktop.DBus.Peer", "Ping", NULL, NULL,
-					     G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+	subscription = g_dbus_connection_signal_subscribe (connection,
+							   HUB_NAME,
+							   NULL,
+							   NULL,
+							   HUB_PATH,
+							   NULL,
+							   G_DBUS_SIGNAL_FLAGS_NONE,
+							   on_hub_signal,
+							   &monitor,
+							   NULL);
+	reply = g_dbus_connection_call_sync (connection,
+					     HUB_NAME,
+					     HUB_PATH,
+					     "org.freedesktop.DBus.Peer",
+					     "Ping",
+					     NULL,
+					     NULL,
+					     G_DBUS_CALL_FLAGS_NONE,
+					     -1,
+					     NULL,
+					     &error);
 	if (reply == NULL) {
 		g_dbus_connection_signal_unsubscribe (connection, subscription);
 		return report_error (error);
 	}
 	monitor.loop = g_main_loop_new (NULL, FALSE);
-	watch = g_bus_watch_name_on_connection (connection, HUB_NAME, G_BUS_NAME_WATCHER_FLAGS_NONE,
-						on_service_appeared, on_service_vanished, &monitor,
+	watch = g_bus_watch_name_on_connection (connection,
+						HUB_NAME,
+						G_BUS_NAME_WATCHER_FLAGS_NONE,
+						on_service_appeared,
+						on_service_vanished,
+						&monitor,
 						NULL);
 	sigint = g_unix_signal_add (SIGINT, on_quit_signal, &monitor);
 	sigterm = g_unix_signal_add (SIGTERM, on_quit_signal, &monitor);
 
 	ready = event_new ("monitoring");
 	json_object_set_string_member (ready, "bus", opt_system ? "system" : "session");
-	text = g_strdup_printf (_("Monitoring %s on %s; press Ctrl+C to stop"), HUB_NAME,
+	text = g_strdup_printf (_ ("Monitoring %s on %s; press Ctrl+C to stop"),
+				HUB_NAME,
 				describe_bus ());
 	print_event (ready, text);
 
@@ -1064,36 +1211,43 @@ typedef struct {
 /* TRANSLATORS: in the synopses, translate only the uppercase placeholders (ROOM, USER, TEXT,
  * JSON, CLIENT_ID, N); command names and options stay as they are. */
 static const Command commands[] = {
-	{ "status", command_status, "status", N_("version, address, counts and counters") },
-	{ "clients", command_clients, "clients", N_("the connected clients") },
-	{ "rooms", command_rooms, "rooms", N_("the rooms and their connections") },
-	{ "members", command_members, N_("members ROOM"), N_("the users in a room") },
-	{ "broadcast", command_broadcast, N_("broadcast [--room N | --to USER] [--data JSON] TEXT"),
-	  N_("post a message from the service (from 0)") },
-	{ "disconnect", command_disconnect, N_("disconnect [--reason TEXT] CLIENT_ID"),
-	  N_("close one connection with 1008") },
-	{ "disconnect-user", command_disconnect_user, N_("disconnect-user [--reason TEXT] USER"),
-	  N_("close every connection of a user with 1008") },
-	{ "monitor", command_monitor, "monitor",
-	  N_("print events as they happen, until interrupted") },
-	{ "token", command_token, N_("token --user-id N ..."),
-	  N_("print a signed token (for development and tests)") },
+    {"status", command_status, "status", N_ ("version, address, counts and counters")},
+    {"clients", command_clients, "clients", N_ ("the connected clients")},
+    {"rooms", command_rooms, "rooms", N_ ("the rooms and their connections")},
+    {"members", command_members, N_ ("members ROOM"), N_ ("the users in a room")},
+    {"broadcast",
+     command_broadcast,
+     N_ ("broadcast [--room N | --to USER] [--data JSON] TEXT"),
+     N_ ("post a message from the service (from 0)")},
+    {"disconnect",
+     command_disconnect,
+     N_ ("disconnect [--reason TEXT] CLIENT_ID"),
+     N_ ("close one connection with 1008")},
+    {"disconnect-user",
+     command_disconnect_user,
+     N_ ("disconnect-user [--reason TEXT] USER"),
+     N_ ("close every connection of a user with 1008")},
+    {"monitor", command_monitor, "monitor", N_ ("print events as they happen, until interrupted")},
+    {"token",
+     command_token,
+     N_ ("token --user-id N ..."),
+     N_ ("print a signed token (for development and tests)")},
 };
 
 static void
 print_usage (void)
 {
 	g_print ("%s\n\n",
-		 _("Usage: chathubctl [--session | --system] [--json] COMMAND [OPTIONS]"));
-	g_print ("%s\n", _("Commands:"));
+		 _ ("Usage: chathubctl [--session | --system] [--json] COMMAND [OPTIONS]"));
+	g_print ("%s\n", _ ("Commands:"));
 	for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-		g_print ("  %s\n      %s\n", _(commands[i].synopsis), _(commands[i].summary));
+		g_print ("  %s\n      %s\n", _ (commands[i].synopsis), _ (commands[i].summary));
 	g_print ("\n%s\n%s\n%s\n",
-		 _("--session and --system choose the bus of the service (the session bus by "
-		   "default); --json prints JSON."),
-		 _("Exit status: 0 success, 1 refused by the service, 2 bad usage, 3 service not "
-		   "available, 4 permission denied."),
-		 _("Run “chathubctl COMMAND --help” for the options of a command."));
+		 _ ("--session and --system choose the bus of the service (the session bus by "
+		    "default); --json prints JSON."),
+		 _ ("Exit status: 0 success, 1 refused by the service, 2 bad usage, 3 service not "
+		    "available, 4 permission denied."),
+		 _ ("Run “chathubctl COMMAND --help” for the options of a command."));
 }
 
 int
@@ -1102,9 +1256,9 @@ main (int argc, char **argv)
 	int first = 1;
 
 	setlocale (LC_ALL, "");
-	bindtextdomain (GETTEXT_PACKAGE, g_getenv ("CHATHUB_LOCALEDIR") != NULL
-						 ? g_getenv ("CHATHUB_LOCALEDIR")
-						 : LOCALEDIR);
+	bindtextdomain (GETTEXT_PACKAGE,
+			g_getenv ("CHATHUB_LOCALEDIR") != NULL ? g_getenv ("CHATHUB_LOCALEDIR")
+							       : LOCALEDIR);
 	bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
 	textdomain (GETTEXT_PACKAGE);
 	g_set_prgname ("chathubctl");
@@ -1124,7 +1278,7 @@ main (int argc, char **argv)
 			g_print ("chathubctl %s\n", PACKAGE_VERSION);
 			return 0;
 		} else {
-			g_printerr (_("chathubctl: unknown option “%s”\n"), argv[first]);
+			g_printerr (_ ("chathubctl: unknown option “%s”\n"), argv[first]);
 			return EXIT_USAGE;
 		}
 	}
@@ -1136,6 +1290,6 @@ main (int argc, char **argv)
 		if (strcmp (argv[first], commands[i].name) == 0)
 			return commands[i].run (argc - first, argv + first);
 	}
-	g_printerr (_("chathubctl: unknown command “%s”\n"), argv[first]);
+	g_printerr (_ ("chathubctl: unknown command “%s”\n"), argv[first]);
 	return EXIT_USAGE;
 }

@@ -43,20 +43,31 @@ chd_config_free (ChdConfig *config)
 
 /* Reads an unsigned integer key if present; says which key is wrong otherwise. */
 static gboolean
-read_uint (GKeyFile *file, const char *group, const char *key, guint min, guint max, guint *out,
+read_uint (GKeyFile *file,
+	   const char *group,
+	   const char *key,
+	   guint min,
+	   guint max,
+	   guint *out,
 	   GError **error)
 {
 	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
 	guint64 value;
-	g_autoptr(GError) local = NULL;
+	g_autoptr (GError) local = NULL;
 
 	if (text == NULL)
 		return TRUE;
 	g_strstrip (text);
 	if (!g_ascii_string_to_unsigned (text, 10, min, max, &value, &local)) {
-		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _("[%s] %s: “%s” is not a whole number from %u to %u"), group, key,
-			     text, min, max);
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[%s] %s: “%s” is not a whole number from %u to %u"),
+			     group,
+			     key,
+			     text,
+			     min,
+			     max);
 		return FALSE;
 	}
 	*out = (guint) value;
@@ -76,8 +87,13 @@ read_boolean (GKeyFile *file, const char *group, const char *key, gboolean *out,
 	} else if (g_strcmp0 (text, "false") == 0) {
 		*out = FALSE;
 	} else {
-		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _("[%s] %s: “%s” is neither true nor false"), group, key, text);
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[%s] %s: “%s” is neither true nor false"),
+			     group,
+			     key,
+			     text);
 		return FALSE;
 	}
 	return TRUE;
@@ -102,7 +118,7 @@ read_key_file (const char *group, const char *key, const char *path, gboolean st
 	gsize length = 0;
 
 	if (!g_file_get_contents (path, &contents, &length, error)) {
-		g_prefix_error (error, _("[%s] %s: "), group, key);
+		g_prefix_error (error, _ ("[%s] %s: "), group, key);
 		return NULL;
 	}
 	/* a secret file written with echo ends in a newline that is not part of the secret */
@@ -111,8 +127,13 @@ read_key_file (const char *group, const char *key, const char *path, gboolean st
 	if (strip && length > 0 && contents[length - 1] == '\r')
 		length--;
 	if (length == 0) {
-		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _("[%s] %s: %s is empty"), group, key, path);
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[%s] %s: %s is empty"),
+			     group,
+			     key,
+			     path);
 		return NULL;
 	}
 	return g_bytes_new (contents, length);
@@ -121,7 +142,7 @@ read_key_file (const char *group, const char *key, const char *path, gboolean st
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error)
 {
-	g_autoptr(GKeyFile) file = g_key_file_new ();
+	g_autoptr (GKeyFile) file = g_key_file_new ();
 	g_autofree char *algorithm = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *public_key_file = NULL;
@@ -141,11 +162,19 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	config->port = port;
 	read_string (file, "server", "path", &config->path);
 	if (config->path == NULL || config->path[0] != '/') {
-		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _("[server] path: must start with “/”"));
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[server] path: must start with “/”"));
 		return FALSE;
 	}
-	if (!read_uint (file, "server", "max-connections", 0, G_MAXINT, &config->max_connections, error))
+	if (!read_uint (file,
+			"server",
+			"max-connections",
+			0,
+			G_MAXINT,
+			&config->max_connections,
+			error))
 		return FALSE;
 
 	read_string (file, "auth", "algorithm", &algorithm);
@@ -161,12 +190,28 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	if (!read_uint (file, "auth", "leeway", 0, 3600, &config->leeway, error))
 		return FALSE;
 
-	if (!read_uint (file, "limits", "max-message-size", 1, 64 * 1024 * 1024,
-			&config->max_message_size, error) ||
-	    !read_uint (file, "limits", "outbox-size", 1024, G_MAXINT, &config->outbox_size, error) ||
+	if (!read_uint (file,
+			"limits",
+			"max-message-size",
+			1,
+			64 * 1024 * 1024,
+			&config->max_message_size,
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"outbox-size",
+			1024,
+			G_MAXINT,
+			&config->outbox_size,
+			error) ||
 	    !read_uint (file, "limits", "ping-interval", 0, 86400, &config->ping_interval, error) ||
 	    !read_uint (file, "limits", "idle-timeout", 0, 86400, &config->idle_timeout, error) ||
-	    !read_uint (file, "limits", "handshake-timeout", 0, 3600, &config->handshake_timeout,
+	    !read_uint (file,
+			"limits",
+			"handshake-timeout",
+			0,
+			3600,
+			&config->handshake_timeout,
 			error))
 		return FALSE;
 
@@ -179,12 +224,15 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	if (config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
 	    config->algorithm == CHAT_TOKEN_ALGORITHM_ES256) {
 		if (public_key_file == NULL) {
-			g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
-				     _("[auth] public-key-file: required for algorithm %s"),
+			g_set_error (error,
+				     G_KEY_FILE_ERROR,
+				     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+				     _ ("[auth] public-key-file: required for algorithm %s"),
 				     chat_token_algorithm_to_string (config->algorithm));
 			return FALSE;
 		}
-		config->key = read_key_file ("auth", "public-key-file", public_key_file, FALSE, error);
+		config->key =
+		    read_key_file ("auth", "public-key-file", public_key_file, FALSE, error);
 		return config->key != NULL;
 	}
 
@@ -194,7 +242,9 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	else if (env_secret != NULL && *env_secret != '\0')
 		config->key = g_bytes_new (env_secret, strlen (env_secret));
 	else
-		g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
-			     _("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			     _ ("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
 	return config->key != NULL;
 }

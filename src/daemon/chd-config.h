@@ -32,9 +32,12 @@ typedef struct {
 	guint exit_on_idle; /* seconds; 0 = never */
 } ChdConfig;
 
-ChdConfig *chd_config_new (void);
-void chd_config_free (ChdConfig *config);
-gboolean chd_config_load (ChdConfig *config, const char *path, GError **error);
+ChdConfig *
+chd_config_new (void);
+void
+chd_config_free (ChdConfig *config);
+gboolean
+chd_config_load (ChdConfig *config, const char *path, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ChdConfig, chd_config_free)
 

@@ -67,15 +67,21 @@ static void
 log_event (const char *event, const char *text)
 {
 	/* the text is translated; CHATHUB_EVENT is the stable key tools match on */
-	g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "CHATHUB_EVENT", event, "MESSAGE",
-			  "%s", text);
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT",
+			  event,
+			  "MESSAGE",
+			  "%s",
+			  text);
 }
 
 static void
 on_client_registered (ChatHub *hub, ChatClient *client, ChdDaemon *self)
 {
 	g_debug ("client %s registered (user %" G_GUINT64_FORMAT ", %s)",
-		 chat_client_get_id (client), chat_client_get_user_id (client),
+		 chat_client_get_id (client),
+		 chat_client_get_user_id (client),
 		 chat_client_get_remote_address (client));
 }
 
@@ -86,7 +92,8 @@ maybe_quit (ChdDaemon *self)
 		g_main_loop_quit (self->loop);
 }
 
-static void stop (ChdDaemon *self, int exit_status);
+static void
+stop (ChdDaemon *self, int exit_status);
 
 static gboolean
 on_idle (gpointer user_data)
@@ -95,7 +102,7 @@ on_idle (gpointer user_data)
 	g_autofree char *text = NULL;
 
 	self->idle_id = 0;
-	text = g_strdup_printf (_("No client and no D-Bus call for %u seconds; exiting"),
+	text = g_strdup_printf (_ ("No client and no D-Bus call for %u seconds; exiting"),
 				self->config->exit_on_idle);
 	log_event ("idle-exit", text);
 	stop (self, 0);
@@ -159,12 +166,12 @@ stop (ChdDaemon *self, int exit_status)
 		chd_dbus_stop (self->dbus);
 	chat_server_disconnect (self->server);
 	n = chat_hub_close_all (self->hub, CHAT_CLOSE_CODE_GOING_AWAY, "server shutting down");
-	text = g_strdup_printf (ngettext ("Shutting down; closing %u client",
-					  "Shutting down; closing %u clients", n),
-				n);
+	text = g_strdup_printf (
+	    ngettext ("Shutting down; closing %u client", "Shutting down; closing %u clients", n),
+	    n);
 	log_event ("shutdown", text);
-	self->shutdown_timeout_id = g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout,
-							   self);
+	self->shutdown_timeout_id =
+	    g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout, self);
 	maybe_quit (self);
 }
 
@@ -184,13 +191,15 @@ on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
 		return;
 	if (!was_owned) {
 		/* like any other failure to start: one line, status 1 */
-		g_printerr (_("chathubd: cannot own the name %s on %s: another instance owns it, "
-			      "or the bus does not allow it\n"),
-			    CHD_DBUS_NAME, chd_dbus_describe_bus (self->config->bus_type));
+		g_printerr (_ ("chathubd: cannot own the name %s on %s: another instance owns it, "
+			       "or the bus does not allow it\n"),
+			    CHD_DBUS_NAME,
+			    chd_dbus_describe_bus (self->config->bus_type));
 		stop (self, 1);
 		return;
 	}
-	text = g_strdup_printf (_("Lost the name %s on %s; shutting down"), CHD_DBUS_NAME,
+	text = g_strdup_printf (_ ("Lost the name %s on %s; shutting down"),
+				CHD_DBUS_NAME,
 				chd_dbus_describe_bus (self->config->bus_type));
 	log_event ("dbus-name-lost", text);
 	stop (self, 0);
@@ -199,13 +208,14 @@ on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
 ChdDaemon *
 chd_daemon_new (ChdConfig *config, GError **error)
 {
-	g_autoptr(ChdDaemon) self = g_object_new (CHD_TYPE_DAEMON, NULL);
+	g_autoptr (ChdDaemon) self = g_object_new (CHD_TYPE_DAEMON, NULL);
 
 	self->config = config;
 	self->verifier = chat_token_verifier_new (config->algorithm, config->key, error);
 	if (self->verifier == NULL) {
 		/* name the key at fault, like every other configuration error */
-		g_prefix_error (error, "%s",
+		g_prefix_error (error,
+				"%s",
 				config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
 					config->algorithm == CHAT_TOKEN_ALGORITHM_ES256
 				    ? "[auth] public-key-file: "
@@ -218,19 +228,28 @@ chd_daemon_new (ChdConfig *config, GError **error)
 
 	self->hub = chat_hub_new ();
 	self->server = g_object_new (CHAT_TYPE_SERVER,
-				     "hub", self->hub,
-				     "verifier", self->verifier,
-				     "path", config->path,
-				     "max-connections", config->max_connections,
-				     "max-message-size", config->max_message_size,
-				     "outbox-size", config->outbox_size,
-				     "ping-interval", config->ping_interval,
-				     "idle-timeout", config->idle_timeout,
-				     "handshake-timeout", config->handshake_timeout,
+				     "hub",
+				     self->hub,
+				     "verifier",
+				     self->verifier,
+				     "path",
+				     config->path,
+				     "max-connections",
+				     config->max_connections,
+				     "max-message-size",
+				     config->max_message_size,
+				     "outbox-size",
+				     config->outbox_size,
+				     "ping-interval",
+				     config->ping_interval,
+				     "idle-timeout",
+				     config->idle_timeout,
+				     "handshake-timeout",
+				     config->handshake_timeout,
 				     NULL);
 	g_signal_connect (self->hub, "client-registered", G_CALLBACK (on_client_registered), self);
-	self->n_clients_id = g_signal_connect (self->hub, "notify::n-clients",
-					       G_CALLBACK (on_n_clients), self);
+	self->n_clients_id =
+	    g_signal_connect (self->hub, "notify::n-clients", G_CALLBACK (on_n_clients), self);
 	return g_steal_pointer (&self);
 }
 
@@ -245,7 +264,9 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 	self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
 	self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
 	uri = chat_server_get_uri (self->server);
-	text = g_strdup_printf (_("chathubd %s listening on %s (tokens: %s)"), PACKAGE_VERSION, uri,
+	text = g_strdup_printf (_ ("chathubd %s listening on %s (tokens: %s)"),
+				PACKAGE_VERSION,
+				uri,
 				chat_token_algorithm_to_string (self->config->algorithm));
 	log_event ("listening", text);
 
@@ -269,6 +290,6 @@ chd_daemon_run (ChdDaemon *self)
 	g_main_loop_run (self->loop);
 	/* let the last D-Bus signals out before the connection goes */
 	g_clear_object (&self->dbus);
-	log_event ("stopped", _("chathubd stopped"));
+	log_event ("stopped", _ ("chathubd stopped"));
 	return self->exit_status;
 }

@@ -13,8 +13,11 @@ G_BEGIN_DECLS
 #define CHD_TYPE_DAEMON (chd_daemon_get_type ())
 G_DECLARE_FINAL_TYPE (ChdDaemon, chd_daemon, CHD, DAEMON, GObject)
 
-ChdDaemon *chd_daemon_new (ChdConfig *config, GError **error);
-gboolean chd_daemon_start (ChdDaemon *self, GError **error);
-int chd_daemon_run (ChdDaemon *self);
+ChdDaemon *
+chd_daemon_new (ChdConfig *config, GError **error);
+gboolean
+chd_daemon_start (ChdDaemon *self, GError **error);
+int
+chd_daemon_run (ChdDaemon *self);
 
 G_END_DECLS

@@ -65,13 +65,26 @@ chd_dbus_class_init (ChdDbusClass *klass)
 	G_OBJECT_CLASS (klass)->dispose = chd_dbus_dispose;
 
 	/* a method was called: the daemon's exit-on-idle timer starts again */
-	signals[SIGNAL_ACTIVITY] = g_signal_new ("activity", G_TYPE_FROM_CLASS (klass),
-						 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						 G_TYPE_NONE, 0);
+	signals[SIGNAL_ACTIVITY] = g_signal_new ("activity",
+						 G_TYPE_FROM_CLASS (klass),
+						 G_SIGNAL_RUN_LAST,
+						 0,
+						 NULL,
+						 NULL,
+						 NULL,
+						 G_TYPE_NONE,
+						 0);
 	/* the bus name is gone, or was never ours (the argument says whether we had it) */
-	signals[SIGNAL_NAME_LOST] = g_signal_new ("name-lost", G_TYPE_FROM_CLASS (klass),
-						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						  G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+	signals[SIGNAL_NAME_LOST] = g_signal_new ("name-lost",
+						  G_TYPE_FROM_CLASS (klass),
+						  G_SIGNAL_RUN_LAST,
+						  0,
+						  NULL,
+						  NULL,
+						  NULL,
+						  G_TYPE_NONE,
+						  1,
+						  G_TYPE_BOOLEAN);
 }
 
 static void
@@ -88,7 +101,7 @@ chd_dbus_init (ChdDbus *self)
 const char *
 chd_dbus_describe_bus (GBusType bus_type)
 {
-	return bus_type == G_BUS_TYPE_SYSTEM ? _("the system bus") : _("the session bus");
+	return bus_type == G_BUS_TYPE_SYSTEM ? _ ("the system bus") : _ ("the session bus");
 }
 
 static void
@@ -178,28 +191,50 @@ refuse (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	g_autofree char *reply = NULL;
 
 	if (self->config->bus_type != G_BUS_TYPE_SYSTEM) {
-		text = g_strdup_printf (_("Refused %s from %s (uid %u): not the user running the "
-					  "service"), method, sender, uid);
-		reply = g_strdup_printf (_("%s is only allowed to the user running the service"),
+		text = g_strdup_printf (_ ("Refused %s from %s (uid %u): not the user running the "
+					   "service"),
+					method,
+					sender,
+					uid);
+		reply = g_strdup_printf (_ ("%s is only allowed to the user running the service"),
 					 method);
 	} else if (group != NULL) {
-		text = g_strdup_printf (_("Refused %s from %s (uid %u): neither root nor a member of "
-					  "group “%s”"), method, sender, uid, group);
-		reply = g_strdup_printf (_("%s is only allowed to root and to members of group "
-					   "“%s”"), method, group);
+		text =
+		    g_strdup_printf (_ ("Refused %s from %s (uid %u): neither root nor a member of "
+					"group “%s”"),
+				     method,
+				     sender,
+				     uid,
+				     group);
+		reply = g_strdup_printf (_ ("%s is only allowed to root and to members of group "
+					    "“%s”"),
+					 method,
+					 group);
 	} else {
-		text = g_strdup_printf (_("Refused %s from %s (uid %u): not root, and no "
-					  "[dbus] admin-group is configured"), method, sender, uid);
-		reply = g_strdup_printf (_("%s is only allowed to root"), method);
+		text = g_strdup_printf (_ ("Refused %s from %s (uid %u): not root, and no "
+					   "[dbus] admin-group is configured"),
+					method,
+					sender,
+					uid);
+		reply = g_strdup_printf (_ ("%s is only allowed to root"), method);
 	}
-	g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
-			  "CHATHUB_EVENT", "dbus-permission-denied",
-			  "CHATHUB_DBUS_METHOD", method,
-			  "CHATHUB_DBUS_SENDER", sender,
-			  "CHATHUB_DBUS_UID", uid_text,
-			  "MESSAGE", "%s", text);
-	g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
-						       CHAT_ERROR_PERMISSION_DENIED, reply);
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT",
+			  "dbus-permission-denied",
+			  "CHATHUB_DBUS_METHOD",
+			  method,
+			  "CHATHUB_DBUS_SENDER",
+			  sender,
+			  "CHATHUB_DBUS_UID",
+			  uid_text,
+			  "MESSAGE",
+			  "%s",
+			  text);
+	g_dbus_method_invocation_return_error_literal (invocation,
+						       CHAT_ERROR,
+						       CHAT_ERROR_PERMISSION_DENIED,
+						       reply);
 }
 
 static gboolean
@@ -216,17 +251,18 @@ may_administer (ChdDbus *self, guint32 uid)
 static void
 on_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-	g_autoptr(PrivilegedCall) call = user_data;
-	g_autoptr(GVariant) reply = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (PrivilegedCall) call = user_data;
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GError) error = NULL;
 	guint32 uid;
 
 	reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
 	if (reply == NULL) {
 		g_dbus_error_strip_remote_error (error);
-		g_dbus_method_invocation_return_error (call->invocation, CHAT_ERROR,
+		g_dbus_method_invocation_return_error (call->invocation,
+						       CHAT_ERROR,
 						       CHAT_ERROR_PERMISSION_DENIED,
-						       _("Cannot tell who is calling: %s"),
+						       _ ("Cannot tell who is calling: %s"),
 						       error->message);
 		return;
 	}
@@ -250,11 +286,18 @@ run_privileged (ChdDbus *self, GDBusMethodInvocation *invocation, PrivilegedFunc
 	call->self = g_object_ref (self);
 	call->invocation = g_object_ref (invocation);
 	call->func = func;
-	g_dbus_connection_call (self->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-				"org.freedesktop.DBus", "GetConnectionUnixUser",
+	g_dbus_connection_call (self->connection,
+				"org.freedesktop.DBus",
+				"/org/freedesktop/DBus",
+				"org.freedesktop.DBus",
+				"GetConnectionUnixUser",
 				g_variant_new ("(s)", sender),
-				G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL,
-				on_caller_uid, call);
+				G_VARIANT_TYPE ("(u)"),
+				G_DBUS_CALL_FLAGS_NONE,
+				-1,
+				NULL,
+				on_caller_uid,
+				call);
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -263,7 +306,7 @@ run_privileged (ChdDbus *self, GDBusMethodInvocation *invocation, PrivilegedFunc
 static gboolean
 handle_list_clients (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
 {
-	g_autoptr(GPtrArray) clients = chat_hub_list_clients (self->hub);
+	g_autoptr (GPtrArray) clients = chat_hub_list_clients (self->hub);
 	GVariantBuilder builder;
 
 	note_activity (self);
@@ -273,11 +316,15 @@ handle_list_clients (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDb
 		gsize n_rooms = 0;
 		g_autofree guint64 *rooms = chat_client_get_rooms (client, &n_rooms);
 
-		g_variant_builder_add (&builder, "(stx@at)", chat_client_get_id (client),
+		g_variant_builder_add (&builder,
+				       "(stx@at)",
+				       chat_client_get_id (client),
 				       chat_client_get_user_id (client),
 				       chat_client_get_connected_since (client),
-				       g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, rooms,
-								  n_rooms, sizeof (guint64)));
+				       g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64,
+								  rooms,
+								  n_rooms,
+								  sizeof (guint64)));
 	}
 	chd_hub1_complete_list_clients (skeleton, invocation, g_variant_builder_end (&builder));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -293,7 +340,9 @@ handle_list_rooms (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus
 	note_activity (self);
 	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(tu)"));
 	for (gsize i = 0; i < n_rooms; i++) {
-		g_variant_builder_add (&builder, "(tu)", rooms[i],
+		g_variant_builder_add (&builder,
+				       "(tu)",
+				       rooms[i],
 				       chat_hub_get_n_room_members (self->hub, rooms[i]));
 	}
 	chd_hub1_complete_list_rooms (skeleton, invocation, g_variant_builder_end (&builder));
@@ -314,15 +363,16 @@ handle_room_members (ChdHub1 *skeleton,
 		     guint64 room_id,
 		     ChdDbus *self)
 {
-	g_autoptr(GPtrArray) members = NULL;
-	g_autoptr(GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr (GPtrArray) members = NULL;
+	g_autoptr (GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
 	guint n = 0;
 
 	note_activity (self);
 	if (room_id == 0) {
-		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
 							       CHAT_ERROR_INVALID_ARGUMENT,
-							       _("Room ids start at 1"));
+							       _ ("Room ids start at 1"));
 		return G_DBUS_METHOD_INVOCATION_HANDLED;
 	}
 	members = chat_hub_list_room_members (self->hub, room_id);
@@ -339,10 +389,10 @@ handle_room_members (ChdHub1 *skeleton,
 		if (n == 0 || g_array_index (users, guint64, n - 1) != user_id)
 			g_array_index (users, guint64, n++) = user_id;
 	}
-	chd_hub1_complete_room_members (skeleton, invocation,
-					g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64,
-								   users->data, n,
-								   sizeof (guint64)));
+	chd_hub1_complete_room_members (
+	    skeleton,
+	    invocation,
+	    g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users->data, n, sizeof (guint64)));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -350,7 +400,8 @@ static gboolean
 handle_get_statistics (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
 {
 	note_activity (self);
-	chd_hub1_complete_get_statistics (skeleton, invocation,
+	chd_hub1_complete_get_statistics (skeleton,
+					  invocation,
 					  chat_server_get_statistics (self->server));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -374,7 +425,7 @@ parse_broadcast_options (GVariant *options,
 
 	g_variant_iter_init (&iter, options);
 	while (g_variant_iter_next (&iter, "{&sv}", &key, &next)) {
-		g_autoptr(GVariant) value = next;
+		g_autoptr (GVariant) value = next;
 		const GVariantType *wanted;
 
 		if (g_strcmp0 (key, "room_id") == 0 || g_strcmp0 (key, "to") == 0)
@@ -382,13 +433,19 @@ parse_broadcast_options (GVariant *options,
 		else if (g_strcmp0 (key, "data") == 0)
 			wanted = G_VARIANT_TYPE_STRING;
 		else {
-			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("Unknown option “%s” (known: room_id, to, data)"), key);
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("Unknown option “%s” (known: room_id, to, data)"),
+				     key);
 			return FALSE;
 		}
 		if (!g_variant_is_of_type (value, wanted)) {
-			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("Option “%s” must be of type “%s”, not “%s”"), key,
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("Option “%s” must be of type “%s”, not “%s”"),
+				     key,
 				     g_variant_type_peek_string (wanted),
 				     g_variant_get_type_string (value));
 			return FALSE;
@@ -411,9 +468,9 @@ static void
 do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 {
 	GVariant *parameters = g_dbus_method_invocation_get_parameters (invocation);
-	g_autoptr(GVariant) options = NULL;
-	g_autoptr(ChatMessage) message = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GVariant) options = NULL;
+	g_autoptr (ChatMessage) message = NULL;
+	g_autoptr (GError) error = NULL;
 	const char *content = NULL;
 	const char *data = NULL;
 	gboolean has_room = FALSE, has_to = FALSE;
@@ -428,35 +485,41 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	/* the rules of the WebSocket path (docs/protocol.md, 3.2), with its error codes */
 	if (has_room && has_to) {
 		g_dbus_method_invocation_return_error_literal (
-		    invocation, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-		    _("A message cannot have both “to” and “room_id”"));
+		    invocation,
+		    CHAT_ERROR,
+		    CHAT_ERROR_INVALID_MESSAGE,
+		    _ ("A message cannot have both “to” and “room_id”"));
 		return;
 	}
 	if ((has_room && room_id == 0) || (has_to && to == 0)) {
-		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR,
+		g_dbus_method_invocation_return_error (invocation,
+						       CHAT_ERROR,
 						       CHAT_ERROR_INVALID_MESSAGE,
-						       _("Option “%s” must be greater than 0"),
+						       _ ("Option “%s” must be greater than 0"),
 						       has_room ? "room_id" : "to");
 		return;
 	}
 	if (*content == '\0' && data == NULL) {
-		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
-							       CHAT_ERROR_INVALID_MESSAGE,
-							       _("A message needs content or data"));
+		g_dbus_method_invocation_return_error_literal (
+		    invocation,
+		    CHAT_ERROR,
+		    CHAT_ERROR_INVALID_MESSAGE,
+		    _ ("A message needs content or data"));
 		return;
 	}
 	size = strlen (content) + (data != NULL ? strlen (data) : 0);
 	if (size > self->config->max_message_size) {
-		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR,
+		g_dbus_method_invocation_return_error (invocation,
+						       CHAT_ERROR,
 						       CHAT_ERROR_INVALID_MESSAGE,
-						       _("The message is larger than the %u bytes "
-							 "clients may send"),
+						       _ ("The message is larger than the %u bytes "
+							  "clients may send"),
 						       self->config->max_message_size);
 		return;
 	}
 	message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
 	if (data != NULL && !chat_message_set_data_json (message, data, -1, &error)) {
-		g_prefix_error (&error, _("Option “data”: "));
+		g_prefix_error (&error, _ ("Option “data”: "));
 		g_dbus_method_invocation_return_gerror (invocation, error);
 		return;
 	}
@@ -483,8 +546,10 @@ check_reason (GDBusMethodInvocation *invocation, const char *reason)
 {
 	if (strlen (reason) <= MAX_REASON_BYTES)
 		return TRUE;
-	g_dbus_method_invocation_return_error (invocation, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-					       _("The reason is longer than %u bytes"),
+	g_dbus_method_invocation_return_error (invocation,
+					       CHAT_ERROR,
+					       CHAT_ERROR_INVALID_ARGUMENT,
+					       _ ("The reason is longer than %u bytes"),
 					       MAX_REASON_BYTES);
 	return FALSE;
 }
@@ -494,9 +559,11 @@ log_disconnect (ChatClient *client, guint32 uid, const char *reason)
 {
 	g_autofree char *text = NULL;
 
-	text = g_strdup_printf (_("Client %s (user %" PRIu64 ") disconnected over D-Bus "
-				  "by uid %u: %s"),
-				chat_client_get_id (client), chat_client_get_user_id (client), uid,
+	text = g_strdup_printf (_ ("Client %s (user %" PRIu64 ") disconnected over D-Bus "
+				   "by uid %u: %s"),
+				chat_client_get_id (client),
+				chat_client_get_user_id (client),
+				uid,
 				reason);
 	log_event (G_LOG_LEVEL_MESSAGE, "dbus-disconnect", text);
 }
@@ -508,14 +575,19 @@ do_disconnect (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	const char *reason = NULL;
 	ChatClient *client;
 
-	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&s&s)", &client_id,
+	g_variant_get (g_dbus_method_invocation_get_parameters (invocation),
+		       "(&s&s)",
+		       &client_id,
 		       &reason);
 	if (!check_reason (invocation, reason))
 		return;
 	client = chat_hub_lookup_client (self->hub, client_id);
 	if (client == NULL) {
-		g_dbus_method_invocation_return_error (invocation, CHAT_ERROR, CHAT_ERROR_NOT_FOUND,
-						       _("No client “%s” is connected"), client_id);
+		g_dbus_method_invocation_return_error (invocation,
+						       CHAT_ERROR,
+						       CHAT_ERROR_NOT_FOUND,
+						       _ ("No client “%s” is connected"),
+						       client_id);
 		return;
 	}
 	if (*reason == '\0')
@@ -528,16 +600,19 @@ do_disconnect (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 static void
 do_disconnect_user (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 {
-	g_autoptr(GPtrArray) clients = NULL;
+	g_autoptr (GPtrArray) clients = NULL;
 	const char *reason = NULL;
 	guint64 user_id = 0;
 
-	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(t&s)", &user_id,
+	g_variant_get (g_dbus_method_invocation_get_parameters (invocation),
+		       "(t&s)",
+		       &user_id,
 		       &reason);
 	if (user_id == 0) {
-		g_dbus_method_invocation_return_error_literal (invocation, CHAT_ERROR,
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
 							       CHAT_ERROR_INVALID_ARGUMENT,
-							       _("User ids start at 1"));
+							       _ ("User ids start at 1"));
 		return;
 	}
 	if (!check_reason (invocation, reason))
@@ -587,15 +662,18 @@ handle_disconnect_user (ChdHub1 *skeleton,
 static void
 on_client_registered (ChatHub *hub, ChatClient *client, ChdDbus *self)
 {
-	chd_hub1_emit_client_registered (self->skeleton, chat_client_get_id (client),
+	chd_hub1_emit_client_registered (self->skeleton,
+					 chat_client_get_id (client),
 					 chat_client_get_user_id (client));
 }
 
 static void
 on_client_unregistered (ChatHub *hub, ChatClient *client, guint code, ChdDbus *self)
 {
-	chd_hub1_emit_client_unregistered (self->skeleton, chat_client_get_id (client),
-					   chat_client_get_user_id (client), (guint16) code);
+	chd_hub1_emit_client_unregistered (self->skeleton,
+					   chat_client_get_id (client),
+					   chat_client_get_user_id (client),
+					   (guint16) code);
 }
 
 static void
@@ -603,7 +681,8 @@ on_broadcast (ChatHub *hub, ChatMessage *message, ChdDbus *self)
 {
 	const char *content = chat_message_get_content (message);
 
-	chd_hub1_emit_message_broadcast (self->skeleton, chat_message_get_id (message),
+	chd_hub1_emit_message_broadcast (self->skeleton,
+					 chat_message_get_id (message),
 					 chat_message_get_from (message),
 					 content != NULL ? content : "");
 }
@@ -630,7 +709,8 @@ on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_d
 	g_autofree char *text = NULL;
 
 	self->name_owned = TRUE;
-	text = g_strdup_printf (_("Owning the name %s on %s"), name,
+	text = g_strdup_printf (_ ("Owning the name %s on %s"),
+				name,
 				chd_dbus_describe_bus (self->config->bus_type));
 	log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
 }
@@ -687,7 +767,8 @@ chd_dbus_start (ChdDbus *self, GError **error)
 
 	self->connection = g_bus_get_sync (self->config->bus_type, NULL, error);
 	if (self->connection == NULL) {
-		g_prefix_error (error, _("cannot connect to %s: "),
+		g_prefix_error (error,
+				_ ("cannot connect to %s: "),
 				chd_dbus_describe_bus (self->config->bus_type));
 		return FALSE;
 	}
@@ -701,51 +782,73 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	chd_hub1_set_client_count (self->skeleton, chat_hub_get_n_clients (self->hub));
 	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (self->hub));
 
-	g_signal_connect (self->skeleton, "handle-list-clients", G_CALLBACK (handle_list_clients),
+	g_signal_connect (self->skeleton,
+			  "handle-list-clients",
+			  G_CALLBACK (handle_list_clients),
 			  self);
-	g_signal_connect (self->skeleton, "handle-list-rooms", G_CALLBACK (handle_list_rooms),
+	g_signal_connect (self->skeleton,
+			  "handle-list-rooms",
+			  G_CALLBACK (handle_list_rooms),
 			  self);
-	g_signal_connect (self->skeleton, "handle-room-members", G_CALLBACK (handle_room_members),
+	g_signal_connect (self->skeleton,
+			  "handle-room-members",
+			  G_CALLBACK (handle_room_members),
 			  self);
-	g_signal_connect (self->skeleton, "handle-get-statistics",
-			  G_CALLBACK (handle_get_statistics), self);
+	g_signal_connect (self->skeleton,
+			  "handle-get-statistics",
+			  G_CALLBACK (handle_get_statistics),
+			  self);
 	g_signal_connect (self->skeleton, "handle-broadcast", G_CALLBACK (handle_broadcast), self);
-	g_signal_connect (self->skeleton, "handle-disconnect", G_CALLBACK (handle_disconnect),
+	g_signal_connect (self->skeleton,
+			  "handle-disconnect",
+			  G_CALLBACK (handle_disconnect),
 			  self);
-	g_signal_connect (self->skeleton, "handle-disconnect-user",
-			  G_CALLBACK (handle_disconnect_user), self);
+	g_signal_connect (self->skeleton,
+			  "handle-disconnect-user",
+			  G_CALLBACK (handle_disconnect_user),
+			  self);
 
-	self->hub_handlers[0] = g_signal_connect (self->hub, "client-registered",
-						  G_CALLBACK (on_client_registered), self);
-	self->hub_handlers[1] = g_signal_connect (self->hub, "client-unregistered",
-						  G_CALLBACK (on_client_unregistered), self);
-	self->hub_handlers[2] = g_signal_connect (self->hub, "notify::n-clients",
-						  G_CALLBACK (on_n_clients), self);
-	self->hub_handlers[3] = g_signal_connect (self->hub, "notify::n-rooms",
-						  G_CALLBACK (on_n_rooms), self);
+	self->hub_handlers[0] = g_signal_connect (self->hub,
+						  "client-registered",
+						  G_CALLBACK (on_client_registered),
+						  self);
+	self->hub_handlers[1] = g_signal_connect (self->hub,
+						  "client-unregistered",
+						  G_CALLBACK (on_client_unregistered),
+						  self);
+	self->hub_handlers[2] =
+	    g_signal_connect (self->hub, "notify::n-clients", G_CALLBACK (on_n_clients), self);
+	self->hub_handlers[3] =
+	    g_signal_connect (self->hub, "notify::n-rooms", G_CALLBACK (on_n_rooms), self);
 	/* the hub skips building the signal's arguments when nobody listens */
 	if (self->config->message_signals)
-		self->hub_handlers[4] = g_signal_connect (self->hub, "broadcast",
-							  G_CALLBACK (on_broadcast), self);
+		self->hub_handlers[4] =
+		    g_signal_connect (self->hub, "broadcast", G_CALLBACK (on_broadcast), self);
 
 	if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton),
-					       self->connection, CHD_DBUS_PATH, error)) {
-		g_prefix_error (error, _("cannot export %s: "), CHD_DBUS_PATH);
+					       self->connection,
+					       CHD_DBUS_PATH,
+					       error)) {
+		g_prefix_error (error, _ ("cannot export %s: "), CHD_DBUS_PATH);
 		return FALSE;
 	}
 	if (self->config->bus_type == G_BUS_TYPE_SYSTEM && self->config->admin_group != NULL &&
 	    getgrnam (self->config->admin_group) == NULL) {
 		g_autofree char *text = NULL;
 
-		text = g_strdup_printf (_("[dbus] admin-group: there is no group “%s”; only root "
-					  "may call Broadcast, Disconnect and DisconnectUser"),
+		text = g_strdup_printf (_ ("[dbus] admin-group: there is no group “%s”; only root "
+					   "may call Broadcast, Disconnect and DisconnectUser"),
 					self->config->admin_group);
 		log_event (G_LOG_LEVEL_WARNING, "dbus-admin-group-missing", text);
 	}
 	/* no queueing: a second chathubd on the same bus gives up instead of waiting */
-	self->owner_id = g_bus_own_name_on_connection (self->connection, CHD_DBUS_NAME,
+	self->owner_id = g_bus_own_name_on_connection (self->connection,
+						       CHD_DBUS_NAME,
 						       G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
-						       on_name_acquired, on_name_lost, self, NULL);
+						       on_name_acquired,
+						       on_name_lost,
+						       self,
+						       NULL);
 	return TRUE;
 }
 

@@ -16,9 +16,13 @@ G_BEGIN_DECLS
 #define CHD_TYPE_DBUS (chd_dbus_get_type ())
 G_DECLARE_FINAL_TYPE (ChdDbus, chd_dbus, CHD, DBUS, GObject)
 
-ChdDbus *chd_dbus_new (ChatServer *server, ChdConfig *config);
-gboolean chd_dbus_start (ChdDbus *self, GError **error);
-void chd_dbus_stop (ChdDbus *self);
-const char *chd_dbus_describe_bus (GBusType bus_type);
+ChdDbus *
+chd_dbus_new (ChatServer *server, ChdConfig *config);
+gboolean
+chd_dbus_start (ChdDbus *self, GError **error);
+void
+chd_dbus_stop (ChdDbus *self);
+const char *
+chd_dbus_describe_bus (GBusType bus_type);
 
 G_END_DECLS

@@ -30,12 +30,12 @@ static char *
 find_default_config (GBusType bus_type)
 {
 	g_autofree char *user_path = NULL;
-	g_autofree char *system_path = g_build_filename (SYSCONFDIR, "chathub", "chathub.conf",
-							 NULL);
+	g_autofree char *system_path =
+	    g_build_filename (SYSCONFDIR, "chathub", "chathub.conf", NULL);
 
 	if (bus_type == G_BUS_TYPE_SESSION) {
-		user_path = g_build_filename (g_get_user_config_dir (), "chathub", "chathub.conf",
-					      NULL);
+		user_path =
+		    g_build_filename (g_get_user_config_dir (), "chathub", "chathub.conf", NULL);
 		if (g_file_test (user_path, G_FILE_TEST_EXISTS))
 			return g_steal_pointer (&user_path);
 	}
@@ -47,10 +47,10 @@ find_default_config (GBusType bus_type)
 int
 main (int argc, char **argv)
 {
-	g_autoptr(GOptionContext) context = NULL;
-	g_autoptr(GError) error = NULL;
-	g_autoptr(ChdConfig) config = NULL;
-	g_autoptr(ChdDaemon) daemon = NULL;
+	g_autoptr (GOptionContext) context = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+	g_autoptr (ChdDaemon) daemon = NULL;
 	g_autofree char *config_path = NULL;
 	g_autofree char *address = NULL;
 	int port = -1;
@@ -60,39 +60,68 @@ main (int argc, char **argv)
 	gboolean system = FALSE;
 	gboolean no_dbus = FALSE;
 	const GOptionEntry entries[] = {
-		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
-		  N_("Read the configuration from FILE"), N_("FILE") },
-		{ "address", 'a', 0, G_OPTION_ARG_STRING, &address,
-		  N_("Listen on this IP address"), N_("ADDRESS") },
-		{ "port", 'p', 0, G_OPTION_ARG_INT, &port,
-		  N_("Listen on this TCP port (0 picks a free one)"), N_("PORT") },
-		{ "session", 0, 0, G_OPTION_ARG_NONE, &session,
-		  N_("Offer the D-Bus interface on the session bus"), NULL },
-		{ "system", 0, 0, G_OPTION_ARG_NONE, &system,
-		  N_("Offer the D-Bus interface on the system bus"), NULL },
-		{ "no-dbus", 0, 0, G_OPTION_ARG_NONE, &no_dbus,
-		  N_("Stay off D-Bus (the default)"), NULL },
-		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("Log debug messages"), NULL },
-		{ "version", 0, 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"),
-		  NULL },
-		{ NULL }
-	};
+	    {"config",
+	     'c',
+	     0,
+	     G_OPTION_ARG_FILENAME,
+	     &config_path,
+	     N_ ("Read the configuration from FILE"),
+	     N_ ("FILE")},
+	    {"address",
+	     'a',
+	     0,
+	     G_OPTION_ARG_STRING,
+	     &address,
+	     N_ ("Listen on this IP address"),
+	     N_ ("ADDRESS")},
+	    {"port",
+	     'p',
+	     0,
+	     G_OPTION_ARG_INT,
+	     &port,
+	     N_ ("Listen on this TCP port (0 picks a free one)"),
+	     N_ ("PORT")},
+	    {"session",
+	     0,
+	     0,
+	     G_OPTION_ARG_NONE,
+	     &session,
+	     N_ ("Offer the D-Bus interface on the session bus"),
+	     NULL},
+	    {"system",
+	     0,
+	     0,
+	     G_OPTION_ARG_NONE,
+	     &system,
+	     N_ ("Offer the D-Bus interface on the system bus"),
+	     NULL},
+	    {"no-dbus",
+	     0,
+	     0,
+	     G_OPTION_ARG_NONE,
+	     &no_dbus,
+	     N_ ("Stay off D-Bus (the default)"),
+	     NULL},
+	    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_ ("Log debug messages"), NULL},
+	    {"version", 0, 0, G_OPTION_ARG_NONE, &version, N_ ("Print the version and exit"), NULL},
+	    {NULL}};
 
 	setlocale (LC_ALL, "");
-	bindtextdomain (GETTEXT_PACKAGE, g_getenv ("CHATHUB_LOCALEDIR") != NULL
-						 ? g_getenv ("CHATHUB_LOCALEDIR")
-						 : LOCALEDIR);
+	bindtextdomain (GETTEXT_PACKAGE,
+			g_getenv ("CHATHUB_LOCALEDIR") != NULL ? g_getenv ("CHATHUB_LOCALEDIR")
+							       : LOCALEDIR);
 	bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
 	textdomain (GETTEXT_PACKAGE);
 	g_set_prgname ("chathubd");
 
 	context = g_option_context_new (NULL);
-	g_option_context_set_summary (context, _("Real-time chat hub: a WebSocket service with "
-						 "JWT authentication, rooms and direct messages."));
+	g_option_context_set_summary (context,
+				      _ ("Real-time chat hub: a WebSocket service with "
+					 "JWT authentication, rooms and direct messages."));
 	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
 	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
 	if (!g_option_context_parse (context, &argc, &argv, &error)) {
-		g_printerr (_("chathubd: %s\n"), error->message);
+		g_printerr (_ ("chathubd: %s\n"), error->message);
 		return 2;
 	}
 	if (version) {
@@ -102,18 +131,18 @@ main (int argc, char **argv)
 	if (verbose)
 		g_log_set_debug_enabled (TRUE);
 	if (session + system + no_dbus > 1) {
-		g_printerr (_("chathubd: give only one of --session, --system and --no-dbus\n"));
+		g_printerr (_ ("chathubd: give only one of --session, --system and --no-dbus\n"));
 		return 2;
 	}
 
 	config = chd_config_new ();
-	config->bus_type = session ? G_BUS_TYPE_SESSION
+	config->bus_type = session  ? G_BUS_TYPE_SESSION
 			   : system ? G_BUS_TYPE_SYSTEM
 				    : G_BUS_TYPE_NONE;
 	if (config_path == NULL)
 		config_path = find_default_config (config->bus_type);
 	if (!chd_config_load (config, config_path, &error)) {
-		g_printerr (_("chathubd: bad configuration: %s\n"), error->message);
+		g_printerr (_ ("chathubd: bad configuration: %s\n"), error->message);
 		return 1;
 	}
 	if (address != NULL) {
@@ -121,7 +150,8 @@ main (int argc, char **argv)
 		config->address = g_steal_pointer (&address);
 	}
 	if (port < -1 || port > 65535) {
-		g_printerr (_("chathubd: bad configuration: --port: %d is not a TCP port\n"), port);
+		g_printerr (_ ("chathubd: bad configuration: --port: %d is not a TCP port\n"),
+			    port);
 		return 1;
 	}
 	if (port >= 0)
@@ -130,7 +160,7 @@ main (int argc, char **argv)
 	raise_fd_limit ();
 	daemon = chd_daemon_new (config, &error);
 	if (daemon == NULL || !chd_daemon_start (daemon, &error)) {
-		g_printerr (_("chathubd: %s\n"), error->message);
+		g_printerr (_ ("chathubd: %s\n"), error->message);
 		return 1;
 	}
 	return chd_daemon_run (daemon);

@@ -56,17 +56,24 @@ struct _ChatClient {
 	gulong handler_closed;
 };
 
-ChatClient *chat_client_new (SoupWebsocketConnection *conn,
-			     ChatOutbox *outbox,
-			     guint64 user_id,
-			     GArray *allowed_rooms,
-			     const char *remote_address,
-			     gsize outbox_budget);
-gboolean chat_client_push_frame (ChatClient *self, GBytes *frame);
-void chat_client_send_error (ChatClient *self, ChatError code, const char *text);
-void chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout);
-ChatClientRoom *chat_client_find_room (ChatClient *self, guint64 room_id);
-void chat_client_add_room (ChatClient *self, guint64 room_id, guint slot);
-void chat_client_remove_room (ChatClient *self, guint64 room_id);
+ChatClient *
+chat_client_new (SoupWebsocketConnection *conn,
+		 ChatOutbox *outbox,
+		 guint64 user_id,
+		 GArray *allowed_rooms,
+		 const char *remote_address,
+		 gsize outbox_budget);
+gboolean
+chat_client_push_frame (ChatClient *self, GBytes *frame);
+void
+chat_client_send_error (ChatClient *self, ChatError code, const char *text);
+void
+chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout);
+ChatClientRoom *
+chat_client_find_room (ChatClient *self, guint64 room_id);
+void
+chat_client_add_room (ChatClient *self, guint64 room_id, guint slot);
+void
+chat_client_remove_room (ChatClient *self, guint64 room_id);
 
 G_END_DECLS

@@ -35,7 +35,8 @@
 
 G_DEFINE_FINAL_TYPE (ChatClient, chat_client, G_TYPE_OBJECT)
 
-G_DEFINE_ENUM_TYPE (ChatCloseCode, chat_close_code,
+G_DEFINE_ENUM_TYPE (ChatCloseCode,
+		    chat_close_code,
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_NORMAL, "normal"),
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_GOING_AWAY, "going-away"),
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_UNSUPPORTED_DATA, "unsupported-data"),
@@ -44,14 +45,7 @@ G_DEFINE_ENUM_TYPE (ChatCloseCode, chat_close_code,
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_POLICY_VIOLATION, "policy-violation"),
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_TOO_BIG, "too-big"))
 
-enum {
-	PROP_0,
-	PROP_ID,
-	PROP_USER_ID,
-	PROP_CONNECTED_SINCE,
-	PROP_REMOTE_ADDRESS,
-	N_PROPS
-};
+enum { PROP_0, PROP_ID, PROP_USER_ID, PROP_CONNECTED_SINCE, PROP_REMOTE_ADDRESS, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 enum { SIGNAL_MESSAGE_RECEIVED, SIGNAL_CLOSED, N_SIGNALS };
@@ -135,8 +129,8 @@ chat_client_class_init (ChatClientClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ID] = g_param_spec_string ("id", NULL, NULL, NULL,
-					      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	props[PROP_ID] =
+	    g_param_spec_string ("id", NULL, NULL, NULL, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatClient:user-id:
 	 *
@@ -144,7 +138,12 @@ chat_client_class_init (ChatClientClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_USER_ID] = g_param_spec_uint64 ("user-id", NULL, NULL, 0, G_MAXUINT64, 0,
+	props[PROP_USER_ID] = g_param_spec_uint64 ("user-id",
+						   NULL,
+						   NULL,
+						   0,
+						   G_MAXUINT64,
+						   0,
 						   G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatClient:connected-since:
@@ -153,9 +152,14 @@ chat_client_class_init (ChatClientClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_CONNECTED_SINCE] = g_param_spec_int64 ("connected-since", NULL, NULL, 0,
-							  G_MAXINT64, 0,
-							  G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	props[PROP_CONNECTED_SINCE] =
+	    g_param_spec_int64 ("connected-since",
+				NULL,
+				NULL,
+				0,
+				G_MAXINT64,
+				0,
+				G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatClient:remote-address:
 	 *
@@ -163,9 +167,12 @@ chat_client_class_init (ChatClientClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_REMOTE_ADDRESS] = g_param_spec_string ("remote-address", NULL, NULL, NULL,
-							  G_PARAM_READABLE |
-							      G_PARAM_STATIC_STRINGS);
+	props[PROP_REMOTE_ADDRESS] =
+	    g_param_spec_string ("remote-address",
+				 NULL,
+				 NULL,
+				 NULL,
+				 G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 
 	/**
@@ -181,8 +188,13 @@ chat_client_class_init (ChatClientClass *klass)
 	signals[SIGNAL_MESSAGE_RECEIVED] = g_signal_new ("message-received",
 							 G_TYPE_FROM_CLASS (klass),
 							 G_SIGNAL_RUN_LAST,
-							 0, NULL, NULL, NULL,
-							 G_TYPE_NONE, 1, CHAT_TYPE_MESSAGE);
+							 0,
+							 NULL,
+							 NULL,
+							 NULL,
+							 G_TYPE_NONE,
+							 1,
+							 CHAT_TYPE_MESSAGE);
 	/**
 	 * ChatClient::closed:
 	 * @self: the #ChatClient
@@ -195,8 +207,13 @@ chat_client_class_init (ChatClientClass *klass)
 	signals[SIGNAL_CLOSED] = g_signal_new ("closed",
 					       G_TYPE_FROM_CLASS (klass),
 					       G_SIGNAL_RUN_LAST,
-					       0, NULL, NULL, NULL,
-					       G_TYPE_NONE, 1, G_TYPE_UINT);
+					       0,
+					       NULL,
+					       NULL,
+					       NULL,
+					       G_TYPE_NONE,
+					       1,
+					       G_TYPE_UINT);
 }
 
 static void
@@ -225,8 +242,8 @@ client_close (ChatClient *self, guint16 code, const char *reason)
 static void
 on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClient *self)
 {
-	g_autoptr(ChatMessage) message = NULL;
-	g_autoptr(GError) error = NULL;
+	g_autoptr (ChatMessage) message = NULL;
+	g_autoptr (GError) error = NULL;
 	gsize size;
 	const char *text;
 
@@ -235,7 +252,9 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 		return;
 	self->last_rx = g_get_monotonic_time ();
 	if (type != SOUP_WEBSOCKET_DATA_TEXT) {
-		client_close (self, CHAT_CLOSE_CODE_UNSUPPORTED_DATA, "binary frames are not supported");
+		client_close (self,
+			      CHAT_CLOSE_CODE_UNSUPPORTED_DATA,
+			      "binary frames are not supported");
 		return;
 	}
 	text = g_bytes_get_data (bytes, &size);
@@ -269,10 +288,26 @@ on_ws_error (SoupWebsocketConnection *conn, GError *error, ChatClient *self)
 	 * frame; send the 1009 ourselves so the peer learns why. */
 	if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG) &&
 	    !chat_limit_extension_has_refused (conn) && chat_outbox_can_send (self->outbox)) {
-		static const guint8 close_too_big[] = { 0x88, 0x11, 0x03, 0xf1, 'm', 'e', 's', 's',
-							'a',  'g',  'e',  ' ',  't', 'o', 'o', ' ',
-							'b',  'i',  'g' };
-		g_autoptr(GBytes) frame = g_bytes_new_static (close_too_big, sizeof close_too_big);
+		static const guint8 close_too_big[] = {0x88,
+						       0x11,
+						       0x03,
+						       0xf1,
+						       'm',
+						       'e',
+						       's',
+						       's',
+						       'a',
+						       'g',
+						       'e',
+						       ' ',
+						       't',
+						       'o',
+						       'o',
+						       ' ',
+						       'b',
+						       'i',
+						       'g'};
+		g_autoptr (GBytes) frame = g_bytes_new_static (close_too_big, sizeof close_too_big);
 
 		chat_outbox_push (self->outbox, frame);
 	}
@@ -313,7 +348,10 @@ chat_client_new (SoupWebsocketConnection *conn,
 	ChatClient *self = g_object_new (CHAT_TYPE_CLIENT, NULL);
 
 	/* unique per process, unguessable across restarts */
-	g_snprintf (self->id, sizeof self->id, "%08x%06" G_GINT64_MODIFIER "x", g_random_int (),
+	g_snprintf (self->id,
+		    sizeof self->id,
+		    "%08x%06" G_GINT64_MODIFIER "x",
+		    g_random_int (),
 		    ++counter);
 	self->user_id = user_id;
 	self->connected_since = g_get_real_time () / G_USEC_PER_SEC;
@@ -324,7 +362,8 @@ chat_client_new (SoupWebsocketConnection *conn,
 	self->outbox_budget = outbox_budget;
 	self->last_rx = self->last_ping = g_get_monotonic_time ();
 
-	self->handler_message = g_signal_connect (conn, "message", G_CALLBACK (on_ws_message), self);
+	self->handler_message =
+	    g_signal_connect (conn, "message", G_CALLBACK (on_ws_message), self);
 	self->handler_pong = g_signal_connect (conn, "pong", G_CALLBACK (on_ws_pong), self);
 	self->handler_error = g_signal_connect (conn, "error", G_CALLBACK (on_ws_error), self);
 	self->handler_closed = g_signal_connect (conn, "closed", G_CALLBACK (on_ws_closed), self);
@@ -345,9 +384,11 @@ chat_client_push_frame (ChatClient *self, GBytes *frame)
 	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget)
 		chat_outbox_flush_now (self->outbox);
 	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget) {
-		g_message (_("Closing client %s (user %" PRIu64 "): slow consumer, "
-			     "%zu bytes pending"),
-			   self->id, self->user_id, chat_outbox_get_pending (self->outbox));
+		g_message (_ ("Closing client %s (user %" PRIu64 "): slow consumer, "
+			      "%zu bytes pending"),
+			   self->id,
+			   self->user_id,
+			   chat_outbox_get_pending (self->outbox));
 		if (self->hub != NULL)
 			chat_hub_count_slow_consumer (self->hub);
 		chat_outbox_drop_unstarted (self->outbox);
@@ -360,9 +401,9 @@ chat_client_push_frame (ChatClient *self, GBytes *frame)
 void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 {
-	g_autoptr(ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
+	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
 	GString *builder = chat_frame_builder_new ();
-	g_autoptr(GBytes) frame = NULL;
+	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_set_code (error, chat_error_get_wire_code (code));
 	chat_message_set_content (error, text);
@@ -375,13 +416,14 @@ chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 void
 chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout)
 {
-	static const guint8 ping[] = { 0x89, 0x00 };
+	static const guint8 ping[] = {0x89, 0x00};
 
 	if (!client_is_open (self))
 		return;
 	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
-		g_message (_("Closing client %s (user %" PRIu64 "): idle timeout"),
-			   self->id, self->user_id);
+		g_message (_ ("Closing client %s (user %" PRIu64 "): idle timeout"),
+			   self->id,
+			   self->user_id);
 		if (self->hub != NULL)
 			chat_hub_count_idle_close (self->hub);
 		client_close (self, CHAT_CLOSE_CODE_GOING_AWAY, "idle timeout");
@@ -389,7 +431,7 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 	}
 	if (ping_interval > 0 && now - self->last_ping >= ping_interval) {
 		/* our own pings, from one timer for all clients instead of a source per client */
-		g_autoptr(GBytes) frame = g_bytes_new_static (ping, sizeof ping);
+		g_autoptr (GBytes) frame = g_bytes_new_static (ping, sizeof ping);
 
 		self->last_ping = now;
 		chat_outbox_push_urgent (self->outbox, frame);
@@ -635,7 +677,7 @@ gboolean
 chat_client_send (ChatClient *self, ChatMessage *message)
 {
 	GString *builder;
-	g_autoptr(GBytes) frame = NULL;
+	g_autoptr (GBytes) frame = NULL;
 
 	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
 	g_return_val_if_fail (CHAT_IS_MESSAGE (message), FALSE);

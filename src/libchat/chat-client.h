@@ -40,7 +40,8 @@ typedef enum {
 } ChatCloseCode;
 
 CHAT_AVAILABLE_IN_ALL
-GType chat_close_code_get_type (void) G_GNUC_CONST;
+GType
+chat_close_code_get_type (void) G_GNUC_CONST;
 #define CHAT_TYPE_CLOSE_CODE (chat_close_code_get_type ())
 
 #define CHAT_TYPE_CLIENT (chat_client_get_type ())
@@ -48,28 +49,40 @@ CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatClient, chat_client, CHAT, CLIENT, GObject)
 
 CHAT_AVAILABLE_IN_ALL
-const char *chat_client_get_id (ChatClient *self);
+const char *
+chat_client_get_id (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_client_get_user_id (ChatClient *self);
+guint64
+chat_client_get_user_id (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-gint64 chat_client_get_connected_since (ChatClient *self);
+gint64
+chat_client_get_connected_since (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_client_get_remote_address (ChatClient *self);
+const char *
+chat_client_get_remote_address (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-guint64 *chat_client_get_rooms (ChatClient *self, gsize *n_rooms);
+guint64 *
+chat_client_get_rooms (ChatClient *self, gsize *n_rooms);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_client_is_member (ChatClient *self, guint64 room_id);
+gboolean
+chat_client_is_member (ChatClient *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_client_may_join (ChatClient *self, guint64 room_id);
+gboolean
+chat_client_may_join (ChatClient *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_client_is_open (ChatClient *self);
+gboolean
+chat_client_is_open (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-gsize chat_client_get_pending_bytes (ChatClient *self);
+gsize
+chat_client_get_pending_bytes (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_client_get_bytes_sent (ChatClient *self);
+guint64
+chat_client_get_bytes_sent (ChatClient *self);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_client_send (ChatClient *self, ChatMessage *message);
+gboolean
+chat_client_send (ChatClient *self, ChatMessage *message);
 CHAT_AVAILABLE_IN_ALL
-void chat_client_close (ChatClient *self, guint16 code, const char *reason);
+void
+chat_client_close (ChatClient *self, guint16 code, const char *reason);
 
 G_END_DECLS

@@ -18,7 +18,8 @@
  * (`io.github.chathub.Hub1.Error.NotFound`, ...).
  */
 
-G_DEFINE_ENUM_TYPE (ChatError, chat_error,
+G_DEFINE_ENUM_TYPE (ChatError,
+		    chat_error,
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_FAILED, "failed"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_INVALID_JSON, "invalid-json"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_INVALID_MESSAGE, "invalid-message"),
@@ -32,17 +33,17 @@ G_DEFINE_ENUM_TYPE (ChatError, chat_error,
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_PERMISSION_DENIED, "permission-denied"))
 
 static const GDBusErrorEntry chat_dbus_errors[] = {
-	{ CHAT_ERROR_FAILED, "io.github.chathub.Hub1.Error.Failed" },
-	{ CHAT_ERROR_INVALID_JSON, "io.github.chathub.Hub1.Error.InvalidJson" },
-	{ CHAT_ERROR_INVALID_MESSAGE, "io.github.chathub.Hub1.Error.InvalidMessage" },
-	{ CHAT_ERROR_UNKNOWN_TYPE, "io.github.chathub.Hub1.Error.UnknownType" },
-	{ CHAT_ERROR_NOT_MEMBER, "io.github.chathub.Hub1.Error.NotMember" },
-	{ CHAT_ERROR_FORBIDDEN, "io.github.chathub.Hub1.Error.Forbidden" },
-	{ CHAT_ERROR_USER_OFFLINE, "io.github.chathub.Hub1.Error.UserOffline" },
-	{ CHAT_ERROR_INVALID_TOKEN, "io.github.chathub.Hub1.Error.InvalidToken" },
-	{ CHAT_ERROR_NOT_FOUND, "io.github.chathub.Hub1.Error.NotFound" },
-	{ CHAT_ERROR_INVALID_ARGUMENT, "io.github.chathub.Hub1.Error.InvalidArgument" },
-	{ CHAT_ERROR_PERMISSION_DENIED, "io.github.chathub.Hub1.Error.PermissionDenied" },
+    {CHAT_ERROR_FAILED, "io.github.chathub.Hub1.Error.Failed"},
+    {CHAT_ERROR_INVALID_JSON, "io.github.chathub.Hub1.Error.InvalidJson"},
+    {CHAT_ERROR_INVALID_MESSAGE, "io.github.chathub.Hub1.Error.InvalidMessage"},
+    {CHAT_ERROR_UNKNOWN_TYPE, "io.github.chathub.Hub1.Error.UnknownType"},
+    {CHAT_ERROR_NOT_MEMBER, "io.github.chathub.Hub1.Error.NotMember"},
+    {CHAT_ERROR_FORBIDDEN, "io.github.chathub.Hub1.Error.Forbidden"},
+    {CHAT_ERROR_USER_OFFLINE, "io.github.chathub.Hub1.Error.UserOffline"},
+    {CHAT_ERROR_INVALID_TOKEN, "io.github.chathub.Hub1.Error.InvalidToken"},
+    {CHAT_ERROR_NOT_FOUND, "io.github.chathub.Hub1.Error.NotFound"},
+    {CHAT_ERROR_INVALID_ARGUMENT, "io.github.chathub.Hub1.Error.InvalidArgument"},
+    {CHAT_ERROR_PERMISSION_DENIED, "io.github.chathub.Hub1.Error.PermissionDenied"},
 };
 
 /**

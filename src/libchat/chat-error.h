@@ -58,10 +58,13 @@ typedef enum {
 } ChatError;
 
 CHAT_AVAILABLE_IN_ALL
-GType chat_error_get_type (void) G_GNUC_CONST;
+GType
+chat_error_get_type (void) G_GNUC_CONST;
 CHAT_AVAILABLE_IN_ALL
-GQuark chat_error_quark (void);
+GQuark
+chat_error_quark (void);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_error_get_wire_code (ChatError code);
+const char *
+chat_error_get_wire_code (ChatError code);
 
 G_END_DECLS

@@ -153,9 +153,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_N_CLIENTS] = g_param_spec_uint ("n-clients", NULL, NULL, 0, G_MAXUINT, 0,
-						   G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
-						       G_PARAM_STATIC_STRINGS);
+	props[PROP_N_CLIENTS] =
+	    g_param_spec_uint ("n-clients",
+			       NULL,
+			       NULL,
+			       0,
+			       G_MAXUINT,
+			       0,
+			       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatHub:n-rooms:
 	 *
@@ -163,9 +168,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_N_ROOMS] = g_param_spec_uint ("n-rooms", NULL, NULL, 0, G_MAXUINT, 0,
-						 G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
-						     G_PARAM_STATIC_STRINGS);
+	props[PROP_N_ROOMS] =
+	    g_param_spec_uint ("n-rooms",
+			       NULL,
+			       NULL,
+			       0,
+			       G_MAXUINT,
+			       0,
+			       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 
 	/**
@@ -179,8 +189,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 */
 	signals[SIGNAL_CLIENT_REGISTERED] = g_signal_new ("client-registered",
 							  G_TYPE_FROM_CLASS (klass),
-							  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-							  G_TYPE_NONE, 1, CHAT_TYPE_CLIENT);
+							  G_SIGNAL_RUN_LAST,
+							  0,
+							  NULL,
+							  NULL,
+							  NULL,
+							  G_TYPE_NONE,
+							  1,
+							  CHAT_TYPE_CLIENT);
 	/**
 	 * ChatHub::client-unregistered:
 	 * @self: the #ChatHub
@@ -193,8 +209,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 */
 	signals[SIGNAL_CLIENT_UNREGISTERED] = g_signal_new ("client-unregistered",
 							    G_TYPE_FROM_CLASS (klass),
-							    G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-							    G_TYPE_NONE, 2, CHAT_TYPE_CLIENT,
+							    G_SIGNAL_RUN_LAST,
+							    0,
+							    NULL,
+							    NULL,
+							    NULL,
+							    G_TYPE_NONE,
+							    2,
+							    CHAT_TYPE_CLIENT,
 							    G_TYPE_UINT);
 	/**
 	 * ChatHub::broadcast:
@@ -207,8 +229,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 */
 	signals[SIGNAL_BROADCAST] = g_signal_new ("broadcast",
 						  G_TYPE_FROM_CLASS (klass),
-						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						  G_TYPE_NONE, 1, CHAT_TYPE_MESSAGE);
+						  G_SIGNAL_RUN_LAST,
+						  0,
+						  NULL,
+						  NULL,
+						  NULL,
+						  G_TYPE_NONE,
+						  1,
+						  CHAT_TYPE_MESSAGE);
 	/**
 	 * ChatHub::room-joined:
 	 * @self: the #ChatHub
@@ -221,8 +249,14 @@ chat_hub_class_init (ChatHubClass *klass)
 	 */
 	signals[SIGNAL_ROOM_JOINED] = g_signal_new ("room-joined",
 						    G_TYPE_FROM_CLASS (klass),
-						    G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						    G_TYPE_NONE, 2, CHAT_TYPE_CLIENT,
+						    G_SIGNAL_RUN_LAST,
+						    0,
+						    NULL,
+						    NULL,
+						    NULL,
+						    G_TYPE_NONE,
+						    2,
+						    CHAT_TYPE_CLIENT,
 						    G_TYPE_UINT64);
 	/**
 	 * ChatHub::room-left:
@@ -236,8 +270,15 @@ chat_hub_class_init (ChatHubClass *klass)
 	 */
 	signals[SIGNAL_ROOM_LEFT] = g_signal_new ("room-left",
 						  G_TYPE_FROM_CLASS (klass),
-						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						  G_TYPE_NONE, 2, CHAT_TYPE_CLIENT, G_TYPE_UINT64);
+						  G_SIGNAL_RUN_LAST,
+						  0,
+						  NULL,
+						  NULL,
+						  NULL,
+						  G_TYPE_NONE,
+						  2,
+						  CHAT_TYPE_CLIENT,
+						  G_TYPE_UINT64);
 }
 
 static void
@@ -245,10 +286,10 @@ chat_hub_init (ChatHub *self)
 {
 	self->clients_by_id = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_object_unref);
 	self->clients = g_ptr_array_new ();
-	self->users = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL,
-					     (GDestroyNotify) user_free);
-	self->rooms = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL,
-					     (GDestroyNotify) room_free);
+	self->users =
+	    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) user_free);
+	self->rooms =
+	    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) room_free);
 }
 
 /**
@@ -321,7 +362,7 @@ lookup_room (ChatHub *self, guint64 room_id)
 static guint
 route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 {
-	g_autoptr(GBytes) frame = build_frame (message);
+	g_autoptr (GBytes) frame = build_frame (message);
 	guint64 room_id = chat_message_get_room_id (message);
 	guint64 to = chat_message_get_to (message);
 	guint delivered = 0;
@@ -354,7 +395,7 @@ route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 static GBytes *
 build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 {
-	g_autoptr(ChatMessage) event = chat_message_new (type);
+	g_autoptr (ChatMessage) event = chat_message_new (type);
 
 	chat_message_set_room_id (event, room_id);
 	chat_message_stamp (event, 0, user_id, now_seconds ());
@@ -408,7 +449,8 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 static void
 join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 {
-	g_autoptr(GBytes) event = build_room_event (CHAT_MESSAGE_TYPE_JOIN, room_id, client->user_id);
+	g_autoptr (GBytes) event =
+	    build_room_event (CHAT_MESSAGE_TYPE_JOIN, room_id, client->user_id);
 
 	if (chat_client_find_room (client, room_id) != NULL) {
 		/* joining twice: the ack again, nothing new for the others */
@@ -423,7 +465,8 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 static void
 leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 {
-	g_autoptr(GBytes) event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
+	g_autoptr (GBytes) event =
+	    build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
 	ChatRoom *room;
 
 	room_remove (self, room_id, client);
@@ -440,8 +483,8 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 static void
 send_pong (ChatClient *client)
 {
-	g_autoptr(ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
-	g_autoptr(GBytes) frame = NULL;
+	g_autoptr (ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
+	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_stamp (pong, 0, 0, now_seconds ());
 	frame = build_frame (pong);
@@ -471,22 +514,29 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 	guint64 to = chat_message_get_to (message);
 
 	if (room_id != 0 && to != 0) {
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE,
+		refuse (client,
+			CHAT_ERROR_INVALID_MESSAGE,
 			"A message cannot have both \"to\" and \"room_id\"");
 		return;
 	}
 	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "A message needs \"content\" or \"data\"");
+		refuse (client,
+			CHAT_ERROR_INVALID_MESSAGE,
+			"A message needs \"content\" or \"data\"");
 		return;
 	}
 	if (room_id != 0 && chat_client_find_room (client, room_id) == NULL) {
-		refuse (client, CHAT_ERROR_NOT_MEMBER,
-			"You have not joined room %" G_GUINT64_FORMAT, room_id);
+		refuse (client,
+			CHAT_ERROR_NOT_MEMBER,
+			"You have not joined room %" G_GUINT64_FORMAT,
+			room_id);
 		return;
 	}
 	if (to != 0 && lookup_user (self, to) == NULL) {
-		refuse (client, CHAT_ERROR_USER_OFFLINE,
-			"User %" G_GUINT64_FORMAT " is not connected", to);
+		refuse (client,
+			CHAT_ERROR_USER_OFFLINE,
+			"User %" G_GUINT64_FORMAT " is not connected",
+			to);
 		return;
 	}
 	stamp_message (self, message, client->user_id);
@@ -509,25 +559,34 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 		break;
 	case CHAT_MESSAGE_TYPE_JOIN:
 		if (room_id == 0)
-			refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+			refuse (client,
+				CHAT_ERROR_INVALID_MESSAGE,
+				"Field \"room_id\" is required");
 		else if (!chat_client_may_join (client, room_id))
-			refuse (client, CHAT_ERROR_FORBIDDEN,
-				"Your token does not allow room %" G_GUINT64_FORMAT, room_id);
+			refuse (client,
+				CHAT_ERROR_FORBIDDEN,
+				"Your token does not allow room %" G_GUINT64_FORMAT,
+				room_id);
 		else
 			join_room (self, client, room_id);
 		break;
 	case CHAT_MESSAGE_TYPE_LEAVE:
 		if (room_id == 0)
-			refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+			refuse (client,
+				CHAT_ERROR_INVALID_MESSAGE,
+				"Field \"room_id\" is required");
 		else if (chat_client_find_room (client, room_id) == NULL)
-			refuse (client, CHAT_ERROR_NOT_MEMBER,
-				"You have not joined room %" G_GUINT64_FORMAT, room_id);
+			refuse (client,
+				CHAT_ERROR_NOT_MEMBER,
+				"You have not joined room %" G_GUINT64_FORMAT,
+				room_id);
 		else
 			leave_room (self, client, room_id, TRUE);
 		break;
 	case CHAT_MESSAGE_TYPE_ERROR:
 	default:
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE,
+		refuse (client,
+			CHAT_ERROR_INVALID_MESSAGE,
 			"Clients cannot send messages of type \"error\"");
 		break;
 	}
@@ -614,7 +673,7 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 void
 chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 {
-	g_autoptr(ChatClient) keep = NULL;
+	g_autoptr (ChatClient) keep = NULL;
 	ChatUser *user;
 	guint slot, last;
 
@@ -644,7 +703,10 @@ chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 	client->hub = NULL;
 	g_hash_table_remove (self->clients_by_id, client->id);
 
-	g_signal_emit (self, signals[SIGNAL_CLIENT_UNREGISTERED], 0, client,
+	g_signal_emit (self,
+		       signals[SIGNAL_CLIENT_UNREGISTERED],
+		       0,
+		       client,
 		       (guint) (client->closed ? client->close_code : 0));
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
 	if (!client->closed)
@@ -871,9 +933,12 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	if (!chat_client_may_join (client, room_id)) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_FORBIDDEN,
-			     _("Client %s may not join room %" PRIu64),
-			     client->id, room_id);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_FORBIDDEN,
+			     _ ("Client %s may not join room %" PRIu64),
+			     client->id,
+			     room_id);
 		return FALSE;
 	}
 	join_room (self, client, room_id);
@@ -901,8 +966,12 @@ chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError 
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	if (chat_client_find_room (client, room_id) == NULL) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_NOT_MEMBER,
-			     _("Client %s is not in room %" PRIu64), client->id, room_id);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_NOT_MEMBER,
+			     _ ("Client %s is not in room %" PRIu64),
+			     client->id,
+			     room_id);
 		return FALSE;
 	}
 	leave_room (self, client, room_id, TRUE);
@@ -913,13 +982,17 @@ static gboolean
 check_outgoing (ChatMessage *message, GError **error)
 {
 	if (chat_message_get_message_type (message) != CHAT_MESSAGE_TYPE_MESSAGE) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-				     _("Only messages of type “message” can be sent"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     _ ("Only messages of type “message” can be sent"));
 		return FALSE;
 	}
 	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-				     _("A message needs content or data"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     _ ("A message needs content or data"));
 		return FALSE;
 	}
 	return TRUE;
@@ -977,8 +1050,10 @@ chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GEr
 	g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
 	if (room_id == 0) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("Room ids start at 1"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("Room ids start at 1"));
 		return 0;
 	}
 	if (!check_outgoing (message, error))
@@ -1012,15 +1087,20 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 	g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
 	if (user_id == 0) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("User ids start at 1"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("User ids start at 1"));
 		return 0;
 	}
 	if (!check_outgoing (message, error))
 		return 0;
 	if (lookup_user (self, user_id) == NULL) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE,
-			     _("User %" PRIu64 " is not connected"), user_id);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_USER_OFFLINE,
+			     _ ("User %" PRIu64 " is not connected"),
+			     user_id);
 		return 0;
 	}
 	chat_message_set_room_id (message, 0);
@@ -1045,7 +1125,7 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 guint
 chat_hub_close_all (ChatHub *self, guint16 code, const char *reason)
 {
-	g_autoptr(GPtrArray) clients = NULL;
+	g_autoptr (GPtrArray) clients = NULL;
 
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
 

@@ -21,40 +21,58 @@ CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatHub, chat_hub, CHAT, HUB, GObject)
 
 CHAT_AVAILABLE_IN_ALL
-ChatHub *chat_hub_new (void);
+ChatHub *
+chat_hub_new (void);
 CHAT_AVAILABLE_IN_ALL
-void chat_hub_register_client (ChatHub *self, ChatClient *client);
+void
+chat_hub_register_client (ChatHub *self, ChatClient *client);
 CHAT_AVAILABLE_IN_ALL
-void chat_hub_unregister_client (ChatHub *self, ChatClient *client);
+void
+chat_hub_unregister_client (ChatHub *self, ChatClient *client);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_get_n_clients (ChatHub *self);
+guint
+chat_hub_get_n_clients (ChatHub *self);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_get_n_rooms (ChatHub *self);
+guint
+chat_hub_get_n_rooms (ChatHub *self);
 CHAT_AVAILABLE_IN_ALL
-GPtrArray *chat_hub_list_clients (ChatHub *self);
+GPtrArray *
+chat_hub_list_clients (ChatHub *self);
 CHAT_AVAILABLE_IN_ALL
-ChatClient *chat_hub_lookup_client (ChatHub *self, const char *client_id);
+ChatClient *
+chat_hub_lookup_client (ChatHub *self, const char *client_id);
 CHAT_AVAILABLE_IN_ALL
-GPtrArray *chat_hub_list_user_clients (ChatHub *self, guint64 user_id);
+GPtrArray *
+chat_hub_list_user_clients (ChatHub *self, guint64 user_id);
 CHAT_AVAILABLE_IN_ALL
-guint64 *chat_hub_list_rooms (ChatHub *self, gsize *n_rooms);
+guint64 *
+chat_hub_list_rooms (ChatHub *self, gsize *n_rooms);
 CHAT_AVAILABLE_IN_ALL
-GPtrArray *chat_hub_list_room_members (ChatHub *self, guint64 room_id);
+GPtrArray *
+chat_hub_list_room_members (ChatHub *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_get_n_room_members (ChatHub *self, guint64 room_id);
+guint
+chat_hub_get_n_room_members (ChatHub *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
+gboolean
+chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
+gboolean
+chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error);
+guint
+chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GError **error);
+guint
+chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GError **error);
+guint
+chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
-guint chat_hub_close_all (ChatHub *self, guint16 code, const char *reason);
+guint
+chat_hub_close_all (ChatHub *self, guint16 code, const char *reason);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_hub_get_messages_relayed (ChatHub *self);
+guint64
+chat_hub_get_messages_relayed (ChatHub *self);
 
 G_END_DECLS

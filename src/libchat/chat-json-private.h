@@ -15,6 +15,7 @@ G_BEGIN_DECLS
  * hex numbers and "\x" escapes; relaying any of those byte for byte would hand other clients
  * text their parsers reject. On failure, returns FALSE and an English reason (marked with
  * N_(): translate it with _() where the text is not for the wire). */
-gboolean chat_json_validate (const char *text, gsize length, const char **reason);
+gboolean
+chat_json_validate (const char *text, gsize length, const char **reason);
 
 G_END_DECLS

@@ -15,7 +15,8 @@ typedef struct {
 	const char *reason;
 } Scanner;
 
-static gboolean scan_value (Scanner *s, guint depth);
+static gboolean
+scan_value (Scanner *s, guint depth);
 
 static gboolean
 fail (Scanner *s, const char *reason)
@@ -60,7 +61,7 @@ scan_string (Scanner *s)
 			return TRUE;
 		}
 		if (c < 0x20)
-			return fail (s, N_("control character in a string"));
+			return fail (s, N_ ("control character in a string"));
 		if (c != '\\') {
 			s->p++;
 			continue;
@@ -83,28 +84,28 @@ scan_string (Scanner *s)
 
 			if (s->end - s->p < 6 || !is_hex (s->p[2]) || !is_hex (s->p[3]) ||
 			    !is_hex (s->p[4]) || !is_hex (s->p[5]))
-				return fail (s, N_("bad \\u escape"));
+				return fail (s, N_ ("bad \\u escape"));
 			unit = hex4 (s->p + 2);
 			s->p += 6;
 			if (unit >= 0xdc00 && unit <= 0xdfff)
-				return fail (s, N_("lone low surrogate"));
+				return fail (s, N_ ("lone low surrogate"));
 			if (unit >= 0xd800 && unit <= 0xdbff) {
 				if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
 				    !is_hex (s->p[2]) || !is_hex (s->p[3]) || !is_hex (s->p[4]) ||
 				    !is_hex (s->p[5]))
-					return fail (s, N_("lone high surrogate"));
+					return fail (s, N_ ("lone high surrogate"));
 				unit = hex4 (s->p + 2);
 				if (unit < 0xdc00 || unit > 0xdfff)
-					return fail (s, N_("lone high surrogate"));
+					return fail (s, N_ ("lone high surrogate"));
 				s->p += 6;
 			}
 			break;
 		}
 		default:
-			return fail (s, N_("bad escape in a string"));
+			return fail (s, N_ ("bad escape in a string"));
 		}
 	}
-	return fail (s, N_("unterminated string"));
+	return fail (s, N_ ("unterminated string"));
 }
 
 static gboolean
@@ -123,22 +124,22 @@ scan_number (Scanner *s)
 	if (*s->p == '-')
 		s->p++;
 	if (s->p >= s->end)
-		return fail (s, N_("bad number"));
+		return fail (s, N_ ("bad number"));
 	if (*s->p == '0')
 		s->p++;
 	else if (!scan_digits (s))
-		return fail (s, N_("bad number"));
+		return fail (s, N_ ("bad number"));
 	if (s->p < s->end && *s->p == '.') {
 		s->p++;
 		if (!scan_digits (s))
-			return fail (s, N_("bad number"));
+			return fail (s, N_ ("bad number"));
 	}
 	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
 		s->p++;
 		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
 			s->p++;
 		if (!scan_digits (s))
-			return fail (s, N_("bad number"));
+			return fail (s, N_ ("bad number"));
 	}
 	return TRUE;
 }
@@ -147,7 +148,7 @@ static gboolean
 scan_literal (Scanner *s, const char *word, gsize len)
 {
 	if ((gsize) (s->end - s->p) < len || memcmp (s->p, word, len) != 0)
-		return fail (s, N_("unexpected character"));
+		return fail (s, N_ ("unexpected character"));
 	s->p += len;
 	return TRUE;
 }
@@ -158,7 +159,7 @@ scan_container (Scanner *s, guint depth, gboolean object)
 	guchar close = object ? '}' : ']';
 
 	if (depth >= CHAT_JSON_MAX_DEPTH)
-		return fail (s, N_("nested too deeply"));
+		return fail (s, N_ ("nested too deeply"));
 	s->p++;
 	skip_ws (s);
 	if (s->p < s->end && *s->p == close) {
@@ -169,19 +170,19 @@ scan_container (Scanner *s, guint depth, gboolean object)
 		if (object) {
 			skip_ws (s);
 			if (s->p >= s->end || *s->p != '"')
-				return fail (s, N_("expected a member name"));
+				return fail (s, N_ ("expected a member name"));
 			if (!scan_string (s))
 				return FALSE;
 			skip_ws (s);
 			if (s->p >= s->end || *s->p != ':')
-				return fail (s, N_("expected ':'"));
+				return fail (s, N_ ("expected ':'"));
 			s->p++;
 		}
 		if (!scan_value (s, depth + 1))
 			return FALSE;
 		skip_ws (s);
 		if (s->p >= s->end)
-			return fail (s, N_("unexpected end"));
+			return fail (s, N_ ("unexpected end"));
 		if (*s->p == ',') {
 			s->p++;
 			continue;
@@ -190,7 +191,7 @@ scan_container (Scanner *s, guint depth, gboolean object)
 			s->p++;
 			return TRUE;
 		}
-		return fail (s, N_("expected ',' or a closing bracket"));
+		return fail (s, N_ ("expected ',' or a closing bracket"));
 	}
 }
 
@@ -199,7 +200,7 @@ scan_value (Scanner *s, guint depth)
 {
 	skip_ws (s);
 	if (s->p >= s->end)
-		return fail (s, N_("unexpected end"));
+		return fail (s, N_ ("unexpected end"));
 	switch (*s->p) {
 	case '{':
 		return scan_container (s, depth, TRUE);
@@ -216,19 +217,19 @@ scan_value (Scanner *s, guint depth)
 	default:
 		if (*s->p == '-' || g_ascii_isdigit (*s->p))
 			return scan_number (s);
-		return fail (s, N_("unexpected character"));
+		return fail (s, N_ ("unexpected character"));
 	}
 }
 
 gboolean
 chat_json_validate (const char *text, gsize length, const char **reason)
 {
-	Scanner s = { (const guchar *) text, (const guchar *) text + length, NULL };
+	Scanner s = {(const guchar *) text, (const guchar *) text + length, NULL};
 	gboolean valid = scan_value (&s, 0);
 
 	skip_ws (&s);
 	if (valid && s.p != s.end)
-		valid = fail (&s, N_("text after the JSON value"));
+		valid = fail (&s, N_ ("text after the JSON value"));
 	if (!valid && reason != NULL)
 		*reason = s.reason;
 	return valid;

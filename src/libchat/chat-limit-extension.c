@@ -29,7 +29,8 @@ chat_limit_extension_process_incoming (SoupWebsocketExtension *extension,
 	if (opcode == 0x2) {
 		g_bytes_unref (payload);
 		self->refused = TRUE;
-		g_set_error_literal (error, SOUP_WEBSOCKET_ERROR,
+		g_set_error_literal (error,
+				     SOUP_WEBSOCKET_ERROR,
 				     SOUP_WEBSOCKET_CLOSE_UNSUPPORTED_DATA,
 				     "binary frames are not supported");
 		return NULL;
@@ -40,7 +41,9 @@ chat_limit_extension_process_incoming (SoupWebsocketExtension *extension,
 	if (self->message_size > self->max_message_size) {
 		g_bytes_unref (payload);
 		self->refused = TRUE;
-		g_set_error_literal (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG,
+		g_set_error_literal (error,
+				     SOUP_WEBSOCKET_ERROR,
+				     SOUP_WEBSOCKET_CLOSE_TOO_BIG,
 				     "message too big");
 		return NULL;
 	}

@@ -8,9 +8,13 @@
 
 G_BEGIN_DECLS
 
-void chat_message_append_json (ChatMessage *self, GString *out);
-void chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp);
-gboolean chat_message_has_data (ChatMessage *self);
-ChatMessage *chat_message_parse (const char *text, gsize length, gboolean translate, GError **error);
+void
+chat_message_append_json (ChatMessage *self, GString *out);
+void
+chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp);
+gboolean
+chat_message_has_data (ChatMessage *self);
+ChatMessage *
+chat_message_parse (const char *text, gsize length, gboolean translate, GError **error);
 
 G_END_DECLS

@@ -51,7 +51,8 @@ struct _ChatMessage {
 
 G_DEFINE_FINAL_TYPE (ChatMessage, chat_message, G_TYPE_OBJECT)
 
-G_DEFINE_ENUM_TYPE (ChatMessageType, chat_message_type,
+G_DEFINE_ENUM_TYPE (ChatMessageType,
+		    chat_message_type,
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PING, "ping"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PONG, "pong"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_MESSAGE, "message"),
@@ -74,7 +75,7 @@ enum {
 };
 static GParamSpec *props[N_PROPS];
 
-static const char *const type_names[] = { "ping", "pong", "message", "join", "leave", "error" };
+static const char *const type_names[] = {"ping", "pong", "message", "join", "leave", "error"};
 
 /**
  * chat_message_type_to_string:
@@ -174,10 +175,7 @@ chat_message_get_property (GObject *object, guint prop_id, GValue *value, GParam
 }
 
 static void
-chat_message_set_property (GObject *object,
-			   guint prop_id,
-			   const GValue *value,
-			   GParamSpec *pspec)
+chat_message_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
 	ChatMessage *self = CHAT_MESSAGE (object);
 
@@ -242,11 +240,13 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TYPE] = g_param_spec_enum ("type", NULL, NULL,
-					      CHAT_TYPE_MESSAGE_TYPE,
-					      CHAT_MESSAGE_TYPE_MESSAGE,
-					      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
-						  G_PARAM_STATIC_STRINGS);
+	props[PROP_TYPE] =
+	    g_param_spec_enum ("type",
+			       NULL,
+			       NULL,
+			       CHAT_TYPE_MESSAGE_TYPE,
+			       CHAT_MESSAGE_TYPE_MESSAGE,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatMessage:id:
 	 *
@@ -254,7 +254,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ID] = g_param_spec_uint64 ("id", NULL, NULL, 0, G_MAXUINT64, 0,
+	props[PROP_ID] = g_param_spec_uint64 ("id",
+					      NULL,
+					      NULL,
+					      0,
+					      G_MAXUINT64,
+					      0,
 					      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						  G_PARAM_STATIC_STRINGS);
 	/**
@@ -264,7 +269,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_FROM] = g_param_spec_uint64 ("from", NULL, NULL, 0, G_MAXUINT64, 0,
+	props[PROP_FROM] = g_param_spec_uint64 ("from",
+						NULL,
+						NULL,
+						0,
+						G_MAXUINT64,
+						0,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);
 	/**
@@ -274,7 +284,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TO] = g_param_spec_uint64 ("to", NULL, NULL, 0, G_MAXUINT64, 0,
+	props[PROP_TO] = g_param_spec_uint64 ("to",
+					      NULL,
+					      NULL,
+					      0,
+					      G_MAXUINT64,
+					      0,
 					      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						  G_PARAM_STATIC_STRINGS);
 	/**
@@ -284,7 +299,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ROOM_ID] = g_param_spec_uint64 ("room-id", NULL, NULL, 0, G_MAXUINT64, 0,
+	props[PROP_ROOM_ID] = g_param_spec_uint64 ("room-id",
+						   NULL,
+						   NULL,
+						   0,
+						   G_MAXUINT64,
+						   0,
 						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						       G_PARAM_STATIC_STRINGS);
 	/**
@@ -294,7 +314,10 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_CONTENT] = g_param_spec_string ("content", NULL, NULL, NULL,
+	props[PROP_CONTENT] = g_param_spec_string ("content",
+						   NULL,
+						   NULL,
+						   NULL,
 						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						       G_PARAM_STATIC_STRINGS);
 	/**
@@ -304,7 +327,10 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_DATA] = g_param_spec_boxed ("data", NULL, NULL, JSON_TYPE_NODE,
+	props[PROP_DATA] = g_param_spec_boxed ("data",
+					       NULL,
+					       NULL,
+					       JSON_TYPE_NODE,
 					       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						   G_PARAM_STATIC_STRINGS);
 	/**
@@ -314,7 +340,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TIMESTAMP] = g_param_spec_int64 ("timestamp", NULL, NULL, 0, G_MAXINT64, 0,
+	props[PROP_TIMESTAMP] = g_param_spec_int64 ("timestamp",
+						    NULL,
+						    NULL,
+						    0,
+						    G_MAXINT64,
+						    0,
 						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							G_PARAM_STATIC_STRINGS);
 	/**
@@ -324,7 +355,10 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_CODE] = g_param_spec_string ("code", NULL, NULL, NULL,
+	props[PROP_CODE] = g_param_spec_string ("code",
+						NULL,
+						NULL,
+						NULL,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);
 
@@ -354,7 +388,7 @@ chat_message_new (ChatMessageType type)
 }
 
 /* Wire text stays English; the public API translates. */
-#define TR(text) (translate ? _(text) : (text))
+#define TR(text) (translate ? _ (text) : (text))
 
 /* Reads an optional non-negative integer member; null counts as absent. */
 static gboolean
@@ -370,12 +404,17 @@ read_uint_member (JsonObject *object,
 	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
 		return TRUE;
 	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-			     TR ("Field “%s” must be an integer"), name);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_MESSAGE,
+			     TR ("Field “%s” must be an integer"),
+			     name);
 		return FALSE;
 	}
 	if (json_node_get_int (node) < (positive ? 1 : 0)) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_MESSAGE,
 			     positive ? TR ("Field “%s” must be an integer greater than 0")
 				      : TR ("Field “%s” must not be negative"),
 			     name);
@@ -397,8 +436,11 @@ read_string_member (JsonObject *object,
 	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
 		return TRUE;
 	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-			     TR ("Field “%s” must be a string"), name);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_MESSAGE,
+			     TR ("Field “%s” must be a string"),
+			     name);
 		return FALSE;
 	}
 	g_free (*out);
@@ -491,7 +533,8 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 		p = skip_value (value, end);
 		if (p == NULL)
 			return FALSE;
-		if ((gsize) (key_end - key) == name_len + 2 && memcmp (key + 1, name, name_len) == 0) {
+		if ((gsize) (key_end - key) == name_len + 2 &&
+		    memcmp (key + 1, name, name_len) == 0) {
 			*start = value;
 			*len = p - value;
 			found = TRUE; /* keep going: json-glib keeps the last duplicate */
@@ -513,9 +556,9 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 ChatMessage *
 chat_message_parse (const char *text, gsize length, gboolean translate, GError **error)
 {
-	g_autoptr(JsonParser) parser = NULL;
-	g_autoptr(ChatMessage) self = NULL;
-	g_autoptr(GError) parse_error = NULL;
+	g_autoptr (JsonParser) parser = NULL;
+	g_autoptr (ChatMessage) self = NULL;
+	g_autoptr (GError) parse_error = NULL;
 	JsonNode *root, *node;
 	JsonObject *object;
 	ChatMessageType type;
@@ -523,7 +566,9 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	gsize raw_len;
 
 	if (length == 0) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
 				     TR ("Empty message; expected a JSON object"));
 		return NULL;
 	}
@@ -531,32 +576,47 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	/* json-glib is lenient (comments, single quotes, \x escapes); the wire is not */
 	if (!chat_json_validate (text, length, &reason)) {
 		if (translate)
-			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
-				     _(reason));
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
+				     _ ("Invalid JSON: %s"),
+				     _ (reason));
 		else
-			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
-				     "The frame is not valid JSON: %s", reason);
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
+				     "The frame is not valid JSON: %s",
+				     reason);
 		return NULL;
 	}
 	parser = json_parser_new_immutable ();
 	if (!json_parser_load_from_data (parser, text, length, &parse_error)) {
 		/* json-glib's own text is localized: the wire gets a fixed English one */
 		if (translate)
-			g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
+				     _ ("Invalid JSON: %s"),
 				     parse_error->message);
 		else
-			g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+			g_set_error_literal (error,
+					     CHAT_ERROR,
+					     CHAT_ERROR_INVALID_JSON,
 					     "The frame is not valid JSON");
 		return NULL;
 	}
 	root = json_parser_get_root (parser);
 	if (root == NULL) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
 				     TR ("Empty message; expected a JSON object"));
 		return NULL;
 	}
 	if (!JSON_NODE_HOLDS_OBJECT (root)) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("A message must be a JSON object"));
 		return NULL;
 	}
@@ -564,19 +624,26 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 
 	node = json_object_get_member (object, "type");
 	if (node == NULL) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("Field “type” is missing"));
 		return NULL;
 	}
 	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("Field “type” must be a string"));
 		return NULL;
 	}
 	type_name = json_node_get_string (node);
 	if (!message_type_from_string (type_name, &type)) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_UNKNOWN_TYPE,
-			     TR ("Unknown message type “%s”"), type_name);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_UNKNOWN_TYPE,
+			     TR ("Unknown message type “%s”"),
+			     type_name);
 		return NULL;
 	}
 
@@ -591,10 +658,14 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 
 	node = json_object_get_member (object, "timestamp");
 	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
-		if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64 ||
+		if (!JSON_NODE_HOLDS_VALUE (node) ||
+		    json_node_get_value_type (node) != G_TYPE_INT64 ||
 		    json_node_get_int (node) < 0) {
-			g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE,
-					     TR ("Field “timestamp” must be a non-negative integer"));
+			g_set_error_literal (
+			    error,
+			    CHAT_ERROR,
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    TR ("Field “timestamp” must be a non-negative integer"));
 			return NULL;
 		}
 		self->timestamp = json_node_get_int (node);
@@ -771,19 +842,19 @@ chat_message_get_message_type (ChatMessage *self)
 	return self->type;
 }
 
-#define DEFINE_UINT64_ACCESSORS(field, PROP)                                                       \
-	guint64 chat_message_get_##field (ChatMessage *self)                                       \
-	{                                                                                          \
-		g_return_val_if_fail (CHAT_IS_MESSAGE (self), 0);                                  \
-		return self->field;                                                                \
-	}                                                                                          \
-	void chat_message_set_##field (ChatMessage *self, guint64 value)                           \
-	{                                                                                          \
-		g_return_if_fail (CHAT_IS_MESSAGE (self));                                         \
-		if (self->field == value)                                                          \
-			return;                                                                    \
-		self->field = value;                                                               \
-		g_object_notify_by_pspec (G_OBJECT (self), props[PROP]);                           \
+#define DEFINE_UINT64_ACCESSORS(field, PROP)                             \
+	guint64 chat_message_get_##field (ChatMessage *self)             \
+	{                                                                \
+		g_return_val_if_fail (CHAT_IS_MESSAGE (self), 0);        \
+		return self->field;                                      \
+	}                                                                \
+	void chat_message_set_##field (ChatMessage *self, guint64 value) \
+	{                                                                \
+		g_return_if_fail (CHAT_IS_MESSAGE (self));               \
+		if (self->field == value)                                \
+			return;                                          \
+		self->field = value;                                     \
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP]); \
 	}
 
 /**
@@ -963,7 +1034,7 @@ chat_message_set_data (ChatMessage *self, JsonNode *data)
 gboolean
 chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error)
 {
-	g_autoptr(JsonNode) node = NULL;
+	g_autoptr (JsonNode) node = NULL;
 	const char *reason = NULL;
 	gsize len;
 
@@ -973,14 +1044,19 @@ chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, 
 
 	len = length < 0 ? strlen (json) : (gsize) length;
 	if (!chat_json_validate (json, len, &reason)) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON, _("Invalid JSON: %s"),
-			     reason != NULL ? _(reason) : "");
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_JSON,
+			     _ ("Invalid JSON: %s"),
+			     reason != NULL ? _ (reason) : "");
 		return FALSE;
 	}
 	node = json_from_string_len (json, len);
 	if (node == NULL) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON,
-				     _("Invalid JSON: not one value"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
+				     _ ("Invalid JSON: not one value"));
 		return FALSE;
 	}
 	clear_data (self);

@@ -37,58 +37,81 @@ typedef enum {
 } ChatMessageType;
 
 CHAT_AVAILABLE_IN_ALL
-GType chat_message_type_get_type (void) G_GNUC_CONST;
+GType
+chat_message_type_get_type (void) G_GNUC_CONST;
 #define CHAT_TYPE_MESSAGE_TYPE (chat_message_type_get_type ())
 
 CHAT_AVAILABLE_IN_ALL
-const char *chat_message_type_to_string (ChatMessageType type);
+const char *
+chat_message_type_to_string (ChatMessageType type);
 
 #define CHAT_TYPE_MESSAGE (chat_message_get_type ())
 CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatMessage, chat_message, CHAT, MESSAGE, GObject)
 
 CHAT_AVAILABLE_IN_ALL
-ChatMessage *chat_message_new (ChatMessageType type);
+ChatMessage *
+chat_message_new (ChatMessageType type);
 CHAT_AVAILABLE_IN_ALL
-ChatMessage *chat_message_new_from_json (const char *text, gssize length, GError **error);
+ChatMessage *
+chat_message_new_from_json (const char *text, gssize length, GError **error);
 CHAT_AVAILABLE_IN_ALL
-char *chat_message_to_json (ChatMessage *self, gsize *length);
+char *
+chat_message_to_json (ChatMessage *self, gsize *length);
 
 CHAT_AVAILABLE_IN_ALL
-ChatMessageType chat_message_get_message_type (ChatMessage *self);
+ChatMessageType
+chat_message_get_message_type (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_message_get_id (ChatMessage *self);
+guint64
+chat_message_get_id (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_id (ChatMessage *self, guint64 id);
+void
+chat_message_set_id (ChatMessage *self, guint64 id);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_message_get_from (ChatMessage *self);
+guint64
+chat_message_get_from (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_from (ChatMessage *self, guint64 from);
+void
+chat_message_set_from (ChatMessage *self, guint64 from);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_message_get_to (ChatMessage *self);
+guint64
+chat_message_get_to (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_to (ChatMessage *self, guint64 to);
+void
+chat_message_set_to (ChatMessage *self, guint64 to);
 CHAT_AVAILABLE_IN_ALL
-guint64 chat_message_get_room_id (ChatMessage *self);
+guint64
+chat_message_get_room_id (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_room_id (ChatMessage *self, guint64 room_id);
+void
+chat_message_set_room_id (ChatMessage *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_message_get_content (ChatMessage *self);
+const char *
+chat_message_get_content (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_content (ChatMessage *self, const char *content);
+void
+chat_message_set_content (ChatMessage *self, const char *content);
 CHAT_AVAILABLE_IN_ALL
-JsonNode *chat_message_get_data (ChatMessage *self);
+JsonNode *
+chat_message_get_data (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_data (ChatMessage *self, JsonNode *data);
+void
+chat_message_set_data (ChatMessage *self, JsonNode *data);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error);
+gboolean
+chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error);
 CHAT_AVAILABLE_IN_ALL
-gint64 chat_message_get_timestamp (ChatMessage *self);
+gint64
+chat_message_get_timestamp (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_timestamp (ChatMessage *self, gint64 timestamp);
+void
+chat_message_set_timestamp (ChatMessage *self, gint64 timestamp);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_message_get_code (ChatMessage *self);
+const char *
+chat_message_get_code (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_message_set_code (ChatMessage *self, const char *code);
+void
+chat_message_set_code (ChatMessage *self, const char *code);
 
 G_END_DECLS

@@ -34,41 +34,48 @@ struct _ChatInbox {
 	gboolean readable;  /* an edge arrived and was not consumed yet */
 };
 
-static void chat_inbox_detach (ChatInbox *self);
-static ChatInbox *chat_inbox_new (GInputStream *base, int fd, GSource *poll_source);
+static void
+chat_inbox_detach (ChatInbox *self);
+static ChatInbox *
+chat_inbox_new (GInputStream *base, int fd, GSource *poll_source);
 
 struct _ChatOutbox {
 	GOutputStream parent_instance;
 
-	GIOStream *base;     /* the stolen HTTP connection, owned; closing it closes the fd */
-	GSocket *socket;     /* owned */
-	int fd;		     /* -1 once the socket is closed: never write to a reused fd */
-	GSource *flush;	     /* owned ref on the shared ChatFlushSource */
-	ChatInbox *inbox;    /* owned: the read side handed to libsoup */
-	GBytes **ring;	     /* queued frames, oldest at ring[head] */
-	guint ring_size;     /* capacity, a power of two */
+	GIOStream *base;  /* the stolen HTTP connection, owned; closing it closes the fd */
+	GSocket *socket;  /* owned */
+	int fd;		  /* -1 once the socket is closed: never write to a reused fd */
+	GSource *flush;	  /* owned ref on the shared ChatFlushSource */
+	ChatInbox *inbox; /* owned: the read side handed to libsoup */
+	GBytes **ring;	  /* queued frames, oldest at ring[head] */
+	guint ring_size;  /* capacity, a power of two */
 	guint head;
 	guint count;
-	gsize head_offset;   /* bytes of ring[head] already written */
-	gsize pending;	     /* bytes queued and not yet written */
+	gsize head_offset; /* bytes of ring[head] already written */
+	gsize pending;	   /* bytes queued and not yet written */
 	guint64 bytes_sent;
-	GSource *writable;   /* one-shot G_IO_OUT source after a short write */
-	GSource *deadline;   /* bounds the drain of a closing connection */
-	GTask *close_task;   /* libsoup's close_async, completed once drained */
-	gboolean in_dirty;   /* listed in the flush source */
+	GSource *writable;     /* one-shot G_IO_OUT source after a short write */
+	GSource *deadline;     /* bounds the drain of a closing connection */
+	GTask *close_task;     /* libsoup's close_async, completed once drained */
+	gboolean in_dirty;     /* listed in the flush source */
 	gboolean close_queued; /* libsoup queued a close frame: nothing may follow it */
 	gboolean closing;      /* libsoup asked to close the stream */
 	gboolean dead;	       /* socket failed or closed */
 };
 
-static void chat_outbox_pollable_iface_init (GPollableOutputStreamInterface *iface);
+static void
+chat_outbox_pollable_iface_init (GPollableOutputStreamInterface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (ChatOutbox, chat_outbox, G_TYPE_OUTPUT_STREAM,
+G_DEFINE_FINAL_TYPE_WITH_CODE (ChatOutbox,
+			       chat_outbox,
+			       G_TYPE_OUTPUT_STREAM,
 			       G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_OUTPUT_STREAM,
 						      chat_outbox_pollable_iface_init))
 
-static void outbox_flush (ChatOutbox *self);
-static void outbox_finish_close (ChatOutbox *self);
+static void
+outbox_flush (ChatOutbox *self);
+static void
+outbox_finish_close (ChatOutbox *self);
 
 /* ---- the shared flush source ---------------------------------------------------------- */
 
@@ -123,10 +130,10 @@ flush_source_finalize (GSource *source)
 }
 
 static GSourceFuncs flush_source_funcs = {
-	.prepare = flush_source_prepare,
-	.check = flush_source_check,
-	.dispatch = flush_source_dispatch,
-	.finalize = flush_source_finalize,
+    .prepare = flush_source_prepare,
+    .check = flush_source_check,
+    .dispatch = flush_source_dispatch,
+    .finalize = flush_source_finalize,
 };
 
 GSource *
@@ -354,7 +361,7 @@ chat_outbox_drop_unstarted (ChatOutbox *self)
 static gboolean
 on_writable (GSocket *socket, GIOCondition condition, gpointer user_data)
 {
-	g_autoptr(ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
+	g_autoptr (ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
 
 	g_clear_pointer (&self->writable, g_source_unref);
 	outbox_flush (self);
@@ -385,7 +392,7 @@ outbox_flush (ChatOutbox *self)
 	struct iovec iov[MAX_IOV];
 
 	while (self->count > 0 && !self->dead) {
-		struct msghdr msg = { 0 };
+		struct msghdr msg = {0};
 		gsize total = 0;
 		gssize written;
 		gboolean short_write;
@@ -393,8 +400,9 @@ outbox_flush (ChatOutbox *self)
 
 		for (guint i = 0; i < n; i++) {
 			gsize size;
-			const guint8 *data = g_bytes_get_data (
-			    self->ring[(self->head + i) & (self->ring_size - 1)], &size);
+			const guint8 *data =
+			    g_bytes_get_data (self->ring[(self->head + i) & (self->ring_size - 1)],
+					      &size);
 
 			if (i == 0) {
 				data += self->head_offset;
@@ -450,7 +458,7 @@ outbox_flush (ChatOutbox *self)
 static void
 outbox_finish_close (ChatOutbox *self)
 {
-	g_autoptr(GTask) task = g_steal_pointer (&self->close_task);
+	g_autoptr (GTask) task = g_steal_pointer (&self->close_task);
 
 	if (self->inbox != NULL)
 		chat_inbox_detach (self->inbox);
@@ -484,7 +492,7 @@ outbox_finish_close (ChatOutbox *self)
 static gboolean
 on_drain_deadline (gpointer user_data)
 {
-	g_autoptr(ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
+	g_autoptr (ChatOutbox) self = g_object_ref (CHAT_OUTBOX (user_data));
 
 	g_clear_pointer (&self->deadline, g_source_unref);
 	g_debug ("outbox: peer did not take the rest of its queue in time");
@@ -520,7 +528,9 @@ outbox_write_nonblocking (GPollableOutputStream *stream,
 	ChatOutbox *self = CHAT_OUTBOX (stream);
 
 	if (self->dead || self->closing) {
-		g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
+		g_set_error_literal (error,
+				     G_IO_ERROR,
+				     G_IO_ERROR_BROKEN_PIPE,
 				     "connection closed");
 		return -1;
 	}
@@ -563,7 +573,7 @@ static GSource *
 outbox_create_source (GPollableOutputStream *stream, GCancellable *cancellable)
 {
 	/* never needed (writes always complete), but it must be a valid, ready source */
-	g_autoptr(GSource) ready = g_idle_source_new ();
+	g_autoptr (GSource) ready = g_idle_source_new ();
 
 	return g_pollable_source_new_full (stream, ready, cancellable);
 }
@@ -686,8 +696,8 @@ poll_source_finalize (GSource *source)
 }
 
 static GSourceFuncs poll_source_funcs = {
-	.dispatch = poll_source_dispatch,
-	.finalize = poll_source_finalize,
+    .dispatch = poll_source_dispatch,
+    .finalize = poll_source_finalize,
 };
 
 GSource *
@@ -700,7 +710,10 @@ chat_poll_source_new (GError **error)
 	if (epfd < 0) {
 		int saved = errno;
 
-		g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "epoll_create1: %s",
+		g_set_error (error,
+			     G_IO_ERROR,
+			     g_io_error_from_errno (saved),
+			     "epoll_create1: %s",
 			     g_strerror (saved));
 		return NULL;
 	}
@@ -743,13 +756,16 @@ inbox_source_finalize (GSource *source)
 /* No prepare or check: GLib unlocks and relocks its context around every call of those, for
  * every source, on every iteration. A ready time is all these sources need. */
 static GSourceFuncs inbox_source_funcs = {
-	.dispatch = inbox_source_dispatch,
-	.finalize = inbox_source_finalize,
+    .dispatch = inbox_source_dispatch,
+    .finalize = inbox_source_finalize,
 };
 
-static void chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface);
+static void
+chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (ChatInbox, chat_inbox, G_TYPE_INPUT_STREAM,
+G_DEFINE_FINAL_TYPE_WITH_CODE (ChatInbox,
+			       chat_inbox,
+			       G_TYPE_INPUT_STREAM,
 			       G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
 						      chat_inbox_pollable_iface_init))
 
@@ -759,7 +775,10 @@ inbox_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count,
 	ChatInbox *self = CHAT_INBOX (stream);
 
 	return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
-							  buffer, count, NULL, error);
+							 buffer,
+							 count,
+							 NULL,
+							 error);
 }
 
 static gssize
@@ -854,7 +873,7 @@ static ChatInbox *
 chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
 {
 	ChatInbox *self = g_object_new (CHAT_TYPE_INBOX, NULL);
-	struct epoll_event event = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = self };
+	struct epoll_event event = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = self};
 
 	self->base = g_object_ref (base);
 	self->poll = g_source_ref (poll_source);

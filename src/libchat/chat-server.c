@@ -116,7 +116,8 @@ enum {
 };
 static GParamSpec *props[N_PROPS];
 
-static void restart_heartbeat (ChatServer *self);
+static void
+restart_heartbeat (ChatServer *self);
 
 static void
 handshake_free (Handshake *handshake)
@@ -124,7 +125,6 @@ handshake_free (Handshake *handshake)
 	g_object_unref (handshake->socket);
 	g_free (handshake);
 }
-
 
 static void
 chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
@@ -263,8 +263,8 @@ chat_server_finalize (GObject *object)
 static void
 set_json_response (SoupServerMessage *msg, guint status, const char *error, const char *description)
 {
-	g_autoptr(JsonBuilder) builder = json_builder_new ();
-	g_autoptr(JsonNode) root = NULL;
+	g_autoptr (JsonBuilder) builder = json_builder_new ();
+	g_autoptr (JsonNode) root = NULL;
 	char *body;
 
 	json_builder_begin_object (builder);
@@ -277,15 +277,19 @@ set_json_response (SoupServerMessage *msg, guint status, const char *error, cons
 	body = json_to_string (root, FALSE);
 
 	soup_server_message_set_status (msg, status, NULL);
-	soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE, body,
+	soup_server_message_set_response (msg,
+					  "application/json",
+					  SOUP_MEMORY_TAKE,
+					  body,
 					  strlen (body));
 }
 
 static const char *
 find_token (SoupServerMessage *msg, GHashTable *query)
 {
-	const char *authorization = soup_message_headers_get_one (
-	    soup_server_message_get_request_headers (msg), "Authorization");
+	const char *authorization =
+	    soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
+					  "Authorization");
 
 	if (authorization != NULL) {
 		while (*authorization == ' ')
@@ -331,7 +335,9 @@ on_client_closed (ChatClient *client, gpointer user_data)
 	self->n_connections--;
 	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
-		 chat_client_get_id (client), chat_client_get_user_id (client), client->close_code);
+		 chat_client_get_id (client),
+		 chat_client_get_user_id (client),
+		 client->close_code);
 }
 
 static GSocket *
@@ -356,15 +362,15 @@ static void
 on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 {
 	ChatServer *self = pending->server;
-	g_autoptr(SoupServerMessage) keep = g_object_ref (msg);
-	g_autoptr(GSocket) socket = NULL;
-	g_autoptr(GIOStream) stolen = NULL;
-	g_autoptr(GIOStream) io = NULL;
-	g_autoptr(ChatOutbox) outbox = NULL;
-	g_autoptr(SoupWebsocketConnection) conn = NULL;
-	g_autoptr(ChatClient) client = NULL;
-	g_autofree char *origin = g_strdup (soup_message_headers_get_one (
-	    soup_server_message_get_request_headers (msg), "Origin"));
+	g_autoptr (SoupServerMessage) keep = g_object_ref (msg);
+	g_autoptr (GSocket) socket = NULL;
+	g_autoptr (GIOStream) stolen = NULL;
+	g_autoptr (GIOStream) io = NULL;
+	g_autoptr (ChatOutbox) outbox = NULL;
+	g_autoptr (SoupWebsocketConnection) conn = NULL;
+	g_autoptr (ChatClient) client = NULL;
+	g_autofree char *origin = g_strdup (
+	    soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Origin"));
 	GList *extensions;
 
 	if (pending->done)
@@ -374,7 +380,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	if (stolen != NULL)
 		socket = find_socket (stolen);
 	if (socket == NULL) {
-		g_warning (_("Cannot find the socket of an upgraded connection; dropping it"));
+		g_warning (_ ("Cannot find the socket of an upgraded connection; dropping it"));
 		self->n_connections--;
 		if (stolen != NULL)
 			g_io_stream_close (stolen, NULL, NULL);
@@ -387,20 +393,31 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
 	 * client's access_token in memory for the life of the connection */
-	conn = soup_websocket_connection_new (io, self->ws_uri, SOUP_WEBSOCKET_CONNECTION_SERVER,
-					      origin, NULL, extensions);
+	conn = soup_websocket_connection_new (io,
+					      self->ws_uri,
+					      SOUP_WEBSOCKET_CONNECTION_SERVER,
+					      origin,
+					      NULL,
+					      extensions);
 	/* libsoup drops frames over its cap without a close frame, so our own limit (which
 	 * answers 1009 properly) must trip first; never 0 (CVE-2026-0716) */
 	soup_websocket_connection_set_max_incoming_payload_size (
-	    conn, MAX ((guint64) self->max_message_size * 2, 128 * 1024));
+	    conn,
+	    MAX ((guint64) self->max_message_size * 2, 128 * 1024));
 
-	client = chat_client_new (conn, outbox, pending->user_id, pending->rooms,
-				  pending->remote_address, self->outbox_size);
+	client = chat_client_new (conn,
+				  outbox,
+				  pending->user_id,
+				  pending->rooms,
+				  pending->remote_address,
+				  self->outbox_size);
 	self->accepted++;
 	client->closed_func = on_client_closed;
 	client->closed_data = self;
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " connected from %s",
-		 chat_client_get_id (client), pending->user_id, pending->remote_address);
+		 chat_client_get_id (client),
+		 pending->user_id,
+		 pending->remote_address);
 	chat_hub_register_client (self->hub, client);
 }
 
@@ -414,8 +431,8 @@ handle_request (SoupServer *soup,
 	ChatServer *self = CHAT_SERVER (user_data);
 	SoupMessageHeaders *response_headers = soup_server_message_get_response_headers (msg);
 	const char *remote = soup_server_message_get_remote_host (msg);
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GArray) rooms = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GArray) rooms = NULL;
 	const char *reason = NULL;
 	guint64 user_id = 0;
 	PendingUpgrade *pending;
@@ -426,24 +443,35 @@ handle_request (SoupServer *soup,
 	}
 	if (!soup_websocket_server_check_handshake (msg, NULL, NULL, NULL, &error)) {
 		self->refused_bad_request++;
-		set_json_response (msg, SOUP_STATUS_BAD_REQUEST, "invalid_request",
+		set_json_response (msg,
+				   SOUP_STATUS_BAD_REQUEST,
+				   "invalid_request",
 				   "This endpoint only accepts WebSocket upgrade requests");
 		return;
 	}
-	if (!chat_token_verifier_check (self->verifier, find_token (msg, query), &user_id, &rooms,
-					&reason, &error)) {
+	if (!chat_token_verifier_check (self->verifier,
+					find_token (msg, query),
+					&user_id,
+					&rooms,
+					&reason,
+					&error)) {
 		self->refused_token++;
-		g_message (_("Refused a connection from %s: %s"), remote, error->message);
+		g_message (_ ("Refused a connection from %s: %s"), remote, error->message);
 		set_json_response (msg, SOUP_STATUS_UNAUTHORIZED, "invalid_token", reason);
-		soup_message_headers_replace (response_headers, "WWW-Authenticate",
+		soup_message_headers_replace (response_headers,
+					      "WWW-Authenticate",
 					      "Bearer error=\"invalid_token\"");
 		return;
 	}
 	if (self->max_connections > 0 && self->n_connections >= self->max_connections) {
 		self->refused_busy++;
-		g_message (_("Refused a connection from %s: the limit of %u connections is reached"),
-			   remote, self->max_connections);
-		set_json_response (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "server_busy",
+		g_message (
+		    _ ("Refused a connection from %s: the limit of %u connections is reached"),
+		    remote,
+		    self->max_connections);
+		set_json_response (msg,
+				   SOUP_STATUS_SERVICE_UNAVAILABLE,
+				   "server_busy",
 				   "Too many connections; try again later");
 		soup_message_headers_replace (response_headers, "Retry-After", "5");
 		return;
@@ -461,8 +489,12 @@ handle_request (SoupServer *soup,
 	pending->user_id = user_id;
 	pending->rooms = g_steal_pointer (&rooms);
 	pending->remote_address = g_strdup (remote);
-	g_signal_connect_data (msg, "wrote-informational", G_CALLBACK (on_upgraded), pending,
-			       pending_upgrade_free, 0);
+	g_signal_connect_data (msg,
+			       "wrote-informational",
+			       G_CALLBACK (on_upgraded),
+			       pending,
+			       pending_upgrade_free,
+			       0);
 }
 
 static void
@@ -470,7 +502,8 @@ on_request_started (SoupServer *soup, SoupServerMessage *msg, ChatServer *self)
 {
 	/* libsoup 3.2 leaks keep-alive connections the client closes: every answer but the
 	 * 101 closes the connection (see docs/architecture.md) */
-	soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection",
+	soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+				      "Connection",
 				      "close");
 }
 
@@ -491,7 +524,8 @@ on_heartbeat (gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
-static void start_accepting (ChatServer *self);
+static void
+start_accepting (ChatServer *self);
 
 static gboolean
 on_accept_pause_over (gpointer user_data)
@@ -511,8 +545,8 @@ pause_accepting (ChatServer *self)
 
 	if (now - self->last_fd_warning > 10 * G_USEC_PER_SEC) {
 		self->last_fd_warning = now;
-		g_warning (_("Out of file descriptors with %u connections; new connections wait "
-			     "(raise the open-file limit or lower max-connections)"),
+		g_warning (_ ("Out of file descriptors with %u connections; new connections wait "
+			      "(raise the open-file limit or lower max-connections)"),
 			   self->n_connections);
 	}
 	if (self->accept_source != NULL) {
@@ -554,11 +588,11 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 	ChatServer *self = CHAT_SERVER (user_data);
 
 	for (guint i = 0; i < ACCEPT_BATCH; i++) {
-		g_autoptr(GError) error = NULL;
-		g_autoptr(GSocket) socket = g_socket_accept (listener, NULL, &error);
-		g_autoptr(GSocketConnection) connection = NULL;
-		g_autoptr(GSocketAddress) local = NULL;
-		g_autoptr(GSocketAddress) remote = NULL;
+		g_autoptr (GError) error = NULL;
+		g_autoptr (GSocket) socket = g_socket_accept (listener, NULL, &error);
+		g_autoptr (GSocketConnection) connection = NULL;
+		g_autoptr (GSocketAddress) local = NULL;
+		g_autoptr (GSocketAddress) remote = NULL;
 
 		if (socket == NULL) {
 			if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)) {
@@ -571,11 +605,16 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 		}
 		g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, TRUE, NULL);
 		connection = g_socket_connection_factory_create_connection (socket);
-		g_object_set_qdata (G_OBJECT (g_io_stream_get_input_stream (G_IO_STREAM (connection))),
-				    socket_quark, socket);
+		g_object_set_qdata (
+		    G_OBJECT (g_io_stream_get_input_stream (G_IO_STREAM (connection))),
+		    socket_quark,
+		    socket);
 		local = g_socket_get_local_address (socket, NULL);
 		remote = g_socket_get_remote_address (socket, NULL);
-		if (!soup_server_accept_iostream (self->soup, G_IO_STREAM (connection), local, remote,
+		if (!soup_server_accept_iostream (self->soup,
+						  G_IO_STREAM (connection),
+						  local,
+						  remote,
 						  &error)) {
 			g_debug ("cannot serve a new connection: %s", error->message);
 			g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
@@ -625,7 +664,7 @@ static void
 chat_server_constructed (GObject *object)
 {
 	ChatServer *self = CHAT_SERVER (object);
-	g_autoptr(GError) error = NULL;
+	g_autoptr (GError) error = NULL;
 
 	G_OBJECT_CLASS (chat_server_parent_class)->constructed (object);
 
@@ -640,7 +679,7 @@ chat_server_constructed (GObject *object)
 	g_source_attach (self->flush_source, g_main_context_get_thread_default ());
 	self->poll_source = chat_poll_source_new (&error);
 	if (self->poll_source == NULL)
-		g_error (_("Cannot create the epoll set: %s"), error->message);
+		g_error (_ ("Cannot create the epoll set: %s"), error->message);
 	g_source_attach (self->poll_source, g_main_context_get_thread_default ());
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
@@ -668,7 +707,10 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_HUB] = g_param_spec_object ("hub", NULL, NULL, CHAT_TYPE_HUB,
+	props[PROP_HUB] = g_param_spec_object ("hub",
+					       NULL,
+					       NULL,
+					       CHAT_TYPE_HUB,
 					       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						   G_PARAM_STATIC_STRINGS);
 	/**
@@ -678,7 +720,9 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_VERIFIER] = g_param_spec_object ("verifier", NULL, NULL,
+	props[PROP_VERIFIER] = g_param_spec_object ("verifier",
+						    NULL,
+						    NULL,
 						    CHAT_TYPE_TOKEN_VERIFIER,
 						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 							G_PARAM_STATIC_STRINGS);
@@ -689,7 +733,10 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_PATH] = g_param_spec_string ("path", NULL, NULL, "/ws",
+	props[PROP_PATH] = g_param_spec_string ("path",
+						NULL,
+						NULL,
+						"/ws",
 						G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						    G_PARAM_STATIC_STRINGS);
 	/**
@@ -699,10 +746,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_MAX_CONNECTIONS] = g_param_spec_uint ("max-connections", NULL, NULL, 0,
-							 G_MAXUINT, 0,
-							 G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							     G_PARAM_STATIC_STRINGS);
+	props[PROP_MAX_CONNECTIONS] = g_param_spec_uint (
+	    "max-connections",
+	    NULL,
+	    NULL,
+	    0,
+	    G_MAXUINT,
+	    0,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:max-message-size:
 	 *
@@ -711,11 +762,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_MAX_MESSAGE_SIZE] = g_param_spec_uint ("max-message-size", NULL, NULL, 1,
-							  64 * 1024 * 1024, 64 * 1024,
-							  G_PARAM_READWRITE |
-							      G_PARAM_EXPLICIT_NOTIFY |
-							      G_PARAM_STATIC_STRINGS);
+	props[PROP_MAX_MESSAGE_SIZE] = g_param_spec_uint (
+	    "max-message-size",
+	    NULL,
+	    NULL,
+	    1,
+	    64 * 1024 * 1024,
+	    64 * 1024,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:outbox-size:
 	 *
@@ -724,8 +778,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_OUTBOX_SIZE] = g_param_spec_uint ("outbox-size", NULL, NULL, 1024,
-						     G_MAXUINT, 1024 * 1024,
+	props[PROP_OUTBOX_SIZE] = g_param_spec_uint ("outbox-size",
+						     NULL,
+						     NULL,
+						     1024,
+						     G_MAXUINT,
+						     1024 * 1024,
 						     G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							 G_PARAM_STATIC_STRINGS);
 	/**
@@ -735,7 +793,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_PING_INTERVAL] = g_param_spec_uint ("ping-interval", NULL, NULL, 0, 86400, 54,
+	props[PROP_PING_INTERVAL] = g_param_spec_uint ("ping-interval",
+						       NULL,
+						       NULL,
+						       0,
+						       86400,
+						       54,
 						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							   G_PARAM_STATIC_STRINGS);
 	/**
@@ -746,7 +809,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout", NULL, NULL, 0, 86400, 60,
+	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout",
+						      NULL,
+						      NULL,
+						      0,
+						      86400,
+						      60,
 						      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							  G_PARAM_STATIC_STRINGS);
 	/**
@@ -757,11 +825,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_HANDSHAKE_TIMEOUT] = g_param_spec_uint ("handshake-timeout", NULL, NULL, 0,
-							   3600, 10,
-							   G_PARAM_READWRITE |
-							       G_PARAM_EXPLICIT_NOTIFY |
-							       G_PARAM_STATIC_STRINGS);
+	props[PROP_HANDSHAKE_TIMEOUT] = g_param_spec_uint (
+	    "handshake-timeout",
+	    NULL,
+	    NULL,
+	    0,
+	    3600,
+	    10,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -813,10 +884,10 @@ chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier)
 gboolean
 chat_server_listen (ChatServer *self, const char *address, guint16 port, GError **error)
 {
-	g_autoptr(GInetAddress) inet = NULL;
-	g_autoptr(GSocketAddress) socket_address = NULL;
-	g_autoptr(GSocketAddress) bound = NULL;
-	g_autoptr(GSocket) socket = NULL;
+	g_autoptr (GInetAddress) inet = NULL;
+	g_autoptr (GSocketAddress) socket_address = NULL;
+	g_autoptr (GSocketAddress) bound = NULL;
+	g_autoptr (GSocket) socket = NULL;
 
 	g_return_val_if_fail (CHAT_IS_SERVER (self), FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -826,19 +897,25 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 		address = "127.0.0.1";
 	inet = g_inet_address_new_from_string (address);
 	if (inet == NULL) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-			     _("“%s” is not an IP address"), address);
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("“%s” is not an IP address"),
+			     address);
 		return FALSE;
 	}
 	socket_address = g_inet_socket_address_new (inet, port);
-	socket = g_socket_new (g_inet_address_get_family (inet), G_SOCKET_TYPE_STREAM,
-			       G_SOCKET_PROTOCOL_TCP, error);
+	socket = g_socket_new (g_inet_address_get_family (inet),
+			       G_SOCKET_TYPE_STREAM,
+			       G_SOCKET_PROTOCOL_TCP,
+			       error);
 	if (socket == NULL)
 		return FALSE;
 	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
 	g_socket_set_blocking (socket, FALSE);
-	if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error)) {
-		g_prefix_error (error, _("Cannot listen on %s port %u: "), address, port);
+	if (!g_socket_bind (socket, socket_address, TRUE, error) ||
+	    !g_socket_listen (socket, error)) {
+		g_prefix_error (error, _ ("Cannot listen on %s port %u: "), address, port);
 		return FALSE;
 	}
 	bound = g_socket_get_local_address (socket, error);
@@ -849,8 +926,8 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	self->address = g_strdup (address);
 	self->listener = g_steal_pointer (&socket);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
-	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path,
-				    NULL, NULL);
+	self->ws_uri =
+	    g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path, NULL, NULL);
 	start_accepting (self);
 	if (self->handshake_sweep_id == 0)
 		self->handshake_sweep_id = g_timeout_add_seconds (1, on_handshake_sweep, self);
@@ -1002,25 +1079,44 @@ chat_server_get_statistics (ChatServer *self)
 		bytes_sent += chat_client_get_bytes_sent (clients->pdata[i]);
 
 	g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
-	g_variant_builder_add (&builder, "{sv}", "connections-accepted",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "connections-accepted",
 			       g_variant_new_uint64 (self->accepted));
-	g_variant_builder_add (&builder, "{sv}", "refused-bad-request",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-bad-request",
 			       g_variant_new_uint64 (self->refused_bad_request));
-	g_variant_builder_add (&builder, "{sv}", "refused-token",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-token",
 			       g_variant_new_uint64 (self->refused_token));
-	g_variant_builder_add (&builder, "{sv}", "refused-busy",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-busy",
 			       g_variant_new_uint64 (self->refused_busy));
-	g_variant_builder_add (&builder, "{sv}", "connections",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "connections",
 			       g_variant_new_uint32 (self->n_connections));
-	g_variant_builder_add (&builder, "{sv}", "messages-relayed",
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "messages-relayed",
 			       g_variant_new_uint64 (chat_hub_get_messages_relayed (self->hub)));
 	g_variant_builder_add (&builder, "{sv}", "bytes-sent", g_variant_new_uint64 (bytes_sent));
-	g_variant_builder_add (&builder, "{sv}", "slow-consumer-closes",
-			       g_variant_new_uint64 (chat_hub_get_slow_consumer_closes (self->hub)));
-	g_variant_builder_add (&builder, "{sv}", "idle-closes",
+	g_variant_builder_add (
+	    &builder,
+	    "{sv}",
+	    "slow-consumer-closes",
+	    g_variant_new_uint64 (chat_hub_get_slow_consumer_closes (self->hub)));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "idle-closes",
 			       g_variant_new_uint64 (chat_hub_get_idle_closes (self->hub)));
-	g_variant_builder_add (&builder, "{sv}", "uptime",
-			       g_variant_new_uint64 ((g_get_monotonic_time () - self->started) /
-						     G_USEC_PER_SEC));
+	g_variant_builder_add (
+	    &builder,
+	    "{sv}",
+	    "uptime",
+	    g_variant_new_uint64 ((g_get_monotonic_time () - self->started) / G_USEC_PER_SEC));
 	return g_variant_builder_end (&builder);
 }

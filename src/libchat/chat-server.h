@@ -21,22 +21,31 @@ CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatServer, chat_server, CHAT, SERVER, GObject)
 
 CHAT_AVAILABLE_IN_ALL
-ChatServer *chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier);
+ChatServer *
+chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_server_listen (ChatServer *self, const char *address, guint16 port, GError **error);
+gboolean
+chat_server_listen (ChatServer *self, const char *address, guint16 port, GError **error);
 CHAT_AVAILABLE_IN_ALL
-void chat_server_disconnect (ChatServer *self);
+void
+chat_server_disconnect (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-guint16 chat_server_get_port (ChatServer *self);
+guint16
+chat_server_get_port (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-char *chat_server_get_uri (ChatServer *self);
+char *
+chat_server_get_uri (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-ChatHub *chat_server_get_hub (ChatServer *self);
+ChatHub *
+chat_server_get_hub (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-ChatTokenVerifier *chat_server_get_verifier (ChatServer *self);
+ChatTokenVerifier *
+chat_server_get_verifier (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-guint chat_server_get_n_connections (ChatServer *self);
+guint
+chat_server_get_n_connections (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
-GVariant *chat_server_get_statistics (ChatServer *self);
+GVariant *
+chat_server_get_statistics (ChatServer *self);
 
 G_END_DECLS

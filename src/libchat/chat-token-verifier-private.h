@@ -8,11 +8,12 @@
 
 G_BEGIN_DECLS
 
-gboolean chat_token_verifier_check (ChatTokenVerifier *self,
-				    const char *token,
-				    guint64 *user_id,
-				    GArray **rooms,
-				    const char **wire_reason,
-				    GError **error);
+gboolean
+chat_token_verifier_check (ChatTokenVerifier *self,
+			   const char *token,
+			   guint64 *user_id,
+			   GArray **rooms,
+			   const char **wire_reason,
+			   GError **error);
 
 G_END_DECLS

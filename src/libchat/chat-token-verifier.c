@@ -54,7 +54,8 @@ struct _ChatTokenVerifier {
 
 G_DEFINE_FINAL_TYPE (ChatTokenVerifier, chat_token_verifier, G_TYPE_OBJECT)
 
-G_DEFINE_ENUM_TYPE (ChatTokenAlgorithm, chat_token_algorithm,
+G_DEFINE_ENUM_TYPE (ChatTokenAlgorithm,
+		    chat_token_algorithm,
 		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS256, "HS256"),
 		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS384, "HS384"),
 		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_HS512, "HS512"),
@@ -68,24 +69,25 @@ static const struct {
 	const char *name;
 	jwt_alg_t jwt_alg;
 } algorithms[] = {
-	[CHAT_TOKEN_ALGORITHM_HS256] = { "HS256", JWT_ALG_HS256 },
-	[CHAT_TOKEN_ALGORITHM_HS384] = { "HS384", JWT_ALG_HS384 },
-	[CHAT_TOKEN_ALGORITHM_HS512] = { "HS512", JWT_ALG_HS512 },
-	[CHAT_TOKEN_ALGORITHM_RS256] = { "RS256", JWT_ALG_RS256 },
-	[CHAT_TOKEN_ALGORITHM_ES256] = { "ES256", JWT_ALG_ES256 },
+    [CHAT_TOKEN_ALGORITHM_HS256] = {"HS256", JWT_ALG_HS256},
+    [CHAT_TOKEN_ALGORITHM_HS384] = {"HS384", JWT_ALG_HS384},
+    [CHAT_TOKEN_ALGORITHM_HS512] = {"HS512", JWT_ALG_HS512},
+    [CHAT_TOKEN_ALGORITHM_RS256] = {"RS256", JWT_ALG_RS256},
+    [CHAT_TOKEN_ALGORITHM_ES256] = {"ES256", JWT_ALG_ES256},
 };
 
 /* Refusal reasons: English on the wire (the 401 body), translated in the GError. */
-static const char *const reason_missing = N_("No token was presented");
-static const char *const reason_malformed = N_("The token is malformed");
-static const char *const reason_algorithm = N_("The token is not signed with the configured algorithm");
-static const char *const reason_signature = N_("The token signature is invalid");
-static const char *const reason_expired = N_("The token has expired");
-static const char *const reason_not_yet = N_("The token is not valid yet");
-static const char *const reason_issuer = N_("The token issuer is not accepted");
-static const char *const reason_audience = N_("The token audience is not accepted");
-static const char *const reason_user = N_("The token carries no valid user id");
-static const char *const reason_rooms = N_("The token rooms claim is not a list of room ids");
+static const char *const reason_missing = N_ ("No token was presented");
+static const char *const reason_malformed = N_ ("The token is malformed");
+static const char *const reason_algorithm =
+    N_ ("The token is not signed with the configured algorithm");
+static const char *const reason_signature = N_ ("The token signature is invalid");
+static const char *const reason_expired = N_ ("The token has expired");
+static const char *const reason_not_yet = N_ ("The token is not valid yet");
+static const char *const reason_issuer = N_ ("The token issuer is not accepted");
+static const char *const reason_audience = N_ ("The token audience is not accepted");
+static const char *const reason_user = N_ ("The token carries no valid user id");
+static const char *const reason_rooms = N_ ("The token rooms claim is not a list of room ids");
 
 /**
  * chat_token_algorithm_from_string:
@@ -113,9 +115,12 @@ chat_token_algorithm_from_string (const char *name, ChatTokenAlgorithm *algorith
 			return TRUE;
 		}
 	}
-	g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-		     _("Unsupported token algorithm “%s” (expected HS256, HS384, HS512, RS256 or ES256)"),
-		     name);
+	g_set_error (
+	    error,
+	    CHAT_ERROR,
+	    CHAT_ERROR_INVALID_ARGUMENT,
+	    _ ("Unsupported token algorithm “%s” (expected HS256, HS384, HS512, RS256 or ES256)"),
+	    name);
 	return FALSE;
 }
 
@@ -220,11 +225,13 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ALGORITHM] = g_param_spec_enum ("algorithm", NULL, NULL,
-						   CHAT_TYPE_TOKEN_ALGORITHM,
-						   CHAT_TOKEN_ALGORITHM_HS256,
-						   G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
-						       G_PARAM_STATIC_STRINGS);
+	props[PROP_ALGORITHM] =
+	    g_param_spec_enum ("algorithm",
+			       NULL,
+			       NULL,
+			       CHAT_TYPE_TOKEN_ALGORITHM,
+			       CHAT_TOKEN_ALGORITHM_HS256,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatTokenVerifier:issuer:
 	 *
@@ -232,7 +239,10 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ISSUER] = g_param_spec_string ("issuer", NULL, NULL, NULL,
+	props[PROP_ISSUER] = g_param_spec_string ("issuer",
+						  NULL,
+						  NULL,
+						  NULL,
 						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						      G_PARAM_STATIC_STRINGS);
 	/**
@@ -242,7 +252,10 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_AUDIENCE] = g_param_spec_string ("audience", NULL, NULL, NULL,
+	props[PROP_AUDIENCE] = g_param_spec_string ("audience",
+						    NULL,
+						    NULL,
+						    NULL,
 						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							G_PARAM_STATIC_STRINGS);
 	/**
@@ -252,7 +265,12 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_LEEWAY] = g_param_spec_uint ("leeway", NULL, NULL, 0, 3600, 30,
+	props[PROP_LEEWAY] = g_param_spec_uint ("leeway",
+						NULL,
+						NULL,
+						0,
+						3600,
+						30,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);
 
@@ -319,15 +337,20 @@ chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **err
 
 	chat_i18n_init ();
 	if (g_bytes_get_size (key) == 0) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("The token key is empty"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("The token key is empty"));
 		return NULL;
 	}
 	if (!algorithm_is_hmac (algorithm) && !public_key_fits (algorithm, key)) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-			     algorithm == CHAT_TOKEN_ALGORITHM_RS256
-				 ? _("The key for RS256 must be a PEM RSA public key of at least 2048 bits")
-				 : _("The key for ES256 must be a PEM P-256 public key"));
+		g_set_error (
+		    error,
+		    CHAT_ERROR,
+		    CHAT_ERROR_INVALID_ARGUMENT,
+		    algorithm == CHAT_TOKEN_ALGORITHM_RS256
+			? _ ("The key for RS256 must be a PEM RSA public key of at least 2048 bits")
+			: _ ("The key for ES256 must be a PEM P-256 public key"));
 		return NULL;
 	}
 
@@ -584,7 +607,7 @@ audience_matches (JsonNode *aud, const char *audience)
 static GArray *
 parse_rooms (JsonNode *node)
 {
-	g_autoptr(GArray) rooms = g_array_new (FALSE, FALSE, sizeof (guint64));
+	g_autoptr (GArray) rooms = g_array_new (FALSE, FALSE, sizeof (guint64));
 	JsonArray *array;
 
 	if (!JSON_NODE_HOLDS_ARRAY (node))
@@ -607,7 +630,7 @@ refuse (const char *reason, const char **wire_reason, GError **error)
 {
 	if (wire_reason != NULL)
 		*wire_reason = reason;
-	g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN, _(reason));
+	g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN, _ (reason));
 	return FALSE;
 }
 
@@ -626,9 +649,9 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 			   const char **wire_reason,
 			   GError **error)
 {
-	__attribute__((cleanup (jwt_freep))) jwt_t *jwt = NULL;
-	g_autoptr(JsonNode) header = NULL;
-	g_autoptr(JsonNode) claims_node = NULL;
+	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
+	g_autoptr (JsonNode) header = NULL;
+	g_autoptr (JsonNode) claims_node = NULL;
 	g_autofree char *claims_json = NULL;
 	const char *dot1, *dot2, *alg;
 	JsonObject *claims;
@@ -710,7 +733,7 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 
 	node = json_object_get_member (claims, "rooms");
 	if (node != NULL) {
-		g_autoptr(GArray) allowed = parse_rooms (node);
+		g_autoptr (GArray) allowed = parse_rooms (node);
 
 		if (allowed == NULL)
 			return refuse (reason_rooms, wire_reason, error);
@@ -771,8 +794,8 @@ chat_token_verifier_verify (ChatTokenVerifier *self,
 char *
 chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, GError **error)
 {
-	__attribute__((cleanup (jwt_freep))) jwt_t *jwt = NULL;
-	g_autoptr(JsonNode) node = NULL;
+	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
+	g_autoptr (JsonNode) node = NULL;
 	g_autofree char *json = NULL;
 	char *encoded;
 	char *token;
@@ -790,14 +813,19 @@ chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, 
 			 algorithms[algorithm].jwt_alg,
 			 g_bytes_get_data (key, NULL),
 			 (int) g_bytes_get_size (key)) != 0) {
-		g_set_error_literal (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-				     _("Cannot create a token with these claims and this key"));
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("Cannot create a token with these claims and this key"));
 		return NULL;
 	}
 	encoded = jwt_encode_str (jwt);
 	if (encoded == NULL) {
-		g_set_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT,
-			     _("Cannot sign the token: %s"), g_strerror (errno));
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("Cannot sign the token: %s"),
+			     g_strerror (errno));
 		return NULL;
 	}
 	token = g_strdup (encoded);

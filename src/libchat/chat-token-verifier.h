@@ -35,49 +35,55 @@ typedef enum {
 } ChatTokenAlgorithm;
 
 CHAT_AVAILABLE_IN_ALL
-GType chat_token_algorithm_get_type (void) G_GNUC_CONST;
+GType
+chat_token_algorithm_get_type (void) G_GNUC_CONST;
 #define CHAT_TYPE_TOKEN_ALGORITHM (chat_token_algorithm_get_type ())
 
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_token_algorithm_from_string (const char *name,
-					   ChatTokenAlgorithm *algorithm,
-					   GError **error);
+gboolean
+chat_token_algorithm_from_string (const char *name, ChatTokenAlgorithm *algorithm, GError **error);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_token_algorithm_to_string (ChatTokenAlgorithm algorithm);
+const char *
+chat_token_algorithm_to_string (ChatTokenAlgorithm algorithm);
 
 #define CHAT_TYPE_TOKEN_VERIFIER (chat_token_verifier_get_type ())
 CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatTokenVerifier, chat_token_verifier, CHAT, TOKEN_VERIFIER, GObject)
 
 CHAT_AVAILABLE_IN_ALL
-ChatTokenVerifier *chat_token_verifier_new (ChatTokenAlgorithm algorithm,
-					    GBytes *key,
-					    GError **error);
+ChatTokenVerifier *
+chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **error);
 CHAT_AVAILABLE_IN_ALL
-ChatTokenAlgorithm chat_token_verifier_get_algorithm (ChatTokenVerifier *self);
+ChatTokenAlgorithm
+chat_token_verifier_get_algorithm (ChatTokenVerifier *self);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_token_verifier_get_issuer (ChatTokenVerifier *self);
+const char *
+chat_token_verifier_get_issuer (ChatTokenVerifier *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_token_verifier_set_issuer (ChatTokenVerifier *self, const char *issuer);
+void
+chat_token_verifier_set_issuer (ChatTokenVerifier *self, const char *issuer);
 CHAT_AVAILABLE_IN_ALL
-const char *chat_token_verifier_get_audience (ChatTokenVerifier *self);
+const char *
+chat_token_verifier_get_audience (ChatTokenVerifier *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_token_verifier_set_audience (ChatTokenVerifier *self, const char *audience);
+void
+chat_token_verifier_set_audience (ChatTokenVerifier *self, const char *audience);
 CHAT_AVAILABLE_IN_ALL
-guint chat_token_verifier_get_leeway (ChatTokenVerifier *self);
+guint
+chat_token_verifier_get_leeway (ChatTokenVerifier *self);
 CHAT_AVAILABLE_IN_ALL
-void chat_token_verifier_set_leeway (ChatTokenVerifier *self, guint seconds);
+void
+chat_token_verifier_set_leeway (ChatTokenVerifier *self, guint seconds);
 CHAT_AVAILABLE_IN_ALL
-gboolean chat_token_verifier_verify (ChatTokenVerifier *self,
-				     const char *token,
-				     guint64 *user_id,
-				     GArray **rooms,
-				     GError **error);
+gboolean
+chat_token_verifier_verify (ChatTokenVerifier *self,
+			    const char *token,
+			    guint64 *user_id,
+			    GArray **rooms,
+			    GError **error);
 
 CHAT_AVAILABLE_IN_ALL
-char *chat_token_sign (ChatTokenAlgorithm algorithm,
-		       GBytes *key,
-		       JsonObject *claims,
-		       GError **error);
+char *
+chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, GError **error);
 
 G_END_DECLS
