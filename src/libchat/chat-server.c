@@ -15,6 +15,7 @@
 #include "chat-error.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
+#include "chat-inbox-private.h"
 #include "chat-limit-extension-private.h"
 #include "chat-outbox-private.h"
 #include "chat-server.h"

@@ -1,0 +1,29 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* The read side of a connection under libsoup: libsoup's input source for a connection is a
+ * cheap GSource without a file descriptor, made ready by one edge-triggered epoll set per main
+ * context (the poll source). GLib's poll() would otherwise walk every connection's descriptor
+ * on every main-loop iteration. See docs/performance.md. */
+
+#define CHAT_TYPE_INBOX (chat_inbox_get_type ())
+G_DECLARE_FINAL_TYPE (ChatInbox, chat_inbox, CHAT, INBOX, GInputStream)
+
+/* One epoll set per GMainContext making every connection's input source ready. */
+GSource *
+chat_poll_source_new (GError **error);
+
+ChatInbox *
+chat_inbox_new (GInputStream *base, int fd, GSource *poll_source);
+/* Stops watching the descriptor; call before it is closed. */
+void
+chat_inbox_detach (ChatInbox *self);
+
+G_END_DECLS

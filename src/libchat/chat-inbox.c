@@ -1,0 +1,246 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "chat-inbox-private.h"
+
+struct _ChatInbox {
+	GInputStream parent_instance;
+	GInputStream *base; /* the stolen connection's buffered input, owned */
+	GSource *poll;	    /* owned ref on the ChatPollSource */
+	GSource *source;    /* (nullable) (unowned): libsoup's current input source */
+	int fd;		    /* registered in the epoll set while >= 0 */
+	gboolean readable;  /* an edge arrived and was not consumed yet */
+};
+
+typedef struct {
+	GSource source;
+	int epfd;
+	gpointer tag;
+} ChatPollSource;
+
+#define MAX_EVENTS 256
+
+static gboolean
+poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ChatPollSource *ps = (ChatPollSource *) source;
+	struct epoll_event events[MAX_EVENTS];
+	int n;
+
+	/* inputs' sources are only made ready here; they run in the next iteration */
+	do {
+		n = epoll_wait (ps->epfd, events, MAX_EVENTS, 0);
+		for (int i = 0; i < n; i++) {
+			ChatInbox *inbox = events[i].data.ptr;
+
+			inbox->readable = TRUE;
+			if (inbox->source != NULL)
+				g_source_set_ready_time (inbox->source, 0);
+		}
+	} while (n == MAX_EVENTS);
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+poll_source_finalize (GSource *source)
+{
+	close (((ChatPollSource *) source)->epfd);
+}
+
+static GSourceFuncs poll_source_funcs = {
+    .dispatch = poll_source_dispatch,
+    .finalize = poll_source_finalize,
+};
+
+GSource *
+chat_poll_source_new (GError **error)
+{
+	int epfd = epoll_create1 (EPOLL_CLOEXEC);
+	GSource *source;
+	ChatPollSource *ps;
+
+	if (epfd < 0) {
+		int saved = errno;
+
+		g_set_error (error,
+			     G_IO_ERROR,
+			     g_io_error_from_errno (saved),
+			     "epoll_create1: %s",
+			     g_strerror (saved));
+		return NULL;
+	}
+	source = g_source_new (&poll_source_funcs, sizeof (ChatPollSource));
+	ps = (ChatPollSource *) source;
+	ps->epfd = epfd;
+	ps->tag = g_source_add_unix_fd (source, epfd, G_IO_IN);
+	g_source_set_priority (source, G_PRIORITY_DEFAULT);
+	g_source_set_static_name (source, "chathub poll");
+	return source;
+}
+
+typedef struct {
+	GSource source;
+	ChatInbox *inbox; /* (nullable) (unowned) */
+} InboxSource;
+
+static gboolean
+inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ChatInbox *inbox = ((InboxSource *) source)->inbox;
+
+	g_source_set_ready_time (source, -1);
+	if (inbox == NULL || callback == NULL)
+		return G_SOURCE_REMOVE;
+	/* libsoup reads until EAGAIN, so the next edge brings the next wakeup */
+	inbox->readable = FALSE;
+	return ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
+}
+
+static void
+inbox_source_finalize (GSource *source)
+{
+	InboxSource *is = (InboxSource *) source;
+
+	if (is->inbox != NULL && is->inbox->source == source)
+		is->inbox->source = NULL;
+}
+
+/* No prepare or check: GLib unlocks and relocks its context around every call of those, for
+ * every source, on every iteration. A ready time is all these sources need. */
+static GSourceFuncs inbox_source_funcs = {
+    .dispatch = inbox_source_dispatch,
+    .finalize = inbox_source_finalize,
+};
+
+static void
+chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (ChatInbox,
+			       chat_inbox,
+			       G_TYPE_INPUT_STREAM,
+			       G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
+						      chat_inbox_pollable_iface_init))
+
+static gssize
+inbox_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count, GError **error)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+
+	return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
+							 buffer,
+							 count,
+							 NULL,
+							 error);
+}
+
+static gssize
+inbox_read_fn (GInputStream *stream,
+	       void *buffer,
+	       gsize count,
+	       GCancellable *cancellable,
+	       GError **error)
+{
+	return inbox_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), buffer, count, error);
+}
+
+static gboolean
+inbox_is_readable (GPollableInputStream *stream)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+
+	return self->readable ||
+	       g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (self->base));
+}
+
+static GSource *
+inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
+{
+	ChatInbox *self = CHAT_INBOX (stream);
+	GSource *source = g_source_new (&inbox_source_funcs, sizeof (InboxSource));
+
+	((InboxSource *) source)->inbox = self;
+	if (self->source != NULL)
+		((InboxSource *) self->source)->inbox = NULL;
+	self->source = source;
+	if (self->readable)
+		g_source_set_ready_time (source, 0);
+	return source;
+}
+
+static gboolean
+inbox_close_fn (GInputStream *stream, GCancellable *cancellable, GError **error)
+{
+	/* the socket is closed by the outbox, once the output drained */
+	return TRUE;
+}
+
+void
+chat_inbox_detach (ChatInbox *self)
+{
+	if (self->fd >= 0) {
+		epoll_ctl (((ChatPollSource *) self->poll)->epfd, EPOLL_CTL_DEL, self->fd, NULL);
+		self->fd = -1;
+	}
+}
+
+static void
+chat_inbox_finalize (GObject *object)
+{
+	ChatInbox *self = CHAT_INBOX (object);
+
+	chat_inbox_detach (self);
+	if (self->source != NULL)
+		((InboxSource *) self->source)->inbox = NULL;
+	g_clear_object (&self->base);
+	g_clear_pointer (&self->poll, g_source_unref);
+	G_OBJECT_CLASS (chat_inbox_parent_class)->finalize (object);
+}
+
+static void
+chat_inbox_class_init (ChatInboxClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS (klass);
+	GInputStreamClass *stream_class = G_INPUT_STREAM_CLASS (klass);
+
+	object_class->finalize = chat_inbox_finalize;
+	stream_class->read_fn = inbox_read_fn;
+	stream_class->close_fn = inbox_close_fn;
+}
+
+static void
+chat_inbox_pollable_iface_init (GPollableInputStreamInterface *iface)
+{
+	iface->is_readable = inbox_is_readable;
+	iface->create_source = inbox_create_source;
+	iface->read_nonblocking = inbox_read_nonblocking;
+}
+
+static void
+chat_inbox_init (ChatInbox *self)
+{
+	self->fd = -1;
+}
+
+ChatInbox *
+chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
+{
+	ChatInbox *self = g_object_new (CHAT_TYPE_INBOX, NULL);
+	struct epoll_event event = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = self};
+
+	self->base = g_object_ref (base);
+	self->poll = g_source_ref (poll_source);
+	/* bytes may already wait (in the kernel or libsoup's buffer) from before we watched */
+	self->readable = TRUE;
+	if (epoll_ctl (((ChatPollSource *) poll_source)->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
+		self->fd = fd;
+	else
+		g_warning ("epoll_ctl: %s", g_strerror (errno));
+	return self;
+}
