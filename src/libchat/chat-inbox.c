@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
 
 struct _ChatInbox {
@@ -241,6 +242,6 @@ chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
 	if (epoll_ctl (((ChatPollSource *) poll_source)->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
 		self->fd = fd;
 	else
-		g_warning ("epoll_ctl: %s", g_strerror (errno));
+		g_warning (_ ("Cannot watch a connection (epoll_ctl): %s"), g_strerror (errno));
 	return self;
 }
