@@ -18,9 +18,6 @@ G_DECLARE_FINAL_TYPE (ChatOutbox, chat_outbox, CHAT, OUTBOX, GOutputStream)
 /* One flush source per GMainContext serving many outboxes. */
 GSource *
 chat_flush_source_new (void);
-/* One epoll set per GMainContext making every connection's input source ready. */
-GSource *
-chat_poll_source_new (GError **error);
 
 ChatOutbox *
 chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSource *poll_source);
