@@ -24,6 +24,10 @@
  *
  * Each relayed message is serialized and framed once; every recipient's outbox then takes a
  * reference to the same bytes.
+ *
+ * A hub, its servers and its clients are not thread-safe: create them and call them on the
+ * thread that runs their #GMainContext (the thread-default context when the server was
+ * created), as with libsoup's objects.
  */
 
 /**
