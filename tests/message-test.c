@@ -296,6 +296,74 @@ test_message_set_data_json (void)
 	g_assert_null (chat_message_get_data (message));
 }
 
+/* Hostile input never crashes the parser, and every answer is a message or one of the three
+ * parse errors: mutations of valid frames (flipped, dropped, duplicated and random bytes). */
+static void
+test_message_mutations (void)
+{
+	const char *seeds[] = {
+	    "{\"type\":\"message\",\"room_id\":3,\"content\":\"h\\u00e9\",\"data\":{\"a\":[1,2.5e3,"
+	    "null,true]}}",
+	    "{\"type\":\"join\",\"room_id\":1}",
+	    "{\"type\":\"message\",\"to\":7,\"data\":\"\\ud83d\\ude00\"}",
+	};
+	static const char specials[] = "{}[],:\"\\0-.eE";
+	g_autoptr (GRand) rand = g_rand_new_with_seed (20261128);
+	guint accepted = 0, refused = 0;
+
+	for (guint round = 0; round < 20000; round++) {
+		const char *seed = seeds[round % G_N_ELEMENTS (seeds)];
+		g_autoptr (GString) text = g_string_new (seed);
+		g_autoptr (ChatMessage) message = NULL;
+		g_autoptr (GError) error = NULL;
+		guint edits = g_rand_int_range (rand, 1, 4);
+
+		for (guint e = 0; e < edits && text->len > 0; e++) {
+			guint at = g_rand_int_range (rand, 0, text->len);
+
+			switch (g_rand_int_range (rand, 0, 4)) {
+			case 0:
+				text->str[at] = (char) g_rand_int_range (rand, 1, 256);
+				break;
+			case 1:
+				g_string_erase (text, at, 1);
+				break;
+			case 2:
+				g_string_insert_c (text, at, text->str[at]);
+				break;
+			default:
+				g_string_insert_c (
+				    text,
+				    at,
+				    specials[g_rand_int_range (rand,
+							       0,
+							       (gint32) strlen (specials))]);
+			}
+		}
+		message = chat_message_new_from_json (text->str, text->len, &error);
+		if (message != NULL) {
+			g_autofree char *json = chat_message_to_json (message, NULL);
+			g_autoptr (ChatMessage) again = NULL;
+
+			/* what we accept is valid UTF-8 and writes back as valid JSON */
+			g_assert_true (g_utf8_validate (json, -1, NULL));
+			again = chat_message_new_from_json (json, -1, NULL);
+			g_assert_nonnull (again);
+			accepted++;
+		} else {
+			g_assert_true (
+			    g_error_matches (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON) ||
+			    g_error_matches (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE) ||
+			    g_error_matches (error, CHAT_ERROR, CHAT_ERROR_UNKNOWN_TYPE));
+			refused++;
+		}
+	}
+	g_test_message ("%u accepted, %u refused", accepted, refused);
+	/* the mutations reach both outcomes */
+	g_assert_cmpuint (accepted, >, 100);
+	g_assert_cmpuint (refused, >, 1000);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -308,5 +376,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/message/data-verbatim", test_message_data_verbatim);
 	g_test_add_func ("/chat/message/properties", test_message_properties);
 	g_test_add_func ("/chat/message/set-data-json", test_message_set_data_json);
+	g_test_add_func ("/chat/message/mutations", test_message_mutations);
 	return g_test_run ();
 }

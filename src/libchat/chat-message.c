@@ -706,7 +706,17 @@ chat_message_new_from_json (const char *text, gssize length, GError **error)
 	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
 	chat_i18n_init ();
-	return chat_message_parse (text, length < 0 ? strlen (text) : (gsize) length, TRUE, error);
+	if (length < 0)
+		length = strlen (text);
+	/* WebSocket text frames are validated by libsoup; text from the API is not */
+	if (!g_utf8_validate_len (text, (gsize) length, NULL)) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_JSON,
+				     _ ("Invalid JSON: the text is not valid UTF-8"));
+		return NULL;
+	}
+	return chat_message_parse (text, (gsize) length, TRUE, error);
 }
 
 static void
