@@ -402,14 +402,12 @@ void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 {
 	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
-	GString *builder = chat_frame_builder_new ();
 	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_set_code (error, chat_error_get_wire_code (code));
 	chat_message_set_content (error, text);
 	chat_message_stamp (error, 0, 0, g_get_real_time () / G_USEC_PER_SEC);
-	chat_message_append_json (error, builder);
-	frame = chat_frame_builder_finish (builder);
+	frame = chat_message_to_frame (error);
 	chat_client_push_frame (self, frame);
 }
 
@@ -431,10 +429,13 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 	}
 	if (ping_interval > 0 && now - self->last_ping >= ping_interval) {
 		/* our own pings, from one timer for all clients instead of a source per client */
-		g_autoptr (GBytes) frame = g_bytes_new_static (ping, sizeof ping);
+		/* one frame, shared by every client like any other */
+		static gsize frame = 0;
 
+		if (g_once_init_enter (&frame))
+			g_once_init_leave (&frame, (gsize) g_bytes_new_static (ping, sizeof ping));
 		self->last_ping = now;
-		chat_outbox_push_urgent (self->outbox, frame);
+		chat_outbox_push_urgent (self->outbox, (GBytes *) frame);
 	}
 }
 
@@ -676,15 +677,12 @@ chat_client_get_bytes_sent (ChatClient *self)
 gboolean
 chat_client_send (ChatClient *self, ChatMessage *message)
 {
-	GString *builder;
 	g_autoptr (GBytes) frame = NULL;
 
 	g_return_val_if_fail (CHAT_IS_CLIENT (self), FALSE);
 	g_return_val_if_fail (CHAT_IS_MESSAGE (message), FALSE);
 
-	builder = chat_frame_builder_new ();
-	chat_message_append_json (message, builder);
-	frame = chat_frame_builder_finish (builder);
+	frame = chat_message_to_frame (message);
 	return chat_client_push_frame (self, frame);
 }
 

@@ -326,15 +326,6 @@ stamp_message (ChatHub *self, ChatMessage *message, guint64 from)
 	chat_message_stamp (message, ++self->last_message_id, from, now_seconds ());
 }
 
-static GBytes *
-build_frame (ChatMessage *message)
-{
-	GString *builder = chat_frame_builder_new ();
-
-	chat_message_append_json (message, builder);
-	return chat_frame_builder_finish (builder);
-}
-
 static guint
 push_to_clients (GPtrArray *clients, GBytes *frame, ChatClient *skip)
 {
@@ -366,7 +357,7 @@ lookup_room (ChatHub *self, guint64 room_id)
 static guint
 route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 {
-	g_autoptr (GBytes) frame = build_frame (message);
+	g_autoptr (GBytes) frame = chat_message_to_frame (message);
 	guint64 room_id = chat_message_get_room_id (message);
 	guint64 to = chat_message_get_to (message);
 	guint delivered = 0;
@@ -403,7 +394,7 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 
 	chat_message_set_room_id (event, room_id);
 	chat_message_stamp (event, 0, user_id, now_seconds ());
-	return build_frame (event);
+	return chat_message_to_frame (event);
 }
 
 /* ---- membership ----------------------------------------------------------------------- */
@@ -491,7 +482,7 @@ send_pong (ChatClient *client)
 	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_stamp (pong, 0, 0, now_seconds ());
-	frame = build_frame (pong);
+	frame = chat_message_to_frame (pong);
 	chat_client_push_frame (client, frame);
 }
 
@@ -983,6 +974,33 @@ chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError 
 }
 
 static gboolean
+check_outgoing (ChatMessage *message, GError **error);
+
+/* The service's sends: check, address, stamp and route, like a client's message. */
+static guint
+relay_from_service (ChatHub *self,
+		    ChatMessage *message,
+		    guint64 room_id,
+		    guint64 to,
+		    GError **error)
+{
+	if (!check_outgoing (message, error))
+		return 0;
+	if (to != 0 && lookup_user (self, to) == NULL) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_USER_OFFLINE,
+			     _ ("User %" PRIu64 " is not connected"),
+			     to);
+		return 0;
+	}
+	chat_message_set_room_id (message, room_id);
+	chat_message_set_to (message, to);
+	stamp_message (self, message, chat_message_get_from (message));
+	return route_message (self, message, 0);
+}
+
+static gboolean
 check_outgoing (ChatMessage *message, GError **error)
 {
 	if (chat_message_get_message_type (message) != CHAT_MESSAGE_TYPE_MESSAGE) {
@@ -1024,12 +1042,7 @@ chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error)
 	g_return_val_if_fail (CHAT_IS_MESSAGE (message), 0);
 	g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
-	if (!check_outgoing (message, error))
-		return 0;
-	chat_message_set_to (message, 0);
-	chat_message_set_room_id (message, 0);
-	stamp_message (self, message, chat_message_get_from (message));
-	return route_message (self, message, 0);
+	return relay_from_service (self, message, 0, 0, error);
 }
 
 /**
@@ -1060,12 +1073,7 @@ chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GEr
 				     _ ("Room ids start at 1"));
 		return 0;
 	}
-	if (!check_outgoing (message, error))
-		return 0;
-	chat_message_set_to (message, 0);
-	chat_message_set_room_id (message, room_id);
-	stamp_message (self, message, chat_message_get_from (message));
-	return route_message (self, message, 0);
+	return relay_from_service (self, message, room_id, 0, error);
 }
 
 /**
@@ -1097,20 +1105,7 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 				     _ ("User ids start at 1"));
 		return 0;
 	}
-	if (!check_outgoing (message, error))
-		return 0;
-	if (lookup_user (self, user_id) == NULL) {
-		g_set_error (error,
-			     CHAT_ERROR,
-			     CHAT_ERROR_USER_OFFLINE,
-			     _ ("User %" PRIu64 " is not connected"),
-			     user_id);
-		return 0;
-	}
-	chat_message_set_room_id (message, 0);
-	chat_message_set_to (message, user_id);
-	stamp_message (self, message, chat_message_get_from (message));
-	return route_message (self, message, 0);
+	return relay_from_service (self, message, 0, user_id, error);
 }
 
 /**

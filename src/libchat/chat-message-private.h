@@ -10,6 +10,9 @@ G_BEGIN_DECLS
 
 void
 chat_message_append_json (ChatMessage *self, GString *out);
+/* The message serialized once into a complete server-to-client text frame. */
+GBytes *
+chat_message_to_frame (ChatMessage *self);
 void
 chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp);
 gboolean

@@ -10,6 +10,7 @@
 #include "chat-i18n-private.h"
 #include "chat-json-private.h"
 #include "chat-message-private.h"
+#include "chat-outbox-private.h"
 
 /**
  * SECTION:chat-message
@@ -806,6 +807,15 @@ chat_message_append_json (ChatMessage *self, GString *out)
 		g_string_append (out, text);
 	}
 	g_string_append_printf (out, ",\"timestamp\":%" G_GINT64_FORMAT "}", self->timestamp);
+}
+
+GBytes *
+chat_message_to_frame (ChatMessage *self)
+{
+	GString *builder = chat_frame_builder_new ();
+
+	chat_message_append_json (self, builder);
+	return chat_frame_builder_finish (builder);
 }
 
 /**
