@@ -6,27 +6,58 @@
 
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
 
+/* A context no loop runs: it holds the input sources of a share of the connections, and the
+ * poll source iterates it only when one of them is readable. */
+typedef struct {
+	GMainContext *context;
+	gboolean dirty; /* listed in the poll source's dirty shards */
+} Shard;
+
 struct _ChatInbox {
 	GInputStream parent_instance;
 	GInputStream *base; /* the stolen connection's buffered input, owned */
 	GSource *poll;	    /* owned ref on the ChatPollSource */
+	Shard *shard;	    /* (unowned): owned by the poll source */
 	GSource *source;    /* (nullable) (unowned): libsoup's current input source */
 	int fd;		    /* registered in the epoll set while >= 0 */
 	gboolean readable;  /* an edge arrived and was not consumed yet */
+	gboolean parking;   /* the next source created goes to the shard */
+	gboolean pushed;    /* the shard is pushed as thread-default until park_end */
 };
 
 typedef struct {
 	GSource source;
 	int epfd;
 	gpointer tag;
+	Shard *shards;
+	guint n_shards;
+	guint next_shard;
+	GPtrArray *dirty; /* (element-type Shard) (unowned) */
 } ChatPollSource;
 
 #define MAX_EVENTS 256
+
+static void
+shard_mark_dirty (ChatPollSource *ps, Shard *shard)
+{
+	if (!shard->dirty) {
+		shard->dirty = TRUE;
+		g_ptr_array_add (ps->dirty, shard);
+	}
+}
+
+static gboolean
+poll_source_prepare (GSource *source, int *timeout)
+{
+	*timeout = -1;
+	return ((ChatPollSource *) source)->dirty->len > 0;
+}
 
 static gboolean
 poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
@@ -35,30 +66,59 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 	struct epoll_event events[MAX_EVENTS];
 	int n;
 
-	/* inputs' sources are only made ready here; they run in the next iteration */
+	g_autoptr (GPtrArray) dirty = NULL;
+
 	do {
 		n = epoll_wait (ps->epfd, events, MAX_EVENTS, 0);
 		for (int i = 0; i < n; i++) {
 			ChatInbox *inbox = events[i].data.ptr;
 
 			inbox->readable = TRUE;
-			if (inbox->source != NULL)
-				g_source_set_ready_time (inbox->source, 0);
+			shard_mark_dirty (ps, inbox->shard);
 		}
 	} while (n == MAX_EVENTS);
+
+	/* Run the readable connections' sources now, shard by shard: each iteration walks only
+	 * its shard. A shard dirtied meanwhile runs in the next main-loop iteration. */
+	dirty = g_steal_pointer (&ps->dirty);
+	ps->dirty = g_ptr_array_sized_new (dirty->len);
+	for (guint i = 0; i < dirty->len; i++) {
+		Shard *shard = g_ptr_array_index (dirty, i);
+
+		shard->dirty = FALSE;
+		g_main_context_iteration (shard->context, FALSE);
+	}
 	return G_SOURCE_CONTINUE;
 }
 
 static void
 poll_source_finalize (GSource *source)
 {
-	close (((ChatPollSource *) source)->epfd);
+	ChatPollSource *ps = (ChatPollSource *) source;
+
+	close (ps->epfd);
+	for (guint i = 0; i < ps->n_shards; i++)
+		g_main_context_unref (ps->shards[i].context);
+	g_free (ps->shards);
+	g_ptr_array_unref (ps->dirty);
 }
 
 static GSourceFuncs poll_source_funcs = {
+    .prepare = poll_source_prepare,
     .dispatch = poll_source_dispatch,
     .finalize = poll_source_finalize,
 };
+
+/* Each shard costs a descriptor (its context's wakeup): take at most 1/128 of the budget. */
+static guint
+choose_n_shards (void)
+{
+	struct rlimit limit;
+
+	if (getrlimit (RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+		return 128;
+	return CLAMP (limit.rlim_cur / 128, 1, 128);
+}
 
 GSource *
 chat_poll_source_new (GError **error)
@@ -81,6 +141,11 @@ chat_poll_source_new (GError **error)
 	ps = (ChatPollSource *) source;
 	ps->epfd = epfd;
 	ps->tag = g_source_add_unix_fd (source, epfd, G_IO_IN);
+	ps->n_shards = choose_n_shards ();
+	ps->shards = g_new0 (Shard, ps->n_shards);
+	for (guint i = 0; i < ps->n_shards; i++)
+		ps->shards[i].context = g_main_context_new ();
+	ps->dirty = g_ptr_array_new ();
 	g_source_set_priority (source, G_PRIORITY_DEFAULT);
 	g_source_set_static_name (source, "chathub poll");
 	return source;
@@ -92,16 +157,31 @@ typedef struct {
 } InboxSource;
 
 static gboolean
-inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+inbox_source_prepare (GSource *source, int *timeout)
 {
 	ChatInbox *inbox = ((InboxSource *) source)->inbox;
 
-	g_source_set_ready_time (source, -1);
-	if (inbox == NULL || callback == NULL)
+	*timeout = -1;
+	return inbox != NULL && inbox->readable;
+}
+
+static gboolean
+inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	g_autoptr (ChatInbox) inbox = NULL;
+	gboolean again;
+
+	if (((InboxSource *) source)->inbox == NULL || callback == NULL)
 		return G_SOURCE_REMOVE;
+	/* the callback may drop libsoup's last reference */
+	inbox = g_object_ref (((InboxSource *) source)->inbox);
 	/* libsoup reads until EAGAIN, so the next edge brings the next wakeup */
 	inbox->readable = FALSE;
-	return ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
+	/* ... and then re-creates its source: that one goes to the shard */
+	chat_inbox_park_begin (inbox);
+	again = ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
+	chat_inbox_park_end (inbox);
+	return again;
 }
 
 static void
@@ -113,9 +193,9 @@ inbox_source_finalize (GSource *source)
 		is->inbox->source = NULL;
 }
 
-/* No prepare or check: GLib unlocks and relocks its context around every call of those, for
- * every source, on every iteration. A ready time is all these sources need. */
+/* A prepare but no ready time: setting one writes the context's wakeup descriptor. */
 static GSourceFuncs inbox_source_funcs = {
+    .prepare = inbox_source_prepare,
     .dispatch = inbox_source_dispatch,
     .finalize = inbox_source_finalize,
 };
@@ -170,9 +250,31 @@ inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 	if (self->source != NULL)
 		((InboxSource *) self->source)->inbox = NULL;
 	self->source = source;
+	if (self->parking && !self->pushed) {
+		/* libsoup attaches the source to the thread-default context right after this
+		 * returns; park_end() pops it */
+		g_main_context_push_thread_default (self->shard->context);
+		self->pushed = TRUE;
+	}
 	if (self->readable)
-		g_source_set_ready_time (source, 0);
+		shard_mark_dirty ((ChatPollSource *) self->poll, self->shard);
 	return source;
+}
+
+void
+chat_inbox_park_begin (ChatInbox *self)
+{
+	self->parking = TRUE;
+}
+
+void
+chat_inbox_park_end (ChatInbox *self)
+{
+	self->parking = FALSE;
+	if (self->pushed) {
+		g_main_context_pop_thread_default (self->shard->context);
+		self->pushed = FALSE;
+	}
 }
 
 static gboolean
@@ -233,13 +335,15 @@ ChatInbox *
 chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
 {
 	ChatInbox *self = g_object_new (CHAT_TYPE_INBOX, NULL);
+	ChatPollSource *ps = (ChatPollSource *) poll_source;
 	struct epoll_event event = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = self};
 
 	self->base = g_object_ref (base);
 	self->poll = g_source_ref (poll_source);
+	self->shard = &ps->shards[ps->next_shard++ % ps->n_shards];
 	/* bytes may already wait (in the kernel or libsoup's buffer) from before we watched */
 	self->readable = TRUE;
-	if (epoll_ctl (((ChatPollSource *) poll_source)->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
+	if (epoll_ctl (ps->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
 		self->fd = fd;
 	else
 		g_warning (_ ("Cannot watch a connection (epoll_ctl): %s"), g_strerror (errno));

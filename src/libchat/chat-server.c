@@ -373,6 +373,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	g_autofree char *origin = g_strdup (
 	    soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Origin"));
 	GList *extensions;
+	ChatInbox *inbox;
 
 	if (pending->done)
 		return;
@@ -394,12 +395,15 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
 	 * client's access_token in memory for the life of the connection */
+	inbox = CHAT_INBOX (g_io_stream_get_input_stream (io));
+	chat_inbox_park_begin (inbox);
 	conn = soup_websocket_connection_new (io,
 					      self->ws_uri,
 					      SOUP_WEBSOCKET_CONNECTION_SERVER,
 					      origin,
 					      NULL,
 					      extensions);
+	chat_inbox_park_end (inbox);
 	/* libsoup drops frames over its cap without a close frame, so our own limit (which
 	 * answers 1009 properly) must trip first; never 0 (CVE-2026-0716) */
 	soup_websocket_connection_set_max_incoming_payload_size (
