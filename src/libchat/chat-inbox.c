@@ -74,7 +74,10 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 			ChatInbox *inbox = events[i].data.ptr;
 
 			inbox->readable = TRUE;
-			shard_mark_dirty (ps, inbox->shard);
+			if (inbox->source != NULL) {
+				g_source_set_ready_time (inbox->source, 0);
+				shard_mark_dirty (ps, inbox->shard);
+			}
 		}
 	} while (n == MAX_EVENTS);
 
@@ -157,15 +160,6 @@ typedef struct {
 } InboxSource;
 
 static gboolean
-inbox_source_prepare (GSource *source, int *timeout)
-{
-	ChatInbox *inbox = ((InboxSource *) source)->inbox;
-
-	*timeout = -1;
-	return inbox != NULL && inbox->readable;
-}
-
-static gboolean
 inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
 	g_autoptr (ChatInbox) inbox = NULL;
@@ -181,6 +175,9 @@ inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
 	chat_inbox_park_begin (inbox);
 	again = ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
 	chat_inbox_park_end (inbox);
+	/* libsoup destroys its source after each read: resetting costs a wakeup write */
+	if (again)
+		g_source_set_ready_time (source, -1);
 	return again;
 }
 
@@ -193,9 +190,9 @@ inbox_source_finalize (GSource *source)
 		is->inbox->source = NULL;
 }
 
-/* A prepare but no ready time: setting one writes the context's wakeup descriptor. */
+/* No prepare or check: GLib unlocks and relocks its context around every call of those, for
+ * every source in the shard. A ready time is all these sources need. */
 static GSourceFuncs inbox_source_funcs = {
-    .prepare = inbox_source_prepare,
     .dispatch = inbox_source_dispatch,
     .finalize = inbox_source_finalize,
 };
@@ -256,8 +253,10 @@ inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 		g_main_context_push_thread_default (self->shard->context);
 		self->pushed = TRUE;
 	}
-	if (self->readable)
+	if (self->readable) {
+		g_source_set_ready_time (source, 0);
 		shard_mark_dirty ((ChatPollSource *) self->poll, self->shard);
+	}
 	return source;
 }
 
@@ -341,8 +340,9 @@ chat_inbox_new (GInputStream *base, int fd, GSource *poll_source)
 	self->base = g_object_ref (base);
 	self->poll = g_source_ref (poll_source);
 	self->shard = &ps->shards[ps->next_shard++ % ps->n_shards];
-	/* bytes may already wait (in the kernel or libsoup's buffer) from before we watched */
-	self->readable = TRUE;
+	/* bytes may wait in libsoup's buffer from the handshake; the kernel's are reported by
+	 * epoll_ctl() itself */
+	self->readable = g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (base));
 	if (epoll_ctl (ps->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
 		self->fd = fd;
 	else
