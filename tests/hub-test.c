@@ -8,6 +8,7 @@
 #include <libsoup/soup.h>
 #include <string.h>
 
+#include "chat-client-private.h"
 #include "chat-test-utils.h"
 
 typedef struct {
@@ -567,6 +568,40 @@ test_server_statistics (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_server_get_n_connections (fixture->server), ==, 1);
 }
 
+/* Whether a source of the server side of @client's connection is attached to the main
+ * context: libsoup's input source has the connection as its user data. */
+static gboolean
+has_source_in_main_context (ChatClient *client)
+{
+	return g_main_context_find_source_by_user_data (NULL, client->conn) != NULL;
+}
+
+/* The main loop walks every source attached to it on every iteration: the connections' input
+ * sources live in shard contexts instead, both as created with the connection and as
+ * re-created by libsoup after each read, and reading through them still works. */
+static void
+test_server_input_sources_parked (Fixture *fixture, gconstpointer data)
+{
+	TestClient *clients[12];
+
+	for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+		clients[i] = client_connect (fixture, i + 1);
+	for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+		g_assert_false (has_source_in_main_context (fixture->registered->pdata[i]));
+	for (guint round = 0; round < 3; round++) {
+		for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+			client_send (clients[i], "{\"type\":\"join\",\"room_id\":7}");
+		for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+			client_sync (clients[i]);
+		for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+			g_assert_false (has_source_in_main_context (fixture->registered->pdata[i]));
+	}
+	/* every join reached the room's members, through the parked sources */
+	g_assert_cmpuint (chat_hub_get_n_rooms (fixture->hub), ==, 1);
+	for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+		client_free (clients[i]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -581,6 +616,7 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
 	ADD ("/chat/hub/close-all", test_hub_close_all);
 	ADD ("/chat/server/statistics", test_server_statistics);
+	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
 	return g_test_run ();
 }
