@@ -38,7 +38,8 @@ typedef struct {
 	Shard *shards;
 	guint n_shards;
 	guint next_shard;
-	GPtrArray *dirty; /* (element-type Shard) (unowned) */
+	GPtrArray *dirty;   /* (element-type Shard) (unowned): to iterate */
+	GPtrArray *running; /* (element-type Shard) (unowned): being iterated */
 } ChatPollSource;
 
 #define MAX_EVENTS 256
@@ -64,9 +65,8 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
 	ChatPollSource *ps = (ChatPollSource *) source;
 	struct epoll_event events[MAX_EVENTS];
+	GPtrArray *running;
 	int n;
-
-	g_autoptr (GPtrArray) dirty = NULL;
 
 	do {
 		n = epoll_wait (ps->epfd, events, MAX_EVENTS, 0);
@@ -83,14 +83,16 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 
 	/* Run the readable connections' sources now, shard by shard: each iteration walks only
 	 * its shard. A shard dirtied meanwhile runs in the next main-loop iteration. */
-	dirty = g_steal_pointer (&ps->dirty);
-	ps->dirty = g_ptr_array_sized_new (dirty->len);
-	for (guint i = 0; i < dirty->len; i++) {
-		Shard *shard = g_ptr_array_index (dirty, i);
+	running = ps->dirty;
+	ps->dirty = ps->running;
+	ps->running = running;
+	for (guint i = 0; i < running->len; i++) {
+		Shard *shard = g_ptr_array_index (running, i);
 
 		shard->dirty = FALSE;
 		g_main_context_iteration (shard->context, FALSE);
 	}
+	g_ptr_array_set_size (running, 0);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -104,6 +106,7 @@ poll_source_finalize (GSource *source)
 		g_main_context_unref (ps->shards[i].context);
 	g_free (ps->shards);
 	g_ptr_array_unref (ps->dirty);
+	g_ptr_array_unref (ps->running);
 }
 
 static GSourceFuncs poll_source_funcs = {
@@ -149,6 +152,7 @@ chat_poll_source_new (GError **error)
 	for (guint i = 0; i < ps->n_shards; i++)
 		ps->shards[i].context = g_main_context_new ();
 	ps->dirty = g_ptr_array_new ();
+	ps->running = g_ptr_array_new ();
 	g_source_set_priority (source, G_PRIORITY_DEFAULT);
 	g_source_set_static_name (source, "chathub poll");
 	return source;
