@@ -7,6 +7,7 @@
 
 #include <libsoup/soup.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "chat-client-private.h"
 #include "chat-test-utils.h"
@@ -596,8 +597,10 @@ test_server_input_sources_parked (Fixture *fixture, gconstpointer data)
 		for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
 			g_assert_false (has_source_in_main_context (fixture->registered->pdata[i]));
 	}
-	/* every join reached the room's members, through the parked sources */
-	g_assert_cmpuint (chat_hub_get_n_rooms (fixture->hub), ==, 1);
+	/* every connection was read through its parked source */
+	g_assert_cmpuint (chat_hub_get_n_room_members (fixture->hub, 7),
+			  ==,
+			  G_N_ELEMENTS (clients));
 	for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
 		client_free (clients[i]);
 }
@@ -605,7 +608,15 @@ test_server_input_sources_parked (Fixture *fixture, gconstpointer data)
 int
 main (int argc, char **argv)
 {
+	struct rlimit limit;
+
 	g_test_init (&argc, &argv, NULL);
+	/* a server makes one shard context per 128 descriptors allowed: with 512, four, so the
+	 * tests' connections share them */
+	if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_max >= 512) {
+		limit.rlim_cur = 512;
+		g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &limit), ==, 0);
+	}
 
 #define ADD(path, func) g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 	ADD ("/chat/hub/register-signals", test_hub_register_signals);

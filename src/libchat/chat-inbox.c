@@ -179,7 +179,7 @@ inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
 	chat_inbox_park_begin (inbox);
 	again = ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
 	chat_inbox_park_end (inbox);
-	/* libsoup destroys its source after each read: resetting costs a wakeup write */
+	/* libsoup destroys its source after each read; another caller's stays */
 	if (again)
 		g_source_set_ready_time (source, -1);
 	return again;
@@ -241,6 +241,19 @@ inbox_is_readable (GPollableInputStream *stream)
 	       g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (self->base));
 }
 
+/* Reading still works, through the main context: only the cost of many connections changes. */
+static void
+warn_unexpected_source (void)
+{
+	static gboolean warned;
+
+	if (!warned) {
+		warned = TRUE;
+		g_warning (_ ("libsoup created a connection’s input source where chathub did not "
+			      "expect it; it works, but costs more with many connections"));
+	}
+}
+
 static GSource *
 inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 {
@@ -251,7 +264,12 @@ inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 	if (self->source != NULL)
 		((InboxSource *) self->source)->inbox = NULL;
 	self->source = source;
-	if (self->parking && !self->pushed) {
+	if (!self->parking || self->pushed) {
+		/* libsoup 3.2 to 3.6 create one source per read, at its end, and one with the
+		 * connection; this one stays in the thread-default context (or shares the shard
+		 * with the one before it) */
+		warn_unexpected_source ();
+	} else {
 		/* libsoup attaches the source to the thread-default context right after this
 		 * returns; park_end() pops it */
 		g_main_context_push_thread_default (self->shard->context);
@@ -277,6 +295,9 @@ chat_inbox_park_end (ChatInbox *self)
 	if (self->pushed) {
 		g_main_context_pop_thread_default (self->shard->context);
 		self->pushed = FALSE;
+		if (self->source != NULL &&
+		    g_source_get_context (self->source) != self->shard->context)
+			warn_unexpected_source ();
 	}
 }
 

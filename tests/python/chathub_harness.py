@@ -726,9 +726,10 @@ class RawWS:
 
     @classmethod
     def connect(cls, port, token=None, query_token=None, path="/ws", extra_headers=None,
-                rcvbuf=None, timeout=5.0, host="127.0.0.1"):
+                rcvbuf=None, timeout=5.0, host="127.0.0.1", early_data=b""):
         """Open a socket and upgrade. token -> Authorization header; query_token ->
-        ?access_token=. Raises HandshakeRefused on a non-101 answer."""
+        ?access_token=; early_data is sent in the same write as the request (frames a client
+        pipelines behind its upgrade). Raises HandshakeRefused on a non-101 answer."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -738,7 +739,7 @@ class RawWS:
         hdrs = [("Host", "%s:%d" % (host, port))] + upgrade_headers(key, token, extra_headers)
         req = "GET %s HTTP/1.1\r\n" % ws_path(query_token, path)
         req += "".join("%s: %s\r\n" % kv for kv in hdrs) + "\r\n"
-        sock.sendall(req.encode("iso-8859-1"))
+        sock.sendall(req.encode("iso-8859-1") + early_data)
         deadline = time.monotonic() + scaled(timeout)
         status, reason, rh, rest = _read_http_head(sock, deadline)
         if status != 101:

@@ -235,6 +235,27 @@ class PingBroadcastTests(ProtocolBase):
         await self.only_pong(a)
 
 
+class PipelinedFramesTests(ProtocolBase):
+
+    async def test_frames_sent_with_the_upgrade_request(self):
+        """Frames pipelined behind the upgrade request, in the same write, sit in libsoup's
+        buffer when the connection is handed over: no new readiness event comes for them,
+        and they must still be read (and answered in order)."""
+        uid, room = h.next_user_id(), h.next_room_id()
+        early = (h.encode_frame(h.OP_TEXT, json.dumps({"type": "ping"}).encode())
+                 + h.encode_frame(h.OP_TEXT,
+                                  json.dumps({"type": "join", "room_id": room}).encode()))
+        ws = await asyncio.to_thread(h.RawWS.connect, self.daemon.port,
+                                     self.daemon.token(uid), early_data=early)
+        try:
+            pong = await asyncio.to_thread(ws.recv_json, 3.0, True)
+            self.assertEqual(pong.get("type"), "pong", pong)
+            ack = await asyncio.to_thread(ws.recv_json, 3.0, True)
+            self.assert_membership_event(ack, "join", room, uid)
+        finally:
+            ws.close()
+
+
 class RoomTests(ProtocolBase):
 
     async def test_join_ack_and_event_to_members(self):
