@@ -271,25 +271,43 @@ connect_bus (int *status)
 	return connection;
 }
 
+/* Calls a method of the hub's object; on failure says why and sets *status. The bus starts
+ * the service if it is activatable. */
+static GVariant *
+call_object (GDBusConnection *connection,
+	     const char *interface,
+	     const char *method,
+	     GVariant *parameters,
+	     const char *reply_type,
+	     int *status)
+{
+	g_autoptr (GError) error = NULL;
+	GVariant *reply =
+	    g_dbus_connection_call_sync (connection,
+					 HUB_NAME,
+					 HUB_PATH,
+					 interface,
+					 method,
+					 parameters,
+					 reply_type != NULL ? G_VARIANT_TYPE (reply_type) : NULL,
+					 G_DBUS_CALL_FLAGS_NONE,
+					 -1,
+					 NULL,
+					 &error);
+
+	if (reply == NULL)
+		*status = report_error (error);
+	return reply;
+}
+
 static GVariant *
 call_hub (GDBusConnection *connection,
 	  const char *method,
 	  GVariant *parameters,
 	  const char *reply_type,
-	  GError **error)
+	  int *status)
 {
-	/* the bus starts the service if it is activatable */
-	return g_dbus_connection_call_sync (connection,
-					    HUB_NAME,
-					    HUB_PATH,
-					    HUB_INTERFACE,
-					    method,
-					    parameters,
-					    G_VARIANT_TYPE (reply_type),
-					    G_DBUS_CALL_FLAGS_NONE,
-					    -1,
-					    NULL,
-					    error);
+	return call_object (connection, HUB_INTERFACE, method, parameters, reply_type, status);
 }
 
 /* Parses the common options and the command's own; a command takes exactly n_args words. */
@@ -363,6 +381,22 @@ print_json (JsonNode *node, gboolean pretty)
 	text = json_generator_to_data (generator, NULL);
 	g_print ("%s\n", text);
 	fflush (stdout);
+}
+
+static void
+print_json_object (JsonObject *object, gboolean pretty)
+{
+	g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), object);
+
+	print_json (root, pretty);
+}
+
+static void
+print_json_array (JsonArray *array)
+{
+	g_autoptr (JsonNode) root = json_node_init_array (json_node_alloc (), array);
+
+	print_json (root, TRUE);
 }
 
 /* "Label:  value" lines whose values line up, whatever the translation's length. */
@@ -483,7 +517,6 @@ command_status (int argc, char **argv)
 	g_autoptr (GVariant) properties = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) statistics = NULL;
-	g_autoptr (GError) error = NULL;
 	int status = 0;
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
@@ -491,24 +524,19 @@ command_status (int argc, char **argv)
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = g_dbus_connection_call_sync (connection,
-					     HUB_NAME,
-					     HUB_PATH,
-					     "org.freedesktop.DBus.Properties",
-					     "GetAll",
-					     g_variant_new ("(s)", HUB_INTERFACE),
-					     G_VARIANT_TYPE ("(a{sv})"),
-					     G_DBUS_CALL_FLAGS_NONE,
-					     -1,
-					     NULL,
-					     &error);
+	reply = call_object (connection,
+			     "org.freedesktop.DBus.Properties",
+			     "GetAll",
+			     g_variant_new ("(s)", HUB_INTERFACE),
+			     "(a{sv})",
+			     &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	properties = g_variant_get_child_value (reply, 0);
 	g_clear_pointer (&reply, g_variant_unref);
-	reply = call_hub (connection, "GetStatistics", NULL, "(a{sv})", &error);
+	reply = call_hub (connection, "GetStatistics", NULL, "(a{sv})", &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	statistics = g_variant_get_child_value (reply, 0);
 
 	if (opt_json) {
@@ -595,7 +623,6 @@ command_clients (int argc, char **argv)
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) clients = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 	g_autoptr (JsonArray) array = json_array_new ();
 	GVariantIter iter;
@@ -610,9 +637,9 @@ command_clients (int argc, char **argv)
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = call_hub (connection, "ListClients", NULL, "(a(stxat))", &error);
+	reply = call_hub (connection, "ListClients", NULL, "(a(stxat))", &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	clients = g_variant_get_child_value (reply, 0);
 	g_variant_iter_init (&iter, clients);
 	while (g_variant_iter_loop (&iter, "(&stx@at)", &client_id, &user_id, &since, &rooms)) {
@@ -637,9 +664,7 @@ command_clients (int argc, char **argv)
 		g_ptr_array_add (rows, row);
 	}
 	if (opt_json) {
-		g_autoptr (JsonNode) root = json_node_init_array (json_node_alloc (), array);
-
-		print_json (root, TRUE);
+		print_json_array (array);
 	} else if (rows->len == 0) {
 		g_print ("%s\n", _ ("No client is connected."));
 	} else {
@@ -671,7 +696,6 @@ command_rooms (int argc, char **argv)
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) rooms = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 	GVariantIter iter;
 	guint64 room_id;
@@ -683,9 +707,9 @@ command_rooms (int argc, char **argv)
 	connection = connect_bus (&status);
 	if (connection == NULL)
 		return status;
-	reply = call_hub (connection, "ListRooms", NULL, "(a(tu))", &error);
+	reply = call_hub (connection, "ListRooms", NULL, "(a(tu))", &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	rooms = g_variant_get_child_value (reply, 0);
 	g_variant_iter_init (&iter, rooms);
 	while (g_variant_iter_next (&iter, "(tu)", &room_id, &members)) {
@@ -698,7 +722,6 @@ command_rooms (int argc, char **argv)
 	g_ptr_array_sort (rows, compare_room_rows);
 	if (opt_json) {
 		g_autoptr (JsonArray) array = json_array_new ();
-		g_autoptr (JsonNode) root = NULL;
 
 		for (guint i = 0; i < rows->len; i++) {
 			char **row = rows->pdata[i];
@@ -712,8 +735,7 @@ command_rooms (int argc, char **argv)
 						    (gint64) g_ascii_strtoull (row[1], NULL, 10));
 			json_array_add_object_element (array, object);
 		}
-		root = json_node_init_array (json_node_alloc (), array);
-		print_json (root, TRUE);
+		print_json_array (array);
 	} else if (rows->len == 0) {
 		g_print ("%s\n", _ ("No room has members."));
 	} else {
@@ -732,7 +754,6 @@ command_members (int argc, char **argv)
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) users = NULL;
-	g_autoptr (GError) error = NULL;
 	const guint64 *ids;
 	gsize n = 0;
 	guint64 room_id = 0;
@@ -745,22 +766,20 @@ command_members (int argc, char **argv)
 	if (connection == NULL)
 		return status;
 	reply =
-	    call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)", &error);
+	    call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)", &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	users = g_variant_get_child_value (reply, 0);
 	ids = g_variant_get_fixed_array (users, &n, sizeof (guint64));
 	if (opt_json) {
 		g_autoptr (JsonObject) object = json_object_new ();
-		g_autoptr (JsonNode) root = NULL;
 		JsonArray *array = json_array_new ();
 
 		for (gsize i = 0; i < n; i++)
 			json_array_add_int_element (array, (gint64) ids[i]);
 		json_object_set_int_member (object, "room_id", (gint64) room_id);
 		json_object_set_array_member (object, "user_ids", array);
-		root = json_node_init_object (json_node_alloc (), object);
-		print_json (root, TRUE);
+		print_json_object (object, TRUE);
 	} else if (n == 0) {
 		g_print (_ ("Nobody is in room %" PRIu64 ".\n"), room_id);
 	} else {
@@ -787,7 +806,6 @@ command_broadcast (int argc, char **argv)
 	    g_option_context_new (_ ("TEXT - post a message from the service"));
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autofree char *room = NULL;
 	g_autofree char *to = NULL;
 	g_autofree char *data = NULL;
@@ -842,17 +860,15 @@ command_broadcast (int argc, char **argv)
 			  "Broadcast",
 			  g_variant_new ("(sa{sv})", argv[1], &options),
 			  "(t)",
-			  &error);
+			  &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	g_variant_get (reply, "(t)", &id);
 	if (opt_json) {
 		g_autoptr (JsonObject) object = json_object_new ();
-		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_int_member (object, "id", (gint64) id);
-		root = json_node_init_object (json_node_alloc (), object);
-		print_json (root, TRUE);
+		print_json_object (object, TRUE);
 	} else {
 		g_print (_ ("Sent message %" PRIu64 ".\n"), id);
 	}
@@ -866,7 +882,6 @@ command_disconnect (int argc, char **argv)
 	    g_option_context_new (_ ("CLIENT_ID - close one connection (code 1008)"));
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autofree char *reason = NULL;
 	int status = 0;
 	const GOptionEntry entries[] = {{"reason",
@@ -887,16 +902,14 @@ command_disconnect (int argc, char **argv)
 			  "Disconnect",
 			  g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""),
 			  "()",
-			  &error);
+			  &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	if (opt_json) {
 		g_autoptr (JsonObject) object = json_object_new ();
-		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_string_member (object, "client_id", argv[1]);
-		root = json_node_init_object (json_node_alloc (), object);
-		print_json (root, TRUE);
+		print_json_object (object, TRUE);
 	} else {
 		g_print (_ ("Disconnected client %s.\n"), argv[1]);
 	}
@@ -910,7 +923,6 @@ command_disconnect_user (int argc, char **argv)
 	    g_option_context_new (_ ("USER - close every connection of a user (code 1008)"));
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autofree char *reason = NULL;
 	guint64 user_id = 0;
 	guint32 count = 0;
@@ -934,18 +946,16 @@ command_disconnect_user (int argc, char **argv)
 			  "DisconnectUser",
 			  g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""),
 			  "(u)",
-			  &error);
+			  &status);
 	if (reply == NULL)
-		return report_error (error);
+		return status;
 	g_variant_get (reply, "(u)", &count);
 	if (opt_json) {
 		g_autoptr (JsonObject) object = json_object_new ();
-		g_autoptr (JsonNode) root = NULL;
 
 		json_object_set_int_member (object, "user_id", (gint64) user_id);
 		json_object_set_int_member (object, "count", count);
-		root = json_node_init_object (json_node_alloc (), object);
-		print_json (root, TRUE);
+		print_json_object (object, TRUE);
 	} else {
 		g_print (g_dngettext (GETTEXT_PACKAGE,
 				      "Closed %u connection of user %" PRIu64 ".\n",
@@ -969,9 +979,7 @@ static void
 print_event (JsonObject *event, const char *text)
 {
 	if (opt_json) {
-		g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), event);
-
-		print_json (root, FALSE);
+		print_json_object (event, FALSE);
 	} else {
 		g_autoptr (GDateTime) now = g_date_time_new_now_local ();
 		g_autofree char *time = g_date_time_format (now, "%H:%M:%S");
@@ -1133,7 +1141,6 @@ command_monitor (int argc, char **argv)
 	    g_option_context_new (_ ("- print the service's events until interrupted"));
 	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
-	g_autoptr (GError) error = NULL;
 	g_autoptr (JsonObject) ready = NULL;
 	g_autofree char *text = NULL;
 	Monitor monitor = {NULL, FALSE};
@@ -1156,20 +1163,10 @@ command_monitor (int argc, char **argv)
 							   on_hub_signal,
 							   &monitor,
 							   NULL);
-	reply = g_dbus_connection_call_sync (connection,
-					     HUB_NAME,
-					     HUB_PATH,
-					     "org.freedesktop.DBus.Peer",
-					     "Ping",
-					     NULL,
-					     NULL,
-					     G_DBUS_CALL_FLAGS_NONE,
-					     -1,
-					     NULL,
-					     &error);
+	reply = call_object (connection, "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, &status);
 	if (reply == NULL) {
 		g_dbus_connection_signal_unsubscribe (connection, subscription);
-		return report_error (error);
+		return status;
 	}
 	monitor.loop = g_main_loop_new (NULL, FALSE);
 	watch = g_bus_watch_name_on_connection (connection,
