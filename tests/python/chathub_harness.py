@@ -1008,18 +1008,32 @@ async def ws_connect(daemon, user_id=None, token=None, query=False, **kw):
     return await websockets.connect(daemon.ws_uri(), extra_headers=bearer(token), **kw)
 
 
-async def recv_json(ws, timeout=3.0):
-    raw = await asyncio.wait_for(ws.recv(), scaled(timeout))
-    if not isinstance(raw, str):
-        raise AssertionError("expected a text message, got %r" % (raw[:80],))
-    return json.loads(raw)
-
-
 async def recv_text(ws, timeout=3.0):
     raw = await asyncio.wait_for(ws.recv(), scaled(timeout))
     if not isinstance(raw, str):
         raise AssertionError("expected a text message, got %r" % (raw[:80],))
     return raw
+
+
+async def recv_json(ws, timeout=3.0):
+    return json.loads(await recv_text(ws, timeout))
+
+
+class RecvMixin:
+    """recv() for test cases with websockets clients (ws.user_id set): the next message as
+    JSON, its text kept in self.last_text; a timeout or a frame that is not JSON fails the
+    test with the user's id."""
+
+    async def recv(self, ws, timeout=3.0):
+        try:
+            text = await recv_text(ws, timeout)
+        except asyncio.TimeoutError:
+            self.fail("no frame within %.1f s on user %s's connection" % (timeout, ws.user_id))
+        self.last_text = text
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            self.fail("the daemon sent a frame that is not JSON (%s): %r" % (e, text[:300]))
 
 
 async def send_json(ws, obj):

@@ -14,19 +14,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chathub_harness as h  # noqa: E402
 
 
-class InteropTests(h.DaemonTestMixin, unittest.IsolatedAsyncioTestCase):
+class InteropTests(h.RecvMixin, h.DaemonTestMixin, unittest.IsolatedAsyncioTestCase):
 
     async def connect(self, uid, query=False, **kw):
         ws = await h.ws_connect(self.daemon, uid, query=query, **kw)
         ws.user_id = uid
         self.addAsyncCleanup(h.close_all, ws)
         return ws
-
-    async def recv(self, ws, timeout=3.0):
-        try:
-            return await h.recv_json(ws, timeout)
-        except asyncio.TimeoutError:
-            self.fail("nothing received by user %s" % ws.user_id)
 
     async def test_full_session(self):
         alice_id, bob_id = h.next_user_id(), h.next_user_id()

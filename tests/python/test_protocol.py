@@ -20,7 +20,7 @@ ERROR_CODES = {"invalid_json", "invalid_message", "unknown_type", "not_member", 
                "user_offline"}
 
 
-class ProtocolBase(h.DaemonTestMixin, unittest.IsolatedAsyncioTestCase):
+class ProtocolBase(h.RecvMixin, h.DaemonTestMixin, unittest.IsolatedAsyncioTestCase):
 
     async def client(self, user_id=None, token=None, **claims):
         """A websockets client as user_id (new unique id if None); closed at cleanup."""
@@ -33,12 +33,6 @@ class ProtocolBase(h.DaemonTestMixin, unittest.IsolatedAsyncioTestCase):
         ws.user_id = user_id
         self.addAsyncCleanup(h.close_all, ws)
         return ws
-
-    async def recv(self, ws, timeout=3.0):
-        try:
-            return await h.recv_json(ws, timeout)
-        except asyncio.TimeoutError:
-            self.fail("no frame within %.1f s on user %s's connection" % (timeout, ws.user_id))
 
     async def expect_error(self, ws, code):
         msg = await self.recv(ws)
@@ -745,17 +739,6 @@ class Utf8AndDataTests(ProtocolBase):
         for ws in (a, b):
             await self.recv(ws)
             self.assertEqual(h.raw_member(self.last_text, "data"), data)
-
-    async def recv(self, ws, timeout=3.0):
-        try:
-            text = await h.recv_text(ws, timeout)
-        except asyncio.TimeoutError:
-            self.fail("no frame within %.1f s on user %s's connection" % (timeout, ws.user_id))
-        self.last_text = text
-        try:
-            return json.loads(text)
-        except ValueError as e:
-            self.fail("the daemon sent a frame that is not JSON (%s): %r" % (e, text[:300]))
 
 
 if __name__ == "__main__":
