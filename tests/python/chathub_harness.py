@@ -869,6 +869,15 @@ class RawWS:
             if f.fin:
                 return first_op, b"".join(parts)
 
+    def answer_pings_for(self, seconds):
+        """Reads for `seconds` (real time), answering pings and dropping data messages."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            try:
+                self.recv_message(timeout=0.2, answer_pings=True)
+            except TimeoutError:
+                pass
+
     def recv_text(self, timeout=3.0, answer_pings=False):
         op, payload = self.recv_message(timeout, answer_pings)
         if op != OP_TEXT:

@@ -85,12 +85,7 @@ class IdleTimeoutTests(h.DaemonTestMixin, unittest.TestCase):
         """Answers pings for 3 s, then goes silent: closed with 1001 about 2 s later."""
         ws = cls.connect()
         try:
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 3.0:
-                try:
-                    ws.recv_message(timeout=0.2, answer_pings=True)
-                except TimeoutError:
-                    pass
+            ws.answer_pings_for(3.0)
             t_stop = time.monotonic()
             code, reason = ws.expect_close(timeout=10, answer_pings=False)
             return {"code": code, "reason": reason, "after_stop": time.monotonic() - t_stop}
@@ -102,12 +97,7 @@ class IdleTimeoutTests(h.DaemonTestMixin, unittest.TestCase):
         """Answers every ping with a pong, sends no data: must stay connected."""
         ws = cls.connect()
         try:
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < STAY:
-                try:
-                    ws.recv_message(timeout=0.2, answer_pings=True)
-                except TimeoutError:
-                    pass
+            ws.answer_pings_for(STAY)
             ws.send_json({"type": "ping"})
             pong = ws.recv_json(answer_pings=True)
             return {"pong": pong, "pings": ws.pings}
