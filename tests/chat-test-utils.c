@@ -81,7 +81,7 @@ chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint tim
 	while (!condition (user_data)) {
 		if (g_get_monotonic_time () > deadline)
 			g_error ("condition not met within %u ms", timeout_ms);
-		g_main_context_iteration (NULL, FALSE);
+		g_main_context_iteration (g_main_context_get_thread_default (), FALSE);
 		if (!condition (user_data))
 			g_usleep (200);
 	}

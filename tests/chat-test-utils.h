@@ -23,7 +23,8 @@ GBytes *
 chat_test_load_data (const char *name);
 
 typedef gboolean (*ChatTestCondition) (gpointer user_data);
-/* Iterates the default main context until @condition holds; fails the test after @timeout_ms. */
+/* Iterates the thread-default main context until @condition holds; fails the test after
+ * @timeout_ms. */
 void
 chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint timeout_ms);
 

@@ -605,6 +605,57 @@ test_server_input_sources_parked (Fixture *fixture, gconstpointer data)
 		client_free (clients[i]);
 }
 
+static gboolean
+peer_closed (gpointer data)
+{
+	GSocket *socket = data;
+	g_autoptr (GError) error = NULL;
+	char byte;
+
+	/* the server sends nothing before the request: only EOF (0) or a reset end this */
+	return g_socket_receive (socket, &byte, 1, NULL, &error) >= 0 ||
+	       !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+}
+
+/* A server made under another thread-default context runs entirely there, timers included:
+ * here the handshake deadline, which closes a connection that never sends its request. */
+static void
+test_server_own_context (void)
+{
+	g_autoptr (GMainContext) context = g_main_context_new ();
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatHub) hub = NULL;
+	g_autoptr (ChatTokenVerifier) verifier = NULL;
+	g_autoptr (ChatServer) server = NULL;
+	g_autoptr (GSocketClient) socket_client = g_socket_client_new ();
+	g_autoptr (GSocketConnection) connection = NULL;
+	GSocket *socket;
+
+	g_main_context_push_thread_default (context);
+	hub = chat_hub_new ();
+	verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
+	g_assert_no_error (error);
+	server = chat_server_new (hub, verifier);
+	g_object_set (server, "handshake-timeout", 1, NULL);
+	g_assert_true (chat_server_listen (server, "127.0.0.1", 0, &error));
+	g_assert_no_error (error);
+	connection = g_socket_client_connect_to_host (socket_client,
+						      "127.0.0.1",
+						      chat_server_get_port (server),
+						      NULL,
+						      &error);
+	g_assert_no_error (error);
+	socket = g_socket_connection_get_socket (connection);
+	g_socket_set_blocking (socket, FALSE);
+	chat_test_wait_until (peer_closed, socket, 5000);
+
+	g_clear_object (&server);
+	while (g_main_context_iteration (context, FALSE))
+		;
+	g_main_context_pop_thread_default (context);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -629,5 +680,6 @@ main (int argc, char **argv)
 	ADD ("/chat/server/statistics", test_server_statistics);
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
+	g_test_add_func ("/chat/server/own-context", test_server_own_context);
 	return g_test_run ();
 }

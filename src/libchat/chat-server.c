@@ -73,16 +73,17 @@ struct _ChatServer {
 	ChatTokenVerifier *verifier;
 	SoupServer *soup;
 	GSocket *listener;
+	GMainContext *context; /* the thread-default one at construction: every source goes here */
 	GSource *accept_source;
-	guint accept_pause_id;
+	GSource *accept_pause;
 	gint64 last_fd_warning; /* monotonic µs */
 	GQueue handshakes;	/* Handshake*, oldest first */
-	guint handshake_sweep_id;
+	GSource *handshake_sweep;
 	guint handshake_timeout;
 	GUri *ws_uri;
 	GSource *flush_source;
 	GSource *poll_source;
-	guint heartbeat_id;
+	GSource *heartbeat;
 	char *path;
 	char *address;
 	guint16 port;
@@ -216,6 +217,30 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 }
 
 static void
+destroy_source (GSource **source)
+{
+	if (*source != NULL) {
+		g_source_destroy (*source);
+		g_clear_pointer (source, g_source_unref);
+	}
+}
+
+/* A timer on the server's context: g_timeout_add() would use the global default one. */
+static GSource *
+add_timeout (ChatServer *self, guint interval_ms, GSourceFunc func, const char *name)
+{
+	/* whole seconds: GLib may wake up for several such timers at once */
+	GSource *source = interval_ms % 1000 == 0
+			      ? g_timeout_source_new_seconds (interval_ms / 1000)
+			      : g_timeout_source_new (interval_ms);
+
+	g_source_set_callback (source, func, self, NULL);
+	g_source_set_static_name (source, name);
+	g_source_attach (source, self->context);
+	return source;
+}
+
+static void
 chat_server_dispose (GObject *object)
 {
 	ChatServer *self = CHAT_SERVER (object);
@@ -231,19 +256,13 @@ chat_server_dispose (GObject *object)
 				client->closed_func = NULL;
 		}
 	}
-	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
-	g_clear_handle_id (&self->accept_pause_id, g_source_remove);
-	g_clear_handle_id (&self->handshake_sweep_id, g_source_remove);
+	destroy_source (&self->heartbeat);
+	destroy_source (&self->accept_pause);
+	destroy_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
-	if (self->flush_source != NULL) {
-		g_source_destroy (self->flush_source);
-		g_clear_pointer (&self->flush_source, g_source_unref);
-	}
-	if (self->poll_source != NULL) {
-		g_source_destroy (self->poll_source);
-		g_clear_pointer (&self->poll_source, g_source_unref);
-	}
+	destroy_source (&self->flush_source);
+	destroy_source (&self->poll_source);
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->verifier);
@@ -258,6 +277,7 @@ chat_server_finalize (GObject *object)
 	g_free (self->path);
 	g_free (self->address);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
+	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
 }
 
@@ -537,7 +557,7 @@ on_accept_pause_over (gpointer user_data)
 {
 	ChatServer *self = CHAT_SERVER (user_data);
 
-	self->accept_pause_id = 0;
+	g_clear_pointer (&self->accept_pause, g_source_unref);
 	start_accepting (self);
 	return G_SOURCE_REMOVE;
 }
@@ -554,12 +574,12 @@ pause_accepting (ChatServer *self)
 			      "(raise the open-file limit or lower max-connections)"),
 			   self->n_connections);
 	}
-	if (self->accept_source != NULL) {
-		g_source_destroy (self->accept_source);
-		g_clear_pointer (&self->accept_source, g_source_unref);
-	}
-	if (self->accept_pause_id == 0)
-		self->accept_pause_id = g_timeout_add (ACCEPT_PAUSE_MS, on_accept_pause_over, self);
+	destroy_source (&self->accept_source);
+	if (self->accept_pause == NULL)
+		self->accept_pause = add_timeout (self,
+						  ACCEPT_PAUSE_MS,
+						  on_accept_pause_over,
+						  "chathub accept pause");
 }
 
 /* Connections that have not finished their upgrade in time are shut down; libsoup 3.2 would
@@ -645,7 +665,7 @@ start_accepting (ChatServer *self)
 	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
 	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
 	g_source_set_static_name (self->accept_source, "chathub accept");
-	g_source_attach (self->accept_source, g_main_context_get_thread_default ());
+	g_source_attach (self->accept_source, self->context);
 }
 
 static void
@@ -655,14 +675,12 @@ restart_heartbeat (ChatServer *self)
 			      self->idle_timeout > 0 ? self->idle_timeout : G_MAXUINT);
 	guint tick_ms;
 
-	g_clear_handle_id (&self->heartbeat_id, g_source_remove);
+	destroy_source (&self->heartbeat);
 	if (shortest == G_MAXUINT || self->soup == NULL)
 		return;
 	/* one timer for every client; granularity a quarter of the shortest period */
 	tick_ms = CLAMP (shortest * 250, 100, 1000);
-	self->heartbeat_id = g_timeout_add (tick_ms, on_heartbeat, self);
-	g_source_set_static_name (g_main_context_find_source_by_id (NULL, self->heartbeat_id),
-				  "chathub heartbeat");
+	self->heartbeat = add_timeout (self, tick_ms, on_heartbeat, "chathub heartbeat");
 }
 
 static void
@@ -673,6 +691,7 @@ chat_server_constructed (GObject *object)
 
 	G_OBJECT_CLASS (chat_server_parent_class)->constructed (object);
 
+	self->context = g_main_context_ref_thread_default ();
 	self->soup = soup_server_new ("server-header", "chathub/" PACKAGE_VERSION, NULL);
 	/* prebuilt frames cannot be compressed per client, and deflate costs ~90 KB per
 	 * connection and defeats the size limit */
@@ -681,11 +700,11 @@ chat_server_constructed (GObject *object)
 	g_signal_connect (self->soup, "request-started", G_CALLBACK (on_request_started), self);
 
 	self->flush_source = chat_flush_source_new ();
-	g_source_attach (self->flush_source, g_main_context_get_thread_default ());
+	g_source_attach (self->flush_source, self->context);
 	self->poll_source = chat_poll_source_new (&error);
 	if (self->poll_source == NULL)
 		g_error (_ ("Cannot create the epoll set: %s"), error->message);
-	g_source_attach (self->poll_source, g_main_context_get_thread_default ());
+	g_source_attach (self->poll_source, self->context);
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
 }
@@ -934,8 +953,9 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	self->ws_uri =
 	    g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path, NULL, NULL);
 	start_accepting (self);
-	if (self->handshake_sweep_id == 0)
-		self->handshake_sweep_id = g_timeout_add_seconds (1, on_handshake_sweep, self);
+	if (self->handshake_sweep == NULL)
+		self->handshake_sweep =
+		    add_timeout (self, 1000, on_handshake_sweep, "chathub handshake sweep");
 	restart_heartbeat (self);
 	return TRUE;
 }
@@ -953,11 +973,8 @@ chat_server_disconnect (ChatServer *self)
 {
 	g_return_if_fail (CHAT_IS_SERVER (self));
 
-	if (self->accept_source != NULL) {
-		g_source_destroy (self->accept_source);
-		g_clear_pointer (&self->accept_source, g_source_unref);
-	}
-	g_clear_handle_id (&self->accept_pause_id, g_source_remove);
+	destroy_source (&self->accept_source);
+	destroy_source (&self->accept_pause);
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
 	if (self->listener != NULL) {
