@@ -223,6 +223,11 @@ test_message_data_verbatim (void)
 	    {"{\"data\":\"\\u00e9\\ud83d\\ude00\",\"type\":\"message\"}",
 	     "\"\\u00e9\\ud83d\\ude00\""},
 	    {"{\"type\":\"message\",\"data\":1,\"data\":[2]}", "[2]"},
+	    /* escaped keys: another member's, and "data" itself */
+	    {"{\"type\":\"message\",\"a\\u0062\":1,\"data\":{\"n\":1.50,\"big\":"
+	     "12345678901234567890}}",
+	     "{\"n\":1.50,\"big\":12345678901234567890}"},
+	    {"{\"type\":\"message\",\"d\\u0061ta\":12345678901234567890}", "12345678901234567890"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {

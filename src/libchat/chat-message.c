@@ -451,8 +451,7 @@ read_string_member (JsonObject *object,
 
 /* A tiny scanner over text json-glib has already accepted: it finds the raw bytes of the
  * last top-level "data" member so they can be relayed verbatim. It returns FALSE on anything
- * unexpected (escaped keys, non-standard syntax), and the caller falls back to generating
- * the member from its JsonNode. */
+ * unexpected, and the caller falls back to generating the member from its JsonNode. */
 static const char *
 skip_ws (const char *p, const char *end)
 {
@@ -506,11 +505,28 @@ skip_value (const char *p, const char *end)
 	return NULL;
 }
 
+/* Whether the string token [key, key_end) (quotes included) is @name. A key with escapes
+ * (rare) is decoded, so "d\u0061ta" is found and "a\u0062" does not stop the scan. */
+static gboolean
+key_is (const char *key, const char *key_end, const char *name)
+{
+	gsize name_len = strlen (name);
+	g_autofree char *token = NULL;
+	g_autoptr (JsonNode) node = NULL;
+
+	if (memchr (key, '\\', key_end - key) == NULL)
+		return (gsize) (key_end - key) == name_len + 2 &&
+		       memcmp (key + 1, name, name_len) == 0;
+	token = g_strndup (key, key_end - key);
+	node = json_from_string (token, NULL);
+	return node != NULL && json_node_get_value_type (node) == G_TYPE_STRING &&
+	       g_strcmp0 (json_node_get_string (node), name) == 0;
+}
+
 static gboolean
 find_raw_member (const char *text, gsize length, const char *name, const char **start, gsize *len)
 {
 	const char *p = text, *end = text + length;
-	gsize name_len = strlen (name);
 	gboolean found = FALSE;
 
 	p = skip_ws (p, end);
@@ -525,7 +541,7 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 		if (*p != '"')
 			return FALSE;
 		key_end = skip_string (p, end);
-		if (key_end == NULL || memchr (key, '\\', key_end - key) != NULL)
+		if (key_end == NULL)
 			return FALSE;
 		p = skip_ws (key_end, end);
 		if (p >= end || *p != ':')
@@ -534,8 +550,7 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 		p = skip_value (value, end);
 		if (p == NULL)
 			return FALSE;
-		if ((gsize) (key_end - key) == name_len + 2 &&
-		    memcmp (key + 1, name, name_len) == 0) {
+		if (key_is (key, key_end, name)) {
 			*start = value;
 			*len = p - value;
 			found = TRUE; /* keep going: json-glib keeps the last duplicate */
