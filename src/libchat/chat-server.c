@@ -504,6 +504,8 @@ handle_request (SoupServer *soup,
 
 	/* the 101 carries "Connection: Upgrade", never our "close" */
 	soup_message_headers_remove (response_headers, "Connection");
+	/* no extensions (NULL): prebuilt frames cannot be compressed per client, and deflate
+	 * costs ~90 KB per connection and defeats the size limit */
 	if (!soup_websocket_server_process_handshake (msg, NULL, NULL, NULL, NULL)) {
 		soup_message_headers_replace (response_headers, "Connection", "close");
 		return;
@@ -693,9 +695,6 @@ chat_server_constructed (GObject *object)
 
 	self->context = g_main_context_ref_thread_default ();
 	self->soup = soup_server_new ("server-header", "chathub/" PACKAGE_VERSION, NULL);
-	/* prebuilt frames cannot be compressed per client, and deflate costs ~90 KB per
-	 * connection and defeats the size limit */
-	soup_server_remove_websocket_extension (self->soup, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
 	soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
 	g_signal_connect (self->soup, "request-started", G_CALLBACK (on_request_started), self);
 
