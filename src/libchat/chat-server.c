@@ -85,8 +85,6 @@ struct _ChatServer {
 	GSource *poll_source;
 	GSource *heartbeat;
 	char *path;
-	char *address;
-	guint16 port;
 	guint max_connections;
 	guint max_message_size;
 	guint outbox_size;
@@ -275,7 +273,6 @@ chat_server_finalize (GObject *object)
 	ChatServer *self = CHAT_SERVER (object);
 
 	g_free (self->path);
-	g_free (self->address);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
@@ -944,13 +941,17 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	bound = g_socket_get_local_address (socket, error);
 	if (bound == NULL)
 		return FALSE;
-	self->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
-	g_free (self->address);
-	self->address = g_strdup (address);
 	self->listener = g_steal_pointer (&socket);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
-	self->ws_uri =
-	    g_uri_build (G_URI_FLAGS_NONE, "ws", NULL, address, self->port, self->path, NULL, NULL);
+	/* the connections' URI, and where clients connect */
+	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE,
+				    "ws",
+				    NULL,
+				    address,
+				    g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)),
+				    self->path,
+				    NULL,
+				    NULL);
 	start_accepting (self);
 	if (self->handshake_sweep == NULL)
 		self->handshake_sweep =
@@ -996,7 +997,7 @@ guint16
 chat_server_get_port (ChatServer *self)
 {
 	g_return_val_if_fail (CHAT_IS_SERVER (self), 0);
-	return self->listener != NULL ? self->port : 0;
+	return self->listener != NULL ? (guint16) g_uri_get_port (self->ws_uri) : 0;
 }
 
 /**
@@ -1014,11 +1015,8 @@ chat_server_get_uri (ChatServer *self)
 {
 	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
 
-	if (self->listener == NULL)
-		return NULL;
-	if (strchr (self->address, ':') != NULL)
-		return g_strdup_printf ("ws://[%s]:%u%s", self->address, self->port, self->path);
-	return g_strdup_printf ("ws://%s:%u%s", self->address, self->port, self->path);
+	/* g_uri_to_string() puts an IPv6 address in brackets */
+	return self->listener != NULL ? g_uri_to_string (self->ws_uri) : NULL;
 }
 
 /**
