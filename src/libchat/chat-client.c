@@ -288,26 +288,9 @@ on_ws_error (SoupWebsocketConnection *conn, GError *error, ChatClient *self)
 	 * frame; send the 1009 ourselves so the peer learns why. */
 	if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG) &&
 	    !chat_limit_extension_has_refused (conn) && chat_outbox_can_send (self->outbox)) {
-		static const guint8 close_too_big[] = {0x88,
-						       0x11,
-						       0x03,
-						       0xf1,
-						       'm',
-						       'e',
-						       's',
-						       's',
-						       'a',
-						       'g',
-						       'e',
-						       ' ',
-						       't',
-						       'o',
-						       'o',
-						       ' ',
-						       'b',
-						       'i',
-						       'g'};
-		g_autoptr (GBytes) frame = g_bytes_new_static (close_too_big, sizeof close_too_big);
+		/* close code 1009, big-endian, and the reason */
+		static const char payload[] = "\x03\xf1message too big";
+		g_autoptr (GBytes) frame = chat_frame_new (0x8, payload, sizeof payload - 1);
 
 		chat_outbox_push (self->outbox, frame);
 	}
@@ -414,8 +397,6 @@ chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 void
 chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout)
 {
-	static const guint8 ping[] = {0x89, 0x00};
-
 	if (!client_is_open (self))
 		return;
 	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
@@ -433,7 +414,7 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 		static gsize frame = 0;
 
 		if (g_once_init_enter (&frame))
-			g_once_init_leave (&frame, (gsize) g_bytes_new_static (ping, sizeof ping));
+			g_once_init_leave (&frame, (gsize) chat_frame_new (0x9, NULL, 0));
 		self->last_ping = now;
 		chat_outbox_push_urgent (self->outbox, (GBytes *) frame);
 	}

@@ -327,7 +327,7 @@ stamp_message (ChatHub *self, ChatMessage *message, guint64 from)
 }
 
 static guint
-push_to_clients (GPtrArray *clients, GBytes *frame, ChatClient *skip)
+push_to_clients (GPtrArray *clients, GBytes *frame)
 {
 	guint delivered = 0;
 
@@ -335,7 +335,7 @@ push_to_clients (GPtrArray *clients, GBytes *frame, ChatClient *skip)
 	for (guint i = 0; i < clients->len; i++) {
 		ChatClient *client = clients->pdata[i];
 
-		if (client != skip && chat_client_push_frame (client, frame))
+		if (chat_client_push_frame (client, frame))
 			delivered++;
 	}
 	return delivered;
@@ -367,20 +367,20 @@ route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 		ChatRoom *room = lookup_room (self, room_id);
 
 		if (room != NULL)
-			delivered = push_to_clients (room->members, frame, NULL);
+			delivered = push_to_clients (room->members, frame);
 	} else if (to != 0) {
 		ChatUser *user = lookup_user (self, to);
 
 		if (user != NULL)
-			delivered = push_to_clients (user->clients, frame, NULL);
+			delivered = push_to_clients (user->clients, frame);
 		/* the sender's other devices stay in sync */
 		if (sender_user != 0 && sender_user != to) {
 			user = lookup_user (self, sender_user);
 			if (user != NULL)
-				delivered += push_to_clients (user->clients, frame, NULL);
+				delivered += push_to_clients (user->clients, frame);
 		}
 	} else {
-		delivered = push_to_clients (self->clients, frame, NULL);
+		delivered = push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE))
 			g_signal_emit (self, signals[SIGNAL_BROADCAST], 0, message);
 	}
@@ -453,7 +453,7 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 		return;
 	}
 	room_add (self, room_id, client);
-	push_to_clients (lookup_room (self, room_id)->members, event, NULL);
+	push_to_clients (lookup_room (self, room_id)->members, event);
 	g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
 }
 
@@ -467,7 +467,7 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 	room_remove (self, room_id, client);
 	room = lookup_room (self, room_id);
 	if (room != NULL)
-		push_to_clients (room->members, event, NULL);
+		push_to_clients (room->members, event);
 	if (ack)
 		chat_client_push_frame (client, event);
 	g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, client, room_id);

@@ -4,7 +4,7 @@
 
 #pragma once
 
-#include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -17,5 +17,8 @@ G_BEGIN_DECLS
  * N_(): translate it with _() where the text is not for the wire). */
 gboolean
 chat_json_validate (const char *text, gsize length, const char **reason);
+/* chat_json_validate(), then json-glib's tree of the text (transfer full), or NULL. */
+JsonNode *
+chat_json_parse (const char *text, gsize length, const char **reason);
 
 G_END_DECLS

@@ -234,3 +234,19 @@ chat_json_validate (const char *text, gsize length, const char **reason)
 		*reason = s.reason;
 	return valid;
 }
+
+JsonNode *
+chat_json_parse (const char *text, gsize length, const char **reason)
+{
+	g_autoptr (JsonParser) parser = NULL;
+	JsonNode *root;
+
+	if (!chat_json_validate (text, length, reason))
+		return NULL;
+	/* validated text holds no NUL, and the parser takes a length: no copy needed */
+	parser = json_parser_new_immutable ();
+	if (!json_parser_load_from_data (parser, text, (gssize) length, NULL))
+		return NULL;
+	root = json_parser_get_root (parser);
+	return root != NULL ? json_node_ref (root) : NULL;
+}

@@ -107,17 +107,6 @@ message_type_from_string (const char *name, ChatMessageType *type)
 	return FALSE;
 }
 
-static JsonNode *
-json_from_string_len (const char *text, gsize length)
-{
-	g_autofree char *copy = g_strndup (text, length);
-
-	/* an embedded NUL would silently cut the text */
-	if (strlen (copy) != length)
-		return NULL;
-	return json_from_string (copy, NULL);
-}
-
 /* g_set_str() is GLib 2.76; this is the same for 2.74. */
 static gboolean
 replace_str (char **slot, const char *value)
@@ -572,10 +561,9 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 ChatMessage *
 chat_message_parse (const char *text, gsize length, gboolean translate, GError **error)
 {
-	g_autoptr (JsonParser) parser = NULL;
 	g_autoptr (ChatMessage) self = NULL;
-	g_autoptr (GError) parse_error = NULL;
-	JsonNode *root, *node;
+	g_autoptr (JsonNode) root = NULL;
+	JsonNode *node;
 	JsonObject *object;
 	ChatMessageType type;
 	const char *type_name, *raw, *reason = NULL;
@@ -590,43 +578,21 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	}
 
 	/* json-glib is lenient (comments, single quotes, \x escapes); the wire is not */
-	if (!chat_json_validate (text, length, &reason)) {
+	root = chat_json_parse (text, length, &reason);
+	if (root == NULL) {
+		/* reason stays NULL only if json-glib refused what the strict check accepted */
 		if (translate)
 			g_set_error (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_JSON,
 				     _ ("Invalid JSON: %s"),
-				     _ (reason));
+				     reason != NULL ? _ (reason) : "");
 		else
 			g_set_error (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_JSON,
 				     "The frame is not valid JSON: %s",
-				     reason);
-		return NULL;
-	}
-	parser = json_parser_new_immutable ();
-	if (!json_parser_load_from_data (parser, text, length, &parse_error)) {
-		/* json-glib's own text is localized: the wire gets a fixed English one */
-		if (translate)
-			g_set_error (error,
-				     CHAT_ERROR,
-				     CHAT_ERROR_INVALID_JSON,
-				     _ ("Invalid JSON: %s"),
-				     parse_error->message);
-		else
-			g_set_error_literal (error,
-					     CHAT_ERROR,
-					     CHAT_ERROR_INVALID_JSON,
-					     "The frame is not valid JSON");
-		return NULL;
-	}
-	root = json_parser_get_root (parser);
-	if (root == NULL) {
-		g_set_error_literal (error,
-				     CHAT_ERROR,
-				     CHAT_ERROR_INVALID_JSON,
-				     TR ("Empty message; expected a JSON object"));
+				     reason != NULL ? reason : "");
 		return NULL;
 	}
 	if (!JSON_NODE_HOLDS_OBJECT (root)) {
@@ -1078,20 +1044,13 @@ chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, 
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	len = length < 0 ? strlen (json) : (gsize) length;
-	if (!chat_json_validate (json, len, &reason)) {
+	node = chat_json_parse (json, len, &reason);
+	if (node == NULL) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_JSON,
 			     _ ("Invalid JSON: %s"),
 			     reason != NULL ? _ (reason) : "");
-		return FALSE;
-	}
-	node = json_from_string_len (json, len);
-	if (node == NULL) {
-		g_set_error_literal (error,
-				     CHAT_ERROR,
-				     CHAT_ERROR_INVALID_JSON,
-				     _ ("Invalid JSON: not one value"));
 		return FALSE;
 	}
 	clear_data (self);

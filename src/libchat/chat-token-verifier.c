@@ -492,17 +492,6 @@ chat_token_verifier_set_leeway (ChatTokenVerifier *self, guint seconds)
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_LEEWAY]);
 }
 
-/* json_from_string() wants nul-terminated text */
-static JsonNode *
-json_from_string_len (const char *text, gsize len)
-{
-	g_autofree char *copy = g_strndup (text, len);
-
-	if (strlen (copy) != len || !chat_json_validate (copy, len, NULL))
-		return NULL;
-	return json_from_string (copy, NULL);
-}
-
 static JsonNode *
 decode_segment_json (const char *segment, gsize len)
 {
@@ -529,7 +518,7 @@ decode_segment_json (const char *segment, gsize len)
 	raw = g_base64_decode (b64, &raw_len);
 	if (raw == NULL || raw_len == 0)
 		return NULL;
-	return json_from_string_len ((const char *) raw, raw_len);
+	return chat_json_parse ((const char *) raw, raw_len, NULL);
 }
 
 static gboolean
