@@ -27,6 +27,7 @@ struct _ChdDaemon {
 	guint shutdown_timeout_id;
 	guint idle_id;
 	gulong n_clients_id;
+	gulong client_registered_id;
 	gboolean stopping;
 	int exit_status;
 };
@@ -43,6 +44,7 @@ chd_daemon_dispose (GObject *object)
 	g_clear_handle_id (&self->shutdown_timeout_id, g_source_remove);
 	g_clear_handle_id (&self->idle_id, g_source_remove);
 	g_clear_signal_handler (&self->n_clients_id, self->hub);
+	g_clear_signal_handler (&self->client_registered_id, self->hub);
 	g_clear_object (&self->dbus);
 	g_clear_object (&self->server);
 	g_clear_object (&self->hub);
@@ -247,7 +249,10 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     "handshake-timeout",
 				     config->handshake_timeout,
 				     NULL);
-	g_signal_connect (self->hub, "client-registered", G_CALLBACK (on_client_registered), self);
+	self->client_registered_id = g_signal_connect (self->hub,
+						       "client-registered",
+						       G_CALLBACK (on_client_registered),
+						       self);
 	self->n_clients_id =
 	    g_signal_connect (self->hub, "notify::n-clients", G_CALLBACK (on_n_clients), self);
 	return g_steal_pointer (&self);

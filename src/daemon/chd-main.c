@@ -53,7 +53,7 @@ main (int argc, char **argv)
 	g_autoptr (ChdDaemon) daemon = NULL;
 	g_autofree char *config_path = NULL;
 	g_autofree char *address = NULL;
-	int port = -1;
+	int port = G_MININT; /* not given */
 	gboolean verbose = FALSE;
 	gboolean version = FALSE;
 	gboolean session = FALSE;
@@ -134,6 +134,10 @@ main (int argc, char **argv)
 		g_printerr (_ ("chathubd: give only one of --session, --system and --no-dbus\n"));
 		return 2;
 	}
+	if (port != G_MININT && (port < 0 || port > 65535)) {
+		g_printerr (_ ("chathubd: --port: %d is not a TCP port\n"), port);
+		return 2;
+	}
 
 	config = chd_config_new ();
 	config->bus_type = session  ? G_BUS_TYPE_SESSION
@@ -149,17 +153,17 @@ main (int argc, char **argv)
 		g_free (config->address);
 		config->address = g_steal_pointer (&address);
 	}
-	if (port < -1 || port > 65535) {
-		g_printerr (_ ("chathubd: bad configuration: --port: %d is not a TCP port\n"),
-			    port);
-		return 1;
-	}
-	if (port >= 0)
+	if (port != G_MININT)
 		config->port = (guint) port;
 
 	raise_fd_limit ();
 	daemon = chd_daemon_new (config, &error);
-	if (daemon == NULL || !chd_daemon_start (daemon, &error)) {
+	if (daemon == NULL) {
+		/* only the key can be refused here: a configuration error like the others */
+		g_printerr (_ ("chathubd: bad configuration: %s\n"), error->message);
+		return 1;
+	}
+	if (!chd_daemon_start (daemon, &error)) {
 		g_printerr (_ ("chathubd: %s\n"), error->message);
 		return 1;
 	}

@@ -265,6 +265,28 @@ class ShutdownTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(rc, 0, self.daemon.log_text()[-3000:])
 
 
+class CommandLineErrorTests(unittest.TestCase):
+    """A bad command line: exit status 2 (chathubd(8), EXIT STATUS) and one line on stderr."""
+
+    def check(self, args, needle):
+        rc, err = h.run_daemon_expect_exit(args=args)
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(rc, 2, "exit status; stderr:\n%s" % err)
+        self.assertEqual(len(lines), 1, "expected one line on stderr, got:\n%s" % err)
+        self.assertIn(needle, lines[0])
+
+    def test_port_out_of_range(self):
+        for port in ("70000", "-1"):
+            with self.subTest(port=port):
+                self.check(["--port=" + port], "--port")
+
+    def test_unknown_option(self):
+        self.check(["--no-such-option"], "--no-such-option")
+
+    def test_two_buses(self):
+        self.check(["--session", "--no-dbus"], "--no-dbus")
+
+
 class ConfigErrorTests(unittest.TestCase):
     """Bad configuration: exit status 1 and one line on stderr naming the key."""
 
@@ -274,6 +296,7 @@ class ConfigErrorTests(unittest.TestCase):
         self.assertIsNotNone(rc, "daemon started listening despite the bad %s; stderr:\n%s" % (key, err))
         self.assertEqual(rc, 1, "exit status; stderr:\n%s" % err)
         self.assertEqual(len(lines), 1, "expected one line on stderr, got:\n%s" % err)
+        self.assertTrue(lines[0].startswith("chathubd: bad configuration: "), lines[0])
         if key:
             self.assertIn(key, lines[0])
         self.assertFalse(re.search(r"ws://", err), err)
