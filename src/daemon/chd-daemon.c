@@ -9,6 +9,7 @@
 
 #include "chd-daemon.h"
 #include "chd-dbus.h"
+#include "chd-log.h"
 
 /* How long shutdown waits for clients to answer their 1001 before giving up. */
 #define SHUTDOWN_TIMEOUT_S 5
@@ -66,19 +67,6 @@ chd_daemon_init (ChdDaemon *self)
 }
 
 static void
-log_event (const char *event, const char *text)
-{
-	/* the text is translated; CHATHUB_EVENT is the stable key tools match on */
-	g_log_structured (G_LOG_DOMAIN,
-			  G_LOG_LEVEL_MESSAGE,
-			  "CHATHUB_EVENT",
-			  event,
-			  "MESSAGE",
-			  "%s",
-			  text);
-}
-
-static void
 on_client_registered (ChatHub *hub, ChatClient *client, ChdDaemon *self)
 {
 	g_debug ("client %s registered (user %" G_GUINT64_FORMAT ", %s)",
@@ -106,7 +94,7 @@ on_idle (gpointer user_data)
 	self->idle_id = 0;
 	text = g_strdup_printf (_ ("No client and no D-Bus call for %u seconds; exiting"),
 				self->config->exit_on_idle);
-	log_event ("idle-exit", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "idle-exit", text);
 	stop (self, 0);
 	return G_SOURCE_REMOVE;
 }
@@ -171,7 +159,7 @@ stop (ChdDaemon *self, int exit_status)
 	text = g_strdup_printf (
 	    ngettext ("Shutting down; closing %u client", "Shutting down; closing %u clients", n),
 	    n);
-	log_event ("shutdown", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "shutdown", text);
 	self->shutdown_timeout_id =
 	    g_timeout_add_seconds (SHUTDOWN_TIMEOUT_S, on_shutdown_timeout, self);
 	maybe_quit (self);
@@ -203,7 +191,7 @@ on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
 	text = g_strdup_printf (_ ("Lost the name %s on %s; shutting down"),
 				CHD_DBUS_NAME,
 				chd_dbus_describe_bus (self->config->bus_type));
-	log_event ("dbus-name-lost", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-lost", text);
 	stop (self, 0);
 }
 
@@ -273,7 +261,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 				PACKAGE_VERSION,
 				uri,
 				chat_token_algorithm_to_string (self->config->algorithm));
-	log_event ("listening", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "listening", text);
 
 	/* only now: owning the name is how the bus and systemd learn that we are ready */
 	if (self->config->bus_type != G_BUS_TYPE_NONE) {
@@ -295,6 +283,6 @@ chd_daemon_run (ChdDaemon *self)
 	g_main_loop_run (self->loop);
 	/* let the last D-Bus signals out before the connection goes */
 	g_clear_object (&self->dbus);
-	log_event ("stopped", _ ("chathubd stopped"));
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "stopped", _ ("chathubd stopped"));
 	return self->exit_status;
 }

@@ -13,6 +13,7 @@
 
 #include "chd-dbus.h"
 #include "chd-hub1-generated.h"
+#include "chd-log.h"
 
 /* RFC 6455 leaves 123 bytes for the reason of a close frame. */
 #define MAX_REASON_BYTES 123
@@ -102,13 +103,6 @@ const char *
 chd_dbus_describe_bus (GBusType bus_type)
 {
 	return bus_type == G_BUS_TYPE_SYSTEM ? _ ("the system bus") : _ ("the session bus");
-}
-
-static void
-log_event (GLogLevelFlags level, const char *event, const char *text)
-{
-	/* the text is translated; CHATHUB_EVENT is the stable key tools match on */
-	g_log_structured (G_LOG_DOMAIN, level, "CHATHUB_EVENT", event, "MESSAGE", "%s", text);
 }
 
 static void
@@ -482,7 +476,8 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 		g_dbus_method_invocation_return_gerror (invocation, error);
 		return;
 	}
-	/* the rules of the WebSocket path (docs/protocol.md, 3.2), with its error codes */
+	/* the rules of the WebSocket path (docs/protocol.md, 3.2), with its error codes; the hub
+	 * itself refuses a message with neither content nor data */
 	if (has_room && has_to) {
 		g_dbus_method_invocation_return_error_literal (
 		    invocation,
@@ -497,14 +492,6 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 						       CHAT_ERROR_INVALID_MESSAGE,
 						       _ ("Option “%s” must be greater than 0"),
 						       has_room ? "room_id" : "to");
-		return;
-	}
-	if (*content == '\0' && data == NULL) {
-		g_dbus_method_invocation_return_error_literal (
-		    invocation,
-		    CHAT_ERROR,
-		    CHAT_ERROR_INVALID_MESSAGE,
-		    _ ("A message needs content or data"));
 		return;
 	}
 	size = strlen (content) + (data != NULL ? strlen (data) : 0);
@@ -565,7 +552,7 @@ log_disconnect (ChatClient *client, guint32 uid, const char *reason)
 				chat_client_get_user_id (client),
 				uid,
 				reason);
-	log_event (G_LOG_LEVEL_MESSAGE, "dbus-disconnect", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-disconnect", text);
 }
 
 static void
@@ -712,7 +699,7 @@ on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_d
 	text = g_strdup_printf (_ ("Owning the name %s on %s"),
 				name,
 				chd_dbus_describe_bus (self->config->bus_type));
-	log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
 }
 
 static void
@@ -839,7 +826,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 		text = g_strdup_printf (_ ("[dbus] admin-group: there is no group “%s”; only root "
 					   "may call Broadcast, Disconnect and DisconnectUser"),
 					self->config->admin_group);
-		log_event (G_LOG_LEVEL_WARNING, "dbus-admin-group-missing", text);
+		chd_log_event (G_LOG_LEVEL_WARNING, "dbus-admin-group-missing", text);
 	}
 	/* no queueing: a second chathubd on the same bus gives up instead of waiting */
 	self->owner_id = g_bus_own_name_on_connection (self->connection,

@@ -385,13 +385,11 @@ void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 {
 	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
-	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_set_code (error, chat_error_get_wire_code (code));
 	chat_message_set_content (error, text);
-	chat_message_stamp (error, 0, 0, g_get_real_time () / G_USEC_PER_SEC);
-	frame = chat_message_to_frame (error);
-	chat_client_push_frame (self, frame);
+	chat_message_stamp (error, 0, 0);
+	chat_client_send (self, error);
 }
 
 void

@@ -313,17 +313,11 @@ chat_hub_new (void)
 
 /* ---- the routing core: ids, frames, recipients ---------------------------------------- */
 
-static gint64
-now_seconds (void)
-{
-	return g_get_real_time () / G_USEC_PER_SEC;
-}
-
 /* The one place message ids come from. */
 static void
 stamp_message (ChatHub *self, ChatMessage *message, guint64 from)
 {
-	chat_message_stamp (message, ++self->last_message_id, from, now_seconds ());
+	chat_message_stamp (message, ++self->last_message_id, from);
 }
 
 static guint
@@ -393,7 +387,7 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 	g_autoptr (ChatMessage) event = chat_message_new (type);
 
 	chat_message_set_room_id (event, room_id);
-	chat_message_stamp (event, 0, user_id, now_seconds ());
+	chat_message_stamp (event, 0, user_id);
 	return chat_message_to_frame (event);
 }
 
@@ -479,11 +473,9 @@ static void
 send_pong (ChatClient *client)
 {
 	g_autoptr (ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
-	g_autoptr (GBytes) frame = NULL;
 
-	chat_message_stamp (pong, 0, 0, now_seconds ());
-	frame = chat_message_to_frame (pong);
-	chat_client_push_frame (client, frame);
+	chat_message_stamp (pong, 0, 0);
+	chat_client_send (client, pong);
 }
 
 /* Wire errors are English and machine-readable; the code is what clients act on. */

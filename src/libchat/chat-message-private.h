@@ -14,7 +14,7 @@ chat_message_append_json (ChatMessage *self, GString *out);
 GBytes *
 chat_message_to_frame (ChatMessage *self);
 void
-chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp);
+chat_message_stamp (ChatMessage *self, guint64 id, guint64 from);
 gboolean
 chat_message_has_data (ChatMessage *self);
 ChatMessage *

@@ -1136,13 +1136,14 @@ chat_message_set_code (ChatMessage *self, const char *code)
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CODE]);
 }
 
-/* Internal: sets id/from/timestamp without notify; the hub stamps every relayed message. */
+/* Internal: sets id/from and the timestamp (now, in seconds) without notify; the hub stamps
+ * every relayed message, and the server's own pongs, events and errors. */
 void
-chat_message_stamp (ChatMessage *self, guint64 id, guint64 from, gint64 timestamp)
+chat_message_stamp (ChatMessage *self, guint64 id, guint64 from)
 {
 	self->id = id;
 	self->from = from;
-	self->timestamp = timestamp;
+	self->timestamp = g_get_real_time () / G_USEC_PER_SEC;
 }
 
 gboolean
