@@ -50,10 +50,6 @@ struct _ChatClient {
 	ChatClientClosedFunc closed_func;
 	gpointer closed_data;
 	guint hub_slot;
-	gulong handler_message;
-	gulong handler_pong;
-	gulong handler_error;
-	gulong handler_closed;
 };
 
 ChatClient *

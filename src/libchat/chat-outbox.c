@@ -12,6 +12,7 @@
 
 #include "chat-inbox-private.h"
 #include "chat-outbox-private.h"
+#include "chat-source-private.h"
 
 /* How long a closing connection may take to drain its queue before the socket is closed. */
 #define DRAIN_TIMEOUT_MS 2000
@@ -457,14 +458,8 @@ outbox_finish_close (ChatOutbox *self)
 	self->dead = TRUE;
 	self->closing = TRUE;
 	ring_clear (self);
-	if (self->writable != NULL) {
-		g_source_destroy (self->writable);
-		g_clear_pointer (&self->writable, g_source_unref);
-	}
-	if (self->deadline != NULL) {
-		g_source_destroy (self->deadline);
-		g_clear_pointer (&self->deadline, g_source_unref);
-	}
+	chat_clear_source (&self->writable);
+	chat_clear_source (&self->deadline);
 	if (task != NULL)
 		g_task_return_boolean (task, TRUE);
 }
@@ -484,12 +479,11 @@ static void
 outbox_close_async (ChatOutbox *self, GTask *task)
 {
 	self->closing = TRUE;
+	self->close_task = task;
 	if (self->dead || self->count == 0) {
-		self->close_task = task;
 		outbox_finish_close (self);
 		return;
 	}
-	self->close_task = task;
 	self->deadline = g_timeout_source_new (DRAIN_TIMEOUT_MS);
 	g_source_set_callback (self->deadline, on_drain_deadline, self, NULL);
 	g_source_attach (self->deadline, g_source_get_context (self->flush));
@@ -573,14 +567,8 @@ chat_outbox_dispose (GObject *object)
 {
 	ChatOutbox *self = CHAT_OUTBOX (object);
 
-	if (self->writable != NULL) {
-		g_source_destroy (self->writable);
-		g_clear_pointer (&self->writable, g_source_unref);
-	}
-	if (self->deadline != NULL) {
-		g_source_destroy (self->deadline);
-		g_clear_pointer (&self->deadline, g_source_unref);
-	}
+	chat_clear_source (&self->writable);
+	chat_clear_source (&self->deadline);
 	G_OBJECT_CLASS (chat_outbox_parent_class)->dispose (object);
 }
 

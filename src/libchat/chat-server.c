@@ -19,6 +19,7 @@
 #include "chat-limit-extension-private.h"
 #include "chat-outbox-private.h"
 #include "chat-server.h"
+#include "chat-source-private.h"
 #include "chat-token-verifier-private.h"
 
 /**
@@ -214,15 +215,6 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	}
 }
 
-static void
-destroy_source (GSource **source)
-{
-	if (*source != NULL) {
-		g_source_destroy (*source);
-		g_clear_pointer (source, g_source_unref);
-	}
-}
-
 /* A timer on the server's context: g_timeout_add() would use the global default one. */
 static GSource *
 add_timeout (ChatServer *self, guint interval_ms, GSourceFunc func, const char *name)
@@ -254,13 +246,13 @@ chat_server_dispose (GObject *object)
 				client->closed_func = NULL;
 		}
 	}
-	destroy_source (&self->heartbeat);
-	destroy_source (&self->accept_pause);
-	destroy_source (&self->handshake_sweep);
+	chat_clear_source (&self->heartbeat);
+	chat_clear_source (&self->accept_pause);
+	chat_clear_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
-	destroy_source (&self->flush_source);
-	destroy_source (&self->poll_source);
+	chat_clear_source (&self->flush_source);
+	chat_clear_source (&self->poll_source);
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->verifier);
@@ -573,7 +565,7 @@ pause_accepting (ChatServer *self)
 			      "(raise the open-file limit or lower max-connections)"),
 			   self->n_connections);
 	}
-	destroy_source (&self->accept_source);
+	chat_clear_source (&self->accept_source);
 	if (self->accept_pause == NULL)
 		self->accept_pause = add_timeout (self,
 						  ACCEPT_PAUSE_MS,
@@ -674,7 +666,7 @@ restart_heartbeat (ChatServer *self)
 			      self->idle_timeout > 0 ? self->idle_timeout : G_MAXUINT);
 	guint tick_ms;
 
-	destroy_source (&self->heartbeat);
+	chat_clear_source (&self->heartbeat);
 	if (shortest == G_MAXUINT || self->soup == NULL)
 		return;
 	/* one timer for every client; granularity a quarter of the shortest period */
@@ -973,8 +965,8 @@ chat_server_disconnect (ChatServer *self)
 {
 	g_return_if_fail (CHAT_IS_SERVER (self));
 
-	destroy_source (&self->accept_source);
-	destroy_source (&self->accept_pause);
+	chat_clear_source (&self->accept_source);
+	chat_clear_source (&self->accept_pause);
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
 	if (self->listener != NULL) {
