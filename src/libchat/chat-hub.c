@@ -393,7 +393,8 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 
 /* ---- membership ----------------------------------------------------------------------- */
 
-static void
+/* Returns the room, created if it was empty. */
+static ChatRoom *
 room_add (ChatHub *self, guint64 room_id, ChatClient *client)
 {
 	ChatRoom *room = lookup_room (self, room_id);
@@ -407,9 +408,11 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client)
 	}
 	chat_client_add_room (client, room_id, room->members->len);
 	g_ptr_array_add (room->members, client);
+	return room;
 }
 
-static void
+/* Returns the room, or NULL if @client was its last member (or not one). */
+static ChatRoom *
 room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 {
 	ChatRoom *room = lookup_room (self, room_id);
@@ -417,7 +420,7 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 	guint slot, last;
 
 	if (room == NULL || entry == NULL)
-		return;
+		return NULL;
 	slot = entry->slot;
 	last = room->members->len - 1;
 	g_assert (room->members->pdata[slot] == client);
@@ -432,7 +435,9 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 	if (room->members->len == 0) {
 		g_hash_table_remove (self->rooms, &room_id);
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
+		return NULL;
 	}
+	return room;
 }
 
 static void
@@ -446,8 +451,7 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 		chat_client_push_frame (client, event);
 		return;
 	}
-	room_add (self, room_id, client);
-	push_to_clients (lookup_room (self, room_id)->members, event);
+	push_to_clients (room_add (self, room_id, client)->members, event);
 	g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
 }
 
@@ -456,10 +460,8 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 {
 	g_autoptr (GBytes) event =
 	    build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
-	ChatRoom *room;
+	ChatRoom *room = room_remove (self, room_id, client);
 
-	room_remove (self, room_id, client);
-	room = lookup_room (self, room_id);
 	if (room != NULL)
 		push_to_clients (room->members, event);
 	if (ack)
