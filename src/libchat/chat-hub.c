@@ -496,9 +496,35 @@ refuse (ChatClient *client, ChatError code, const char *format, ...)
 	chat_client_send_error (client, code, text);
 }
 
+/* What a message must satisfy whoever sends it, a client or the service: English for the
+ * wire (@translate FALSE), translated for the API. */
+static gboolean
+check_sendable (ChatHub *self, ChatMessage *message, guint64 to, gboolean translate, GError **error)
+{
+	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     translate ? _ ("A message needs content or data")
+					       : "A message needs \"content\" or \"data\"");
+		return FALSE;
+	}
+	if (to != 0 && lookup_user (self, to) == NULL) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_USER_OFFLINE,
+			     translate ? _ ("User %" PRIu64 " is not connected")
+				       : "User %" PRIu64 " is not connected",
+			     to);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static void
 handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 {
+	g_autoptr (GError) error = NULL;
 	guint64 room_id = chat_message_get_room_id (message);
 	guint64 to = chat_message_get_to (message);
 
@@ -508,10 +534,8 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 			"A message cannot have both \"to\" and \"room_id\"");
 		return;
 	}
-	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
-		refuse (client,
-			CHAT_ERROR_INVALID_MESSAGE,
-			"A message needs \"content\" or \"data\"");
+	if (!check_sendable (self, message, to, FALSE, &error)) {
+		chat_client_send_error (client, error->code, error->message);
 		return;
 	}
 	if (room_id != 0 && chat_client_find_room (client, room_id) == NULL) {
@@ -519,13 +543,6 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 			CHAT_ERROR_NOT_MEMBER,
 			"You have not joined room %" G_GUINT64_FORMAT,
 			room_id);
-		return;
-	}
-	if (to != 0 && lookup_user (self, to) == NULL) {
-		refuse (client,
-			CHAT_ERROR_USER_OFFLINE,
-			"User %" G_GUINT64_FORMAT " is not connected",
-			to);
 		return;
 	}
 	stamp_message (self, message, client->user_id);
@@ -967,9 +984,6 @@ chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError 
 	return TRUE;
 }
 
-static gboolean
-check_outgoing (ChatMessage *message, GError **error);
-
 /* The service's sends: check, address, stamp and route, like a client's message. */
 static guint
 relay_from_service (ChatHub *self,
@@ -978,40 +992,19 @@ relay_from_service (ChatHub *self,
 		    guint64 to,
 		    GError **error)
 {
-	if (!check_outgoing (message, error))
-		return 0;
-	if (to != 0 && lookup_user (self, to) == NULL) {
-		g_set_error (error,
-			     CHAT_ERROR,
-			     CHAT_ERROR_USER_OFFLINE,
-			     _ ("User %" PRIu64 " is not connected"),
-			     to);
-		return 0;
-	}
-	chat_message_set_room_id (message, room_id);
-	chat_message_set_to (message, to);
-	stamp_message (self, message, chat_message_get_from (message));
-	return route_message (self, message, 0);
-}
-
-static gboolean
-check_outgoing (ChatMessage *message, GError **error)
-{
 	if (chat_message_get_message_type (message) != CHAT_MESSAGE_TYPE_MESSAGE) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
 				     _ ("Only messages of type “message” can be sent"));
-		return FALSE;
+		return 0;
 	}
-	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
-		g_set_error_literal (error,
-				     CHAT_ERROR,
-				     CHAT_ERROR_INVALID_MESSAGE,
-				     _ ("A message needs content or data"));
-		return FALSE;
-	}
-	return TRUE;
+	if (!check_sendable (self, message, to, TRUE, error))
+		return 0;
+	chat_message_set_room_id (message, room_id);
+	chat_message_set_to (message, to);
+	stamp_message (self, message, chat_message_get_from (message));
+	return route_message (self, message, 0);
 }
 
 /**
