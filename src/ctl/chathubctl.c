@@ -310,6 +310,20 @@ call_hub (GDBusConnection *connection,
 	return call_object (connection, HUB_INTERFACE, method, parameters, reply_type, status);
 }
 
+/* Connects to the bus and calls one method of the hub (@parameters may be floating). */
+static GVariant *
+ask_hub (const char *method, GVariant *parameters, const char *reply_type, int *status)
+{
+	g_autoptr (GDBusConnection) connection = connect_bus (status);
+
+	if (connection == NULL) {
+		if (parameters != NULL)
+			g_variant_unref (g_variant_ref_sink (parameters));
+		return NULL;
+	}
+	return call_hub (connection, method, parameters, reply_type, status);
+}
+
 /* Parses the common options and the command's own; a command takes exactly n_args words. */
 static gboolean
 parse_command_line (GOptionContext *context,
@@ -620,7 +634,6 @@ command_clients (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("- list the connected clients"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) clients = NULL;
 	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
@@ -634,10 +647,7 @@ command_clients (int argc, char **argv)
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
 		return status;
-	connection = connect_bus (&status);
-	if (connection == NULL)
-		return status;
-	reply = call_hub (connection, "ListClients", NULL, "(a(stxat))", &status);
+	reply = ask_hub ("ListClients", NULL, "(a(stxat))", &status);
 	if (reply == NULL)
 		return status;
 	clients = g_variant_get_child_value (reply, 0);
@@ -693,7 +703,6 @@ command_rooms (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("- list the rooms and how many connections joined each"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) rooms = NULL;
 	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
@@ -704,10 +713,7 @@ command_rooms (int argc, char **argv)
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
 		return status;
-	connection = connect_bus (&status);
-	if (connection == NULL)
-		return status;
-	reply = call_hub (connection, "ListRooms", NULL, "(a(tu))", &status);
+	reply = ask_hub ("ListRooms", NULL, "(a(tu))", &status);
 	if (reply == NULL)
 		return status;
 	rooms = g_variant_get_child_value (reply, 0);
@@ -751,7 +757,6 @@ command_members (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("ROOM - list the users in a room"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) users = NULL;
 	const guint64 *ids;
@@ -762,11 +767,7 @@ command_members (int argc, char **argv)
 	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
 	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
 		return status;
-	connection = connect_bus (&status);
-	if (connection == NULL)
-		return status;
-	reply =
-	    call_hub (connection, "RoomMembers", g_variant_new ("(t)", room_id), "(at)", &status);
+	reply = ask_hub ("RoomMembers", g_variant_new ("(t)", room_id), "(at)", &status);
 	if (reply == NULL)
 		return status;
 	users = g_variant_get_child_value (reply, 0);
@@ -804,7 +805,6 @@ command_broadcast (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("TEXT - post a message from the service"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autofree char *room = NULL;
 	g_autofree char *to = NULL;
@@ -851,16 +851,8 @@ command_broadcast (int argc, char **argv)
 	if (data != NULL)
 		g_variant_builder_add (&options, "{sv}", "data", g_variant_new_string (data));
 
-	connection = connect_bus (&status);
-	if (connection == NULL) {
-		g_variant_builder_clear (&options);
-		return status;
-	}
-	reply = call_hub (connection,
-			  "Broadcast",
-			  g_variant_new ("(sa{sv})", argv[1], &options),
-			  "(t)",
-			  &status);
+	reply =
+	    ask_hub ("Broadcast", g_variant_new ("(sa{sv})", argv[1], &options), "(t)", &status);
 	if (reply == NULL)
 		return status;
 	g_variant_get (reply, "(t)", &id);
@@ -880,7 +872,6 @@ command_disconnect (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("CLIENT_ID - close one connection (code 1008)"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autofree char *reason = NULL;
 	int status = 0;
@@ -895,14 +886,10 @@ command_disconnect (int argc, char **argv)
 
 	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
 		return status;
-	connection = connect_bus (&status);
-	if (connection == NULL)
-		return status;
-	reply = call_hub (connection,
-			  "Disconnect",
-			  g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""),
-			  "()",
-			  &status);
+	reply = ask_hub ("Disconnect",
+			 g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""),
+			 "()",
+			 &status);
 	if (reply == NULL)
 		return status;
 	if (opt_json) {
@@ -921,7 +908,6 @@ command_disconnect_user (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("USER - close every connection of a user (code 1008)"));
-	g_autoptr (GDBusConnection) connection = NULL;
 	g_autoptr (GVariant) reply = NULL;
 	g_autofree char *reason = NULL;
 	guint64 user_id = 0;
@@ -939,14 +925,10 @@ command_disconnect_user (int argc, char **argv)
 	if (!parse_command_line (context, entries, &argc, &argv, 1, &status) ||
 	    !parse_id (_ ("USER"), argv[1], &user_id, &status))
 		return status;
-	connection = connect_bus (&status);
-	if (connection == NULL)
-		return status;
-	reply = call_hub (connection,
-			  "DisconnectUser",
-			  g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""),
-			  "(u)",
-			  &status);
+	reply = ask_hub ("DisconnectUser",
+			 g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""),
+			 "(u)",
+			 &status);
 	if (reply == NULL)
 		return status;
 	g_variant_get (reply, "(u)", &count);
