@@ -24,6 +24,9 @@ chd_config_new (void)
 	config->ping_interval = 54;
 	config->idle_timeout = 60;
 	config->handshake_timeout = 10;
+	config->messages_per_second = 100;
+	config->message_burst = 200;
+	config->max_rooms = 1000;
 	config->bus_type = G_BUS_TYPE_NONE;
 	config->message_signals = TRUE;
 	return config;
@@ -212,7 +215,22 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			0,
 			3600,
 			&config->handshake_timeout,
-			error))
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"messages-per-second",
+			0,
+			1000000,
+			&config->messages_per_second,
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"message-burst",
+			0,
+			1000000,
+			&config->message_burst,
+			error) ||
+	    !read_uint (file, "limits", "max-rooms", 0, G_MAXINT, &config->max_rooms, error))
 		return FALSE;
 
 	read_string (file, "dbus", "admin-group", &config->admin_group);

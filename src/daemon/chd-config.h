@@ -25,6 +25,9 @@ typedef struct {
 	guint ping_interval;
 	guint idle_timeout;
 	guint handshake_timeout;
+	guint messages_per_second; /* 0 = no rate limit */
+	guint message_burst;	   /* 0 = no rate limit */
+	guint max_rooms;	   /* per connection; 0 = no limit */
 	/* [dbus] */
 	GBusType bus_type; /* G_BUS_TYPE_NONE: not on a bus; only the command line sets it */
 	char *admin_group; /* (nullable): may Broadcast and Disconnect on the system bus */

@@ -236,6 +236,12 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     config->idle_timeout,
 				     "handshake-timeout",
 				     config->handshake_timeout,
+				     "messages-per-second",
+				     config->messages_per_second,
+				     "message-burst",
+				     config->message_burst,
+				     "max-rooms",
+				     config->max_rooms,
 				     NULL);
 	self->client_registered_id = g_signal_connect (self->hub,
 						       "client-registered",

@@ -42,9 +42,23 @@ struct _ChatClient {
 	guint16 close_code;
 	gboolean closed;
 
-	ChatClientRoom *rooms;
+	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
+	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
+	 * rate_tolerance ahead of now. rate_interval 0: no limit. */
+	gint64 rate_interval;  /* µs per message */
+	gint64 rate_tolerance; /* µs: (burst - 1) messages */
+	gint64 rate_tat;       /* monotonic µs */
+	gint64 refused_since;  /* monotonic µs: start of the current window of refusals */
+	guint rate_burst;
+	guint n_refused; /* in the current window */
+	guint max_rooms; /* 0: no limit */
+
+	ChatClientRoom *rooms; /* (nullable) */
 	guint n_rooms;
 	guint rooms_capacity;
+	/* (nullable): room id -> ChatClientRoomIndex, built once a client has many rooms, so
+	 * finding a room stays O(1); the few rooms of most clients are found by a short scan */
+	GHashTable *room_index;
 
 	ChatHub *hub; /* (nullable) (unowned): set while registered */
 	ChatClientClosedFunc closed_func;
@@ -59,6 +73,11 @@ chat_client_new (SoupWebsocketConnection *conn,
 		 GArray *allowed_rooms,
 		 const char *remote_address,
 		 gsize outbox_budget);
+void
+chat_client_set_limits (ChatClient *self,
+			guint messages_per_second,
+			guint message_burst,
+			guint max_rooms);
 gboolean
 chat_client_push_frame (ChatClient *self, GBytes *frame);
 void
@@ -71,5 +90,9 @@ void
 chat_client_add_room (ChatClient *self, guint64 room_id, guint slot);
 void
 chat_client_remove_room (ChatClient *self, guint64 room_id);
+void
+chat_client_clear_rooms (ChatClient *self);
+gboolean
+chat_client_room_limit_reached (ChatClient *self, guint64 room_id);
 
 G_END_DECLS

@@ -104,7 +104,7 @@ chat_client_finalize (GObject *object)
 
 	g_clear_object (&self->outbox);
 	g_clear_pointer (&self->allowed_rooms, g_array_unref);
-	g_free (self->rooms);
+	chat_client_clear_rooms (self);
 	g_free (self->remote_address);
 	G_OBJECT_CLASS (chat_client_parent_class)->finalize (object);
 }
@@ -237,6 +237,49 @@ client_close (ChatClient *self, guint16 code, const char *reason)
 	soup_websocket_connection_close (self->conn, code, reason);
 }
 
+/* Refused messages are counted over windows of this length, from the first refusal. */
+#define RATE_WINDOW (10 * G_USEC_PER_SEC)
+
+/* Takes a token from the bucket, if there is one. */
+static gboolean
+rate_admit (ChatClient *self, gint64 now)
+{
+	gint64 tat;
+
+	if (self->rate_interval == 0)
+		return TRUE;
+	tat = MAX (self->rate_tat, now);
+	if (tat - now > self->rate_tolerance)
+		return FALSE;
+	self->rate_tat = tat + self->rate_interval;
+	return TRUE;
+}
+
+/* A message over the rate: an error for the first few, then the connection is closed, so a
+ * client that ignores the errors cannot keep the loop busy answering them. */
+static void
+refuse_over_rate (ChatClient *self, gint64 now)
+{
+	g_autofree char *text = NULL;
+
+	if (self->n_refused == 0 || now - self->refused_since > RATE_WINDOW) {
+		self->refused_since = now;
+		self->n_refused = 0;
+	}
+	if (++self->n_refused > self->rate_burst) {
+		g_message (_ ("Closing client %s (user %" PRIu64 "): over the rate limit"),
+			   self->id,
+			   self->user_id);
+		client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "rate limit");
+		return;
+	}
+	text = g_strdup_printf ("Too many messages: at most %" G_GINT64_FORMAT
+				" per second, in bursts of %u",
+				G_USEC_PER_SEC / self->rate_interval,
+				self->rate_burst);
+	chat_client_send_error (self, CHAT_ERROR_RATE_LIMITED, text);
+}
+
 static void
 on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClient *self)
 {
@@ -248,6 +291,7 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 	/* libsoup 3.2 still delivers messages after it sent a close */
 	if (!client_is_open (self))
 		return;
+	/* the one clock read per message, shared by idle detection and the rate limit */
 	self->last_rx = g_get_monotonic_time ();
 	if (type != SOUP_WEBSOCKET_DATA_TEXT) {
 		client_close (self,
@@ -257,6 +301,14 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 	}
 	text = g_bytes_get_data (bytes, &size);
 	message = chat_message_parse (text, size, FALSE, &error);
+	/* JSON pings are liveness checks and cost one small answer: never limited. Invalid
+	 * messages count, or garbage would be a way around the limit. */
+	if ((message == NULL ||
+	     chat_message_get_message_type (message) != CHAT_MESSAGE_TYPE_PING) &&
+	    !rate_admit (self, self->last_rx)) {
+		refuse_over_rate (self, self->last_rx);
+		return;
+	}
 	if (message == NULL) {
 		chat_client_send_error (self, error->code, error->message);
 		return;
@@ -350,6 +402,24 @@ chat_client_new (SoupWebsocketConnection *conn,
 	return self;
 }
 
+/* Limits from the server, for this connection. A rate of 0 or a burst of 0 means no rate
+ * limit; max_rooms 0, no room limit. */
+void
+chat_client_set_limits (ChatClient *self,
+			guint messages_per_second,
+			guint message_burst,
+			guint max_rooms)
+{
+	if (messages_per_second == 0 || message_burst == 0) {
+		self->rate_interval = 0;
+	} else {
+		self->rate_interval = MAX (1, G_USEC_PER_SEC / messages_per_second);
+		self->rate_tolerance = (gint64) (message_burst - 1) * self->rate_interval;
+	}
+	self->rate_burst = message_burst;
+	self->max_rooms = max_rooms;
+}
+
 /* Queues a prebuilt frame. Over the budget the client is a slow consumer: what it has not
  * started to receive is dropped and it is closed with 1008; nobody else waits for it. */
 gboolean
@@ -415,14 +485,47 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 	}
 }
 
+/* Past this many rooms a client gets a hash index: a scan of up to 16 entries (four cache
+ * lines) is as fast as hashing, and costs no allocation for the many clients with few rooms. */
+#define ROOM_INDEX_MIN 16
+
+/* An entry of the room index; the room id comes first, as g_int64_hash() reads it. */
+typedef struct {
+	guint64 room_id;
+	guint position; /* in client->rooms */
+} ChatClientRoomIndex;
+
+static void
+room_index_add (ChatClient *self, guint position)
+{
+	ChatClientRoomIndex *entry = g_new (ChatClientRoomIndex, 1);
+
+	entry->room_id = self->rooms[position].room_id;
+	entry->position = position;
+	g_hash_table_add (self->room_index, entry);
+}
+
+static guint
+room_position (ChatClient *self, guint64 room_id)
+{
+	if (self->room_index != NULL) {
+		ChatClientRoomIndex *entry = g_hash_table_lookup (self->room_index, &room_id);
+
+		return entry != NULL ? entry->position : G_MAXUINT;
+	}
+	for (guint i = 0; i < self->n_rooms; i++) {
+		if (self->rooms[i].room_id == room_id)
+			return i;
+	}
+	return G_MAXUINT;
+}
+
 ChatClientRoom *
 chat_client_find_room (ChatClient *self, guint64 room_id)
 {
-	for (guint i = 0; i < self->n_rooms; i++) {
-		if (self->rooms[i].room_id == room_id)
-			return &self->rooms[i];
-	}
-	return NULL;
+	guint position = room_position (self, room_id);
+
+	return position != G_MAXUINT ? &self->rooms[position] : NULL;
 }
 
 void
@@ -435,16 +538,57 @@ chat_client_add_room (ChatClient *self, guint64 room_id, guint slot)
 	self->rooms[self->n_rooms].room_id = room_id;
 	self->rooms[self->n_rooms].slot = slot;
 	self->n_rooms++;
+	if (self->room_index != NULL) {
+		room_index_add (self, self->n_rooms - 1);
+	} else if (self->n_rooms > ROOM_INDEX_MIN) {
+		/* the key is inside the value, so one pointer per entry */
+		self->room_index =
+		    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, g_free);
+		for (guint i = 0; i < self->n_rooms; i++)
+			room_index_add (self, i);
+	}
 }
 
 void
 chat_client_remove_room (ChatClient *self, guint64 room_id)
 {
-	ChatClientRoom *room = chat_client_find_room (self, room_id);
+	guint position = room_position (self, room_id);
+	guint last = self->n_rooms - 1;
 
-	if (room == NULL)
+	if (position == G_MAXUINT)
 		return;
-	*room = self->rooms[--self->n_rooms];
+	if (self->room_index != NULL)
+		g_hash_table_remove (self->room_index, &room_id);
+	if (position != last) {
+		self->rooms[position] = self->rooms[last];
+		if (self->room_index != NULL) {
+			ChatClientRoomIndex *moved =
+			    g_hash_table_lookup (self->room_index, &self->rooms[position].room_id);
+
+			moved->position = position;
+		}
+	}
+	self->n_rooms = last;
+	/* a client that left its thousands of rooms should not keep their memory */
+	if (self->n_rooms == 0)
+		chat_client_clear_rooms (self);
+}
+
+/* Forgets every room at once, without leaving them (the hub is gone or the client is). */
+void
+chat_client_clear_rooms (ChatClient *self)
+{
+	g_clear_pointer (&self->room_index, g_hash_table_unref);
+	g_clear_pointer (&self->rooms, g_free);
+	self->n_rooms = self->rooms_capacity = 0;
+}
+
+/* Whether joining @room_id would take this client over its room limit. */
+gboolean
+chat_client_room_limit_reached (ChatClient *self, guint64 room_id)
+{
+	return self->max_rooms != 0 && self->n_rooms >= self->max_rooms &&
+	       room_position (self, room_id) == G_MAXUINT;
 }
 
 /**

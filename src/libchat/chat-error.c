@@ -30,7 +30,9 @@ G_DEFINE_ENUM_TYPE (ChatError,
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_INVALID_TOKEN, "invalid-token"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_NOT_FOUND, "not-found"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_INVALID_ARGUMENT, "invalid-argument"),
-		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_PERMISSION_DENIED, "permission-denied"))
+		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_PERMISSION_DENIED, "permission-denied"),
+		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_RATE_LIMITED, "rate-limited"),
+		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_LIMIT_EXCEEDED, "limit-exceeded"))
 
 static const GDBusErrorEntry chat_dbus_errors[] = {
     {CHAT_ERROR_FAILED, "io.github.chathub.Hub1.Error.Failed"},
@@ -44,6 +46,8 @@ static const GDBusErrorEntry chat_dbus_errors[] = {
     {CHAT_ERROR_NOT_FOUND, "io.github.chathub.Hub1.Error.NotFound"},
     {CHAT_ERROR_INVALID_ARGUMENT, "io.github.chathub.Hub1.Error.InvalidArgument"},
     {CHAT_ERROR_PERMISSION_DENIED, "io.github.chathub.Hub1.Error.PermissionDenied"},
+    {CHAT_ERROR_RATE_LIMITED, "io.github.chathub.Hub1.Error.RateLimited"},
+    {CHAT_ERROR_LIMIT_EXCEEDED, "io.github.chathub.Hub1.Error.LimitExceeded"},
 };
 
 /**
@@ -102,6 +106,10 @@ chat_error_get_wire_code (ChatError code)
 		return "invalid_argument";
 	case CHAT_ERROR_PERMISSION_DENIED:
 		return "permission_denied";
+	case CHAT_ERROR_RATE_LIMITED:
+		return "rate_limited";
+	case CHAT_ERROR_LIMIT_EXCEEDED:
+		return "limit_exceeded";
 	case CHAT_ERROR_FAILED:
 	default:
 		return "failed";

@@ -37,6 +37,10 @@ G_BEGIN_DECLS
  * @CHAT_ERROR_NOT_FOUND: no such client, room or object
  * @CHAT_ERROR_INVALID_ARGUMENT: an argument or configuration value is invalid
  * @CHAT_ERROR_PERMISSION_DENIED: the caller may not do this
+ * @CHAT_ERROR_RATE_LIMITED: the client sent messages faster than its rate limit allows; the
+ *   message was not relayed (wire code `rate_limited`)
+ * @CHAT_ERROR_LIMIT_EXCEEDED: a per-connection limit, such as the number of rooms, would be
+ *   exceeded (wire code `limit_exceeded`)
  *
  * Error codes of the %CHAT_ERROR domain. The first few are sent to WebSocket clients as the
  * `code` of an error frame (see chat_error_get_wire_code()).
@@ -55,6 +59,8 @@ typedef enum {
 	CHAT_ERROR_NOT_FOUND,
 	CHAT_ERROR_INVALID_ARGUMENT,
 	CHAT_ERROR_PERMISSION_DENIED,
+	CHAT_ERROR_RATE_LIMITED,
+	CHAT_ERROR_LIMIT_EXCEEDED,
 } ChatError;
 
 CHAT_AVAILABLE_IN_ALL

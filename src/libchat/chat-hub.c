@@ -121,7 +121,7 @@ chat_hub_dispose (GObject *object)
 			ChatClient *client = value;
 
 			client->hub = NULL;
-			client->n_rooms = 0;
+			chat_client_clear_rooms (client);
 		}
 	}
 	g_clear_pointer (&self->clients_by_id, g_hash_table_unref);
@@ -458,10 +458,12 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 static void
 leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 {
-	g_autoptr (GBytes) event =
-	    build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
+	g_autoptr (GBytes) event = NULL;
 	ChatRoom *room = room_remove (self, room_id, client);
 
+	/* a client leaving many rooms of its own on disconnect builds no frame for them */
+	if (room != NULL || ack)
+		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
 	if (room != NULL)
 		push_to_clients (room->members, event);
 	if (ack)
@@ -573,6 +575,11 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 				CHAT_ERROR_FORBIDDEN,
 				"Your token does not allow room %" G_GUINT64_FORMAT,
 				room_id);
+		else if (chat_client_room_limit_reached (client, room_id))
+			refuse (client,
+				CHAT_ERROR_LIMIT_EXCEEDED,
+				"You cannot join more than %u rooms",
+				client->max_rooms);
 		else
 			join_room (self, client, room_id);
 		break;
@@ -926,7 +933,8 @@ chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
  * get the `join` event.
  *
  * Returns: %TRUE on success; %FALSE with %CHAT_ERROR_FORBIDDEN if the client's token does
- *   not allow the room
+ *   not allow the room, or %CHAT_ERROR_LIMIT_EXCEEDED if the client is in as many rooms as
+ *   #ChatServer:max-rooms allows
  *
  * Since: 1.0
  */
@@ -945,6 +953,15 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 			     _ ("Client %s may not join room %" PRIu64),
 			     client->id,
 			     room_id);
+		return FALSE;
+	}
+	if (chat_client_room_limit_reached (client, room_id)) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_LIMIT_EXCEEDED,
+			     _ ("Client %s is already in %u rooms, its limit"),
+			     client->id,
+			     client->n_rooms);
 		return FALSE;
 	}
 	join_room (self, client, room_id);

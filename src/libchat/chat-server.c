@@ -91,6 +91,9 @@ struct _ChatServer {
 	guint outbox_size;
 	guint ping_interval;
 	guint idle_timeout;
+	guint messages_per_second;
+	guint message_burst;
+	guint max_rooms;
 	guint n_connections; /* upgraded or being upgraded */
 	gint64 started;	     /* monotonic µs */
 	guint64 accepted;
@@ -113,6 +116,9 @@ enum {
 	PROP_PING_INTERVAL,
 	PROP_IDLE_TIMEOUT,
 	PROP_HANDSHAKE_TIMEOUT,
+	PROP_MESSAGES_PER_SECOND,
+	PROP_MESSAGE_BURST,
+	PROP_MAX_ROOMS,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -159,6 +165,15 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_HANDSHAKE_TIMEOUT:
 		g_value_set_uint (value, self->handshake_timeout);
+		break;
+	case PROP_MESSAGES_PER_SECOND:
+		g_value_set_uint (value, self->messages_per_second);
+		break;
+	case PROP_MESSAGE_BURST:
+		g_value_set_uint (value, self->message_burst);
+		break;
+	case PROP_MAX_ROOMS:
+		g_value_set_uint (value, self->max_rooms);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -209,6 +224,15 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		break;
 	case PROP_HANDSHAKE_TIMEOUT:
 		set_uint (self, &self->handshake_timeout, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_MESSAGES_PER_SECOND:
+		set_uint (self, &self->messages_per_second, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_MESSAGE_BURST:
+		set_uint (self, &self->message_burst, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_MAX_ROOMS:
+		set_uint (self, &self->max_rooms, g_value_get_uint (value), prop_id);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -425,6 +449,10 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 				  pending->rooms,
 				  pending->remote_address,
 				  self->outbox_size);
+	chat_client_set_limits (client,
+				self->messages_per_second,
+				self->message_burst,
+				self->max_rooms);
 	self->accepted++;
 	client->closed_func = on_client_closed;
 	client->closed_data = self;
@@ -845,6 +873,59 @@ chat_server_class_init (ChatServerClass *klass)
 	    3600,
 	    10,
 	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:messages-per-second:
+	 *
+	 * How many messages a client may send per second, on average; 0 disables the rate
+	 * limit. A message over the limit is not relayed and gets a `rate_limited` error; a
+	 * client refused more than #ChatServer:message-burst times within 10 seconds is closed
+	 * with 1008. JSON and WebSocket pings are not counted. Applies to connections accepted
+	 * afterwards.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MESSAGES_PER_SECOND] = g_param_spec_uint (
+	    "messages-per-second",
+	    NULL,
+	    NULL,
+	    0,
+	    1000000,
+	    100,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:message-burst:
+	 *
+	 * How many messages a client may send at once above #ChatServer:messages-per-second
+	 * (the size of its token bucket); 0 disables the rate limit. Applies to connections
+	 * accepted afterwards.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MESSAGE_BURST] = g_param_spec_uint ("message-burst",
+						       NULL,
+						       NULL,
+						       0,
+						       1000000,
+						       200,
+						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							   G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:max-rooms:
+	 *
+	 * How many rooms one connection may be in at once; joining one more is refused with
+	 * `limit_exceeded` (%CHAT_ERROR_LIMIT_EXCEEDED from chat_hub_join_room()). 0 means no
+	 * limit. Applies to connections accepted afterwards.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MAX_ROOMS] = g_param_spec_uint ("max-rooms",
+						   NULL,
+						   NULL,
+						   0,
+						   G_MAXUINT,
+						   1000,
+						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						       G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -856,6 +937,9 @@ chat_server_init (ChatServer *self)
 	self->outbox_size = 1024 * 1024;
 	self->ping_interval = 54;
 	self->idle_timeout = 60;
+	self->messages_per_second = 100;
+	self->message_burst = 200;
+	self->max_rooms = 1000;
 }
 
 /**
