@@ -125,7 +125,9 @@ class Daemon:
         base = {
             "server": {"address": "127.0.0.1"},
             "auth": {"algorithm": "HS256"},
-            "limits": {},
+            # most tests send as fast as they can from one connection: no rate limit unless
+            # a test asks for one (None restores the daemon's default)
+            "limits": {"messages-per-second": 0},
         }
         if secret is not None or secret_file_text is not None:
             self.secret_path = os.path.join(self.tmp.name, "secret")

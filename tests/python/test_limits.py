@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Limits through the real daemon: binary frames (1003), message size (1009, single
 frames and fragments), max-connections (503), the per-connection outbox (1008 for a
-peer that stops reading) and 1,000 concurrent connections in one room."""
+peer that stops reading), 1,000 concurrent connections in one room, the per-connection
+rate limit (rate_limited, then 1008) and rooms per connection (limit_exceeded; 10,000
+rooms on one connection without stalling anyone else)."""
 
 import asyncio
 import concurrent.futures
@@ -9,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -660,6 +663,221 @@ class PartialWriteTests(RawMixin, unittest.TestCase):
         # pings go ahead of queued data (at a frame boundary), not behind megabytes of it
         self.assertGreaterEqual(pings, 1, "no ping arrived while the backlog drained")
         self.assertLess(first_ping_at, self.N - 50, "the ping waited behind the whole backlog")
+
+
+# The daemon's defaults (chathub.conf(5)); the harness turns the rate limit off, these
+# tests turn it back on by removing the key.
+RATE, BURST, MAX_ROOMS = 100, 200, 1000
+DEFAULT_RATE = {"limits": {"messages-per-second": None}}
+
+
+def text_frames(texts):
+    return b"".join(h.encode_frame(h.OP_TEXT, t) for t in texts)
+
+
+class RateLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    DAEMON_CONFIG = DEFAULT_RATE
+
+    def test_flood_refused_then_closed_1008_others_unaffected(self):
+        room = h.next_room_id()
+        flooder, reader, bystander = self.raw(), self.raw(), self.raw()
+        self.join(flooder, room)
+        self.join(reader, room)
+        n = 10 * BURST
+        flood = text_frames('{"type":"message","room_id":%d,"content":"%d"}' % (room, i)
+                            for i in range(n))
+        sender = threading.Thread(target=flooder.send_raw, args=(flood,))
+        sender.start()
+        # while the flood is read, everyone else is still served
+        for _ in range(20):
+            self.assert_only_pong(bystander)
+        sender.join(h.scaled(10))
+        frames = []
+        try:
+            code, reason = flooder.expect_close(collect=frames)
+        except (h.ConnectionClosedRaw, TimeoutError) as e:
+            self.fail("expected a close 1008 for the flooder: %s" % e)
+        self.assertEqual((code, reason), (1008, "rate limit"))
+        # (the reader's join event came first)
+        got = [json.loads(payload) for _, payload in frames][1:]
+        relayed = [m["content"] for m in got if m["type"] == "message"]
+        errors = [m for m in got if m["type"] == "error"]
+        self.assertEqual(len(relayed) + len(errors), len(got), got[:5])
+        # a full bucket first, in order; the few refilled meanwhile may follow
+        self.assertGreaterEqual(len(relayed), BURST)
+        self.assertLess(len(relayed), n - BURST)
+        self.assertEqual(relayed[:BURST], [str(i) for i in range(BURST)])
+        # every refusal is answered until more than a burst of them: then the close
+        self.assertEqual(len(errors), BURST)
+        self.assertEqual({e["code"] for e in errors}, {"rate_limited"})
+        self.assertIn("per second", errors[0]["content"])
+        # the reader got exactly what was relayed, and is served as before
+        self.assertEqual([m["content"] for m in self.read_until_pong(reader)], relayed)
+        reader.send_json({"type": "message", "room_id": room, "content": "still here"})
+        self.assertEqual(reader.recv_json()["content"], "still here")
+        self.assert_only_pong(bystander)
+
+    def read_until_pong(self, ws):
+        ws.send_json({"type": "ping"})
+        got = []
+        while True:
+            m = ws.recv_json()
+            if m["type"] == "pong":
+                return got
+            got.append(m)
+
+    def test_json_pings_not_limited(self):
+        ws = self.raw()
+        n = 3 * BURST
+        ws.send_raw(text_frames(['{"type":"ping"}'] * n))
+        for i in range(n):
+            m = ws.recv_json()
+            self.assertEqual(m["type"], "pong", "answer %d of %d: %r" % (i, n, m))
+        self.assert_full_bucket(ws)
+
+    def test_websocket_pings_not_limited(self):
+        ws = self.raw()
+        n = 3 * BURST
+        ws.send_raw(b"".join(h.encode_frame(h.OP_PING, b"p") for _ in range(n)))
+        ws.send_json({"type": "ping"})
+        pongs = 0
+        while True:
+            f = ws.recv_frame()
+            if f.opcode == h.OP_PONG:
+                pongs += 1
+                continue
+            self.assertEqual(f.opcode, h.OP_TEXT, f)
+            self.assertEqual(json.loads(f.payload)["type"], "pong")
+            break
+        self.assertEqual(pongs, n)
+        self.assert_full_bucket(ws)
+
+    def assert_full_bucket(self, ws):
+        """The whole burst still goes through: nothing before took from the bucket."""
+        room = h.next_room_id()
+        self.join(ws, room)
+        ws.send_raw(text_frames('{"type":"message","room_id":%d,"content":"%d"}' % (room, i)
+                                for i in range(BURST - 1)))
+        for i in range(BURST - 1):
+            m = ws.recv_json()
+            self.assertEqual((m["type"], m.get("content")), ("message", str(i)), m)
+        self.assert_only_pong(ws)
+
+    def test_invalid_messages_count(self):
+        ws = self.raw()
+        ws.send_raw(text_frames(["{not json"] * (BURST + 1)))
+        codes = [ws.recv_json()["code"] for _ in range(BURST + 1)]
+        self.assertEqual(codes, ["invalid_json"] * BURST + ["rate_limited"])
+
+
+class RateLimitConfigTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    DAEMON_CONFIG = {"limits": {"messages-per-second": 1, "message-burst": 3}}
+
+    def test_configured_burst(self):
+        room = h.next_room_id()
+        ws = self.raw()
+        self.join(ws, room)     # the first of the three
+        ws.send_raw(text_frames('{"type":"message","room_id":%d,"content":"%d"}' % (room, i)
+                                for i in range(3)))
+        got = [ws.recv_json() for _ in range(3)]
+        self.assertEqual([m["type"] for m in got], ["message", "message", "error"], got)
+        self.assertEqual(got[2]["code"], "rate_limited")
+        self.assertIn("at most 1 per second, in bursts of 3", got[2]["content"])
+
+    def test_invalid_values_refused(self):
+        for key, value in (("messages-per-second", "fast"), ("messages-per-second", "1000001"),
+                           ("message-burst", "-1"), ("max-rooms", "many")):
+            status, log = h.run_daemon_expect_exit(config={"limits": {key: value}})
+            self.assertNotIn(status, (None, 0), "%s=%s accepted" % (key, value))
+            self.assertIn(key, log)
+
+
+class RoomLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    def test_default_room_cap(self):
+        ws = self.raw()
+        base = 5 * 10 ** 9
+        ws.send_raw(text_frames('{"type":"join","room_id":%d}' % (base + i)
+                                for i in range(MAX_ROOMS + 1)))
+        got = [ws.recv_json() for _ in range(MAX_ROOMS + 1)]
+        self.assertEqual([m["type"] for m in got[:MAX_ROOMS]], ["join"] * MAX_ROOMS)
+        self.assertEqual((got[-1]["type"], got[-1]["code"]), ("error", "limit_exceeded"))
+        self.assertIn("%d rooms" % MAX_ROOMS, got[-1]["content"])
+        # joining a room again at the cap is the usual ack; leaving makes room for another
+        self.join(ws, base)
+        ws.send_json({"type": "leave", "room_id": base + 1})
+        self.assertEqual(ws.recv_json()["type"], "leave")
+        self.join(ws, base + MAX_ROOMS)
+        ws.send_json({"type": "join", "room_id": base + MAX_ROOMS + 1})
+        self.assertEqual(ws.recv_json()["code"], "limit_exceeded")
+        # the cap is per connection
+        other = self.raw(ws.user_id)
+        self.join(other, base + MAX_ROOMS + 1)
+
+
+class ManyRoomsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    """One connection in 10,000 rooms: its joins, leaves and disconnect never keep the daemon
+    from answering someone else's ping within 100 ms (the bound issue 9 names)."""
+
+    N = 10000
+    BATCH = 500
+    DAEMON_CONFIG = {"limits": {"max-rooms": 20000}}
+
+    def probe(self, prober, stop, latencies, failures):
+        try:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                prober.send_json({"type": "ping"})
+                m = prober.recv_json()
+                latencies.append(time.monotonic() - t0)
+                if m["type"] != "pong":
+                    failures.append(m)
+                time.sleep(0.002)
+        except Exception as e:      # reported by the main thread
+            failures.append(e)
+
+    def batch(self, ws, kind, rooms):
+        ws.send_raw(text_frames('{"type":"%s","room_id":%d}' % (kind, r) for r in rooms))
+        for r in rooms:
+            m = ws.recv_json(timeout=10)
+            self.assertEqual((m["type"], m.get("room_id")), (kind, r), m)
+
+    def test_ten_thousand_rooms_without_stalling_others(self):
+        base = 7 * 10 ** 9
+        rooms = list(range(base, base + self.N))
+        shared = rooms[::100]
+        joiner, watcher, prober = self.raw(), self.raw(), self.raw()
+        for r in shared:
+            self.join(watcher, r)
+        stop, latencies, failures = threading.Event(), [], []
+        thread = threading.Thread(target=self.probe, args=(prober, stop, latencies, failures))
+        thread.start()
+        try:
+            for i in range(0, self.N, self.BATCH):
+                self.batch(joiner, "join", rooms[i:i + self.BATCH])
+            left = rooms[1::2]          # half of them, from all over the array
+            for i in range(0, len(left), self.BATCH):
+                self.batch(joiner, "leave", left[i:i + self.BATCH])
+            joiner.abort()              # and the other 5,000 at once
+            events = [watcher.recv_json(timeout=10) for _ in range(2 * len(shared))]
+            time.sleep(0.2)             # a few more probes after the disconnect
+        finally:
+            stop.set()
+            thread.join(h.scaled(10))
+        self.assertEqual(failures, [])
+        self.assertEqual(sorted(m["room_id"] for m in events if m["type"] == "join"), shared)
+        self.assertEqual(sorted(m["room_id"] for m in events if m["type"] == "leave"), shared)
+        self.assertTrue(all(m.get("from") == joiner.user_id for m in events), events[:3])
+        self.assertGreater(len(latencies), 10)
+        self.assertLess(max(latencies), h.scaled(0.1),
+                        "a ping waited %.0f ms (%d probes, median %.1f ms)"
+                        % (max(latencies) * 1000, len(latencies),
+                           sorted(latencies)[len(latencies) // 2] * 1000))
+        # the rooms it was alone in are gone; the shared ones have the watcher only
+        self.assert_only_pong(watcher)
+        fresh = self.raw()
+        self.join(fresh, rooms[1])
+        fresh.send_json({"type": "message", "room_id": shared[1], "content": "hi"})
+        self.assertEqual(fresh.recv_json()["code"], "not_member")
 
 
 if __name__ == "__main__":
