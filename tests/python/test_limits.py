@@ -815,12 +815,14 @@ class RoomLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
 
 
 class ManyRoomsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
-    """One connection in 10,000 rooms: its joins, leaves and disconnect never keep the daemon
-    from answering someone else's ping within 100 ms (the bound issue 9 names)."""
+    """One connection in 30,000 rooms: its joins, leaves and disconnect never keep the daemon
+    from answering someone else's ping within 100 ms (the bound issue 9 names). With a scan
+    of the client's rooms per join and leave, 10,000 rooms stay under that bound (a 50 ms
+    disconnect) and 20,000 barely; 30,000 are well over it."""
 
-    N = 10000
+    N = 30000
     BATCH = 500
-    DAEMON_CONFIG = {"limits": {"max-rooms": 20000}}
+    DAEMON_CONFIG = {"limits": {"max-rooms": 40000}}
 
     def probe(self, prober, stop, latencies, failures):
         try:
@@ -841,10 +843,10 @@ class ManyRoomsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
             m = ws.recv_json(timeout=10)
             self.assertEqual((m["type"], m.get("room_id")), (kind, r), m)
 
-    def test_ten_thousand_rooms_without_stalling_others(self):
+    def test_thirty_thousand_rooms_without_stalling_others(self):
         base = 7 * 10 ** 9
         rooms = list(range(base, base + self.N))
-        shared = rooms[::100]
+        shared = rooms[::300]
         joiner, watcher, prober = self.raw(), self.raw(), self.raw()
         for r in shared:
             self.join(watcher, r)
@@ -854,10 +856,10 @@ class ManyRoomsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
         try:
             for i in range(0, self.N, self.BATCH):
                 self.batch(joiner, "join", rooms[i:i + self.BATCH])
-            left = rooms[1::2]          # half of them, from all over the array
+            left = rooms[1::5]          # a fifth of them, from all over the array
             for i in range(0, len(left), self.BATCH):
                 self.batch(joiner, "leave", left[i:i + self.BATCH])
-            joiner.abort()              # and the other 5,000 at once
+            joiner.abort()              # and the other 24,000 at once
             events = [watcher.recv_json(timeout=10) for _ in range(2 * len(shared))]
             time.sleep(0.2)             # a few more probes after the disconnect
         finally:
@@ -868,6 +870,9 @@ class ManyRoomsTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
         self.assertEqual(sorted(m["room_id"] for m in events if m["type"] == "leave"), shared)
         self.assertTrue(all(m.get("from") == joiner.user_id for m in events), events[:3])
         self.assertGreater(len(latencies), 10)
+        if h.VERBOSE:
+            print("[%d probes, slowest %.1f ms] " % (len(latencies), max(latencies) * 1000),
+                  end="", file=sys.stderr)
         self.assertLess(max(latencies), h.scaled(0.1),
                         "a ping waited %.0f ms (%d probes, median %.1f ms)"
                         % (max(latencies) * 1000, len(latencies),
