@@ -457,6 +457,189 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 }
 
 static void
+assert_error (ChatMessage *message, const char *code)
+{
+	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_ERROR);
+	g_assert_cmpstr (chat_message_get_code (message), ==, code);
+}
+
+/* A burst of three, then refusals; more refusals than the burst close the connection. */
+static void
+test_hub_rate_limit (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) sender = NULL;
+	g_autoptr (TestClient) reader = NULL;
+
+	/* one token a second: the messages below arrive together, so none comes back between */
+	g_object_set (fixture->server, "messages-per-second", 1, "message-burst", 3, NULL);
+	sender = client_connect (fixture, 1);
+	reader = client_connect (fixture, 2);
+	for (guint i = 0; i < 10; i++)
+		client_sync (sender); /* JSON pings are not counted */
+	for (guint i = 0; i < 4; i++)
+		client_send (sender, "{\"type\":\"message\",\"content\":\"hi\"}");
+	client_sync (sender);
+	g_assert_cmpuint (sender->received->len, ==, 4);
+	for (guint i = 0; i < 3; i++)
+		g_assert_cmpstr (chat_message_get_content (sender->received->pdata[i]), ==, "hi");
+	assert_error (sender->received->pdata[3], "rate_limited");
+	client_sync (reader);
+	g_assert_cmpuint (reader->received->len, ==, 3);
+
+	/* three more refusals: four in all, over the burst */
+	for (guint i = 0; i < 3; i++)
+		client_send (sender, "{\"type\":\"message\",\"content\":\"more\"}");
+	chat_test_wait_until (client_is_closed, sender, 5000);
+	g_assert_cmpuint (sender->close_code, ==, CHAT_CLOSE_CODE_POLICY_VIOLATION);
+	g_assert_cmpstr (sender->close_data, ==, "rate limit");
+	g_assert_cmpuint (sender->received->len, ==, 6);
+	assert_error (sender->received->pdata[5], "rate_limited");
+	client_sync (reader);
+	g_assert_cmpuint (reader->received->len, ==, 3);
+}
+
+static void
+test_hub_room_limit (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) alice = NULL;
+	g_autoptr (GError) error = NULL;
+	ChatClient *client;
+
+	g_object_set (fixture->server, "max-rooms", 2, NULL);
+	alice = client_connect (fixture, 1);
+	client = fixture->registered->pdata[0];
+	client_send (alice, "{\"type\":\"join\",\"room_id\":1}");
+	client_send (alice, "{\"type\":\"join\",\"room_id\":2}");
+	client_send (alice, "{\"type\":\"join\",\"room_id\":3}");
+	client_send (alice, "{\"type\":\"join\",\"room_id\":1}"); /* again: an ack */
+	client_sync (alice);
+	g_assert_cmpuint (alice->received->len, ==, 4);
+	assert_error (alice->received->pdata[2], "limit_exceeded");
+	g_assert_cmpint (chat_message_get_message_type (alice->received->pdata[3]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_false (chat_client_is_member (client, 3));
+
+	/* the service is held to the same limit */
+	g_assert_false (chat_hub_join_room (fixture->hub, client, 3, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_LIMIT_EXCEEDED);
+	g_clear_error (&error);
+	g_assert_true (chat_hub_join_room (fixture->hub, client, 2, &error));
+	g_assert_true (chat_hub_leave_room (fixture->hub, client, 1, &error));
+	g_assert_true (chat_hub_join_room (fixture->hub, client, 3, &error));
+	g_assert_no_error (error);
+	g_assert_true (chat_client_is_member (client, 3));
+	g_assert_cmpuint (chat_hub_get_n_rooms (fixture->hub), ==, 2);
+}
+
+#define MANY_ROOMS 200
+
+static gboolean
+hub_has_one_client (gpointer data)
+{
+	return chat_hub_get_n_clients (((Fixture *) data)->hub) == 1;
+}
+
+/* Checks every room's members against what the test expects. */
+static void
+assert_membership (Fixture *fixture, ChatClient **clients, gboolean (*member)[MANY_ROOMS + 1])
+{
+	guint n_rooms = 0;
+
+	for (guint c = 0; c < 2; c++) {
+		g_autofree guint64 *rooms = NULL;
+		gsize n = 0, expected = 0;
+
+		rooms = chat_client_get_rooms (clients[c], &n);
+		for (guint64 r = 1; r <= MANY_ROOMS; r++) {
+			g_assert_cmpint (chat_client_is_member (clients[c], r), ==, member[c][r]);
+			expected += member[c][r];
+		}
+		g_assert_cmpuint (n, ==, expected);
+		for (gsize i = 0; i < n; i++)
+			g_assert_true (member[c][rooms[i]]);
+	}
+	for (guint64 r = 1; r <= MANY_ROOMS; r++) {
+		g_autoptr (GPtrArray) members = chat_hub_list_room_members (fixture->hub, r);
+		guint expected = member[0][r] + member[1][r];
+
+		g_assert_cmpuint (members->len, ==, expected);
+		for (guint c = 0; c < 2; c++) {
+			g_assert_cmpint (g_ptr_array_find (members, clients[c], NULL),
+					 ==,
+					 member[c][r]);
+		}
+		n_rooms += expected > 0;
+	}
+	g_assert_cmpuint (chat_hub_get_n_rooms (fixture->hub), ==, n_rooms);
+}
+
+/* Enough rooms for the client's room index, joined and left in orders that move entries in
+ * the client's array and in the rooms' member arrays. */
+static void
+test_hub_many_rooms (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autoptr (GArray) left = g_array_new (FALSE, FALSE, sizeof (guint64));
+	ChatClient *clients[2] = {fixture->registered->pdata[0], fixture->registered->pdata[1]};
+	gboolean member[2][MANY_ROOMS + 1] = {{FALSE}};
+	GError *error = NULL;
+	gsize n;
+
+	for (guint64 r = 1; r <= MANY_ROOMS; r++) {
+		for (guint c = 0; c < 2; c++) {
+			g_assert_true (chat_hub_join_room (fixture->hub, clients[c], r, &error));
+			member[c][r] = TRUE;
+		}
+	}
+	assert_membership (fixture, clients, member);
+	/* a leaves every other room: b moves to a's slot in each */
+	for (guint64 r = 1; r <= MANY_ROOMS; r += 2) {
+		g_assert_true (chat_hub_leave_room (fixture->hub, clients[0], r, &error));
+		member[0][r] = FALSE;
+	}
+	/* b leaves in a scattered order, from the middle of its array */
+	for (guint i = 0; i < MANY_ROOMS; i += 3) {
+		guint64 r = (guint64) i * 37 % MANY_ROOMS + 1;
+
+		g_assert_true (chat_hub_leave_room (fixture->hub, clients[1], r, &error));
+		member[1][r] = FALSE;
+	}
+	assert_membership (fixture, clients, member);
+	/* a leaves all but a few, back under the index threshold, then joins again */
+	for (guint64 r = 2; r <= MANY_ROOMS - 10; r += 2) {
+		g_assert_true (chat_hub_leave_room (fixture->hub, clients[0], r, &error));
+		member[0][r] = FALSE;
+	}
+	assert_membership (fixture, clients, member);
+	for (guint64 r = 1; r <= MANY_ROOMS; r += 5) {
+		g_assert_true (chat_hub_join_room (fixture->hub, clients[0], r, &error));
+		member[0][r] = TRUE;
+	}
+	assert_membership (fixture, clients, member);
+	g_assert_no_error (error);
+
+	/* b disconnects: it leaves each of its rooms once, and only those */
+	g_signal_connect (fixture->hub, "room-left", G_CALLBACK (on_room_event), left);
+	soup_websocket_connection_close (b->conn, 1000, NULL);
+	chat_test_wait_until (client_is_closed, b, 5000);
+	chat_test_wait_until (hub_has_one_client, fixture, 5000);
+	g_signal_handlers_disconnect_by_data (fixture->hub, left);
+	for (guint64 r = 1; r <= MANY_ROOMS; r++) {
+		gboolean seen = FALSE;
+
+		for (guint i = 0; i < left->len; i++)
+			seen += g_array_index (left, guint64, i) == r;
+		g_assert_cmpint (seen, ==, member[1][r]);
+		member[1][r] = FALSE;
+	}
+	g_assert_null (chat_client_get_rooms (clients[1], &n));
+	g_assert_cmpuint (n, ==, 0);
+	assert_membership (fixture, clients, member);
+}
+
+static void
 close_on_banned_word (ChatClient *client, ChatMessage *message, guint *seen)
 {
 	(*seen)++;
@@ -491,10 +674,16 @@ static void
 test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
 {
 	const guint n_messages = 3000;
-	g_autoptr (TestClient) publisher = client_connect (fixture, 1);
-	g_autoptr (TestClient) a = client_connect (fixture, 2);
-	g_autoptr (TestClient) b = client_connect (fixture, 3);
-	TestClient *readers[] = {a, b};
+	g_autoptr (TestClient) publisher = NULL;
+	g_autoptr (TestClient) a = NULL;
+	g_autoptr (TestClient) b = NULL;
+	TestClient *readers[2];
+
+	/* far over any sensible rate limit */
+	g_object_set (fixture->server, "messages-per-second", 0, NULL);
+	publisher = client_connect (fixture, 1);
+	readers[0] = a = client_connect (fixture, 2);
+	readers[1] = b = client_connect (fixture, 3);
 
 	client_send (publisher, "{\"type\":\"join\",\"room_id\":1}");
 	client_send (a, "{\"type\":\"join\",\"room_id\":1}");
@@ -677,6 +866,9 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/message-received", test_hub_message_received);
 	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
 	ADD ("/chat/hub/close-all", test_hub_close_all);
+	ADD ("/chat/hub/rate-limit", test_hub_rate_limit);
+	ADD ("/chat/hub/room-limit", test_hub_room_limit);
+	ADD ("/chat/hub/many-rooms", test_hub_many_rooms);
 	ADD ("/chat/server/statistics", test_server_statistics);
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
