@@ -49,6 +49,7 @@ struct _ChatClient {
 	gint64 rate_tolerance; /* µs: (burst - 1) messages */
 	gint64 rate_tat;       /* monotonic µs */
 	gint64 refused_since;  /* monotonic µs: start of the current window of refusals */
+	guint rate;	       /* messages per second, for the error text */
 	guint rate_burst;
 	guint n_refused; /* in the current window */
 	guint max_rooms; /* 0: no limit */

@@ -273,9 +273,8 @@ refuse_over_rate (ChatClient *self, gint64 now)
 		client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "rate limit");
 		return;
 	}
-	text = g_strdup_printf ("Too many messages: at most %" G_GINT64_FORMAT
-				" per second, in bursts of %u",
-				G_USEC_PER_SEC / self->rate_interval,
+	text = g_strdup_printf ("Too many messages: at most %u per second, in bursts of %u",
+				self->rate,
 				self->rate_burst);
 	chat_client_send_error (self, CHAT_ERROR_RATE_LIMITED, text);
 }
@@ -416,6 +415,7 @@ chat_client_set_limits (ChatClient *self,
 		self->rate_interval = MAX (1, G_USEC_PER_SEC / messages_per_second);
 		self->rate_tolerance = (gint64) (message_burst - 1) * self->rate_interval;
 	}
+	self->rate = messages_per_second;
 	self->rate_burst = message_burst;
 	self->max_rooms = max_rooms;
 }
