@@ -763,14 +763,11 @@ class RateLimitTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
             self.assertEqual((m["type"], m.get("content")), ("message", str(i)), m)
         self.assert_only_pong(ws)
 
-    def test_invalid_messages_count(self):
-        ws = self.raw()
-        ws.send_raw(text_frames(["{not json"] * (BURST + 1)))
-        codes = [ws.recv_json()["code"] for _ in range(BURST + 1)]
-        self.assertEqual(codes, ["invalid_json"] * BURST + ["rate_limited"])
-
 
 class RateLimitConfigTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
+    """One token a second: frames sent together never see one come back in between, even
+    under valgrind."""
+
     DAEMON_CONFIG = {"limits": {"messages-per-second": 1, "message-burst": 3}}
 
     def test_configured_burst(self):
@@ -783,6 +780,12 @@ class RateLimitConfigTests(RawMixin, h.DaemonTestMixin, unittest.TestCase):
         self.assertEqual([m["type"] for m in got], ["message", "message", "error"], got)
         self.assertEqual(got[2]["code"], "rate_limited")
         self.assertIn("at most 1 per second, in bursts of 3", got[2]["content"])
+
+    def test_invalid_messages_count(self):
+        ws = self.raw()
+        ws.send_raw(text_frames(["{not json"] * 4))
+        codes = [ws.recv_json()["code"] for _ in range(4)]
+        self.assertEqual(codes, ["invalid_json"] * 3 + ["rate_limited"])
 
     def test_invalid_values_refused(self):
         for key, value in (("messages-per-second", "fast"), ("messages-per-second", "1000001"),
