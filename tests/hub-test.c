@@ -607,7 +607,7 @@ test_hub_many_rooms (Fixture *fixture, gconstpointer data)
 		member[1][r] = FALSE;
 	}
 	assert_membership (fixture, clients, member);
-	/* a leaves all but a few, back under the index threshold, then joins again */
+	/* a leaves all but a few, then joins some again */
 	for (guint64 r = 2; r <= MANY_ROOMS - 10; r += 2) {
 		g_assert_true (chat_hub_leave_room (fixture->hub, clients[0], r, &error));
 		member[0][r] = FALSE;
@@ -636,6 +636,20 @@ test_hub_many_rooms (Fixture *fixture, gconstpointer data)
 	}
 	g_assert_null (chat_client_get_rooms (clients[1], &n));
 	g_assert_cmpuint (n, ==, 0);
+	assert_membership (fixture, clients, member);
+
+	/* a leaves everything (its index goes) and joins past the threshold again */
+	for (guint64 r = 1; r <= MANY_ROOMS; r++) {
+		if (member[0][r])
+			g_assert_true (chat_hub_leave_room (fixture->hub, clients[0], r, &error));
+		member[0][r] = FALSE;
+	}
+	g_assert_null (chat_client_get_rooms (clients[0], &n));
+	for (guint64 r = MANY_ROOMS; r > MANY_ROOMS - 40; r--) {
+		g_assert_true (chat_hub_join_room (fixture->hub, clients[0], r, &error));
+		member[0][r] = TRUE;
+	}
+	g_assert_no_error (error);
 	assert_membership (fixture, clients, member);
 }
 
