@@ -135,6 +135,9 @@ fixture_teardown (Fixture *fixture, gconstpointer data)
 		    sizeof close_frame);
 		chat_test_wait_until (connection_closed, fixture, WAIT_MS);
 	}
+	/* the flush source's dirty list and the outbox hold each other: empty the list first */
+	while (g_main_context_iteration (fixture->context, FALSE))
+		;
 	g_clear_object (&fixture->client);
 	g_clear_object (&fixture->conn);
 	g_clear_object (&fixture->io);
