@@ -12,6 +12,9 @@ G_BEGIN_DECLS
  * iteration (see docs/architecture.md, step 9). */
 GSource *
 chat_flush_source_new (void);
+/* Destroys @source; the outboxes still listed write what they can at once. */
+void
+chat_flush_source_destroy (GSource *source);
 /* Lists @outbox (a reference is held) for the next dispatch, which calls
  * chat_outbox_flush_listed() on it. */
 void

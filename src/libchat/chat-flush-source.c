@@ -72,6 +72,20 @@ chat_flush_source_new (void)
 }
 
 void
+chat_flush_source_destroy (GSource *source)
+{
+	ChatFlushSource *fs = (ChatFlushSource *) source;
+	g_autoptr (GPtrArray) listed = g_steal_pointer (&fs->dirty);
+
+	/* listed outboxes and the source hold references on each other: write them now, as an
+	 * outbox does by itself once the source is destroyed, and let them go */
+	g_source_destroy (source);
+	fs->dirty = g_ptr_array_new_with_free_func (g_object_unref);
+	for (guint i = 0; i < listed->len; i++)
+		chat_outbox_flush_listed (listed->pdata[i]);
+}
+
+void
 chat_flush_source_add (GSource *source, ChatOutbox *outbox)
 {
 	g_ptr_array_add (((ChatFlushSource *) source)->dirty, g_object_ref (outbox));

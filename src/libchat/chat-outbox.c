@@ -31,6 +31,8 @@ struct _ChatOutbox {
 	guint ring_size;  /* capacity, a power of two */
 	guint head;
 	guint count;
+	guint n_urgent;	   /* frames at the front a new control frame goes after: control
+			    * frames in their order, and a partly written head */
 	gsize head_offset; /* bytes of ring[head] already written */
 	gsize pending;	   /* bytes queued and not yet written */
 	guint64 bytes_sent;
@@ -107,20 +109,20 @@ static void
 ring_push_urgent (ChatOutbox *self, GBytes *frame)
 {
 	guint mask;
+	guint at;
 
 	ring_push (self, frame); /* grows the ring if needed; undone just below */
-	if (self->count == 1)
+	/* after a partly written head and after the control frames queued before this one */
+	at = MAX (self->n_urgent, self->head_offset > 0 ? 1 : 0);
+	self->n_urgent = at + 1;
+	if (at + 1 == self->count)
 		return;
 	self->count--;
 	mask = self->ring_size - 1;
 	self->head = (self->head - 1) & mask;
-	if (self->head_offset > 0) {
-		/* the head is partly written: it stays first, the control frame goes second */
-		self->ring[self->head] = self->ring[(self->head + 1) & mask];
-		self->ring[(self->head + 1) & mask] = frame;
-	} else {
-		self->ring[self->head] = frame;
-	}
+	for (guint i = 0; i < at; i++)
+		self->ring[(self->head + i) & mask] = self->ring[(self->head + i + 1) & mask];
+	self->ring[(self->head + at) & mask] = frame;
 	self->count++;
 }
 
@@ -131,6 +133,8 @@ ring_pop (ChatOutbox *self)
 
 	self->head = (self->head + 1) & (self->ring_size - 1);
 	self->count--;
+	if (self->n_urgent > 0)
+		self->n_urgent--;
 	return frame;
 }
 
@@ -208,6 +212,7 @@ chat_outbox_drop_unstarted (ChatOutbox *self)
 		g_bytes_unref (self->ring[last]);
 		self->count--;
 	}
+	self->n_urgent = MIN (self->n_urgent, self->count);
 }
 
 static gboolean

@@ -252,7 +252,10 @@ chat_server_dispose (GObject *object)
 	chat_clear_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
-	chat_clear_source (&self->flush_source);
+	if (self->flush_source != NULL) {
+		chat_flush_source_destroy (self->flush_source);
+		g_clear_pointer (&self->flush_source, g_source_unref);
+	}
 	chat_clear_source (&self->poll_source);
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
