@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "chat-client-private.h"
+#include "chat-frame-private.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-limit-extension-private.h"

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "chat-error.h"
+#include "chat-frame-private.h"
 #include "chat-i18n-private.h"
 #include "chat-json-private.h"
 #include "chat-message-private.h"
-#include "chat-outbox-private.h"
 
 /**
  * SECTION:chat-message

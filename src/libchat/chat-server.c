@@ -13,11 +13,12 @@
 
 #include "chat-client-private.h"
 #include "chat-error.h"
+#include "chat-flush-source-private.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
 #include "chat-limit-extension-private.h"
-#include "chat-outbox-private.h"
+#include "chat-outbox-stream-private.h"
 #include "chat-server.h"
 #include "chat-source-private.h"
 #include "chat-token-verifier-private.h"
@@ -251,7 +252,10 @@ chat_server_dispose (GObject *object)
 	chat_clear_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
-	chat_clear_source (&self->flush_source);
+	if (self->flush_source != NULL) {
+		chat_flush_source_destroy (self->flush_source);
+		g_clear_pointer (&self->flush_source, g_source_unref);
+	}
 	chat_clear_source (&self->poll_source);
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
@@ -400,7 +404,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 
 	g_object_set_qdata (G_OBJECT (socket), upgraded_quark, GINT_TO_POINTER (TRUE));
 	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
-	io = chat_outbox_new_io_stream (outbox);
+	io = chat_outbox_stream_new (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
 	 * client's access_token in memory for the life of the connection */
