@@ -103,6 +103,7 @@ typedef struct {
 	GSocket *socket;
 	GSocketConnection *connection;
 	GSource *source;
+	GSocketAddress *remote;
 	gsize scanned;	 /* bytes of the head already searched for its end */
 	gsize drained;	 /* lingering: bytes dropped */
 	gboolean linger; /* answered 431, dropping the rest */
@@ -883,6 +884,7 @@ request_head_free (RequestHead *head)
 	if (head->connection != NULL)
 		g_io_stream_close (G_IO_STREAM (head->connection), NULL, NULL);
 	g_clear_object (&head->connection);
+	g_clear_object (&head->remote);
 	g_object_unref (head->socket);
 	g_free (head);
 }
@@ -934,10 +936,15 @@ static void
 serve_request (ChatServer *self, RequestHead *head)
 {
 	g_autoptr (GSocketConnection) connection = g_steal_pointer (&head->connection);
+	/* at accept time: once shut down (handshake-timeout), the socket has no peer */
 	g_autoptr (GSocketAddress) local = g_socket_get_local_address (head->socket, NULL);
-	g_autoptr (GSocketAddress) remote = g_socket_get_remote_address (head->socket, NULL);
+	g_autoptr (GSocketAddress) remote = g_steal_pointer (&head->remote);
 	g_autoptr (GError) error = NULL;
 
+	if (local == NULL || remote == NULL) {
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+		return;
+	}
 	if (!soup_server_accept_iostream (self->soup,
 					  G_IO_STREAM (connection),
 					  local,
@@ -1054,6 +1061,7 @@ start_request (ChatServer *self, GSocket *socket, GSocketConnection *connection)
 	head->server = self;
 	head->socket = g_object_ref (socket);
 	head->connection = g_object_ref (connection);
+	head->remote = g_socket_get_remote_address (socket, NULL);
 	if (!request_head_advance (self, head)) {
 		request_head_free (head);
 		return;
