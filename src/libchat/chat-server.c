@@ -341,7 +341,7 @@ chat_server_finalize (GObject *object)
 
 	g_free (self->path);
 	g_hash_table_unref (self->user_connections);
-	g_queue_clear (&self->rate_lru);
+	/* the links are inside the buckets the table frees */
 	g_hash_table_unref (self->rate_buckets);
 	g_hash_table_unref (self->request_heads);
 	g_free (self->peek_buffer);
