@@ -109,7 +109,9 @@ class PerUserCapTests(GateAssertions, h.DaemonTestMixin, unittest.TestCase):
         self.assert_json_refusal(status, headers, body, 429, "too_many_connections")
 
     def test_burst_of_upgrades_cannot_overshoot(self):
-        """All requests are written before any answer is read: upgrades in flight count."""
+        """All requests are written before any answer is read: exactly the cap get a 101.
+        (libsoup 3.2 writes a 101 in the same dispatch that accepts the request, so upgrades
+        in flight are rarely seen here; the count includes them all the same.)"""
         uid = h.next_user_id()
         token = self.daemon.token(uid)
         socks = []
