@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -743,11 +744,11 @@ handle_request (SoupServer *soup,
 	if (self->max_connections_per_user > 0 &&
 	    user_connections_get (self, user_id) >= self->max_connections_per_user) {
 		self->refused_user_limit++;
-		g_message (_ ("Refused a connection from %s: user %" G_GUINT64_FORMAT
-			      " already has %u connections"),
-			   remote,
-			   user_id,
-			   self->max_connections_per_user);
+		g_message (
+		    _ ("Refused a connection from %s: user %" PRIu64 " already has %u connections"),
+		    remote,
+		    user_id,
+		    self->max_connections_per_user);
 		set_json_response (msg,
 				   HTTP_TOO_MANY_REQUESTS,
 				   "too_many_connections",
