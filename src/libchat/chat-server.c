@@ -31,9 +31,11 @@
  *
  * A #ChatServer listens for HTTP on one address and serves the WebSocket endpoint
  * (#ChatServer:path, `/ws` by default). It checks every upgrade request before answering
- * 101: a request that is not a WebSocket upgrade gets 400, a missing or refused token 401,
- * and a request over #ChatServer:max-connections 503, each with a JSON body. Accepted
- * connections become #ChatClient objects registered with the #ChatHub.
+ * 101: a request head over 32 KiB gets 431, a request that is not a WebSocket upgrade 400,
+ * an address over #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
+ * at #ChatServer:max-connections-per-user 429, and a request over
+ * #ChatServer:max-connections 503, each with a JSON body. Accepted connections become
+ * #ChatClient objects registered with the #ChatHub.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), the outbox budget (1008, a slow consumer), and the heartbeat: a WebSocket ping
