@@ -25,6 +25,9 @@ typedef struct {
 	guint ping_interval;
 	guint idle_timeout;
 	guint handshake_timeout;
+	guint max_connections_per_user;
+	guint upgrades_per_second;
+	guint upgrade_burst;
 	/* [dbus] */
 	GBusType bus_type; /* G_BUS_TYPE_NONE: not on a bus; only the command line sets it */
 	char *admin_group; /* (nullable): may Broadcast and Disconnect on the system bus */

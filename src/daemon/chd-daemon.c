@@ -236,6 +236,12 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     config->idle_timeout,
 				     "handshake-timeout",
 				     config->handshake_timeout,
+				     "max-connections-per-user",
+				     config->max_connections_per_user,
+				     "upgrades-per-second",
+				     config->upgrades_per_second,
+				     "upgrade-burst",
+				     config->upgrade_burst,
 				     NULL);
 	self->client_registered_id = g_signal_connect (self->hub,
 						       "client-registered",

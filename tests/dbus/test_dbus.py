@@ -768,7 +768,8 @@ class InterfaceTests(BusDaemonTestCase):
         before = self.hub.call("GetStatistics")[0]
         for key in ("connections-accepted", "refused-bad-request", "refused-token",
                     "refused-busy", "messages-relayed", "bytes-sent", "slow-consumer-closes",
-                    "idle-closes", "uptime", "connections"):
+                    "idle-closes", "uptime", "connections", "refused-rate",
+                    "refused-user-limit", "refused-header-too-large"):
             self.assertIn(key, before)
             self.assertIsInstance(before[key], int)
         ws = self.connect(1901)
@@ -787,6 +788,34 @@ class InterfaceTests(BusDaemonTestCase):
                                             GLib.VariantType.new("(a{sv})"),
                                             Gio.DBusCallFlags.NONE, CALL_TIMEOUT_MS, None)
         self.assertEqual(raw.get_child_value(0).lookup_value("uptime", None).get_type_string(), "t")
+
+
+class GateStatisticsTests(BusDaemonTestCase):
+    """The gate's refusals are counted: per-user cap, per-address rate, oversized heads."""
+    DAEMON_CONFIG = {"limits": {"max-connections-per-user": 1, "upgrades-per-second": 1,
+                                "upgrade-burst": 2}}
+
+    def refused_status(self, head):
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5) as sock:
+            sock.sendall(head)
+            return int(sock.recv(4096).split(b" ", 2)[1])
+
+    def test_refusals_counted(self):
+        before = self.hub.call("GetStatistics")[0]
+        self.connect(2101)
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, token(2101))      # the user's second
+        refused.exception.response.close()
+        self.assertEqual(refused.exception.response.status, 429)
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, token(2102))      # the address's third
+        refused.exception.response.close()
+        self.assertEqual(refused.exception.response.status, 429)
+        self.assertEqual(self.refused_status(b"GET /ws HTTP/1.1\r\nX: " + b"a" * 40000
+                                             + b"\r\n\r\n"), 431)
+        after = self.hub.call("GetStatistics")[0]
+        for key in ("refused-user-limit", "refused-rate", "refused-header-too-large"):
+            self.assertEqual(after[key], before[key] + 1, key)
 
 
 class MessageSignalsOffTests(BusDaemonTestCase):
