@@ -8,8 +8,8 @@
 
 #include <string.h>
 
+#include "chat-frame-private.h"
 #include "chat-message-private.h"
-#include "chat-outbox-private.h"
 
 typedef struct {
 	gsize length;

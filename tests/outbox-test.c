@@ -14,8 +14,11 @@
 #include <unistd.h>
 
 #include "chat-client-private.h"
+#include "chat-flush-source-private.h"
+#include "chat-frame-private.h"
 #include "chat-inbox-private.h"
 #include "chat-outbox-private.h"
+#include "chat-outbox-stream-private.h"
 #include "chat-test-utils.h"
 
 /* The kernel takes a few KiB at most (it doubles this and enforces a minimum), so a frame of
@@ -355,6 +358,54 @@ test_outbox_urgent_first (Fixture *fixture, gconstpointer data)
 	assert_peer_gets_expected (fixture);
 }
 
+/* Control frames keep their own order: two pongs to two pings leave as they came, both ahead
+ * of the data, after a partly written head. */
+static void
+test_outbox_urgent_in_order (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (GBytes) big = push_partly_written (fixture);
+	g_autoptr (GBytes) pong1 = chat_frame_new (0xa, "1", 1);
+	g_autoptr (GBytes) pong2 = chat_frame_new (0xa, "2", 1);
+	g_autoptr (GBytes) pong3 = chat_frame_new (0xa, "3", 1);
+	g_autoptr (GBytes) first = make_frame (1, 100);
+	g_autoptr (GBytes) second = make_frame (2, 100);
+
+	push (fixture, first);
+	g_assert_true (chat_outbox_push_urgent (fixture->outbox, pong1));
+	g_assert_true (chat_outbox_push_urgent (fixture->outbox, pong2));
+	push (fixture, second);
+	g_assert_true (chat_outbox_push_urgent (fixture->outbox, pong3));
+	expect (fixture, big);
+	expect (fixture, pong1);
+	expect (fixture, pong2);
+	expect (fixture, pong3);
+	expect (fixture, first);
+	expect (fixture, second);
+	assert_peer_gets_expected (fixture);
+}
+
+/* A flush source destroyed with outboxes still listed writes them and lets them go: the two
+ * hold references on each other. */
+static void
+test_outbox_flush_source_destroyed (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (GBytes) frame = make_frame (1, 100);
+	GWeakRef weak;
+
+	g_weak_ref_init (&weak, fixture->outbox);
+	push (fixture, frame);
+	expect (fixture, frame);
+	chat_flush_source_destroy (fixture->flush);
+	g_clear_object (&fixture->outbox);
+	g_assert_null (g_weak_ref_get (&weak));
+	g_weak_ref_clear (&weak);
+	chat_test_wait_until (received_all, fixture, WAIT_MS);
+	g_assert_cmpmem (fixture->received->data,
+			 fixture->received->len,
+			 fixture->expected->data,
+			 fixture->expected->len);
+}
+
 /* The same with a ring that wrapped around and must grow to take the urgent frame. */
 static void
 test_outbox_urgent_wrapped (Fixture *fixture, gconstpointer data)
@@ -467,7 +518,7 @@ test_outbox_close_drains (Fixture *fixture, gconstpointer data)
 {
 	g_autoptr (GBytes) big = push_partly_written (fixture);
 	g_autoptr (GBytes) last = make_frame (2, 1000);
-	g_autoptr (GIOStream) io = chat_outbox_new_io_stream (fixture->outbox);
+	g_autoptr (GIOStream) io = chat_outbox_stream_new (fixture->outbox);
 	gboolean done = FALSE;
 
 	push (fixture, last);
@@ -520,7 +571,7 @@ make_client (Fixture *fixture, gsize budget)
 
 	ChatInbox *inbox;
 
-	fixture->io = chat_outbox_new_io_stream (fixture->outbox);
+	fixture->io = chat_outbox_stream_new (fixture->outbox);
 	/* libsoup's input source goes to the inbox's shard, which the poll source runs */
 	inbox = CHAT_INBOX (g_io_stream_get_input_stream (fixture->io));
 	chat_inbox_park_begin (inbox);
@@ -647,6 +698,8 @@ main (int argc, char **argv)
 	ADD ("/chat/outbox/drop-unstarted/all", test_outbox_drop_unstarted_all);
 	ADD ("/chat/outbox/urgent/after-partial", test_outbox_urgent_after_partial);
 	ADD ("/chat/outbox/urgent/first", test_outbox_urgent_first);
+	ADD ("/chat/outbox/urgent/in-order", test_outbox_urgent_in_order);
+	ADD ("/chat/outbox/flush-source-destroyed", test_outbox_flush_source_destroyed);
 	ADD ("/chat/outbox/urgent/wrapped", test_outbox_urgent_wrapped);
 	ADD ("/chat/outbox/stream-frames", test_outbox_stream_frames);
 	ADD ("/chat/outbox/close-drains", test_outbox_close_drains);
