@@ -169,14 +169,14 @@ test_json_valid (void)
 		const char *reason = "untouched";
 		g_autoptr (JsonNode) node = NULL;
 
-		if (!chat_json_validate (c->text, length, &reason))
+		if (!chat_json_validate (c->text, length, CHAT_JSON_MAX_DEPTH, &reason))
 			g_error ("“%.*s” refused: %s", (int) length, c->text, reason);
 		/* a valid text leaves the reason alone */
 		g_assert_cmpstr (reason, ==, "untouched");
-		g_assert_true (chat_json_validate (c->text, length, NULL));
+		g_assert_true (chat_json_validate (c->text, length, CHAT_JSON_MAX_DEPTH, NULL));
 
 		/* json-glib takes everything the strict scanner lets through */
-		node = chat_json_parse (c->text, length, &reason);
+		node = chat_json_parse (c->text, length, CHAT_JSON_MAX_DEPTH, &reason);
 		if (node == NULL)
 			g_error ("“%.*s” accepted, but not parsed", (int) length, c->text);
 	}
@@ -191,7 +191,7 @@ test_json_invalid (void)
 		const char *reason = NULL;
 		g_autoptr (JsonNode) node = NULL;
 
-		if (chat_json_validate (c->text, length, &reason))
+		if (chat_json_validate (c->text, length, CHAT_JSON_MAX_DEPTH, &reason))
 			g_error ("“%.*s” accepted", (int) length, c->text);
 		if (g_strcmp0 (reason, c->reason) != 0)
 			g_error ("“%.*s”: reason “%s”, expected “%s”",
@@ -200,10 +200,10 @@ test_json_invalid (void)
 				 reason,
 				 c->reason);
 		/* no reason wanted: still refused, and no crash */
-		g_assert_false (chat_json_validate (c->text, length, NULL));
+		g_assert_false (chat_json_validate (c->text, length, CHAT_JSON_MAX_DEPTH, NULL));
 
 		reason = NULL;
-		node = chat_json_parse (c->text, length, &reason);
+		node = chat_json_parse (c->text, length, CHAT_JSON_MAX_DEPTH, &reason);
 		g_assert_null (node);
 		g_assert_cmpstr (reason, ==, c->reason);
 	}
@@ -231,7 +231,8 @@ test_json_invalid_utf8 (void)
 {
 	for (gsize i = 0; i < G_N_ELEMENTS (invalid_utf8); i++) {
 		const char *text = invalid_utf8[i];
-		g_autoptr (JsonNode) node = chat_json_parse (text, strlen (text), NULL);
+		g_autoptr (JsonNode) node =
+		    chat_json_parse (text, strlen (text), CHAT_JSON_MAX_DEPTH, NULL);
 
 		if (node != NULL)
 			g_error ("invalid UTF-8 case %" G_GSIZE_FORMAT " parsed", i);
@@ -244,9 +245,10 @@ test_json_first_reason (void)
 {
 	const char *reason = NULL;
 
-	g_assert_false (chat_json_validate ("[\"\\x\", 01, 'a']", 15, &reason));
+	g_assert_false (
+	    chat_json_validate ("[\"\\x\", 01, 'a']", 15, CHAT_JSON_MAX_DEPTH, &reason));
 	g_assert_cmpstr (reason, ==, "bad escape in a string");
-	g_assert_false (chat_json_validate ("{\"a\":01}", 8, &reason));
+	g_assert_false (chat_json_validate ("{\"a\":01}", 8, CHAT_JSON_MAX_DEPTH, &reason));
 	g_assert_cmpstr (reason, ==, "expected ',' or a closing bracket");
 }
 
@@ -256,7 +258,8 @@ test_json_parse_tree (void)
 {
 	const char *text = "{\"n\":-1.5e2,\"s\":\"\\u00e9\\ud83d\\ude00\",\"a\":[1,null]}";
 	const char *reason = NULL;
-	g_autoptr (JsonNode) node = chat_json_parse (text, strlen (text), &reason);
+	g_autoptr (JsonNode) node =
+	    chat_json_parse (text, strlen (text), CHAT_JSON_MAX_DEPTH, &reason);
 	JsonObject *object;
 	JsonArray *array;
 
@@ -275,13 +278,13 @@ test_json_parse_tree (void)
 
 	/* a scalar root is a value node */
 	g_clear_pointer (&node, json_node_unref);
-	node = chat_json_parse ("  \"x\"  ", 7, &reason);
+	node = chat_json_parse ("  \"x\"  ", 7, CHAT_JSON_MAX_DEPTH, &reason);
 	g_assert_nonnull (node);
 	g_assert_cmpstr (json_node_get_string (node), ==, "x");
 
 	/* only @length bytes are parsed */
 	g_clear_pointer (&node, json_node_unref);
-	node = chat_json_parse ("[1][2]", 3, &reason);
+	node = chat_json_parse ("[1][2]", 3, CHAT_JSON_MAX_DEPTH, &reason);
 	g_assert_nonnull (node);
 	g_assert_cmpuint (json_array_get_length (json_node_get_array (node)), ==, 1);
 }
