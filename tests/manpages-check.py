@@ -226,6 +226,9 @@ for tag in tags_of(page, "OPTIONS"):
     for option in OPTION.findall(tag):
         check(option in known, f"chathubctl.1: OPTIONS documents {option}, which chathubctl "
                                "does not take before a command")
+        # and "chathubctl --help" tells about each of them, --version included
+        check(not option.startswith("--") or option in OPTION.findall(usage),
+              f"chathubctl --help does not mention {option}, which OPTIONS documents")
 ctl_source = (SRC / "src" / "ctl" / "chathubctl.c").read_text(encoding="utf-8")
 statuses = {"0"} | set(re.findall(r"^#define EXIT_\w+ (\d+)", ctl_source, re.M))
 check(len(statuses) >= 4, "chathubctl.c: cannot find the EXIT_ statuses")
