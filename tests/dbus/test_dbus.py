@@ -1402,6 +1402,22 @@ class DataFileTests(unittest.TestCase):
         with open(os.path.join(root, "etc", "group")) as f:
             self.assertTrue(any(l.startswith("chathub:") for l in f))
 
+    def test_admin_group_is_never_the_service_group(self):
+        # the chathub group can read the token secret: no shipped file may suggest it as
+        # [dbus] admin-group (the sysusers.d comment once did)
+        files = [os.path.join(TOP, "README.md"), os.path.join(TOP, "docs", "deployment.md")]
+        for folder in ("data", "man"):
+            for root, _, names in os.walk(os.path.join(TOP, folder)):
+                files += [os.path.join(root, n) for n in names]
+        checked = 0
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            checked += "admin-group" in text
+            self.assertNotRegex(text, r"admin-group\s*=\s*chathub(?![\w-])",
+                                "%s suggests admin-group=chathub" % os.path.relpath(path, TOP))
+        self.assertGreaterEqual(checked, 3)
+
     def test_example_config_is_accepted(self):
         # the shipped example with its secret pointed somewhere real
         with open(os.path.join(TOP, "data", "chathub.conf")) as f:
@@ -1479,6 +1495,12 @@ class DataFileTests(unittest.TestCase):
                    os.path.join(prefix, "lib", "sysusers.d"), "chathub.conf")
         self.assertTrue(dest("chathub.conf").endswith(os.path.join("chathub", "chathub.conf")))
         self.assertEqual(dest("chathubd"), os.path.join(prefix, options["libexecdir"], "chathubd"))
+        # the bash completions, where bash-completion loads them on demand by command name
+        completions = pc("bash-completion", "completionsdir", "prefix",
+                         os.path.join(datadir, "bash-completion", "completions"))
+        self.assertEqual(dest("chathubd-completion"), os.path.join(completions, "chathubd"))
+        self.assertEqual(dest(os.path.join("completions", "chathubctl")),
+                         os.path.join(completions, "chathubctl"))
 
 
 if __name__ == "__main__":
