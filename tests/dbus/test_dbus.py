@@ -1357,6 +1357,12 @@ class DataFileTests(unittest.TestCase):
         system_unit, text = substituted("systemd/chathub.service.in", self.tmp.name)
         self.assertIn("Type=dbus", text)
         self.assertIn("BusName=%s" % NAME, text)
+        # a real interface's address can be bound only once the network is configured:
+        # ordered after network-online.target, and pulling it in (After= alone does not)
+        self.assertIn("Wants=network-online.target", text.splitlines())
+        after = [w for l in text.splitlines() if l.startswith("After=") for w in l[6:].split()]
+        self.assertIn("network-online.target", after)
+        self.assertNotIn("network.target", after)
         # every sandboxing setting carries a comment saying why
         lines = text.splitlines()
         for i, line in enumerate(lines):
