@@ -233,7 +233,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	props[PROP_TYPE] =
 	    g_param_spec_enum ("type",
 			       NULL,
-			       NULL,
+			       "The message type, fixed at construction",
 			       CHAT_TYPE_MESSAGE_TYPE,
 			       CHAT_MESSAGE_TYPE_MESSAGE,
 			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
@@ -246,7 +246,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_ID] = g_param_spec_uint64 ("id",
 					      NULL,
-					      NULL,
+					      "The server-assigned message id",
 					      0,
 					      G_MAXUINT64,
 					      0,
@@ -261,7 +261,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_FROM] = g_param_spec_uint64 ("from",
 						NULL,
-						NULL,
+						"The sender's user id; 0 for the service itself",
 						0,
 						G_MAXUINT64,
 						0,
@@ -276,7 +276,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_TO] = g_param_spec_uint64 ("to",
 					      NULL,
-					      NULL,
+					      "The user a direct message is addressed to",
 					      0,
 					      G_MAXUINT64,
 					      0,
@@ -291,7 +291,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_ROOM_ID] = g_param_spec_uint64 ("room-id",
 						   NULL,
-						   NULL,
+						   "The room the message is for",
 						   0,
 						   G_MAXUINT64,
 						   0,
@@ -306,7 +306,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_CONTENT] = g_param_spec_string ("content",
 						   NULL,
-						   NULL,
+						   "The text of the message (UTF-8)",
 						   NULL,
 						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						       G_PARAM_STATIC_STRINGS);
@@ -317,12 +317,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_DATA] = g_param_spec_boxed ("data",
-					       NULL,
-					       NULL,
-					       JSON_TYPE_NODE,
-					       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-						   G_PARAM_STATIC_STRINGS);
+	props[PROP_DATA] = g_param_spec_boxed (
+	    "data",
+	    NULL,
+	    "Free-form JSON attached to the message, relayed untouched",
+	    JSON_TYPE_NODE,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatMessage:timestamp:
 	 *
@@ -330,14 +330,14 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TIMESTAMP] = g_param_spec_int64 ("timestamp",
-						    NULL,
-						    NULL,
-						    0,
-						    G_MAXINT64,
-						    0,
-						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_TIMESTAMP] = g_param_spec_int64 (
+	    "timestamp",
+	    NULL,
+	    "When the server relayed the message, in Unix seconds",
+	    0,
+	    G_MAXINT64,
+	    0,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatMessage:code:
 	 *
@@ -347,7 +347,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_CODE] = g_param_spec_string ("code",
 						NULL,
-						NULL,
+						"The machine-readable code of an error message",
 						NULL,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);

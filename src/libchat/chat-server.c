@@ -1198,7 +1198,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_HUB] = g_param_spec_object ("hub",
 					       NULL,
-					       NULL,
+					       "The hub accepted clients are registered with",
 					       CHAT_TYPE_HUB,
 					       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						   G_PARAM_STATIC_STRINGS);
@@ -1209,12 +1209,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_VERIFIER] = g_param_spec_object ("verifier",
-						    NULL,
-						    NULL,
-						    CHAT_TYPE_TOKEN_VERIFIER,
-						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_VERIFIER] = g_param_spec_object (
+	    "verifier",
+	    NULL,
+	    "The verifier every upgrade request's token is checked with",
+	    CHAT_TYPE_TOKEN_VERIFIER,
+	    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:path:
 	 *
@@ -1224,7 +1224,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_PATH] = g_param_spec_string ("path",
 						NULL,
-						NULL,
+						"The path of the WebSocket endpoint",
 						"/ws",
 						G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						    G_PARAM_STATIC_STRINGS);
@@ -1238,7 +1238,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MAX_CONNECTIONS] = g_param_spec_uint (
 	    "max-connections",
 	    NULL,
-	    NULL,
+	    "The most connections at once",
 	    0,
 	    G_MAXUINT,
 	    0,
@@ -1254,7 +1254,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MAX_MESSAGE_SIZE] = g_param_spec_uint (
 	    "max-message-size",
 	    NULL,
-	    NULL,
+	    "The largest message a client may send, in bytes",
 	    1,
 	    64 * 1024 * 1024,
 	    64 * 1024,
@@ -1269,7 +1269,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_OUTBOX_SIZE] = g_param_spec_uint ("outbox-size",
 						     NULL,
-						     NULL,
+						     "The most bytes that may wait for one client",
 						     1024,
 						     G_MAXUINT,
 						     1024 * 1024,
@@ -1282,14 +1282,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_PING_INTERVAL] = g_param_spec_uint ("ping-interval",
-						       NULL,
-						       NULL,
-						       0,
-						       86400,
-						       54,
-						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							   G_PARAM_STATIC_STRINGS);
+	props[PROP_PING_INTERVAL] = g_param_spec_uint (
+	    "ping-interval",
+	    NULL,
+	    "Seconds between the WebSocket pings to every client",
+	    0,
+	    86400,
+	    54,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:idle-timeout:
 	 *
@@ -1298,14 +1298,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout",
-						      NULL,
-						      NULL,
-						      0,
-						      86400,
-						      60,
-						      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							  G_PARAM_STATIC_STRINGS);
+	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint (
+	    "idle-timeout",
+	    NULL,
+	    "Seconds without a message or pong before a client is closed",
+	    0,
+	    86400,
+	    60,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:handshake-timeout:
 	 *
@@ -1317,7 +1317,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_HANDSHAKE_TIMEOUT] = g_param_spec_uint (
 	    "handshake-timeout",
 	    NULL,
-	    NULL,
+	    "Seconds a new connection has to complete its upgrade",
 	    0,
 	    3600,
 	    10,

@@ -233,7 +233,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	props[PROP_ALGORITHM] =
 	    g_param_spec_enum ("algorithm",
 			       NULL,
-			       NULL,
+			       "The one algorithm tokens must be signed with",
 			       CHAT_TYPE_TOKEN_ALGORITHM,
 			       CHAT_TOKEN_ALGORITHM_HS256,
 			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
@@ -246,7 +246,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 */
 	props[PROP_ISSUER] = g_param_spec_string ("issuer",
 						  NULL,
-						  NULL,
+						  "The iss claim tokens must carry, if set",
 						  NULL,
 						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						      G_PARAM_STATIC_STRINGS);
@@ -257,12 +257,12 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_AUDIENCE] = g_param_spec_string ("audience",
-						    NULL,
-						    NULL,
-						    NULL,
-						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_AUDIENCE] = g_param_spec_string (
+	    "audience",
+	    NULL,
+	    "The audience the aud claim must contain, if set",
+	    NULL,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatTokenVerifier:leeway:
 	 *
@@ -272,7 +272,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 */
 	props[PROP_LEEWAY] = g_param_spec_uint ("leeway",
 						NULL,
-						NULL,
+						"Seconds of clock skew tolerated on exp and nbf",
 						0,
 						3600,
 						30,
