@@ -1334,7 +1334,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MAX_CONNECTIONS_PER_USER] = g_param_spec_uint (
 	    "max-connections-per-user",
 	    NULL,
-	    NULL,
+	    "The most connections one user may have at once",
 	    0,
 	    G_MAXUINT,
 	    32,
@@ -1351,7 +1351,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_UPGRADES_PER_SECOND] = g_param_spec_uint (
 	    "upgrades-per-second",
 	    NULL,
-	    NULL,
+	    "Upgrades per second from one address",
 	    0,
 	    1000000,
 	    20,
@@ -1366,7 +1366,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_UPGRADE_BURST] = g_param_spec_uint ("upgrade-burst",
 						       NULL,
-						       NULL,
+						       "Upgrades one address may make at once",
 						       1,
 						       1000000,
 						       100,
