@@ -724,7 +724,10 @@ on_frame (Loop *l, Conn *c, bool fin, int op, uint8_t *p, size_t n, int64_t now)
 			c->flen = 0;
 		}
 		if (fin) {
-			if (op == 0x1)
+			if (op == 0x1 && c->flooder && n >= 17 &&
+			    memcmp (p, "{\"type\":\"message\"", 17) == 0)
+				st_add (l, S_FLOOD_ECHOES, 1); /* not parsed: the flooder's own */
+			else if (op == 0x1)
 				on_text (l, c, p, n, now);
 			else
 				st_add (l, S_OTHER_FRAMES, 1);
@@ -1015,4 +1018,60 @@ publish_one (Loop *l, Conn *c)
 	mask_bytes (start, len, mask);
 	if (conn_send (l, c, start - h, h + len))
 		st_add (l, S_SENT, 1);
+}
+
+/* ---- flooding ------------------------------------------------------------------------------ */
+
+#define FLOOD_BATCH 65536 /* bytes of frames per write */
+
+/* Builds the flooder's batch: identical masked frames {"type":"message","room_id":R,
+ * "content":"xxx…"} to its own room R, without data.t (they are not deliveries). */
+void
+flood_prepare (Loop *l)
+{
+	g_autoptr (GString) payload = g_string_new (NULL);
+	uint64_t r = xorshift (&l->rng);
+	uint8_t mask[4];
+	size_t frame;
+
+	memcpy (mask, &r, 4);
+	g_string_append_printf (payload,
+				"{\"type\":\"message\",\"room_id\":%d,\"content\":\"",
+				opt.rooms + 1);
+	for (int i = 0; i < opt.size; i++)
+		g_string_append_c (payload, 'x');
+	g_string_append (payload, "\"}");
+	wbuf_reserve (l, payload->len + 14);
+	frame = frame_header (l->wbuf, 0x1, payload->len, mask);
+	memcpy (l->wbuf + frame, payload->str, payload->len);
+	mask_bytes (l->wbuf + frame, payload->len, mask);
+	frame += payload->len;
+	l->flood_frames = MAX (FLOOD_BATCH / frame, 1u);
+	l->flood_len = l->flood_frames * frame;
+	l->flood_buf = g_malloc (l->flood_len);
+	for (size_t i = 0; i < l->flood_frames; i++)
+		memcpy (l->flood_buf + i * frame, l->wbuf, frame);
+}
+
+/* Writes the batch again and again while the socket takes all of it; stops when it blocks
+ * (conn_send keeps the rest, in order with anything else such as a pong, and EPOLLOUT brings
+ * the loop back), at end, at the step's count, or after 16 batches so that the loop reads. */
+void
+flood_push (Loop *l, Conn *c, int64_t end)
+{
+	size_t frame = l->flood_len / l->flood_frames;
+
+	for (int k = 0; k < 16 && conn_state (c) == CS_OPEN && c->olen == 0 &&
+			l->flood_sent < l->cmd.flood_max;
+	     k++) {
+		uint64_t frames =
+		    MIN ((uint64_t) l->flood_frames, l->cmd.flood_max - l->flood_sent);
+
+		if (!conn_send (l, c, l->flood_buf, (size_t) frames * frame))
+			return;
+		l->flood_sent += frames;
+		st_add (l, S_FLOOD_SENT, frames);
+		if (mono_ns () >= end)
+			return;
+	}
 }

@@ -25,6 +25,7 @@ typedef struct {
 	uint8_t joining;
 	uint8_t all_rooms;
 	uint8_t in_flight;
+	uint8_t flooder; /* floods its own room (fanout --flooder) and discards what it gets */
 	uint32_t idx;
 	uint32_t room; /* home room, 0 = none */
 	uint32_t joins_needed, joins_got;
@@ -67,3 +68,7 @@ void
 send_close_now (Loop *l, Conn *c, const uint8_t *payload, size_t len);
 void
 publish_one (Loop *l, Conn *c);
+void
+flood_prepare (Loop *l);
+void
+flood_push (Loop *l, Conn *c, int64_t end);

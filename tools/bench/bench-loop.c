@@ -15,9 +15,10 @@
 #include <unistd.h>
 
 Conn *conns;
-Loop *loops[MAX_LOOPS + 1];
+Loop *loops[MAX_LOOPS + 2];
 int nloops;
 Loop *pub_loop;
+Loop *flood_loop;
 Command G;
 int64_t deadline;
 bool aborted;
@@ -113,6 +114,33 @@ publish_due (Loop *l, int64_t now)
 	}
 }
 
+/* Floods from flood_start to flood_end: as fast as the socket takes it, so the server's reading
+ * paces it; a blocked flooder waits for EPOLLOUT (conn_flush), then goes on here. */
+static void
+flood_due (Loop *l, int64_t now)
+{
+	Conn *c = l->flooder;
+
+	if (!l->flood_active)
+		return;
+	if (now < l->cmd.flood_start) {
+		if (l->cmd.flood_start < l->wake)
+			l->wake = l->cmd.flood_start;
+		return;
+	}
+	if (conn_state (c) == CS_OPEN && now < l->cmd.flood_end &&
+	    l->flood_sent < l->cmd.flood_max) {
+		flood_push (l, c, l->cmd.flood_end);
+		if (conn_state (c) == CS_OPEN && mono_ns () < l->cmd.flood_end &&
+		    l->flood_sent < l->cmd.flood_max) {
+			/* blocked: EPOLLOUT wakes the loop; else it comes back at once */
+			l->wake = c->olen > 0 ? MIN (l->wake, l->cmd.flood_end) : now;
+			return;
+		}
+	}
+	l->flood_active = false;
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static void
@@ -137,6 +165,10 @@ loop_apply (Loop *l)
 			l->pubs[k]->next_send =
 			    l->cmd.pub_start + l->pub_interval * (int64_t) k / (int64_t) l->npubs;
 		l->pub_active = true;
+	}
+	if (l->cmd.flood_gen != prev.flood_gen && l->flooder) {
+		l->flood_sent = 0;
+		l->flood_active = true;
 	}
 	l->seen_epoch = e;
 	mirror (l);
@@ -179,6 +211,7 @@ loop_main (gpointer data)
 		l->wake = now + 100 * NS_PER_MS;
 		open_due (l, now);
 		publish_due (l, mono_ns ());
+		flood_due (l, mono_ns ());
 		if (now >= l->next_scan) { /* handshake timeouts */
 			int64_t limit = (int64_t) (opt.connect_timeout * 1e9);
 
@@ -326,7 +359,7 @@ connect_budget (uint32_t n, double rate)
 void
 cmd_open (uint32_t lo, uint32_t hi, int64_t t0, double rate, int inflight)
 {
-	uint32_t share[MAX_LOOPS + 1] = {0};
+	uint32_t share[MAX_LOOPS + 2] = {0};
 
 	/* each loop's share of the range gets that share of the handshakes in flight */
 	for (int k = 0; k < nloops; k++)
@@ -375,7 +408,7 @@ wait_done (uint64_t base, uint64_t want, int64_t limit)
 /* Creates the connection table and hands connections to loops: publishers (the first
  * `publishers`) to their own loop in fan-out mode, the rest round-robin over --threads loops. */
 void
-setup_conns (uint32_t total_n, uint32_t pubs)
+setup_conns (uint32_t total_n, uint32_t pubs, uint32_t flooders)
 {
 	int recv_loops = opt.threads;
 
@@ -400,6 +433,12 @@ setup_conns (uint32_t total_n, uint32_t pubs)
 		loops[nloops] = loop_new (nloops, total_n / (uint32_t) recv_loops + 1);
 		nloops++;
 	}
+	flood_loop = NULL;
+	if (flooders > 0) { /* a loop of its own: flooding must not delay receiving or publishing */
+		flood_loop = loop_new (nloops, flooders);
+		loops[nloops++] = flood_loop;
+		flood_prepare (flood_loop);
+	}
 	for (uint32_t i = 0; i < total_n; i++) {
 		Conn *c = &conns[i];
 		Loop *l;
@@ -410,6 +449,10 @@ setup_conns (uint32_t total_n, uint32_t pubs)
 		if (i < pubs) {
 			l = pub_loop;
 			l->pubs[l->npubs++] = c;
+		} else if (i >= total_n - flooders) {
+			l = flood_loop;
+			l->flooder = c;
+			c->flooder = 1;
 		} else {
 			l = loops[(pubs > 0 ? 1 : 0) + (int) ((i - pubs) % (uint32_t) recv_loops)];
 		}
@@ -455,6 +498,16 @@ plan_joins (Conn *c, bool join, bool publisher)
 		c->room = 1 + c->idx % (uint32_t) opt.rooms;
 		c->joins_needed = 1;
 	}
+}
+
+/* The flooder joins a room of its own, past the receivers' rooms: it is that room's only
+ * member, so its messages reach no one but itself. */
+void
+plan_flooder (Conn *c)
+{
+	c->joining = 1;
+	c->room = (uint32_t) opt.rooms + 1;
+	c->joins_needed = 1;
 }
 
 /* Fan-out settle, as the Go loadgen does it: wait for every live connection's own join echo

@@ -46,8 +46,10 @@ enum {
 	S_LATE,		/* "message" frames arriving between steps */
 	S_NO_T,		/* "message" frames without a usable data.t */
 	S_SENT,
-	S_PINGS,       /* server pings answered */
-	S_CLOSE_FIRST, /* close codes 1000..1015 */
+	S_FLOOD_SENT,	/* the flooder's messages, queued whole */
+	S_FLOOD_ECHOES, /* text frames the flooder received (and discarded) */
+	S_PINGS,	/* server pings answered */
+	S_CLOSE_FIRST,	/* close codes 1000..1015 */
 	S_CLOSE_OTHER = S_CLOSE_FIRST + 16,
 	S_LAST_UP_NS, /* maxima, not sums */
 	S_LAST_JOIN_NS,
@@ -66,7 +68,7 @@ typedef struct {
 	uint32_t open_lo, open_hi;
 	int64_t open_t0;
 	double open_rate;
-	uint32_t infl_cap[MAX_LOOPS + 1];
+	uint32_t infl_cap[MAX_LOOPS + 2];
 	/* recording deliveries for a fan-out step */
 	int rec_step; /* -1: not recording */
 	int64_t rec_start;
@@ -76,6 +78,10 @@ typedef struct {
 	unsigned pub_gen;
 	int64_t pub_start, pub_end;
 	double pub_rate_each;
+	/* flooding (the flooder's loop): [flood_start, flood_end), at most flood_max messages */
+	unsigned flood_gen;
+	int64_t flood_start, flood_end;
+	uint64_t flood_max;
 	bool quit;
 } Cmd;
 
@@ -99,6 +105,11 @@ struct Loop {
 	int64_t pub_interval;
 	_Atomic unsigned pub_done; /* the pub_gen whose publishing finished */
 	uint64_t *sent_room;
+	Conn *flooder; /* the flooder's loop: its one connection */
+	bool flood_active;
+	uint64_t flood_sent; /* in this flood */
+	uint8_t *flood_buf;  /* identical masked frames, written again and again */
+	size_t flood_len, flood_frames;
 	uint8_t *rbuf;
 	size_t rcap;
 	uint8_t *wbuf;
@@ -115,11 +126,12 @@ struct Loop {
 	_Atomic int has_errframe;
 };
 
-/* the connections, [0, publishers) first; set up by setup_conns() */
+/* the connections: [0, publishers) first, the flooder last; set up by setup_conns() */
 extern Conn *conns;
-extern Loop *loops[MAX_LOOPS + 1];
+extern Loop *loops[MAX_LOOPS + 2];
 extern int nloops;
 extern Loop *pub_loop;
+extern Loop *flood_loop; /* NULL without --flooder */
 
 /* the command block the orchestrator posts to every loop */
 typedef struct {
@@ -160,13 +172,15 @@ diff (const Snap *a, const Snap *b, int k)
 }
 
 void
-setup_conns (uint32_t total_n, uint32_t pubs);
+setup_conns (uint32_t total_n, uint32_t pubs, uint32_t flooders);
 void
 start_loops (void);
 void
 stop_loops (void);
 void
 plan_joins (Conn *c, bool join, bool publisher);
+void
+plan_flooder (Conn *c);
 bool
 post (void);
 uint64_t

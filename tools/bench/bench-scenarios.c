@@ -34,7 +34,7 @@ idle_open (Idle *r)
 	CpuMark m0, m1;
 	int64_t t0;
 
-	setup_conns (r->n, 0);
+	setup_conns (r->n, 0, 0);
 	for (uint32_t i = 0; i < r->n; i++)
 		plan_joins (&conns[i], opt.join, false);
 	start_loops ();
@@ -181,8 +181,10 @@ run_idle (void)
 
 typedef struct {
 	uint32_t n, pubs;
-	Snap a, b; /* before connecting, when settled */
-	uint64_t up;
+	uint32_t flooders; /* 1 with --flooder: conns[n], in a room of its own */
+	Snap a, b;	   /* before connecting, when settled */
+	uint64_t up;	   /* of the n */
+	bool flooder_up;
 	double connect_s;
 	uint64_t *members;	    /* receivers per room when the step began (publishers apart) */
 	uint64_t *sent_room_before; /* the publisher loop's per-room count when the step began */
@@ -191,6 +193,8 @@ typedef struct {
 typedef struct {
 	int step; /* from 0 */
 	double rate;
+	bool flood; /* the flooder floods while the publishers publish */
+	uint64_t flood_sent, flood_echoes;
 	Snap s0, s1; /* when the step began, when its drain ended */
 	CpuUse u;    /* from the first send to the end of the drain */
 	int64_t start, end;
@@ -203,11 +207,14 @@ typedef struct {
 static void
 fanout_connect (Fanout *f)
 {
+	uint32_t n_all = f->n + f->flooders;
 	int64_t t0;
 
-	setup_conns (f->n, f->pubs);
+	setup_conns (f->n + f->flooders, f->pubs, f->flooders);
 	for (uint32_t i = 0; i < f->n; i++)
 		plan_joins (&conns[i], true, i < f->pubs);
+	if (f->flooders > 0)
+		plan_flooder (&conns[f->n]);
 	start_loops ();
 	snap (&f->a);
 	note ("fanout: opening %u connections at %g/s to ws://%s%s (%d room%s, %u publisher%s)",
@@ -220,14 +227,16 @@ fanout_connect (Fanout *f)
 	      f->pubs,
 	      f->pubs == 1 ? "" : "s");
 	t0 = mono_ns () + 5 * NS_PER_MS;
-	cmd_open (0, f->n, t0, opt.ramp, opt.inflight);
+	cmd_open (0, n_all, t0, opt.ramp, opt.inflight);
 	G.cmd.hs_record = true;
 	post ();
-	wait_done (f->a.v[S_DONE], f->n, t0 + s_to_ns (connect_budget (f->n, opt.ramp)));
+	wait_done (f->a.v[S_DONE], n_all, t0 + s_to_ns (connect_budget (n_all, opt.ramp)));
 	f->up = total (S_UP) - f->a.v[S_UP];
 	if (f->up > 0)
 		f->connect_s = (double) ((int64_t) total (S_LAST_UP_NS) - t0) / 1e9;
 	settle_joins (f->a.v[S_JOINED], f->up);
+	f->flooder_up = f->flooders > 0 && conn_state (&conns[f->n]) == CS_OPEN;
+	f->up -= f->flooder_up;
 	G.cmd.hs_record = false;
 	post ();
 	snap (&f->b);
@@ -257,6 +266,15 @@ fanout_print_head (const Fanout *f)
 		 f->pubs == 1 ? "" : "s",
 		 opt.size,
 		 opt.duration);
+	if (f->flooders > 0)
+		fprintf (table_out,
+			 "and one flooder (%s), in room %d of its own: every rate runs without it, "
+			 "then with it flooding %d-byte messages as fast as the server reads them "
+			 "(at most %d per step), reading and discarding its echoes\n\n",
+			 f->flooder_up ? "up" : "NOT up",
+			 opt.rooms + 1,
+			 opt.size,
+			 opt.flood_max);
 	fprintf (
 	    table_out,
 	    "| rate/s | sent/target | receivers | expected | delivered | ratio | deliveries/s | "
@@ -308,9 +326,19 @@ fanout_publish (Fanout *f, FanoutStep *s, CpuMark *m0)
 	G.cmd.pub_start = s->start;
 	G.cmd.pub_end = s->end;
 	G.cmd.pub_rate_each = s->rate / (double) f->pubs;
+	if (s->flood) {
+		G.cmd.flood_gen++;
+		G.cmd.flood_start = s->start;
+		G.cmd.flood_end = s->end;
+		G.cmd.flood_max = (uint64_t) opt.flood_max;
+	}
 	if (!post ())
 		return false;
-	note ("fanout: step %d: %g msg/s for %g s", s->step + 1, s->rate, opt.duration);
+	note ("fanout: step %d: %g msg/s for %g s%s",
+	      s->step + 1,
+	      s->rate,
+	      opt.duration,
+	      s->flood ? ", with the flooder" : "");
 	sleep_until (s->start);
 	cpu_mark (m0);
 	sleep_until (s->end);
@@ -373,6 +401,8 @@ fanout_measure (FanoutStep *s, const CpuMark *m0)
 	s->dps = s->window > 0 ? (double) s->delivered / s->window : 0;
 	s->sent_target = (uint64_t) (s->rate * opt.duration);
 	s->u = cpu_use (m0, &m1);
+	s->flood_sent = diff (&s->s0, &s->s1, S_FLOOD_SENT);
+	s->flood_echoes = diff (&s->s0, &s->s1, S_FLOOD_ECHOES);
 }
 
 /* Waits until the server stops delivering this step's messages (a saturated server keeps
@@ -408,9 +438,10 @@ fanout_print_row (const FanoutStep *s)
 	g_autofree char *closes = closes_text (&s->s0, &s->s1);
 
 	fprintf (table_out,
-		 "| %g | %" PRIu64 "/%" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+		 "| %g%s | %" PRIu64 "/%" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
 		 " | %.3f | %.0f | %.1f | %.1f | %.1f | %.1f | %" PRIu64 " | %s | ",
 		 s->rate,
+		 s->flood ? " + flooder" : "",
 		 s->sent,
 		 s->sent_target,
 		 s->live,
@@ -436,6 +467,14 @@ fanout_print_row (const FanoutStep *s)
 			 s->late,
 			 s->quiet_s,
 			 diff (&s->s0, &s->s1, S_STALE));
+	if (s->flood)
+		fprintf (table_out,
+			 "|   -> the flooder queued %" PRIu64
+			 " messages in %g s (%.0f/s) and read %" PRIu64 " echoes |\n",
+			 s->flood_sent,
+			 opt.duration,
+			 opt.duration > 0 ? (double) s->flood_sent / opt.duration : 0,
+			 s->flood_echoes);
 	fflush (table_out);
 }
 
@@ -496,6 +535,13 @@ fanout_print_json (const Fanout *f, const FanoutStep *s)
 	j_num (j, "rate", s->rate);
 	j_num (j, "duration_s", opt.duration);
 	j_int (j, "size", opt.size);
+	if (opt.flooder) {
+		j_bool (j, "flooder", s->flood);
+		j_int (j, "flood_sent", (int64_t) s->flood_sent);
+		j_num (j, "flood_per_sec", opt.duration > 0 ? s->flood_sent / opt.duration : 0);
+		j_int (j, "flood_echoes", (int64_t) s->flood_echoes);
+		j_bool (j, "flooder_open", conn_state (&conns[f->n]) == CS_OPEN);
+	}
 	fanout_json_delivery (j, s);
 	fanout_json_trouble (j, s);
 	if (opt.pid > 0)
@@ -512,9 +558,9 @@ typedef enum { STEP_DONE, STEP_NO_PUBLISHER, STEP_STUCK } StepResult;
 
 /* One step of the sweep: publish at rate, drain, wait for quiet, report. */
 static StepResult
-fanout_step (Fanout *f, int step, double rate)
+fanout_step (Fanout *f, int step, double rate, bool flood)
 {
-	FanoutStep s = {.step = step, .rate = rate};
+	FanoutStep s = {.step = step, .rate = rate, .flood = flood};
 	CpuMark m0;
 
 	if (!fanout_count_receivers (f, &s))
@@ -534,28 +580,38 @@ fanout_step (Fanout *f, int step, double rate)
  * run_fanout:
  *
  * Opens --connections, the first --publishers of them publishing into every one of --rooms
- * rooms, and runs one step per rate of --rates (or --rate) on the same connections.
+ * rooms, and runs one step per rate of --rates (or --rate) on the same connections; with
+ * --flooder, one more connection and two steps per rate, the second with it flooding.
  *
  * Returns: 0 when every step ran, 1 when one stopped because no publisher was connected
  */
 int
 run_fanout (void)
 {
-	Fanout f = {.n = (uint32_t) opt.n, .pubs = (uint32_t) opt.publishers, .connect_s = NAN};
+	Fanout f = {
+	    .n = (uint32_t) opt.n,
+	    .pubs = (uint32_t) opt.publishers,
+	    .flooders = opt.flooder ? 1 : 0,
+	    .connect_s = NAN,
+	};
+	int nsteps = nrates * (opt.flooder ? 2 : 1);
 	bool failed = false;
 
 	fanout_connect (&f);
 	fanout_print_head (&f);
 	f.members = g_new0 (uint64_t, (size_t) opt.rooms + 1);
 	f.sent_room_before = g_new0 (uint64_t, (size_t) opt.rooms + 1);
-	for (int step = 0; step < nrates && !aborted; step++) {
-		StepResult r = fanout_step (&f, step, rates[step]);
+	/* with --flooder, each rate without the flooder and then with it, on the same connections
+	 */
+	for (int step = 0; step < nsteps && !aborted; step++) {
+		StepResult r = opt.flooder ? fanout_step (&f, step, rates[step / 2], step % 2 == 1)
+					   : fanout_step (&f, step, rates[step], false);
 
 		if (r == STEP_NO_PUBLISHER)
 			failed = true;
 		if (r != STEP_DONE)
 			break;
-		if (step + 1 < nrates)
+		if (step + 1 < nsteps)
 			sleep_until (mono_ns () + s_to_ns (opt.pause));
 	}
 	if (first_error ())
@@ -588,7 +644,7 @@ storm_hold (Storm *r)
 {
 	int64_t t0;
 
-	setup_conns (r->hold + r->n, 0);
+	setup_conns (r->hold + r->n, 0, 0);
 	for (uint32_t i = r->hold; i < r->hold + r->n; i++)
 		plan_joins (&conns[i], opt.join, false);
 	start_loops ();

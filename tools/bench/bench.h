@@ -17,7 +17,7 @@
 
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
-#define MAX_LOOPS 32
+#define MAX_LOOPS 32 /* receiving loops; the publishers and the flooder have one more each */
 #define MAX_FRAME (64u * 1024 * 1024) /* larger server frames are a protocol error here */
 #define MAX_OUTBUF (64u * 1024 * 1024)
 #define RBUF_SIZE (256u * 1024)
@@ -56,6 +56,8 @@ typedef struct {
 	double join_timeout;
 	double quiet_max;
 	int pid;
+	gboolean flooder;
+	int flood_max;
 	double timeout;
 	gboolean json;
 	gboolean quiet;

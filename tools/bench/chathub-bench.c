@@ -69,6 +69,7 @@ BenchOptions opt = {
     .join_timeout = 20,
     .quiet_max = 10,
     .timeout = 120,
+    .flood_max = 2000000,
 };
 
 static GOptionEntry target_entries[] = {
@@ -193,6 +194,15 @@ static GOptionEntry load_entries[] = {
      &opt.hold_rate,
      "storm: rate for the --hold connections (default 2000)",
      "R"},
+    {"flooder",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt.flooder,
+     "fanout: one more connection, in a room of its own, sends messages there as fast as the "
+     "server reads them (and reads and discards its echoes); every rate runs twice on the same "
+     "connections, without it and then with it flooding during the publishing",
+     NULL},
     {NULL}};
 static GOptionEntry tune_entries[] = {
     {"inflight",
@@ -274,6 +284,13 @@ static GOptionEntry tune_entries[] = {
      &opt.pause,
      "fanout: pause between steps (default 1)",
      "S"},
+    {"flood-max",
+     0,
+     0,
+     G_OPTION_ARG_INT,
+     &opt.flood_max,
+     "fanout --flooder: at most this many flood messages per step (default 2000000)",
+     "N"},
     {"timeout",
      0,
      0,
@@ -303,7 +320,8 @@ static const char summary[] =
     "send\n"
     "          --rate (or each of --rates) messages/s in total for --duration; reports "
     "delivered\n"
-    "          ratio, deliveries/s and latency percentiles\n"
+    "          ratio, deliveries/s and latency percentiles; --flooder adds one connection\n"
+    "          flooding a room of its own and runs every rate without and with it\n"
     "  storm   open N connections at --rate/s (0: all at once), optionally after --hold "
     "idle ones\n"
     "          and with --join; reports the time until all are up (and joined)";
@@ -525,12 +543,17 @@ check_options (Mode mode)
 	if (mode == MODE_FANOUT) {
 		if (opt.publishers < 1 || opt.publishers > opt.n)
 			die ("fanout needs 1 <= --publishers <= --connections");
+		if (opt.flooder && (opt.rooms < 1 || opt.rooms >= 1000000 || opt.flood_max < 1))
+			die ("--flooder needs --rooms 1..999999 (it floods a room of its own) and "
+			     "--flood-max >= 1");
 		parse_rates ();
 		if (opt.inflight <= 0)
 			opt.inflight = 256;
 	} else {
 		if (opt.rates)
 			die ("--rates is for fanout");
+		if (opt.flooder)
+			die ("--flooder is for fanout");
 		if (opt.rate < 0)
 			opt.rate = 2000;
 		if (mode == MODE_IDLE && opt.rate == 0)
@@ -553,7 +576,8 @@ run_budget (Mode mode)
 		break;
 	case MODE_FANOUT:
 		budget = connect_budget ((uint32_t) opt.n, opt.ramp) + opt.settle_max + 15 +
-			 nrates * (opt.duration + opt.drain + opt.quiet_max + opt.pause + 1);
+			 nrates * (opt.flooder ? 2 : 1) *
+			     (opt.duration + opt.drain + opt.quiet_max + opt.pause + 1);
 		break;
 	default:
 		budget =
@@ -583,7 +607,8 @@ main (int argc, char **argv)
 	resolve_target ();
 	read_secret ();
 	token_init ();
-	raise_nofile ((uint64_t) opt.n + (mode == MODE_STORM ? (uint64_t) opt.hold : 0));
+	raise_nofile ((uint64_t) opt.n + (mode == MODE_STORM ? (uint64_t) opt.hold : 0) +
+		      (opt.flooder ? 1 : 0));
 	signal (SIGPIPE, SIG_IGN);
 	table_out = opt.json ? stderr : stdout;
 	budget = run_budget (mode);
