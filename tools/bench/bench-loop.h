@@ -5,7 +5,8 @@
  *
  * Threads: one orchestrator (the scenarios, which only sleep, poll counters and print), one event
  * loop per --threads for the receivers and, in fanout mode, one more event loop for the
- * publishers, so that the publishing schedule does not wait for receive work. The orchestrator
+ * publishers, so that the publishing schedule does not wait for receive work, and with
+ * --flooder one more for the flooder, so that its writing delays neither. The orchestrator
  * talks to the loops through a command block and an epoch counter: it writes the block (G.cmd),
  * bumps the epoch, wakes the loops and waits until each has acknowledged the epoch (post()).
  * Counters are owned by their loop and mirrored into atomics once per loop iteration.
