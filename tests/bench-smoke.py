@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """chathub-bench against a real chathubd, small: the benchmark works and, through the coalescing
-write path, every message reaches every receiver (fan-out in one room and in many rooms, a
-storm with joins, idle connections). Correctness only: speed is never asserted here."""
+write path, every message reaches every receiver (fan-out in one room and in many rooms, and
+with a flooder beside it; a storm with joins, idle connections). Correctness only: speed is
+never asserted here."""
 import json
 import os
 import subprocess
@@ -53,6 +54,27 @@ class BenchSmoke(unittest.TestCase):
         (step,) = self.bench("fanout", "-n", "300", "--rooms", "30", "--publishers", "30",
                              "--rates", "300", "--duration", "1")
         self.assert_complete(step)
+
+    def test_fanout_with_flooder(self):
+        # every rate twice on the same connections: without the flooder, then with it flooding
+        # its own room; bounded by --flood-max so that the server's backlog is, too
+        steps = self.bench("fanout", "-n", "100", "--rates", "200,400", "--duration", "1",
+                           "--flooder", "--flood-max", "20000", "--drain", "30", "--stall", "5")
+        self.assertEqual([(s["rate"], s["flooder"]) for s in steps],
+                         [(200, False), (200, True), (400, False), (400, True)])
+        for step in steps:
+            self.assertEqual(step["receivers"], 100, step)
+            self.assertEqual(step["expected"], step["sent"] * 100, step)
+            self.assert_complete(step)
+            # the flood stays in the flooder's room: no receiver gets a message without data.t
+            self.assertEqual(step["messages_without_t"], 0, step)
+            self.assertTrue(step["flooder_open"], step)
+            if step["flooder"]:
+                self.assertGreater(step["flood_sent"], 0, step)
+                self.assertLessEqual(step["flood_sent"], 20000, step)
+                self.assertGreater(step["flood_echoes"], 0, step)
+            else:
+                self.assertEqual(step["flood_sent"], 0, step)
 
     def test_storm_with_joins(self):
         (step,) = self.bench("storm", "-n", "300", "--rate", "0", "--join")

@@ -73,14 +73,28 @@ chat_test_load_data (const char *name)
 	return g_bytes_new_take (contents, length);
 }
 
+/* CHAT_TEST_TIMEOUT_MULTIPLIER (the valgrind test setup sets it) stretches every deadline. */
+static guint64
+timeout_multiplier (void)
+{
+	const char *text = g_getenv ("CHAT_TEST_TIMEOUT_MULTIPLIER");
+	guint64 value = 1;
+
+	if (text != NULL && !g_ascii_string_to_unsigned (text, 10, 1, 1000, &value, NULL))
+		g_error ("CHAT_TEST_TIMEOUT_MULTIPLIER=%s is not a number from 1 to 1000", text);
+	return value;
+}
+
 void
 chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint timeout_ms)
 {
-	gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+	gint64 deadline =
+	    g_get_monotonic_time () + (gint64) (timeout_ms * timeout_multiplier ()) * 1000;
 
 	while (!condition (user_data)) {
 		if (g_get_monotonic_time () > deadline)
-			g_error ("condition not met within %u ms", timeout_ms);
+			g_error ("condition not met within %" G_GUINT64_FORMAT " ms",
+				 timeout_ms * timeout_multiplier ());
 		g_main_context_iteration (g_main_context_get_thread_default (), FALSE);
 		if (!condition (user_data))
 			g_usleep (200);

@@ -24,7 +24,7 @@ chat_test_load_data (const char *name);
 
 typedef gboolean (*ChatTestCondition) (gpointer user_data);
 /* Iterates the thread-default main context until @condition holds; fails the test after
- * @timeout_ms. */
+ * @timeout_ms, times CHAT_TEST_TIMEOUT_MULTIPLIER if set (the valgrind setup sets 10). */
 void
 chat_test_wait_until (ChatTestCondition condition, gpointer user_data, guint timeout_ms);
 

@@ -6,7 +6,8 @@ the build tree:
 - each has the sections an operator looks for, and no placeholder left unconfigured;
 - they cannot go stale: every option "chathubd --help" prints is in chathubd(8)'s OPTIONS,
   every command of "chathubctl --help" has its section in chathubctl(1) with every option
-  of "chathubctl COMMAND --help", every key src/daemon/chd-config.c reads or
+  of "chathubctl COMMAND --help", every key src/daemon/chd-config.c reads (also in the
+  reference's Configuration chapter, docs/reference/configuration.xml) or
   data/chathub.conf sets is described in its group in chathub.conf(5), every environment
   variable the sources read and every exit status of chathubctl is documented, and the
   pages document no option or key that no longer exists.
@@ -226,6 +227,9 @@ for tag in tags_of(page, "OPTIONS"):
     for option in OPTION.findall(tag):
         check(option in known, f"chathubctl.1: OPTIONS documents {option}, which chathubctl "
                                "does not take before a command")
+        # and "chathubctl --help" tells about each of them, --version included
+        check(not option.startswith("--") or option in OPTION.findall(usage),
+              f"chathubctl --help does not mention {option}, which OPTIONS documents")
 ctl_source = (SRC / "src" / "ctl" / "chathubctl.c").read_text(encoding="utf-8")
 statuses = {"0"} | set(re.findall(r"^#define EXIT_\w+ (\d+)", ctl_source, re.M))
 check(len(statuses) >= 4, "chathubctl.c: cannot find the EXIT_ statuses")
@@ -268,6 +272,17 @@ for line in (SRC / "data" / "chathub.conf").read_text(encoding="utf-8").splitlin
 check(len(example) >= 10, "data/chathub.conf: cannot find its keys")
 for group, key in sorted(example - documented):
     check(False, f"chathub.conf.5: [{group}] {key}, set in data/chathub.conf, is not described")
+
+# ---- 4b. the reference's Configuration chapter lists every key too -------------------------
+
+reference = (SRC / "docs" / "reference" / "configuration.xml").read_text(encoding="utf-8")
+in_reference = set(re.findall(r"<literal>\[([a-z]+)\] ([a-z-]+)</literal></entry>", reference))
+for group, key in sorted(read - in_reference):
+    check(False, f"docs/reference/configuration.xml: [{group}] {key}, read by chd-config.c, is "
+                 "not in the table")
+for group, key in sorted(in_reference - read):
+    check(False, f"docs/reference/configuration.xml: [{group}] {key} is in the table, but "
+                 "chd-config.c does not read it")
 
 # ---- 5. the environment the programs read ------------------------------------------------
 

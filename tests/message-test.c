@@ -20,6 +20,93 @@ assert_parse_error (const char *text, ChatError code, const char *fragment)
 		g_error ("“%s”: error “%s” does not mention “%s”", text, error->message, fragment);
 }
 
+/* `data` of exactly @levels nested arrays around a 1 (levels 0: just the 1). */
+static char *
+message_with_depth (guint levels)
+{
+	GString *text = g_string_new ("{\"type\":\"message\",\"data\":");
+
+	for (guint i = 0; i < levels; i++)
+		g_string_append_c (text, '[');
+	g_string_append_c (text, '1');
+	for (guint i = 0; i < levels; i++)
+		g_string_append_c (text, ']');
+	g_string_append_c (text, '}');
+	return g_string_free (text, FALSE);
+}
+
+/* data may nest 64 levels: the envelope does not count */
+static void
+test_message_data_depth (void)
+{
+	g_autofree char *deepest = message_with_depth (64);
+	g_autofree char *too_deep = message_with_depth (65);
+	g_autofree char *data_text = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new_from_json (deepest, -1, &error);
+	g_autoptr (ChatMessage) alone = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+
+	g_assert_no_error (error);
+	g_assert_nonnull (message);
+	g_assert_true (JSON_NODE_HOLDS_ARRAY (chat_message_get_data (message)));
+	assert_parse_error (too_deep, CHAT_ERROR_INVALID_JSON, "deep");
+
+	/* the same limit for data given alone */
+	data_text = g_strndup (strstr (deepest, "\"data\":") + 7, strlen (deepest) - 26);
+	g_assert_true (chat_message_set_data_json (alone, data_text, -1, &error));
+	g_assert_no_error (error);
+	g_clear_pointer (&data_text, g_free);
+	data_text = g_strndup (strstr (too_deep, "\"data\":") + 7, strlen (too_deep) - 26);
+	g_assert_false (chat_message_set_data_json (alone, data_text, -1, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON);
+}
+
+/* json-glib cuts strings at U+0000: no field may be cut short, data is kept whole */
+static void
+test_message_nul (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = NULL;
+	g_autofree char *json = NULL;
+
+	assert_parse_error ("{\"type\":\"ping\\u0000x\"}", CHAT_ERROR_UNKNOWN_TYPE, "ping\\u0000x");
+	assert_parse_error ("{\"type\":\"message\\u0000\",\"content\":\"hi\"}",
+			    CHAT_ERROR_UNKNOWN_TYPE,
+			    "message\\u0000");
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"a\\u0000b\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"\\u0000\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"error\",\"code\":\"x\\u0000y\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "code");
+	/* a name cut at its NUL would be "content" or "type" */
+	assert_parse_error ("{\"type\":\"message\",\"content\\u0000x\":\"hi\"}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "U+0000");
+	assert_parse_error ("{\"type\\u0000\":\"ping\"}", CHAT_ERROR_INVALID_MESSAGE, "U+0000");
+
+	/* an escaped backslash before "u0000" is no NUL */
+	message = chat_message_new_from_json ("{\"type\":\"message\",\"content\":\"a\\\\u0000b\"}",
+					      -1,
+					      &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (chat_message_get_content (message), ==, "a\\u0000b");
+	g_clear_object (&message);
+
+	/* data is relayed as sent, the escape included */
+	message = chat_message_new_from_json (
+	    "{\"type\":\"message\",\"data\":{\"k\\u0000\":\"a\\u0000b\"},\"content\":\"c\"}",
+	    -1,
+	    &error);
+	g_assert_no_error (error);
+	json = chat_message_to_json (message, NULL);
+	g_assert_nonnull (
+	    strstr (json, ",\"content\":\"c\",\"data\":{\"k\\u0000\":\"a\\u0000b\"},"));
+}
+
 static void
 test_message_parse_errors (void)
 {
@@ -375,6 +462,8 @@ main (int argc, char **argv)
 	g_test_init (&argc, &argv, NULL);
 
 	g_test_add_func ("/chat/message/parse-errors", test_message_parse_errors);
+	g_test_add_func ("/chat/message/data-depth", test_message_data_depth);
+	g_test_add_func ("/chat/message/nul", test_message_nul);
 	g_test_add_func ("/chat/message/parse-fields", test_message_parse_fields);
 	g_test_add_func ("/chat/message/to-json", test_message_to_json);
 	g_test_add_func ("/chat/message/round-trip", test_message_round_trip);

@@ -123,6 +123,73 @@ test_token_bad_signature (void)
 }
 
 static void
+assert_refused_because (ChatTokenVerifier *verifier, const char *token, const char *reason)
+{
+	g_autoptr (GError) error = NULL;
+
+	g_assert_false (chat_token_verifier_verify (verifier, token, NULL, NULL, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN);
+	if (strstr (error->message, reason) == NULL)
+		g_error ("refused with “%s”, expected “%s”", error->message, reason);
+}
+
+/* Claims that libjwt's parser refuses: named as such, but only behind a good signature. */
+static void
+test_token_unparsable_claims (void)
+{
+	const struct {
+		GChecksumType hmac;
+		const char *header;
+		ChatTokenAlgorithm algorithm;
+	} algorithms[] = {
+	    {G_CHECKSUM_SHA256, "{\"alg\":\"HS256\"}", CHAT_TOKEN_ALGORITHM_HS256},
+	    {G_CHECKSUM_SHA384, "{\"alg\":\"HS384\"}", CHAT_TOKEN_ALGORITHM_HS384},
+	    {G_CHECKSUM_SHA512, "{\"alg\":\"HS512\"}", CHAT_TOKEN_ALGORITHM_HS512},
+	};
+	const char *const claims[] = {
+	    "{\"user_id\":5,\"exp\":1e400}",
+	    "{\"user_id\":9223372036854775808}",
+	    "{\"user_id\":5,\"exp\":18446744073709551616}",
+	    "{\"user_id\":5,\"iss\":\"a\\u0000b\"}",
+	};
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+
+	for (guint a = 0; a < G_N_ELEMENTS (algorithms); a++) {
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChatTokenVerifier) verifier =
+		    chat_token_verifier_new (algorithms[a].algorithm, key, &error);
+		g_autofree char *bad_header =
+		    g_strdup_printf ("{\"alg\":\"%s\",\"kid\":1e400}",
+				     chat_token_algorithm_to_string (algorithms[a].algorithm));
+		g_autofree char *header_token = chat_test_make_token (algorithms[a].hmac,
+								      bad_header,
+								      "{\"user_id\":5}",
+								      CHAT_TEST_SECRET);
+
+		g_assert_no_error (error);
+		for (guint c = 0; c < G_N_ELEMENTS (claims); c++) {
+			g_autofree char *good = chat_test_make_token (algorithms[a].hmac,
+								      algorithms[a].header,
+								      claims[c],
+								      CHAT_TEST_SECRET);
+			g_autofree char *forged =
+			    chat_test_make_token (algorithms[a].hmac,
+						  algorithms[a].header,
+						  claims[c],
+						  "another-secret-0123456789");
+
+			assert_refused_because (verifier,
+						good,
+						"The token claims cannot be parsed");
+			assert_refused_because (verifier, forged, "The token signature is invalid");
+		}
+		assert_refused_because (verifier,
+					header_token,
+					"The token header cannot be parsed");
+	}
+}
+
+static void
 test_token_alg_none (void)
 {
 	g_autoptr (ChatTokenVerifier) verifier = hs256_verifier ();
@@ -398,6 +465,7 @@ main (int argc, char **argv)
 
 	g_test_add_func ("/chat/token/hmac-algorithms", test_token_hmac_algorithms);
 	g_test_add_func ("/chat/token/bad-signature", test_token_bad_signature);
+	g_test_add_func ("/chat/token/unparsable-claims", test_token_unparsable_claims);
 	g_test_add_func ("/chat/token/alg-none", test_token_alg_none);
 	g_test_add_func ("/chat/token/algorithm-confusion", test_token_algorithm_confusion);
 	g_test_add_func ("/chat/token/public-key-algorithms", test_token_public_key_algorithms);

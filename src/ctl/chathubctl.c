@@ -40,122 +40,141 @@ parse_rooms (const char *text, JsonArray *rooms, GError **error)
 	return TRUE;
 }
 
+/* ---- token --------------------------------------------------------------------------- */
+
+static char *token_secret_file;
+static char *token_key_file;
+static char *token_algorithm;
+static char *token_rooms;
+static char *token_issuer;
+static char *token_audience;
+static gint64 token_user_id;
+static gint64 token_ttl = 3600;
+
+static const GOptionEntry token_entries[] = {
+    {"secret-file",
+     's',
+     0,
+     G_OPTION_ARG_FILENAME,
+     &token_secret_file,
+     N_ ("Sign with the shared secret in FILE (HS256, HS384, HS512)"),
+     N_ ("FILE")},
+    {"key-file",
+     'k',
+     0,
+     G_OPTION_ARG_FILENAME,
+     &token_key_file,
+     N_ ("Sign with the PEM private key in FILE (RS256, ES256)"),
+     N_ ("FILE")},
+    {"algorithm",
+     0,
+     0,
+     G_OPTION_ARG_STRING,
+     &token_algorithm,
+     N_ ("Signature algorithm (default HS256)"),
+     N_ ("ALG")},
+    {"user-id",
+     'u',
+     0,
+     G_OPTION_ARG_INT64,
+     &token_user_id,
+     N_ ("The user id (required)"),
+     N_ ("N")},
+    {"ttl",
+     't',
+     0,
+     G_OPTION_ARG_INT64,
+     &token_ttl,
+     N_ ("Seconds until the token expires; 0 for no expiry (default 3600)"),
+     N_ ("S")},
+    {"rooms",
+     'r',
+     0,
+     G_OPTION_ARG_STRING,
+     &token_rooms,
+     N_ ("Limit the token to these rooms, e.g. 1,2,3"),
+     N_ ("LIST")},
+    {"issuer", 0, 0, G_OPTION_ARG_STRING, &token_issuer, N_ ("Set the iss claim"), N_ ("ISS")},
+    {"audience", 0, 0, G_OPTION_ARG_STRING, &token_audience, N_ ("Set the aud claim"), N_ ("AUD")},
+    {NULL}};
+
+/* The signing key: the file given, else the secret in CHATHUB_JWT_SECRET as chathubd reads
+ * it (so that both sides of a development setup need only the variable). */
+static GBytes *
+read_signing_key (GError **error)
+{
+	const char *env_secret = g_getenv ("CHATHUB_JWT_SECRET");
+	g_autofree char *contents = NULL;
+	gsize length = 0;
+
+	if (token_secret_file == NULL && token_key_file == NULL) {
+		if (env_secret == NULL || *env_secret == '\0') {
+			g_set_error_literal (error,
+					     G_OPTION_ERROR,
+					     G_OPTION_ERROR_FAILED,
+					     _ ("give --secret-file or --key-file, or set "
+						"CHATHUB_JWT_SECRET"));
+			return NULL;
+		}
+		return g_bytes_new (env_secret, strlen (env_secret));
+	}
+	if (!g_file_get_contents (token_secret_file != NULL ? token_secret_file : token_key_file,
+				  &contents,
+				  &length,
+				  error))
+		return NULL;
+	/* the same trimming as chathubd: one line ending is not part of the secret */
+	if (token_secret_file != NULL && length > 0 && contents[length - 1] == '\n')
+		length--;
+	if (token_secret_file != NULL && length > 0 && contents[length - 1] == '\r')
+		length--;
+	return g_bytes_new_take (g_steal_pointer (&contents), length);
+}
+
 static int
 command_token (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context = g_option_context_new (_ ("- print a signed token"));
-
-	/* --help then reads "chathubctl token [OPTION…]" like the other commands */
-	g_set_prgname ("chathubctl token");
 	g_autoptr (GError) error = NULL;
-	g_autofree char *secret_file = NULL;
-	g_autofree char *key_file = NULL;
-	g_autofree char *algorithm_name = NULL;
-	g_autofree char *rooms = NULL;
-	g_autofree char *issuer = NULL;
-	g_autofree char *audience = NULL;
-	g_autofree char *contents = NULL;
 	g_autofree char *token = NULL;
 	g_autoptr (JsonObject) claims = json_object_new ();
 	g_autoptr (GBytes) key = NULL;
 	ChatTokenAlgorithm algorithm = CHAT_TOKEN_ALGORITHM_HS256;
-	gint64 user_id = 0;
-	gint64 ttl = 3600;
-	gsize length = 0;
-	const GOptionEntry entries[] = {
-	    {"secret-file",
-	     's',
-	     0,
-	     G_OPTION_ARG_FILENAME,
-	     &secret_file,
-	     N_ ("Sign with the shared secret in FILE (HS256, HS384, HS512)"),
-	     N_ ("FILE")},
-	    {"key-file",
-	     'k',
-	     0,
-	     G_OPTION_ARG_FILENAME,
-	     &key_file,
-	     N_ ("Sign with the PEM private key in FILE (RS256, ES256)"),
-	     N_ ("FILE")},
-	    {"algorithm",
-	     0,
-	     0,
-	     G_OPTION_ARG_STRING,
-	     &algorithm_name,
-	     N_ ("Signature algorithm (default HS256)"),
-	     N_ ("ALG")},
-	    {"user-id",
-	     'u',
-	     0,
-	     G_OPTION_ARG_INT64,
-	     &user_id,
-	     N_ ("The user id (required)"),
-	     N_ ("N")},
-	    {"ttl",
-	     't',
-	     0,
-	     G_OPTION_ARG_INT64,
-	     &ttl,
-	     N_ ("Seconds until the token expires; 0 for no expiry (default 3600)"),
-	     N_ ("S")},
-	    {"rooms",
-	     'r',
-	     0,
-	     G_OPTION_ARG_STRING,
-	     &rooms,
-	     N_ ("Limit the token to these rooms, e.g. 1,2,3"),
-	     N_ ("LIST")},
-	    {"issuer", 0, 0, G_OPTION_ARG_STRING, &issuer, N_ ("Set the iss claim"), N_ ("ISS")},
-	    {"audience",
-	     0,
-	     0,
-	     G_OPTION_ARG_STRING,
-	     &audience,
-	     N_ ("Set the aud claim"),
-	     N_ ("AUD")},
-	    {NULL}};
 
-	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+	/* --help then reads "chathubctl token [OPTION…]" like the other commands */
+	g_set_prgname ("chathubctl token");
+	g_option_context_add_main_entries (context, token_entries, GETTEXT_PACKAGE);
 	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
 	if (!g_option_context_parse (context, &argc, &argv, &error))
 		return usage_error (context, error->message);
-	if (user_id <= 0)
+	if (token_user_id <= 0)
 		return usage_error (context, _ ("--user-id must be a number greater than 0"));
-	if (ttl < 0)
+	if (token_ttl < 0)
 		return usage_error (context, _ ("--ttl must not be negative"));
-	if (algorithm_name != NULL &&
-	    !chat_token_algorithm_from_string (algorithm_name, &algorithm, &error))
+	if (token_algorithm != NULL &&
+	    !chat_token_algorithm_from_string (token_algorithm, &algorithm, &error))
 		return usage_error (context, error->message);
-	if ((secret_file == NULL) == (key_file == NULL))
-		return usage_error (context,
-				    _ ("give exactly one of --secret-file and --key-file"));
-	if (!g_file_get_contents (secret_file != NULL ? secret_file : key_file,
-				  &contents,
-				  &length,
-				  &error))
+	if (token_secret_file != NULL && token_key_file != NULL)
+		return usage_error (context, _ ("give only one of --secret-file and --key-file"));
+	key = read_signing_key (&error);
+	if (key == NULL)
 		return usage_error (context, error->message);
-	/* the same trimming as chathubd: one line ending is not part of the secret */
-	if (secret_file != NULL && length > 0 && contents[length - 1] == '\n')
-		length--;
-	if (secret_file != NULL && length > 0 && contents[length - 1] == '\r')
-		length--;
-	key = g_bytes_new (contents, length);
 
-	json_object_set_int_member (claims, "user_id", user_id);
+	json_object_set_int_member (claims, "user_id", token_user_id);
 	json_object_set_int_member (claims, "iat", g_get_real_time () / G_USEC_PER_SEC);
-	if (ttl > 0)
+	if (token_ttl > 0)
 		json_object_set_int_member (claims,
 					    "exp",
-					    g_get_real_time () / G_USEC_PER_SEC + ttl);
-	if (issuer != NULL)
-		json_object_set_string_member (claims, "iss", issuer);
-	if (audience != NULL)
-		json_object_set_string_member (claims, "aud", audience);
-	if (rooms != NULL) {
+					    g_get_real_time () / G_USEC_PER_SEC + token_ttl);
+	if (token_issuer != NULL)
+		json_object_set_string_member (claims, "iss", token_issuer);
+	if (token_audience != NULL)
+		json_object_set_string_member (claims, "aud", token_audience);
+	if (token_rooms != NULL) {
 		JsonArray *array = json_array_new ();
 
 		json_object_set_array_member (claims, "rooms", array);
-		if (!parse_rooms (rooms, array, &error))
+		if (!parse_rooms (token_rooms, array, &error))
 			return usage_error (context, error->message);
 	}
 	token = chat_token_sign (algorithm, key, claims, &error);
@@ -384,6 +403,45 @@ parse_id (const char *what, const char *text, guint64 *out, int *status)
 	return TRUE;
 }
 
+/* Every --json key is snake_case, whatever the D-Bus name it comes from: "ClientCount" and
+ * "messages-relayed" become "client_count" and "messages_relayed". */
+static char *
+json_key (const char *name)
+{
+	GString *key = g_string_new (NULL);
+
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p == '-') {
+			g_string_append_c (key, '_');
+		} else if (g_ascii_isupper (*p)) {
+			if (p != name && p[-1] != '-')
+				g_string_append_c (key, '_');
+			g_string_append_c (key, g_ascii_tolower (*p));
+		} else {
+			g_string_append_c (key, *p);
+		}
+	}
+	return g_string_free (key, FALSE);
+}
+
+/* An a{sv} as a JSON object with json_key() keys. */
+static JsonObject *
+json_object_from_vardict (GVariant *dict)
+{
+	JsonObject *object = json_object_new ();
+	GVariantIter iter;
+	const char *name;
+	GVariant *value;
+
+	g_variant_iter_init (&iter, dict);
+	while (g_variant_iter_loop (&iter, "{&sv}", &name, &value)) {
+		g_autofree char *key = json_key (name);
+
+		json_object_set_member (object, key, json_gvariant_serialize (value));
+	}
+	return object;
+}
+
 static void
 print_json (JsonNode *node, gboolean pretty)
 {
@@ -555,6 +613,7 @@ command_status (int argc, char **argv)
 
 	if (opt_json) {
 		g_autoptr (JsonBuilder) builder = json_builder_new ();
+		g_autoptr (JsonObject) counters = json_object_from_vardict (statistics);
 		g_autoptr (JsonNode) root = NULL;
 
 		json_builder_begin_object (builder);
@@ -569,7 +628,8 @@ command_status (int argc, char **argv)
 		json_builder_set_member_name (builder, "room_count");
 		json_builder_add_int_value (builder, lookup_counter (properties, "RoomCount"));
 		json_builder_set_member_name (builder, "statistics");
-		json_builder_add_value (builder, json_gvariant_serialize (statistics));
+		json_builder_add_value (builder,
+					json_node_init_object (json_node_alloc (), counters));
 		json_builder_end_object (builder);
 		root = json_builder_get_root (builder);
 		print_json (root, TRUE);
@@ -800,72 +860,114 @@ command_members (int argc, char **argv)
 	return 0;
 }
 
+static char *broadcast_room;
+static char *broadcast_to;
+static char *broadcast_data;
+
+static const GOptionEntry broadcast_entries[] = {
+    {"room",
+     'r',
+     0,
+     G_OPTION_ARG_STRING,
+     &broadcast_room,
+     N_ ("Only to the members of this room"),
+     N_ ("ROOM")},
+    {"to",
+     't',
+     0,
+     G_OPTION_ARG_STRING,
+     &broadcast_to,
+     N_ ("Only to the connections of this user"),
+     N_ ("USER")},
+    {"data",
+     'd',
+     0,
+     G_OPTION_ARG_STRING,
+     &broadcast_data,
+     N_ ("Attach this JSON value as the message's data"),
+     N_ ("JSON")},
+    {NULL}};
+
 static int
 command_broadcast (int argc, char **argv)
 {
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("TEXT - post a message from the service"));
 	g_autoptr (GVariant) reply = NULL;
-	g_autofree char *room = NULL;
-	g_autofree char *to = NULL;
-	g_autofree char *data = NULL;
 	GVariantBuilder options;
 	guint64 id = 0, room_id = 0, user_id = 0;
+	guint32 recipients = 0;
 	int status = 0;
-	const GOptionEntry entries[] = {{"room",
-					 'r',
-					 0,
-					 G_OPTION_ARG_STRING,
-					 &room,
-					 N_ ("Only to the members of this room"),
-					 N_ ("ROOM")},
-					{"to",
-					 't',
-					 0,
-					 G_OPTION_ARG_STRING,
-					 &to,
-					 N_ ("Only to the connections of this user"),
-					 N_ ("USER")},
-					{"data",
-					 'd',
-					 0,
-					 G_OPTION_ARG_STRING,
-					 &data,
-					 N_ ("Attach this JSON value as the message's data"),
-					 N_ ("JSON")},
-					{NULL}};
 
-	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
+	if (!parse_command_line (context, broadcast_entries, &argc, &argv, 1, &status))
 		return status;
-	if (room != NULL && to != NULL)
+	if (broadcast_room != NULL && broadcast_to != NULL)
 		return usage_error (context, _ ("give at most one of --room and --to"));
-	if ((room != NULL && !parse_id ("--room", room, &room_id, &status)) ||
-	    (to != NULL && !parse_id ("--to", to, &user_id, &status)))
+	if ((broadcast_room != NULL && !parse_id ("--room", broadcast_room, &room_id, &status)) ||
+	    (broadcast_to != NULL && !parse_id ("--to", broadcast_to, &user_id, &status)))
 		return status;
 
 	g_variant_builder_init (&options, G_VARIANT_TYPE_VARDICT);
-	if (room != NULL)
+	if (broadcast_room != NULL)
 		g_variant_builder_add (&options, "{sv}", "room_id", g_variant_new_uint64 (room_id));
-	if (to != NULL)
+	if (broadcast_to != NULL)
 		g_variant_builder_add (&options, "{sv}", "to", g_variant_new_uint64 (user_id));
-	if (data != NULL)
-		g_variant_builder_add (&options, "{sv}", "data", g_variant_new_string (data));
+	if (broadcast_data != NULL)
+		g_variant_builder_add (&options,
+				       "{sv}",
+				       "data",
+				       g_variant_new_string (broadcast_data));
 
 	reply =
-	    ask_hub ("Broadcast", g_variant_new ("(sa{sv})", argv[1], &options), "(t)", &status);
+	    ask_hub ("Broadcast", g_variant_new ("(sa{sv})", argv[1], &options), "(tu)", &status);
 	if (reply == NULL)
 		return status;
-	g_variant_get (reply, "(t)", &id);
+	g_variant_get (reply, "(tu)", &id, &recipients);
 	if (opt_json) {
 		g_autoptr (JsonObject) object = json_object_new ();
 
 		json_object_set_int_member (object, "id", (gint64) id);
+		json_object_set_int_member (object, "recipients", recipients);
 		print_json_object (object, TRUE);
+	} else if (recipients > 0) {
+		g_print (g_dngettext (GETTEXT_PACKAGE,
+				      "Sent message %" PRIu64 " to %u connection.\n",
+				      "Sent message %" PRIu64 " to %u connections.\n",
+				      recipients),
+			 id,
+			 recipients);
+	} else if (broadcast_room != NULL) {
+		/* not an error (a room may empty at any time), but nobody will read it */
+		g_print (_ ("Message %" PRIu64 " reached nobody: room %" PRIu64 " has no "
+			    "members.\n"),
+			 id,
+			 room_id);
 	} else {
-		g_print (_ ("Sent message %" PRIu64 ".\n"), id);
+		g_print (_ ("Message %" PRIu64 " reached nobody: no client is connected.\n"), id);
 	}
 	return 0;
 }
+
+static char *disconnect_reason;
+
+static const GOptionEntry disconnect_entries[] = {{"reason",
+						   0,
+						   0,
+						   G_OPTION_ARG_STRING,
+						   &disconnect_reason,
+						   N_ ("The reason the client is told, in English"),
+						   N_ ("TEXT")},
+						  {NULL}};
+
+static const GOptionEntry disconnect_user_entries[] = {
+    {"reason",
+     0,
+     0,
+     G_OPTION_ARG_STRING,
+     &disconnect_reason,
+     N_ ("The reason the clients are told, in English"),
+     N_ ("TEXT")},
+    {NULL}};
 
 static int
 command_disconnect (int argc, char **argv)
@@ -873,23 +975,15 @@ command_disconnect (int argc, char **argv)
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("CLIENT_ID - close one connection (code 1008)"));
 	g_autoptr (GVariant) reply = NULL;
-	g_autofree char *reason = NULL;
 	int status = 0;
-	const GOptionEntry entries[] = {{"reason",
-					 0,
-					 0,
-					 G_OPTION_ARG_STRING,
-					 &reason,
-					 N_ ("The reason the client is told, in English"),
-					 N_ ("TEXT")},
-					{NULL}};
 
-	if (!parse_command_line (context, entries, &argc, &argv, 1, &status))
+	if (!parse_command_line (context, disconnect_entries, &argc, &argv, 1, &status))
 		return status;
-	reply = ask_hub ("Disconnect",
-			 g_variant_new ("(ss)", argv[1], reason != NULL ? reason : ""),
-			 "()",
-			 &status);
+	reply = ask_hub (
+	    "Disconnect",
+	    g_variant_new ("(ss)", argv[1], disconnect_reason != NULL ? disconnect_reason : ""),
+	    "()",
+	    &status);
 	if (reply == NULL)
 		return status;
 	if (opt_json) {
@@ -909,26 +1003,18 @@ command_disconnect_user (int argc, char **argv)
 	g_autoptr (GOptionContext) context =
 	    g_option_context_new (_ ("USER - close every connection of a user (code 1008)"));
 	g_autoptr (GVariant) reply = NULL;
-	g_autofree char *reason = NULL;
 	guint64 user_id = 0;
 	guint32 count = 0;
 	int status = 0;
-	const GOptionEntry entries[] = {{"reason",
-					 0,
-					 0,
-					 G_OPTION_ARG_STRING,
-					 &reason,
-					 N_ ("The reason the clients are told, in English"),
-					 N_ ("TEXT")},
-					{NULL}};
 
-	if (!parse_command_line (context, entries, &argc, &argv, 1, &status) ||
+	if (!parse_command_line (context, disconnect_user_entries, &argc, &argv, 1, &status) ||
 	    !parse_id (_ ("USER"), argv[1], &user_id, &status))
 		return status;
-	reply = ask_hub ("DisconnectUser",
-			 g_variant_new ("(ts)", user_id, reason != NULL ? reason : ""),
-			 "(u)",
-			 &status);
+	reply = ask_hub (
+	    "DisconnectUser",
+	    g_variant_new ("(ts)", user_id, disconnect_reason != NULL ? disconnect_reason : ""),
+	    "(u)",
+	    &status);
 	if (reply == NULL)
 		return status;
 	g_variant_get (reply, "(u)", &count);
@@ -1000,8 +1086,9 @@ on_properties_changed (GVariant *parameters)
 	g_variant_iter_init (&iter, changed);
 	while (g_variant_iter_loop (&iter, "{&sv}", &name, &value)) {
 		g_autofree char *printed = g_variant_print (value, FALSE);
+		g_autofree char *key = json_key (name);
 
-		json_object_set_member (properties, name, json_gvariant_serialize (value));
+		json_object_set_member (properties, key, json_gvariant_serialize (value));
 		g_string_append_printf (text,
 					"%s%s = %s",
 					text->len > 0 ? ", " : "",
@@ -1221,9 +1308,10 @@ print_usage (void)
 	g_print ("%s\n", _ ("Commands:"));
 	for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
 		g_print ("  %s\n      %s\n", _ (commands[i].synopsis), _ (commands[i].summary));
-	g_print ("\n%s\n%s\n%s\n",
+	g_print ("\n%s\n%s\n%s\n%s\n",
 		 _ ("--session and --system choose the bus of the service (the session bus by "
 		    "default); --json prints JSON."),
+		 _ ("--help prints this text, --version the version of chathubctl."),
 		 _ ("Exit status: 0 success, 1 refused by the service, 2 bad usage, 3 service not "
 		    "available, 4 permission denied."),
 		 _ ("Run “chathubctl COMMAND --help” for the options of a command."));

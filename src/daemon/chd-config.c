@@ -24,6 +24,9 @@ chd_config_new (void)
 	config->ping_interval = 54;
 	config->idle_timeout = 60;
 	config->handshake_timeout = 10;
+	config->max_connections_per_user = 32;
+	config->upgrades_per_second = 20;
+	config->upgrade_burst = 100;
 	config->messages_per_second = 100;
 	config->message_burst = 200;
 	config->max_rooms = 1000;
@@ -215,6 +218,27 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			0,
 			3600,
 			&config->handshake_timeout,
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"max-connections-per-user",
+			0,
+			G_MAXINT,
+			&config->max_connections_per_user,
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"upgrades-per-second",
+			0,
+			1000000,
+			&config->upgrades_per_second,
+			error) ||
+	    !read_uint (file,
+			"limits",
+			"upgrade-burst",
+			1,
+			1000000,
+			&config->upgrade_burst,
 			error) ||
 	    !read_uint (file,
 			"limits",

@@ -25,6 +25,9 @@ typedef struct {
 	guint ping_interval;
 	guint idle_timeout;
 	guint handshake_timeout;
+	guint max_connections_per_user;
+	guint upgrades_per_second;
+	guint upgrade_burst;
 	guint messages_per_second; /* 0 = no rate limit */
 	guint message_burst;	   /* 0 = no rate limit */
 	guint max_rooms;	   /* per connection; 0 = no limit */

@@ -31,6 +31,7 @@ struct _ChdDbus {
 	ChdHub1 *skeleton;
 	guint owner_id;
 	gboolean name_owned;
+	guint never_owned_id; /* the idle that reports a name we could not have */
 	gulong hub_handlers[5];
 };
 
@@ -44,6 +45,7 @@ chd_dbus_dispose (GObject *object)
 {
 	ChdDbus *self = CHD_DBUS (object);
 
+	g_clear_handle_id (&self->never_owned_id, g_source_remove);
 	g_clear_handle_id (&self->owner_id, g_bus_unown_name);
 	for (guint i = 0; i < G_N_ELEMENTS (self->hub_handlers); i++)
 		g_clear_signal_handler (&self->hub_handlers[i], self->hub);
@@ -469,6 +471,7 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	const char *data = NULL;
 	gboolean has_room = FALSE, has_to = FALSE;
 	guint64 room_id = 0, to = 0;
+	guint recipients;
 	gsize size;
 
 	g_variant_get (parameters, "(&s@a{sv})", &content, &options);
@@ -515,17 +518,23 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	chat_message_set_from (message, 0); /* the service itself */
 
 	if (has_room)
-		chat_hub_send_to_room (self->hub, room_id, message, &error);
+		recipients = chat_hub_send_to_room (self->hub, room_id, message, &error);
 	else if (has_to)
-		chat_hub_send_to_user (self->hub, to, message, &error);
+		recipients = chat_hub_send_to_user (self->hub, to, message, &error);
 	else
-		chat_hub_broadcast (self->hub, message, &error);
+		recipients = chat_hub_broadcast (self->hub, message, &error);
 	if (error != NULL) {
 		g_dbus_method_invocation_return_gerror (invocation, error);
 		return;
 	}
-	g_debug ("uid %u posted message %" G_GUINT64_FORMAT, uid, chat_message_get_id (message));
-	chd_hub1_complete_broadcast (self->skeleton, invocation, chat_message_get_id (message));
+	g_debug ("uid %u posted message %" G_GUINT64_FORMAT " to %u connections",
+		 uid,
+		 chat_message_get_id (message),
+		 recipients);
+	chd_hub1_complete_broadcast (self->skeleton,
+				     invocation,
+				     chat_message_get_id (message),
+				     recipients);
 }
 
 static gboolean
@@ -702,14 +711,31 @@ on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_d
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
 }
 
+static gboolean
+report_never_owned (gpointer user_data)
+{
+	ChdDbus *self = CHD_DBUS (user_data);
+
+	self->never_owned_id = 0;
+	g_signal_emit (self, signals[SIGNAL_NAME_LOST], 0, FALSE);
+	return G_SOURCE_REMOVE;
+}
+
 static void
 on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
 {
 	ChdDbus *self = CHD_DBUS (user_data);
-	gboolean was_owned = self->name_owned;
 
+	if (!self->name_owned) {
+		/* GLib calls us before it notes that RequestName failed: a g_bus_unown_name() from
+		 * in here (the daemon stops at once) would release a name we never had, with a
+		 * GLib-GIO-WARNING. From an idle, GLib knows there is nothing to release. */
+		if (self->never_owned_id == 0)
+			self->never_owned_id = g_idle_add (report_never_owned, self);
+		return;
+	}
 	self->name_owned = FALSE;
-	g_signal_emit (self, signals[SIGNAL_NAME_LOST], 0, was_owned);
+	g_signal_emit (self, signals[SIGNAL_NAME_LOST], 0, TRUE);
 }
 
 /**

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "chat-client-private.h"
+#include "chat-frame-private.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-limit-extension-private.h"
@@ -127,8 +128,11 @@ chat_client_class_init (ChatClientClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ID] =
-	    g_param_spec_string ("id", NULL, NULL, NULL, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+	props[PROP_ID] = g_param_spec_string ("id",
+					      NULL,
+					      "The unique id of this connection",
+					      NULL,
+					      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatClient:user-id:
 	 *
@@ -138,7 +142,7 @@ chat_client_class_init (ChatClientClass *klass)
 	 */
 	props[PROP_USER_ID] = g_param_spec_uint64 ("user-id",
 						   NULL,
-						   NULL,
+						   "The user id from the client's token",
 						   0,
 						   G_MAXUINT64,
 						   0,
@@ -153,7 +157,7 @@ chat_client_class_init (ChatClientClass *klass)
 	props[PROP_CONNECTED_SINCE] =
 	    g_param_spec_int64 ("connected-since",
 				NULL,
-				NULL,
+				"When the connection was upgraded, in Unix seconds",
 				0,
 				G_MAXINT64,
 				0,
@@ -168,7 +172,7 @@ chat_client_class_init (ChatClientClass *klass)
 	props[PROP_REMOTE_ADDRESS] =
 	    g_param_spec_string ("remote-address",
 				 NULL,
-				 NULL,
+				 "The peer's IP address, if known",
 				 NULL,
 				 G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);

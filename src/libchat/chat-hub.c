@@ -160,7 +160,7 @@ chat_hub_class_init (ChatHubClass *klass)
 	props[PROP_N_CLIENTS] =
 	    g_param_spec_uint ("n-clients",
 			       NULL,
-			       NULL,
+			       "The number of registered clients (connections)",
 			       0,
 			       G_MAXUINT,
 			       0,
@@ -175,7 +175,7 @@ chat_hub_class_init (ChatHubClass *klass)
 	props[PROP_N_ROOMS] =
 	    g_param_spec_uint ("n-rooms",
 			       NULL,
-			       NULL,
+			       "The number of rooms with at least one member",
 			       0,
 			       G_MAXUINT,
 			       0,

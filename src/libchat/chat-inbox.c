@@ -27,6 +27,7 @@ struct _ChatInbox {
 	GSource *source;    /* (nullable) (unowned): libsoup's current input source */
 	int fd;		    /* registered in the epoll set while >= 0 */
 	gboolean readable;  /* an edge arrived and was not consumed yet */
+	gsize read_budget;  /* bytes this dispatch may still read (G_MAXSIZE outside one) */
 	gboolean parking;   /* the next source created goes to the shard */
 	gboolean pushed;    /* the shard is pushed as thread-default until park_end */
 };
@@ -43,6 +44,14 @@ typedef struct {
 } ChatPollSource;
 
 #define MAX_EVENTS 256
+
+/* Bytes one connection may read per dispatch of its source (sixteen of libsoup 3.2's 1 KiB
+ * reads, at most about 780 of the smallest frames). libsoup reads until EAGAIN, which a client
+ * writing as fast as it can never lets happen: past the budget the inbox reports
+ * G_IO_ERROR_WOULD_BLOCK and stays marked readable, so its next source is ready at once and
+ * the rest is read in the next main-loop iteration, after everyone else had their turn. See
+ * docs/performance.md, "Read fairness". */
+#define READ_BUDGET (16 * 1024)
 
 static void
 shard_mark_dirty (ChatPollSource *ps, Shard *shard)
@@ -173,12 +182,15 @@ inbox_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data
 		return G_SOURCE_REMOVE;
 	/* the callback may drop libsoup's last reference */
 	inbox = g_object_ref (((InboxSource *) source)->inbox);
-	/* libsoup reads until EAGAIN, so the next edge brings the next wakeup */
+	/* libsoup reads until EAGAIN or the budget, so the next edge brings the next wakeup (or
+	 * the budget left the inbox readable) */
 	inbox->readable = FALSE;
+	inbox->read_budget = READ_BUDGET;
 	/* ... and then re-creates its source: that one goes to the shard */
 	chat_inbox_park_begin (inbox);
 	again = ((GPollableSourceFunc) (void (*) (void)) callback) (G_OBJECT (inbox), user_data);
 	chat_inbox_park_end (inbox);
+	inbox->read_budget = G_MAXSIZE;
 	/* libsoup destroys its source after each read; another caller's stays */
 	if (again)
 		g_source_set_ready_time (source, -1);
@@ -214,12 +226,25 @@ static gssize
 inbox_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count, GError **error)
 {
 	ChatInbox *self = CHAT_INBOX (stream);
+	gssize n;
 
-	return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
-							 buffer,
-							 count,
-							 NULL,
-							 error);
+	if (self->read_budget == 0) {
+		/* the edge was not consumed: the source libsoup creates next is ready at once */
+		self->readable = TRUE;
+		g_set_error_literal (error,
+				     G_IO_ERROR,
+				     G_IO_ERROR_WOULD_BLOCK,
+				     "read budget of this iteration spent");
+		return -1;
+	}
+	n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base),
+						      buffer,
+						      MIN (count, self->read_budget),
+						      NULL,
+						      error);
+	if (n > 0)
+		self->read_budget -= n;
+	return n;
 }
 
 static gssize
@@ -353,6 +378,7 @@ static void
 chat_inbox_init (ChatInbox *self)
 {
 	self->fd = -1;
+	self->read_budget = G_MAXSIZE;
 }
 
 ChatInbox *

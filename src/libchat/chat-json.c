@@ -12,6 +12,7 @@
 typedef struct {
 	const guchar *p;
 	const guchar *end;
+	guint max_depth;
 	const char *reason;
 } Scanner;
 
@@ -158,7 +159,7 @@ scan_container (Scanner *s, guint depth, gboolean object)
 {
 	guchar close = object ? '}' : ']';
 
-	if (depth >= CHAT_JSON_MAX_DEPTH)
+	if (depth >= s->max_depth)
 		return fail (s, N_ ("nested too deeply"));
 	s->p++;
 	skip_ws (s);
@@ -222,9 +223,9 @@ scan_value (Scanner *s, guint depth)
 }
 
 gboolean
-chat_json_validate (const char *text, gsize length, const char **reason)
+chat_json_validate (const char *text, gsize length, guint max_depth, const char **reason)
 {
-	Scanner s = {(const guchar *) text, (const guchar *) text + length, NULL};
+	Scanner s = {(const guchar *) text, (const guchar *) text + length, max_depth, NULL};
 	gboolean valid = scan_value (&s, 0);
 
 	skip_ws (&s);
@@ -236,12 +237,12 @@ chat_json_validate (const char *text, gsize length, const char **reason)
 }
 
 JsonNode *
-chat_json_parse (const char *text, gsize length, const char **reason)
+chat_json_parse (const char *text, gsize length, guint max_depth, const char **reason)
 {
 	g_autoptr (JsonParser) parser = NULL;
 	JsonNode *root;
 
-	if (!chat_json_validate (text, length, reason))
+	if (!chat_json_validate (text, length, max_depth, reason))
 		return NULL;
 	/* validated text holds no NUL, and the parser takes a length: no copy needed */
 	parser = json_parser_new_immutable ();

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "chat-error.h"
+#include "chat-frame-private.h"
 #include "chat-i18n-private.h"
 #include "chat-json-private.h"
 #include "chat-message-private.h"
-#include "chat-outbox-private.h"
 
 /**
  * SECTION:chat-message
@@ -233,7 +233,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	props[PROP_TYPE] =
 	    g_param_spec_enum ("type",
 			       NULL,
-			       NULL,
+			       "The message type, fixed at construction",
 			       CHAT_TYPE_MESSAGE_TYPE,
 			       CHAT_MESSAGE_TYPE_MESSAGE,
 			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
@@ -246,7 +246,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_ID] = g_param_spec_uint64 ("id",
 					      NULL,
-					      NULL,
+					      "The server-assigned message id",
 					      0,
 					      G_MAXUINT64,
 					      0,
@@ -261,7 +261,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_FROM] = g_param_spec_uint64 ("from",
 						NULL,
-						NULL,
+						"The sender's user id; 0 for the service itself",
 						0,
 						G_MAXUINT64,
 						0,
@@ -276,7 +276,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_TO] = g_param_spec_uint64 ("to",
 					      NULL,
-					      NULL,
+					      "The user a direct message is addressed to",
 					      0,
 					      G_MAXUINT64,
 					      0,
@@ -291,7 +291,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_ROOM_ID] = g_param_spec_uint64 ("room-id",
 						   NULL,
-						   NULL,
+						   "The room the message is for",
 						   0,
 						   G_MAXUINT64,
 						   0,
@@ -306,7 +306,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_CONTENT] = g_param_spec_string ("content",
 						   NULL,
-						   NULL,
+						   "The text of the message (UTF-8)",
 						   NULL,
 						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						       G_PARAM_STATIC_STRINGS);
@@ -317,12 +317,12 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_DATA] = g_param_spec_boxed ("data",
-					       NULL,
-					       NULL,
-					       JSON_TYPE_NODE,
-					       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-						   G_PARAM_STATIC_STRINGS);
+	props[PROP_DATA] = g_param_spec_boxed (
+	    "data",
+	    NULL,
+	    "Free-form JSON attached to the message, relayed untouched",
+	    JSON_TYPE_NODE,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatMessage:timestamp:
 	 *
@@ -330,14 +330,14 @@ chat_message_class_init (ChatMessageClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TIMESTAMP] = g_param_spec_int64 ("timestamp",
-						    NULL,
-						    NULL,
-						    0,
-						    G_MAXINT64,
-						    0,
-						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_TIMESTAMP] = g_param_spec_int64 (
+	    "timestamp",
+	    NULL,
+	    "When the server relayed the message, in Unix seconds",
+	    0,
+	    G_MAXINT64,
+	    0,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatMessage:code:
 	 *
@@ -347,7 +347,7 @@ chat_message_class_init (ChatMessageClass *klass)
 	 */
 	props[PROP_CODE] = g_param_spec_string ("code",
 						NULL,
-						NULL,
+						"The machine-readable code of an error message",
 						NULL,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);
@@ -512,18 +512,45 @@ key_is (const char *key, const char *key_end, const char *name)
 	       g_strcmp0 (json_node_get_string (node), name) == 0;
 }
 
+/* Whether the string token [token, token_end) (quotes included) holds a \u0000 escape:
+ * json-glib decodes it and then keeps the string only up to it. */
 static gboolean
-find_raw_member (const char *text, gsize length, const char *name, const char **start, gsize *len)
+token_has_nul (const char *token, const char *token_end)
+{
+	for (const char *p = token + 1; p < token_end - 1; p++) {
+		if (*p != '\\')
+			continue;
+		if (token_end - p >= 6 && p[1] == 'u' && memcmp (p + 2, "0000", 4) == 0)
+			return TRUE;
+		p++; /* the escaped character */
+	}
+	return FALSE;
+}
+
+/* A top-level member of the frame, as it was sent. */
+typedef struct {
+	const char *name;
+	const char *start; /* (nullable): the value's first byte; the last duplicate wins */
+	gsize len;
+} RawMember;
+
+/* Finds the raw text of the top-level @members of an object in one pass, and whether any
+ * top-level member name holds a \u0000 escape. */
+static gboolean
+find_raw_members (const char *text,
+		  gsize length,
+		  RawMember *members,
+		  guint n_members,
+		  gboolean *nul_in_name)
 {
 	const char *p = text, *end = text + length;
-	gboolean found = FALSE;
 
 	p = skip_ws (p, end);
 	if (p >= end || *p != '{')
 		return FALSE;
 	p = skip_ws (p + 1, end);
 	if (p < end && *p == '}')
-		return FALSE;
+		return TRUE;
 	while (p < end) {
 		const char *key = p, *key_end, *value;
 
@@ -539,21 +566,32 @@ find_raw_member (const char *text, gsize length, const char *name, const char **
 		p = skip_value (value, end);
 		if (p == NULL)
 			return FALSE;
-		if (key_is (key, key_end, name)) {
-			*start = value;
-			*len = p - value;
-			found = TRUE; /* keep going: json-glib keeps the last duplicate */
+		if (token_has_nul (key, key_end)) {
+			*nul_in_name = TRUE;
+		} else {
+			for (guint i = 0; i < n_members; i++) {
+				if (key_is (key, key_end, members[i].name)) {
+					members[i].start = value;
+					members[i].len = p - value;
+				}
+			}
 		}
 		p = skip_ws (p, end);
 		if (p < end && *p == ',') {
 			p = skip_ws (p + 1, end);
 			continue;
 		}
-		if (p < end && *p == '}')
-			return found;
-		return FALSE;
+		return p < end && *p == '}';
 	}
 	return FALSE;
+}
+
+/* Whether the raw member holds a string with a NUL in it. */
+static gboolean
+raw_string_has_nul (const RawMember *member)
+{
+	return member->start != NULL && *member->start == '"' &&
+	       token_has_nul (member->start, member->start + member->len);
 }
 
 /* Parses a client frame. Wire errors stay English (translate FALSE); the public API
@@ -566,8 +604,13 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	JsonNode *node;
 	JsonObject *object;
 	ChatMessageType type;
-	const char *type_name, *raw, *reason = NULL;
-	gsize raw_len;
+	const char *type_name, *reason = NULL;
+	enum { RAW_TYPE, RAW_CONTENT, RAW_CODE, RAW_DATA };
+	RawMember raw[] = {{"type", NULL, 0},
+			   {"content", NULL, 0},
+			   {"code", NULL, 0},
+			   {"data", NULL, 0}};
+	gboolean has_nul, nul_in_name = FALSE;
 
 	if (length == 0) {
 		g_set_error_literal (error,
@@ -578,7 +621,8 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	}
 
 	/* json-glib is lenient (comments, single quotes, \x escapes); the wire is not */
-	root = chat_json_parse (text, length, &reason);
+	/* the envelope is one level: data itself may nest CHAT_JSON_MAX_DEPTH deep */
+	root = chat_json_parse (text, length, CHAT_JSON_MAX_DEPTH + 1, &reason);
 	if (root == NULL) {
 		/* reason stays NULL only if json-glib refused what the strict check accepted */
 		if (translate)
@@ -604,6 +648,20 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	}
 	object = json_node_get_object (root);
 
+	/* json-glib cuts a string at a \u0000 escape: find where the frame has one, so that no
+	 * name or field is silently shortened (data is relayed raw and may hold them) */
+	has_nul = g_strstr_len (text, (gssize) length, "\\u0000") != NULL;
+	if ((has_nul || json_object_has_member (object, "data")) &&
+	    !find_raw_members (text, length, raw, G_N_ELEMENTS (raw), &nul_in_name) && has_nul)
+		nul_in_name = TRUE; /* cannot tell where it is: refuse rather than truncate */
+	if (nul_in_name) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("Member names must not contain U+0000"));
+		return NULL;
+	}
+
 	node = json_object_get_member (object, "type");
 	if (node == NULL) {
 		g_set_error_literal (error,
@@ -620,6 +678,17 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 		return NULL;
 	}
 	type_name = json_node_get_string (node);
+	if (raw_string_has_nul (&raw[RAW_TYPE])) {
+		/* no type has a NUL in it; name it as sent, escapes and all */
+		g_autofree char *sent = g_strndup (raw[RAW_TYPE].start + 1, raw[RAW_TYPE].len - 2);
+
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_UNKNOWN_TYPE,
+			     TR ("Unknown message type “%s”"),
+			     sent);
+		return NULL;
+	}
 	if (!message_type_from_string (type_name, &type)) {
 		g_set_error (error,
 			     CHAT_ERROR,
@@ -637,6 +706,18 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	    !read_string_member (object, "content", &self->content, translate, error) ||
 	    !read_string_member (object, "code", &self->code, translate, error))
 		return NULL;
+	/* strings leave the library NUL-terminated (C, GObject properties, every binding): one
+	 * with a NUL inside could only be handed out cut short, so it is refused */
+	for (guint i = RAW_CONTENT; i <= RAW_CODE; i++) {
+		if (raw_string_has_nul (&raw[i])) {
+			g_set_error (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("Field “%s” must not contain U+0000"),
+				     raw[i].name);
+			return NULL;
+		}
+	}
 
 	node = json_object_get_member (object, "timestamp");
 	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
@@ -656,9 +737,9 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	node = json_object_get_member (object, "data");
 	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
 		self->data = json_node_ref (node);
-		if (find_raw_member (text, length, "data", &raw, &raw_len)) {
-			self->data_text = g_strndup (raw, raw_len);
-			self->data_text_len = raw_len;
+		if (raw[RAW_DATA].start != NULL) {
+			self->data_text = g_strndup (raw[RAW_DATA].start, raw[RAW_DATA].len);
+			self->data_text_len = raw[RAW_DATA].len;
 		}
 	}
 
@@ -1044,7 +1125,7 @@ chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, 
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	len = length < 0 ? strlen (json) : (gsize) length;
-	node = chat_json_parse (json, len, &reason);
+	node = chat_json_parse (json, len, CHAT_JSON_MAX_DEPTH, &reason);
 	if (node == NULL) {
 		g_set_error (error,
 			     CHAT_ERROR,

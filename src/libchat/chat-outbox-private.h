@@ -6,6 +6,8 @@
 
 #include <gio/gio.h>
 
+#include "chat-inbox-private.h"
+
 G_BEGIN_DECLS
 
 /* The per-connection output queue chathub keeps under libsoup: hub frames (shared, refcounted,
@@ -15,14 +17,10 @@ G_BEGIN_DECLS
 #define CHAT_TYPE_OUTBOX (chat_outbox_get_type ())
 G_DECLARE_FINAL_TYPE (ChatOutbox, chat_outbox, CHAT, OUTBOX, GOutputStream)
 
-/* One flush source per GMainContext serving many outboxes. */
-GSource *
-chat_flush_source_new (void);
-
 ChatOutbox *
 chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSource *poll_source);
-GIOStream *
-chat_outbox_new_io_stream (ChatOutbox *self);
+ChatInbox *
+chat_outbox_get_inbox (ChatOutbox *self);
 gboolean
 chat_outbox_can_send (ChatOutbox *self);
 gboolean
@@ -38,12 +36,14 @@ chat_outbox_get_bytes_sent (ChatOutbox *self);
 void
 chat_outbox_drop_unstarted (ChatOutbox *self);
 
-/* Frames: server-to-client frames are unmasked, so one buffer serves every recipient. */
-GBytes *
-chat_frame_new (guint8 opcode, const void *payload, gsize length);
-GString *
-chat_frame_builder_new (void);
-GBytes *
-chat_frame_builder_finish (GString *builder);
+/* For the flush source: writes what is queued, unless waiting for the socket to drain. */
+void
+chat_outbox_flush_listed (ChatOutbox *self);
+/* For ChatOutboxStream: libsoup's close, completed (@task) once the queue drained or after
+ * a deadline; and an immediate close. */
+void
+chat_outbox_close_async (ChatOutbox *self, GTask *task);
+void
+chat_outbox_close_now (ChatOutbox *self);
 
 G_END_DECLS

@@ -5,11 +5,11 @@
 #include "config.h"
 
 #include <errno.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat-flush-source-private.h"
 #include "chat-inbox-private.h"
 #include "chat-outbox-private.h"
 #include "chat-source-private.h"
@@ -18,7 +18,6 @@
 #define DRAIN_TIMEOUT_MS 2000
 /* iovecs per sendmsg(); the kernel allows 1024 */
 #define MAX_IOV 256
-#define FRAME_HEADER_MAX 10
 
 struct _ChatOutbox {
 	GOutputStream parent_instance;
@@ -32,6 +31,8 @@ struct _ChatOutbox {
 	guint ring_size;  /* capacity, a power of two */
 	guint head;
 	guint count;
+	guint n_urgent;	   /* frames at the front a new control frame goes after: control
+			    * frames in their order, and a partly written head */
 	gsize head_offset; /* bytes of ring[head] already written */
 	gsize pending;	   /* bytes queued and not yet written */
 	guint64 bytes_sent;
@@ -58,84 +59,9 @@ outbox_flush (ChatOutbox *self);
 static void
 outbox_finish_close (ChatOutbox *self);
 
-/* ---- the shared flush source ---------------------------------------------------------- */
-
-typedef struct {
-	GSource source;
-	GPtrArray *dirty; /* ChatOutbox*, owned refs */
-	GPtrArray *spare;
-} ChatFlushSource;
-
-static gboolean
-flush_source_prepare (GSource *source, gint *timeout)
-{
-	*timeout = -1;
-	return ((ChatFlushSource *) source)->dirty->len > 0;
-}
-
-static gboolean
-flush_source_check (GSource *source)
-{
-	return ((ChatFlushSource *) source)->dirty->len > 0;
-}
-
-static gboolean
-flush_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
-{
-	ChatFlushSource *fs = (ChatFlushSource *) source;
-	GPtrArray *batch = fs->dirty;
-
-	/* swap first: flushing can close connections, which may queue more work */
-	fs->dirty = fs->spare;
-	fs->spare = batch;
-	for (guint i = 0; i < batch->len; i++) {
-		ChatOutbox *ob = batch->pdata[i];
-
-		ob->in_dirty = FALSE;
-		if (ob->writable == NULL)
-			outbox_flush (ob);
-	}
-	g_ptr_array_set_size (batch, 0);
-	return G_SOURCE_CONTINUE;
-}
-
-static void
-flush_source_finalize (GSource *source)
-{
-	ChatFlushSource *fs = (ChatFlushSource *) source;
-
-	for (guint i = 0; i < fs->dirty->len; i++)
-		((ChatOutbox *) fs->dirty->pdata[i])->in_dirty = FALSE;
-	g_ptr_array_unref (fs->dirty);
-	g_ptr_array_unref (fs->spare);
-}
-
-static GSourceFuncs flush_source_funcs = {
-    .prepare = flush_source_prepare,
-    .check = flush_source_check,
-    .dispatch = flush_source_dispatch,
-    .finalize = flush_source_finalize,
-};
-
-GSource *
-chat_flush_source_new (void)
-{
-	GSource *source = g_source_new (&flush_source_funcs, sizeof (ChatFlushSource));
-	ChatFlushSource *fs = (ChatFlushSource *) source;
-
-	fs->dirty = g_ptr_array_new_with_free_func (g_object_unref);
-	fs->spare = g_ptr_array_new_with_free_func (g_object_unref);
-	/* same priority as socket I/O: a lower one starves exactly when the server is busiest */
-	g_source_set_priority (source, G_PRIORITY_DEFAULT);
-	g_source_set_static_name (source, "chathub flush");
-	return source;
-}
-
 static void
 outbox_mark_dirty (ChatOutbox *self)
 {
-	ChatFlushSource *fs = (ChatFlushSource *) self->flush;
-
 	if (self->in_dirty || self->writable != NULL || self->dead)
 		return;
 	if (g_source_is_destroyed (self->flush)) {
@@ -144,68 +70,15 @@ outbox_mark_dirty (ChatOutbox *self)
 		return;
 	}
 	self->in_dirty = TRUE;
-	g_ptr_array_add (fs->dirty, g_object_ref (self));
+	chat_flush_source_add (self->flush, self);
 }
 
-/* ---- frames --------------------------------------------------------------------------- */
-
-static gsize
-frame_header_size (gsize length)
+void
+chat_outbox_flush_listed (ChatOutbox *self)
 {
-	return length < 126 ? 2 : length <= G_MAXUINT16 ? 4 : 10;
-}
-
-static void
-frame_write_header (guint8 *out, guint8 opcode, gsize length)
-{
-	out[0] = 0x80 | opcode;
-	if (length < 126) {
-		out[1] = (guint8) length;
-	} else if (length <= G_MAXUINT16) {
-		out[1] = 126;
-		out[2] = (guint8) (length >> 8);
-		out[3] = (guint8) length;
-	} else {
-		out[1] = 127;
-		for (int i = 0; i < 8; i++)
-			out[2 + i] = (guint8) ((guint64) length >> (56 - 8 * i));
-	}
-}
-
-GBytes *
-chat_frame_new (guint8 opcode, const void *payload, gsize length)
-{
-	gsize header = frame_header_size (length);
-	guint8 *data = g_malloc (header + length);
-
-	frame_write_header (data, opcode, length);
-	if (length > 0)
-		memcpy (data + header, payload, length);
-	return g_bytes_new_take (data, header + length);
-}
-
-/* The builder reserves room for the largest header in front of the payload, so a serialized
- * message becomes a frame without another copy. */
-GString *
-chat_frame_builder_new (void)
-{
-	GString *builder = g_string_sized_new (256);
-
-	g_string_set_size (builder, FRAME_HEADER_MAX);
-	return builder;
-}
-
-GBytes *
-chat_frame_builder_finish (GString *builder)
-{
-	gsize length = builder->len - FRAME_HEADER_MAX;
-	gsize header = frame_header_size (length);
-	gsize offset = FRAME_HEADER_MAX - header;
-	char *data;
-
-	frame_write_header ((guint8 *) builder->str + offset, 0x1, length);
-	data = g_string_free (builder, FALSE);
-	return g_bytes_new_with_free_func (data + offset, header + length, g_free, data);
+	self->in_dirty = FALSE;
+	if (self->writable == NULL)
+		outbox_flush (self);
 }
 
 /* ---- the queue ------------------------------------------------------------------------ */
@@ -236,20 +109,20 @@ static void
 ring_push_urgent (ChatOutbox *self, GBytes *frame)
 {
 	guint mask;
+	guint at;
 
 	ring_push (self, frame); /* grows the ring if needed; undone just below */
-	if (self->count == 1)
+	/* after a partly written head and after the control frames queued before this one */
+	at = MAX (self->n_urgent, self->head_offset > 0 ? 1 : 0);
+	self->n_urgent = at + 1;
+	if (at + 1 == self->count)
 		return;
 	self->count--;
 	mask = self->ring_size - 1;
 	self->head = (self->head - 1) & mask;
-	if (self->head_offset > 0) {
-		/* the head is partly written: it stays first, the control frame goes second */
-		self->ring[self->head] = self->ring[(self->head + 1) & mask];
-		self->ring[(self->head + 1) & mask] = frame;
-	} else {
-		self->ring[self->head] = frame;
-	}
+	for (guint i = 0; i < at; i++)
+		self->ring[(self->head + i) & mask] = self->ring[(self->head + i + 1) & mask];
+	self->ring[(self->head + at) & mask] = frame;
 	self->count++;
 }
 
@@ -260,6 +133,8 @@ ring_pop (ChatOutbox *self)
 
 	self->head = (self->head + 1) & (self->ring_size - 1);
 	self->count--;
+	if (self->n_urgent > 0)
+		self->n_urgent--;
 	return frame;
 }
 
@@ -337,6 +212,7 @@ chat_outbox_drop_unstarted (ChatOutbox *self)
 		g_bytes_unref (self->ring[last]);
 		self->count--;
 	}
+	self->n_urgent = MIN (self->n_urgent, self->count);
 }
 
 static gboolean
@@ -475,8 +351,8 @@ on_drain_deadline (gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
-static void
-outbox_close_async (ChatOutbox *self, GTask *task)
+void
+chat_outbox_close_async (ChatOutbox *self, GTask *task)
 {
 	self->closing = TRUE;
 	self->close_task = task;
@@ -552,6 +428,19 @@ outbox_create_source (GPollableOutputStream *stream, GCancellable *cancellable)
 	return g_pollable_source_new_full (stream, ready, cancellable);
 }
 
+void
+chat_outbox_close_now (ChatOutbox *self)
+{
+	self->closing = TRUE;
+	outbox_finish_close (self);
+}
+
+ChatInbox *
+chat_outbox_get_inbox (ChatOutbox *self)
+{
+	return self->inbox;
+}
+
 static gboolean
 outbox_close_fn (GOutputStream *stream, GCancellable *cancellable, GError **error)
 {
@@ -624,100 +513,4 @@ chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSourc
 	self->flush = g_source_ref (flush_source);
 	self->inbox = chat_inbox_new (g_io_stream_get_input_stream (base), self->fd, poll_source);
 	return self;
-}
-
-/* ---- the GIOStream handed to libsoup -------------------------------------------------- */
-
-/* GSimpleIOStream would close on a worker thread and never close the socket; this one
- * closes on the main thread, after the queue drained. */
-#define CHAT_TYPE_OUTBOX_STREAM (chat_outbox_stream_get_type ())
-G_DECLARE_FINAL_TYPE (ChatOutboxStream, chat_outbox_stream, CHAT, OUTBOX_STREAM, GIOStream)
-
-struct _ChatOutboxStream {
-	GIOStream parent_instance;
-	GInputStream *input; /* the stolen connection's (buffered) input */
-	ChatOutbox *outbox;
-};
-
-G_DEFINE_FINAL_TYPE (ChatOutboxStream, chat_outbox_stream, G_TYPE_IO_STREAM)
-
-static GInputStream *
-outbox_stream_get_input_stream (GIOStream *stream)
-{
-	return CHAT_OUTBOX_STREAM (stream)->input;
-}
-
-static GOutputStream *
-outbox_stream_get_output_stream (GIOStream *stream)
-{
-	return G_OUTPUT_STREAM (CHAT_OUTBOX_STREAM (stream)->outbox);
-}
-
-static gboolean
-outbox_stream_close_fn (GIOStream *stream, GCancellable *cancellable, GError **error)
-{
-	ChatOutbox *outbox = CHAT_OUTBOX_STREAM (stream)->outbox;
-
-	outbox->closing = TRUE;
-	outbox_finish_close (outbox);
-	return TRUE;
-}
-
-static void
-outbox_stream_close_async (GIOStream *stream,
-			   int io_priority,
-			   GCancellable *cancellable,
-			   GAsyncReadyCallback callback,
-			   gpointer user_data)
-{
-	ChatOutboxStream *self = CHAT_OUTBOX_STREAM (stream);
-	GTask *task = g_task_new (stream, cancellable, callback, user_data);
-
-	g_task_set_source_tag (task, outbox_stream_close_async);
-	outbox_close_async (self->outbox, task);
-}
-
-static gboolean
-outbox_stream_close_finish (GIOStream *stream, GAsyncResult *result, GError **error)
-{
-	return g_task_propagate_boolean (G_TASK (result), error);
-}
-
-static void
-chat_outbox_stream_finalize (GObject *object)
-{
-	ChatOutboxStream *self = CHAT_OUTBOX_STREAM (object);
-
-	g_clear_object (&self->input);
-	g_clear_object (&self->outbox);
-	G_OBJECT_CLASS (chat_outbox_stream_parent_class)->finalize (object);
-}
-
-static void
-chat_outbox_stream_class_init (ChatOutboxStreamClass *klass)
-{
-	GObjectClass *object_class = G_OBJECT_CLASS (klass);
-	GIOStreamClass *stream_class = G_IO_STREAM_CLASS (klass);
-
-	object_class->finalize = chat_outbox_stream_finalize;
-	stream_class->get_input_stream = outbox_stream_get_input_stream;
-	stream_class->get_output_stream = outbox_stream_get_output_stream;
-	stream_class->close_fn = outbox_stream_close_fn;
-	stream_class->close_async = outbox_stream_close_async;
-	stream_class->close_finish = outbox_stream_close_finish;
-}
-
-static void
-chat_outbox_stream_init (ChatOutboxStream *self)
-{
-}
-
-GIOStream *
-chat_outbox_new_io_stream (ChatOutbox *self)
-{
-	ChatOutboxStream *stream = g_object_new (CHAT_TYPE_OUTBOX_STREAM, NULL);
-
-	stream->input = g_object_ref (G_INPUT_STREAM (self->inbox));
-	stream->outbox = g_object_ref (self);
-	return G_IO_STREAM (stream);
 }

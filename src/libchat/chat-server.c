@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,11 +15,12 @@
 
 #include "chat-client-private.h"
 #include "chat-error.h"
+#include "chat-flush-source-private.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
 #include "chat-limit-extension-private.h"
-#include "chat-outbox-private.h"
+#include "chat-outbox-stream-private.h"
 #include "chat-server.h"
 #include "chat-source-private.h"
 #include "chat-token-verifier-private.h"
@@ -29,9 +32,11 @@
  *
  * A #ChatServer listens for HTTP on one address and serves the WebSocket endpoint
  * (#ChatServer:path, `/ws` by default). It checks every upgrade request before answering
- * 101: a request that is not a WebSocket upgrade gets 400, a missing or refused token 401,
- * and a request over #ChatServer:max-connections 503, each with a JSON body. Accepted
- * connections become #ChatClient objects registered with the #ChatHub.
+ * 101: a request head over 32 KiB gets 431, a request that is not a WebSocket upgrade 400,
+ * an address over #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
+ * at #ChatServer:max-connections-per-user 429, and a request over
+ * #ChatServer:max-connections 503, each with a JSON body. Accepted connections become
+ * #ChatClient objects registered with the #ChatHub.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), the outbox budget (1008, a slow consumer), and the heartbeat: a WebSocket ping
@@ -53,6 +58,18 @@
 /* at the open-file limit, stop accepting for this long instead of spinning on a readable
  * listener; the kernel backlog holds the newcomers meanwhile */
 #define ACCEPT_PAUSE_MS 250
+/* the largest request head (request line and headers) served; libsoup 3.2 gives up at 64 KiB
+ * without answering and resets the connection, so this must stay below that */
+#define MAX_REQUEST_HEAD (32 * 1024)
+/* after a 431, how long and how much of the rest of the request is read and dropped, so that
+ * closing does not reset the connection before the client has read the answer */
+#define LINGER_US (2 * G_USEC_PER_SEC)
+#define LINGER_BYTES (4 * 1024 * 1024)
+/* the most remote addresses whose upgrade rate is tracked; beyond it the least recently
+ * seen one is forgotten, so many addresses cannot grow the table without bound */
+#define MAX_RATE_BUCKETS 16384
+/* RFC 6585; libsoup 3.2 has neither the constant nor its reason phrase */
+#define HTTP_TOO_MANY_REQUESTS 429
 
 /* Where an accepted connection's GSocket is kept, so the outbox can find it again after
  * libsoup stole the connection (soup_server_message_get_socket() is NULL for streams given
@@ -60,12 +77,41 @@
 static GQuark socket_quark;
 /* Set on an accepted connection's GSocket once its upgrade completed. */
 static GQuark upgraded_quark;
+/* Seeds the rate table's hash, so that chosen addresses cannot be made to collide. */
+static guint rate_seed;
 
 /* An accepted connection that must complete its upgrade before the deadline. */
 typedef struct {
 	GSocket *socket;
 	gint64 deadline; /* monotonic µs */
 } Handshake;
+
+/* The upgrade budget of one remote address (an IPv6 address's /64: one host's share). */
+typedef struct {
+	guint8 key[17]; /* the family's size (4 or 8), then the address or prefix */
+	double tokens;
+	gint64 updated; /* monotonic µs */
+	GList link;	/* in rate_lru, least recently updated first */
+} RateBucket;
+
+/* The upgrades of one user, registered or on their way. */
+typedef struct {
+	guint64 user_id;
+	guint n_connections;
+} UserConnections;
+
+/* An accepted connection whose request head is still arriving (MAX_REQUEST_HEAD), or one
+ * answered 431 whose request is being read and dropped before closing. */
+typedef struct {
+	ChatServer *server; /* unowned: the server destroys its sources before it goes */
+	GSocket *socket;
+	GSocketConnection *connection;
+	GSource *source;
+	GSocketAddress *remote;
+	gsize scanned;	 /* bytes of the head already searched for its end */
+	gsize drained;	 /* lingering: bytes dropped */
+	gboolean linger; /* answered 431, dropping the rest */
+} RequestHead;
 
 struct _ChatServer {
 	GObject parent_instance;
@@ -91,15 +137,26 @@ struct _ChatServer {
 	guint outbox_size;
 	guint ping_interval;
 	guint idle_timeout;
+	guint max_connections_per_user;
+	guint upgrades_per_second;
+	guint upgrade_burst;
+	guint n_connections;	      /* upgraded or being upgraded */
+	GHashTable *user_connections; /* &user_id -> UserConnections*, owned; n > 0 only */
+	GHashTable *rate_buckets;     /* RateBucket* (by key) -> itself, owned */
+	GQueue rate_lru;	      /* RateBucket.link */
+	GHashTable *request_heads;    /* RequestHead* -> itself, owned */
+	char *peek_buffer;	      /* MAX_REQUEST_HEAD bytes, for every request head */
+	gint64 started;		      /* monotonic µs */
 	guint messages_per_second;
 	guint message_burst;
 	guint max_rooms;
-	guint n_connections; /* upgraded or being upgraded */
-	gint64 started;	     /* monotonic µs */
 	guint64 accepted;
 	guint64 refused_bad_request;
 	guint64 refused_token;
 	guint64 refused_busy;
+	guint64 refused_rate;
+	guint64 refused_user_limit;
+	guint64 refused_head_too_large;
 	guint64 bytes_sent_closed; /* bytes of clients already gone */
 };
 
@@ -116,6 +173,9 @@ enum {
 	PROP_PING_INTERVAL,
 	PROP_IDLE_TIMEOUT,
 	PROP_HANDSHAKE_TIMEOUT,
+	PROP_MAX_CONNECTIONS_PER_USER,
+	PROP_UPGRADES_PER_SECOND,
+	PROP_UPGRADE_BURST,
 	PROP_MESSAGES_PER_SECOND,
 	PROP_MESSAGE_BURST,
 	PROP_MAX_ROOMS,
@@ -165,6 +225,15 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_HANDSHAKE_TIMEOUT:
 		g_value_set_uint (value, self->handshake_timeout);
+		break;
+	case PROP_MAX_CONNECTIONS_PER_USER:
+		g_value_set_uint (value, self->max_connections_per_user);
+		break;
+	case PROP_UPGRADES_PER_SECOND:
+		g_value_set_uint (value, self->upgrades_per_second);
+		break;
+	case PROP_UPGRADE_BURST:
+		g_value_set_uint (value, self->upgrade_burst);
 		break;
 	case PROP_MESSAGES_PER_SECOND:
 		g_value_set_uint (value, self->messages_per_second);
@@ -225,6 +294,15 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	case PROP_HANDSHAKE_TIMEOUT:
 		set_uint (self, &self->handshake_timeout, g_value_get_uint (value), prop_id);
 		break;
+	case PROP_MAX_CONNECTIONS_PER_USER:
+		set_uint (self, &self->max_connections_per_user, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_UPGRADES_PER_SECOND:
+		set_uint (self, &self->upgrades_per_second, g_value_get_uint (value), prop_id);
+		break;
+	case PROP_UPGRADE_BURST:
+		set_uint (self, &self->upgrade_burst, g_value_get_uint (value), prop_id);
+		break;
 	case PROP_MESSAGES_PER_SECOND:
 		set_uint (self, &self->messages_per_second, g_value_get_uint (value), prop_id);
 		break;
@@ -275,7 +353,11 @@ chat_server_dispose (GObject *object)
 	chat_clear_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
-	chat_clear_source (&self->flush_source);
+	g_hash_table_remove_all (self->request_heads);
+	if (self->flush_source != NULL) {
+		chat_flush_source_destroy (self->flush_source);
+		g_clear_pointer (&self->flush_source, g_source_unref);
+	}
 	chat_clear_source (&self->poll_source);
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
@@ -289,17 +371,22 @@ chat_server_finalize (GObject *object)
 	ChatServer *self = CHAT_SERVER (object);
 
 	g_free (self->path);
+	g_hash_table_unref (self->user_connections);
+	/* the links are inside the buckets the table frees */
+	g_hash_table_unref (self->rate_buckets);
+	g_hash_table_unref (self->request_heads);
+	g_free (self->peek_buffer);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
 }
 
-static void
-set_json_response (SoupServerMessage *msg, guint status, const char *error, const char *description)
+/* The body of every refusal: {"error":…,"error_description":…} */
+static char *
+json_error_body (const char *error, const char *description)
 {
 	g_autoptr (JsonBuilder) builder = json_builder_new ();
 	g_autoptr (JsonNode) root = NULL;
-	char *body;
 
 	json_builder_begin_object (builder);
 	json_builder_set_member_name (builder, "error");
@@ -308,14 +395,176 @@ set_json_response (SoupServerMessage *msg, guint status, const char *error, cons
 	json_builder_add_string_value (builder, description);
 	json_builder_end_object (builder);
 	root = json_builder_get_root (builder);
-	body = json_to_string (root, FALSE);
+	return json_to_string (root, FALSE);
+}
 
-	soup_server_message_set_status (msg, status, NULL);
+static void
+set_json_response (SoupServerMessage *msg, guint status, const char *error, const char *description)
+{
+	char *body = json_error_body (error, description);
+
+	soup_server_message_set_status (msg,
+					status,
+					status == HTTP_TOO_MANY_REQUESTS ? "Too Many Requests"
+									 : NULL);
 	soup_server_message_set_response (msg,
 					  "application/json",
 					  SOUP_MEMORY_TAKE,
 					  body,
 					  strlen (body));
+}
+
+/* The connections of a user this server accepted or is upgrading. */
+static guint
+user_connections_get (ChatServer *self, guint64 user_id)
+{
+	UserConnections *user = g_hash_table_lookup (self->user_connections, &user_id);
+
+	return user != NULL ? user->n_connections : 0;
+}
+
+static void
+user_connections_add (ChatServer *self, guint64 user_id)
+{
+	UserConnections *user = g_hash_table_lookup (self->user_connections, &user_id);
+
+	if (user == NULL) {
+		user = g_new0 (UserConnections, 1);
+		user->user_id = user_id;
+		g_hash_table_add (self->user_connections, user);
+	}
+	user->n_connections++;
+}
+
+static void
+user_connections_remove (ChatServer *self, guint64 user_id)
+{
+	UserConnections *user = g_hash_table_lookup (self->user_connections, &user_id);
+
+	g_return_if_fail (user != NULL && user->n_connections > 0);
+	if (--user->n_connections == 0)
+		g_hash_table_remove (self->user_connections, &user_id);
+}
+
+/* A connection reserved by the gate is gone, upgraded or not. */
+static void
+release_connection (ChatServer *self, guint64 user_id)
+{
+	self->n_connections--;
+	user_connections_remove (self, user_id);
+}
+
+static guint
+rate_bucket_hash (gconstpointer data)
+{
+	const RateBucket *bucket = data;
+	guint hash = 2166136261u ^ rate_seed;
+
+	/* FNV-1a */
+	for (gsize i = 0; i < sizeof bucket->key; i++)
+		hash = (hash ^ bucket->key[i]) * 16777619u;
+	return hash;
+}
+
+static gboolean
+rate_bucket_equal (gconstpointer a, gconstpointer b)
+{
+	return memcmp (((const RateBucket *) a)->key,
+		       ((const RateBucket *) b)->key,
+		       sizeof ((const RateBucket *) a)->key) == 0;
+}
+
+/* Whom the upgrade rate applies to: an IPv4 address (IPv4-mapped ones included), or the /64
+ * of an IPv6 address, since one host usually holds a whole /64. */
+static gboolean
+rate_key (GSocketAddress *address, guint8 key[17])
+{
+	GInetAddress *inet;
+	const guint8 *bytes;
+
+	memset (key, 0, 17);
+	if (!G_IS_INET_SOCKET_ADDRESS (address))
+		return FALSE;
+	inet = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address));
+	bytes = g_inet_address_to_bytes (inet);
+	if (g_inet_address_get_family (inet) == G_SOCKET_FAMILY_IPV4) {
+		key[0] = 4;
+		memcpy (key + 1, bytes, 4);
+	} else if (memcmp (bytes, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		key[0] = 4;
+		memcpy (key + 1, bytes + 12, 4);
+	} else {
+		key[0] = 8;
+		memcpy (key + 1, bytes, 8);
+	}
+	return TRUE;
+}
+
+/* Microseconds for an empty bucket to fill up again: an older bucket is full, and forgotten. */
+static gint64
+rate_refill_us (ChatServer *self)
+{
+	return (gint64) ((double) self->upgrade_burst * G_USEC_PER_SEC / self->upgrades_per_second);
+}
+
+static void
+rate_bucket_forget (ChatServer *self, RateBucket *bucket)
+{
+	g_queue_unlink (&self->rate_lru, &bucket->link);
+	g_hash_table_remove (self->rate_buckets, bucket);
+}
+
+static void
+prune_rate_buckets (ChatServer *self, gint64 now)
+{
+	RateBucket *oldest;
+
+	while (self->rate_lru.head != NULL) {
+		oldest = self->rate_lru.head->data;
+		if (self->upgrades_per_second > 0 && now - oldest->updated < rate_refill_us (self))
+			break;
+		rate_bucket_forget (self, oldest);
+	}
+}
+
+/* Takes one upgrade from the token bucket of @address's host; if it is empty, returns FALSE
+ * and the seconds until the next one in @retry_after. */
+static gboolean
+rate_allows (ChatServer *self, GSocketAddress *address, guint *retry_after)
+{
+	RateBucket lookup = {0};
+	RateBucket *bucket;
+	gint64 now;
+
+	if (self->upgrades_per_second == 0 || !rate_key (address, lookup.key))
+		return TRUE;
+	now = g_get_monotonic_time ();
+	bucket = g_hash_table_lookup (self->rate_buckets, &lookup);
+	if (bucket == NULL) {
+		prune_rate_buckets (self, now);
+		if (g_hash_table_size (self->rate_buckets) >= MAX_RATE_BUCKETS)
+			rate_bucket_forget (self, self->rate_lru.head->data);
+		bucket = g_new0 (RateBucket, 1);
+		memcpy (bucket->key, lookup.key, sizeof bucket->key);
+		bucket->tokens = self->upgrade_burst;
+		bucket->link.data = bucket;
+		g_hash_table_add (self->rate_buckets, bucket);
+	} else {
+		g_queue_unlink (&self->rate_lru, &bucket->link);
+		bucket->tokens =
+		    MIN ((double) self->upgrade_burst,
+			 bucket->tokens + (double) (now - bucket->updated) *
+					      self->upgrades_per_second / G_USEC_PER_SEC);
+	}
+	bucket->updated = now;
+	g_queue_push_tail_link (&self->rate_lru, &bucket->link);
+	if (bucket->tokens >= 1.0) {
+		bucket->tokens -= 1.0;
+		return TRUE;
+	}
+	/* whole seconds, rounded up */
+	*retry_after = (guint) ((1.0 - bucket->tokens) / self->upgrades_per_second) + 1;
+	return FALSE;
 }
 
 static const char *
@@ -354,7 +603,7 @@ pending_upgrade_free (gpointer data, GClosure *closure)
 
 	/* the 101 was never written (the peer vanished): release the reserved slot */
 	if (!pending->done)
-		pending->server->n_connections--;
+		release_connection (pending->server, pending->user_id);
 	g_clear_pointer (&pending->rooms, g_array_unref);
 	g_free (pending->remote_address);
 	g_object_unref (pending->server);
@@ -366,7 +615,7 @@ on_client_closed (ChatClient *client, gpointer user_data)
 {
 	ChatServer *self = user_data;
 
-	self->n_connections--;
+	release_connection (self, chat_client_get_user_id (client));
 	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
 		 chat_client_get_id (client),
@@ -416,7 +665,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 		socket = find_socket (stolen);
 	if (socket == NULL) {
 		g_warning (_ ("Cannot find the socket of an upgraded connection; dropping it"));
-		self->n_connections--;
+		release_connection (self, pending->user_id);
 		if (stolen != NULL)
 			g_io_stream_close (stolen, NULL, NULL);
 		return;
@@ -424,7 +673,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 
 	g_object_set_qdata (G_OBJECT (socket), upgraded_quark, GINT_TO_POINTER (TRUE));
 	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
-	io = chat_outbox_new_io_stream (outbox);
+	io = chat_outbox_stream_new (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
 	 * client's access_token in memory for the life of the connection */
@@ -477,7 +726,13 @@ handle_request (SoupServer *soup,
 	g_autoptr (GArray) rooms = NULL;
 	const char *reason = NULL;
 	guint64 user_id = 0;
+	guint retry_after = 1;
+	char retry_text[16];
 	PendingUpgrade *pending;
+
+	/* Cheapest first, and nothing that costs a signature check before the per-address rate:
+	 * the path and the handshake are string compares, the rate one hash lookup, and only then
+	 * is the token verified; the per-user and server-wide limits need the token's user. */
 
 	if (g_strcmp0 (path, self->path) != 0) {
 		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
@@ -489,6 +744,20 @@ handle_request (SoupServer *soup,
 				   SOUP_STATUS_BAD_REQUEST,
 				   "invalid_request",
 				   "This endpoint only accepts WebSocket upgrade requests");
+		return;
+	}
+	if (!rate_allows (self, soup_server_message_get_remote_address (msg), &retry_after)) {
+		self->refused_rate++;
+		g_debug ("refused an upgrade from %s: over %u per second",
+			 remote,
+			 self->upgrades_per_second);
+		set_json_response (
+		    msg,
+		    HTTP_TOO_MANY_REQUESTS,
+		    "too_many_requests",
+		    "Too many connection attempts from this address; try again later");
+		g_snprintf (retry_text, sizeof retry_text, "%u", retry_after);
+		soup_message_headers_replace (response_headers, "Retry-After", retry_text);
 		return;
 	}
 	if (!chat_token_verifier_check (self->verifier,
@@ -503,6 +772,22 @@ handle_request (SoupServer *soup,
 		soup_message_headers_replace (response_headers,
 					      "WWW-Authenticate",
 					      "Bearer error=\"invalid_token\"");
+		return;
+	}
+	/* upgrades on their way count too, so a burst cannot overshoot */
+	if (self->max_connections_per_user > 0 &&
+	    user_connections_get (self, user_id) >= self->max_connections_per_user) {
+		self->refused_user_limit++;
+		g_message (
+		    _ ("Refused a connection from %s: user %" PRIu64 " already has %u connections"),
+		    remote,
+		    user_id,
+		    self->max_connections_per_user);
+		set_json_response (msg,
+				   HTTP_TOO_MANY_REQUESTS,
+				   "too_many_connections",
+				   "This user has too many connections; close one first");
+		soup_message_headers_replace (response_headers, "Retry-After", "10");
 		return;
 	}
 	if (self->max_connections > 0 && self->n_connections >= self->max_connections) {
@@ -528,6 +813,7 @@ handle_request (SoupServer *soup,
 		return;
 	}
 	self->n_connections++;
+	user_connections_add (self, user_id);
 	pending = g_new0 (PendingUpgrade, 1);
 	pending->server = g_object_ref (self);
 	pending->user_id = user_id;
@@ -610,6 +896,7 @@ on_handshake_sweep (gpointer user_data)
 	gint64 now = g_get_monotonic_time ();
 	Handshake *head;
 
+	prune_rate_buckets (self, now);
 	while ((head = g_queue_peek_head (&self->handshakes)) != NULL && head->deadline <= now) {
 		g_queue_pop_head (&self->handshakes);
 		if (g_object_get_qdata (G_OBJECT (head->socket), upgraded_quark) == NULL &&
@@ -624,6 +911,205 @@ on_handshake_sweep (gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
+static void
+request_head_free (RequestHead *head)
+{
+	chat_clear_source (&head->source);
+	/* not handed to libsoup: closing the connection closes the socket */
+	if (head->connection != NULL)
+		g_io_stream_close (G_IO_STREAM (head->connection), NULL, NULL);
+	g_clear_object (&head->connection);
+	g_clear_object (&head->remote);
+	g_object_unref (head->socket);
+	g_free (head);
+}
+
+typedef enum { HEAD_WAIT, HEAD_COMPLETE, HEAD_TOO_LARGE, HEAD_GONE } HeadState;
+
+/* Looks at what arrived of the request head, without taking it from the socket: libsoup
+ * reads it again once it is complete. */
+static HeadState
+peek_request_head (ChatServer *self, RequestHead *head)
+{
+	gssize n = recv (g_socket_get_fd (head->socket),
+			 self->peek_buffer,
+			 MAX_REQUEST_HEAD,
+			 MSG_PEEK | MSG_DONTWAIT);
+	gsize from;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? HEAD_WAIT
+										 : HEAD_GONE;
+	if (n == 0)
+		return HEAD_GONE;
+	/* readable without anything new (the low-water mark below): the peer stopped sending;
+	 * libsoup reads the partial head and answers it */
+	if ((gsize) n <= head->scanned)
+		return HEAD_COMPLETE;
+	/* an empty line ends the head; libsoup takes a bare LF as well as CRLF */
+	from = head->scanned >= 3 ? head->scanned - 3 : 0;
+	if (memmem (self->peek_buffer + from, n - from, "\n\r\n", 3) != NULL ||
+	    memmem (self->peek_buffer + from, n - from, "\n\n", 2) != NULL)
+		return HEAD_COMPLETE;
+	head->scanned = n;
+	return n >= MAX_REQUEST_HEAD ? HEAD_TOO_LARGE : HEAD_WAIT;
+}
+
+/* Peeking leaves the bytes queued, so the socket would stay readable: wake up only when more
+ * than @n bytes are there (or the peer closed). */
+static void
+set_receive_low_water (GSocket *socket, gsize n)
+{
+	int lowat = (int) n + 1;
+
+	if (setsockopt (g_socket_get_fd (socket), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) <
+	    0)
+		g_debug ("cannot set SO_RCVLOWAT: %s", g_strerror (errno));
+}
+
+static void
+serve_request (ChatServer *self, RequestHead *head)
+{
+	g_autoptr (GSocketConnection) connection = g_steal_pointer (&head->connection);
+	/* at accept time: once shut down (handshake-timeout), the socket has no peer */
+	g_autoptr (GSocketAddress) local = g_socket_get_local_address (head->socket, NULL);
+	g_autoptr (GSocketAddress) remote = g_steal_pointer (&head->remote);
+	g_autoptr (GError) error = NULL;
+
+	if (local == NULL || remote == NULL) {
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+		return;
+	}
+	if (!soup_server_accept_iostream (self->soup,
+					  G_IO_STREAM (connection),
+					  local,
+					  remote,
+					  &error)) {
+		g_debug ("cannot serve a new connection: %s", error->message);
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+	}
+}
+
+/* libsoup 3.2 neither answers a head over its 64 KiB nor reads the rest, so the client sees
+ * a reset; chathub answers 431 itself, then stops sending and reads what still comes, for a
+ * while, so that the close does not reset the connection before the answer is read. */
+static void
+refuse_request_head (ChatServer *self, RequestHead *head)
+{
+	g_autofree char *body =
+	    json_error_body ("request_header_too_large",
+			     "The request line and headers must fit in 32768 bytes");
+	g_autofree char *response =
+	    g_strdup_printf ("HTTP/1.1 431 Request Header Fields Too Large\r\n"
+			     "Server: chathub/" PACKAGE_VERSION "\r\n"
+			     "Connection: close\r\n"
+			     "Content-Type: application/json\r\n"
+			     "Content-Length: %zu\r\n"
+			     "\r\n"
+			     "%s",
+			     strlen (body),
+			     body);
+
+	self->refused_head_too_large++;
+	g_debug ("refused a request head of more than %d bytes", MAX_REQUEST_HEAD);
+	/* a fresh socket's send buffer takes it whole */
+	if (send (g_socket_get_fd (head->socket),
+		  response,
+		  strlen (response),
+		  MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return;
+	g_socket_shutdown (head->socket, FALSE, TRUE, NULL);
+	head->linger = TRUE;
+}
+
+/* Reads and drops what the refused client still sends; FALSE when it is time to close. */
+static gboolean
+drain_request (ChatServer *self, RequestHead *head)
+{
+	while (head->drained < LINGER_BYTES) {
+		gssize n = recv (g_socket_get_fd (head->socket),
+				 self->peek_buffer,
+				 MAX_REQUEST_HEAD,
+				 MSG_DONTWAIT);
+
+		if (n > 0)
+			head->drained += n;
+		else
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+	}
+	return FALSE;
+}
+
+/* Moves an accepted connection on; FALSE when there is nothing left to wait for. */
+static gboolean
+request_head_advance (ChatServer *self, RequestHead *head)
+{
+	HeadState state;
+
+	if (head->linger)
+		return drain_request (self, head);
+	state = peek_request_head (self, head);
+	if (state == HEAD_WAIT) {
+		set_receive_low_water (head->socket, head->scanned);
+		return TRUE;
+	}
+	if (head->scanned > 0)
+		set_receive_low_water (head->socket, 0);
+	switch (state) {
+	case HEAD_COMPLETE:
+		serve_request (self, head);
+		return FALSE;
+	case HEAD_TOO_LARGE:
+		refuse_request_head (self, head);
+		return head->linger && drain_request (self, head);
+	case HEAD_WAIT:
+	case HEAD_GONE:
+	default:
+		return FALSE;
+	}
+}
+
+static gboolean
+on_request_head_ready (GSocket *socket, GIOCondition condition, gpointer user_data)
+{
+	RequestHead *head = user_data;
+	ChatServer *self = head->server;
+	gboolean linger = head->linger;
+
+	if ((head->linger && g_get_monotonic_time () >= g_source_get_ready_time (head->source)) ||
+	    !request_head_advance (self, head)) {
+		g_hash_table_remove (self->request_heads, head);
+		return G_SOURCE_REMOVE;
+	}
+	if (head->linger && !linger)
+		g_source_set_ready_time (head->source, g_get_monotonic_time () + LINGER_US);
+	return G_SOURCE_CONTINUE;
+}
+
+/* Hands an accepted connection to libsoup once its request head is in, whole and not too
+ * large; most heads are there already when the connection is accepted. */
+static void
+start_request (ChatServer *self, GSocket *socket, GSocketConnection *connection)
+{
+	RequestHead *head = g_new0 (RequestHead, 1);
+
+	head->server = self;
+	head->socket = g_object_ref (socket);
+	head->connection = g_object_ref (connection);
+	head->remote = g_socket_get_remote_address (socket, NULL);
+	if (!request_head_advance (self, head)) {
+		request_head_free (head);
+		return;
+	}
+	head->source = g_socket_create_source (socket, G_IO_IN, NULL);
+	g_source_set_callback (head->source, G_SOURCE_FUNC (on_request_head_ready), head, NULL);
+	g_source_set_static_name (head->source, "chathub request head");
+	if (head->linger)
+		g_source_set_ready_time (head->source, g_get_monotonic_time () + LINGER_US);
+	g_source_attach (head->source, self->context);
+	g_hash_table_add (self->request_heads, head);
+}
+
 /* libsoup 3.2's own listener accepts one connection per wakeup, with a backlog of 10, and
  * leaks the GSocket of every connection it accepts; chathub accepts itself, in batches. */
 static gboolean
@@ -635,8 +1121,6 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 		g_autoptr (GError) error = NULL;
 		g_autoptr (GSocket) socket = g_socket_accept (listener, NULL, &error);
 		g_autoptr (GSocketConnection) connection = NULL;
-		g_autoptr (GSocketAddress) local = NULL;
-		g_autoptr (GSocketAddress) remote = NULL;
 
 		if (socket == NULL) {
 			if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)) {
@@ -653,17 +1137,8 @@ on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
 		    G_OBJECT (g_io_stream_get_input_stream (G_IO_STREAM (connection))),
 		    socket_quark,
 		    socket);
-		local = g_socket_get_local_address (socket, NULL);
-		remote = g_socket_get_remote_address (socket, NULL);
-		if (!soup_server_accept_iostream (self->soup,
-						  G_IO_STREAM (connection),
-						  local,
-						  remote,
-						  &error)) {
-			g_debug ("cannot serve a new connection: %s", error->message);
-			g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
-			continue;
-		}
+		start_request (self, socket, connection);
+		/* also the deadline of a head that is still arriving */
 		if (self->handshake_timeout > 0) {
 			Handshake *handshake = g_new (Handshake, 1);
 
@@ -721,6 +1196,7 @@ chat_server_constructed (GObject *object)
 	if (self->poll_source == NULL)
 		g_error (_ ("Cannot create the epoll set: %s"), error->message);
 	g_source_attach (self->poll_source, self->context);
+	self->peek_buffer = g_malloc (MAX_REQUEST_HEAD);
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
 }
@@ -733,6 +1209,7 @@ chat_server_class_init (ChatServerClass *klass)
 	chat_i18n_init ();
 	socket_quark = g_quark_from_static_string ("chat-server-socket");
 	upgraded_quark = g_quark_from_static_string ("chat-server-upgraded");
+	rate_seed = g_random_int ();
 
 	object_class->get_property = chat_server_get_property;
 	object_class->set_property = chat_server_set_property;
@@ -749,7 +1226,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_HUB] = g_param_spec_object ("hub",
 					       NULL,
-					       NULL,
+					       "The hub accepted clients are registered with",
 					       CHAT_TYPE_HUB,
 					       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						   G_PARAM_STATIC_STRINGS);
@@ -760,12 +1237,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_VERIFIER] = g_param_spec_object ("verifier",
-						    NULL,
-						    NULL,
-						    CHAT_TYPE_TOKEN_VERIFIER,
-						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_VERIFIER] = g_param_spec_object (
+	    "verifier",
+	    NULL,
+	    "The verifier every upgrade request's token is checked with",
+	    CHAT_TYPE_TOKEN_VERIFIER,
+	    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:path:
 	 *
@@ -775,7 +1252,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_PATH] = g_param_spec_string ("path",
 						NULL,
-						NULL,
+						"The path of the WebSocket endpoint",
 						"/ws",
 						G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 						    G_PARAM_STATIC_STRINGS);
@@ -789,7 +1266,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MAX_CONNECTIONS] = g_param_spec_uint (
 	    "max-connections",
 	    NULL,
-	    NULL,
+	    "The most connections at once",
 	    0,
 	    G_MAXUINT,
 	    0,
@@ -805,7 +1282,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MAX_MESSAGE_SIZE] = g_param_spec_uint (
 	    "max-message-size",
 	    NULL,
-	    NULL,
+	    "The largest message a client may send, in bytes",
 	    1,
 	    64 * 1024 * 1024,
 	    64 * 1024,
@@ -820,7 +1297,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_OUTBOX_SIZE] = g_param_spec_uint ("outbox-size",
 						     NULL,
-						     NULL,
+						     "The most bytes that may wait for one client",
 						     1024,
 						     G_MAXUINT,
 						     1024 * 1024,
@@ -833,14 +1310,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_PING_INTERVAL] = g_param_spec_uint ("ping-interval",
-						       NULL,
-						       NULL,
-						       0,
-						       86400,
-						       54,
-						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							   G_PARAM_STATIC_STRINGS);
+	props[PROP_PING_INTERVAL] = g_param_spec_uint (
+	    "ping-interval",
+	    NULL,
+	    "Seconds between the WebSocket pings to every client",
+	    0,
+	    86400,
+	    54,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:idle-timeout:
 	 *
@@ -849,14 +1326,14 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint ("idle-timeout",
-						      NULL,
-						      NULL,
-						      0,
-						      86400,
-						      60,
-						      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							  G_PARAM_STATIC_STRINGS);
+	props[PROP_IDLE_TIMEOUT] = g_param_spec_uint (
+	    "idle-timeout",
+	    NULL,
+	    "Seconds without a message or pong before a client is closed",
+	    0,
+	    86400,
+	    60,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:handshake-timeout:
 	 *
@@ -868,11 +1345,61 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_HANDSHAKE_TIMEOUT] = g_param_spec_uint (
 	    "handshake-timeout",
 	    NULL,
-	    NULL,
+	    "Seconds a new connection has to complete its upgrade",
 	    0,
 	    3600,
 	    10,
 	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:max-connections-per-user:
+	 *
+	 * The most connections one user (the token's user id) may hold at once, those being
+	 * upgraded included; more upgrade requests get 429 `too_many_connections`. 0 means no
+	 * limit.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_MAX_CONNECTIONS_PER_USER] = g_param_spec_uint (
+	    "max-connections-per-user",
+	    NULL,
+	    "The most connections one user may have at once",
+	    0,
+	    G_MAXUINT,
+	    32,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:upgrades-per-second:
+	 *
+	 * The upgrade requests one remote address (an IPv6 address's /64) may make per second,
+	 * on average, after #ChatServer:upgrade-burst; more get 429 `too_many_requests` before
+	 * their token is checked. 0 means no limit.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_UPGRADES_PER_SECOND] = g_param_spec_uint (
+	    "upgrades-per-second",
+	    NULL,
+	    "Upgrades per second from one address",
+	    0,
+	    1000000,
+	    20,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:upgrade-burst:
+	 *
+	 * The upgrade requests one remote address may make at once before
+	 * #ChatServer:upgrades-per-second applies (the size of its token bucket).
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_UPGRADE_BURST] = g_param_spec_uint ("upgrade-burst",
+						       NULL,
+						       "Upgrades one address may make at once",
+						       1,
+						       1000000,
+						       100,
+						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							   G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:messages-per-second:
 	 *
@@ -887,7 +1414,7 @@ chat_server_class_init (ChatServerClass *klass)
 	props[PROP_MESSAGES_PER_SECOND] = g_param_spec_uint (
 	    "messages-per-second",
 	    NULL,
-	    NULL,
+	    "Messages one client may send per second, on average",
 	    0,
 	    1000000,
 	    100,
@@ -903,7 +1430,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_MESSAGE_BURST] = g_param_spec_uint ("message-burst",
 						       NULL,
-						       NULL,
+						       "Messages one client may send at once",
 						       0,
 						       1000000,
 						       200,
@@ -920,7 +1447,7 @@ chat_server_class_init (ChatServerClass *klass)
 	 */
 	props[PROP_MAX_ROOMS] = g_param_spec_uint ("max-rooms",
 						   NULL,
-						   NULL,
+						   "The most rooms one connection may be in",
 						   0,
 						   G_MAXUINT,
 						   1000,
@@ -937,6 +1464,15 @@ chat_server_init (ChatServer *self)
 	self->outbox_size = 1024 * 1024;
 	self->ping_interval = 54;
 	self->idle_timeout = 60;
+	self->max_connections_per_user = 32;
+	self->upgrades_per_second = 20;
+	self->upgrade_burst = 100;
+	/* the key is the record's first member */
+	self->user_connections = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+	self->rate_buckets =
+	    g_hash_table_new_full (rate_bucket_hash, rate_bucket_equal, g_free, NULL);
+	self->request_heads =
+	    g_hash_table_new_full (NULL, NULL, (GDestroyNotify) request_head_free, NULL);
 	self->messages_per_second = 100;
 	self->message_burst = 200;
 	self->max_rooms = 1000;
@@ -1151,7 +1687,9 @@ chat_server_get_n_connections (ChatServer *self)
  * @self: a #ChatServer
  *
  * Gets counters since the server was created, as a dictionary (`a{sv}`) with the keys
- * `connections-accepted`, `refused-bad-request`, `refused-token`, `refused-busy` (t),
+ * `connections-accepted`, `refused-bad-request`, `refused-token`, `refused-busy`,
+ * `refused-rate` (over #ChatServer:upgrades-per-second), `refused-user-limit` (over
+ * #ChatServer:max-connections-per-user), `refused-header-too-large` (431) (t),
  * `connections` (u), `messages-relayed`, `bytes-sent`, `slow-consumer-closes`,
  * `idle-closes` (t) and `uptime` (t, seconds).
  *
@@ -1190,6 +1728,18 @@ chat_server_get_statistics (ChatServer *self)
 			       "{sv}",
 			       "refused-busy",
 			       g_variant_new_uint64 (self->refused_busy));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-rate",
+			       g_variant_new_uint64 (self->refused_rate));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-user-limit",
+			       g_variant_new_uint64 (self->refused_user_limit));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-header-too-large",
+			       g_variant_new_uint64 (self->refused_head_too_large));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "connections",

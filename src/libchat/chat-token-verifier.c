@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -82,6 +84,9 @@ static const char *const reason_malformed = N_ ("The token is malformed");
 static const char *const reason_algorithm =
     N_ ("The token is not signed with the configured algorithm");
 static const char *const reason_signature = N_ ("The token signature is invalid");
+static const char *const reason_header_unparsable = N_ ("The token header cannot be parsed");
+static const char *const reason_claims_unparsable =
+    N_ ("The token claims cannot be parsed (a number out of range, or U+0000 in a string?)");
 static const char *const reason_expired = N_ ("The token has expired");
 static const char *const reason_not_yet = N_ ("The token is not valid yet");
 static const char *const reason_issuer = N_ ("The token issuer is not accepted");
@@ -228,7 +233,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	props[PROP_ALGORITHM] =
 	    g_param_spec_enum ("algorithm",
 			       NULL,
-			       NULL,
+			       "The one algorithm tokens must be signed with",
 			       CHAT_TYPE_TOKEN_ALGORITHM,
 			       CHAT_TOKEN_ALGORITHM_HS256,
 			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
@@ -241,7 +246,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 */
 	props[PROP_ISSUER] = g_param_spec_string ("issuer",
 						  NULL,
-						  NULL,
+						  "The iss claim tokens must carry, if set",
 						  NULL,
 						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						      G_PARAM_STATIC_STRINGS);
@@ -252,12 +257,12 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_AUDIENCE] = g_param_spec_string ("audience",
-						    NULL,
-						    NULL,
-						    NULL,
-						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-							G_PARAM_STATIC_STRINGS);
+	props[PROP_AUDIENCE] = g_param_spec_string (
+	    "audience",
+	    NULL,
+	    "The audience the aud claim must contain, if set",
+	    NULL,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatTokenVerifier:leeway:
 	 *
@@ -267,7 +272,7 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 */
 	props[PROP_LEEWAY] = g_param_spec_uint ("leeway",
 						NULL,
-						NULL,
+						"Seconds of clock skew tolerated on exp and nbf",
 						0,
 						3600,
 						30,
@@ -492,11 +497,18 @@ chat_token_verifier_set_leeway (ChatTokenVerifier *self, guint seconds)
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_LEEWAY]);
 }
 
-static JsonNode *
-decode_segment_json (const char *segment, gsize len)
+static void
+jwt_freep (jwt_t **jwt)
+{
+	g_clear_pointer (jwt, jwt_free);
+}
+
+/* base64url without padding, as in a compact JWT; NULL if it is not that or is empty. */
+static GBytes *
+decode_segment (const char *segment, gsize len)
 {
 	g_autofree char *b64 = g_malloc (len + 4);
-	g_autofree guchar *raw = NULL;
+	guchar *raw;
 	gsize raw_len = 0, n = len;
 
 	for (gsize i = 0; i < len; i++) {
@@ -516,9 +528,136 @@ decode_segment_json (const char *segment, gsize len)
 	if (len % 4 == 1)
 		return NULL;
 	raw = g_base64_decode (b64, &raw_len);
-	if (raw == NULL || raw_len == 0)
+	if (raw == NULL || raw_len == 0) {
+		g_free (raw);
 		return NULL;
-	return chat_json_parse ((const char *) raw, raw_len, NULL);
+	}
+	return g_bytes_new_take (raw, raw_len);
+}
+
+static JsonNode *
+decode_segment_json (const char *segment, gsize len)
+{
+	g_autoptr (GBytes) raw = decode_segment (segment, len);
+	gsize raw_len;
+	const char *text;
+
+	if (raw == NULL)
+		return NULL;
+	text = g_bytes_get_data (raw, &raw_len);
+	return chat_json_parse (text, raw_len, CHAT_JSON_MAX_DEPTH, NULL);
+}
+
+static gboolean
+hmac_holds (ChatTokenVerifier *self, const char *input, gsize input_len, GBytes *signature)
+{
+	static const GChecksumType types[] = {
+	    [CHAT_TOKEN_ALGORITHM_HS256] = G_CHECKSUM_SHA256,
+	    [CHAT_TOKEN_ALGORITHM_HS384] = G_CHECKSUM_SHA384,
+	    [CHAT_TOKEN_ALGORITHM_HS512] = G_CHECKSUM_SHA512,
+	};
+	gsize key_len, sig_len, digest_len = 64;
+	const guchar *key = g_bytes_get_data (self->key, &key_len);
+	const guchar *sig = g_bytes_get_data (signature, &sig_len);
+	g_autoptr (GHmac) hmac = g_hmac_new (types[self->algorithm], key, key_len);
+	guint8 digest[64];
+
+	g_hmac_update (hmac, (const guchar *) input, (gssize) input_len);
+	g_hmac_get_digest (hmac, digest, &digest_len);
+	return sig_len == digest_len && CRYPTO_memcmp (sig, digest, digest_len) == 0;
+}
+
+/* JWS carries an ES256 signature as r || s (32 bytes each); OpenSSL verifies DER. */
+static GBytes *
+ecdsa_raw_to_der (GBytes *signature)
+{
+	gsize len;
+	const guchar *raw = g_bytes_get_data (signature, &len);
+	ECDSA_SIG *sig;
+	BIGNUM *r, *s;
+	guchar *der = NULL;
+	int der_len;
+	GBytes *result;
+
+	if (len != 64)
+		return NULL;
+	sig = ECDSA_SIG_new ();
+	r = BN_bin2bn (raw, 32, NULL);
+	s = BN_bin2bn (raw + 32, 32, NULL);
+	if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0 (sig, r, s) != 1) {
+		BN_free (r);
+		BN_free (s);
+		ECDSA_SIG_free (sig);
+		return NULL;
+	}
+	der_len = i2d_ECDSA_SIG (sig, &der);
+	ECDSA_SIG_free (sig);
+	if (der_len <= 0)
+		return NULL;
+	result = g_bytes_new (der, der_len);
+	OPENSSL_free (der);
+	return result;
+}
+
+static gboolean
+public_key_holds (ChatTokenVerifier *self, const char *input, gsize input_len, GBytes *signature)
+{
+	gsize key_len, sig_len;
+	const void *key = g_bytes_get_data (self->key, &key_len);
+	g_autoptr (GBytes) der = NULL;
+	const guchar *sig;
+	BIO *bio = BIO_new_mem_buf (key, (int) key_len);
+	EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PUBKEY (bio, NULL, NULL, NULL) : NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+	gboolean holds = FALSE;
+
+	if (self->algorithm == CHAT_TOKEN_ALGORITHM_ES256) {
+		der = ecdsa_raw_to_der (signature);
+		signature = der;
+	}
+	if (pkey != NULL && ctx != NULL && signature != NULL &&
+	    EVP_DigestVerifyInit (ctx, NULL, EVP_sha256 (), NULL, pkey) == 1) {
+		sig = g_bytes_get_data (signature, &sig_len);
+		holds =
+		    EVP_DigestVerify (ctx, sig, sig_len, (const guchar *) input, input_len) == 1;
+	}
+	EVP_MD_CTX_free (ctx);
+	EVP_PKEY_free (pkey);
+	BIO_free (bio);
+	ERR_clear_error ();
+	return holds;
+}
+
+/* Whether the signature (after @dot2) is right for the rest of @token. Only used once libjwt
+ * has refused a token: libjwt 1.10 parses the header and the claims before it checks the
+ * signature, and reports every failure alike. */
+static gboolean
+signature_holds (ChatTokenVerifier *self, const char *token, const char *dot2)
+{
+	g_autoptr (GBytes) signature = decode_segment (dot2 + 1, strlen (dot2 + 1));
+
+	if (signature == NULL)
+		return FALSE;
+	if (algorithm_is_hmac (self->algorithm))
+		return hmac_holds (self, token, dot2 - token, signature);
+	return public_key_holds (self, token, dot2 - token, signature);
+}
+
+/* Why libjwt refused a correctly signed token: its JSON parser (jansson) refuses what
+ * json-glib takes, such as numbers beyond 64 bits and U+0000 in strings. */
+static const char *
+unparsable_reason (const char *dot1, const char *dot2)
+{
+	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
+	g_autoptr (GBytes) raw = decode_segment (dot1 + 1, dot2 - dot1 - 1);
+	g_autofree char *claims = NULL;
+
+	if (raw == NULL || jwt_new (&jwt) != 0)
+		return reason_claims_unparsable;
+	claims = g_strndup (g_bytes_get_data (raw, NULL), g_bytes_get_size (raw));
+	if (strlen (claims) != g_bytes_get_size (raw) || jwt_add_grants_json (jwt, claims) != 0)
+		return reason_claims_unparsable;
+	return reason_header_unparsable;
 }
 
 static gboolean
@@ -623,12 +762,6 @@ refuse (const char *reason, const char **wire_reason, GError **error)
 	return FALSE;
 }
 
-static void
-jwt_freep (jwt_t **jwt)
-{
-	g_clear_pointer (jwt, jwt_free);
-}
-
 /* Like chat_token_verifier_verify(), and also returns the untranslated reason for the wire. */
 gboolean
 chat_token_verifier_check (ChatTokenVerifier *self,
@@ -676,8 +809,12 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 			token,
 			g_bytes_get_data (self->key, NULL),
 			(int) g_bytes_get_size (self->key)) != 0 ||
-	    jwt == NULL)
-		return refuse (reason_signature, wire_reason, error);
+	    jwt == NULL) {
+		/* say why only to the holder of a good signature */
+		if (!signature_holds (self, token, dot2))
+			return refuse (reason_signature, wire_reason, error);
+		return refuse (unparsable_reason (dot1, dot2), wire_reason, error);
+	}
 	if (jwt_get_alg (jwt) != algorithms[self->algorithm].jwt_alg)
 		return refuse (reason_algorithm, wire_reason, error);
 

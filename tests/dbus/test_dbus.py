@@ -243,12 +243,16 @@ class Hub:
     def all_props(self):
         return self.call("GetAll", (IFACE,), "(s)", "org.freedesktop.DBus.Properties")[0]
 
-    def broadcast(self, content, **options):
+    def post(self, content, **options):
+        """Broadcast(): (the message id, how many connections it was queued to)."""
         opts = {}
         for key, value in options.items():
             opts[key] = value if isinstance(value, GLib.Variant) else (
                 GLib.Variant("s", value) if isinstance(value, str) else GLib.Variant("t", value))
-        return self.call("Broadcast", (content, opts), "(sa{sv})")[0]
+        return tuple(self.call("Broadcast", (content, opts), "(sa{sv})"))
+
+    def broadcast(self, content, **options):
+        return self.post(content, **options)[0]
 
 
 class SignalRecorder:
@@ -369,6 +373,17 @@ def assert_nothing_queued(test, ws):
     """A JSON ping's answer is the very next frame: nothing else was waiting."""
     ws.send_text('{"type":"ping"}')
     test.assertEqual(ws.recv_json()["type"], "pong")
+
+
+def assert_snake_case_keys(test, value):
+    """Every object key in chathubctl's JSON output is snake_case."""
+    if isinstance(value, dict):
+        for key, member in value.items():
+            test.assertRegex(key, r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+            assert_snake_case_keys(test, member)
+    elif isinstance(value, list):
+        for member in value:
+            assert_snake_case_keys(test, member)
 
 
 def run_ctl(*args, bus=None, system=False, timeout=20, user=None):
@@ -565,7 +580,7 @@ class InterfaceTests(BusDaemonTestCase):
                             "".join(a.signature for a in m.out_args)) for m in iface.methods}
         self.assertEqual(methods, {
             "ListClients": ("", "a(stxat)"), "ListRooms": ("", "a(tu)"),
-            "RoomMembers": ("t", "at"), "Broadcast": ("sa{sv}", "t"),
+            "RoomMembers": ("t", "at"), "Broadcast": ("sa{sv}", "tu"),
             "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
             "GetStatistics": ("", "a{sv}")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
@@ -649,7 +664,8 @@ class InterfaceTests(BusDaemonTestCase):
         x, y = self.connect(1201), self.connect(1202)
         for ws in (x, y):
             assert_nothing_queued(self, ws)
-        message_id = self.hub.broadcast("hello everyone")
+        message_id, recipients = self.hub.post("hello everyone")
+        self.assertEqual(recipients, 2)
         for ws in (x, y):
             text = ws.recv_text()
             self.assertEqual([k for k, _, _ in h.top_level_members(text)],
@@ -672,7 +688,8 @@ class InterfaceTests(BusDaemonTestCase):
         room = 7101
         member, outsider = self.connect(1301), self.connect(1302)
         self.join(member, room)
-        message_id = self.hub.broadcast("room only", room_id=room)
+        message_id, recipients = self.hub.post("room only", room_id=room)
+        self.assertEqual(recipients, 1)
         msg = member.recv_json()
         self.assertEqual((msg["type"], msg["id"], msg["from"], msg["room_id"], msg["content"]),
                          ("message", message_id, 0, room, "room only"))
@@ -684,13 +701,16 @@ class InterfaceTests(BusDaemonTestCase):
         self.assertTrue(self.recorder.wait_for(lambda e: e[0] == "MessageBroadcast" and e[1][0] == later))
         self.assertIsNone(self.recorder.wait_for(
             lambda e: e[0] == "MessageBroadcast" and e[1][0] == message_id, timeout=0.1))
-        # an empty room is fine: nobody receives it
-        self.assertGreater(self.hub.broadcast("nobody", room_id=987655), later)
+        # an empty room is fine: nobody receives it, and the caller learns so
+        nobody, recipients = self.hub.post("nobody", room_id=987655)
+        self.assertGreater(nobody, later)
+        self.assertEqual(recipients, 0)
 
     def test_broadcast_to_user(self):
         user = 1401
         d1, d2, other = self.connect(user), self.connect(user), self.connect(1402)
-        message_id = self.hub.broadcast("just you", to=user)
+        message_id, recipients = self.hub.post("just you", to=user)
+        self.assertEqual(recipients, 2)
         for ws in (d1, d2):
             msg = ws.recv_json()
             self.assertEqual((msg["id"], msg["from"], msg["to"], msg["content"]),
@@ -768,7 +788,8 @@ class InterfaceTests(BusDaemonTestCase):
         before = self.hub.call("GetStatistics")[0]
         for key in ("connections-accepted", "refused-bad-request", "refused-token",
                     "refused-busy", "messages-relayed", "bytes-sent", "slow-consumer-closes",
-                    "idle-closes", "uptime", "connections"):
+                    "idle-closes", "uptime", "connections", "refused-rate",
+                    "refused-user-limit", "refused-header-too-large"):
             self.assertIn(key, before)
             self.assertIsInstance(before[key], int)
         ws = self.connect(1901)
@@ -787,6 +808,34 @@ class InterfaceTests(BusDaemonTestCase):
                                             GLib.VariantType.new("(a{sv})"),
                                             Gio.DBusCallFlags.NONE, CALL_TIMEOUT_MS, None)
         self.assertEqual(raw.get_child_value(0).lookup_value("uptime", None).get_type_string(), "t")
+
+
+class GateStatisticsTests(BusDaemonTestCase):
+    """The gate's refusals are counted: per-user cap, per-address rate, oversized heads."""
+    DAEMON_CONFIG = {"limits": {"max-connections-per-user": 1, "upgrades-per-second": 1,
+                                "upgrade-burst": 2}}
+
+    def refused_status(self, head):
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5) as sock:
+            sock.sendall(head)
+            return int(sock.recv(4096).split(b" ", 2)[1])
+
+    def test_refusals_counted(self):
+        before = self.hub.call("GetStatistics")[0]
+        self.connect(2101)
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, token(2101))      # the user's second
+        refused.exception.response.close()
+        self.assertEqual(refused.exception.response.status, 429)
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, token(2102))      # the address's third
+        refused.exception.response.close()
+        self.assertEqual(refused.exception.response.status, 429)
+        self.assertEqual(self.refused_status(b"GET /ws HTTP/1.1\r\nX: " + b"a" * 40000
+                                             + b"\r\n\r\n"), 431)
+        after = self.hub.call("GetStatistics")[0]
+        for key in ("refused-user-limit", "refused-rate", "refused-header-too-large"):
+            self.assertEqual(after[key], before[key] + 1, key)
 
 
 class MessageSignalsOffTests(BusDaemonTestCase):
@@ -819,14 +868,18 @@ class CtlTests(BusDaemonTestCase):
         return result
 
     def ctl_json(self, *args):
-        return json.loads(self.ctl("--json", *args).stdout)
+        value = json.loads(self.ctl("--json", *args).stdout)
+        assert_snake_case_keys(self, value)
+        return value
 
     def test_status(self):
         status = self.ctl_json("status")
         self.assertEqual(status["listen_uri"], "ws://127.0.0.1:%d/ws" % self.daemon.port)
         self.assertEqual(status["version"], self.hub.prop("Version"))
         self.assertEqual(status["client_count"], self.hub.prop("ClientCount"))
-        self.assertIn("messages-relayed", status["statistics"])
+        # GetStatistics says "messages-relayed"; --json keys are snake_case throughout
+        self.assertIn("messages_relayed", status["statistics"])
+        self.assertIn("connections_accepted", status["statistics"])
         human = self.ctl("status").stdout
         self.assertIn("ws://127.0.0.1:%d/ws" % self.daemon.port, human)
         # the option may also follow the command
@@ -859,15 +912,53 @@ class CtlTests(BusDaemonTestCase):
         msg = member.recv_json()
         self.assertEqual((msg["id"], msg["from"], msg["room_id"], msg["content"]),
                          (sent["id"], 0, room, "to the room"))
+        self.assertEqual(sent["recipients"], 1)
         sent = self.ctl_json("broadcast", "--to", "2202", "--data", '{"k": [1, 2]}', "")
         text = user.recv_text()
         self.assertEqual(json.loads(text)["id"], sent["id"])
         self.assertEqual(h.raw_member(text, "data"), '{"k": [1, 2]}')
+        self.assertEqual(sent["recipients"], 1)
         out = self.ctl("broadcast", "everyone").stdout
-        m = re.search(r"(\d+)", out)
+        m = re.fullmatch(r"Sent message (\d+) to 2 connections\.\n", out)
         self.assertIsNotNone(m, out)
         for ws in (member, user):
             self.assertEqual(ws.recv_json()["id"], int(m.group(1)))
+        # an empty room: still a message id and status 0, but the text says nobody got it
+        self.assertEqual(self.ctl_json("broadcast", "--room", "98765", "anyone?")["recipients"], 0)
+        out = self.ctl("broadcast", "--room", "98765", "anyone?").stdout
+        self.assertRegex(out, r"^Message \d+ reached nobody: room 98765 has no members\.\n$")
+        self.assertNotIn("Sent", out)
+
+    def test_token_from_environment(self):
+        # chathubctl token reads CHATHUB_JWT_SECRET as chathubd does: the daemon accepts it
+        env = dict(os.environ, CHATHUB_JWT_SECRET=SECRET, LC_ALL="C.UTF-8")
+
+        def mint(env, *extra):
+            return subprocess.run([CHATHUBCTL, "token", "--user-id", "2501"] + list(extra),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  text=True, timeout=h.scaled(20))
+        result = mint(env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        ws = h.RawWS.connect(self.daemon.port, result.stdout.strip())
+        assert_nothing_queued(self, ws)
+        ws.close(1000)
+        # a secret file given on the command line wins over the variable
+        tmp = tempfile.TemporaryDirectory(prefix="chathub-token-")
+        self.addCleanup(tmp.cleanup)
+        other = os.path.join(tmp.name, "other-secret")
+        with open(other, "w") as f:
+            f.write("some-other-secret-0123456789abcdef\n")
+        result = mint(env, "--secret-file", other)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, result.stdout.strip())
+        refused.exception.response.sock.close()
+        self.assertEqual(refused.exception.response.status, 401)
+        # neither: a usage error that names the variable
+        env.pop("CHATHUB_JWT_SECRET")
+        result = mint(env)
+        self.assertEqual(result.returncode, 2, result.stdout)
+        self.assertIn("CHATHUB_JWT_SECRET", result.stderr)
 
     def test_disconnect(self):
         ws = self.connect(2301)
@@ -898,6 +989,8 @@ class CtlTests(BusDaemonTestCase):
         for command in ("status", "clients", "rooms", "members", "broadcast", "disconnect",
                         "disconnect-user", "monitor", "token"):
             self.assertIn(command, help_)
+        self.assertIn("--version", help_)
+        self.assertRegex(self.ctl("--version").stdout, r"^chathubctl \d+\.\d+\.\d+\n$")
 
     def test_monitor(self):
         env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=self.bus.address, LC_ALL="C.UTF-8")
@@ -925,7 +1018,9 @@ class CtlTests(BusDaemonTestCase):
         event("monitoring", bus="session")
         ws = self.connect(2401)
         registered = event("client-registered", user_id=2401)
-        event("properties-changed")
+        changed = event("properties-changed")
+        # the D-Bus property names become snake_case keys, like every --json key
+        self.assertIn("client_count", changed["properties"])
         sent = self.hub.broadcast("monitored")
         event("message-broadcast", id=sent, **{"from": 0}, content="monitored")
         ws.close(1000)
@@ -1021,6 +1116,8 @@ class LifecycleTests(unittest.TestCase):
         second.start()      # it listens, then cannot have the name
         self.assertEqual(second.wait(10), 1, second.log_text())
         self.assertIn("cannot own the name %s" % NAME, second.log_text())
+        # one clear line, and no GLib-GIO-WARNING about releasing a name it never had
+        self.assertNotRegex(second.log_text(), r"WARNING|CRITICAL|GLib")
         self.assertEqual(self.bus.owner_pid(), pid)
         self.assertEqual(first.stop(), 0)
 
@@ -1289,6 +1386,12 @@ class DataFileTests(unittest.TestCase):
         system_unit, text = substituted("systemd/chathub.service.in", self.tmp.name)
         self.assertIn("Type=dbus", text)
         self.assertIn("BusName=%s" % NAME, text)
+        # a real interface's address can be bound only once the network is configured:
+        # ordered after network-online.target, and pulling it in (After= alone does not)
+        self.assertIn("Wants=network-online.target", text.splitlines())
+        after = [w for l in text.splitlines() if l.startswith("After=") for w in l[6:].split()]
+        self.assertIn("network-online.target", after)
+        self.assertNotIn("network.target", after)
         # every sandboxing setting carries a comment saying why
         lines = text.splitlines()
         for i, line in enumerate(lines):
@@ -1333,6 +1436,22 @@ class DataFileTests(unittest.TestCase):
         self.assertEqual(entry[0].split(":")[5], "/var/lib/chathub")
         with open(os.path.join(root, "etc", "group")) as f:
             self.assertTrue(any(l.startswith("chathub:") for l in f))
+
+    def test_admin_group_is_never_the_service_group(self):
+        # the chathub group can read the token secret: no shipped file may suggest it as
+        # [dbus] admin-group (the sysusers.d comment once did)
+        files = [os.path.join(TOP, "README.md"), os.path.join(TOP, "docs", "deployment.md")]
+        for folder in ("data", "man"):
+            for root, _, names in os.walk(os.path.join(TOP, folder)):
+                files += [os.path.join(root, n) for n in names]
+        checked = 0
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            checked += "admin-group" in text
+            self.assertNotRegex(text, r"admin-group\s*=\s*chathub(?![\w-])",
+                                "%s suggests admin-group=chathub" % os.path.relpath(path, TOP))
+        self.assertGreaterEqual(checked, 3)
 
     def test_example_config_is_accepted(self):
         # the shipped example with its secret pointed somewhere real
@@ -1411,6 +1530,12 @@ class DataFileTests(unittest.TestCase):
                    os.path.join(prefix, "lib", "sysusers.d"), "chathub.conf")
         self.assertTrue(dest("chathub.conf").endswith(os.path.join("chathub", "chathub.conf")))
         self.assertEqual(dest("chathubd"), os.path.join(prefix, options["libexecdir"], "chathubd"))
+        # the bash completions, where bash-completion loads them on demand by command name
+        completions = pc("bash-completion", "completionsdir", "prefix",
+                         os.path.join(datadir, "bash-completion", "completions"))
+        self.assertEqual(dest("chathubd-completion"), os.path.join(completions, "chathubd"))
+        self.assertEqual(dest(os.path.join("completions", "chathubctl")),
+                         os.path.join(completions, "chathubctl"))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,21 @@ class TestErrors(unittest.TestCase):
                 Chat.Message.new_from_json(text, -1)
             self.assertChatError(context, code)
 
+    def test_message_with_u0000(self):
+        # a binding's string ends at the first NUL, so get_content() could only hand out "a":
+        # such a content (or code) is refused, never cut; data keeps its escape
+        for field in ("content", "code"):
+            text = '{"type":"message","%s":"a\\u0000b","data":1}' % field
+            with self.subTest(field=field), self.assertRaises(GLib.Error) as context:
+                Chat.Message.new_from_json(text, -1)
+            self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
+            self.assertIn(field, context.exception.message)
+        message = Chat.Message.new_from_json(
+            '{"type":"message","content":"a\\\\u0000b","data":"a\\u0000b"}', -1)
+        self.assertEqual(message.get_content(), "a\\u0000b")
+        json, _ = message.to_json()
+        self.assertIn(',"data":"a\\u0000b",', json)
+
     def test_data_json(self):
         message = Chat.Message.new(Chat.MessageType.MESSAGE)
         with self.assertRaises(GLib.Error) as context:

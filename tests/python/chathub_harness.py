@@ -125,9 +125,10 @@ class Daemon:
         base = {
             "server": {"address": "127.0.0.1"},
             "auth": {"algorithm": "HS256"},
-            # most tests send as fast as they can from one connection: no rate limit unless
-            # a test asks for one (None restores the daemon's default)
-            "limits": {"messages-per-second": 0},
+            # the suites open connections from 127.0.0.1 far faster than the default
+            # upgrades-per-second allows, and most tests send as fast as they can from one
+            # connection; tests of either rate limit set their own (None restores a default)
+            "limits": {"upgrades-per-second": 0, "messages-per-second": 0},
         }
         if secret is not None or secret_file_text is not None:
             self.secret_path = os.path.join(self.tmp.name, "secret")

@@ -46,6 +46,22 @@ class GateAssertions:
         self.assertIsNone(resp.header("Sec-WebSocket-Accept"))
         return body
 
+    def assert_refused_because(self, token, description, label=""):
+        with self.subTest(case=label):
+            r = self.upgrade(token=token)
+            try:
+                body = self.assert_401(r)
+            finally:
+                r.close()
+            self.assertEqual(body.get("error_description"), description, label)
+
+    def assert_unparsable_said_only_behind_good_signature(self, sign, forge):
+        """Claims libjwt cannot parse: said so for a good signature, and for a bad one
+        only that the signature is bad (nothing about the claims leaks)."""
+        for label, claims in UNPARSABLE_CLAIMS:
+            self.assert_refused_because(sign(claims), CLAIMS_UNPARSABLE, label)
+            self.assert_refused_because(forge(claims), SIGNATURE_INVALID, label + ", forged")
+
     def upgrade(self, token=None, query_token=None, extra=None, path="/ws"):
         """Raw upgrade request; returns the HTTPResponse (101 or not)."""
         return h.http_request(self.daemon.port, "GET", h.ws_path(query_token, path),
@@ -87,6 +103,18 @@ class GateAssertions:
                     self.assertEqual(msg.get("from"), user_id, msg)
                 finally:
                     ws.close()
+
+
+SIGNATURE_INVALID = "The token signature is invalid"
+CLAIMS_UNPARSABLE = "The token claims cannot be parsed (a number out of range, or U+0000 in a string?)"
+HEADER_UNPARSABLE = "The token header cannot be parsed"
+# claims json-glib reads but libjwt's parser refuses (raw JSON text)
+UNPARSABLE_CLAIMS = [
+    ("exp 1e400", '{"user_id":5,"exp":1e400}'),
+    ("user_id 2^63", '{"user_id":9223372036854775808}'),
+    ("nbf 2^64", '{"user_id":5,"nbf":18446744073709551616}'),
+    ("U+0000 in iss", '{"user_id":5,"iss":"a\\u0000b"}'),
+]
 
 
 def hs(claims, secret=h.DEFAULT_SECRET, **kw):
@@ -273,6 +301,17 @@ class HS256AuthTests(GateAssertions, h.DaemonTestMixin, unittest.TestCase):
         self.assert_refused(tampered, label="tampered claims")
         flipped = good[:-2] + ("A" if good[-2] != "A" else "B") + good[-1]
         self.assert_refused(flipped, label="flipped signature")
+
+    def test_unparsable_claims_said_only_behind_a_good_signature(self):
+        self.assert_unparsable_said_only_behind_good_signature(
+            lambda claims: hs(claims), lambda claims: hs(claims, secret="some-other-secret"))
+        header = '{"alg":"HS256","kid":1e400}'
+        self.assert_refused_because(
+            h.jws(header, valid_claims(), lambda si: h.hmac_sign(si, h.DEFAULT_SECRET)),
+            HEADER_UNPARSABLE, "header")
+        self.assert_refused_because(
+            h.jws(header, valid_claims(), lambda si: h.hmac_sign(si, "some-other-secret")),
+            SIGNATURE_INVALID, "header, forged")
 
     def test_secret_with_newline_is_not_the_secret(self):
         # The secret file holds SECRET + "\n"; the newline is not part of the key.
@@ -480,6 +519,11 @@ class RS256Tests(KeysMixin, GateAssertions, h.DaemonTestMixin, unittest.TestCase
     def test_es256_token_refused(self):
         self.assert_refused(h.es256_token(valid_claims(), self.keys.ec_priv))
 
+    def test_rs256_unparsable_claims_said_only_behind_a_good_signature(self):
+        self.assert_unparsable_said_only_behind_good_signature(
+            lambda claims: h.rs256_token(claims, self.keys.rsa_priv),
+            lambda claims: h.rs256_token(claims, self.keys.rsa2_priv))
+
     def test_rs256_signature_tampered(self):
         tok = h.rs256_token(valid_claims(user_id=1), self.keys.rsa_priv)
         head, _, sig = tok.split(".")
@@ -512,6 +556,15 @@ class ES256Tests(KeysMixin, GateAssertions, h.DaemonTestMixin, unittest.TestCase
 
     def test_rs256_token_refused(self):
         self.assert_refused(h.rs256_token(valid_claims(), self.keys.rsa_priv))
+
+    def test_es256_unparsable_claims_said_only_behind_a_good_signature(self):
+        self.assert_unparsable_said_only_behind_good_signature(
+            lambda claims: h.es256_token(claims, self.keys.ec_priv),
+            lambda claims: h.es256_token(claims, self.keys.ec2_priv))
+        # the DER form of a good signature is not the JWS form
+        der = h.jws({"alg": "ES256", "typ": "JWT"}, UNPARSABLE_CLAIMS[0][1],
+                    lambda si: h.openssl_sign_sha256(si, self.keys.ec_priv))
+        self.assert_refused_because(der, SIGNATURE_INVALID, "DER signature")
 
     def test_hs256_with_public_key_refused(self):
         with open(self.keys.ec_pub, "rb") as f:

@@ -248,6 +248,25 @@ class ShutdownTests(unittest.IsolatedAsyncioTestCase):
         code, reason = await asyncio.to_thread(stuck.expect_close, 3.0, False, False)
         self.assertEqual(code, 1001)
 
+    def test_sigterm_with_1000_silent_clients_exits_within_5_s(self):
+        # the bound SIGTERM promises (chathubd(8)): 5 s whatever the clients do. These
+        # clients complete the upgrade, then never read and never answer the close.
+        h.raise_nofile_limit(4096)
+        silent = []
+        self.addCleanup(lambda: [ws.abort(False) for ws in silent])
+        for _ in range(1000):
+            silent.append(h.RawWS.connect(self.daemon.port, self.daemon.token(h.next_user_id())))
+        t0 = time.monotonic()
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            self.daemon.proc.wait(timeout=h.scaled(15))
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.monotonic() - t0
+        rc = self.daemon.wait(1)
+        self.assertEqual(rc, 0, "exit status; log:\n%s" % self.daemon.log_text()[-3000:])
+        self.assertLess(elapsed, h.scaled(5.0), "SIGTERM to exit: %.2f s" % elapsed)
+
     async def test_sigterm_during_traffic(self):
         room = h.next_room_id()
         a = await self.ws(room)

@@ -535,6 +535,14 @@ BAD_FRAMES = [
     ("unknown type", '{"type":"dance"}', "unknown_type"),
     ("unknown type, case", '{"type":"PING"}', "unknown_type"),
     ("unknown type with fields", '{"type":"subscribe","room_id":3}', "unknown_type"),
+    # json-glib cuts strings at U+0000: no field may arrive shortened
+    ("type with U+0000", '{"type":"ping\\u0000x"}', "unknown_type"),
+    ("message type with U+0000", '{"type":"message\\u0000junk","content":"x"}', "unknown_type"),
+    ("content with U+0000", '{"type":"message","content":"a\\u0000b"}', "invalid_message"),
+    ("content U+0000 alone", '{"type":"message","content":"\\u0000"}', "invalid_message"),
+    ("code with U+0000", '{"type":"message","content":"x","code":"a\\u0000b"}', "invalid_message"),
+    ("member name with U+0000", '{"type":"message","content\\u0000x":"hi"}', "invalid_message"),
+    ("data nested 65 levels", '{"type":"message","data":' + "[" * 65 + "]" * 65 + '}', "invalid_json"),
 ]
 
 
@@ -658,6 +666,8 @@ class Utf8AndDataTests(ProtocolBase):
             raw.close()
 
     DATA_CASES = [
+        ("U+0000 escapes", '{"k\\u0000":"a\\u0000b","\\u0000":"\\u0000"}'),
+        ("nested 64 levels", "[" * 64 + "1" + "]" * 64),
         ("nested object", '{"nested":{"a":[1,2,{"b":null}],"t":true,"f":false},"arr":[[],{}],"s":""}'),
         ("whitespace kept", '{ "a" : [ 1 ,2 , 3 ] ,\n\t"b" :{ } }'),
         ("array", '[1,"two",3.0,[4],{"five":5},null,true]'),
@@ -725,6 +735,30 @@ class Utf8AndDataTests(ProtocolBase):
                 self.assertFalse(relayed, "relayed to another client: %r" % relayed)
                 self.assertIn('"invalid_json"', reply, "reply %r" % reply)
                 self.assertEqual(extra, [])
+
+    async def test_u0000_never_cuts_a_string(self):
+        a = await self.client()
+        b = await self.client()
+        for frame, code, mention in [
+                ('{"type":"ping\\u0000x"}', "unknown_type", "ping\\u0000x"),
+                ('{"type":"message\\u0000junk","content":"x"}', "unknown_type", "message\\u0000junk"),
+                ('{"type":"message","content":"a\\u0000b"}', "invalid_message", "content"),
+                ('{"type":"message","code":"a\\u0000b","content":"x"}', "invalid_message", "code"),
+                ('{"type\\u0000":"ping"}', "invalid_message", "U+0000")]:
+            with self.subTest(frame=frame):
+                await a.send(frame)
+                msg = await self.recv(a)
+                extra = await h.drain_until_pong(a)
+                relayed = await h.drain_until_pong(b)
+                self.assertEqual((msg.get("type"), msg.get("code")), ("error", code), msg)
+                self.assertIn(mention, msg.get("content", ""), msg)
+                self.assertEqual((extra, relayed), ([], []), "frame answered or relayed too")
+        # an escaped backslash before u0000 is no NUL: relayed as sent
+        await a.send('{"type":"message","content":"a\\\\u0000b"}')
+        for ws in (a, b):
+            msg = await self.recv(ws)
+            self.assert_relayed(msg, a, "a\\u0000b")
+            self.assertEqual(h.raw_member(self.last_text, "content"), '"a\\\\u0000b"')
 
     async def test_data_relayed_byte_for_byte_room_and_direct(self):
         a = await self.client()

@@ -1,0 +1,452 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * chathubd's configuration parser (src/daemon/chd-config.c): the defaults, every numeric key's
+ * range with the exact error naming it, the secret file and CHATHUB_JWT_SECRET, algorithms
+ * and public keys.
+ */
+
+#include <glib/gstdio.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "chd-config.h"
+
+#define ENV_SECRET "secret-from-the-environment"
+
+static char *tmpdir;
+
+static char *
+write_file (const char *name, const char *contents, gssize length)
+{
+	char *path = g_build_filename (tmpdir, name, NULL);
+	g_autoptr (GError) error = NULL;
+
+	g_file_set_contents (path, contents, length, &error);
+	g_assert_no_error (error);
+	return path;
+}
+
+/* Loads @text as chathub.conf; NULL (and @error set) if chd_config_load() refused it. */
+static ChdConfig *
+load_text (const char *text, GError **error)
+{
+	g_autofree char *path = write_file ("chathub.conf", text, -1);
+	g_autoptr (ChdConfig) config = chd_config_new ();
+
+	if (!chd_config_load (config, path, error))
+		return NULL;
+	return g_steal_pointer (&config);
+}
+
+static void
+assert_load_error (const char *text, GQuark domain, int code, const char *message)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = load_text (text, &error);
+
+	g_assert_null (config);
+	g_assert_error (error, domain, code);
+	g_assert_cmpstr (error->message, ==, message);
+}
+
+static void
+assert_key (ChdConfig *config, const char *expected)
+{
+	g_assert_nonnull (config->key);
+	g_assert_cmpmem (g_bytes_get_data (config->key, NULL),
+			 g_bytes_get_size (config->key),
+			 expected,
+			 strlen (expected));
+}
+
+static void
+assert_defaults (ChdConfig *config)
+{
+	g_assert_cmpstr (config->address, ==, "127.0.0.1");
+	g_assert_cmpuint (config->port, ==, 8080);
+	g_assert_cmpstr (config->path, ==, "/ws");
+	g_assert_cmpuint (config->max_connections, ==, 0);
+	g_assert_cmpint (config->algorithm, ==, CHAT_TOKEN_ALGORITHM_HS256);
+	g_assert_null (config->issuer);
+	g_assert_null (config->audience);
+	g_assert_cmpuint (config->leeway, ==, 30);
+	g_assert_cmpuint (config->max_message_size, ==, 65536);
+	g_assert_cmpuint (config->outbox_size, ==, 1048576);
+	g_assert_cmpuint (config->ping_interval, ==, 54);
+	g_assert_cmpuint (config->idle_timeout, ==, 60);
+	g_assert_cmpuint (config->handshake_timeout, ==, 10);
+	g_assert_cmpuint (config->messages_per_second, ==, 100);
+	g_assert_cmpuint (config->message_burst, ==, 200);
+	g_assert_cmpuint (config->max_rooms, ==, 1000);
+	g_assert_cmpint (config->bus_type, ==, G_BUS_TYPE_NONE);
+	g_assert_null (config->admin_group);
+	g_assert_true (config->message_signals);
+	g_assert_cmpuint (config->exit_on_idle, ==, 0);
+}
+
+static void
+test_config_defaults (void)
+{
+	g_autoptr (ChdConfig) config = chd_config_new ();
+	g_autoptr (ChdConfig) from_empty = NULL;
+	g_autoptr (GError) error = NULL;
+
+	/* no file at all: the defaults and the secret from the environment */
+	g_assert_true (chd_config_load (config, NULL, &error));
+	g_assert_no_error (error);
+	assert_defaults (config);
+	assert_key (config, ENV_SECRET);
+
+	/* an empty file, or the groups without keys, change nothing */
+	from_empty = load_text ("", &error);
+	g_assert_no_error (error);
+	assert_defaults (from_empty);
+	g_clear_pointer (&from_empty, chd_config_free);
+	from_empty = load_text ("[server]\n[auth]\n[limits]\n[dbus]\n", &error);
+	g_assert_no_error (error);
+	assert_defaults (from_empty);
+}
+
+static void
+test_config_values (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config =
+	    load_text ("# a comment\n"
+		       "[server]\n"
+		       "address = \\s0.0.0.0\\t\n" /* escaped blanks are trimmed too */
+		       "port=9000\n"
+		       "path=/chat\n"
+		       "max-connections=5000\n"
+		       "[auth]\n"
+		       "algorithm=HS512\n"
+		       "issuer=https://auth.example\n"
+		       "audience=chat\n"
+		       "leeway= 5\n"
+		       "[limits]\n"
+		       "max-message-size=1024\n"
+		       "outbox-size=4096\n"
+		       "ping-interval=0\n"
+		       "idle-timeout=120\n"
+		       "handshake-timeout=3\n"
+		       "[dbus]\n"
+		       "admin-group=wheel\n"
+		       "message-signals=false\n"
+		       "exit-on-idle=600\n",
+		       &error);
+
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->address, ==, "0.0.0.0");
+	g_assert_cmpuint (config->port, ==, 9000);
+	g_assert_cmpstr (config->path, ==, "/chat");
+	g_assert_cmpuint (config->max_connections, ==, 5000);
+	g_assert_cmpint (config->algorithm, ==, CHAT_TOKEN_ALGORITHM_HS512);
+	g_assert_cmpstr (config->issuer, ==, "https://auth.example");
+	g_assert_cmpstr (config->audience, ==, "chat");
+	g_assert_cmpuint (config->leeway, ==, 5);
+	g_assert_cmpuint (config->max_message_size, ==, 1024);
+	g_assert_cmpuint (config->outbox_size, ==, 4096);
+	g_assert_cmpuint (config->ping_interval, ==, 0);
+	g_assert_cmpuint (config->idle_timeout, ==, 120);
+	g_assert_cmpuint (config->handshake_timeout, ==, 3);
+	g_assert_cmpstr (config->admin_group, ==, "wheel");
+	g_assert_false (config->message_signals);
+	g_assert_cmpuint (config->exit_on_idle, ==, 600);
+	assert_key (config, ENV_SECRET);
+}
+
+typedef struct {
+	const char *group;
+	const char *key;
+	guint min;
+	guint max;
+	gsize offset; /* of the guint in ChdConfig */
+} RangeCase;
+
+static const RangeCase range_cases[] = {
+    {"server", "port", 0, 65535, G_STRUCT_OFFSET (ChdConfig, port)},
+    {"server", "max-connections", 0, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, max_connections)},
+    {"auth", "leeway", 0, 3600, G_STRUCT_OFFSET (ChdConfig, leeway)},
+    {"limits",
+     "max-message-size",
+     1,
+     64 * 1024 * 1024,
+     G_STRUCT_OFFSET (ChdConfig, max_message_size)},
+    {"limits", "outbox-size", 1024, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, outbox_size)},
+    {"limits", "ping-interval", 0, 86400, G_STRUCT_OFFSET (ChdConfig, ping_interval)},
+    {"limits", "idle-timeout", 0, 86400, G_STRUCT_OFFSET (ChdConfig, idle_timeout)},
+    {"limits", "handshake-timeout", 0, 3600, G_STRUCT_OFFSET (ChdConfig, handshake_timeout)},
+    {"limits", "messages-per-second", 0, 1000000, G_STRUCT_OFFSET (ChdConfig, messages_per_second)},
+    {"limits", "message-burst", 0, 1000000, G_STRUCT_OFFSET (ChdConfig, message_burst)},
+    {"limits", "max-rooms", 0, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, max_rooms)},
+    {"dbus", "exit-on-idle", 0, 86400 * 365, G_STRUCT_OFFSET (ChdConfig, exit_on_idle)},
+};
+
+static void
+assert_range_accepts (const RangeCase *c, guint value)
+{
+	g_autofree char *text = g_strdup_printf ("[%s]\n%s=%u\n", c->group, c->key, value);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = load_text (text, &error);
+
+	g_assert_no_error (error);
+	g_assert_cmpuint (G_STRUCT_MEMBER (guint, config, c->offset), ==, value);
+}
+
+static void
+assert_range_refuses (const RangeCase *c, const char *value)
+{
+	g_autofree char *text = g_strdup_printf ("[%s]\n%s=%s\n", c->group, c->key, value);
+	g_autofree char *message =
+	    g_strdup_printf ("[%s] %s: “%s” is not a whole number from %u to %u",
+			     c->group,
+			     c->key,
+			     value,
+			     c->min,
+			     c->max);
+
+	assert_load_error (text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, message);
+}
+
+static void
+test_config_ranges (void)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS (range_cases); i++) {
+		const RangeCase *c = &range_cases[i];
+		g_autofree char *above =
+		    g_strdup_printf ("%" G_GUINT64_FORMAT, (guint64) c->max + 1);
+
+		g_test_message ("[%s] %s", c->group, c->key);
+		assert_range_accepts (c, c->min);
+		assert_range_accepts (c, c->max);
+		assert_range_refuses (c, above);
+		if (c->min > 0) {
+			g_autofree char *below = g_strdup_printf ("%u", c->min - 1);
+
+			assert_range_refuses (c, below);
+		}
+		assert_range_refuses (c, "-1");
+		assert_range_refuses (c, "12abc");
+		assert_range_refuses (c, "0x10");
+		assert_range_refuses (c, "1.5");
+		assert_range_refuses (c, "");
+		assert_range_refuses (c, "99999999999999999999999");
+	}
+}
+
+static void
+test_config_other_errors (void)
+{
+	assert_load_error ("[server]\npath=ws\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] path: must start with “/”");
+	assert_load_error ("[server]\npath=\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] path: must start with “/”");
+	assert_load_error ("[dbus]\nmessage-signals=yes\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[dbus] message-signals: “yes” is neither true nor false");
+	assert_load_error ("[dbus]\nmessage-signals=1\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[dbus] message-signals: “1” is neither true nor false");
+	assert_load_error ("[auth]\nalgorithm=none\n",
+			   CHAT_ERROR,
+			   CHAT_ERROR_INVALID_ARGUMENT,
+			   "[auth] algorithm: Unsupported token algorithm “none” (expected HS256, "
+			   "HS384, HS512, RS256 or ES256)");
+	assert_load_error ("[auth]\nalgorithm=hs256\n",
+			   CHAT_ERROR,
+			   CHAT_ERROR_INVALID_ARGUMENT,
+			   "[auth] algorithm: Unsupported token algorithm “hs256” (expected HS256, "
+			   "HS384, HS512, RS256 or ES256)");
+}
+
+/* Not a key file, or no file: the error names the file. */
+static void
+assert_file_error (const char *path, GQuark domain, int code)
+{
+	g_autoptr (ChdConfig) config = chd_config_new ();
+	g_autoptr (GError) error = NULL;
+	g_autofree char *prefix = g_strdup_printf ("%s: ", path);
+
+	g_assert_false (chd_config_load (config, path, &error));
+	g_assert_error (error, domain, code);
+	if (!g_str_has_prefix (error->message, prefix))
+		g_error ("“%s” does not start with “%s”", error->message, prefix);
+}
+
+static void
+test_config_bad_file (void)
+{
+	g_autofree char *missing = g_build_filename (tmpdir, "missing.conf", NULL);
+	g_autofree char *broken = write_file ("chathub.conf", "[server\nport=1\n", -1);
+
+	assert_file_error (broken, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE);
+	g_clear_pointer (&broken, g_free);
+	broken = write_file ("chathub.conf", "port=1\n", -1);
+	assert_file_error (broken, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND);
+	assert_file_error (missing, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+}
+
+static void
+test_config_secret_file (void)
+{
+	static const struct {
+		const char *contents;
+		gssize length;
+		const char *secret;
+	} cases[] = {
+	    {"file-secret", -1, "file-secret"},
+	    {"file-secret\n", -1, "file-secret"}, /* echo secret > file */
+	    {"file-secret\r\n", -1, "file-secret"},
+	    {"file-secret\n\n", -1, "file-secret\n"}, /* only one line end is not the secret */
+	    {" spaced secret ", -1, " spaced secret "},
+	    {"a\0b", 3, "a\0b"},
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *secret = write_file ("secret", cases[i].contents, cases[i].length);
+		g_autofree char *text = g_strdup_printf ("[auth]\nsecret-file=%s\n", secret);
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChdConfig) config = load_text (text, &error);
+		gsize expected_length = cases[i].length < 0 ? strlen (cases[i].secret) : 3;
+
+		/* the file wins over CHATHUB_JWT_SECRET */
+		g_assert_no_error (error);
+		g_assert_cmpmem (g_bytes_get_data (config->key, NULL),
+				 g_bytes_get_size (config->key),
+				 cases[i].secret,
+				 expected_length);
+	}
+}
+
+static void
+test_config_secret_file_errors (void)
+{
+	g_autofree char *missing = g_build_filename (tmpdir, "no-such-secret", NULL);
+	g_autofree char *text = NULL;
+	g_autofree char *message = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+
+	for (guint i = 0; i < 3; i++) {
+		static const char *const empty[] = {"", "\n", "\r\n"};
+		g_autofree char *secret = write_file ("secret", empty[i], -1);
+
+		g_clear_pointer (&text, g_free);
+		g_clear_pointer (&message, g_free);
+		text = g_strdup_printf ("[auth]\nsecret-file=%s\n", secret);
+		message = g_strdup_printf ("[auth] secret-file: %s is empty", secret);
+		assert_load_error (text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, message);
+	}
+
+	g_clear_pointer (&text, g_free);
+	text = g_strdup_printf ("[auth]\nsecret-file=%s\n", missing);
+	config = load_text (text, &error);
+	g_assert_null (config);
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_assert_true (g_str_has_prefix (error->message, "[auth] secret-file: "));
+	g_assert_nonnull (strstr (error->message, missing));
+}
+
+/* Without a secret file, CHATHUB_JWT_SECRET; without both, an error naming both. */
+static void
+test_config_secret_environment (void)
+{
+	static const char *const message =
+	    "[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty";
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+
+	g_setenv ("CHATHUB_JWT_SECRET", "other secret\n", TRUE);
+	config = load_text ("", &error);
+	g_assert_no_error (error);
+	assert_key (config, "other secret\n"); /* taken as it is */
+
+	g_unsetenv ("CHATHUB_JWT_SECRET");
+	assert_load_error ("", G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, message);
+	assert_load_error ("[auth]\nsecret-file=\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			   message);
+	g_setenv ("CHATHUB_JWT_SECRET", "", TRUE);
+	assert_load_error ("", G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, message);
+	g_setenv ("CHATHUB_JWT_SECRET", ENV_SECRET, TRUE);
+}
+
+static void
+test_config_public_key (void)
+{
+	g_autofree char *pem_path =
+	    g_test_build_filename (G_TEST_DIST, "data", "rsa-public.pem", NULL);
+	g_autofree char *pem = NULL;
+	g_autofree char *text = NULL;
+	g_autofree char *missing = g_build_filename (tmpdir, "no-such-key.pem", NULL);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+
+	/* RS256 and ES256 need a public key, not a secret */
+	assert_load_error ("[auth]\nalgorithm=RS256\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			   "[auth] public-key-file: required for algorithm RS256");
+	assert_load_error ("[auth]\nalgorithm=ES256\nsecret-file=/nonexistent\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			   "[auth] public-key-file: required for algorithm ES256");
+
+	/* the PEM file is taken whole, its final newline included */
+	g_file_get_contents (pem_path, &pem, NULL, &error);
+	g_assert_no_error (error);
+	text = g_strdup_printf ("[auth]\nalgorithm=RS256\npublic-key-file=%s\n", pem_path);
+	config = load_text (text, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (config->algorithm, ==, CHAT_TOKEN_ALGORITHM_RS256);
+	assert_key (config, pem);
+
+	g_clear_pointer (&text, g_free);
+	g_clear_pointer (&config, chd_config_free);
+	text = g_strdup_printf ("[auth]\nalgorithm=ES256\npublic-key-file=%s\n", missing);
+	config = load_text (text, &error);
+	g_assert_null (config);
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_assert_true (g_str_has_prefix (error->message, "[auth] public-key-file: "));
+}
+
+int
+main (int argc, char **argv)
+{
+	g_autoptr (GError) error = NULL;
+	int status;
+
+	g_test_init (&argc, &argv, NULL);
+	g_setenv ("CHATHUB_JWT_SECRET", ENV_SECRET, TRUE);
+	tmpdir = g_dir_make_tmp ("chathub-config-test-XXXXXX", &error);
+	g_assert_no_error (error);
+
+	g_test_add_func ("/chd/config/defaults", test_config_defaults);
+	g_test_add_func ("/chd/config/values", test_config_values);
+	g_test_add_func ("/chd/config/ranges", test_config_ranges);
+	g_test_add_func ("/chd/config/other-errors", test_config_other_errors);
+	g_test_add_func ("/chd/config/bad-file", test_config_bad_file);
+	g_test_add_func ("/chd/config/secret-file", test_config_secret_file);
+	g_test_add_func ("/chd/config/secret-file-errors", test_config_secret_file_errors);
+	g_test_add_func ("/chd/config/secret-environment", test_config_secret_environment);
+	g_test_add_func ("/chd/config/public-key", test_config_public_key);
+	status = g_test_run ();
+
+	for (guint i = 0; i < 2; i++) {
+		static const char *const names[] = {"chathub.conf", "secret"};
+		g_autofree char *path = g_build_filename (tmpdir, names[i], NULL);
+
+		g_unlink (path);
+	}
+	g_assert_no_errno (g_rmdir (tmpdir));
+	g_free (tmpdir);
+	return status;
+}
