@@ -352,7 +352,11 @@ test_store_offsets (StoreFixture *fixture, gconstpointer data)
 	texts = read_stream (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE);
 	g_assert_cmpuint (texts->len, ==, 1);
 	json = chat_message_to_json (message, NULL);
-	g_assert_cmpstr (g_bytes_get_data (texts->pdata[0], NULL), ==, json);
+	{
+		g_autoptr (GBytes) expected = g_bytes_new_static (json, strlen (json));
+
+		g_assert_true (g_bytes_equal (texts->pdata[0], expected));
+	}
 	g_assert_nonnull (strstr (json, "\"id\":40,\"offset\":1,"));
 	g_assert_cmpuint (statistic (store, "stored"), ==, 5);
 	g_assert_cmpuint (statistic (store, "retained"), ==, 5);
