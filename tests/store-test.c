@@ -716,13 +716,15 @@ big_message (guint64 room_id, guint64 id)
 }
 
 /* A full disk (SQLITE_FULL from a capped database): every append of the failing groups is
- * refused whole, offsets stay contiguous, one warning for the streak, and once there is
- * room again appends succeed and one message says so. */
+ * refused whole (the small message that fitted is rolled back with the rest), offsets stay
+ * contiguous, one warning for the streak, and once there is room again appends succeed and one
+ * message says so. */
 static void
 test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
 {
 	ChatStore *store = fixture->store;
-	g_autoptr (ChatMessage) a = big_message (1, 10);
+	/* small: it fits, the group fails on the next one */
+	g_autoptr (ChatMessage) a = make_message (1, 0, 10, now_seconds (), "small");
 	g_autoptr (ChatMessage) b = big_message (1, 11);
 	g_autoptr (ChatMessage) c = big_message (2, 12);
 	g_autoptr (ChatMessage) d = big_message (1, 13);
