@@ -32,6 +32,15 @@
  * Since: 1.0
  */
 
+/**
+ * ChatStoreInterface:
+ *
+ * The virtual functions of #ChatStore. Its members are private to the library: stores are
+ * implemented inside it (#ChatSqliteStore, #ChatMemoryStore), not by applications.
+ *
+ * Since: 1.0
+ */
+
 G_DEFINE_ENUM_TYPE (ChatStreamKind,
 		    chat_stream_kind,
 		    G_DEFINE_ENUM_VALUE (CHAT_STREAM_KIND_ROOM, "room"),
