@@ -386,7 +386,9 @@ chat_memory_store_append_async (ChatStore *store,
 		op->messages[i] = g_object_ref (entries[i].message);
 		chat_message_set_offset (entries[i].message, ++stream->assigned);
 		text = chat_message_to_json (entries[i].message, &length);
-		op->texts[i] = g_bytes_new_take (g_steal_pointer (&text), length);
+		/* a copy of the exact size: the serializer's buffer has room to spare, which
+		 * retained for long would cost more than the copy */
+		op->texts[i] = g_bytes_new (text, length);
 	}
 	queue_op (self, op);
 }
