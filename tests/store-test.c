@@ -785,6 +785,61 @@ test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, 12);
 }
 
+static gboolean
+offset_given (gpointer data)
+{
+	return chat_message_get_offset (data) != 0;
+}
+
+/* One group in flight: what is appended meanwhile, over several main-loop iterations, waits
+ * and then goes in one group; the main loop goes on meanwhile, a stalled disk or not. */
+static void
+test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	ChatMessage *messages[4];
+	Result results[4] = {{0}};
+	guint64 groups;
+
+	append_room (store, 1, 1, now_seconds ());
+	groups = statistic (store, "groups");
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++)
+		messages[i] = make_message (1, 0, 10 + i, now_seconds (), "m");
+
+	chat_sqlite_store_pause (CHAT_SQLITE_STORE (store), TRUE);
+	{
+		ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 1, messages[0]};
+
+		chat_store_append_async (store, &entry, 1, NULL, on_appended, &results[0]);
+	}
+	/* handed to the (stalled) worker: offset given, not committed */
+	chat_test_wait_until (offset_given, messages[0], 10000);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 1);
+	for (guint i = 1; i < G_N_ELEMENTS (messages); i++) {
+		ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 1, messages[i]};
+
+		chat_store_append_async (store, &entry, 1, NULL, on_appended, &results[i]);
+		for (guint j = 0; j < 5; j++)
+			g_main_context_iteration (NULL, FALSE);
+	}
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
+		g_assert_false (results[i].done);
+		g_assert_cmpuint (chat_message_get_offset (messages[i]), ==, i == 0 ? 2 : 0);
+	}
+	chat_sqlite_store_pause (CHAT_SQLITE_STORE (store), FALSE);
+
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
+		wait_result (&results[i]);
+		g_assert_true (results[i].ok);
+		result_clear (&results[i]);
+		g_assert_cmpuint (chat_message_get_offset (messages[i]), ==, 2 + i);
+		g_object_unref (messages[i]);
+	}
+	g_assert_cmpuint (statistic (store, "groups"), ==, groups + 2);
+	g_assert_cmpuint (statistic (store, "largest-group"), ==, 3);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3,4,5");
+}
+
 static void
 add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
 {
@@ -832,6 +887,7 @@ main (int argc, char **argv)
 	add_both ("ttl", test_store_ttl);
 	add_both ("delivered", test_store_delivered);
 	g_test_add_func ("/chat/store/memory/epoch", test_memory_store_epoch);
+	add_sqlite ("group-in-flight", test_sqlite_store_group_in_flight);
 	add_sqlite ("restart", test_sqlite_store_restart);
 	add_sqlite ("schema", test_sqlite_store_schema);
 	add_sqlite ("garbage", test_sqlite_store_garbage);

@@ -15,4 +15,9 @@ G_BEGIN_DECLS
 guint64
 chat_sqlite_store_limit_pages (ChatSqliteStore *self, guint64 max_pages);
 
+/* For tests: holds the worker thread (before whatever it is given next) until called again
+ * with FALSE, as a very slow disk would. */
+void
+chat_sqlite_store_pause (ChatSqliteStore *self, gboolean paused);
+
 G_END_DECLS

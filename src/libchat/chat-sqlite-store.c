@@ -88,7 +88,7 @@ typedef struct {
 	ChatStoreEntry *entries; /* messages owned */
 } Append;
 
-typedef enum { OP_GROUP, OP_READ, OP_LIMIT_PAGES, OP_STOP } OpType;
+typedef enum { OP_GROUP, OP_READ, OP_LIMIT_PAGES, OP_PAUSE, OP_STOP } OpType;
 
 typedef struct _SqliteOp SqliteOp;
 struct _SqliteOp {
@@ -123,7 +123,7 @@ struct _SqliteOp {
 	gboolean newest;
 	GPtrArray *texts;
 
-	/* OP_LIMIT_PAGES: the caller waits */
+	/* OP_LIMIT_PAGES: the caller waits; OP_PAUSE: the worker waits */
 	GMutex mutex;
 	GCond cond;
 	gboolean done;
@@ -216,6 +216,7 @@ struct _ChatSqliteStore {
 	GSource *kick_source;
 	GSource *trim_source;
 	gboolean failing;
+	SqliteOp *pause; /* tests: the operation the worker is held on */
 
 	guint64 n_stored;
 	guint64 n_trimmed;
@@ -631,6 +632,15 @@ worker_main (gpointer user_data)
 		case OP_LIMIT_PAGES:
 			/* the caller waits for it and owns it */
 			worker_run_limit_pages (worker, op);
+			continue;
+		case OP_PAUSE:
+			g_mutex_lock (&op->mutex);
+			while (!op->done)
+				g_cond_wait (&op->cond, &op->mutex);
+			g_mutex_unlock (&op->mutex);
+			g_mutex_clear (&op->mutex);
+			g_cond_clear (&op->cond);
+			g_free (op);
 			continue;
 		case OP_STOP:
 		default:
@@ -1586,4 +1596,27 @@ chat_sqlite_store_limit_pages (ChatSqliteStore *self, guint64 max_pages)
 	g_mutex_clear (&op.mutex);
 	g_cond_clear (&op.cond);
 	return pages;
+}
+
+void
+chat_sqlite_store_pause (ChatSqliteStore *self, gboolean paused)
+{
+	g_return_if_fail (CHAT_IS_SQLITE_STORE (self));
+	g_return_if_fail (self->thread != NULL);
+	g_return_if_fail (paused == (self->pause == NULL));
+
+	if (paused) {
+		self->pause = g_new0 (SqliteOp, 1);
+		self->pause->type = OP_PAUSE;
+		g_mutex_init (&self->pause->mutex);
+		g_cond_init (&self->pause->cond);
+		g_async_queue_push (self->queue, self->pause);
+		return;
+	}
+	/* the worker frees it once it has woken up */
+	g_mutex_lock (&self->pause->mutex);
+	self->pause->done = TRUE;
+	g_cond_signal (&self->pause->cond);
+	g_mutex_unlock (&self->pause->mutex);
+	self->pause = NULL;
 }
