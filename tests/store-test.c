@@ -15,7 +15,7 @@
 #include "chat-store-private.h"
 #include "chat-test-utils.h"
 
-typedef enum { BACKEND_MEMORY, BACKEND_SQLITE } Backend;
+typedef enum { BACKEND_MEMORY, BACKEND_SQLITE, BACKEND_SQLITE_FULL } Backend;
 
 typedef struct {
 	Backend backend;
@@ -255,14 +255,22 @@ statistic (ChatStore *store, const char *name)
 }
 
 static ChatStore *
-open_sqlite (const char *path)
+open_sqlite_sync (const char *path, ChatStoreSync sync)
 {
 	g_autoptr (GError) error = NULL;
-	ChatSqliteStore *store = chat_sqlite_store_new (path, CHAT_STORE_SYNC_NORMAL, &error);
+	ChatSqliteStore *store = chat_sqlite_store_new (path, sync, &error);
 
 	g_assert_no_error (error);
 	g_assert_nonnull (store);
+	g_assert_cmpint (chat_sqlite_store_get_sync (store), ==, sync);
+	g_assert_cmpstr (chat_sqlite_store_get_path (store), ==, path);
 	return CHAT_STORE (store);
+}
+
+static ChatStore *
+open_sqlite (const char *path)
+{
+	return open_sqlite_sync (path, CHAT_STORE_SYNC_NORMAL);
 }
 
 /* Lets every completion and trim pass run, then drops the store. */
@@ -290,6 +298,8 @@ store_setup (StoreFixture *fixture, gconstpointer data)
 	fixture->path = g_build_filename (fixture->dir, "chathub.db", NULL);
 	if (fixture->backend == BACKEND_SQLITE)
 		fixture->store = open_sqlite (fixture->path);
+	else if (fixture->backend == BACKEND_SQLITE_FULL)
+		fixture->store = open_sqlite_sync (fixture->path, CHAT_STORE_SYNC_FULL);
 	else
 		fixture->store = CHAT_STORE (chat_memory_store_new ());
 	n_failed_events = n_recovered_events = 0;
@@ -845,6 +855,7 @@ add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
 {
 	g_autofree char *memory = g_strdup_printf ("/chat/store/memory/%s", name);
 	g_autofree char *sqlite = g_strdup_printf ("/chat/store/sqlite/%s", name);
+	g_autofree char *sqlite_full = g_strdup_printf ("/chat/store/sqlite-full/%s", name);
 
 	g_test_add (memory,
 		    StoreFixture,
@@ -855,6 +866,12 @@ add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
 	g_test_add (sqlite,
 		    StoreFixture,
 		    GINT_TO_POINTER (BACKEND_SQLITE),
+		    store_setup,
+		    test,
+		    store_teardown);
+	g_test_add (sqlite_full,
+		    StoreFixture,
+		    GINT_TO_POINTER (BACKEND_SQLITE_FULL),
 		    store_setup,
 		    test,
 		    store_teardown);
