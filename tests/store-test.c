@@ -263,6 +263,15 @@ open_sqlite_sync (const char *path, ChatStoreSync sync)
 	g_assert_no_error (error);
 	g_assert_nonnull (store);
 	g_assert_cmpint (chat_sqlite_store_get_sync (store), ==, sync);
+	/* the worker's connection: WAL, and synchronous NORMAL (1) or FULL (2) */
+	g_assert_cmpint (chat_sqlite_store_query (store, "PRAGMA synchronous"),
+			 ==,
+			 sync == CHAT_STORE_SYNC_FULL ? 2 : 1);
+	g_assert_cmpint (chat_sqlite_store_query (store,
+						  "SELECT count(*) FROM pragma_journal_mode"
+						  " WHERE journal_mode = 'wal'"),
+			 ==,
+			 1);
 	g_assert_cmpstr (chat_sqlite_store_get_path (store), ==, path);
 	return CHAT_STORE (store);
 }
@@ -745,7 +754,10 @@ test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
 
 	append_room (store, 1, 1, now_seconds ());
 	append_room (store, 1, 2, now_seconds ());
-	g_assert_cmpuint (chat_sqlite_store_limit_pages (CHAT_SQLITE_STORE (store), 1), >, 1);
+	g_assert_cmpint (
+	    chat_sqlite_store_query (CHAT_SQLITE_STORE (store), "PRAGMA max_page_count = 1"),
+	    >,
+	    1);
 
 	/* two appends in one iteration: one group, both refused */
 	chat_store_append_async (store, ab, 2, NULL, on_appended, &results[0]);
@@ -773,7 +785,7 @@ test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
 	assert_read (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE, "");
 
 	/* room again: the same messages go in with the next offsets */
-	chat_sqlite_store_limit_pages (CHAT_SQLITE_STORE (store), 1073741823);
+	chat_sqlite_store_query (CHAT_SQLITE_STORE (store), "PRAGMA max_page_count = 1073741823");
 	chat_store_append_async (store, ab, 2, NULL, on_appended, &results[0]);
 	wait_result (&results[0]);
 	g_assert_no_error (results[0].error);

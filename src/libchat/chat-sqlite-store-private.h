@@ -8,12 +8,12 @@
 
 G_BEGIN_DECLS
 
-/* For tests: caps the database at @max_pages pages (PRAGMA max_page_count on the worker's
- * connection; SQLite never goes below the current size, so 1 means "no growth"), which
- * fails writes with SQLITE_FULL exactly as a full disk does. Waits for the worker and
- * returns the cap now in force. */
-guint64
-chat_sqlite_store_limit_pages (ChatSqliteStore *self, guint64 max_pages);
+/* For tests: runs @sql on the worker's connection, after what is queued, and returns the
+ * first column of its first row (G_MININT64 for none). "PRAGMA max_page_count = 1" caps the
+ * database at its current size, so that writes fail with SQLITE_FULL exactly as on a full
+ * disk. */
+gint64
+chat_sqlite_store_query (ChatSqliteStore *self, const char *sql);
 
 /* For tests: holds the worker thread (before whatever it is given next) until called again
  * with FALSE, as a very slow disk would. */

@@ -88,7 +88,7 @@ typedef struct {
 	ChatStoreEntry *entries; /* messages owned */
 } Append;
 
-typedef enum { OP_GROUP, OP_READ, OP_LIMIT_PAGES, OP_PAUSE, OP_STOP } OpType;
+typedef enum { OP_GROUP, OP_READ, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
 
 typedef struct _SqliteOp SqliteOp;
 struct _SqliteOp {
@@ -123,11 +123,12 @@ struct _SqliteOp {
 	gboolean newest;
 	GPtrArray *texts;
 
-	/* OP_LIMIT_PAGES: the caller waits; OP_PAUSE: the worker waits */
+	/* OP_QUERY: the caller waits; OP_PAUSE: the worker waits */
+	const char *sql;
+	gint64 answer;
 	GMutex mutex;
 	GCond cond;
 	gboolean done;
-	guint64 pages;
 };
 
 /* what only the worker thread touches */
@@ -592,19 +593,17 @@ worker_run_read (Worker *worker, SqliteOp *op)
 }
 
 static void
-worker_run_limit_pages (Worker *worker, SqliteOp *op)
+worker_run_query (Worker *worker, SqliteOp *op)
 {
-	g_autofree char *sql =
-	    g_strdup_printf ("PRAGMA max_page_count = %" G_GUINT64_FORMAT, op->pages);
 	sqlite3_stmt *stmt = NULL;
-	guint64 pages = 0;
+	gint64 answer = G_MININT64;
 
-	if (sqlite3_prepare_v2 (worker->db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+	if (sqlite3_prepare_v2 (worker->db, op->sql, -1, &stmt, NULL) == SQLITE_OK &&
 	    sqlite3_step (stmt) == SQLITE_ROW)
-		pages = (guint64) sqlite3_column_int64 (stmt, 0);
+		answer = sqlite3_column_int64 (stmt, 0);
 	sqlite3_finalize (stmt);
 	g_mutex_lock (&op->mutex);
-	op->pages = pages;
+	op->answer = answer;
 	op->done = TRUE;
 	g_cond_signal (&op->cond);
 	g_mutex_unlock (&op->mutex);
@@ -629,9 +628,9 @@ worker_main (gpointer user_data)
 		case OP_READ:
 			worker_run_read (worker, op);
 			break;
-		case OP_LIMIT_PAGES:
+		case OP_QUERY:
 			/* the caller waits for it and owns it */
-			worker_run_limit_pages (worker, op);
+			worker_run_query (worker, op);
 			continue;
 		case OP_PAUSE:
 			g_mutex_lock (&op->mutex);
@@ -1575,27 +1574,27 @@ chat_sqlite_store_get_sync (ChatSqliteStore *self)
 	return self->sync;
 }
 
-guint64
-chat_sqlite_store_limit_pages (ChatSqliteStore *self, guint64 max_pages)
+gint64
+chat_sqlite_store_query (ChatSqliteStore *self, const char *sql)
 {
-	SqliteOp op = {OP_LIMIT_PAGES};
-	guint64 pages;
+	SqliteOp op = {OP_QUERY};
+	gint64 answer;
 
-	g_return_val_if_fail (CHAT_IS_SQLITE_STORE (self), 0);
-	g_return_val_if_fail (self->thread != NULL, 0);
+	g_return_val_if_fail (CHAT_IS_SQLITE_STORE (self), G_MININT64);
+	g_return_val_if_fail (self->thread != NULL, G_MININT64);
 
 	g_mutex_init (&op.mutex);
 	g_cond_init (&op.cond);
-	op.pages = max_pages;
+	op.sql = sql;
 	g_async_queue_push (self->queue, &op);
 	g_mutex_lock (&op.mutex);
 	while (!op.done)
 		g_cond_wait (&op.cond, &op.mutex);
-	pages = op.pages;
+	answer = op.answer;
 	g_mutex_unlock (&op.mutex);
 	g_mutex_clear (&op.mutex);
 	g_cond_clear (&op.cond);
-	return pages;
+	return answer;
 }
 
 void
