@@ -39,6 +39,7 @@ struct _ChatMessage {
 
 	ChatMessageType type;
 	guint64 id;
+	guint64 offset; /* the stream offset a store gave it; 0: none */
 	guint64 from;
 	guint64 to;
 	guint64 room_id;
@@ -72,6 +73,7 @@ enum {
 	PROP_DATA,
 	PROP_TIMESTAMP,
 	PROP_CODE,
+	PROP_OFFSET,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -159,6 +161,9 @@ chat_message_get_property (GObject *object, guint prop_id, GValue *value, GParam
 	case PROP_CODE:
 		g_value_set_string (value, self->code);
 		break;
+	case PROP_OFFSET:
+		g_value_set_uint64 (value, self->offset);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -196,6 +201,9 @@ chat_message_set_property (GObject *object, guint prop_id, const GValue *value, 
 		break;
 	case PROP_CODE:
 		chat_message_set_code (self, g_value_get_string (value));
+		break;
+	case PROP_OFFSET:
+		chat_message_set_offset (self, g_value_get_uint64 (value));
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -351,6 +359,23 @@ chat_message_class_init (ChatMessageClass *klass)
 						NULL,
 						G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						    G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatMessage:offset:
+	 *
+	 * The position of a stored message in its stream (a room, or a user's direct
+	 * messages): 1, 2, 3, … without holes; 0 when the message was not stored. Set by the
+	 * hub's store, never taken from a client.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_OFFSET] = g_param_spec_uint64 ("offset",
+						  NULL,
+						  "The position of a stored message in its stream",
+						  0,
+						  G_MAXUINT64,
+						  0,
+						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						      G_PARAM_STATIC_STRINGS);
 
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
@@ -845,6 +870,8 @@ chat_message_append_json (ChatMessage *self, GString *out)
 	g_string_append_c (out, '"');
 	if (self->id != 0)
 		g_string_append_printf (out, ",\"id\":%" G_GUINT64_FORMAT, self->id);
+	if (self->offset != 0)
+		g_string_append_printf (out, ",\"offset\":%" G_GUINT64_FORMAT, self->offset);
 	if (type_has_sender (self->type) || self->from != 0)
 		g_string_append_printf (out, ",\"from\":%" G_GUINT64_FORMAT, self->from);
 	if (self->to != 0)
@@ -959,6 +986,27 @@ chat_message_get_message_type (ChatMessage *self)
  * Since: 1.0
  */
 DEFINE_UINT64_ACCESSORS (id, PROP_ID)
+
+/**
+ * chat_message_get_offset:
+ * @self: a #ChatMessage
+ *
+ * Gets the position of @self in its stream, as the store assigned it.
+ *
+ * Returns: the offset, or 0 if the message was not stored
+ *
+ * Since: 1.0
+ */
+/**
+ * chat_message_set_offset:
+ * @self: a #ChatMessage
+ * @offset: the offset, or 0
+ *
+ * Sets the stream offset of @self. The store assigns offsets; this is for tests and tools.
+ *
+ * Since: 1.0
+ */
+DEFINE_UINT64_ACCESSORS (offset, PROP_OFFSET)
 
 /**
  * chat_message_get_from:

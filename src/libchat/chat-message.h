@@ -70,6 +70,12 @@ void
 chat_message_set_id (ChatMessage *self, guint64 id);
 CHAT_AVAILABLE_IN_ALL
 guint64
+chat_message_get_offset (ChatMessage *self);
+CHAT_AVAILABLE_IN_ALL
+void
+chat_message_set_offset (ChatMessage *self, guint64 offset);
+CHAT_AVAILABLE_IN_ALL
+guint64
 chat_message_get_from (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
 void

@@ -9,8 +9,11 @@
 #include "chat-client.h"
 #include "chat-error.h"
 #include "chat-hub.h"
+#include "chat-memory-store.h"
 #include "chat-message.h"
 #include "chat-server.h"
+#include "chat-sqlite-store.h"
+#include "chat-store.h"
 #include "chat-token-verifier.h"
 #include "chat-version.h"
 

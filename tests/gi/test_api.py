@@ -4,6 +4,7 @@ against real WebSocket clients."""
 
 import os
 import sys
+import tempfile
 import time
 import unittest
 
@@ -11,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from chathub_gi import (SECRET, Chat, GLib, GObject, HubTestCase, Json,  # noqa: E402
                         WsClient, make_token, spin, wait_until)
+from gi.repository import Gio  # noqa: E402  (Chat-1.0 has required Gio-2.0)
 
 
 class TestNamespace(unittest.TestCase):
@@ -189,6 +191,40 @@ class TestObjects(unittest.TestCase):
         finally:
             server.disconnect()
         self.assertEqual(server.get_port(), 0)
+
+    def test_stores(self):
+        memory = Chat.MemoryStore.new()
+        self.assertIsInstance(memory, Chat.Store)
+        self.assertEqual(memory.props.history_size, Chat.STORE_DEFAULT_HISTORY_SIZE)
+        self.assertEqual(memory.props.history_ttl, 7 * 24 * 3600)
+        self.assertEqual(memory.props.dm_ttl, 30 * 24 * 3600)
+        memory.props.history_size = 10
+        self.assertEqual(memory.props.history_size, 10)
+        self.assertEqual(Chat.MemoryStore(history_ttl=60).props.history_ttl, 60)
+        stats = memory.get_statistics().unpack()
+        for key in ("stored", "trimmed", "failed", "groups", "largest-group", "commit-time-us",
+                    "retained"):
+            self.assertEqual(stats[key], 0, key)
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "chathub.db")
+            store = Chat.SqliteStore.new(path, Chat.StoreSync.FULL)
+            self.assertIsInstance(store, Chat.Store)
+            self.assertEqual(store.get_path(), path)
+            self.assertEqual(store.props.path, path)
+            self.assertEqual(store.get_sync(), Chat.StoreSync.FULL)
+            self.assertEqual(store.props.history_size, 1000)
+            self.assertEqual(store.get_statistics().unpack()["stored"], 0)
+            del store
+            # a file that is not a store: a GLib.Error, and the file is left alone
+            garbage = os.path.join(directory, "garbage.db")
+            with open(garbage, "w") as f:
+                f.write("not a database, not at all, no tables in here\n")
+            with self.assertRaises(GLib.Error) as context:
+                Chat.SqliteStore.new(garbage, Chat.StoreSync.NORMAL)
+            self.assertTrue(context.exception.matches(Gio.io_error_quark(),
+                                                      Gio.IOErrorEnum.INVALID_DATA))
+            self.assertIn(garbage, context.exception.message)
 
     def test_listen_twice_on_one_port(self):
         hub = Chat.Hub.new()

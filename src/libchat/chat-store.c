@@ -1,0 +1,276 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "chat-i18n-private.h"
+#include "chat-store-private.h"
+
+/**
+ * SECTION:chat-store
+ * @title: ChatStore
+ * @short_description: where the hub keeps messages
+ *
+ * A #ChatStore keeps the messages a hub relays, so that a client that was away can recover
+ * what it missed and read a room's history. Each room is a stream, and so are a user's
+ * direct messages: every stored message gets an offset, 1, 2, 3, … without holes within its
+ * stream, and every stream has an epoch, a string that changes whenever the stream's history
+ * may have been lost.
+ *
+ * chathub has two implementations: #ChatSqliteStore, a database file (the default of the
+ * daemon), and #ChatMemoryStore, which forgets everything with the process. Programs create
+ * a store, set its retention (#ChatStore:history-size, #ChatStore:history-ttl,
+ * #ChatStore:dm-ttl) and hand it to the hub; reading and writing is the hub's business.
+ */
+
+/**
+ * ChatStore:
+ *
+ * A message store. The interface's operations are internal to the library.
+ *
+ * Since: 1.0
+ */
+
+/**
+ * ChatStoreInterface:
+ *
+ * The virtual functions of #ChatStore. Its members are private to the library: stores are
+ * implemented inside it (#ChatSqliteStore, #ChatMemoryStore), not by applications.
+ *
+ * Since: 1.0
+ */
+
+G_DEFINE_ENUM_TYPE (ChatStreamKind,
+		    chat_stream_kind,
+		    G_DEFINE_ENUM_VALUE (CHAT_STREAM_KIND_ROOM, "room"),
+		    G_DEFINE_ENUM_VALUE (CHAT_STREAM_KIND_USER, "user"))
+
+G_DEFINE_ENUM_TYPE (ChatStoreSync,
+		    chat_store_sync,
+		    G_DEFINE_ENUM_VALUE (CHAT_STORE_SYNC_NORMAL, "normal"),
+		    G_DEFINE_ENUM_VALUE (CHAT_STORE_SYNC_FULL, "full"))
+
+G_DEFINE_INTERFACE (ChatStore, chat_store, G_TYPE_OBJECT)
+
+static void
+chat_store_default_init (ChatStoreInterface *iface)
+{
+	chat_i18n_init ();
+
+	/**
+	 * ChatStore:history-size:
+	 *
+	 * How many messages a room keeps, the newest. A user's direct messages are trimmed to
+	 * this size too, but only those already delivered.
+	 *
+	 * Since: 1.0
+	 */
+	g_object_interface_install_property (
+	    iface,
+	    g_param_spec_uint ("history-size",
+			       NULL,
+			       "How many messages a room keeps",
+			       1,
+			       G_MAXUINT,
+			       CHAT_STORE_DEFAULT_HISTORY_SIZE,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY |
+				   G_PARAM_STATIC_STRINGS));
+	/**
+	 * ChatStore:history-ttl:
+	 *
+	 * How long a room message is kept, in seconds; 0 for no time limit. Delivered direct
+	 * messages follow it too.
+	 *
+	 * Since: 1.0
+	 */
+	g_object_interface_install_property (
+	    iface,
+	    g_param_spec_uint64 ("history-ttl",
+				 NULL,
+				 "How long a room message is kept, in seconds",
+				 0,
+				 G_MAXINT64 / G_USEC_PER_SEC,
+				 CHAT_STORE_DEFAULT_HISTORY_TTL,
+				 G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY |
+				     G_PARAM_STATIC_STRINGS));
+	/**
+	 * ChatStore:dm-ttl:
+	 *
+	 * How long a direct message is kept, delivered or not, in seconds; 0 for no time
+	 * limit.
+	 *
+	 * Since: 1.0
+	 */
+	g_object_interface_install_property (
+	    iface,
+	    g_param_spec_uint64 ("dm-ttl",
+				 NULL,
+				 "How long a direct message is kept, in seconds",
+				 0,
+				 G_MAXINT64 / G_USEC_PER_SEC,
+				 CHAT_STORE_DEFAULT_DM_TTL,
+				 G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY |
+				     G_PARAM_STATIC_STRINGS));
+}
+
+/**
+ * chat_store_get_statistics:
+ * @self: a #ChatStore
+ *
+ * Gets the store's counters since it was created, as a dictionary of `a{st}`: `stored`
+ * (messages stored), `trimmed` (messages removed by retention), `failed` (messages whose
+ * append failed), `groups` (group commits), `largest-group` (messages in the largest one),
+ * `commit-time-us` (the total time spent committing groups, in microseconds; stored divided
+ * by it is the ingest rate) and `retained` (messages kept now).
+ *
+ * Returns: (transfer full): a floating-free #GVariant of type `a{st}`
+ *
+ * Since: 1.0
+ */
+GVariant *
+chat_store_get_statistics (ChatStore *self)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), NULL);
+	return CHAT_STORE_GET_IFACE (self)->get_statistics (self);
+}
+
+guint64
+chat_store_get_last_id (ChatStore *self)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), 0);
+	return CHAT_STORE_GET_IFACE (self)->get_last_id (self);
+}
+
+void
+chat_store_get_stream (ChatStore *self,
+		       ChatStreamKind kind,
+		       guint64 stream_id,
+		       guint64 *top,
+		       guint64 *first,
+		       const char **epoch)
+{
+	guint64 top_dummy, first_dummy;
+	const char *epoch_dummy;
+
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (kind <= CHAT_STREAM_KIND_USER);
+
+	CHAT_STORE_GET_IFACE (self)->get_stream (self,
+						 kind,
+						 stream_id,
+						 top != NULL ? top : &top_dummy,
+						 first != NULL ? first : &first_dummy,
+						 epoch != NULL ? epoch : &epoch_dummy);
+}
+
+void
+chat_store_append_async (ChatStore *self,
+			 const ChatStoreEntry *entries,
+			 guint n_entries,
+			 GCancellable *cancellable,
+			 GAsyncReadyCallback callback,
+			 gpointer user_data)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (entries != NULL || n_entries == 0);
+	for (guint i = 0; i < n_entries; i++) {
+		g_return_if_fail (CHAT_IS_MESSAGE (entries[i].message));
+		g_return_if_fail (entries[i].kind <= CHAT_STREAM_KIND_USER);
+	}
+	CHAT_STORE_GET_IFACE (self)
+	    ->append_async (self, entries, n_entries, cancellable, callback, user_data);
+}
+
+gboolean
+chat_store_append_finish (ChatStore *self, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+	return CHAT_STORE_GET_IFACE (self)->append_finish (self, result, error);
+}
+
+void
+chat_store_read_async (ChatStore *self,
+		       ChatStreamKind kind,
+		       guint64 stream_id,
+		       guint64 after,
+		       guint64 before,
+		       guint limit,
+		       gboolean newest,
+		       GCancellable *cancellable,
+		       GAsyncReadyCallback callback,
+		       gpointer user_data)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (kind <= CHAT_STREAM_KIND_USER);
+	CHAT_STORE_GET_IFACE (self)->read_async (self,
+						 kind,
+						 stream_id,
+						 after,
+						 before,
+						 limit,
+						 newest,
+						 cancellable,
+						 callback,
+						 user_data);
+}
+
+GPtrArray *
+chat_store_read_finish (ChatStore *self, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+	return CHAT_STORE_GET_IFACE (self)->read_finish (self, result, error);
+}
+
+guint64
+chat_store_get_delivered (ChatStore *self, guint64 user_id)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), 0);
+	return CHAT_STORE_GET_IFACE (self)->get_delivered (self, user_id);
+}
+
+void
+chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	CHAT_STORE_GET_IFACE (self)->set_delivered (self, user_id, offset);
+}
+
+/* One warning per failure streak, one message when it ends: a full disk would otherwise
+ * write a line per group. */
+void
+chat_store_log_failure (gboolean *failing, const GError *error)
+{
+	g_autofree char *text = NULL;
+
+	if (*failing)
+		return;
+	*failing = TRUE;
+	text = g_strdup_printf (_ ("The message store failed, messages are refused until it "
+				   "recovers: %s"),
+				error->message);
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_WARNING,
+			  "CHATHUB_EVENT",
+			  "store-failed",
+			  "MESSAGE",
+			  "%s",
+			  text);
+}
+
+void
+chat_store_log_recovery (gboolean *failing)
+{
+	if (!*failing)
+		return;
+	*failing = FALSE;
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT",
+			  "store-recovered",
+			  "MESSAGE",
+			  "%s",
+			  _ ("The message store recovered, messages are stored again"));
+}

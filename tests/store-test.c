@@ -1,0 +1,928 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * ChatStore: the same behaviour from ChatMemoryStore and ChatSqliteStore (offsets, groups,
+ * reads, retention, delivered watermarks, asynchrony), then what only a database file has:
+ * restarts, files it must refuse, and a full disk.
+ */
+
+#include <glib/gstdio.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat-sqlite-store-private.h"
+#include "chat-store-private.h"
+#include "chat-test-utils.h"
+
+typedef enum { BACKEND_MEMORY, BACKEND_SQLITE, BACKEND_SQLITE_FULL } Backend;
+
+typedef struct {
+	Backend backend;
+	char *dir;
+	char *path;
+	ChatStore *store;
+} StoreFixture;
+
+/* ---- log events: counted, and not fatal ---- */
+
+static guint n_failed_events;
+static guint n_recovered_events;
+
+static GLogWriterOutput
+test_log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+	for (gsize i = 0; i < n_fields; i++) {
+		if (g_strcmp0 (fields[i].key, "CHATHUB_EVENT") != 0)
+			continue;
+		if (g_strcmp0 (fields[i].value, "store-failed") == 0) {
+			g_assert_true (level & G_LOG_LEVEL_WARNING);
+			n_failed_events++;
+			return G_LOG_WRITER_HANDLED;
+		}
+		if (g_strcmp0 (fields[i].value, "store-recovered") == 0) {
+			n_recovered_events++;
+			return G_LOG_WRITER_HANDLED;
+		}
+	}
+	return g_log_writer_default (level, fields, n_fields, data);
+}
+
+/* ---- helpers ---- */
+
+static ChatMessage *
+make_message (guint64 room_id, guint64 to, guint64 id, gint64 timestamp, const char *content)
+{
+	ChatMessage *message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+
+	chat_message_set_id (message, id);
+	chat_message_set_from (message, 1);
+	chat_message_set_room_id (message, room_id);
+	chat_message_set_to (message, to);
+	chat_message_set_timestamp (message, timestamp);
+	chat_message_set_content (message, content);
+	return message;
+}
+
+static gint64
+now_seconds (void)
+{
+	return g_get_real_time () / G_USEC_PER_SEC;
+}
+
+typedef struct {
+	gboolean done;
+	gboolean ok;
+	GError *error;
+	GPtrArray *texts;
+} Result;
+
+static gboolean
+result_done (gpointer data)
+{
+	return ((Result *) data)->done;
+}
+
+static void
+on_appended (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Result *out = user_data;
+
+	out->ok = chat_store_append_finish (CHAT_STORE (source), result, &out->error);
+	out->done = TRUE;
+}
+
+static void
+on_read (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Result *out = user_data;
+
+	out->texts = chat_store_read_finish (CHAT_STORE (source), result, &out->error);
+	out->done = TRUE;
+}
+
+static void
+result_clear (Result *result)
+{
+	g_clear_error (&result->error);
+	g_clear_pointer (&result->texts, g_ptr_array_unref);
+	memset (result, 0, sizeof *result);
+}
+
+static void
+wait_result (Result *result)
+{
+	chat_test_wait_until (result_done, result, 10000);
+}
+
+/* Appends one message to @kind/@stream_id and waits; returns whether it was stored. */
+static gboolean
+append_one (ChatStore *store,
+	    ChatStreamKind kind,
+	    guint64 stream_id,
+	    ChatMessage *message,
+	    GError **error)
+{
+	ChatStoreEntry entry = {kind, stream_id, message};
+	Result result = {0};
+	gboolean ok;
+
+	chat_store_append_async (store, &entry, 1, NULL, on_appended, &result);
+	wait_result (&result);
+	ok = result.ok;
+	if (result.error != NULL)
+		g_propagate_error (error, g_steal_pointer (&result.error));
+	result_clear (&result);
+	return ok;
+}
+
+static void
+append_room (ChatStore *store, guint64 room_id, guint64 id, gint64 timestamp)
+{
+	g_autoptr (ChatMessage) message = make_message (room_id, 0, id, timestamp, "hello");
+	g_autoptr (GError) error = NULL;
+
+	g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, room_id, message, &error));
+	g_assert_no_error (error);
+}
+
+static void
+append_dm (ChatStore *store, guint64 user_id, guint64 id, gint64 timestamp)
+{
+	g_autoptr (ChatMessage) message = make_message (0, user_id, id, timestamp, "psst");
+	g_autoptr (GError) error = NULL;
+
+	g_assert_true (append_one (store, CHAT_STREAM_KIND_USER, user_id, message, &error));
+	g_assert_no_error (error);
+}
+
+static GPtrArray *
+read_stream (ChatStore *store,
+	     ChatStreamKind kind,
+	     guint64 stream_id,
+	     guint64 after,
+	     guint64 before,
+	     guint limit,
+	     gboolean newest)
+{
+	Result result = {0};
+	GPtrArray *texts;
+
+	chat_store_read_async (store,
+			       kind,
+			       stream_id,
+			       after,
+			       before,
+			       limit,
+			       newest,
+			       NULL,
+			       on_read,
+			       &result);
+	wait_result (&result);
+	g_assert_no_error (result.error);
+	g_assert_nonnull (result.texts);
+	texts = g_steal_pointer (&result.texts);
+	result_clear (&result);
+	return texts;
+}
+
+/* The offsets of the JSON texts, in order. */
+static char *
+offsets_of (GPtrArray *texts)
+{
+	GString *out = g_string_new (NULL);
+
+	for (guint i = 0; i < texts->len; i++) {
+		gsize length;
+		const char *text = g_bytes_get_data (texts->pdata[i], &length);
+		g_autoptr (GError) error = NULL;
+		g_autofree char *copy = g_strndup (text, length);
+		g_autoptr (JsonNode) node = json_from_string (copy, &error);
+
+		g_assert_no_error (error);
+		g_string_append_printf (
+		    out,
+		    "%s%" G_GINT64_FORMAT,
+		    i > 0 ? "," : "",
+		    json_object_get_int_member (json_node_get_object (node), "offset"));
+	}
+	return g_string_free (out, FALSE);
+}
+
+static void
+assert_read (ChatStore *store,
+	     ChatStreamKind kind,
+	     guint64 stream_id,
+	     guint64 after,
+	     guint64 before,
+	     guint limit,
+	     gboolean newest,
+	     const char *expected)
+{
+	g_autoptr (GPtrArray) texts =
+	    read_stream (store, kind, stream_id, after, before, limit, newest);
+	g_autofree char *offsets = offsets_of (texts);
+
+	g_assert_cmpstr (offsets, ==, expected);
+}
+
+static guint64
+stream_top (ChatStore *store, ChatStreamKind kind, guint64 stream_id)
+{
+	guint64 top;
+
+	chat_store_get_stream (store, kind, stream_id, &top, NULL, NULL);
+	return top;
+}
+
+static guint64
+stream_first (ChatStore *store, ChatStreamKind kind, guint64 stream_id)
+{
+	guint64 first;
+
+	chat_store_get_stream (store, kind, stream_id, NULL, &first, NULL);
+	return first;
+}
+
+static guint64
+statistic (ChatStore *store, const char *name)
+{
+	g_autoptr (GVariant) statistics = chat_store_get_statistics (store);
+	guint64 value = G_MAXUINT64;
+
+	g_assert_true (g_variant_lookup (statistics, name, "t", &value));
+	return value;
+}
+
+static ChatStore *
+open_sqlite_sync (const char *path, ChatStoreSync sync)
+{
+	g_autoptr (GError) error = NULL;
+	ChatSqliteStore *store = chat_sqlite_store_new (path, sync, &error);
+
+	g_assert_no_error (error);
+	g_assert_nonnull (store);
+	g_assert_cmpint (chat_sqlite_store_get_sync (store), ==, sync);
+	/* the worker's connection: WAL, and synchronous NORMAL (1) or FULL (2) */
+	g_assert_cmpint (chat_sqlite_store_query (store, "PRAGMA synchronous"),
+			 ==,
+			 sync == CHAT_STORE_SYNC_FULL ? 2 : 1);
+	g_assert_cmpint (chat_sqlite_store_query (store,
+						  "SELECT count(*) FROM pragma_journal_mode"
+						  " WHERE journal_mode = 'wal'"),
+			 ==,
+			 1);
+	g_assert_cmpstr (chat_sqlite_store_get_path (store), ==, path);
+	return CHAT_STORE (store);
+}
+
+static ChatStore *
+open_sqlite (const char *path)
+{
+	return open_sqlite_sync (path, CHAT_STORE_SYNC_NORMAL);
+}
+
+/* Lets every completion and trim pass run, then drops the store. */
+static gboolean
+only_reference (gpointer data)
+{
+	return G_OBJECT (data)->ref_count == 1;
+}
+
+static void
+close_store (ChatStore **store)
+{
+	chat_test_wait_until (only_reference, *store, 10000);
+	g_clear_object (store);
+}
+
+static void
+store_setup (StoreFixture *fixture, gconstpointer data)
+{
+	g_autoptr (GError) error = NULL;
+
+	fixture->backend = GPOINTER_TO_INT (data);
+	fixture->dir = g_dir_make_tmp ("chathub-store-XXXXXX", &error);
+	g_assert_no_error (error);
+	fixture->path = g_build_filename (fixture->dir, "chathub.db", NULL);
+	if (fixture->backend == BACKEND_SQLITE)
+		fixture->store = open_sqlite (fixture->path);
+	else if (fixture->backend == BACKEND_SQLITE_FULL)
+		fixture->store = open_sqlite_sync (fixture->path, CHAT_STORE_SYNC_FULL);
+	else
+		fixture->store = CHAT_STORE (chat_memory_store_new ());
+	n_failed_events = n_recovered_events = 0;
+}
+
+static void
+store_teardown (StoreFixture *fixture, gconstpointer data)
+{
+	g_autoptr (GDir) dir = NULL;
+	const char *name;
+
+	if (fixture->store != NULL)
+		close_store (&fixture->store);
+	dir = g_dir_open (fixture->dir, 0, NULL);
+	while (dir != NULL && (name = g_dir_read_name (dir)) != NULL) {
+		g_autofree char *path = g_build_filename (fixture->dir, name, NULL);
+
+		g_assert_cmpint (g_remove (path), ==, 0);
+	}
+	g_assert_cmpint (g_rmdir (fixture->dir), ==, 0);
+	g_free (fixture->path);
+	g_free (fixture->dir);
+}
+
+/* ---- both backends ---- */
+
+/* offsets count per stream from 1; the stored text is the message with its offset */
+static void
+test_store_offsets (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	g_autoptr (ChatMessage) message = make_message (2, 0, 40, now_seconds (), "x\"y");
+	g_autoptr (GPtrArray) texts = NULL;
+	g_autofree char *json = NULL;
+	const char *epoch = NULL;
+	guint64 top = 99, first = 99;
+
+	chat_store_get_stream (store, CHAT_STREAM_KIND_ROOM, 1, &top, &first, &epoch);
+	g_assert_cmpuint (top, ==, 0);
+	g_assert_cmpuint (first, ==, 1);
+	g_assert_nonnull (epoch);
+	g_assert_cmpuint (strlen (epoch), >=, 8);
+	g_assert_cmpuint (chat_store_get_last_id (store), ==, 0);
+
+	append_room (store, 1, 10, now_seconds ());
+	append_room (store, 1, 11, now_seconds ());
+	append_dm (store, 1, 12, now_seconds ());
+	append_room (store, 1, 13, now_seconds ());
+	g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, 2, message, NULL));
+	g_assert_cmpuint (chat_message_get_offset (message), ==, 1);
+
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 3);
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_ROOM, 1), ==, 1);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 2), ==, 1);
+	/* a room and a user with the same id are different streams */
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_USER, 1), ==, 1);
+	g_assert_cmpuint (chat_store_get_last_id (store), ==, 40);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3");
+
+	texts = read_stream (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE);
+	g_assert_cmpuint (texts->len, ==, 1);
+	json = chat_message_to_json (message, NULL);
+	{
+		g_autoptr (GBytes) expected = g_bytes_new_static (json, strlen (json));
+
+		g_assert_true (g_bytes_equal (texts->pdata[0], expected));
+	}
+	g_assert_nonnull (strstr (json, "\"id\":40,\"offset\":1,"));
+	g_assert_cmpuint (statistic (store, "stored"), ==, 5);
+	g_assert_cmpuint (statistic (store, "retained"), ==, 5);
+}
+
+/* nothing completes inside the call; the committed top moves with the completion */
+static void
+test_store_asynchronous (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	g_autoptr (ChatMessage) message = make_message (5, 0, 1, now_seconds (), "a");
+	ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 5, message};
+	Result result = {0};
+
+	chat_store_append_async (store, &entry, 1, NULL, on_appended, &result);
+	g_assert_false (result.done);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 5), ==, 0);
+	wait_result (&result);
+	g_assert_true (result.ok);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 5), ==, 1);
+	result_clear (&result);
+
+	chat_store_read_async (store,
+			       CHAT_STREAM_KIND_ROOM,
+			       5,
+			       0,
+			       0,
+			       0,
+			       FALSE,
+			       NULL,
+			       on_read,
+			       &result);
+	g_assert_false (result.done);
+	wait_result (&result);
+	result_clear (&result);
+}
+
+/* appends of one main-loop iteration share one group; every message of an append is
+ * stored together, offsets contiguous across appends */
+static void
+test_store_group (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	Result results[4] = {{0}};
+	ChatMessage *messages[8];
+	guint64 groups;
+
+	append_room (store, 1, 1, now_seconds ());
+	groups = statistic (store, "groups");
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++)
+		messages[i] = make_message (1, 0, 2 + i, now_seconds (), "m");
+	for (guint i = 0; i < G_N_ELEMENTS (results); i++) {
+		/* each append: one message to room 1, one to user 9 */
+		ChatStoreEntry entries[2] = {
+		    {CHAT_STREAM_KIND_ROOM, 1, messages[2 * i]},
+		    {CHAT_STREAM_KIND_USER, 9, messages[2 * i + 1]},
+		};
+
+		chat_store_append_async (store, entries, 2, NULL, on_appended, &results[i]);
+	}
+	for (guint i = 0; i < G_N_ELEMENTS (results); i++) {
+		wait_result (&results[i]);
+		g_assert_true (results[i].ok);
+		result_clear (&results[i]);
+	}
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
+		g_assert_cmpuint (chat_message_get_offset (messages[i]),
+				  ==,
+				  i % 2 == 0 ? 2 + i / 2 : 1 + i / 2);
+		g_object_unref (messages[i]);
+	}
+	g_assert_cmpuint (statistic (store, "groups"), ==, groups + 1);
+	g_assert_cmpuint (statistic (store, "largest-group"), ==, 8);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3,4,5");
+	assert_read (store, CHAT_STREAM_KIND_USER, 9, 0, 0, 0, FALSE, "1,2,3,4");
+}
+
+/* (after, before) exclusive, the oldest or the newest @limit; a read sees the appends made
+ * before it even when they are not complete yet */
+static void
+test_store_read (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	g_autoptr (ChatMessage) late = make_message (3, 0, 100, now_seconds (), "late");
+	ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 3, late};
+	Result appended = {0};
+
+	for (guint i = 1; i <= 10; i++)
+		append_room (store, 3, i, now_seconds ());
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 0, 0, 0, FALSE, "1,2,3,4,5,6,7,8,9,10");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 4, 0, 3, FALSE, "5,6,7");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 0, 0, 3, TRUE, "8,9,10");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 0, 8, 3, TRUE, "5,6,7");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 2, 6, 0, TRUE, "3,4,5");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 10, 0, 5, FALSE, "");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 5, 6, 5, FALSE, "");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 4, 0, 0, 5, FALSE, "");
+
+	chat_store_append_async (store, &entry, 1, NULL, on_appended, &appended);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 3, 9, 0, 0, FALSE, "10,11");
+	wait_result (&appended);
+	g_assert_true (appended.ok);
+	result_clear (&appended);
+}
+
+/* rooms keep their newest history-size; a user's stream only loses delivered messages */
+static void
+test_store_history_size (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+
+	g_object_set (store, "history-size", 3, NULL);
+	for (guint i = 1; i <= 5; i++)
+		append_room (store, 1, i, now_seconds ());
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_ROOM, 1), ==, 3);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 5);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "3,4,5");
+	g_assert_cmpuint (statistic (store, "trimmed"), ==, 2);
+	g_assert_cmpuint (statistic (store, "retained"), ==, 3);
+
+	for (guint i = 1; i <= 5; i++)
+		append_dm (store, 8, 10 + i, now_seconds ());
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_USER, 8), ==, 1);
+	chat_store_set_delivered (store, 8, 4);
+	append_dm (store, 8, 20, now_seconds ());
+	/* delivered up to 4, newest 3 of 6 are 4..6: 1..3 go */
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_USER, 8), ==, 4);
+	assert_read (store, CHAT_STREAM_KIND_USER, 8, 0, 0, 0, FALSE, "4,5,6");
+}
+
+static gboolean
+room_first_is_4 (gpointer data)
+{
+	return stream_first (data, CHAT_STREAM_KIND_ROOM, 1) == 4;
+}
+
+static gboolean
+user_emptied (gpointer data)
+{
+	return stream_first (data, CHAT_STREAM_KIND_USER, 2) == 3;
+}
+
+/* history-ttl for rooms, dm-ttl for direct messages; a shorter retention applies at once */
+static void
+test_store_ttl (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	gint64 now = now_seconds ();
+
+	g_object_set (store, "history-ttl", (guint64) 3600, "dm-ttl", (guint64) 0, NULL);
+	/* an hour and more old: gone as soon as they are stored */
+	append_room (store, 1, 1, now - 7200);
+	append_room (store, 1, 2, now - 3700);
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_ROOM, 1), ==, 3);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 2);
+	append_room (store, 1, 3, now - 600);
+	append_room (store, 1, 4, now);
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_ROOM, 1), ==, 3);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "3,4");
+
+	/* undelivered direct messages ignore history-ttl: dm-ttl 0 keeps them */
+	append_dm (store, 2, 5, now - 7200);
+	append_dm (store, 2, 6, now - 7000);
+	g_assert_cmpuint (stream_first (store, CHAT_STREAM_KIND_USER, 2), ==, 1);
+	assert_read (store, CHAT_STREAM_KIND_USER, 2, 0, 0, 0, FALSE, "1,2");
+
+	/* shorter limits trim streams nobody writes to */
+	g_object_set (store, "history-ttl", (guint64) 300, NULL);
+	chat_test_wait_until (room_first_is_4, store, 10000);
+	g_object_set (store, "dm-ttl", (guint64) 3600, NULL);
+	chat_test_wait_until (user_emptied, store, 10000);
+	assert_read (store, CHAT_STREAM_KIND_USER, 2, 0, 0, 0, FALSE, "");
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_USER, 2), ==, 2);
+	g_assert_cmpuint (statistic (store, "trimmed"), ==, 5);
+	/* offsets go on from the top, never reused */
+	append_dm (store, 2, 7, now);
+	assert_read (store, CHAT_STREAM_KIND_USER, 2, 0, 0, 0, FALSE, "3");
+}
+
+static void
+test_store_delivered (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+
+	g_assert_cmpuint (chat_store_get_delivered (store, 4), ==, 0);
+	chat_store_set_delivered (store, 4, 7);
+	g_assert_cmpuint (chat_store_get_delivered (store, 4), ==, 7);
+	/* a watermark does not go back */
+	chat_store_set_delivered (store, 4, 3);
+	g_assert_cmpuint (chat_store_get_delivered (store, 4), ==, 7);
+	g_assert_cmpuint (chat_store_get_delivered (store, 5), ==, 0);
+}
+
+/* ---- the memory store ---- */
+
+static void
+test_memory_store_epoch (void)
+{
+	g_autoptr (ChatMemoryStore) a = chat_memory_store_new ();
+	g_autoptr (ChatMemoryStore) b = chat_memory_store_new ();
+	const char *epoch_a, *epoch_b;
+
+	chat_store_get_stream (CHAT_STORE (a), CHAT_STREAM_KIND_ROOM, 1, NULL, NULL, &epoch_a);
+	chat_store_get_stream (CHAT_STORE (b), CHAT_STREAM_KIND_ROOM, 1, NULL, NULL, &epoch_b);
+	g_assert_cmpstr (epoch_a, !=, epoch_b);
+}
+
+/* ---- the SQLite store ---- */
+
+/* everything committed is there after a reopen: ids, offsets, epoch, watermarks, texts */
+static void
+test_sqlite_store_restart (StoreFixture *fixture, gconstpointer data)
+{
+	g_autofree char *epoch = NULL;
+	const char *epoch_again;
+	guint64 first;
+
+	g_object_set (fixture->store, "history-size", 2, NULL);
+	for (guint i = 1; i <= 3; i++)
+		append_room (fixture->store, 6, 100 + i, now_seconds ());
+	append_dm (fixture->store, 7, 200, now_seconds ());
+	chat_store_set_delivered (fixture->store, 7, 1);
+	chat_store_get_stream (fixture->store, CHAT_STREAM_KIND_ROOM, 6, NULL, NULL, &epoch_again);
+	epoch = g_strdup (epoch_again);
+	close_store (&fixture->store);
+
+	fixture->store = open_sqlite (fixture->path);
+	g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, 200);
+	chat_store_get_stream (fixture->store,
+			       CHAT_STREAM_KIND_ROOM,
+			       6,
+			       NULL,
+			       &first,
+			       &epoch_again);
+	g_assert_cmpstr (epoch_again, ==, epoch);
+	g_assert_cmpuint (first, ==, 2);
+	g_assert_cmpuint (stream_top (fixture->store, CHAT_STREAM_KIND_ROOM, 6), ==, 3);
+	g_assert_cmpuint (stream_top (fixture->store, CHAT_STREAM_KIND_USER, 7), ==, 1);
+	g_assert_cmpuint (chat_store_get_delivered (fixture->store, 7), ==, 1);
+	g_assert_cmpuint (statistic (fixture->store, "retained"), ==, 3);
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 6, 0, 0, 0, FALSE, "2,3");
+	/* retention is configuration, not stored */
+	g_object_set (fixture->store, "history-size", 2, NULL);
+	append_room (fixture->store, 6, 201, now_seconds ());
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 6, 0, 0, 0, FALSE, "3,4");
+}
+
+/* a new file is a version-1 database in WAL mode */
+static void
+test_sqlite_store_schema (StoreFixture *fixture, gconstpointer data)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+
+	close_store (&fixture->store);
+	g_assert_cmpint (sqlite3_open (fixture->path, &db), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL),
+			 ==,
+			 SQLITE_OK);
+	g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+	g_assert_cmpint (sqlite3_column_int (stmt, 0), ==, 1);
+	sqlite3_finalize (stmt);
+	g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &stmt, NULL),
+			 ==,
+			 SQLITE_OK);
+	g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+	g_assert_cmpstr ((const char *) sqlite3_column_text (stmt, 0), ==, "wal");
+	sqlite3_finalize (stmt);
+	sqlite3_close (db);
+}
+
+static void
+assert_open_fails (const char *path, GIOErrorEnum code, const char *fragment)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatSqliteStore) store =
+	    chat_sqlite_store_new (path, CHAT_STORE_SYNC_FULL, &error);
+
+	g_assert_null (store);
+	g_assert_error (error, G_IO_ERROR, (gint) code);
+	g_assert_nonnull (strstr (error->message, path));
+	if (fragment != NULL && strstr (error->message, fragment) == NULL)
+		g_error ("error “%s” does not mention “%s”", error->message, fragment);
+}
+
+/* garbage is refused and left as it is, never replaced */
+static void
+test_sqlite_store_garbage (StoreFixture *fixture, gconstpointer data)
+{
+	g_autofree char *path = g_build_filename (fixture->dir, "garbage.db", NULL);
+	g_autofree char *contents = NULL;
+	const char *garbage = "this is not a database, it is a shopping list: milk, eggs\n";
+	g_autoptr (GError) error = NULL;
+	gsize length;
+
+	g_assert_true (g_file_set_contents (path, garbage, -1, &error));
+	assert_open_fails (path, G_IO_ERROR_INVALID_DATA, "not a chathub message store");
+	g_assert_true (g_file_get_contents (path, &contents, &length, &error));
+	g_assert_cmpstr (contents, ==, garbage);
+}
+
+/* an SQLite database of something else is not taken over */
+static void
+test_sqlite_store_foreign (StoreFixture *fixture, gconstpointer data)
+{
+	g_autofree char *path = g_build_filename (fixture->dir, "other.db", NULL);
+	sqlite3 *db = NULL;
+
+	g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_exec (db, "CREATE TABLE recipes (name TEXT)", NULL, NULL, NULL),
+			 ==,
+			 SQLITE_OK);
+	sqlite3_close (db);
+	assert_open_fails (path, G_IO_ERROR_INVALID_DATA, "not a chathub message store");
+}
+
+/* The tests run as root, for whom chmod 000 changes nothing: a directory where the file
+ * should be and a directory that does not exist cannot be opened either. */
+static void
+test_sqlite_store_unopenable (StoreFixture *fixture, gconstpointer data)
+{
+	g_autofree char *missing = g_build_filename (fixture->dir, "no", "such", "dir.db", NULL);
+	g_autofree char *unreadable = g_build_filename (fixture->dir, "unreadable.db", NULL);
+	g_autoptr (GError) error = NULL;
+
+	assert_open_fails (fixture->dir, G_IO_ERROR_FAILED, "Cannot open the message store");
+	assert_open_fails (missing, G_IO_ERROR_FAILED, "Cannot open the message store");
+	if (geteuid () != 0) {
+		g_assert_true (g_file_set_contents (unreadable, "", 0, &error));
+		g_assert_cmpint (g_chmod (unreadable, 0), ==, 0);
+		assert_open_fails (unreadable, G_IO_ERROR_FAILED, "Cannot open the message store");
+	}
+}
+
+/* a store from a newer chathub is refused, never downgraded */
+static void
+test_sqlite_store_newer (StoreFixture *fixture, gconstpointer data)
+{
+	sqlite3 *db = NULL;
+
+	append_room (fixture->store, 1, 1, now_seconds ());
+	close_store (&fixture->store);
+	g_assert_cmpint (sqlite3_open (fixture->path, &db), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 2", NULL, NULL, NULL),
+			 ==,
+			 SQLITE_OK);
+	sqlite3_close (db);
+	assert_open_fails (fixture->path, G_IO_ERROR_NOT_SUPPORTED, "schema version 2");
+}
+
+static ChatMessage *
+big_message (guint64 room_id, guint64 id)
+{
+	g_autofree char *content = g_strnfill (20000, 'x');
+
+	return make_message (room_id, 0, id, now_seconds (), content);
+}
+
+/* A full disk (SQLITE_FULL from a capped database): every append of the failing groups is
+ * refused whole (the small message that fitted is rolled back with the rest), offsets stay
+ * contiguous, one warning for the streak, and once there is room again appends succeed and one
+ * message says so. */
+static void
+test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	/* small: it fits, the group fails on the next one */
+	g_autoptr (ChatMessage) a = make_message (1, 0, 10, now_seconds (), "small");
+	g_autoptr (ChatMessage) b = big_message (1, 11);
+	g_autoptr (ChatMessage) c = big_message (2, 12);
+	g_autoptr (ChatMessage) d = big_message (1, 13);
+	ChatStoreEntry ab[2] = {{CHAT_STREAM_KIND_ROOM, 1, a}, {CHAT_STREAM_KIND_ROOM, 1, b}};
+	ChatStoreEntry c_entry = {CHAT_STREAM_KIND_ROOM, 2, c};
+	Result results[2] = {{0}};
+	g_autoptr (GError) error = NULL;
+
+	append_room (store, 1, 1, now_seconds ());
+	append_room (store, 1, 2, now_seconds ());
+	g_assert_cmpint (
+	    chat_sqlite_store_query (CHAT_SQLITE_STORE (store), "PRAGMA max_page_count = 1"),
+	    >,
+	    1);
+
+	/* two appends in one iteration: one group, both refused */
+	chat_store_append_async (store, ab, 2, NULL, on_appended, &results[0]);
+	chat_store_append_async (store, &c_entry, 1, NULL, on_appended, &results[1]);
+	for (guint i = 0; i < 2; i++) {
+		wait_result (&results[i]);
+		g_assert_false (results[i].ok);
+		g_assert_error (results[i].error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+		result_clear (&results[i]);
+	}
+	g_assert_cmpuint (chat_message_get_offset (a), ==, 0);
+	g_assert_cmpuint (chat_message_get_offset (b), ==, 0);
+	g_assert_cmpuint (chat_message_get_offset (c), ==, 0);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 2);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 2), ==, 0);
+	/* still full: the next group fails too, without a second warning */
+	g_assert_false (append_one (store, CHAT_STREAM_KIND_ROOM, 1, d, &error));
+	g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+	g_clear_error (&error);
+	g_assert_cmpuint (n_failed_events, ==, 1);
+	g_assert_cmpuint (n_recovered_events, ==, 0);
+	g_assert_cmpuint (statistic (store, "failed"), ==, 4);
+	g_assert_cmpuint (statistic (store, "stored"), ==, 2);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2");
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE, "");
+
+	/* room again: the same messages go in with the next offsets */
+	chat_sqlite_store_query (CHAT_SQLITE_STORE (store), "PRAGMA max_page_count = 1073741823");
+	chat_store_append_async (store, ab, 2, NULL, on_appended, &results[0]);
+	wait_result (&results[0]);
+	g_assert_no_error (results[0].error);
+	g_assert_true (results[0].ok);
+	result_clear (&results[0]);
+	g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, 2, c, &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_offset (a), ==, 3);
+	g_assert_cmpuint (chat_message_get_offset (b), ==, 4);
+	g_assert_cmpuint (chat_message_get_offset (c), ==, 1);
+	g_assert_cmpuint (n_failed_events, ==, 1);
+	g_assert_cmpuint (n_recovered_events, ==, 1);
+
+	/* and nothing half-stored survives a reopen */
+	close_store (&fixture->store);
+	fixture->store = open_sqlite (fixture->path);
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3,4");
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE, "1");
+	g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, 12);
+}
+
+static gboolean
+offset_given (gpointer data)
+{
+	return chat_message_get_offset (data) != 0;
+}
+
+/* One group in flight: what is appended meanwhile, over several main-loop iterations, waits
+ * and then goes in one group; the main loop goes on meanwhile, a stalled disk or not. */
+static void
+test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	ChatMessage *messages[4];
+	Result results[4] = {{0}};
+	guint64 groups;
+
+	append_room (store, 1, 1, now_seconds ());
+	groups = statistic (store, "groups");
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++)
+		messages[i] = make_message (1, 0, 10 + i, now_seconds (), "m");
+
+	chat_sqlite_store_pause (CHAT_SQLITE_STORE (store), TRUE);
+	{
+		ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 1, messages[0]};
+
+		chat_store_append_async (store, &entry, 1, NULL, on_appended, &results[0]);
+	}
+	/* handed to the (stalled) worker: offset given, not committed */
+	chat_test_wait_until (offset_given, messages[0], 10000);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 1);
+	for (guint i = 1; i < G_N_ELEMENTS (messages); i++) {
+		ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 1, messages[i]};
+
+		chat_store_append_async (store, &entry, 1, NULL, on_appended, &results[i]);
+		for (guint j = 0; j < 5; j++)
+			g_main_context_iteration (NULL, FALSE);
+	}
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
+		g_assert_false (results[i].done);
+		g_assert_cmpuint (chat_message_get_offset (messages[i]), ==, i == 0 ? 2 : 0);
+	}
+	chat_sqlite_store_pause (CHAT_SQLITE_STORE (store), FALSE);
+
+	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
+		wait_result (&results[i]);
+		g_assert_true (results[i].ok);
+		result_clear (&results[i]);
+		g_assert_cmpuint (chat_message_get_offset (messages[i]), ==, 2 + i);
+		g_object_unref (messages[i]);
+	}
+	g_assert_cmpuint (statistic (store, "groups"), ==, groups + 2);
+	g_assert_cmpuint (statistic (store, "largest-group"), ==, 3);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3,4,5");
+}
+
+static void
+add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
+{
+	g_autofree char *memory = g_strdup_printf ("/chat/store/memory/%s", name);
+	g_autofree char *sqlite = g_strdup_printf ("/chat/store/sqlite/%s", name);
+	g_autofree char *sqlite_full = g_strdup_printf ("/chat/store/sqlite-full/%s", name);
+
+	g_test_add (memory,
+		    StoreFixture,
+		    GINT_TO_POINTER (BACKEND_MEMORY),
+		    store_setup,
+		    test,
+		    store_teardown);
+	g_test_add (sqlite,
+		    StoreFixture,
+		    GINT_TO_POINTER (BACKEND_SQLITE),
+		    store_setup,
+		    test,
+		    store_teardown);
+	g_test_add (sqlite_full,
+		    StoreFixture,
+		    GINT_TO_POINTER (BACKEND_SQLITE_FULL),
+		    store_setup,
+		    test,
+		    store_teardown);
+}
+
+static void
+add_sqlite (const char *name, void (*test) (StoreFixture *, gconstpointer))
+{
+	g_autofree char *path = g_strdup_printf ("/chat/store/sqlite/%s", name);
+
+	g_test_add (path,
+		    StoreFixture,
+		    GINT_TO_POINTER (BACKEND_SQLITE),
+		    store_setup,
+		    test,
+		    store_teardown);
+}
+
+int
+main (int argc, char **argv)
+{
+	g_log_set_writer_func (test_log_writer, NULL, NULL);
+	g_test_init (&argc, &argv, NULL);
+
+	add_both ("offsets", test_store_offsets);
+	add_both ("asynchronous", test_store_asynchronous);
+	add_both ("group", test_store_group);
+	add_both ("read", test_store_read);
+	add_both ("history-size", test_store_history_size);
+	add_both ("ttl", test_store_ttl);
+	add_both ("delivered", test_store_delivered);
+	g_test_add_func ("/chat/store/memory/epoch", test_memory_store_epoch);
+	add_sqlite ("group-in-flight", test_sqlite_store_group_in_flight);
+	add_sqlite ("restart", test_sqlite_store_restart);
+	add_sqlite ("schema", test_sqlite_store_schema);
+	add_sqlite ("garbage", test_sqlite_store_garbage);
+	add_sqlite ("foreign", test_sqlite_store_foreign);
+	add_sqlite ("unopenable", test_sqlite_store_unopenable);
+	add_sqlite ("newer", test_sqlite_store_newer);
+	add_sqlite ("full", test_sqlite_store_full);
+	return g_test_run ();
+}
