@@ -69,96 +69,92 @@ def flood(port, token, room, seconds, result):
     result.put((sent, read[0], early))
 
 
-class FloodTests(h.DaemonTestMixin, h.RecvMixin, unittest.TestCase):
+def room_traffic(daemon, room, window, ready, go, result):
+    """In a child process: ROOM_SIZE members and a publisher in `room`; once `go` is set, the
+    publisher sends a message every 20 ms for `window` seconds and every member must receive
+    each of them. Puts (published, [received per member]) or an error text into `result`.
+    Kept out of the measuring process, whose event loop then serves only the pinger."""
+
+    async def run():
+        publisher = await h.ws_connect(daemon, h.next_user_id(), max_queue=None)
+        await h.send_json(publisher, {"type": "join", "room_id": room})
+        await h.recv_json(publisher)
+        members = []
+        for _ in range(ROOM_SIZE):
+            ws = await h.ws_connect(daemon, h.next_user_id(), max_queue=None)
+            await h.send_json(ws, {"type": "join", "room_id": room})
+            members.append(ws)
+        received = [[] for _ in members]
+
+        async def receive(ws, got):
+            # join events of later members come first; then the messages
+            while True:
+                msg = await h.recv_json(ws, timeout=10)
+                if msg.get("type") == "message":
+                    got.append(msg["content"])
+                    if got[-1] == "last":
+                        return
+
+        readers = [asyncio.create_task(receive(ws, got)) for ws, got in zip(members, received)]
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, go.wait, h.scaled(30))
+        published = []
+        end = time.monotonic() + window
+        while time.monotonic() < end:
+            published.append("m%d" % len(published))
+            await h.send_json(publisher, {"type": "message", "room_id": room,
+                                          "content": published[-1]})
+            await asyncio.sleep(0.02)
+        published.append("last")
+        await h.send_json(publisher, {"type": "message", "room_id": room, "content": "last"})
+        try:
+            await asyncio.wait_for(asyncio.gather(*readers), h.scaled(20))
+        except asyncio.TimeoutError:
+            pass
+        for ws in [publisher] + members:
+            ws.transport.abort()
+        return published, received
+
+    try:
+        result.put(asyncio.run(run()))
+    except Exception as e:  # noqa: BLE001 - reported to the test process
+        result.put("room traffic failed: %r" % (e,))
+
+
+class FloodTests(h.DaemonTestMixin, unittest.TestCase):
     # The rate limit would cut the flooder off; this tests the read side on its own.
     DAEMON_CONFIG = {"limits": {"messages-per-second": "0", "max-connections-per-user": "0",
                                 "upgrades-per-second": "0"}}
 
     def test_flooder_does_not_delay_others(self):
-        asyncio.run(self._flooder_does_not_delay_others())
-
-    async def _flooder_does_not_delay_others(self):
         d = self.daemon
-        flood_room = h.next_room_id()
-        room = h.next_room_id()
-        pinger = await h.ws_connect(d, h.next_user_id())
-        pinger.user_id = None
-        publisher = await h.ws_connect(d, h.next_user_id())
-        publisher.user_id = None
-        await h.send_json(publisher, {"type": "join", "room_id": room})
-        self.assertEqual((await self.recv(publisher))["type"], "join")
-        members = []
-        for _ in range(ROOM_SIZE):
-            uid = h.next_user_id()
-            ws = await h.ws_connect(d, uid)
-            ws.user_id = uid
-            await h.send_json(ws, {"type": "join", "room_id": room})
-            members.append(ws)
-        for ws in members:
-            ack = await self.recv(ws)
-            self.assertEqual((ack["type"], ack["room_id"]), ("join", room), ack)
-        # each member also sees the joins that came after its own
-        for i, ws in enumerate(members):
-            for _ in range(ROOM_SIZE - 1 - i):
-                ev = await self.recv(ws)
-                self.assertEqual(ev["type"], "join", ev)
-
         ctx = multiprocessing.get_context("fork")
-        result = ctx.Queue()
-        child = ctx.Process(target=flood, args=(d.port, d.token(h.next_user_id()), flood_room,
-                                                FLOOD_SECONDS, result))
-        child.start()
+        ready, go = ctx.Event(), ctx.Event()
+        room_result, flood_result = ctx.Queue(), ctx.Queue()
+        window = FLOOD_SECONDS - 1.5
+        room = ctx.Process(target=room_traffic,
+                           args=(d, h.next_room_id(), window, ready, go, room_result))
+        room.start()
+        self.assertTrue(ready.wait(h.scaled(30)), "the room's members did not connect")
+        flooder = ctx.Process(target=flood, args=(d.port, d.token(h.next_user_id()),
+                                                  h.next_room_id(), FLOOD_SECONDS, flood_result))
+        flooder.start()
         # let the flood reach full speed
-        await asyncio.sleep(0.5)
-
-        latencies = []
-        published = []
-
-        async def ping_loop():
-            end = time.monotonic() + FLOOD_SECONDS - 1.5
-            while time.monotonic() < end:
-                t0 = time.monotonic()
-                await h.send_json(pinger, {"type": "ping"})
-                msg = await h.recv_json(pinger, timeout=10)
-                latencies.append(time.monotonic() - t0)
-                self.assertEqual(msg["type"], "pong", msg)
-                await asyncio.sleep(PING_EVERY)
-
-        async def publish_loop():
-            end = time.monotonic() + FLOOD_SECONDS - 1.5
-            n = 0
-            while time.monotonic() < end:
-                n += 1
-                await h.send_json(publisher, {"type": "message", "room_id": room,
-                                              "content": "m%d" % n})
-                published.append("m%d" % n)
-                await asyncio.sleep(0.02)
-
-        async def receive_all(ws, got):
-            while len(got) < len(published) or not done.is_set():
-                try:
-                    msg = await h.recv_json(ws, timeout=10)
-                except asyncio.TimeoutError:
-                    return
-                if msg.get("type") == "message":
-                    got.append(msg["content"])
-
-        done = asyncio.Event()
-        received = [[] for _ in members]
-        receivers = [asyncio.create_task(receive_all(ws, got))
-                     for ws, got in zip(members, received)]
-        await asyncio.gather(ping_loop(), publish_loop())
-        done.set()
-        # the flood is still running here: what the members lack must still arrive
-        await asyncio.wait_for(asyncio.gather(*receivers), h.scaled(20))
+        time.sleep(0.5)
+        go.set()
+        latencies = asyncio.run(self.ping_for(window))
 
         t_done = time.monotonic()
-        sent, read, early = result.get(timeout=h.scaled(30))
-        child.join(h.scaled(5))
+        traffic = room_result.get(timeout=h.scaled(60))
+        sent, read, early = flood_result.get(timeout=h.scaled(30))
+        room.join(h.scaled(5))
+        flooder.join(h.scaled(5))
+        self.assertNotIsInstance(traffic, str, traffic)
+        published, received = traffic
         sys.stderr.write("flooder: %d messages written, %d bytes read back; pongs: %d, worst "
                          "%.1f ms; %d messages to %d members (%.1f s after the window)\n"
                          % (sent, read, len(latencies), max(latencies) * 1000, len(published),
-                            len(members), time.monotonic() - t_done))
+                            len(received), time.monotonic() - t_done))
 
         # the flood really ran at full speed for the whole window, and was read meanwhile
         self.assertFalse(early, "the daemon closed the flooder during the flood")
@@ -172,7 +168,21 @@ class FloodTests(h.DaemonTestMixin, h.RecvMixin, unittest.TestCase):
                         % (worst * 1000, sorted(round(x * 1000, 1) for x in latencies)[-5:]))
         for got in received:
             self.assertEqual(got, published, "a room member missed messages during the flood")
-        await h.close_all(pinger, publisher, *members)
+
+    async def ping_for(self, window):
+        """A JSON ping every PING_EVERY for `window` seconds; returns the round trips."""
+        pinger = await h.ws_connect(self.daemon, h.next_user_id())
+        latencies = []
+        end = time.monotonic() + window
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            await h.send_json(pinger, {"type": "ping"})
+            msg = await h.recv_json(pinger, timeout=10)
+            latencies.append(time.monotonic() - t0)
+            self.assertEqual(msg["type"], "pong", msg)
+            await asyncio.sleep(PING_EVERY)
+        await h.close_all(pinger)
+        return latencies
 
 
 if __name__ == "__main__":
