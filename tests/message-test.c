@@ -102,7 +102,7 @@ test_message_nul (void)
 	    -1,
 	    &error);
 	g_assert_no_error (error);
-	json = chat_message_to_json (message, NULL);
+	json = chat_message_to_json (message);
 	g_assert_nonnull (
 	    strstr (json, ",\"content\":\"c\",\"data\":{\"k\\u0000\":\"a\\u0000b\"},"));
 }
@@ -266,7 +266,7 @@ test_message_to_json (void)
 	chat_message_set_content (message, "quote \" backslash \\ newline \n tab \t ctl \x01 é");
 	chat_message_set_data (message, data);
 	chat_message_set_timestamp (message, 1764350000);
-	json = chat_message_to_json (message, &length);
+	json = chat_message_to_json_with_length (message, &length);
 	g_assert_cmpstr (
 	    json,
 	    ==,
@@ -292,7 +292,7 @@ test_message_round_trip (void)
 		g_autofree char *json = NULL;
 
 		g_assert_no_error (error);
-		json = chat_message_to_json (message, NULL);
+		json = chat_message_to_json (message);
 		g_assert_cmpstr (json, ==, texts[i]);
 	}
 }
@@ -325,7 +325,7 @@ test_message_data_verbatim (void)
 		g_autofree char *expected = g_strdup_printf (",\"data\":%s,", cases[i][1]);
 
 		g_assert_no_error (error);
-		json = chat_message_to_json (message, NULL);
+		json = chat_message_to_json (message);
 		if (strstr (json, expected) == NULL)
 			g_error ("%s: serialized as %s, expected data %s",
 				 cases[i][0],
@@ -373,7 +373,7 @@ test_message_set_data_json (void)
 	g_assert_true (chat_message_set_data_json (message, "{ \"x\" : 0.10 }", -1, &error));
 	g_assert_no_error (error);
 	g_assert_true (JSON_NODE_HOLDS_OBJECT (chat_message_get_data (message)));
-	json = chat_message_to_json (message, NULL);
+	json = chat_message_to_json (message);
 	g_assert_nonnull (strstr (json, ",\"data\":{ \"x\" : 0.10 },"));
 
 	g_assert_false (chat_message_set_data_json (message, "{'x':1}", -1, &error));
@@ -434,7 +434,7 @@ test_message_mutations (void)
 		}
 		message = chat_message_new_from_json (text->str, text->len, &error);
 		if (message != NULL) {
-			g_autofree char *json = chat_message_to_json (message, NULL);
+			g_autofree char *json = chat_message_to_json (message);
 			g_autoptr (ChatMessage) again = NULL;
 
 			/* what we accept is valid UTF-8 and writes back as valid JSON */
