@@ -832,12 +832,13 @@ chat_message_to_json (ChatMessage *self)
 }
 
 /**
- * chat_message_to_json_with_length: (skip)
+ * chat_message_to_json_with_length:
  * @self: a #ChatMessage
  * @length: (out) (optional): return location for the length in bytes
  *
  * Like chat_message_to_json(), and also gives the length of the text, for C callers that
- * write it out. Bindings use chat_message_to_json(): their strings carry their length.
+ * write it out without a strlen(). In bindings, whose strings carry their length,
+ * chat_message_to_json() is the one to use.
  *
  * Returns: (transfer full): the JSON text
  *
