@@ -305,6 +305,7 @@ test_message_names (void)
 					      &error);
 	g_assert_no_error (error);
 	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_JOIN);
+	g_clear_object (&message);
 
 	/* the last duplicate is the one checked */
 	assert_parse_error ("{\"type\":\"message\",\"content\":\"x\",\"content\":5}",
