@@ -96,8 +96,16 @@ scan_string (Scanner *s)
 	s->string_flags = 0;
 	s->p++; /* opening quote */
 	while (s->p < s->end) {
-		guchar c = *s->p;
+		const guchar *p = s->p;
+		guchar c;
 
+		/* most of a message is plain ASCII text: skip it in a tight loop */
+		while (p < s->end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		s->p = p;
+		if (p == s->end)
+			break;
+		c = *p;
 		if (c == '"') {
 			s->p++;
 			return TRUE;
@@ -112,10 +120,7 @@ scan_string (Scanner *s)
 			s->p += length;
 			continue;
 		}
-		if (c != '\\') {
-			s->p++;
-			continue;
-		}
+		/* a backslash */
 		if (s->end - s->p < 2)
 			break;
 		s->string_flags |= CHAT_JSON_STRING_ESCAPES;
