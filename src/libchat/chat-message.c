@@ -1014,7 +1014,8 @@ chat_message_set_content (ChatMessage *self, const char *content)
  * chat_message_get_data:
  * @self: a #ChatMessage
  *
- * Gets the free-form JSON attached to @self.
+ * Gets the free-form JSON attached to @self. Data that came as text (a parsed message,
+ * chat_message_set_data_json()) is parsed into a tree on the first call, and kept.
  *
  * Returns: (transfer none) (nullable): the data
  *
