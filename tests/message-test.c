@@ -1,12 +1,15 @@
 /* chathub - real-time chat hub
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * ChatMessage: parsing client frames (every field type error), serializing once, and
- * relaying `data` byte for byte.
+ * ChatMessage: parsing client frames (every field type error, integers out of range, escaped
+ * and duplicate names), serializing once, relaying `data` byte for byte and building its tree
+ * only when asked.
  */
 
 #include <chathub.h>
 #include <string.h>
+
+#include "chat-message-private.h"
 
 static void
 assert_parse_error (const char *text, ChatError code, const char *fragment)
@@ -102,7 +105,7 @@ test_message_nul (void)
 	    -1,
 	    &error);
 	g_assert_no_error (error);
-	json = chat_message_to_json (message, NULL);
+	json = chat_message_to_json (message);
 	g_assert_nonnull (
 	    strstr (json, ",\"content\":\"c\",\"data\":{\"k\\u0000\":\"a\\u0000b\"},"));
 }
@@ -215,6 +218,191 @@ test_message_parse_errors (void)
 			    "code");
 }
 
+/* Integers are read from the frame's digits: up to 2^63 - 1 (what json-glib and every binding
+ * hold), never wrapped around; a fraction or an exponent is no integer, -0 is 0. */
+static void
+test_message_integers (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = NULL;
+
+	message =
+	    chat_message_new_from_json ("{\"type\":\"message\",\"id\":9223372036854775807,"
+					"\"from\":-0,\"to\":1,\"room_id\":9223372036854775807,"
+					"\"timestamp\":9223372036854775807}",
+					-1,
+					&error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_id (message), ==, G_MAXINT64);
+	g_assert_cmpuint (chat_message_get_from (message), ==, 0);
+	g_assert_cmpuint (chat_message_get_room_id (message), ==, G_MAXINT64);
+	g_assert_cmpint (chat_message_get_timestamp (message), ==, G_MAXINT64);
+
+	/* json-glib wrapped these: 2^63 to a negative, 2^64 to -1, -2^63 - 1 to 2^63 - 1 */
+	assert_parse_error ("{\"type\":\"message\",\"id\":9223372036854775808}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “id” must be at most 9223372036854775807");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":18446744073709551616}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “room_id” must be at most");
+	assert_parse_error ("{\"type\":\"message\",\"to\":99999999999999999999999999}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “to” must be at most");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":12345678901234567890}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “timestamp” must be at most");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":-9223372036854775809}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “room_id” must be an integer greater than 0");
+	assert_parse_error ("{\"type\":\"message\",\"from\":-99999999999999999999999}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “from” must not be negative");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":-1}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “timestamp” must be a non-negative integer");
+	/* -0 is zero, which a room or an addressee cannot be */
+	assert_parse_error ("{\"type\":\"message\",\"to\":-0}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “to” must be an integer greater than 0");
+	assert_parse_error ("{\"type\":\"message\",\"room_id\":1e2}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “room_id” must be an integer");
+	assert_parse_error ("{\"type\":\"message\",\"id\":1.0}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “id” must be an integer");
+	assert_parse_error ("{\"type\":\"message\",\"timestamp\":1E0}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "Field “timestamp” must be a non-negative integer");
+}
+
+/* Names are compared decoded, and of duplicates the last wins, as in json-glib's objects. */
+static void
+test_message_names (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = NULL;
+	g_autofree char *json = NULL;
+
+	message =
+	    chat_message_new_from_json ("{\"\\u0074ype\":\"\\u006dessage\",\"r\\u006fom_id\":4,"
+					"\"content\":\"first\",\"cont\\u0065nt\":\"second\","
+					"\"room_id\":5,\"data\":[1],\"data\":null}",
+					-1,
+					&error);
+	g_assert_no_error (error);
+	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_MESSAGE);
+	g_assert_cmpuint (chat_message_get_room_id (message), ==, 5);
+	g_assert_cmpstr (chat_message_get_content (message), ==, "second");
+	/* a later null takes the data away */
+	g_assert_false (chat_message_has_data (message));
+	g_assert_null (chat_message_get_data (message));
+	json = chat_message_to_json (message);
+	g_assert_null (strstr (json, "data"));
+	g_clear_object (&message);
+
+	message = chat_message_new_from_json ("{\"type\":\"ping\",\"type\":\"join\",\"room_id\":2}",
+					      -1,
+					      &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (chat_message_get_message_type (message), ==, CHAT_MESSAGE_TYPE_JOIN);
+	g_clear_object (&message);
+
+	/* the last duplicate is the one checked */
+	assert_parse_error ("{\"type\":\"message\",\"content\":\"x\",\"content\":5}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "content");
+	assert_parse_error ("{\"type\":\"message\",\"type\":null}",
+			    CHAT_ERROR_INVALID_MESSAGE,
+			    "type");
+	/* names that only start like a field are other members */
+	message = chat_message_new_from_json ("{\"type\":\"message\",\"types\":1,\"typ\":2,"
+					      "\"content\":\"c\",\"room\":\"x\",\"dat\":3}",
+					      -1,
+					      &error);
+	g_assert_no_error (error);
+	g_assert_false (chat_message_has_data (message));
+
+	/* an escaped type is decoded before it is looked up, and named decoded when unknown */
+	assert_parse_error ("{\"type\":\"p\\u00efng\"}", CHAT_ERROR_UNKNOWN_TYPE, "p\xc3\xafng");
+}
+
+/* content and code are decoded from the frame's escapes */
+static void
+test_message_string_escapes (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new_from_json (
+	    "{\"type\":\"error\",\"content\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t "
+	    "\\u00e9\\ud83d\\ude00 \\u2028\",\"code\":\"not\\u005fmember\"}",
+	    -1,
+	    &error);
+
+	g_assert_no_error (error);
+	g_assert_cmpstr (chat_message_get_content (message),
+			 ==,
+			 "\" \\ / \b \f \n \r \t \xc3\xa9\xf0\x9f\x98\x80 \xe2\x80\xa8");
+	g_assert_cmpstr (chat_message_get_code (message), ==, "not_member");
+}
+
+/* data is kept as text; its json-glib tree is built on the first chat_message_get_data() and
+ * kept, and the frame still carries the text as sent. */
+static void
+test_message_data_tree (void)
+{
+	const char *text =
+	    "{\"type\":\"message\",\"data\":{ \"n\" : 0.10, \"a\":[1,\"\\u00e9\"] }}";
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new_from_json (text, -1, &error);
+	g_autoptr (JsonNode) expected =
+	    json_from_string ("{\"n\":0.10,\"a\":[1,\"\\u00e9\"]}", NULL);
+	g_autoptr (JsonNode) from_property = NULL;
+	g_autofree char *json = NULL;
+	JsonNode *data;
+
+	g_assert_no_error (error);
+	g_assert_true (chat_message_has_data (message));
+	data = chat_message_get_data (message);
+	g_assert_nonnull (data);
+	g_assert_true (json_node_equal (data, expected));
+	g_assert_true (chat_message_get_data (message) == data);
+	g_object_get (message, "data", &from_property, NULL);
+	g_assert_true (json_node_equal (from_property, expected));
+	json = chat_message_to_json (message);
+	g_assert_nonnull (strstr (json, ",\"data\":{ \"n\" : 0.10, \"a\":[1,\"\\u00e9\"] },"));
+
+	/* a tree given is written by json-glib; text given replaces it */
+	chat_message_set_data (message, expected);
+	g_assert_true (json_node_equal (chat_message_get_data (message), expected));
+	g_assert_true (chat_message_set_data_json (message, "\"s\"", -1, &error));
+	g_assert_cmpstr (json_node_get_string (chat_message_get_data (message)), ==, "s");
+	g_assert_true (chat_message_has_data (message));
+}
+
+/* Text that is not UTF-8 is refused with the reason, on the wire and in the API. */
+static void
+test_message_invalid_utf8 (void)
+{
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (ChatMessage) parsed = NULL;
+	g_autoptr (GError) error = NULL;
+	const char *frame = "{\"type\":\"message\",\"content\":\"\xed\xa0\x80\"}";
+
+	parsed = chat_message_parse (frame, strlen (frame), FALSE, &error);
+	g_assert_null (parsed);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON);
+	g_assert_cmpstr (error->message,
+			 ==,
+			 "The frame is not valid JSON: invalid UTF-8 in a string");
+	g_clear_error (&error);
+	/* the public API checks UTF-8 first, as it always did */
+	assert_parse_error (frame, CHAT_ERROR_INVALID_JSON, "not valid UTF-8");
+
+	g_assert_false (chat_message_set_data_json (message, "[\"\xc0\x80\"]", -1, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_JSON);
+	g_assert_cmpstr (error->message, ==, "Invalid JSON: invalid UTF-8 in a string");
+	g_assert_false (chat_message_has_data (message));
+}
+
 static void
 test_message_parse_fields (void)
 {
@@ -266,7 +454,7 @@ test_message_to_json (void)
 	chat_message_set_content (message, "quote \" backslash \\ newline \n tab \t ctl \x01 é");
 	chat_message_set_data (message, data);
 	chat_message_set_timestamp (message, 1764350000);
-	json = chat_message_to_json (message, &length);
+	json = chat_message_to_json_with_length (message, &length);
 	g_assert_cmpstr (
 	    json,
 	    ==,
@@ -292,7 +480,7 @@ test_message_round_trip (void)
 		g_autofree char *json = NULL;
 
 		g_assert_no_error (error);
-		json = chat_message_to_json (message, NULL);
+		json = chat_message_to_json (message);
 		g_assert_cmpstr (json, ==, texts[i]);
 	}
 }
@@ -325,7 +513,7 @@ test_message_data_verbatim (void)
 		g_autofree char *expected = g_strdup_printf (",\"data\":%s,", cases[i][1]);
 
 		g_assert_no_error (error);
-		json = chat_message_to_json (message, NULL);
+		json = chat_message_to_json (message);
 		if (strstr (json, expected) == NULL)
 			g_error ("%s: serialized as %s, expected data %s",
 				 cases[i][0],
@@ -373,7 +561,7 @@ test_message_set_data_json (void)
 	g_assert_true (chat_message_set_data_json (message, "{ \"x\" : 0.10 }", -1, &error));
 	g_assert_no_error (error);
 	g_assert_true (JSON_NODE_HOLDS_OBJECT (chat_message_get_data (message)));
-	json = chat_message_to_json (message, NULL);
+	json = chat_message_to_json (message);
 	g_assert_nonnull (strstr (json, ",\"data\":{ \"x\" : 0.10 },"));
 
 	g_assert_false (chat_message_set_data_json (message, "{'x':1}", -1, &error));
@@ -434,7 +622,7 @@ test_message_mutations (void)
 		}
 		message = chat_message_new_from_json (text->str, text->len, &error);
 		if (message != NULL) {
-			g_autofree char *json = chat_message_to_json (message, NULL);
+			g_autofree char *json = chat_message_to_json (message);
 			g_autoptr (ChatMessage) again = NULL;
 
 			/* what we accept is valid UTF-8 and writes back as valid JSON */
@@ -465,6 +653,11 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/message/data-depth", test_message_data_depth);
 	g_test_add_func ("/chat/message/nul", test_message_nul);
 	g_test_add_func ("/chat/message/parse-fields", test_message_parse_fields);
+	g_test_add_func ("/chat/message/integers", test_message_integers);
+	g_test_add_func ("/chat/message/names", test_message_names);
+	g_test_add_func ("/chat/message/string-escapes", test_message_string_escapes);
+	g_test_add_func ("/chat/message/data-tree", test_message_data_tree);
+	g_test_add_func ("/chat/message/invalid-utf8", test_message_invalid_utf8);
 	g_test_add_func ("/chat/message/to-json", test_message_to_json);
 	g_test_add_func ("/chat/message/round-trip", test_message_round_trip);
 	g_test_add_func ("/chat/message/data-verbatim", test_message_data_verbatim);

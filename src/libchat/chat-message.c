@@ -46,8 +46,11 @@ struct _ChatMessage {
 	gint64 timestamp;
 	char *content;
 	char *code;
+	/* data as given: a client's or chat_message_set_data_json()'s text, relayed verbatim, and
+	 * its tree built on the first chat_message_get_data(); or a tree alone, from
+	 * chat_message_set_data(). Both NULL: no data. */
 	JsonNode *data;	 /* (nullable) */
-	char *data_text; /* (nullable): data exactly as received, relayed verbatim */
+	char *data_text; /* (nullable) */
 	gsize data_text_len;
 };
 
@@ -95,18 +98,6 @@ chat_message_type_to_string (ChatMessageType type)
 {
 	g_return_val_if_fail (type <= CHAT_MESSAGE_TYPE_ERROR, NULL);
 	return type_names[type];
-}
-
-static gboolean
-message_type_from_string (const char *name, ChatMessageType *type)
-{
-	for (guint i = 0; i < G_N_ELEMENTS (type_names); i++) {
-		if (strcmp (name, type_names[i]) == 0) {
-			*type = (ChatMessageType) i;
-			return TRUE;
-		}
-	}
-	return FALSE;
 }
 
 /* g_set_str() is GLib 2.76; this is the same for 2.74. */
@@ -402,23 +393,112 @@ chat_message_new (ChatMessageType type)
 	return g_object_new (CHAT_TYPE_MESSAGE, "type", type, NULL);
 }
 
+/* The top-level members a message reads, in the order they are checked. */
+enum {
+	FIELD_TYPE,
+	FIELD_ID,
+	FIELD_FROM,
+	FIELD_TO,
+	FIELD_ROOM_ID,
+	FIELD_CONTENT,
+	FIELD_CODE,
+	FIELD_TIMESTAMP,
+	FIELD_DATA,
+	N_FIELDS
+};
+static const char *const field_names[N_FIELDS] =
+    {"type", "id", "from", "to", "room_id", "content", "code", "timestamp", "data"};
+
+/* What the one validating pass (chat_json_scan()) reports of a frame's object. */
+typedef struct {
+	ChatJsonMember fields[N_FIELDS]; /* value NULL: absent; the last duplicate wins */
+	gboolean nul_in_name;
+} Envelope;
+
+static void
+collect_member (const ChatJsonMember *member, gpointer user_data)
+{
+	Envelope *envelope = user_data;
+
+	/* a name cut at its NUL, as json-glib would, could turn into "type" or "content" */
+	if (member->name_flags & CHAT_JSON_STRING_NUL) {
+		envelope->nul_in_name = TRUE;
+		return;
+	}
+	for (guint i = 0; i < N_FIELDS; i++) {
+		if (chat_json_string_equal (member->name,
+					    member->name_len,
+					    member->name_flags,
+					    field_names[i])) {
+			envelope->fields[i] = *member;
+			return;
+		}
+	}
+}
+
+/* null counts as absent, for every field but `type` */
+static gboolean
+field_is_set (const ChatJsonMember *field)
+{
+	return field->value != NULL && field->kind != CHAT_JSON_KIND_NULL;
+}
+
+/* The value of an integer token: *@negative for a minus sign before anything but zero, and
+ * G_MAXUINT64 for a magnitude beyond it. */
+static guint64
+integer_value (const ChatJsonMember *field, gboolean *negative)
+{
+	const char *p = field->value, *end = field->value + field->value_len;
+	guint64 value = 0;
+	gboolean minus = *p == '-';
+
+	if (minus)
+		p++;
+	for (; p < end; p++) {
+		guint digit = (guint) (*p - '0');
+
+		if (value > (G_MAXUINT64 - digit) / 10) {
+			value = G_MAXUINT64;
+			break;
+		}
+		value = value * 10 + digit;
+	}
+	*negative = minus && value != 0;
+	return value;
+}
+
 /* Wire text stays English; the public API translates. */
 #define TR(text) (translate ? _ (text) : (text))
 
-/* Reads an optional non-negative integer member; null counts as absent. */
 static gboolean
-read_uint_member (JsonObject *object,
-		  const char *name,
-		  gboolean positive,
-		  guint64 *out,
-		  gboolean translate,
-		  GError **error)
+refuse_too_large (const char *name, gboolean translate, GError **error)
 {
-	JsonNode *node = json_object_get_member (object, name);
+	/* the largest id json-glib and every binding hold without loss */
+	g_set_error (error,
+		     CHAT_ERROR,
+		     CHAT_ERROR_INVALID_MESSAGE,
+		     TR ("Field “%s” must be at most 9223372036854775807"),
+		     name);
+	return FALSE;
+}
 
-	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+/* Reads an optional non-negative integer field. */
+static gboolean
+read_uint_field (const Envelope *envelope,
+		 guint index,
+		 gboolean positive,
+		 guint64 *out,
+		 gboolean translate,
+		 GError **error)
+{
+	const ChatJsonMember *field = &envelope->fields[index];
+	const char *name = field_names[index];
+	gboolean negative;
+	guint64 value;
+
+	if (!field_is_set (field))
 		return TRUE;
-	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64) {
+	if (field->kind != CHAT_JSON_KIND_INTEGER) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_MESSAGE,
@@ -426,7 +506,8 @@ read_uint_member (JsonObject *object,
 			     name);
 		return FALSE;
 	}
-	if (json_node_get_int (node) < (positive ? 1 : 0)) {
+	value = integer_value (field, &negative);
+	if (negative || value < (positive ? 1 : 0)) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_MESSAGE,
@@ -435,207 +516,51 @@ read_uint_member (JsonObject *object,
 			     name);
 		return FALSE;
 	}
-	*out = (guint64) json_node_get_int (node);
+	if (value > G_MAXINT64)
+		return refuse_too_large (name, translate, error);
+	*out = value;
 	return TRUE;
 }
 
+/* Reads an optional string field; a string with a NUL inside is checked by the caller. */
 static gboolean
-read_string_member (JsonObject *object,
-		    const char *name,
-		    char **out,
-		    gboolean translate,
-		    GError **error)
+read_string_field (const Envelope *envelope,
+		   guint index,
+		   char **out,
+		   gboolean translate,
+		   GError **error)
 {
-	JsonNode *node = json_object_get_member (object, name);
+	const ChatJsonMember *field = &envelope->fields[index];
 
-	if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+	if (!field_is_set (field))
 		return TRUE;
-	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+	if (field->kind != CHAT_JSON_KIND_STRING) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_MESSAGE,
 			     TR ("Field “%s” must be a string"),
-			     name);
+			     field_names[index]);
 		return FALSE;
 	}
 	g_free (*out);
-	*out = g_strdup (json_node_get_string (node));
+	*out = chat_json_string_decode (field->value, field->value_len, field->value_flags, NULL);
 	return TRUE;
 }
 
-/* A tiny scanner over text json-glib has already accepted: it finds the raw bytes of the
- * last top-level "data" member so they can be relayed verbatim. It returns FALSE on anything
- * unexpected, and the caller falls back to generating the member from its JsonNode. */
-static const char *
-skip_ws (const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-static const char *
-skip_string (const char *p, const char *end)
-{
-	/* p at the opening quote */
-	for (p++; p < end; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return NULL;
-}
-
-static const char *
-skip_value (const char *p, const char *end)
-{
-	int depth = 0;
-
-	p = skip_ws (p, end);
-	if (p >= end)
-		return NULL;
-	if (*p == '"')
-		return skip_string (p, end);
-	if (*p != '{' && *p != '[') {
-		while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
-		       *p != '\n' && *p != '\r')
-			p++;
-		return p;
-	}
-	for (; p < end; p++) {
-		if (*p == '"') {
-			p = skip_string (p, end);
-			if (p == NULL)
-				return NULL;
-			p--;
-		} else if (*p == '{' || *p == '[') {
-			depth++;
-		} else if (*p == '}' || *p == ']') {
-			if (--depth == 0)
-				return p + 1;
-		}
-	}
-	return NULL;
-}
-
-/* Whether the string token [key, key_end) (quotes included) is @name. A key with escapes
- * (rare) is decoded, so "d\u0061ta" is found and "a\u0062" does not stop the scan. */
-static gboolean
-key_is (const char *key, const char *key_end, const char *name)
-{
-	gsize name_len = strlen (name);
-	g_autofree char *token = NULL;
-	g_autoptr (JsonNode) node = NULL;
-
-	if (memchr (key, '\\', key_end - key) == NULL)
-		return (gsize) (key_end - key) == name_len + 2 &&
-		       memcmp (key + 1, name, name_len) == 0;
-	token = g_strndup (key, key_end - key);
-	node = json_from_string (token, NULL);
-	return node != NULL && json_node_get_value_type (node) == G_TYPE_STRING &&
-	       g_strcmp0 (json_node_get_string (node), name) == 0;
-}
-
-/* Whether the string token [token, token_end) (quotes included) holds a \u0000 escape:
- * json-glib decodes it and then keeps the string only up to it. */
-static gboolean
-token_has_nul (const char *token, const char *token_end)
-{
-	for (const char *p = token + 1; p < token_end - 1; p++) {
-		if (*p != '\\')
-			continue;
-		if (token_end - p >= 6 && p[1] == 'u' && memcmp (p + 2, "0000", 4) == 0)
-			return TRUE;
-		p++; /* the escaped character */
-	}
-	return FALSE;
-}
-
-/* A top-level member of the frame, as it was sent. */
-typedef struct {
-	const char *name;
-	const char *start; /* (nullable): the value's first byte; the last duplicate wins */
-	gsize len;
-} RawMember;
-
-/* Finds the raw text of the top-level @members of an object in one pass, and whether any
- * top-level member name holds a \u0000 escape. */
-static gboolean
-find_raw_members (const char *text,
-		  gsize length,
-		  RawMember *members,
-		  guint n_members,
-		  gboolean *nul_in_name)
-{
-	const char *p = text, *end = text + length;
-
-	p = skip_ws (p, end);
-	if (p >= end || *p != '{')
-		return FALSE;
-	p = skip_ws (p + 1, end);
-	if (p < end && *p == '}')
-		return TRUE;
-	while (p < end) {
-		const char *key = p, *key_end, *value;
-
-		if (*p != '"')
-			return FALSE;
-		key_end = skip_string (p, end);
-		if (key_end == NULL)
-			return FALSE;
-		p = skip_ws (key_end, end);
-		if (p >= end || *p != ':')
-			return FALSE;
-		value = skip_ws (p + 1, end);
-		p = skip_value (value, end);
-		if (p == NULL)
-			return FALSE;
-		if (token_has_nul (key, key_end)) {
-			*nul_in_name = TRUE;
-		} else {
-			for (guint i = 0; i < n_members; i++) {
-				if (key_is (key, key_end, members[i].name)) {
-					members[i].start = value;
-					members[i].len = p - value;
-				}
-			}
-		}
-		p = skip_ws (p, end);
-		if (p < end && *p == ',') {
-			p = skip_ws (p + 1, end);
-			continue;
-		}
-		return p < end && *p == '}';
-	}
-	return FALSE;
-}
-
-/* Whether the raw member holds a string with a NUL in it. */
-static gboolean
-raw_string_has_nul (const RawMember *member)
-{
-	return member->start != NULL && *member->start == '"' &&
-	       token_has_nul (member->start, member->start + member->len);
-}
-
 /* Parses a client frame. Wire errors stay English (translate FALSE); the public API
- * translates. */
+ * translates. The text is scanned once: chat_json_scan() checks it and reports where each
+ * top-level member is, and the fields are decoded from those spans. `data` stays text, relayed
+ * byte for byte; its json-glib tree is built only if asked for (chat_message_get_data()). */
 ChatMessage *
 chat_message_parse (const char *text, gsize length, gboolean translate, GError **error)
 {
 	g_autoptr (ChatMessage) self = NULL;
-	g_autoptr (JsonNode) root = NULL;
-	JsonNode *node;
-	JsonObject *object;
+	Envelope envelope = {{{NULL}}, FALSE};
+	const ChatJsonMember *field;
+	ChatJsonKind root_kind;
 	ChatMessageType type;
-	const char *type_name, *reason = NULL;
-	enum { RAW_TYPE, RAW_CONTENT, RAW_CODE, RAW_DATA };
-	RawMember raw[] = {{"type", NULL, 0},
-			   {"content", NULL, 0},
-			   {"code", NULL, 0},
-			   {"data", NULL, 0}};
-	gboolean has_nul, nul_in_name = FALSE;
+	const char *reason = NULL;
+	gboolean known = FALSE;
 
 	if (length == 0) {
 		g_set_error_literal (error,
@@ -647,39 +572,35 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 
 	/* json-glib is lenient (comments, single quotes, \x escapes); the wire is not */
 	/* the envelope is one level: data itself may nest CHAT_JSON_MAX_DEPTH deep */
-	root = chat_json_parse (text, length, CHAT_JSON_MAX_DEPTH + 1, &reason);
-	if (root == NULL) {
-		/* reason stays NULL only if json-glib refused what the strict check accepted */
+	if (!chat_json_scan (text,
+			     length,
+			     CHAT_JSON_MAX_DEPTH + 1,
+			     &root_kind,
+			     collect_member,
+			     &envelope,
+			     &reason)) {
 		if (translate)
 			g_set_error (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_JSON,
 				     _ ("Invalid JSON: %s"),
-				     reason != NULL ? _ (reason) : "");
+				     _ (reason));
 		else
 			g_set_error (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_JSON,
 				     "The frame is not valid JSON: %s",
-				     reason != NULL ? reason : "");
+				     reason);
 		return NULL;
 	}
-	if (!JSON_NODE_HOLDS_OBJECT (root)) {
+	if (root_kind != CHAT_JSON_KIND_OBJECT) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("A message must be a JSON object"));
 		return NULL;
 	}
-	object = json_node_get_object (root);
-
-	/* json-glib cuts a string at a \u0000 escape: find where the frame has one, so that no
-	 * name or field is silently shortened (data is relayed raw and may hold them) */
-	has_nul = g_strstr_len (text, (gssize) length, "\\u0000") != NULL;
-	if ((has_nul || json_object_has_member (object, "data")) &&
-	    !find_raw_members (text, length, raw, G_N_ELEMENTS (raw), &nul_in_name) && has_nul)
-		nul_in_name = TRUE; /* cannot tell where it is: refuse rather than truncate */
-	if (nul_in_name) {
+	if (envelope.nul_in_name) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
@@ -687,68 +608,76 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 		return NULL;
 	}
 
-	node = json_object_get_member (object, "type");
-	if (node == NULL) {
+	field = &envelope.fields[FIELD_TYPE];
+	if (field->value == NULL) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("Field “type” is missing"));
 		return NULL;
 	}
-	if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+	if (field->kind != CHAT_JSON_KIND_STRING) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("Field “type” must be a string"));
 		return NULL;
 	}
-	type_name = json_node_get_string (node);
-	if (raw_string_has_nul (&raw[RAW_TYPE])) {
-		/* no type has a NUL in it; name it as sent, escapes and all */
-		g_autofree char *sent = g_strndup (raw[RAW_TYPE].start + 1, raw[RAW_TYPE].len - 2);
+	for (guint i = 0; i < G_N_ELEMENTS (type_names) && !known; i++) {
+		if (chat_json_string_equal (field->value,
+					    field->value_len,
+					    field->value_flags,
+					    type_names[i])) {
+			type = (ChatMessageType) i;
+			known = TRUE;
+		}
+	}
+	if (!known) {
+		/* no type has a NUL in it; one that does is named as sent, escapes and all */
+		g_autofree char *name = field->value_flags & CHAT_JSON_STRING_NUL
+					    ? g_strndup (field->value + 1, field->value_len - 2)
+					    : chat_json_string_decode (field->value,
+								       field->value_len,
+								       field->value_flags,
+								       NULL);
 
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_UNKNOWN_TYPE,
 			     TR ("Unknown message type “%s”"),
-			     sent);
-		return NULL;
-	}
-	if (!message_type_from_string (type_name, &type)) {
-		g_set_error (error,
-			     CHAT_ERROR,
-			     CHAT_ERROR_UNKNOWN_TYPE,
-			     TR ("Unknown message type “%s”"),
-			     type_name);
+			     name);
 		return NULL;
 	}
 
 	self = chat_message_new (type);
-	if (!read_uint_member (object, "id", FALSE, &self->id, translate, error) ||
-	    !read_uint_member (object, "from", FALSE, &self->from, translate, error) ||
-	    !read_uint_member (object, "to", TRUE, &self->to, translate, error) ||
-	    !read_uint_member (object, "room_id", TRUE, &self->room_id, translate, error) ||
-	    !read_string_member (object, "content", &self->content, translate, error) ||
-	    !read_string_member (object, "code", &self->code, translate, error))
+	if (!read_uint_field (&envelope, FIELD_ID, FALSE, &self->id, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_FROM, FALSE, &self->from, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_TO, TRUE, &self->to, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_ROOM_ID, TRUE, &self->room_id, translate, error) ||
+	    !read_string_field (&envelope, FIELD_CONTENT, &self->content, translate, error) ||
+	    !read_string_field (&envelope, FIELD_CODE, &self->code, translate, error))
 		return NULL;
 	/* strings leave the library NUL-terminated (C, GObject properties, every binding): one
 	 * with a NUL inside could only be handed out cut short, so it is refused */
-	for (guint i = RAW_CONTENT; i <= RAW_CODE; i++) {
-		if (raw_string_has_nul (&raw[i])) {
+	for (guint i = FIELD_CONTENT; i <= FIELD_CODE; i++) {
+		if (envelope.fields[i].value_flags & CHAT_JSON_STRING_NUL) {
 			g_set_error (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_MESSAGE,
 				     TR ("Field “%s” must not contain U+0000"),
-				     raw[i].name);
+				     field_names[i]);
 			return NULL;
 		}
 	}
 
-	node = json_object_get_member (object, "timestamp");
-	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
-		if (!JSON_NODE_HOLDS_VALUE (node) ||
-		    json_node_get_value_type (node) != G_TYPE_INT64 ||
-		    json_node_get_int (node) < 0) {
+	field = &envelope.fields[FIELD_TIMESTAMP];
+	if (field_is_set (field)) {
+		gboolean negative = FALSE;
+		guint64 value = 0;
+
+		if (field->kind == CHAT_JSON_KIND_INTEGER)
+			value = integer_value (field, &negative);
+		if (field->kind != CHAT_JSON_KIND_INTEGER || negative) {
 			g_set_error_literal (
 			    error,
 			    CHAT_ERROR,
@@ -756,16 +685,17 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 			    TR ("Field “timestamp” must be a non-negative integer"));
 			return NULL;
 		}
-		self->timestamp = json_node_get_int (node);
+		if (value > G_MAXINT64) {
+			refuse_too_large ("timestamp", translate, error);
+			return NULL;
+		}
+		self->timestamp = (gint64) value;
 	}
 
-	node = json_object_get_member (object, "data");
-	if (node != NULL && !JSON_NODE_HOLDS_NULL (node)) {
-		self->data = json_node_ref (node);
-		if (raw[RAW_DATA].start != NULL) {
-			self->data_text = g_strndup (raw[RAW_DATA].start, raw[RAW_DATA].len);
-			self->data_text_len = raw[RAW_DATA].len;
-		}
+	field = &envelope.fields[FIELD_DATA];
+	if (field_is_set (field)) {
+		self->data_text = g_strndup (field->value, field->value_len);
+		self->data_text_len = field->value_len;
 	}
 
 	return g_steal_pointer (&self);
@@ -910,18 +840,39 @@ chat_message_to_frame (ChatMessage *self)
 /**
  * chat_message_to_json:
  * @self: a #ChatMessage
- * @length: (out) (optional): return location for the length in bytes
  *
  * Serializes @self as one compact JSON object, the form chathub sends on the wire. Fields that
  * are not set are left out; `from` is always present on `message`, `join` and `leave`, and
- * `timestamp` always.
+ * `timestamp` always. `data` given as text (by a client or chat_message_set_data_json()) is
+ * written exactly as given.
  *
  * Returns: (transfer full): the JSON text
  *
  * Since: 1.0
  */
 char *
-chat_message_to_json (ChatMessage *self, gsize *length)
+chat_message_to_json (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+
+	return chat_message_to_json_with_length (self, NULL);
+}
+
+/**
+ * chat_message_to_json_with_length:
+ * @self: a #ChatMessage
+ * @length: (out) (optional): return location for the length in bytes
+ *
+ * Like chat_message_to_json(), and also gives the length of the text, for C callers that
+ * write it out without a strlen(). In bindings, whose strings carry their length,
+ * chat_message_to_json() is the one to use.
+ *
+ * Returns: (transfer full): the JSON text
+ *
+ * Since: 1.0
+ */
+char *
+chat_message_to_json_with_length (ChatMessage *self, gsize *length)
 {
 	GString *out;
 
@@ -1111,7 +1062,8 @@ chat_message_set_content (ChatMessage *self, const char *content)
  * chat_message_get_data:
  * @self: a #ChatMessage
  *
- * Gets the free-form JSON attached to @self.
+ * Gets the free-form JSON attached to @self. Data that came as text (a parsed message,
+ * chat_message_set_data_json()) is parsed into a tree on the first call, and kept.
  *
  * Returns: (transfer none) (nullable): the data
  *
@@ -1121,6 +1073,17 @@ JsonNode *
 chat_message_get_data (ChatMessage *self)
 {
 	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+
+	if (self->data == NULL && self->data_text != NULL) {
+		/* the text passed the strict scanner, so json-glib accepts it */
+		g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+
+		if (json_parser_load_from_data (parser,
+						self->data_text,
+						(gssize) self->data_text_len,
+						NULL))
+			self->data = json_node_ref (json_parser_get_root (parser));
+	}
 	return self->data;
 }
 
@@ -1164,7 +1127,7 @@ chat_message_set_data (ChatMessage *self, JsonNode *data)
 gboolean
 chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, GError **error)
 {
-	g_autoptr (JsonNode) node = NULL;
+	ChatJsonKind kind;
 	const char *reason = NULL;
 	gsize len;
 
@@ -1173,18 +1136,16 @@ chat_message_set_data_json (ChatMessage *self, const char *json, gssize length, 
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	len = length < 0 ? strlen (json) : (gsize) length;
-	node = chat_json_parse (json, len, CHAT_JSON_MAX_DEPTH, &reason);
-	if (node == NULL) {
+	if (!chat_json_scan (json, len, CHAT_JSON_MAX_DEPTH, &kind, NULL, NULL, &reason)) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_JSON,
 			     _ ("Invalid JSON: %s"),
-			     reason != NULL ? _ (reason) : "");
+			     _ (reason));
 		return FALSE;
 	}
 	clear_data (self);
-	if (!JSON_NODE_HOLDS_NULL (node)) {
-		self->data = g_steal_pointer (&node);
+	if (kind != CHAT_JSON_KIND_NULL) {
 		self->data_text = g_strndup (json, len);
 		self->data_text_len = len;
 	}
@@ -1278,5 +1239,5 @@ chat_message_stamp (ChatMessage *self, guint64 id, guint64 from)
 gboolean
 chat_message_has_data (ChatMessage *self)
 {
-	return self->data != NULL;
+	return self->data != NULL || self->data_text != NULL;
 }

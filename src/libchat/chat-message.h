@@ -57,7 +57,10 @@ ChatMessage *
 chat_message_new_from_json (const char *text, gssize length, GError **error);
 CHAT_AVAILABLE_IN_ALL
 char *
-chat_message_to_json (ChatMessage *self, gsize *length);
+chat_message_to_json (ChatMessage *self);
+CHAT_AVAILABLE_IN_ALL
+char *
+chat_message_to_json_with_length (ChatMessage *self, gsize *length);
 
 CHAT_AVAILABLE_IN_ALL
 ChatMessageType

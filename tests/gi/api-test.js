@@ -268,9 +268,12 @@ test('message properties, notify and JSON', () => {
     assertEqual(message.type, Chat.MessageType.MESSAGE, 'type');
     assertEqual(message.roomId, 3, 'roomId');
     assertEqual(Json.to_string(message.data, false), '{"a":[1,2]}', 'data');
-    const [text, length] = message.to_json();
+    // a plain string, not a [text, length] array
+    const text = message.to_json();
+    assertEqual(typeof text, 'string', 'to_json returns a string');
     assertEqual(JSON.parse(text), {type: 'message', from: 0, room_id: 3, content: 'hi', data: {a: [1, 2]}, timestamp: 0}, 'to_json');
-    assertEqual(length, text.length, 'length');
+    // only the variant that says so gives a [text, length] pair
+    assertEqual(message.to_json_with_length(), [text, text.length], 'to_json_with_length');
     const parsed = Chat.Message.new_from_json('{"type":"message","to":7,"content":"x"}', -1);
     assertEqual([parsed.type, parsed.to, parsed.content], [Chat.MessageType.MESSAGE, 7, 'x'], 'parsed');
     const built = new Chat.Message({type: Chat.MessageType.LEAVE, room_id: 2});

@@ -2,6 +2,7 @@
 """The Chat-1.0 API from Python: properties, signals and their arguments, errors as GLib.Error,
 against real WebSocket clients."""
 
+import json
 import os
 import sys
 import tempfile
@@ -84,8 +85,7 @@ class TestErrors(unittest.TestCase):
         message = Chat.Message.new_from_json(
             '{"type":"message","content":"a\\\\u0000b","data":"a\\u0000b"}', -1)
         self.assertEqual(message.get_content(), "a\\u0000b")
-        json, _ = message.to_json()
-        self.assertIn(',"data":"a\\u0000b",', json)
+        self.assertIn(',"data":"a\\u0000b",', message.to_json())
 
     def test_data_json(self):
         message = Chat.Message.new(Chat.MessageType.MESSAGE)
@@ -121,8 +121,13 @@ class TestObjects(unittest.TestCase):
         self.assertEqual(message.get_room_id(), 3)
         self.assertEqual(message.get_content(), "hello")
         self.assertEqual(Json.to_string(message.props.data, False), '{"level":"info","n":[1,2]}')
-        text, length = message.to_json()
-        self.assertEqual(length, len(text.encode()))
+        # a plain string, no (text, length) pair to unpack
+        text = message.to_json()
+        self.assertIsInstance(text, str)
+        self.assertEqual(json.loads(text), {"type": "message", "from": 0, "room_id": 3,
+                                            "code": "not_member", "content": "hello",
+                                            "data": {"level": "info", "n": [1, 2]},
+                                            "timestamp": 0})
         self.assertIn('"room_id":3', text)
         self.assertIn('"content":"hello"', text)
 
@@ -133,7 +138,11 @@ class TestObjects(unittest.TestCase):
         self.assertEqual(message.props.to, 7)
         self.assertEqual(message.props.content, "hi \u00e9")
         self.assertEqual(message.get_data().get_object().get_member("x").get_double(), 0.1)
-        self.assertIn('"data":{"x":0.10}', message.to_json()[0])  # relayed byte for byte
+        self.assertIn('"data":{"x":0.10}', message.to_json())  # relayed byte for byte
+        # only the variant that says so gives a (text, length) pair
+        text, length = message.to_json_with_length()
+        self.assertEqual(text, message.to_json())
+        self.assertEqual(length, len(text.encode()))
 
     def test_message_construct_property(self):
         message = Chat.Message(type=Chat.MessageType.JOIN, room_id=4)
