@@ -370,7 +370,7 @@ test_store_offsets (StoreFixture *fixture, gconstpointer data)
 
 	texts = read_stream (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE);
 	g_assert_cmpuint (texts->len, ==, 1);
-	json = chat_message_to_json (message, NULL);
+	json = chat_message_to_json (message);
 	{
 		g_autoptr (GBytes) expected = g_bytes_new_static (json, strlen (json));
 

@@ -385,7 +385,7 @@ chat_memory_store_append_async (ChatStore *store,
 		op->stream_ids[i] = entries[i].stream_id;
 		op->messages[i] = g_object_ref (entries[i].message);
 		chat_message_set_offset (entries[i].message, ++stream->assigned);
-		text = chat_message_to_json (entries[i].message, &length);
+		text = chat_message_to_json_with_length (entries[i].message, &length);
 		/* a copy of the exact size: the serializer's buffer has room to spare, which
 		 * retained for long would cost more than the copy */
 		op->texts[i] = g_bytes_new (text, length);

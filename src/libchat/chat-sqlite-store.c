@@ -765,7 +765,7 @@ hand_group (ChatSqliteStore *self, SqliteOp *op)
 			chat_message_set_offset (entry->message, row.offset);
 			row.id = chat_message_get_id (entry->message);
 			row.timestamp = chat_message_get_timestamp (entry->message);
-			row.text = chat_message_to_json (entry->message, &row.length);
+			row.text = chat_message_to_json_with_length (entry->message, &row.length);
 			g_array_append_val (op->rows, row);
 			op->last_id = MAX (op->last_id, row.id);
 			note_stream (tops, entry->kind, entry->stream_id);
