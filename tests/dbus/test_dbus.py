@@ -960,6 +960,41 @@ class CtlTests(BusDaemonTestCase):
         self.assertEqual(result.returncode, 2, result.stdout)
         self.assertIn("CHATHUB_JWT_SECRET", result.stderr)
 
+    def test_token_key_files(self):
+        # chathubctl reads a secret file as chathubd does (src/common/chc-key.c): one line end
+        # is not part of the secret, a file of nothing else is an error, as is a missing one
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        env.pop("CHATHUB_JWT_SECRET", None)
+        tmp = tempfile.TemporaryDirectory(prefix="chathub-token-")
+        self.addCleanup(tmp.cleanup)
+
+        def mint(option, contents):
+            path = os.path.join(tmp.name, "key")
+            if contents is None:
+                path = os.path.join(tmp.name, "no-such-key")
+            else:
+                with open(path, "w", newline="") as f:
+                    f.write(contents)
+            return path, subprocess.run([CHATHUBCTL, "token", "--user-id", "2601", option, path],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                        text=True, timeout=h.scaled(20))
+        for ending in ("", "\n", "\r\n"):
+            with self.subTest(ending=ending):
+                _, result = mint("--secret-file", SECRET + ending)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                ws = h.RawWS.connect(self.daemon.port, result.stdout.strip())
+                assert_nothing_queued(self, ws)
+                ws.close(1000)
+        for option, contents in (("--secret-file", ""), ("--secret-file", "\n"),
+                                 ("--secret-file", "\r\n"), ("--key-file", "")):
+            with self.subTest(option=option, contents=contents):
+                path, result = mint(option, contents)
+                self.assertEqual((result.returncode, result.stdout), (2, ""))
+                self.assertEqual(result.stderr, "chathubctl: %s is empty\n" % path)
+        path, result = mint("--secret-file", None)
+        self.assertEqual((result.returncode, result.stdout), (2, ""))
+        self.assertIn(path, result.stderr)
+
     def test_disconnect(self):
         ws = self.connect(2301)
         client_id = self.client_id_of(2301)
