@@ -165,8 +165,10 @@ privileged_call_free (PrivilegedCall *call)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (PrivilegedCall, privileged_call_free)
 
+/* Logs who was refused and why (the journal is where an administrator looks), then answers
+ * the call with PermissionDenied and a text that says who may call it. */
 static void
-refuse (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+deny_caller (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 {
 	const char *method = g_dbus_method_invocation_get_method_name (invocation);
 	const char *sender = g_dbus_method_invocation_get_sender (invocation);
@@ -253,7 +255,7 @@ on_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
 	}
 	g_variant_get (reply, "(u)", &uid);
 	if (!may_administer (call->self, uid)) {
-		refuse (call->self, call->invocation, uid);
+		deny_caller (call->self, call->invocation, uid);
 		return;
 	}
 	call->func (call->self, call->invocation, uid);
