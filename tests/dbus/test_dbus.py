@@ -732,7 +732,7 @@ class InterfaceTests(BusDaemonTestCase):
         self.assertNotIn("data", msg)
 
     def test_broadcast_errors(self):
-        self.connect(1601)
+        ws = self.connect(1601)
         cases = [
             (("x", {"room_id": GLib.Variant("t", 1), "to": GLib.Variant("t", 1601)}), "InvalidMessage"),
             (("x", {"room_id": GLib.Variant("t", 0)}), "InvalidMessage"),
@@ -751,6 +751,12 @@ class InterfaceTests(BusDaemonTestCase):
                 name, message = self.hub.error_of("Broadcast", args, "(sa{sv})")
                 self.assertEqual(name, ERR + expected, message)
                 self.assertTrue(message)
+        # the WebSocket path's rule in its words, whichever side checks it; and the user named
+        # by "to" got nothing from any of the refused calls
+        name, message = self.hub.error_of("Broadcast", cases[0][0], "(sa{sv})")
+        self.assertTrue(message.endswith(": A message cannot have both “to” and “room_id”"),
+                        message)
+        assert_nothing_queued(self, ws)
 
     def test_disconnect(self):
         ws = self.connect(1701)
