@@ -3,13 +3,16 @@
  *
  * chathubd's configuration parser (src/daemon/chd-config.c): the defaults, every numeric key's
  * range with the exact error naming it, the secret file and CHATHUB_JWT_SECRET, algorithms
- * and public keys.
+ * and public keys; and under /chc/ the key reader chathubd shares with chathubctl and
+ * chathub-bench (src/common/chc-key.c), and the bus names generated from the interface XML.
  */
 
 #include <glib/gstdio.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "chc-bus.h"
+#include "chc-key.h"
 #include "chd-config.h"
 
 #define ENV_SECRET "secret-from-the-environment"
@@ -342,7 +345,7 @@ test_config_secret_file_errors (void)
 		g_clear_pointer (&message, g_free);
 		text = g_strdup_printf ("[auth]\nsecret-file=%s\n", secret);
 		message = g_strdup_printf ("[auth] secret-file: %s is empty", secret);
-		assert_load_error (text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, message);
+		assert_load_error (text, G_FILE_ERROR, G_FILE_ERROR_INVAL, message);
 	}
 
 	g_clear_pointer (&text, g_free);
@@ -418,6 +421,97 @@ test_config_public_key (void)
 	g_assert_true (g_str_has_prefix (error->message, "[auth] public-key-file: "));
 }
 
+/* The readers chathubctl and chathub-bench use too: the same bytes and the same errors. */
+static void
+test_key_files (void)
+{
+	g_autofree char *missing = g_build_filename (tmpdir, "no-such-secret", NULL);
+	g_autofree char *empty = write_file ("secret", "", -1);
+	g_autofree char *empty_message = g_strdup_printf ("%s is empty", empty);
+	g_autofree char *path = NULL;
+	g_autoptr (GBytes) key = NULL;
+	g_autoptr (GError) error = NULL;
+
+	/* a secret loses one line end, a PEM file none */
+	path = write_file ("secret", "line\r\n", -1);
+	key = chc_key_read_secret_file (path, &error);
+	g_assert_no_error (error);
+	g_assert_cmpmem (g_bytes_get_data (key, NULL), g_bytes_get_size (key), "line", 4);
+	g_clear_pointer (&key, g_bytes_unref);
+	key = chc_key_read_pem_file (path, &error);
+	g_assert_no_error (error);
+	g_assert_cmpmem (g_bytes_get_data (key, NULL), g_bytes_get_size (key), "line\r\n", 6);
+	g_clear_pointer (&key, g_bytes_unref);
+
+	/* a secret of nothing but a line end is empty; a PEM file of one is not */
+	g_clear_pointer (&path, g_free);
+	path = write_file ("secret", "\n", -1);
+	g_assert_null (chc_key_read_secret_file (path, &error));
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_assert_cmpstr (error->message, ==, empty_message);
+	g_clear_error (&error);
+	key = chc_key_read_pem_file (path, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (g_bytes_get_size (key), ==, 1);
+	g_clear_pointer (&key, g_bytes_unref);
+
+	/* an empty PEM file, or a file that is not there, says so */
+	g_file_set_contents (empty, "", 0, &error);
+	g_assert_no_error (error);
+	g_assert_null (chc_key_read_pem_file (empty, &error));
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_assert_cmpstr (error->message, ==, empty_message);
+	g_clear_error (&error);
+	g_assert_null (chc_key_read_secret_file (missing, &error));
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_assert_nonnull (strstr (error->message, missing));
+}
+
+static void
+test_key_environment (void)
+{
+	g_autoptr (GBytes) key = NULL;
+
+	g_setenv (CHC_KEY_SECRET_VARIABLE, " with a line end\n", TRUE);
+	key = chc_key_secret_from_environment ();
+	g_assert_nonnull (key);
+	g_assert_cmpmem (g_bytes_get_data (key, NULL),
+			 g_bytes_get_size (key),
+			 " with a line end\n",
+			 strlen (" with a line end\n"));
+	g_setenv (CHC_KEY_SECRET_VARIABLE, "", TRUE);
+	g_assert_null (chc_key_secret_from_environment ());
+	g_unsetenv (CHC_KEY_SECRET_VARIABLE);
+	g_assert_null (chc_key_secret_from_environment ());
+	g_setenv (CHC_KEY_SECRET_VARIABLE, ENV_SECRET, TRUE);
+}
+
+/* chathubd and chathubctl meet at the names src/common/meson.build takes from the XML. */
+static void
+test_bus_names (void)
+{
+	g_autofree char *xml_path = g_test_build_filename (G_TEST_DIST,
+							   "..",
+							   "data",
+							   "dbus",
+							   "io.github.chathub.Hub1.xml",
+							   NULL);
+	g_autofree char *xml = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GDBusNodeInfo) node = NULL;
+
+	g_file_get_contents (xml_path, &xml, NULL, &error);
+	g_assert_no_error (error);
+	node = g_dbus_node_info_new_for_xml (xml, &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (node->path, ==, CHC_BUS_PATH);
+	g_assert_nonnull (node->interfaces[0]);
+	g_assert_null (node->interfaces[1]);
+	g_assert_cmpstr (node->interfaces[0]->name, ==, CHC_BUS_INTERFACE);
+	g_assert_cmpstr (CHC_BUS_NAME, ==, CHC_BUS_INTERFACE);
+	g_assert_true (g_dbus_is_name (CHC_BUS_NAME) && !g_dbus_is_unique_name (CHC_BUS_NAME));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -438,6 +532,9 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/secret-file-errors", test_config_secret_file_errors);
 	g_test_add_func ("/chd/config/secret-environment", test_config_secret_environment);
 	g_test_add_func ("/chd/config/public-key", test_config_public_key);
+	g_test_add_func ("/chc/key/files", test_key_files);
+	g_test_add_func ("/chc/key/environment", test_key_environment);
+	g_test_add_func ("/chc/bus/names", test_bus_names);
 	status = g_test_run ();
 
 	for (guint i = 0; i < 2; i++) {

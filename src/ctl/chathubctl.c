@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chc-bus.h"
+#include "chc-key.h"
+
 static int
 usage_error (GOptionContext *context, const char *message)
 {
@@ -103,32 +106,20 @@ static const GOptionEntry token_entries[] = {
 static GBytes *
 read_signing_key (GError **error)
 {
-	const char *env_secret = g_getenv ("CHATHUB_JWT_SECRET");
-	g_autofree char *contents = NULL;
-	gsize length = 0;
+	GBytes *key;
 
-	if (token_secret_file == NULL && token_key_file == NULL) {
-		if (env_secret == NULL || *env_secret == '\0') {
-			g_set_error_literal (error,
-					     G_OPTION_ERROR,
-					     G_OPTION_ERROR_FAILED,
-					     _ ("give --secret-file or --key-file, or set "
-						"CHATHUB_JWT_SECRET"));
-			return NULL;
-		}
-		return g_bytes_new (env_secret, strlen (env_secret));
-	}
-	if (!g_file_get_contents (token_secret_file != NULL ? token_secret_file : token_key_file,
-				  &contents,
-				  &length,
-				  error))
-		return NULL;
-	/* the same trimming as chathubd: one line ending is not part of the secret */
-	if (token_secret_file != NULL && length > 0 && contents[length - 1] == '\n')
-		length--;
-	if (token_secret_file != NULL && length > 0 && contents[length - 1] == '\r')
-		length--;
-	return g_bytes_new_take (g_steal_pointer (&contents), length);
+	if (token_secret_file != NULL)
+		return chc_key_read_secret_file (token_secret_file, error);
+	if (token_key_file != NULL)
+		return chc_key_read_pem_file (token_key_file, error);
+	key = chc_key_secret_from_environment ();
+	if (key == NULL)
+		g_set_error_literal (error,
+				     G_OPTION_ERROR,
+				     G_OPTION_ERROR_FAILED,
+				     _ ("give --secret-file or --key-file, or set "
+					"CHATHUB_JWT_SECRET"));
+	return key;
 }
 
 static int
@@ -188,10 +179,6 @@ command_token (int argc, char **argv)
 
 /* ---- the D-Bus client ----------------------------------------------------------------- */
 
-#define HUB_NAME "io.github.chathub.Hub1"
-#define HUB_PATH "/io/github/chathub/Hub1"
-#define HUB_INTERFACE "io.github.chathub.Hub1"
-
 /* Exit statuses, for scripts: */
 #define EXIT_FAILED 1	   /* the service refused: not found, invalid, ... */
 #define EXIT_USAGE 2	   /* a bad command line */
@@ -229,7 +216,7 @@ bus_type (void)
 static const char *
 describe_bus (void)
 {
-	return opt_system ? _ ("the system bus") : _ ("the session bus");
+	return chc_bus_describe (bus_type ());
 }
 
 /* Prints the one line an error deserves and picks the exit status. */
@@ -303,8 +290,8 @@ call_object (GDBusConnection *connection,
 	g_autoptr (GError) error = NULL;
 	GVariant *reply =
 	    g_dbus_connection_call_sync (connection,
-					 HUB_NAME,
-					 HUB_PATH,
+					 CHC_BUS_NAME,
+					 CHC_BUS_PATH,
 					 interface,
 					 method,
 					 parameters,
@@ -326,7 +313,7 @@ call_hub (GDBusConnection *connection,
 	  const char *reply_type,
 	  int *status)
 {
-	return call_object (connection, HUB_INTERFACE, method, parameters, reply_type, status);
+	return call_object (connection, CHC_BUS_INTERFACE, method, parameters, reply_type, status);
 }
 
 /* Connects to the bus and calls one method of the hub (@parameters may be floating). */
@@ -599,7 +586,7 @@ command_status (int argc, char **argv)
 	reply = call_object (connection,
 			     "org.freedesktop.DBus.Properties",
 			     "GetAll",
-			     g_variant_new ("(s)", HUB_INTERFACE),
+			     g_variant_new ("(s)", CHC_BUS_INTERFACE),
 			     "(a{sv})",
 			     &status);
 	if (reply == NULL)
@@ -1079,7 +1066,7 @@ on_properties_changed (GVariant *parameters)
 	GVariant *value;
 
 	g_variant_get (parameters, "(&s@a{sv}@as)", &interface, &changed, NULL);
-	if (g_strcmp0 (interface, HUB_INTERFACE) != 0) {
+	if (g_strcmp0 (interface, CHC_BUS_INTERFACE) != 0) {
 		json_object_unref (properties);
 		return;
 	}
@@ -1120,7 +1107,7 @@ on_hub_signal (GDBusConnection *connection,
 		on_properties_changed (parameters);
 		return;
 	}
-	if (g_strcmp0 (interface, HUB_INTERFACE) != 0)
+	if (g_strcmp0 (interface, CHC_BUS_INTERFACE) != 0)
 		return;
 	if (g_strcmp0 (signal, "ClientRegistered") == 0 &&
 	    g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(st)"))) {
@@ -1223,10 +1210,10 @@ command_monitor (int argc, char **argv)
 		return status;
 	/* subscribe first: whatever happens after the ping's answer is seen */
 	subscription = g_dbus_connection_signal_subscribe (connection,
-							   HUB_NAME,
+							   CHC_BUS_NAME,
 							   NULL,
 							   NULL,
-							   HUB_PATH,
+							   CHC_BUS_PATH,
 							   NULL,
 							   G_DBUS_SIGNAL_FLAGS_NONE,
 							   on_hub_signal,
@@ -1239,7 +1226,7 @@ command_monitor (int argc, char **argv)
 	}
 	monitor.loop = g_main_loop_new (NULL, FALSE);
 	watch = g_bus_watch_name_on_connection (connection,
-						HUB_NAME,
+						CHC_BUS_NAME,
 						G_BUS_NAME_WATCHER_FLAGS_NONE,
 						on_service_appeared,
 						on_service_vanished,
@@ -1251,7 +1238,7 @@ command_monitor (int argc, char **argv)
 	ready = event_new ("monitoring");
 	json_object_set_string_member (ready, "bus", opt_system ? "system" : "session");
 	text = g_strdup_printf (_ ("Monitoring %s on %s; press Ctrl+C to stop"),
-				HUB_NAME,
+				CHC_BUS_NAME,
 				describe_bus ());
 	print_event (ready, text);
 

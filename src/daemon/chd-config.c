@@ -5,8 +5,8 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
-#include <string.h>
 
+#include "chc-key.h"
 #include "chd-config.h"
 
 ChdConfig *
@@ -117,32 +117,20 @@ read_string (GKeyFile *file, const char *group, const char *key, char **out)
 	*out = *value != '\0' ? g_steal_pointer (&value) : NULL;
 }
 
+/* The key in @path (a secret or a PEM file), with the key's name before any error. */
 static GBytes *
-read_key_file (const char *group, const char *key, const char *path, gboolean strip, GError **error)
+read_key_file (const char *group,
+	       const char *key,
+	       const char *path,
+	       gboolean is_secret,
+	       GError **error)
 {
-	g_autofree char *contents = NULL;
-	gsize length = 0;
+	GBytes *bytes = is_secret ? chc_key_read_secret_file (path, error)
+				  : chc_key_read_pem_file (path, error);
 
-	if (!g_file_get_contents (path, &contents, &length, error)) {
+	if (bytes == NULL)
 		g_prefix_error (error, _ ("[%s] %s: "), group, key);
-		return NULL;
-	}
-	/* a secret file written with echo ends in a newline that is not part of the secret */
-	if (strip && length > 0 && contents[length - 1] == '\n')
-		length--;
-	if (strip && length > 0 && contents[length - 1] == '\r')
-		length--;
-	if (length == 0) {
-		g_set_error (error,
-			     G_KEY_FILE_ERROR,
-			     G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _ ("[%s] %s: %s is empty"),
-			     group,
-			     key,
-			     path);
-		return NULL;
-	}
-	return g_bytes_new (contents, length);
+	return bytes;
 }
 
 gboolean
@@ -152,7 +140,6 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	g_autofree char *algorithm = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *public_key_file = NULL;
-	const char *env_secret;
 	guint port = config->port;
 
 	if (path != NULL && !g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, error)) {
@@ -278,12 +265,9 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return config->key != NULL;
 	}
 
-	env_secret = g_getenv ("CHATHUB_JWT_SECRET");
 	if (secret_file != NULL)
 		config->key = read_key_file ("auth", "secret-file", secret_file, TRUE, error);
-	else if (env_secret != NULL && *env_secret != '\0')
-		config->key = g_bytes_new (env_secret, strlen (env_secret));
-	else
+	else if ((config->key = chc_key_secret_from_environment ()) == NULL)
 		g_set_error (error,
 			     G_KEY_FILE_ERROR,
 			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,

@@ -8,6 +8,7 @@
 #include <glib/gi18n.h>
 #include <stdlib.h>
 
+#include "chc-bus.h"
 #include "chd-daemon.h"
 #include "chd-dbus.h"
 #include "chd-log.h"
@@ -193,14 +194,14 @@ on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
 		/* like any other failure to start: one line, status 1 */
 		g_printerr (_ ("chathubd: cannot own the name %s on %s: another instance owns it, "
 			       "or the bus does not allow it\n"),
-			    CHD_DBUS_NAME,
-			    chd_dbus_describe_bus (self->config->bus_type));
+			    CHC_BUS_NAME,
+			    chc_bus_describe (self->config->bus_type));
 		stop (self, 1);
 		return;
 	}
 	text = g_strdup_printf (_ ("Lost the name %s on %s; shutting down"),
-				CHD_DBUS_NAME,
-				chd_dbus_describe_bus (self->config->bus_type));
+				CHC_BUS_NAME,
+				chc_bus_describe (self->config->bus_type));
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-lost", text);
 	stop (self, 0);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chc-bus.h"
 #include "chd-dbus.h"
 #include "chd-hub1-generated.h"
 #include "chd-log.h"
@@ -95,18 +96,6 @@ chd_dbus_init (ChdDbus *self)
 {
 }
 
-/**
- * chd_dbus_describe_bus:
- * @bus_type: %G_BUS_TYPE_SESSION or %G_BUS_TYPE_SYSTEM
- *
- * Returns: (transfer none): "the session bus" or "the system bus", translated
- */
-const char *
-chd_dbus_describe_bus (GBusType bus_type)
-{
-	return bus_type == G_BUS_TYPE_SYSTEM ? _ ("the system bus") : _ ("the session bus");
-}
-
 static void
 note_activity (ChdDbus *self)
 {
@@ -176,8 +165,10 @@ privileged_call_free (PrivilegedCall *call)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (PrivilegedCall, privileged_call_free)
 
+/* Logs who was refused and why (the journal is where an administrator looks), then answers
+ * the call with PermissionDenied and a text that says who may call it. */
 static void
-refuse (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+deny_caller (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 {
 	const char *method = g_dbus_method_invocation_get_method_name (invocation);
 	const char *sender = g_dbus_method_invocation_get_sender (invocation);
@@ -264,7 +255,7 @@ on_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
 	}
 	g_variant_get (reply, "(u)", &uid);
 	if (!may_administer (call->self, uid)) {
-		refuse (call->self, call->invocation, uid);
+		deny_caller (call->self, call->invocation, uid);
 		return;
 	}
 	call->func (call->self, call->invocation, uid);
@@ -707,7 +698,7 @@ on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_d
 	self->name_owned = TRUE;
 	text = g_strdup_printf (_ ("Owning the name %s on %s"),
 				name,
-				chd_dbus_describe_bus (self->config->bus_type));
+				chc_bus_describe (self->config->bus_type));
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-name-acquired", text);
 }
 
@@ -782,7 +773,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	if (self->connection == NULL) {
 		g_prefix_error (error,
 				_ ("cannot connect to %s: "),
-				chd_dbus_describe_bus (self->config->bus_type));
+				chc_bus_describe (self->config->bus_type));
 		return FALSE;
 	}
 	/* a vanished bus is a lost name, handled like any other, not a SIGTERM to ourselves */
@@ -840,9 +831,9 @@ chd_dbus_start (ChdDbus *self, GError **error)
 
 	if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton),
 					       self->connection,
-					       CHD_DBUS_PATH,
+					       CHC_BUS_PATH,
 					       error)) {
-		g_prefix_error (error, _ ("cannot export %s: "), CHD_DBUS_PATH);
+		g_prefix_error (error, _ ("cannot export %s: "), CHC_BUS_PATH);
 		return FALSE;
 	}
 	if (self->config->bus_type == G_BUS_TYPE_SYSTEM && self->config->admin_group != NULL &&
@@ -856,7 +847,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	}
 	/* no queueing: a second chathubd on the same bus gives up instead of waiting */
 	self->owner_id = g_bus_own_name_on_connection (self->connection,
-						       CHD_DBUS_NAME,
+						       CHC_BUS_NAME,
 						       G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
 						       on_name_acquired,
 						       on_name_lost,

@@ -10,9 +10,6 @@
 
 G_BEGIN_DECLS
 
-#define CHD_DBUS_NAME "io.github.chathub.Hub1"
-#define CHD_DBUS_PATH "/io/github/chathub/Hub1"
-
 #define CHD_TYPE_DBUS (chd_dbus_get_type ())
 G_DECLARE_FINAL_TYPE (ChdDbus, chd_dbus, CHD, DBUS, GObject)
 
@@ -22,7 +19,5 @@ gboolean
 chd_dbus_start (ChdDbus *self, GError **error);
 void
 chd_dbus_stop (ChdDbus *self);
-const char *
-chd_dbus_describe_bus (GBusType bus_type);
 
 G_END_DECLS

@@ -12,6 +12,57 @@
 #include "chd-config.h"
 #include "chd-daemon.h"
 
+/* The command line; it overrides chathub.conf(5). */
+static char *opt_config;
+static char *opt_address;
+static int opt_port = G_MININT; /* not given */
+static gboolean opt_verbose;
+static gboolean opt_version;
+static gboolean opt_session;
+static gboolean opt_system;
+static gboolean opt_no_dbus;
+
+static const GOptionEntry main_entries[] = {
+    {"config",
+     'c',
+     0,
+     G_OPTION_ARG_FILENAME,
+     &opt_config,
+     N_ ("Read the configuration from FILE"),
+     N_ ("FILE")},
+    {"address",
+     'a',
+     0,
+     G_OPTION_ARG_STRING,
+     &opt_address,
+     N_ ("Listen on this IP address"),
+     N_ ("ADDRESS")},
+    {"port",
+     'p',
+     0,
+     G_OPTION_ARG_INT,
+     &opt_port,
+     N_ ("Listen on this TCP port (0 picks a free one)"),
+     N_ ("PORT")},
+    {"session",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt_session,
+     N_ ("Offer the D-Bus interface on the session bus"),
+     NULL},
+    {"system",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt_system,
+     N_ ("Offer the D-Bus interface on the system bus"),
+     NULL},
+    {"no-dbus", 0, 0, G_OPTION_ARG_NONE, &opt_no_dbus, N_ ("Stay off D-Bus (the default)"), NULL},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, N_ ("Log debug messages"), NULL},
+    {"version", 0, 0, G_OPTION_ARG_NONE, &opt_version, N_ ("Print the version and exit"), NULL},
+    {NULL}};
+
 /* Every connection is a file descriptor: take all the kernel allows us. */
 static void
 raise_fd_limit (void)
@@ -52,59 +103,6 @@ main (int argc, char **argv)
 	g_autoptr (ChdConfig) config = NULL;
 	g_autoptr (ChdDaemon) daemon = NULL;
 	g_autofree char *config_path = NULL;
-	g_autofree char *address = NULL;
-	int port = G_MININT; /* not given */
-	gboolean verbose = FALSE;
-	gboolean version = FALSE;
-	gboolean session = FALSE;
-	gboolean system = FALSE;
-	gboolean no_dbus = FALSE;
-	const GOptionEntry entries[] = {
-	    {"config",
-	     'c',
-	     0,
-	     G_OPTION_ARG_FILENAME,
-	     &config_path,
-	     N_ ("Read the configuration from FILE"),
-	     N_ ("FILE")},
-	    {"address",
-	     'a',
-	     0,
-	     G_OPTION_ARG_STRING,
-	     &address,
-	     N_ ("Listen on this IP address"),
-	     N_ ("ADDRESS")},
-	    {"port",
-	     'p',
-	     0,
-	     G_OPTION_ARG_INT,
-	     &port,
-	     N_ ("Listen on this TCP port (0 picks a free one)"),
-	     N_ ("PORT")},
-	    {"session",
-	     0,
-	     0,
-	     G_OPTION_ARG_NONE,
-	     &session,
-	     N_ ("Offer the D-Bus interface on the session bus"),
-	     NULL},
-	    {"system",
-	     0,
-	     0,
-	     G_OPTION_ARG_NONE,
-	     &system,
-	     N_ ("Offer the D-Bus interface on the system bus"),
-	     NULL},
-	    {"no-dbus",
-	     0,
-	     0,
-	     G_OPTION_ARG_NONE,
-	     &no_dbus,
-	     N_ ("Stay off D-Bus (the default)"),
-	     NULL},
-	    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_ ("Log debug messages"), NULL},
-	    {"version", 0, 0, G_OPTION_ARG_NONE, &version, N_ ("Print the version and exit"), NULL},
-	    {NULL}};
 
 	setlocale (LC_ALL, "");
 	bindtextdomain (GETTEXT_PACKAGE,
@@ -118,43 +116,43 @@ main (int argc, char **argv)
 	g_option_context_set_summary (context,
 				      _ ("Real-time chat hub: a WebSocket service with "
 					 "JWT authentication, rooms and direct messages."));
-	g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+	g_option_context_add_main_entries (context, main_entries, GETTEXT_PACKAGE);
 	g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
 	if (!g_option_context_parse (context, &argc, &argv, &error)) {
 		g_printerr (_ ("chathubd: %s\n"), error->message);
 		return 2;
 	}
-	if (version) {
+	if (opt_version) {
 		g_print ("chathubd %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	if (verbose)
+	if (opt_verbose)
 		g_log_set_debug_enabled (TRUE);
-	if (session + system + no_dbus > 1) {
+	if (opt_session + opt_system + opt_no_dbus > 1) {
 		g_printerr (_ ("chathubd: give only one of --session, --system and --no-dbus\n"));
 		return 2;
 	}
-	if (port != G_MININT && (port < 0 || port > 65535)) {
-		g_printerr (_ ("chathubd: --port: %d is not a TCP port\n"), port);
+	if (opt_port != G_MININT && (opt_port < 0 || opt_port > 65535)) {
+		g_printerr (_ ("chathubd: --port: %d is not a TCP port\n"), opt_port);
 		return 2;
 	}
 
 	config = chd_config_new ();
-	config->bus_type = session  ? G_BUS_TYPE_SESSION
-			   : system ? G_BUS_TYPE_SYSTEM
-				    : G_BUS_TYPE_NONE;
-	if (config_path == NULL)
-		config_path = find_default_config (config->bus_type);
+	config->bus_type = opt_session	? G_BUS_TYPE_SESSION
+			   : opt_system ? G_BUS_TYPE_SYSTEM
+					: G_BUS_TYPE_NONE;
+	config_path =
+	    opt_config != NULL ? g_strdup (opt_config) : find_default_config (config->bus_type);
 	if (!chd_config_load (config, config_path, &error)) {
 		g_printerr (_ ("chathubd: bad configuration: %s\n"), error->message);
 		return 1;
 	}
-	if (address != NULL) {
+	if (opt_address != NULL) {
 		g_free (config->address);
-		config->address = g_steal_pointer (&address);
+		config->address = g_strdup (opt_address);
 	}
-	if (port != G_MININT)
-		config->port = (guint) port;
+	if (opt_port != G_MININT)
+		config->port = (guint) opt_port;
 
 	raise_fd_limit ();
 	daemon = chd_daemon_new (config, &error);

@@ -732,7 +732,7 @@ class InterfaceTests(BusDaemonTestCase):
         self.assertNotIn("data", msg)
 
     def test_broadcast_errors(self):
-        self.connect(1601)
+        ws = self.connect(1601)
         cases = [
             (("x", {"room_id": GLib.Variant("t", 1), "to": GLib.Variant("t", 1601)}), "InvalidMessage"),
             (("x", {"room_id": GLib.Variant("t", 0)}), "InvalidMessage"),
@@ -751,6 +751,12 @@ class InterfaceTests(BusDaemonTestCase):
                 name, message = self.hub.error_of("Broadcast", args, "(sa{sv})")
                 self.assertEqual(name, ERR + expected, message)
                 self.assertTrue(message)
+        # the WebSocket path's rule in its words, whichever side checks it; and the user named
+        # by "to" got nothing from any of the refused calls
+        name, message = self.hub.error_of("Broadcast", cases[0][0], "(sa{sv})")
+        self.assertTrue(message.endswith(": A message cannot have both “to” and “room_id”"),
+                        message)
+        assert_nothing_queued(self, ws)
 
     def test_disconnect(self):
         ws = self.connect(1701)
@@ -959,6 +965,41 @@ class CtlTests(BusDaemonTestCase):
         result = mint(env)
         self.assertEqual(result.returncode, 2, result.stdout)
         self.assertIn("CHATHUB_JWT_SECRET", result.stderr)
+
+    def test_token_key_files(self):
+        # chathubctl reads a secret file as chathubd does (src/common/chc-key.c): one line end
+        # is not part of the secret, a file of nothing else is an error, as is a missing one
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        env.pop("CHATHUB_JWT_SECRET", None)
+        tmp = tempfile.TemporaryDirectory(prefix="chathub-token-")
+        self.addCleanup(tmp.cleanup)
+
+        def mint(option, contents):
+            path = os.path.join(tmp.name, "key")
+            if contents is None:
+                path = os.path.join(tmp.name, "no-such-key")
+            else:
+                with open(path, "w", newline="") as f:
+                    f.write(contents)
+            return path, subprocess.run([CHATHUBCTL, "token", "--user-id", "2601", option, path],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                        text=True, timeout=h.scaled(20))
+        for ending in ("", "\n", "\r\n"):
+            with self.subTest(ending=ending):
+                _, result = mint("--secret-file", SECRET + ending)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                ws = h.RawWS.connect(self.daemon.port, result.stdout.strip())
+                assert_nothing_queued(self, ws)
+                ws.close(1000)
+        for option, contents in (("--secret-file", ""), ("--secret-file", "\n"),
+                                 ("--secret-file", "\r\n"), ("--key-file", "")):
+            with self.subTest(option=option, contents=contents):
+                path, result = mint(option, contents)
+                self.assertEqual((result.returncode, result.stdout), (2, ""))
+                self.assertEqual(result.stderr, "chathubctl: %s is empty\n" % path)
+        path, result = mint("--secret-file", None)
+        self.assertEqual((result.returncode, result.stdout), (2, ""))
+        self.assertIn(path, result.stderr)
 
     def test_disconnect(self):
         ws = self.connect(2301)

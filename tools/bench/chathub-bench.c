@@ -38,6 +38,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "chc-key.h"
+
 #include "bench-loop.h"
 #include "bench-report.h"
 #include "bench-scenarios.h"
@@ -422,25 +424,18 @@ resolve_target (void)
 		die ("--path must start with /");
 }
 
+/* The secret as chathubd reads it (src/common/chc-key.c): one final line end is not part of it. */
 static void
 read_secret (void)
 {
-	char *text = NULL;
-	gsize len = 0;
-	GError *error = NULL;
+	g_autoptr (GError) error = NULL;
 
 	if (opt.secret_file == NULL)
 		die ("--secret-file is required (the server's HS256 secret; a trailing newline is "
 		     "ignored)");
-	if (!g_file_get_contents (opt.secret_file, &text, &len, &error))
+	secret = chc_key_read_secret_file (opt.secret_file, &error);
+	if (secret == NULL)
 		die ("%s", error->message);
-	if (len > 0 && text[len - 1] == '\n')
-		len--;
-	if (len > 0 && text[len - 1] == '\r')
-		len--;
-	if (len == 0)
-		die ("%s is empty", opt.secret_file);
-	secret = g_bytes_new_take (text, len);
 }
 
 static void
