@@ -777,7 +777,9 @@ test_server_statistics (Fixture *fixture, gconstpointer data)
 static gboolean
 has_source_in_main_context (ChatClient *client)
 {
-	return g_main_context_find_source_by_user_data (NULL, client->conn) != NULL;
+	return g_main_context_find_source_by_user_data (NULL,
+							chat_client_get_connection (client)) !=
+	       NULL;
 }
 
 /* The main loop walks every source attached to it on every iteration: the connections' input
@@ -859,6 +861,73 @@ test_server_own_context (void)
 	g_main_context_pop_thread_default (context);
 }
 
+static gboolean
+set_flag (gpointer user_data)
+{
+	*(gboolean *) user_data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean
+flag_is_set (gpointer user_data)
+{
+	return *(gboolean *) user_data;
+}
+
+/* A server created without its hub or verifier (as Chat.Server() in a script) refuses to
+ * listen with an error instead of crashing on the first client, and its heartbeat, statistics
+ * and getters cope without them. */
+static void
+test_server_required_properties (void)
+{
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatHub) hub = chat_hub_new ();
+	g_autoptr (ChatTokenVerifier) verifier =
+	    chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, NULL);
+	g_autoptr (ChatServer) bare = NULL;
+	g_autoptr (ChatServer) no_verifier = NULL;
+	g_autoptr (ChatServer) no_hub = NULL;
+	g_autoptr (ChatServer) complete = NULL;
+	g_autoptr (GVariant) stats = NULL;
+	gboolean ticked = FALSE;
+
+	/* idle-timeout 1: the heartbeat would tick every 250 ms */
+	bare = g_object_new (CHAT_TYPE_SERVER, "idle-timeout", 1, NULL);
+	g_assert_null (chat_server_get_hub (bare));
+	g_assert_null (chat_server_get_verifier (bare));
+	g_assert_false (chat_server_listen (bare, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "hub"));
+	g_clear_error (&error);
+	g_assert_cmpuint (chat_server_get_port (bare), ==, 0);
+	g_assert_null (chat_server_get_uri (bare));
+	stats = g_variant_ref_sink (chat_server_get_statistics (bare));
+	g_assert_nonnull (stats);
+	g_timeout_add (600, set_flag, &ticked);
+	chat_test_wait_until (flag_is_set, &ticked, 5000);
+
+	no_verifier = g_object_new (CHAT_TYPE_SERVER, "hub", hub, NULL);
+	g_assert_false (chat_server_listen (no_verifier, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "verifier"));
+	g_clear_error (&error);
+
+	no_hub = g_object_new (CHAT_TYPE_SERVER, "verifier", verifier, NULL);
+	g_assert_false (chat_server_listen (no_hub, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "hub"));
+	g_clear_error (&error);
+
+	/* both given as properties: listens, and stops listening */
+	complete = g_object_new (CHAT_TYPE_SERVER, "hub", hub, "verifier", verifier, NULL);
+	g_assert_true (chat_server_listen (complete, "127.0.0.1", 0, &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_server_get_port (complete), !=, 0);
+	chat_server_stop_listening (complete);
+	g_assert_cmpuint (chat_server_get_port (complete), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -887,5 +956,6 @@ main (int argc, char **argv)
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);
+	g_test_add_func ("/chat/server/required-properties", test_server_required_properties);
 	return g_test_run ();
 }
