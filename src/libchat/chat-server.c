@@ -873,7 +873,8 @@ chat_server_class_init (ChatServerClass *klass)
 	/**
 	 * ChatServer:hub:
 	 *
-	 * The hub accepted clients are registered with.
+	 * The hub accepted clients are registered with. Required: chat_server_listen() fails
+	 * without it.
 	 *
 	 * Since: 1.0
 	 */
@@ -886,7 +887,8 @@ chat_server_class_init (ChatServerClass *klass)
 	/**
 	 * ChatServer:verifier:
 	 *
-	 * The verifier every upgrade request's token is checked with.
+	 * The verifier every upgrade request's token is checked with. Required:
+	 * chat_server_listen() fails without it.
 	 *
 	 * Since: 1.0
 	 */
@@ -1164,7 +1166,7 @@ chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier)
  * serve a client, and this fails with %CHAT_ERROR_INVALID_ARGUMENT.
  *
  * Returns: %TRUE on success; %FALSE with %CHAT_ERROR_INVALID_ARGUMENT if @address is not an
- *   IP address or the hub or the verifier is missing, or a #GIOError if the socket cannot
+ *   IP address or the hub or the verifier is missing, or a %G_IO_ERROR if the socket cannot
  *   listen
  *
  * Since: 1.0
@@ -1182,6 +1184,7 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	/* construct-only properties that GObject cannot require: refuse here rather than
 	 * crash on the first client */
 	if (self->hub == NULL || self->verifier == NULL) {
+		/* TRANSLATORS: %s is a property name, "hub" or "verifier" */
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_INVALID_ARGUMENT,
