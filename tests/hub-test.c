@@ -777,7 +777,9 @@ test_server_statistics (Fixture *fixture, gconstpointer data)
 static gboolean
 has_source_in_main_context (ChatClient *client)
 {
-	return g_main_context_find_source_by_user_data (NULL, client->conn) != NULL;
+	return g_main_context_find_source_by_user_data (NULL,
+							chat_client_get_connection (client)) !=
+	       NULL;
 }
 
 /* The main loop walks every source attached to it on every iteration: the connections' input
@@ -859,6 +861,172 @@ test_server_own_context (void)
 	g_main_context_pop_thread_default (context);
 }
 
+static guint64
+statistic (ChatServer *server, const char *key)
+{
+	g_autoptr (GVariant) stats = g_variant_ref_sink (chat_server_get_statistics (server));
+	guint64 value = 0;
+
+	g_assert_true (g_variant_lookup (stats, key, "t", &value));
+	return value;
+}
+
+typedef struct {
+	Fixture *fixture;
+	guint count;
+} UnregisteredCount;
+
+static gboolean
+unregistered_at_least (gpointer data)
+{
+	UnregisteredCount *wait = data;
+
+	return wait->fixture->unregistered->len >= wait->count;
+}
+
+/* A peer that completes the upgrade and never reads: the server's statistics count it as a
+ * slow consumer as soon as it is closed for that, while it drains, and after it is gone. */
+static void
+test_server_slow_consumer_closes (Fixture *fixture, gconstpointer data)
+{
+	g_autofree char *token = chat_test_token_for_user (5);
+	g_autofree char *request =
+	    g_strdup_printf ("GET /ws?access_token=%s HTTP/1.1\r\n"
+			     "Host: 127.0.0.1\r\n"
+			     "Upgrade: websocket\r\n"
+			     "Connection: Upgrade\r\n"
+			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			     "Sec-WebSocket-Version: 13\r\n"
+			     "\r\n",
+			     token);
+	g_autoptr (GSocketClient) socket_client = g_socket_client_new ();
+	g_autoptr (GSocketConnection) connection = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autofree char *content = g_strnfill (16 * 1024, 'x');
+	RegisteredCount registered = {fixture, 1};
+	UnregisteredCount unregistered = {fixture, 1};
+	ChatClient *client;
+	guint sent = 0;
+
+	g_object_set (fixture->server, "outbox-size", 64 * 1024, NULL);
+	connection = g_socket_client_connect_to_host (socket_client,
+						      "127.0.0.1",
+						      chat_server_get_port (fixture->server),
+						      NULL,
+						      &error);
+	g_assert_no_error (error);
+	g_assert_true (
+	    g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)),
+				       request,
+				       strlen (request),
+				       NULL,
+				       NULL,
+				       &error));
+	g_assert_no_error (error);
+	chat_test_wait_until (registered_at_least, &registered, 5000);
+	client = fixture->registered->pdata[0];
+	g_assert_cmpuint (statistic (fixture->server, "slow-consumer-closes"), ==, 0);
+
+	/* the kernel's buffers take some first; nothing is read, so the outbox fills up */
+	chat_message_set_content (message, content);
+	while (chat_client_send (client, message)) {
+		g_assert_cmpuint (++sent, <, 100000);
+	}
+	g_assert_false (chat_client_is_open (client));
+	g_assert_cmpuint (statistic (fixture->server, "slow-consumer-closes"), ==, 1);
+	g_assert_cmpuint (statistic (fixture->server, "idle-closes"), ==, 0);
+
+	/* the peer goes away: the client is let go, and still counted */
+	g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+	chat_test_wait_until (unregistered_at_least, &unregistered, 10000);
+	chat_test_wait_until (hub_is_empty, fixture, 10000);
+	g_assert_cmpuint (statistic (fixture->server, "slow-consumer-closes"), ==, 1);
+}
+
+/* A client that sends nothing for idle-timeout is closed with 1001 and counted. */
+static void
+test_server_idle_closes (Fixture *fixture, gconstpointer data)
+{
+	TestClient *idle;
+
+	g_object_set (fixture->server, "idle-timeout", 1, NULL);
+	idle = client_connect (fixture, 8);
+	g_assert_cmpuint (statistic (fixture->server, "idle-closes"), ==, 0);
+	chat_test_wait_until (client_is_closed, idle, 10000);
+	g_assert_cmpuint (idle->close_code, ==, CHAT_CLOSE_CODE_GOING_AWAY);
+	g_assert_cmpuint (statistic (fixture->server, "idle-closes"), ==, 1);
+	g_assert_cmpuint (statistic (fixture->server, "slow-consumer-closes"), ==, 0);
+	client_free (idle);
+}
+
+static gboolean
+set_flag (gpointer user_data)
+{
+	*(gboolean *) user_data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean
+flag_is_set (gpointer user_data)
+{
+	return *(gboolean *) user_data;
+}
+
+/* A server created without its hub or verifier (as Chat.Server() in a script) refuses to
+ * listen with an error instead of crashing on the first client, and its heartbeat, statistics
+ * and getters cope without them. */
+static void
+test_server_required_properties (void)
+{
+	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatHub) hub = chat_hub_new ();
+	g_autoptr (ChatTokenVerifier) verifier =
+	    chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, NULL);
+	g_autoptr (ChatServer) bare = NULL;
+	g_autoptr (ChatServer) no_verifier = NULL;
+	g_autoptr (ChatServer) no_hub = NULL;
+	g_autoptr (ChatServer) complete = NULL;
+	g_autoptr (GVariant) stats = NULL;
+	gboolean ticked = FALSE;
+
+	/* idle-timeout 1: the heartbeat would tick every 250 ms */
+	bare = g_object_new (CHAT_TYPE_SERVER, "idle-timeout", 1, NULL);
+	g_assert_null (chat_server_get_hub (bare));
+	g_assert_null (chat_server_get_verifier (bare));
+	g_assert_false (chat_server_listen (bare, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "hub"));
+	g_clear_error (&error);
+	g_assert_cmpuint (chat_server_get_port (bare), ==, 0);
+	g_assert_null (chat_server_get_uri (bare));
+	stats = g_variant_ref_sink (chat_server_get_statistics (bare));
+	g_assert_nonnull (stats);
+	g_timeout_add (600, set_flag, &ticked);
+	chat_test_wait_until (flag_is_set, &ticked, 5000);
+
+	no_verifier = g_object_new (CHAT_TYPE_SERVER, "hub", hub, NULL);
+	g_assert_false (chat_server_listen (no_verifier, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "verifier"));
+	g_clear_error (&error);
+
+	no_hub = g_object_new (CHAT_TYPE_SERVER, "verifier", verifier, NULL);
+	g_assert_false (chat_server_listen (no_hub, "127.0.0.1", 0, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull (strstr (error->message, "hub"));
+	g_clear_error (&error);
+
+	/* both given as properties: listens, and stops listening */
+	complete = g_object_new (CHAT_TYPE_SERVER, "hub", hub, "verifier", verifier, NULL);
+	g_assert_true (chat_server_listen (complete, "127.0.0.1", 0, &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_server_get_port (complete), !=, 0);
+	chat_server_stop_listening (complete);
+	g_assert_cmpuint (chat_server_get_port (complete), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -884,8 +1052,11 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/room-limit", test_hub_room_limit);
 	ADD ("/chat/hub/many-rooms", test_hub_many_rooms);
 	ADD ("/chat/server/statistics", test_server_statistics);
+	ADD ("/chat/server/slow-consumer-closes", test_server_slow_consumer_closes);
+	ADD ("/chat/server/idle-closes", test_server_idle_closes);
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);
+	g_test_add_func ("/chat/server/required-properties", test_server_required_properties);
 	return g_test_run ();
 }

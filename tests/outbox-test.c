@@ -3,7 +3,7 @@
  *
  * ChatOutbox, the write queue under libsoup (chat-outbox.c), on one end of a socketpair whose
  * send buffer is small: partial writes that keep the byte stream frame-aligned, dropping what
- * was not started, urgent and close frames, and the slow-consumer budget of
+ * was not started, urgent and close frames, and the slow-consumer outbox size of
  * chat_client_push_frame(). The test reads the other end itself and compares every byte.
  */
 
@@ -38,7 +38,7 @@ typedef struct {
 	GByteArray *expected; /* the frames in the order the peer must get them */
 	GByteArray *received;
 	gboolean peer_eof;
-	/* only for the budget tests */
+	/* only for the outbox-size tests */
 	GIOStream *io;
 	SoupWebsocketConnection *conn;
 	ChatClient *client;
@@ -561,11 +561,11 @@ test_outbox_peer_gone (Fixture *fixture, gconstpointer data)
 	g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE);
 }
 
-/* ---- the slow-consumer budget (chat_client_push_frame()) ------------------------------- */
+/* ---- the outbox size (chat_client_push_frame()) ---------------------------------------- */
 
 /* A ChatClient on the outbox, as chat-server.c's on_upgraded() builds it. */
 static void
-make_client (Fixture *fixture, gsize budget)
+make_client (Fixture *fixture, gsize outbox_size)
 {
 	g_autoptr (GUri) uri = g_uri_parse ("ws://127.0.0.1/ws", G_URI_FLAGS_NONE, NULL);
 
@@ -582,14 +582,15 @@ make_client (Fixture *fixture, gsize budget)
 						       NULL,
 						       NULL);
 	chat_inbox_park_end (inbox);
-	fixture->client = chat_client_new (fixture->conn, fixture->outbox, 7, NULL, "test", budget);
+	fixture->client =
+	    chat_client_new (fixture->conn, fixture->outbox, 7, NULL, "test", outbox_size);
 	g_assert_true (chat_client_is_open (fixture->client));
 }
 
 /* Fills the socket and queues one unstarted frame; returns what is pending then. Nothing
- * more can be written until the peer reads, so the budget checks below see exactly this. */
+ * more can be written until the peer reads, so the outbox-size checks below see exactly this. */
 static gsize
-fill_for_budget (Fixture *fixture, GBytes **big, GBytes **queued)
+fill_for_outbox_size (Fixture *fixture, GBytes **big, GBytes **queued)
 {
 	*big = push_partly_written (fixture);
 	*queued = make_frame (1, 400);
@@ -598,15 +599,15 @@ fill_for_budget (Fixture *fixture, GBytes **big, GBytes **queued)
 }
 
 static void
-test_outbox_budget_exact (Fixture *fixture, gconstpointer data)
+test_outbox_size_exact (Fixture *fixture, gconstpointer data)
 {
 	g_autoptr (GBytes) big = NULL;
 	g_autoptr (GBytes) queued = NULL;
 	g_autoptr (GBytes) frame = make_frame (2, 300);
 	g_autoptr (GBytes) one_more = chat_frame_new (0x1, "x", 1);
-	gsize pending = fill_for_budget (fixture, &big, &queued);
+	gsize pending = fill_for_outbox_size (fixture, &big, &queued);
 
-	/* pending + frame == budget: still within it */
+	/* pending + frame == outbox size: still within it */
 	make_client (fixture, pending + g_bytes_get_size (frame));
 	g_assert_true (chat_client_push_frame (fixture->client, frame));
 	g_assert_true (chat_client_is_open (fixture->client));
@@ -618,7 +619,7 @@ test_outbox_budget_exact (Fixture *fixture, gconstpointer data)
 	expect (fixture, frame);
 	assert_peer_gets_expected (fixture);
 
-	/* the peer read everything: the budget is free again */
+	/* the peer read everything: the outbox has room again */
 	g_assert_true (chat_client_push_frame (fixture->client, one_more));
 	expect (fixture, one_more);
 	assert_peer_gets_expected (fixture);
@@ -626,7 +627,7 @@ test_outbox_budget_exact (Fixture *fixture, gconstpointer data)
 }
 
 static void
-test_outbox_budget_one_over (Fixture *fixture, gconstpointer data)
+test_outbox_size_one_over (Fixture *fixture, gconstpointer data)
 {
 	/* close code 1008 and the reason, after the rest of the partly written frame */
 	static const guint8 close_frame[] = {0x88,
@@ -649,10 +650,10 @@ test_outbox_budget_one_over (Fixture *fixture, gconstpointer data)
 	g_autoptr (GBytes) big = NULL;
 	g_autoptr (GBytes) queued = NULL;
 	g_autoptr (GBytes) frame = make_frame (2, 300);
-	gsize pending = fill_for_budget (fixture, &big, &queued);
+	gsize pending = fill_for_outbox_size (fixture, &big, &queued);
 	guint64 sent = chat_outbox_get_bytes_sent (fixture->outbox);
 
-	/* pending + frame == budget + 1: a slow consumer */
+	/* pending + frame == outbox size + 1: a slow consumer */
 	make_client (fixture, pending + g_bytes_get_size (frame) - 1);
 	g_assert_false (chat_client_push_frame (fixture->client, frame));
 	g_assert_false (chat_client_is_open (fixture->client));
@@ -665,10 +666,10 @@ test_outbox_budget_one_over (Fixture *fixture, gconstpointer data)
 	assert_peer_gets_expected (fixture);
 }
 
-/* Over the budget only because nothing was written yet: the kernel takes the queue first,
+/* Over the outbox size only because nothing was written yet: the kernel takes the queue first,
  * and only what it refuses would count. */
 static void
-test_outbox_budget_flush_first (Fixture *fixture, gconstpointer data)
+test_outbox_size_flush_first (Fixture *fixture, gconstpointer data)
 {
 	g_autoptr (GBytes) queued = make_frame (1, 400);
 	g_autoptr (GBytes) frame = make_frame (2, 300);
@@ -704,9 +705,9 @@ main (int argc, char **argv)
 	ADD ("/chat/outbox/stream-frames", test_outbox_stream_frames);
 	ADD ("/chat/outbox/close-drains", test_outbox_close_drains);
 	ADD ("/chat/outbox/peer-gone", test_outbox_peer_gone);
-	ADD ("/chat/outbox/budget/exact", test_outbox_budget_exact);
-	ADD ("/chat/outbox/budget/one-over", test_outbox_budget_one_over);
-	ADD ("/chat/outbox/budget/flush-first", test_outbox_budget_flush_first);
+	ADD ("/chat/outbox/size/exact", test_outbox_size_exact);
+	ADD ("/chat/outbox/size/one-over", test_outbox_size_one_over);
+	ADD ("/chat/outbox/size/flush-first", test_outbox_size_flush_first);
 #undef ADD
 	return g_test_run ();
 }

@@ -25,55 +25,13 @@ typedef struct {
 	guint slot;
 } ChatClientRoom;
 
-/* The instance struct is shared with the hub, which keeps the routing indexes in it. */
-struct _ChatClient {
-	GObject parent_instance;
-
-	char id[24];
-	guint64 user_id;
-	gint64 connected_since; /* unix seconds */
-	char *remote_address;
-	SoupWebsocketConnection *conn; /* owned until the client is finalized */
-	ChatOutbox *outbox;	       /* owned */
-	GArray *allowed_rooms;	       /* (nullable): the token's rooms claim */
-	gsize outbox_budget;
-	gint64 last_rx;	  /* monotonic, µs: last data frame or pong */
-	gint64 last_ping; /* monotonic, µs */
-	guint16 close_code;
-	gboolean closed;
-
-	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
-	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
-	 * rate_tolerance ahead of now. rate_interval 0: no limit. */
-	gint64 rate_interval;  /* µs per message */
-	gint64 rate_tolerance; /* µs: (burst - 1) messages */
-	gint64 rate_tat;       /* monotonic µs */
-	gint64 refused_since;  /* monotonic µs: start of the current window of refusals */
-	guint rate;	       /* messages per second, for the error text */
-	guint rate_burst;
-	guint n_refused; /* in the current window */
-	guint max_rooms; /* 0: no limit */
-
-	ChatClientRoom *rooms; /* (nullable) */
-	guint n_rooms;
-	guint rooms_capacity;
-	/* (nullable): room id -> ChatClientRoomIndex, built once a client has many rooms, so
-	 * finding a room stays O(1); the few rooms of most clients are found by a short scan */
-	GHashTable *room_index;
-
-	ChatHub *hub; /* (nullable) (unowned): set while registered */
-	ChatClientClosedFunc closed_func;
-	gpointer closed_data;
-	guint hub_slot;
-};
-
 ChatClient *
 chat_client_new (SoupWebsocketConnection *conn,
 		 ChatOutbox *outbox,
 		 guint64 user_id,
 		 GArray *allowed_rooms,
 		 const char *remote_address,
-		 gsize outbox_budget);
+		 gsize outbox_size);
 void
 chat_client_set_limits (ChatClient *self,
 			guint messages_per_second,
@@ -83,8 +41,35 @@ gboolean
 chat_client_push_frame (ChatClient *self, GBytes *frame);
 void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text);
-void
+gboolean
 chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout);
+gboolean
+chat_client_is_slow_consumer (ChatClient *self);
+guint16
+chat_client_get_close_code (ChatClient *self);
+void
+chat_client_set_closed_func (ChatClient *self, ChatClientClosedFunc func, gpointer user_data);
+void
+chat_client_clear_closed_func (ChatClient *self, gpointer user_data);
+SoupWebsocketConnection *
+chat_client_get_connection (ChatClient *self);
+
+/* The hub's state in the client: where the client sits in the hub's client array, and its
+ * rooms with their slots in the rooms' member arrays. Only the hub calls these. */
+ChatHub *
+chat_client_get_hub (ChatClient *self);
+void
+chat_client_set_hub (ChatClient *self, ChatHub *hub, guint slot);
+guint
+chat_client_get_hub_slot (ChatClient *self);
+void
+chat_client_set_hub_slot (ChatClient *self, guint slot);
+guint
+chat_client_get_max_rooms (ChatClient *self);
+guint
+chat_client_get_n_rooms (ChatClient *self);
+ChatClientRoom *
+chat_client_get_room (ChatClient *self, guint position);
 ChatClientRoom *
 chat_client_find_room (ChatClient *self, guint64 room_id);
 void

@@ -34,6 +34,50 @@
  * Since: 1.0
  */
 
+/* The client's state; the hub keeps its routing back-indexes here (hub, hub_slot, the rooms'
+ * slots) through the accessors in chat-client-private.h. */
+struct _ChatClient {
+	GObject parent_instance;
+
+	char id[24];
+	guint64 user_id;
+	gint64 connected_since; /* unix seconds */
+	char *remote_address;
+	SoupWebsocketConnection *conn; /* owned until the client is finalized */
+	ChatOutbox *outbox;	       /* owned */
+	GArray *allowed_rooms;	       /* (nullable): the token's rooms claim */
+	gsize outbox_size;	       /* the most bytes that may wait in the outbox */
+	gint64 last_rx;		       /* monotonic, µs: last data frame or pong */
+	gint64 last_ping;	       /* monotonic, µs */
+	guint16 close_code;
+	gboolean closed;
+	gboolean slow_consumer; /* closed by chat_client_push_frame() for it */
+
+	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
+	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
+	 * rate_tolerance ahead of now. rate_interval 0: no limit. */
+	gint64 rate_interval;  /* µs per message */
+	gint64 rate_tolerance; /* µs: (burst - 1) messages */
+	gint64 rate_tat;       /* monotonic µs */
+	gint64 refused_since;  /* monotonic µs: start of the current window of refusals */
+	guint rate;	       /* messages per second, for the error text */
+	guint rate_burst;
+	guint n_refused; /* in the current window */
+	guint max_rooms; /* 0: no limit */
+
+	ChatClientRoom *rooms; /* (nullable) */
+	guint n_rooms;
+	guint rooms_capacity;
+	/* (nullable): room id -> ChatClientRoomIndex, built once a client has many rooms, so
+	 * finding a room stays O(1); the few rooms of most clients are found by a short scan */
+	GHashTable *room_index;
+
+	ChatHub *hub; /* (nullable) (unowned): set while registered */
+	ChatClientClosedFunc closed_func;
+	gpointer closed_data;
+	guint hub_slot;
+};
+
 G_DEFINE_FINAL_TYPE (ChatClient, chat_client, G_TYPE_OBJECT)
 
 G_DEFINE_ENUM_TYPE (ChatCloseCode,
@@ -378,7 +422,7 @@ chat_client_new (SoupWebsocketConnection *conn,
 		 guint64 user_id,
 		 GArray *allowed_rooms,
 		 const char *remote_address,
-		 gsize outbox_budget)
+		 gsize outbox_size)
 {
 	static guint64 counter = 0;
 	ChatClient *self = g_object_new (CHAT_TYPE_CLIENT, NULL);
@@ -395,7 +439,7 @@ chat_client_new (SoupWebsocketConnection *conn,
 	self->conn = g_object_ref (conn);
 	self->outbox = g_object_ref (outbox);
 	self->allowed_rooms = allowed_rooms != NULL ? g_array_ref (allowed_rooms) : NULL;
-	self->outbox_budget = outbox_budget;
+	self->outbox_size = outbox_size;
 	self->last_rx = self->last_ping = g_get_monotonic_time ();
 
 	g_signal_connect (conn, "message", G_CALLBACK (on_ws_message), self);
@@ -424,7 +468,7 @@ chat_client_set_limits (ChatClient *self,
 	self->max_rooms = max_rooms;
 }
 
-/* Queues a prebuilt frame. Over the budget the client is a slow consumer: what it has not
+/* Queues a prebuilt frame. Over its outbox size the client is a slow consumer: what it has not
  * started to receive is dropped and it is closed with 1008; nobody else waits for it. */
 gboolean
 chat_client_push_frame (ChatClient *self, GBytes *frame)
@@ -433,18 +477,17 @@ chat_client_push_frame (ChatClient *self, GBytes *frame)
 
 	if (!client_is_open (self))
 		return FALSE;
-	/* A burst read in one go can queue more than the budget before the end-of-iteration
+	/* A burst read in one go can queue more than the outbox size before the end-of-iteration
 	 * flush: first give the kernel what it takes, and judge only what stays queued. */
-	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget)
+	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_size)
 		chat_outbox_flush_now (self->outbox);
-	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_budget) {
+	if (chat_outbox_get_pending (self->outbox) + size > self->outbox_size) {
 		g_message (_ ("Closing client %s (user %" PRIu64 "): slow consumer, "
 			      "%zu bytes pending"),
 			   self->id,
 			   self->user_id,
 			   chat_outbox_get_pending (self->outbox));
-		if (self->hub != NULL)
-			chat_hub_count_slow_consumer (self->hub);
+		self->slow_consumer = TRUE;
 		chat_outbox_drop_unstarted (self->outbox);
 		client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "slow consumer");
 		return FALSE;
@@ -463,19 +506,19 @@ chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 	chat_client_send (self, error);
 }
 
-void
+/* Pings the client or closes it if idle; TRUE when it closed it for idleness, so that the
+ * server, which reports the idle closes, counts them. */
+gboolean
 chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout)
 {
 	if (!client_is_open (self))
-		return;
+		return FALSE;
 	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
 		g_message (_ ("Closing client %s (user %" PRIu64 "): idle timeout"),
 			   self->id,
 			   self->user_id);
-		if (self->hub != NULL)
-			chat_hub_count_idle_close (self->hub);
 		client_close (self, CHAT_CLOSE_CODE_GOING_AWAY, "idle timeout");
-		return;
+		return TRUE;
 	}
 	if (ping_interval > 0 && now - self->last_ping >= ping_interval) {
 		/* our own pings, from one timer for all clients instead of a source per client */
@@ -487,6 +530,89 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 		self->last_ping = now;
 		chat_outbox_push_urgent (self->outbox, (GBytes *) frame);
 	}
+	return FALSE;
+}
+
+/* Whether the client was closed because it did not read (chat_client_push_frame()). */
+gboolean
+chat_client_is_slow_consumer (ChatClient *self)
+{
+	return self->slow_consumer;
+}
+
+/* The close code once the connection is closed, 0 before. */
+guint16
+chat_client_get_close_code (ChatClient *self)
+{
+	return self->closed ? self->close_code : 0;
+}
+
+void
+chat_client_set_closed_func (ChatClient *self, ChatClientClosedFunc func, gpointer user_data)
+{
+	self->closed_func = func;
+	self->closed_data = user_data;
+}
+
+/* Forgets the closed hook if it was set with @user_data (its owner is going away). */
+void
+chat_client_clear_closed_func (ChatClient *self, gpointer user_data)
+{
+	if (self->closed_data == user_data)
+		chat_client_set_closed_func (self, NULL, NULL);
+}
+
+/* The server side of the WebSocket connection (transfer none). */
+SoupWebsocketConnection *
+chat_client_get_connection (ChatClient *self)
+{
+	return self->conn;
+}
+
+ChatHub *
+chat_client_get_hub (ChatClient *self)
+{
+	return self->hub;
+}
+
+/* Registers (@hub non-NULL, at @slot of its client array) or unregisters the client. */
+void
+chat_client_set_hub (ChatClient *self, ChatHub *hub, guint slot)
+{
+	self->hub = hub;
+	self->hub_slot = slot;
+}
+
+guint
+chat_client_get_hub_slot (ChatClient *self)
+{
+	return self->hub_slot;
+}
+
+void
+chat_client_set_hub_slot (ChatClient *self, guint slot)
+{
+	self->hub_slot = slot;
+}
+
+guint
+chat_client_get_max_rooms (ChatClient *self)
+{
+	return self->max_rooms;
+}
+
+guint
+chat_client_get_n_rooms (ChatClient *self)
+{
+	return self->n_rooms;
+}
+
+/* The room at @position (below chat_client_get_n_rooms()); a removal moves the last one. */
+ChatClientRoom *
+chat_client_get_room (ChatClient *self, guint position)
+{
+	g_assert (position < self->n_rooms);
+	return &self->rooms[position];
 }
 
 /* Past this many rooms a client gets a hash index: a scan of up to 16 entries (four cache
@@ -794,7 +920,7 @@ chat_client_get_bytes_sent (ChatClient *self)
  * Queues @message for this one connection. To relay a message the way the hub does (with an
  * id and a timestamp) use chat_hub_broadcast() and friends.
  *
- * Returns: %TRUE if queued; %FALSE if the client is closing or over its outbox budget
+ * Returns: %TRUE if queued; %FALSE if the client is closing or over its outbox size
  *
  * Since: 1.0
  */

@@ -13,13 +13,5 @@ void
 chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *message);
 GPtrArray *
 chat_hub_get_clients_unowned (ChatHub *self);
-void
-chat_hub_count_slow_consumer (ChatHub *self);
-void
-chat_hub_count_idle_close (ChatHub *self);
-guint64
-chat_hub_get_slow_consumer_closes (ChatHub *self);
-guint64
-chat_hub_get_idle_closes (ChatHub *self);
 
 G_END_DECLS

@@ -40,7 +40,7 @@
 
 typedef struct {
 	guint64 id;
-	GPtrArray *members; /* ChatClient*, unowned; client->rooms[i].slot is the index */
+	GPtrArray *members; /* ChatClient*, unowned; ChatClientRoom.slot is the index */
 } ChatRoom;
 
 typedef struct {
@@ -52,13 +52,11 @@ struct _ChatHub {
 	GObject parent_instance;
 
 	GHashTable *clients_by_id; /* id -> ChatClient*, owned */
-	GPtrArray *clients;	   /* ChatClient*, unowned; client->hub_slot is the index */
+	GPtrArray *clients;	   /* ChatClient*, unowned; the client's hub slot is the index */
 	GHashTable *users;	   /* &ChatUser.id -> ChatUser*, owned */
 	GHashTable *rooms;	   /* &ChatRoom.id -> ChatRoom*, owned */
 	guint64 last_message_id;
 	guint64 messages_relayed;
-	guint64 slow_consumer_closes;
-	guint64 idle_closes;
 };
 
 G_DEFINE_FINAL_TYPE (ChatHub, chat_hub, G_TYPE_OBJECT)
@@ -120,7 +118,7 @@ chat_hub_dispose (GObject *object)
 		while (g_hash_table_iter_next (&iter, NULL, &value)) {
 			ChatClient *client = value;
 
-			client->hub = NULL;
+			chat_client_set_hub (client, NULL, 0);
 			chat_client_clear_rooms (client);
 		}
 	}
@@ -444,7 +442,7 @@ static void
 join_room (ChatHub *self, ChatClient *client, guint64 room_id)
 {
 	g_autoptr (GBytes) event =
-	    build_room_event (CHAT_MESSAGE_TYPE_JOIN, room_id, client->user_id);
+	    build_room_event (CHAT_MESSAGE_TYPE_JOIN, room_id, chat_client_get_user_id (client));
 
 	if (chat_client_find_room (client, room_id) != NULL) {
 		/* joining twice: the ack again, nothing new for the others */
@@ -463,7 +461,9 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 
 	/* a client leaving many rooms of its own on disconnect builds no frame for them */
 	if (room != NULL || ack)
-		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE, room_id, client->user_id);
+		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
+					  room_id,
+					  chat_client_get_user_id (client));
 	if (room != NULL)
 		push_to_clients (room->members, event);
 	if (ack)
@@ -547,8 +547,8 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 			room_id);
 		return;
 	}
-	stamp_message (self, message, client->user_id);
-	route_message (self, message, client->user_id);
+	stamp_message (self, message, chat_client_get_user_id (client));
+	route_message (self, message, chat_client_get_user_id (client));
 }
 
 void
@@ -579,7 +579,7 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 			refuse (client,
 				CHAT_ERROR_LIMIT_EXCEEDED,
 				"You cannot join more than %u rooms",
-				client->max_rooms);
+				chat_client_get_max_rooms (client));
 		else
 			join_room (self, client, room_id);
 		break;
@@ -611,30 +611,6 @@ chat_hub_get_clients_unowned (ChatHub *self)
 	return self->clients;
 }
 
-void
-chat_hub_count_slow_consumer (ChatHub *self)
-{
-	self->slow_consumer_closes++;
-}
-
-void
-chat_hub_count_idle_close (ChatHub *self)
-{
-	self->idle_closes++;
-}
-
-guint64
-chat_hub_get_slow_consumer_closes (ChatHub *self)
-{
-	return self->slow_consumer_closes;
-}
-
-guint64
-chat_hub_get_idle_closes (ChatHub *self)
-{
-	return self->idle_closes;
-}
-
 /* ---- registration --------------------------------------------------------------------- */
 
 /**
@@ -654,16 +630,17 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 
 	g_return_if_fail (CHAT_IS_HUB (self));
 	g_return_if_fail (CHAT_IS_CLIENT (client));
-	g_return_if_fail (client->hub == NULL);
+	g_return_if_fail (chat_client_get_hub (client) == NULL);
 
-	client->hub = self;
-	client->hub_slot = self->clients->len;
+	chat_client_set_hub (client, self, self->clients->len);
 	g_ptr_array_add (self->clients, client);
-	g_hash_table_insert (self->clients_by_id, client->id, g_object_ref (client));
-	user = lookup_user (self, client->user_id);
+	g_hash_table_insert (self->clients_by_id,
+			     (gpointer) chat_client_get_id (client),
+			     g_object_ref (client));
+	user = lookup_user (self, chat_client_get_user_id (client));
 	if (user == NULL) {
 		user = g_new0 (ChatUser, 1);
-		user->id = client->user_id;
+		user->id = chat_client_get_user_id (client);
 		user->clients = g_ptr_array_new ();
 		g_hash_table_insert (self->users, &user->id, user);
 	}
@@ -688,42 +665,47 @@ chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 {
 	g_autoptr (ChatClient) keep = NULL;
 	ChatUser *user;
-	guint slot, last;
+	guint64 user_id;
+	guint slot, last, n_rooms;
 
 	g_return_if_fail (CHAT_IS_HUB (self));
 	g_return_if_fail (CHAT_IS_CLIENT (client));
-	g_return_if_fail (client->hub == self);
+	g_return_if_fail (chat_client_get_hub (client) == self);
 
 	keep = g_object_ref (client);
-	while (client->n_rooms > 0)
-		leave_room (self, client, client->rooms[client->n_rooms - 1].room_id, FALSE);
+	user_id = chat_client_get_user_id (client);
+	while ((n_rooms = chat_client_get_n_rooms (client)) > 0)
+		leave_room (self,
+			    client,
+			    chat_client_get_room (client, n_rooms - 1)->room_id,
+			    FALSE);
 
-	slot = client->hub_slot;
+	slot = chat_client_get_hub_slot (client);
 	last = self->clients->len - 1;
 	if (slot != last) {
 		ChatClient *moved = self->clients->pdata[last];
 
 		self->clients->pdata[slot] = moved;
-		moved->hub_slot = slot;
+		chat_client_set_hub_slot (moved, slot);
 	}
 	g_ptr_array_set_size (self->clients, last);
-	user = lookup_user (self, client->user_id);
+	user = lookup_user (self, user_id);
 	if (user != NULL) {
 		g_ptr_array_remove_fast (user->clients, client);
 		if (user->clients->len == 0)
-			g_hash_table_remove (self->users, &client->user_id);
+			g_hash_table_remove (self->users, &user_id);
 	}
-	client->hub = NULL;
-	g_hash_table_remove (self->clients_by_id, client->id);
+	chat_client_set_hub (client, NULL, 0);
+	g_hash_table_remove (self->clients_by_id, chat_client_get_id (client));
 
 	g_signal_emit (self,
 		       signals[SIGNAL_CLIENT_UNREGISTERED],
 		       0,
 		       client,
-		       (guint) (client->closed ? client->close_code : 0));
+		       (guint) chat_client_get_close_code (client));
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
-	if (!client->closed)
-		chat_client_close (client, CHAT_CLOSE_CODE_NORMAL, NULL);
+	/* does nothing if it is closed already */
+	chat_client_close (client, CHAT_CLOSE_CODE_NORMAL, NULL);
 }
 
 /* ---- queries -------------------------------------------------------------------------- */
@@ -942,7 +924,8 @@ gboolean
 chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error)
 {
 	g_return_val_if_fail (CHAT_IS_HUB (self), FALSE);
-	g_return_val_if_fail (CHAT_IS_CLIENT (client) && client->hub == self, FALSE);
+	g_return_val_if_fail (CHAT_IS_CLIENT (client) && chat_client_get_hub (client) == self,
+			      FALSE);
 	g_return_val_if_fail (room_id > 0, FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
@@ -951,7 +934,7 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 			     CHAT_ERROR,
 			     CHAT_ERROR_FORBIDDEN,
 			     _ ("Client %s may not join room %" PRIu64),
-			     client->id,
+			     chat_client_get_id (client),
 			     room_id);
 		return FALSE;
 	}
@@ -960,8 +943,8 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 			     CHAT_ERROR,
 			     CHAT_ERROR_LIMIT_EXCEEDED,
 			     _ ("Client %s is already in %u rooms, its limit"),
-			     client->id,
-			     client->n_rooms);
+			     chat_client_get_id (client),
+			     chat_client_get_n_rooms (client));
 		return FALSE;
 	}
 	join_room (self, client, room_id);
@@ -985,7 +968,8 @@ gboolean
 chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error)
 {
 	g_return_val_if_fail (CHAT_IS_HUB (self), FALSE);
-	g_return_val_if_fail (CHAT_IS_CLIENT (client) && client->hub == self, FALSE);
+	g_return_val_if_fail (CHAT_IS_CLIENT (client) && chat_client_get_hub (client) == self,
+			      FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
 	if (chat_client_find_room (client, room_id) == NULL) {
@@ -993,7 +977,7 @@ chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError 
 			     CHAT_ERROR,
 			     CHAT_ERROR_NOT_MEMBER,
 			     _ ("Client %s is not in room %" PRIu64),
-			     client->id,
+			     chat_client_get_id (client),
 			     room_id);
 		return FALSE;
 	}

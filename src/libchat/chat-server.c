@@ -4,12 +4,8 @@
 
 #include "config.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <libsoup/soup.h>
 
@@ -20,6 +16,7 @@
 #include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
 #include "chat-limit-extension-private.h"
+#include "chat-listener-private.h"
 #include "chat-outbox-stream-private.h"
 #include "chat-server.h"
 #include "chat-source-private.h"
@@ -39,8 +36,8 @@
  * #ChatClient objects registered with the #ChatHub.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
- * frames (1003), the outbox budget (1008, a slow consumer), and the heartbeat: a WebSocket ping
- * every #ChatServer:ping-interval seconds and a close (1001) after #ChatServer:idle-timeout
+ * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
+ * ping every #ChatServer:ping-interval seconds and a close (1001) after #ChatServer:idle-timeout
  * seconds without a message or pong.
  */
 
@@ -52,41 +49,16 @@
  * Since: 1.0
  */
 
-#define LISTEN_BACKLOG 4096
-/* connections accepted per wakeup at most, so a storm cannot starve established clients */
-#define ACCEPT_BATCH 256
-/* at the open-file limit, stop accepting for this long instead of spinning on a readable
- * listener; the kernel backlog holds the newcomers meanwhile */
-#define ACCEPT_PAUSE_MS 250
-/* the largest request head (request line and headers) served; libsoup 3.2 gives up at 64 KiB
- * without answering and resets the connection, so this must stay below that */
-#define MAX_REQUEST_HEAD (32 * 1024)
-/* after a 431, how long and how much of the rest of the request is read and dropped, so that
- * closing does not reset the connection before the client has read the answer */
-#define LINGER_US (2 * G_USEC_PER_SEC)
-#define LINGER_BYTES (4 * 1024 * 1024)
 /* the most remote addresses whose upgrade rate is tracked; beyond it the least recently
  * seen one is forgotten, so many addresses cannot grow the table without bound */
 #define MAX_RATE_BUCKETS 16384
 /* RFC 6585; libsoup 3.2 has neither the constant nor its reason phrase */
 #define HTTP_TOO_MANY_REQUESTS 429
 
-/* Where an accepted connection's GSocket is kept, so the outbox can find it again after
- * libsoup stole the connection (soup_server_message_get_socket() is NULL for streams given
- * to soup_server_accept_iostream()). */
-static GQuark socket_quark;
-/* Set on an accepted connection's GSocket once its upgrade completed. */
-static GQuark upgraded_quark;
 /* Seeds the rate table's hash, so that chosen addresses cannot be made to collide. */
 static guint rate_seed;
 
-/* An accepted connection that must complete its upgrade before the deadline. */
-typedef struct {
-	GSocket *socket;
-	gint64 deadline; /* monotonic µs */
-} Handshake;
-
-/* The upgrade budget of one remote address (an IPv6 address's /64: one host's share). */
+/* The upgrade token bucket of one remote address (an IPv6 address's /64: one host's share). */
 typedef struct {
 	guint8 key[17]; /* the family's size (4 or 8), then the address or prefix */
 	double tokens;
@@ -100,32 +72,15 @@ typedef struct {
 	guint n_connections;
 } UserConnections;
 
-/* An accepted connection whose request head is still arriving (MAX_REQUEST_HEAD), or one
- * answered 431 whose request is being read and dropped before closing. */
-typedef struct {
-	ChatServer *server; /* unowned: the server destroys its sources before it goes */
-	GSocket *socket;
-	GSocketConnection *connection;
-	GSource *source;
-	GSocketAddress *remote;
-	gsize scanned;	 /* bytes of the head already searched for its end */
-	gsize drained;	 /* lingering: bytes dropped */
-	gboolean linger; /* answered 431, dropping the rest */
-} RequestHead;
-
 struct _ChatServer {
 	GObject parent_instance;
 
 	ChatHub *hub;
 	ChatTokenVerifier *verifier;
 	SoupServer *soup;
-	GSocket *listener;
-	GMainContext *context; /* the thread-default one at construction: every source goes here */
-	GSource *accept_source;
-	GSource *accept_pause;
-	gint64 last_fd_warning; /* monotonic µs */
-	GQueue handshakes;	/* Handshake*, oldest first */
-	GSource *handshake_sweep;
+	ChatListener *listener; /* the socket, and connections until their request head is in */
+	GMainContext *context;	/* the thread-default one at construction: every source goes here */
+	GSource *rate_sweep;
 	guint handshake_timeout;
 	GUri *ws_uri;
 	GSource *flush_source;
@@ -144,8 +99,6 @@ struct _ChatServer {
 	GHashTable *user_connections; /* &user_id -> UserConnections*, owned; n > 0 only */
 	GHashTable *rate_buckets;     /* RateBucket* (by key) -> itself, owned */
 	GQueue rate_lru;	      /* RateBucket.link */
-	GHashTable *request_heads;    /* RequestHead* -> itself, owned */
-	char *peek_buffer;	      /* MAX_REQUEST_HEAD bytes, for every request head */
 	gint64 started;		      /* monotonic µs */
 	guint messages_per_second;
 	guint message_burst;
@@ -156,8 +109,9 @@ struct _ChatServer {
 	guint64 refused_busy;
 	guint64 refused_rate;
 	guint64 refused_user_limit;
-	guint64 refused_head_too_large;
-	guint64 bytes_sent_closed; /* bytes of clients already gone */
+	guint64 bytes_sent_closed;    /* bytes of clients already gone */
+	guint64 slow_consumer_closes; /* of clients already gone */
+	guint64 idle_closes;
 };
 
 G_DEFINE_FINAL_TYPE (ChatServer, chat_server, G_TYPE_OBJECT)
@@ -185,13 +139,6 @@ static GParamSpec *props[N_PROPS];
 
 static void
 restart_heartbeat (ChatServer *self);
-
-static void
-handshake_free (Handshake *handshake)
-{
-	g_object_unref (handshake->socket);
-	g_free (handshake);
-}
 
 static void
 chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
@@ -293,6 +240,9 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		break;
 	case PROP_HANDSHAKE_TIMEOUT:
 		set_uint (self, &self->handshake_timeout, g_value_get_uint (value), prop_id);
+		if (self->listener != NULL)
+			chat_listener_set_handshake_timeout (self->listener,
+							     self->handshake_timeout);
 		break;
 	case PROP_MAX_CONNECTIONS_PER_USER:
 		set_uint (self, &self->max_connections_per_user, g_value_get_uint (value), prop_id);
@@ -337,23 +287,17 @@ chat_server_dispose (GObject *object)
 {
 	ChatServer *self = CHAT_SERVER (object);
 
-	chat_server_disconnect (self);
+	chat_server_stop_listening (self);
 	if (self->hub != NULL) {
 		GPtrArray *clients = chat_hub_get_clients_unowned (self->hub);
 
-		for (guint i = 0; i < clients->len; i++) {
-			ChatClient *client = clients->pdata[i];
-
-			if (client->closed_data == self)
-				client->closed_func = NULL;
-		}
+		for (guint i = 0; i < clients->len; i++)
+			chat_client_clear_closed_func (clients->pdata[i], self);
 	}
 	chat_clear_source (&self->heartbeat);
-	chat_clear_source (&self->accept_pause);
-	chat_clear_source (&self->handshake_sweep);
-	while (!g_queue_is_empty (&self->handshakes))
-		handshake_free (g_queue_pop_head (&self->handshakes));
-	g_hash_table_remove_all (self->request_heads);
+	chat_clear_source (&self->rate_sweep);
+	/* with the connections still waiting for their request head */
+	g_clear_object (&self->listener);
 	if (self->flush_source != NULL) {
 		chat_flush_source_destroy (self->flush_source);
 		g_clear_pointer (&self->flush_source, g_source_unref);
@@ -374,8 +318,6 @@ chat_server_finalize (GObject *object)
 	g_hash_table_unref (self->user_connections);
 	/* the links are inside the buckets the table frees */
 	g_hash_table_unref (self->rate_buckets);
-	g_hash_table_unref (self->request_heads);
-	g_free (self->peek_buffer);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_server_parent_class)->finalize (object);
@@ -617,28 +559,12 @@ on_client_closed (ChatClient *client, gpointer user_data)
 
 	release_connection (self, chat_client_get_user_id (client));
 	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
+	if (chat_client_is_slow_consumer (client))
+		self->slow_consumer_closes++;
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
 		 chat_client_get_id (client),
 		 chat_client_get_user_id (client),
-		 client->close_code);
-}
-
-static GSocket *
-find_socket (GIOStream *stolen)
-{
-	GInputStream *input = g_io_stream_get_input_stream (stolen);
-
-	/* libsoup wraps our GSocketConnection's input in a filter stream */
-	while (input != NULL) {
-		GSocket *socket = g_object_get_qdata (G_OBJECT (input), socket_quark);
-
-		if (socket != NULL)
-			return g_object_ref (socket);
-		if (!G_IS_FILTER_INPUT_STREAM (input))
-			break;
-		input = g_filter_input_stream_get_base_stream (G_FILTER_INPUT_STREAM (input));
-	}
-	return NULL;
+		 chat_client_get_close_code (client));
 }
 
 static void
@@ -662,7 +588,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	pending->done = TRUE;
 	stolen = soup_server_message_steal_connection (msg);
 	if (stolen != NULL)
-		socket = find_socket (stolen);
+		socket = chat_listener_claim_socket (stolen);
 	if (socket == NULL) {
 		g_warning (_ ("Cannot find the socket of an upgraded connection; dropping it"));
 		release_connection (self, pending->user_id);
@@ -671,7 +597,6 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 		return;
 	}
 
-	g_object_set_qdata (G_OBJECT (socket), upgraded_quark, GINT_TO_POINTER (TRUE));
 	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
 	io = chat_outbox_stream_new (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
@@ -703,8 +628,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 				self->message_burst,
 				self->max_rooms);
 	self->accepted++;
-	client->closed_func = on_client_closed;
-	client->closed_data = self;
+	chat_client_set_closed_func (client, on_client_closed, self);
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " connected from %s",
 		 chat_client_get_id (client),
 		 pending->user_id,
@@ -848,318 +772,11 @@ on_heartbeat (gpointer user_data)
 
 	/* closing never unregisters synchronously, but walk backwards to be safe */
 	for (guint i = clients->len; i > 0; i--) {
-		if (i <= clients->len)
-			chat_client_heartbeat (clients->pdata[i - 1], now, ping, idle);
+		if (i <= clients->len &&
+		    chat_client_heartbeat (clients->pdata[i - 1], now, ping, idle))
+			self->idle_closes++;
 	}
 	return G_SOURCE_CONTINUE;
-}
-
-static void
-start_accepting (ChatServer *self);
-
-static gboolean
-on_accept_pause_over (gpointer user_data)
-{
-	ChatServer *self = CHAT_SERVER (user_data);
-
-	g_clear_pointer (&self->accept_pause, g_source_unref);
-	start_accepting (self);
-	return G_SOURCE_REMOVE;
-}
-
-/* Out of file descriptors: the listener stays readable, so polling it would spin. */
-static void
-pause_accepting (ChatServer *self)
-{
-	gint64 now = g_get_monotonic_time ();
-
-	if (now - self->last_fd_warning > 10 * G_USEC_PER_SEC) {
-		self->last_fd_warning = now;
-		g_warning (_ ("Out of file descriptors with %u connections; new connections wait "
-			      "(raise the open-file limit or lower max-connections)"),
-			   self->n_connections);
-	}
-	chat_clear_source (&self->accept_source);
-	if (self->accept_pause == NULL)
-		self->accept_pause = add_timeout (self,
-						  ACCEPT_PAUSE_MS,
-						  on_accept_pause_over,
-						  "chathub accept pause");
-}
-
-/* Connections that have not finished their upgrade in time are shut down; libsoup 3.2 would
- * otherwise keep a silent one (and its descriptor) forever. */
-static gboolean
-on_handshake_sweep (gpointer user_data)
-{
-	ChatServer *self = CHAT_SERVER (user_data);
-	gint64 now = g_get_monotonic_time ();
-	Handshake *head;
-
-	prune_rate_buckets (self, now);
-	while ((head = g_queue_peek_head (&self->handshakes)) != NULL && head->deadline <= now) {
-		g_queue_pop_head (&self->handshakes);
-		if (g_object_get_qdata (G_OBJECT (head->socket), upgraded_quark) == NULL &&
-		    !g_socket_is_closed (head->socket)) {
-			g_debug ("closing a connection that did not upgrade within %u s",
-				 self->handshake_timeout);
-			/* libsoup then reads EOF and lets the connection go */
-			g_socket_shutdown (head->socket, TRUE, TRUE, NULL);
-		}
-		handshake_free (head);
-	}
-	return G_SOURCE_CONTINUE;
-}
-
-static void
-request_head_free (RequestHead *head)
-{
-	chat_clear_source (&head->source);
-	/* not handed to libsoup: closing the connection closes the socket */
-	if (head->connection != NULL)
-		g_io_stream_close (G_IO_STREAM (head->connection), NULL, NULL);
-	g_clear_object (&head->connection);
-	g_clear_object (&head->remote);
-	g_object_unref (head->socket);
-	g_free (head);
-}
-
-typedef enum { HEAD_WAIT, HEAD_COMPLETE, HEAD_TOO_LARGE, HEAD_GONE } HeadState;
-
-/* Looks at what arrived of the request head, without taking it from the socket: libsoup
- * reads it again once it is complete. */
-static HeadState
-peek_request_head (ChatServer *self, RequestHead *head)
-{
-	gssize n = recv (g_socket_get_fd (head->socket),
-			 self->peek_buffer,
-			 MAX_REQUEST_HEAD,
-			 MSG_PEEK | MSG_DONTWAIT);
-	gsize from;
-
-	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? HEAD_WAIT
-										 : HEAD_GONE;
-	if (n == 0)
-		return HEAD_GONE;
-	/* readable without anything new (the low-water mark below): the peer stopped sending;
-	 * libsoup reads the partial head and answers it */
-	if ((gsize) n <= head->scanned)
-		return HEAD_COMPLETE;
-	/* an empty line ends the head; libsoup takes a bare LF as well as CRLF */
-	from = head->scanned >= 3 ? head->scanned - 3 : 0;
-	if (memmem (self->peek_buffer + from, n - from, "\n\r\n", 3) != NULL ||
-	    memmem (self->peek_buffer + from, n - from, "\n\n", 2) != NULL)
-		return HEAD_COMPLETE;
-	head->scanned = n;
-	return n >= MAX_REQUEST_HEAD ? HEAD_TOO_LARGE : HEAD_WAIT;
-}
-
-/* Peeking leaves the bytes queued, so the socket would stay readable: wake up only when more
- * than @n bytes are there (or the peer closed). */
-static void
-set_receive_low_water (GSocket *socket, gsize n)
-{
-	int lowat = (int) n + 1;
-
-	if (setsockopt (g_socket_get_fd (socket), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) <
-	    0)
-		g_debug ("cannot set SO_RCVLOWAT: %s", g_strerror (errno));
-}
-
-static void
-serve_request (ChatServer *self, RequestHead *head)
-{
-	g_autoptr (GSocketConnection) connection = g_steal_pointer (&head->connection);
-	/* at accept time: once shut down (handshake-timeout), the socket has no peer */
-	g_autoptr (GSocketAddress) local = g_socket_get_local_address (head->socket, NULL);
-	g_autoptr (GSocketAddress) remote = g_steal_pointer (&head->remote);
-	g_autoptr (GError) error = NULL;
-
-	if (local == NULL || remote == NULL) {
-		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
-		return;
-	}
-	if (!soup_server_accept_iostream (self->soup,
-					  G_IO_STREAM (connection),
-					  local,
-					  remote,
-					  &error)) {
-		g_debug ("cannot serve a new connection: %s", error->message);
-		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
-	}
-}
-
-/* libsoup 3.2 neither answers a head over its 64 KiB nor reads the rest, so the client sees
- * a reset; chathub answers 431 itself, then stops sending and reads what still comes, for a
- * while, so that the close does not reset the connection before the answer is read. */
-static void
-refuse_request_head (ChatServer *self, RequestHead *head)
-{
-	g_autofree char *body =
-	    json_error_body ("request_header_too_large",
-			     "The request line and headers must fit in 32768 bytes");
-	g_autofree char *response =
-	    g_strdup_printf ("HTTP/1.1 431 Request Header Fields Too Large\r\n"
-			     "Server: chathub/" PACKAGE_VERSION "\r\n"
-			     "Connection: close\r\n"
-			     "Content-Type: application/json\r\n"
-			     "Content-Length: %zu\r\n"
-			     "\r\n"
-			     "%s",
-			     strlen (body),
-			     body);
-
-	self->refused_head_too_large++;
-	g_debug ("refused a request head of more than %d bytes", MAX_REQUEST_HEAD);
-	/* a fresh socket's send buffer takes it whole */
-	if (send (g_socket_get_fd (head->socket),
-		  response,
-		  strlen (response),
-		  MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return;
-	g_socket_shutdown (head->socket, FALSE, TRUE, NULL);
-	head->linger = TRUE;
-}
-
-/* Reads and drops what the refused client still sends; FALSE when it is time to close. */
-static gboolean
-drain_request (ChatServer *self, RequestHead *head)
-{
-	while (head->drained < LINGER_BYTES) {
-		gssize n = recv (g_socket_get_fd (head->socket),
-				 self->peek_buffer,
-				 MAX_REQUEST_HEAD,
-				 MSG_DONTWAIT);
-
-		if (n > 0)
-			head->drained += n;
-		else
-			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
-	}
-	return FALSE;
-}
-
-/* Moves an accepted connection on; FALSE when there is nothing left to wait for. */
-static gboolean
-request_head_advance (ChatServer *self, RequestHead *head)
-{
-	HeadState state;
-
-	if (head->linger)
-		return drain_request (self, head);
-	state = peek_request_head (self, head);
-	if (state == HEAD_WAIT) {
-		set_receive_low_water (head->socket, head->scanned);
-		return TRUE;
-	}
-	if (head->scanned > 0)
-		set_receive_low_water (head->socket, 0);
-	switch (state) {
-	case HEAD_COMPLETE:
-		serve_request (self, head);
-		return FALSE;
-	case HEAD_TOO_LARGE:
-		refuse_request_head (self, head);
-		return head->linger && drain_request (self, head);
-	case HEAD_WAIT:
-	case HEAD_GONE:
-	default:
-		return FALSE;
-	}
-}
-
-static gboolean
-on_request_head_ready (GSocket *socket, GIOCondition condition, gpointer user_data)
-{
-	RequestHead *head = user_data;
-	ChatServer *self = head->server;
-	gboolean linger = head->linger;
-
-	if ((head->linger && g_get_monotonic_time () >= g_source_get_ready_time (head->source)) ||
-	    !request_head_advance (self, head)) {
-		g_hash_table_remove (self->request_heads, head);
-		return G_SOURCE_REMOVE;
-	}
-	if (head->linger && !linger)
-		g_source_set_ready_time (head->source, g_get_monotonic_time () + LINGER_US);
-	return G_SOURCE_CONTINUE;
-}
-
-/* Hands an accepted connection to libsoup once its request head is in, whole and not too
- * large; most heads are there already when the connection is accepted. */
-static void
-start_request (ChatServer *self, GSocket *socket, GSocketConnection *connection)
-{
-	RequestHead *head = g_new0 (RequestHead, 1);
-
-	head->server = self;
-	head->socket = g_object_ref (socket);
-	head->connection = g_object_ref (connection);
-	head->remote = g_socket_get_remote_address (socket, NULL);
-	if (!request_head_advance (self, head)) {
-		request_head_free (head);
-		return;
-	}
-	head->source = g_socket_create_source (socket, G_IO_IN, NULL);
-	g_source_set_callback (head->source, G_SOURCE_FUNC (on_request_head_ready), head, NULL);
-	g_source_set_static_name (head->source, "chathub request head");
-	if (head->linger)
-		g_source_set_ready_time (head->source, g_get_monotonic_time () + LINGER_US);
-	g_source_attach (head->source, self->context);
-	g_hash_table_add (self->request_heads, head);
-}
-
-/* libsoup 3.2's own listener accepts one connection per wakeup, with a backlog of 10, and
- * leaks the GSocket of every connection it accepts; chathub accepts itself, in batches. */
-static gboolean
-on_incoming (GSocket *listener, GIOCondition condition, gpointer user_data)
-{
-	ChatServer *self = CHAT_SERVER (user_data);
-
-	for (guint i = 0; i < ACCEPT_BATCH; i++) {
-		g_autoptr (GError) error = NULL;
-		g_autoptr (GSocket) socket = g_socket_accept (listener, NULL, &error);
-		g_autoptr (GSocketConnection) connection = NULL;
-
-		if (socket == NULL) {
-			if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)) {
-				pause_accepting (self);
-				return G_SOURCE_REMOVE;
-			}
-			if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-				g_debug ("accept failed: %s", error->message);
-			break;
-		}
-		g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, TRUE, NULL);
-		connection = g_socket_connection_factory_create_connection (socket);
-		g_object_set_qdata (
-		    G_OBJECT (g_io_stream_get_input_stream (G_IO_STREAM (connection))),
-		    socket_quark,
-		    socket);
-		start_request (self, socket, connection);
-		/* also the deadline of a head that is still arriving */
-		if (self->handshake_timeout > 0) {
-			Handshake *handshake = g_new (Handshake, 1);
-
-			handshake->socket = g_object_ref (socket);
-			handshake->deadline = g_get_monotonic_time () +
-					      (gint64) self->handshake_timeout * G_USEC_PER_SEC;
-			g_queue_push_tail (&self->handshakes, handshake);
-		}
-	}
-	return G_SOURCE_CONTINUE;
-}
-
-static void
-start_accepting (ChatServer *self)
-{
-	if (self->accept_source != NULL || self->listener == NULL)
-		return;
-	self->accept_source = g_socket_create_source (self->listener, G_IO_IN, NULL);
-	g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_incoming), self, NULL);
-	g_source_set_static_name (self->accept_source, "chathub accept");
-	g_source_attach (self->accept_source, self->context);
 }
 
 static void
@@ -1170,11 +787,46 @@ restart_heartbeat (ChatServer *self)
 	guint tick_ms;
 
 	chat_clear_source (&self->heartbeat);
-	if (shortest == G_MAXUINT || self->soup == NULL)
+	/* without a hub (a server that cannot listen) there is no client to watch */
+	if (shortest == G_MAXUINT || self->soup == NULL || self->hub == NULL)
 		return;
 	/* one timer for every client; granularity a quarter of the shortest period */
 	tick_ms = CLAMP (shortest * 250, 100, 1000);
 	self->heartbeat = add_timeout (self, tick_ms, on_heartbeat, "chathub heartbeat");
+}
+
+/* Addresses whose bucket is full again are forgotten. */
+static gboolean
+on_rate_sweep (gpointer user_data)
+{
+	prune_rate_buckets (CHAT_SERVER (user_data), g_get_monotonic_time ());
+	return G_SOURCE_CONTINUE;
+}
+
+/* A connection whose request head has arrived: libsoup speaks HTTP from here on. */
+static void
+serve_connection (GSocketConnection *connection,
+		  GSocketAddress *local,
+		  GSocketAddress *remote,
+		  gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	g_autoptr (GError) error = NULL;
+
+	if (!soup_server_accept_iostream (self->soup,
+					  G_IO_STREAM (connection),
+					  local,
+					  remote,
+					  &error)) {
+		g_debug ("cannot serve a new connection: %s", error->message);
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+	}
+}
+
+static guint
+count_connections (gpointer user_data)
+{
+	return CHAT_SERVER (user_data)->n_connections;
 }
 
 static void
@@ -1196,7 +848,9 @@ chat_server_constructed (GObject *object)
 	if (self->poll_source == NULL)
 		g_error (_ ("Cannot create the epoll set: %s"), error->message);
 	g_source_attach (self->poll_source, self->context);
-	self->peek_buffer = g_malloc (MAX_REQUEST_HEAD);
+	self->listener =
+	    chat_listener_new (self->context, serve_connection, count_connections, self);
+	chat_listener_set_handshake_timeout (self->listener, self->handshake_timeout);
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
 }
@@ -1207,8 +861,6 @@ chat_server_class_init (ChatServerClass *klass)
 	GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
 	chat_i18n_init ();
-	socket_quark = g_quark_from_static_string ("chat-server-socket");
-	upgraded_quark = g_quark_from_static_string ("chat-server-upgraded");
 	rate_seed = g_random_int ();
 
 	object_class->get_property = chat_server_get_property;
@@ -1220,7 +872,8 @@ chat_server_class_init (ChatServerClass *klass)
 	/**
 	 * ChatServer:hub:
 	 *
-	 * The hub accepted clients are registered with.
+	 * The hub accepted clients are registered with. Required: chat_server_listen() fails
+	 * without it.
 	 *
 	 * Since: 1.0
 	 */
@@ -1233,7 +886,8 @@ chat_server_class_init (ChatServerClass *klass)
 	/**
 	 * ChatServer:verifier:
 	 *
-	 * The verifier every upgrade request's token is checked with.
+	 * The verifier every upgrade request's token is checked with. Required:
+	 * chat_server_listen() fails without it.
 	 *
 	 * Since: 1.0
 	 */
@@ -1471,8 +1125,6 @@ chat_server_init (ChatServer *self)
 	self->user_connections = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
 	self->rate_buckets =
 	    g_hash_table_new_full (rate_bucket_hash, rate_bucket_equal, g_free, NULL);
-	self->request_heads =
-	    g_hash_table_new_full (NULL, NULL, (GDestroyNotify) request_head_free, NULL);
 	self->messages_per_second = 100;
 	self->message_burst = 200;
 	self->max_rooms = 1000;
@@ -1509,7 +1161,12 @@ chat_server_new (ChatHub *hub, ChatTokenVerifier *verifier)
  * Starts listening. The socket is chathub's own, with a deep accept backlog, so connection
  * storms are not refused.
  *
- * Returns: %TRUE on success
+ * A server needs its #ChatServer:hub and #ChatServer:verifier: without either it cannot
+ * serve a client, and this fails with %CHAT_ERROR_INVALID_ARGUMENT.
+ *
+ * Returns: %TRUE on success; %FALSE with %CHAT_ERROR_INVALID_ARGUMENT if @address is not an
+ *   IP address or the hub or the verifier is missing, or a %G_IO_ERROR if the socket cannot
+ *   listen
  *
  * Since: 1.0
  */
@@ -1518,13 +1175,22 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 {
 	g_autoptr (GInetAddress) inet = NULL;
 	g_autoptr (GSocketAddress) socket_address = NULL;
-	g_autoptr (GSocketAddress) bound = NULL;
-	g_autoptr (GSocket) socket = NULL;
 
 	g_return_val_if_fail (CHAT_IS_SERVER (self), FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-	g_return_val_if_fail (self->listener == NULL, FALSE);
+	g_return_val_if_fail (!chat_listener_is_listening (self->listener), FALSE);
 
+	/* construct-only properties that GObject cannot require: refuse here rather than
+	 * crash on the first client */
+	if (self->hub == NULL || self->verifier == NULL) {
+		/* TRANSLATORS: %s is a property name, "hub" or "verifier" */
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("The server has no %s; set it when creating the server"),
+			     self->hub == NULL ? "hub" : "verifier");
+		return FALSE;
+	}
 	if (address == NULL)
 		address = "127.0.0.1";
 	inet = g_inet_address_new_from_string (address);
@@ -1537,62 +1203,44 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 		return FALSE;
 	}
 	socket_address = g_inet_socket_address_new (inet, port);
-	socket = g_socket_new (g_inet_address_get_family (inet),
-			       G_SOCKET_TYPE_STREAM,
-			       G_SOCKET_PROTOCOL_TCP,
-			       error);
-	if (socket == NULL)
-		return FALSE;
-	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
-	g_socket_set_blocking (socket, FALSE);
-	if (!g_socket_bind (socket, socket_address, TRUE, error) ||
-	    !g_socket_listen (socket, error)) {
+	if (!chat_listener_listen (self->listener, socket_address, error)) {
 		g_prefix_error (error, _ ("Cannot listen on %s port %u: "), address, port);
 		return FALSE;
 	}
-	bound = g_socket_get_local_address (socket, error);
-	if (bound == NULL)
-		return FALSE;
-	self->listener = g_steal_pointer (&socket);
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	/* the connections' URI, and where clients connect */
 	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE,
 				    "ws",
 				    NULL,
 				    address,
-				    g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)),
+				    chat_listener_get_port (self->listener),
 				    self->path,
 				    NULL,
 				    NULL);
-	start_accepting (self);
-	if (self->handshake_sweep == NULL)
-		self->handshake_sweep =
-		    add_timeout (self, 1000, on_handshake_sweep, "chathub handshake sweep");
+	if (self->rate_sweep == NULL)
+		self->rate_sweep = add_timeout (self, 1000, on_rate_sweep, "chathub rate sweep");
 	restart_heartbeat (self);
 	return TRUE;
 }
 
 /**
- * chat_server_disconnect:
+ * chat_server_stop_listening:
  * @self: a #ChatServer
  *
  * Stops listening. Connected clients stay connected; close them with chat_hub_close_all().
+ * chat_server_listen() may be called again afterwards.
  *
  * Since: 1.0
  */
 void
-chat_server_disconnect (ChatServer *self)
+chat_server_stop_listening (ChatServer *self)
 {
 	g_return_if_fail (CHAT_IS_SERVER (self));
 
-	chat_clear_source (&self->accept_source);
-	chat_clear_source (&self->accept_pause);
+	if (self->listener != NULL)
+		chat_listener_stop (self->listener);
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
-	if (self->listener != NULL) {
-		g_socket_close (self->listener, NULL);
-		g_clear_object (&self->listener);
-	}
 }
 
 /**
@@ -1609,7 +1257,9 @@ guint16
 chat_server_get_port (ChatServer *self)
 {
 	g_return_val_if_fail (CHAT_IS_SERVER (self), 0);
-	return self->listener != NULL ? (guint16) g_uri_get_port (self->ws_uri) : 0;
+	return self->listener != NULL && chat_listener_is_listening (self->listener)
+		   ? (guint16) g_uri_get_port (self->ws_uri)
+		   : 0;
 }
 
 /**
@@ -1628,7 +1278,9 @@ chat_server_get_uri (ChatServer *self)
 	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
 
 	/* g_uri_to_string() puts an IPv6 address in brackets */
-	return self->listener != NULL ? g_uri_to_string (self->ws_uri) : NULL;
+	return self->listener != NULL && chat_listener_is_listening (self->listener)
+		   ? g_uri_to_string (self->ws_uri)
+		   : NULL;
 }
 
 /**
@@ -1637,7 +1289,8 @@ chat_server_get_uri (ChatServer *self)
  *
  * Gets the hub.
  *
- * Returns: (transfer none): the hub
+ * Returns: (transfer none) (nullable): the hub, or %NULL if the server was created without
+ *   one (it cannot listen then)
  *
  * Since: 1.0
  */
@@ -1654,7 +1307,8 @@ chat_server_get_hub (ChatServer *self)
  *
  * Gets the token verifier.
  *
- * Returns: (transfer none): the verifier
+ * Returns: (transfer none) (nullable): the verifier, or %NULL if the server was created
+ *   without one (it cannot listen then)
  *
  * Since: 1.0
  */
@@ -1701,15 +1355,23 @@ GVariant *
 chat_server_get_statistics (ChatServer *self)
 {
 	GVariantBuilder builder;
-	GPtrArray *clients;
 	guint64 bytes_sent;
+	guint64 slow_consumer_closes;
 
 	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
 
+	/* the clients already gone, and those still here (a slow consumer is closing) */
 	bytes_sent = self->bytes_sent_closed;
-	clients = chat_hub_get_clients_unowned (self->hub);
-	for (guint i = 0; i < clients->len; i++)
-		bytes_sent += chat_client_get_bytes_sent (clients->pdata[i]);
+	slow_consumer_closes = self->slow_consumer_closes;
+	if (self->hub != NULL) {
+		GPtrArray *clients = chat_hub_get_clients_unowned (self->hub);
+
+		for (guint i = 0; i < clients->len; i++) {
+			bytes_sent += chat_client_get_bytes_sent (clients->pdata[i]);
+			if (chat_client_is_slow_consumer (clients->pdata[i]))
+				slow_consumer_closes++;
+		}
+	}
 
 	g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
 	g_variant_builder_add (&builder,
@@ -1736,10 +1398,11 @@ chat_server_get_statistics (ChatServer *self)
 			       "{sv}",
 			       "refused-user-limit",
 			       g_variant_new_uint64 (self->refused_user_limit));
-	g_variant_builder_add (&builder,
-			       "{sv}",
-			       "refused-header-too-large",
-			       g_variant_new_uint64 (self->refused_head_too_large));
+	g_variant_builder_add (
+	    &builder,
+	    "{sv}",
+	    "refused-header-too-large",
+	    g_variant_new_uint64 (chat_listener_get_refused_head_too_large (self->listener)));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "connections",
@@ -1747,17 +1410,18 @@ chat_server_get_statistics (ChatServer *self)
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "messages-relayed",
-			       g_variant_new_uint64 (chat_hub_get_messages_relayed (self->hub)));
+			       g_variant_new_uint64 (self->hub != NULL
+							 ? chat_hub_get_messages_relayed (self->hub)
+							 : 0));
 	g_variant_builder_add (&builder, "{sv}", "bytes-sent", g_variant_new_uint64 (bytes_sent));
-	g_variant_builder_add (
-	    &builder,
-	    "{sv}",
-	    "slow-consumer-closes",
-	    g_variant_new_uint64 (chat_hub_get_slow_consumer_closes (self->hub)));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "slow-consumer-closes",
+			       g_variant_new_uint64 (slow_consumer_closes));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "idle-closes",
-			       g_variant_new_uint64 (chat_hub_get_idle_closes (self->hub)));
+			       g_variant_new_uint64 (self->idle_closes));
 	g_variant_builder_add (
 	    &builder,
 	    "{sv}",

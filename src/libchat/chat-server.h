@@ -28,7 +28,7 @@ gboolean
 chat_server_listen (ChatServer *self, const char *address, guint16 port, GError **error);
 CHAT_AVAILABLE_IN_ALL
 void
-chat_server_disconnect (ChatServer *self);
+chat_server_stop_listening (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
 guint16
 chat_server_get_port (ChatServer *self);

@@ -198,7 +198,7 @@ class TestObjects(unittest.TestCase):
             for key in ("connections-accepted", "refused-token", "messages-relayed", "uptime"):
                 self.assertIn(key, stats)
         finally:
-            server.disconnect()
+            server.stop_listening()
         self.assertEqual(server.get_port(), 0)
 
     def test_stores(self):
@@ -246,7 +246,7 @@ class TestObjects(unittest.TestCase):
                 second.listen("127.0.0.1", first.get_port())
             self.assertEqual(context.exception.domain, "g-io-error-quark")
         finally:
-            first.disconnect()
+            first.stop_listening()
 
 
 class TestHub(HubTestCase):

@@ -1,0 +1,43 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define CHAT_TYPE_LISTENER (chat_listener_get_type ())
+G_DECLARE_FINAL_TYPE (ChatListener, chat_listener, CHAT, LISTENER, GObject)
+
+/* An accepted connection whose request head arrived whole and within MAX_REQUEST_HEAD, for
+ * the HTTP server to take (transfer none: it refs what it keeps). */
+typedef void (*ChatListenerServeFunc) (GSocketConnection *connection,
+				       GSocketAddress *local,
+				       GSocketAddress *remote,
+				       gpointer user_data);
+/* The connections the owner holds, for the warning when descriptors run out. */
+typedef guint (*ChatListenerCountFunc) (gpointer user_data);
+
+ChatListener *
+chat_listener_new (GMainContext *context,
+		   ChatListenerServeFunc serve_func,
+		   ChatListenerCountFunc count_func,
+		   gpointer user_data);
+gboolean
+chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **error);
+void
+chat_listener_stop (ChatListener *self);
+gboolean
+chat_listener_is_listening (ChatListener *self);
+guint16
+chat_listener_get_port (ChatListener *self);
+void
+chat_listener_set_handshake_timeout (ChatListener *self, guint seconds);
+guint64
+chat_listener_get_refused_head_too_large (ChatListener *self);
+GSocket *
+chat_listener_claim_socket (GIOStream *stolen);
+
+G_END_DECLS
