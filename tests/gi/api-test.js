@@ -351,7 +351,7 @@ test('broadcast signal; send to everyone, a room and a user', withFixture(async 
 
     const message = Chat.Message.new(Chat.MessageType.MESSAGE);
     message.content = 'from the service';
-    assertEqual(f.hub.broadcast(message), 2, 'broadcast count');
+    assertEqual(f.hub.send_to_all(message), 2, 'send_to_all count');
     assertEqual((await ws1.frame('message')).from, 0, 'service sender');
     await ws2.frame('message');
     assertEqual(broadcasts.length, 2, 'broadcast signal for the service');

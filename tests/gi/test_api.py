@@ -302,7 +302,7 @@ class TestHub(HubTestCase):
         # and from the service
         message = Chat.Message.new(Chat.MessageType.MESSAGE)
         message.props.content = "maintenance at 18:00"
-        self.assertEqual(self.hub.broadcast(message), 2)
+        self.assertEqual(self.hub.send_to_all(message), 2)
         for ws in (ws1, ws2):
             frame = ws.recv(type_="message")
             self.assertEqual((frame["from"], frame["content"]), (0, "maintenance at 18:00"))
@@ -336,10 +336,10 @@ class TestHub(HubTestCase):
             self.hub.send_to_room(0, message)
         self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
         with self.assertRaises(GLib.Error) as context:
-            self.hub.broadcast(Chat.Message.new(Chat.MessageType.MESSAGE))  # no content
+            self.hub.send_to_all(Chat.Message.new(Chat.MessageType.MESSAGE))  # no content
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
         with self.assertRaises(GLib.Error) as context:
-            self.hub.broadcast(Chat.Message.new(Chat.MessageType.PING))
+            self.hub.send_to_all(Chat.Message.new(Chat.MessageType.PING))
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
 
     def test_client_send(self):
