@@ -118,7 +118,7 @@ def main():
         nonlocal stopping
         if not stopping:
             stopping = True
-            server.disconnect()
+            server.stop_listening()
             if hub.close_all(Chat.CloseCode.GOING_AWAY, "server shutting down") == 0:
                 loop.quit()
             hub.connect("notify::n-clients", lambda hub, pspec: hub.props.n_clients or loop.quit())

@@ -114,7 +114,7 @@ function stop() {
     if (stopping)
         return GLib.SOURCE_CONTINUE;
     stopping = true;
-    server.disconnect();
+    server.stop_listening();
     if (hub.close_all(Chat.CloseCode.GOING_AWAY, 'server shutting down') === 0)
         loop.quit();
     hub.connect('notify::n-clients', () => {

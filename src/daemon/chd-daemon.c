@@ -159,7 +159,7 @@ stop (ChdDaemon *self, int exit_status)
 	/* a new instance may be activated at once; it finds the port free, too */
 	if (self->dbus != NULL)
 		chd_dbus_stop (self->dbus);
-	chat_server_disconnect (self->server);
+	chat_server_stop_listening (self->server);
 	/* armed before closing, which takes a while with many clients; not
 	 * g_timeout_add_seconds(), which may fire up to a second late; ahead of any I/O */
 	self->shutdown_timeout_id = g_timeout_add_full (G_PRIORITY_HIGH,
@@ -291,7 +291,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 		g_signal_connect (self->dbus, "activity", G_CALLBACK (on_dbus_activity), self);
 		g_signal_connect (self->dbus, "name-lost", G_CALLBACK (on_name_lost), self);
 		if (!chd_dbus_start (self->dbus, error)) {
-			chat_server_disconnect (self->server);
+			chat_server_stop_listening (self->server);
 			return FALSE;
 		}
 	}

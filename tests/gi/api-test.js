@@ -210,7 +210,7 @@ class Fixture {
             await ws.close();
         this.hub.close_all(Chat.CloseCode.GOING_AWAY, 'test over');
         await waitUntil(() => this.hub.get_n_clients() === 0, 'every client to unregister');
-        this.server.disconnect();
+        this.server.stop_listening();
     }
 }
 
@@ -294,7 +294,7 @@ test('server and verifier properties; port 0', () => {
     assertEqual(server.get_uri(), `ws://127.0.0.1:${port}/chat`, 'uri');
     const stats = server.get_statistics().deepUnpack();
     assert('connections-accepted' in stats && 'uptime' in stats, 'statistics');
-    server.disconnect();
+    server.stop_listening();
     assertEqual(server.get_port(), 0, 'port after disconnect');
 });
 

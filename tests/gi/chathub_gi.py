@@ -198,7 +198,7 @@ class HubTestCase(unittest.TestCase):
             client.close()
         self.hub.close_all(Chat.CloseCode.GOING_AWAY, "test over")
         wait_until(lambda: self.hub.get_n_clients() == 0, what="every client to unregister")
-        self.server.disconnect()
+        self.server.stop_listening()
         # let libsoup finish with the sockets before the next test
         spin(0.05)
 

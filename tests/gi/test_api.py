@@ -187,7 +187,7 @@ class TestObjects(unittest.TestCase):
             for key in ("connections-accepted", "refused-token", "messages-relayed", "uptime"):
                 self.assertIn(key, stats)
         finally:
-            server.disconnect()
+            server.stop_listening()
         self.assertEqual(server.get_port(), 0)
 
     def test_listen_twice_on_one_port(self):
@@ -201,7 +201,7 @@ class TestObjects(unittest.TestCase):
                 second.listen("127.0.0.1", first.get_port())
             self.assertEqual(context.exception.domain, "g-io-error-quark")
         finally:
-            first.disconnect()
+            first.stop_listening()
 
 
 class TestHub(HubTestCase):
