@@ -73,7 +73,7 @@ chat_error_quark (void)
 
 /**
  * chat_error_get_wire_code:
- * @code: a #ChatError
+ * @code: (type gint): a #ChatError code, such as the `code` of a caught #GError
  *
  * Gets the machine-readable `code` that an error frame carries on the wire for @code.
  * The wire codes are English and never translated.

@@ -3,8 +3,8 @@
 public symbol, nothing a binding cannot call (introspectable="0", varargs, untyped arrays,
 C arrays without a length), no symbol of the internal API (src/libchat/*-private.h), and the
 binding traps: a method named like one of GObject.Object's own (read from GObject-2.0.gir in
-GIRDIR) or one PyGObject and GJS give every object, and a method named like a signal or a
-property of its class.
+GIRDIR) or one PyGObject and GJS give every object, a method named like a signal or a
+property of its class, and an error-domain enumeration passed by value.
 
     check-gir.py BUILD/src/libchat/Chat-1.0.gir GIRDIR
 """
@@ -44,7 +44,8 @@ problems = []
 
 
 def problem(text):
-    problems.append(text)
+    if text not in problems:  # a function of an enumeration is listed twice
+        problems.append(text)
 
 
 def name_of(element):
@@ -144,6 +145,21 @@ def main(path, girdir):
 
     for class_ in namespace.findall("core:class", NS):
         check_class_names(class_, reserved)
+
+    # Vala reads an error domain's type as a GError*, never as one of its codes: a code
+    # passes as (type gint), an error as a GError
+    domains = {e.get("name") for e in namespace.findall("core:enumeration", NS)
+               if e.get(GLIB + "error-domain")}
+    for callable_ in namespace.iter():
+        if callable_.tag.split("}")[1] not in ("function", "method", "constructor", "signal"):
+            continue
+        for value in list(callable_.iter(CORE + "parameter")) + list(
+                callable_.iter(CORE + "return-value")):
+            type_ = value.find("core:type", NS)
+            if type_ is not None and type_.get("name") in domains:
+                problem(f"{name_of(callable_)}: {value.get('name') or 'returns'} is the error "
+                        f"domain {type_.get('name')}, which Vala reads as a GError; "
+                        "annotate it (type gint)")
 
     # nothing of the internal API
     private = set()
