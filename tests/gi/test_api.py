@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import unittest
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,6 +37,9 @@ class TestNamespace(unittest.TestCase):
             self.assertFalse(hasattr(Chat, name), name)
         self.assertFalse(hasattr(Chat.Client, "new"))
         self.assertFalse(hasattr(Chat.Client, "push_frame"))
+        # only the server creates clients, so only the library registers them
+        self.assertFalse(hasattr(Chat.Hub, "register_client"))
+        self.assertFalse(hasattr(Chat.Hub, "unregister_client"))
 
 
 class TestErrors(unittest.TestCase):
@@ -202,6 +206,81 @@ class TestObjects(unittest.TestCase):
             self.assertEqual(context.exception.domain, "g-io-error-quark")
         finally:
             first.stop_listening()
+
+
+class TestBindingTraps(HubTestCase):
+    """Names and calls that trip bindings (docs/reference/overview.xml, "In Python and GJS")."""
+
+    def test_server_disconnect_is_gobjects(self):
+        # needs the branch structure (chat_server_disconnect renamed): until then disconnect()
+        # is chat_server_disconnect(), which takes no handler id
+        notified = []
+        handler = self.server.connect("notify::max-connections",
+                                      lambda server, pspec: notified.append(server.props.max_connections))
+        self.server.props.max_connections = 50
+        self.server.disconnect(handler)
+        self.server.props.max_connections = 60
+        self.assertEqual(notified, [50])
+        self.assertEqual(self.server.get_port(), self.port)  # still listening
+        ws, client = self.connect(4)
+        self.assertTrue(client.is_open())
+
+    def test_hub_method_and_signal_names(self):
+        self.assertFalse(hasattr(Chat.Hub, "broadcast"))  # the signal's name only
+        ws, client = self.connect(6)
+        seen = []
+        self.hub.connect("broadcast", lambda hub, message: seen.append(message.props.content))
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "to all"
+        self.assertEqual(self.hub.send_to_all(message), 1)
+        self.assertEqual(ws.recv(type_="message")["content"], "to all")
+        self.assertEqual(seen, ["to all"])
+
+    def test_wire_code_of_a_caught_error(self):
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "anyone there?"
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.send_to_user(99, message)
+        error = context.exception
+        self.assertEqual(Chat.error_get_wire_code_for_error(error), "user_offline")
+        self.assertEqual(Chat.Error.get_wire_code_for_error(error), "user_offline")
+        self.assertEqual(Chat.Error.get_wire_code(error.code), "user_offline")
+        with self.assertRaises(TypeError):  # it takes a code, as documented
+            Chat.Error.get_wire_code(error)
+        with self.assertRaises(GLib.Error) as context:
+            GLib.file_get_contents("/nonexistent/chathub")
+        self.assertEqual(Chat.error_get_wire_code_for_error(context.exception), "failed")
+
+
+class TestConstruction(unittest.TestCase):
+    """Objects built with bare constructors, as a script may: a GError, never a crash."""
+
+    def test_server_without_hub_or_verifier(self):
+        # needs the branch structure (ChatServer checks its construct properties); until then
+        # listen() succeeds and the first authenticated client crashes the process
+        hub = Chat.Hub.new()
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        for server in (Chat.Server(), Chat.Server(hub=hub), Chat.Server(verifier=verifier)):
+            with self.subTest(hub=server.props.hub, verifier=server.props.verifier):
+                with self.assertRaises(GLib.Error) as context:
+                    server.listen("127.0.0.1", 0)
+                self.assertIn(context.exception.domain, ("chat-error-quark", "g-io-error-quark"))
+                self.assertEqual(server.get_port(), 0)
+
+    def test_verifier_without_key(self):
+        # made without chat_token_verifier_new(): it refuses every token, without a critical
+        token = make_token(5)
+        for verifier in (Chat.TokenVerifier(),
+                         Chat.TokenVerifier(algorithm=Chat.TokenAlgorithm.RS256)):
+            with self.subTest(algorithm=verifier.props.algorithm), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for presented in (token, "", None):
+                    with self.assertRaises(GLib.Error) as context:
+                        verifier.verify(presented)
+                    HubTestCase.assertChatError(self, context, Chat.Error.INVALID_TOKEN)
+                    self.assertIn("no key", context.exception.message)
+                self.assertEqual([str(w.message) for w in caught], [])
 
 
 class TestHub(HubTestCase):
