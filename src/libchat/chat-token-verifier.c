@@ -107,7 +107,10 @@ static const char *const reason_rooms = N_ ("The token rooms claim is not a list
  *
  * Looks up an algorithm by its JWS name (case-sensitive, as in a token header).
  *
- * Returns: %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT otherwise
+ * Bindings return the algorithm alone and raise the error: the boolean is skipped.
+ *
+ * Returns: (skip): %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT
+ *   otherwise
  *
  * Since: 1.0
  */
@@ -891,7 +894,10 @@ chat_token_verifier_check (ChatTokenVerifier *self,
  *
  * A verifier made without a key (not with chat_token_verifier_new()) refuses every token.
  *
- * Returns: %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN saying why
+ * Bindings return the user id and the rooms, and raise the error: the boolean is skipped.
+ *
+ * Returns: (skip): %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN
+ *   saying why
  *
  * Since: 1.0
  */

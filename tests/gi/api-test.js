@@ -232,6 +232,7 @@ test('namespace: version, enums, functions', () => {
     assertEqual(Chat.CloseCode.POLICY_VIOLATION, 1008, 'close code');
     assertEqual(Chat.message_type_to_string(Chat.MessageType.JOIN), 'join', 'type name');
     assertEqual(Chat.error_get_wire_code(Chat.Error.USER_OFFLINE), 'user_offline', 'wire code');
+    // GJS 1.74 does not honour (skip) on a return value: the boolean Python drops is here
     assertEqual(Chat.token_algorithm_from_string('ES256'), [true, Chat.TokenAlgorithm.ES256], 'algorithm');
     assert(Chat.Outbox === undefined && Chat.client_new === undefined, 'private API stays out');
 });
