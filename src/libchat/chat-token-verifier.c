@@ -107,7 +107,8 @@ static const char *const reason_rooms = N_ ("The token rooms claim is not a list
  *
  * Looks up an algorithm by its JWS name (case-sensitive, as in a token header).
  *
- * Bindings return the algorithm alone and raise the error: the boolean is skipped.
+ * Bindings that honour the skip annotation, such as PyGObject, return the algorithm alone
+ * and raise the error (GJS 1.74 still returns the boolean first).
  *
  * Returns: (skip): %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT
  *   otherwise
@@ -894,7 +895,8 @@ chat_token_verifier_check (ChatTokenVerifier *self,
  *
  * A verifier made without a key (not with chat_token_verifier_new()) refuses every token.
  *
- * Bindings return the user id and the rooms, and raise the error: the boolean is skipped.
+ * Bindings that honour the skip annotation, such as PyGObject, return the user id and the
+ * rooms and raise the error (GJS 1.74 still returns the boolean first).
  *
  * Returns: (skip): %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN
  *   saying why
