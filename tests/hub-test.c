@@ -312,7 +312,7 @@ test_hub_register_signals (Fixture *fixture, gconstpointer data)
 }
 
 static void
-test_hub_broadcast_api (Fixture *fixture, gconstpointer data)
+test_hub_send_to_all (Fixture *fixture, gconstpointer data)
 {
 	g_autoptr (TestClient) alice = client_connect (fixture, 1);
 	g_autoptr (TestClient) bob = client_connect (fixture, 2);
@@ -323,7 +323,7 @@ test_hub_broadcast_api (Fixture *fixture, gconstpointer data)
 	ChatMessage *got;
 
 	chat_message_set_content (first, "from the service");
-	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, first, &error), ==, 2);
+	g_assert_cmpuint (chat_hub_send_to_all (fixture->hub, first, &error), ==, 2);
 	g_assert_no_error (error);
 	g_assert_cmpuint (chat_message_get_id (first), >, 0);
 	g_assert_cmpint (chat_message_get_timestamp (first), >, 0);
@@ -345,10 +345,10 @@ test_hub_broadcast_api (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (fixture->broadcasts->len, ==, 2);
 
 	chat_message_set_data (second, NULL);
-	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, second, &error), ==, 0);
+	g_assert_cmpuint (chat_hub_send_to_all (fixture->hub, second, &error), ==, 0);
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
 	g_clear_error (&error);
-	g_assert_cmpuint (chat_hub_broadcast (fixture->hub, ping, &error), ==, 0);
+	g_assert_cmpuint (chat_hub_send_to_all (fixture->hub, ping, &error), ==, 0);
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
 	g_assert_cmpuint (chat_hub_get_messages_relayed (fixture->hub), ==, 2);
 }
@@ -1042,7 +1042,7 @@ main (int argc, char **argv)
 
 #define ADD(path, func) g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 	ADD ("/chat/hub/register-signals", test_hub_register_signals);
-	ADD ("/chat/hub/broadcast-api", test_hub_broadcast_api);
+	ADD ("/chat/hub/send-to-all", test_hub_send_to_all);
 	ADD ("/chat/hub/rooms-api", test_hub_rooms_api);
 	ADD ("/chat/hub/send-to-user", test_hub_send_to_user);
 	ADD ("/chat/hub/message-received", test_hub_message_received);

@@ -458,6 +458,31 @@ test_token_verifier_new_errors (void)
 	g_assert_cmpstr (chat_token_algorithm_to_string (CHAT_TOKEN_ALGORITHM_HS512), ==, "HS512");
 }
 
+/* g_object_new(), as bindings construct: no key, so every token is refused, and no critical
+ * (the tests run with G_DEBUG=fatal-criticals) */
+static void
+test_token_verifier_without_key (void)
+{
+	static const ChatTokenAlgorithm algorithms[] = {CHAT_TOKEN_ALGORITHM_HS256,
+							CHAT_TOKEN_ALGORITHM_RS256};
+	g_autofree char *claims =
+	    g_strdup_printf ("{\"user_id\":5,\"exp\":%" G_GINT64_FORMAT "}", now () + 3600);
+	g_autofree char *token =
+	    chat_test_make_token (G_CHECKSUM_SHA256, HS256, claims, CHAT_TEST_SECRET);
+
+	for (guint i = 0; i < G_N_ELEMENTS (algorithms); i++) {
+		g_autoptr (ChatTokenVerifier) verifier =
+		    g_object_new (CHAT_TYPE_TOKEN_VERIFIER, "algorithm", algorithms[i], NULL);
+		g_autoptr (GError) error = NULL;
+
+		assert_refused (verifier, token, "a verifier without a key");
+		assert_refused (verifier, "", "no token");
+		g_assert_false (chat_token_verifier_verify (verifier, token, NULL, NULL, &error));
+		g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_TOKEN);
+		g_assert_nonnull (strstr (error->message, "no key"));
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -475,5 +500,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/token/rooms", test_token_rooms);
 	g_test_add_func ("/chat/token/malformed", test_token_malformed);
 	g_test_add_func ("/chat/token/verifier-new-errors", test_token_verifier_new_errors);
+	g_test_add_func ("/chat/token/verifier-without-key", test_token_verifier_without_key);
 	return g_test_run ();
 }

@@ -513,7 +513,7 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	else if (has_to)
 		recipients = chat_hub_send_to_user (self->hub, to, message, &error);
 	else
-		recipients = chat_hub_broadcast (self->hub, message, &error);
+		recipients = chat_hub_send_to_all (self->hub, message, &error);
 	if (error != NULL) {
 		g_dbus_method_invocation_return_gerror (invocation, error);
 		return;

@@ -918,7 +918,7 @@ chat_client_get_bytes_sent (ChatClient *self)
  * @message: the message, sent as it is (no id or timestamp is assigned)
  *
  * Queues @message for this one connection. To relay a message the way the hub does (with an
- * id and a timestamp) use chat_hub_broadcast() and friends.
+ * id and a timestamp) use chat_hub_send_to_all() and friends.
  *
  * Returns: %TRUE if queued; %FALSE if the client is closing or over its outbox size
  *

@@ -73,10 +73,15 @@ chat_error_quark (void)
 
 /**
  * chat_error_get_wire_code:
- * @code: a #ChatError
+ * @code: (type gint): a #ChatError code, such as the `code` of a caught #GError
  *
  * Gets the machine-readable `code` that an error frame carries on the wire for @code.
  * The wire codes are English and never translated.
+ *
+ * Bindings list this function with the #ChatError enumeration (`Chat.Error.get_wire_code()`)
+ * and it takes a code, not an error: given a caught `GLib.Error` `e`, call
+ * `Chat.Error.get_wire_code(e.code)` after checking `e.domain`, or simply
+ * chat_error_get_wire_code_for_error() (`Chat.error_get_wire_code_for_error(e)`).
  *
  * Returns: the wire code, such as `"invalid_json"`
  *
@@ -114,4 +119,29 @@ chat_error_get_wire_code (ChatError code)
 	default:
 		return "failed";
 	}
+}
+
+/**
+ * chat_error_get_wire_code_for_error:
+ * @error: a #GError of any domain
+ *
+ * Gets the machine-readable `code` that an error frame would carry on the wire for @error:
+ * chat_error_get_wire_code() of its code for a %CHAT_ERROR, and `"failed"` for an error of
+ * any other domain (whose codes mean something else).
+ *
+ * This is the natural call from bindings, where a caught error is a `GLib.Error`:
+ * `Chat.error_get_wire_code_for_error(e)` in Python and GJS.
+ *
+ * Returns: the wire code, such as `"user_offline"`
+ *
+ * Since: 1.0
+ */
+const char *
+chat_error_get_wire_code_for_error (const GError *error)
+{
+	g_return_val_if_fail (error != NULL, "failed");
+
+	if (error->domain != CHAT_ERROR)
+		return "failed";
+	return chat_error_get_wire_code ((ChatError) error->code);
 }

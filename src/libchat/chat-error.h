@@ -43,7 +43,8 @@ G_BEGIN_DECLS
  *   exceeded (wire code `limit_exceeded`)
  *
  * Error codes of the %CHAT_ERROR domain. The first few are sent to WebSocket clients as the
- * `code` of an error frame (see chat_error_get_wire_code()).
+ * `code` of an error frame (see chat_error_get_wire_code() and
+ * chat_error_get_wire_code_for_error()).
  *
  * Since: 1.0
  */
@@ -72,5 +73,8 @@ chat_error_quark (void);
 CHAT_AVAILABLE_IN_ALL
 const char *
 chat_error_get_wire_code (ChatError code);
+CHAT_AVAILABLE_IN_ALL
+const char *
+chat_error_get_wire_code_for_error (const GError *error);
 
 G_END_DECLS

@@ -9,6 +9,11 @@
 
 G_BEGIN_DECLS
 
+/* only #ChatServer creates clients, so only the library registers them */
+void
+chat_hub_register_client (ChatHub *self, ChatClient *client);
+void
+chat_hub_unregister_client (ChatHub *self, ChatClient *client);
 void
 chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *message);
 GPtrArray *

@@ -225,7 +225,8 @@ chat_hub_class_init (ChatHubClass *klass)
 	 * @self: the #ChatHub
 	 * @message: the message, with its id and timestamp
 	 *
-	 * Emitted for every message relayed to everyone on the hub (neither a room nor a user).
+	 * Emitted for every message relayed to everyone on the hub (neither a room nor a user),
+	 * whether a client sent it or the service with chat_hub_send_to_all().
 	 *
 	 * Since: 1.0
 	 */
@@ -613,16 +614,8 @@ chat_hub_get_clients_unowned (ChatHub *self)
 
 /* ---- registration --------------------------------------------------------------------- */
 
-/**
- * chat_hub_register_client:
- * @self: a #ChatHub
- * @client: a client that is not registered yet
- *
- * Adds @client to the hub; it is unregistered automatically when it closes.
- * #ChatServer calls this for every accepted connection.
- *
- * Since: 1.0
- */
+/* Adds @client, a connection #ChatServer accepted, to the hub; it is unregistered
+ * automatically when it closes. Private: only the server can create a client. */
 void
 chat_hub_register_client (ChatHub *self, ChatClient *client)
 {
@@ -650,16 +643,10 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
 }
 
-/**
- * chat_hub_unregister_client:
- * @self: a #ChatHub
- * @client: a registered client
- *
- * Removes @client from the hub: it leaves all its rooms (their members get a `leave` event)
- * and receives nothing more. An open client is also closed with 1000.
- *
- * Since: 1.0
- */
+/* Removes @client from the hub: it leaves all its rooms (their members get a `leave` event)
+ * and receives nothing more; an open client is also closed with 1000. Private: outside code
+ * ends a connection with chat_client_close(), which comes here once it has closed, rather
+ * than leave an open connection that no hub routes to. */
 void
 chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 {
@@ -1009,7 +996,7 @@ relay_from_service (ChatHub *self,
 }
 
 /**
- * chat_hub_broadcast:
+ * chat_hub_send_to_all:
  * @self: a #ChatHub
  * @message: a `message` with content or data; its `to` and `room_id` are cleared
  * @error: return location for a #GError
@@ -1024,7 +1011,7 @@ relay_from_service (ChatHub *self,
  * Since: 1.0
  */
 guint
-chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error)
+chat_hub_send_to_all (ChatHub *self, ChatMessage *message, GError **error)
 {
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
 	g_return_val_if_fail (CHAT_IS_MESSAGE (message), 0);
@@ -1040,7 +1027,7 @@ chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error)
  * @message: a `message` with content or data
  * @error: return location for a #GError
  *
- * Relays @message to every member of @room_id, as the service (see chat_hub_broadcast()).
+ * Relays @message to every member of @room_id, as the service (see chat_hub_send_to_all()).
  *
  * Returns: the number of connections it was queued for (0 for an empty room); 0 with @error
  *   set on failure
@@ -1072,7 +1059,7 @@ chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GEr
  * @error: return location for a #GError
  *
  * Relays @message to every connection of @user_id, as the service (see
- * chat_hub_broadcast()).
+ * chat_hub_send_to_all()).
  *
  * Returns: the number of connections it was queued for; 0 with @error set on failure
  *   (%CHAT_ERROR_USER_OFFLINE if the user has no connection)

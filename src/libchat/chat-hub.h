@@ -24,12 +24,6 @@ CHAT_AVAILABLE_IN_ALL
 ChatHub *
 chat_hub_new (void);
 CHAT_AVAILABLE_IN_ALL
-void
-chat_hub_register_client (ChatHub *self, ChatClient *client);
-CHAT_AVAILABLE_IN_ALL
-void
-chat_hub_unregister_client (ChatHub *self, ChatClient *client);
-CHAT_AVAILABLE_IN_ALL
 guint
 chat_hub_get_n_clients (ChatHub *self);
 CHAT_AVAILABLE_IN_ALL
@@ -61,7 +55,7 @@ gboolean
 chat_hub_leave_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL
 guint
-chat_hub_broadcast (ChatHub *self, ChatMessage *message, GError **error);
+chat_hub_send_to_all (ChatHub *self, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
 guint
 chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GError **error);

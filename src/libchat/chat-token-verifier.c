@@ -30,6 +30,10 @@
  * small leeway), `iss` and `aud` when configured, and extracts the user id (`user_id`, or a
  * numeric `sub`) and the optional `rooms` claim.
  *
+ * Create a verifier with chat_token_verifier_new(), which checks the key. One made without
+ * a key (g_object_new(), or `Chat.TokenVerifier()` in bindings) is valid but refuses every
+ * token with %CHAT_ERROR_INVALID_TOKEN, so a server using it answers every client 401.
+ *
  * libjwt is an implementation detail of this class; it never appears in a public header.
  */
 
@@ -48,7 +52,7 @@ struct _ChatTokenVerifier {
 	GObject parent_instance;
 
 	ChatTokenAlgorithm algorithm;
-	GBytes *key;
+	GBytes *key; /* NULL when made without chat_token_verifier_new() */
 	char *issuer;
 	char *audience;
 	guint leeway;
@@ -80,6 +84,7 @@ static const struct {
 
 /* Refusal reasons: English on the wire (the 401 body), translated in the GError. */
 static const char *const reason_missing = N_ ("No token was presented");
+static const char *const reason_no_key = N_ ("The server has no key to verify tokens with");
 static const char *const reason_malformed = N_ ("The token is malformed");
 static const char *const reason_algorithm =
     N_ ("The token is not signed with the configured algorithm");
@@ -102,7 +107,11 @@ static const char *const reason_rooms = N_ ("The token rooms claim is not a list
  *
  * Looks up an algorithm by its JWS name (case-sensitive, as in a token header).
  *
- * Returns: %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT otherwise
+ * Bindings that honour the skip annotation, such as PyGObject, return the algorithm alone
+ * and raise the error (GJS 1.74 still returns the boolean first).
+ *
+ * Returns: (skip): %TRUE if @name is supported, %FALSE with %CHAT_ERROR_INVALID_ARGUMENT
+ *   otherwise
  *
  * Since: 1.0
  */
@@ -781,6 +790,8 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 	guint64 uid = 0;
 	gsize len;
 
+	if (self->key == NULL)
+		return refuse (reason_no_key, wire_reason, error);
 	if (token == NULL || *token == '\0')
 		return refuse (reason_missing, wire_reason, error);
 	len = strlen (token);
@@ -882,7 +893,13 @@ chat_token_verifier_check (ChatTokenVerifier *self,
  * key, `exp` and `nbf` must hold (within #ChatTokenVerifier:leeway), `iss` and `aud` must match
  * when configured, and it must carry a user id greater than 0.
  *
- * Returns: %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN saying why
+ * A verifier made without a key (not with chat_token_verifier_new()) refuses every token.
+ *
+ * Bindings that honour the skip annotation, such as PyGObject, return the user id and the
+ * rooms and raise the error (GJS 1.74 still returns the boolean first).
+ *
+ * Returns: (skip): %TRUE if the token is accepted; %FALSE with %CHAT_ERROR_INVALID_TOKEN
+ *   saying why
  *
  * Since: 1.0
  */

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 import unittest
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,9 +30,9 @@ class TestNamespace(unittest.TestCase):
         self.assertEqual(Chat.error_get_wire_code(Chat.Error.NOT_MEMBER), "not_member")
         self.assertEqual(Chat.error_get_wire_code(Chat.Error.USER_OFFLINE), "user_offline")
         self.assertEqual(Chat.token_algorithm_to_string(Chat.TokenAlgorithm.ES256), "ES256")
-        ok, algorithm = Chat.token_algorithm_from_string("HS384")
-        self.assertTrue(ok)
-        self.assertEqual(algorithm, Chat.TokenAlgorithm.HS384)
+        # the boolean is (skip): a plain value, not an (ok, value) tuple
+        self.assertEqual(Chat.token_algorithm_from_string("HS384"), Chat.TokenAlgorithm.HS384)
+        self.assertEqual(Chat.TokenAlgorithm.from_string("ES256"), Chat.TokenAlgorithm.ES256)
 
     def test_private_api_is_not_exposed(self):
         for name in ("Outbox", "LimitExtension", "client_new", "outbox_new", "json_validate",
@@ -39,6 +40,9 @@ class TestNamespace(unittest.TestCase):
             self.assertFalse(hasattr(Chat, name), name)
         self.assertFalse(hasattr(Chat.Client, "new"))
         self.assertFalse(hasattr(Chat.Client, "push_frame"))
+        # only the server creates clients, so only the library registers them
+        self.assertFalse(hasattr(Chat.Hub, "register_client"))
+        self.assertFalse(hasattr(Chat.Hub, "unregister_client"))
 
 
 class TestErrors(unittest.TestCase):
@@ -161,8 +165,7 @@ class TestObjects(unittest.TestCase):
         self.assertEqual(notified, [5])
         verifier.props.audience = "chat"
         self.assertEqual(verifier.get_audience(), "chat")
-        ok, user_id, rooms = verifier.verify(make_token(42, [3, 5], aud="chat"))
-        self.assertTrue(ok)
+        user_id, rooms = verifier.verify(make_token(42, [3, 5], aud="chat"))  # no "ok"
         self.assertEqual(user_id, 42)
         self.assertEqual(list(rooms), [3, 5])
 
@@ -247,6 +250,79 @@ class TestObjects(unittest.TestCase):
             self.assertEqual(context.exception.domain, "g-io-error-quark")
         finally:
             first.stop_listening()
+
+
+class TestBindingTraps(HubTestCase):
+    """Names and calls that trip bindings (docs/reference/overview.xml, "In Python and GJS")."""
+
+    def test_server_disconnect_is_gobjects(self):
+        # GObject's disconnect(), not a method of ours that stops the server
+        notified = []
+        handler = self.server.connect("notify::max-connections",
+                                      lambda server, pspec: notified.append(server.props.max_connections))
+        self.server.props.max_connections = 50
+        self.server.disconnect(handler)
+        self.server.props.max_connections = 60
+        self.assertEqual(notified, [50])
+        self.assertEqual(self.server.get_port(), self.port)  # still listening
+        ws, client = self.connect(4)
+        self.assertTrue(client.is_open())
+
+    def test_hub_method_and_signal_names(self):
+        self.assertFalse(hasattr(Chat.Hub, "broadcast"))  # the signal's name only
+        ws, client = self.connect(6)
+        seen = []
+        self.hub.connect("broadcast", lambda hub, message: seen.append(message.props.content))
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "to all"
+        self.assertEqual(self.hub.send_to_all(message), 1)
+        self.assertEqual(ws.recv(type_="message")["content"], "to all")
+        self.assertEqual(seen, ["to all"])
+
+    def test_wire_code_of_a_caught_error(self):
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "anyone there?"
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.send_to_user(99, message)
+        error = context.exception
+        self.assertEqual(Chat.error_get_wire_code_for_error(error), "user_offline")
+        self.assertEqual(Chat.Error.get_wire_code_for_error(error), "user_offline")
+        self.assertEqual(Chat.Error.get_wire_code(error.code), "user_offline")
+        with self.assertRaises(TypeError):  # it takes a code, as documented
+            Chat.Error.get_wire_code(error)
+        with self.assertRaises(GLib.Error) as context:
+            GLib.file_get_contents("/nonexistent/chathub")
+        self.assertEqual(Chat.error_get_wire_code_for_error(context.exception), "failed")
+
+
+class TestConstruction(unittest.TestCase):
+    """Objects built with bare constructors, as a script may: a GError, never a crash."""
+
+    def test_server_without_hub_or_verifier(self):
+        # listen() refuses a server missing either; the first client used to crash it
+        hub = Chat.Hub.new()
+        verifier = Chat.TokenVerifier.new(Chat.TokenAlgorithm.HS256, GLib.Bytes.new(SECRET))
+        for server in (Chat.Server(), Chat.Server(hub=hub), Chat.Server(verifier=verifier)):
+            with self.subTest(hub=server.props.hub, verifier=server.props.verifier):
+                with self.assertRaises(GLib.Error) as context:
+                    server.listen("127.0.0.1", 0)
+                self.assertIn(context.exception.domain, ("chat-error-quark", "g-io-error-quark"))
+                self.assertEqual(server.get_port(), 0)
+
+    def test_verifier_without_key(self):
+        # made without chat_token_verifier_new(): it refuses every token, without a critical
+        token = make_token(5)
+        for verifier in (Chat.TokenVerifier(),
+                         Chat.TokenVerifier(algorithm=Chat.TokenAlgorithm.RS256)):
+            with self.subTest(algorithm=verifier.props.algorithm), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for presented in (token, "", None):
+                    with self.assertRaises(GLib.Error) as context:
+                        verifier.verify(presented)
+                    HubTestCase.assertChatError(self, context, Chat.Error.INVALID_TOKEN)
+                    self.assertIn("no key", context.exception.message)
+                self.assertEqual([str(w.message) for w in caught], [])
 
 
 class TestHub(HubTestCase):
@@ -347,7 +423,7 @@ class TestHub(HubTestCase):
         # and from the service
         message = Chat.Message.new(Chat.MessageType.MESSAGE)
         message.props.content = "maintenance at 18:00"
-        self.assertEqual(self.hub.broadcast(message), 2)
+        self.assertEqual(self.hub.send_to_all(message), 2)
         for ws in (ws1, ws2):
             frame = ws.recv(type_="message")
             self.assertEqual((frame["from"], frame["content"]), (0, "maintenance at 18:00"))
@@ -381,10 +457,10 @@ class TestHub(HubTestCase):
             self.hub.send_to_room(0, message)
         self.assertChatError(context, Chat.Error.INVALID_ARGUMENT)
         with self.assertRaises(GLib.Error) as context:
-            self.hub.broadcast(Chat.Message.new(Chat.MessageType.MESSAGE))  # no content
+            self.hub.send_to_all(Chat.Message.new(Chat.MessageType.MESSAGE))  # no content
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
         with self.assertRaises(GLib.Error) as context:
-            self.hub.broadcast(Chat.Message.new(Chat.MessageType.PING))
+            self.hub.send_to_all(Chat.Message.new(Chat.MessageType.PING))
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
 
     def test_client_send(self):
