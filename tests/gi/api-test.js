@@ -419,8 +419,8 @@ test('a handler of message-received may close the client; the message is not rou
 
 // ---- binding traps (docs/reference/overview.xml, "In Python and GJS") ----------------------
 
-// needs the branch structure (chat_server_disconnect renamed): until then GJS calls
-// chat_server_disconnect(), which stops the server and leaves the handler connected
+// GObject's disconnect(): when libchathub had chat_server_disconnect(), GJS called that, which
+// stopped the server and left the handler connected
 test('server.disconnect(id) is GObject\'s: the handler goes, the server keeps listening', withFixture(async f => {
     const seen = [];
     const id = f.server.connect('notify::max-connections', server => seen.push(server.max_connections));
