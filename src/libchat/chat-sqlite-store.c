@@ -1251,9 +1251,9 @@ open_database (ChatSqliteStore *self, GError **error)
 			     G_IO_ERROR,
 			     G_IO_ERROR_NOT_SUPPORTED,
 			     _ ("The message store “%s” was written by a newer chathub (schema "
-				"version %" G_GINT64_FORMAT ", this one knows up to %d)"),
+				"version %d, this one knows up to %d)"),
 			     self->path,
-			     version,
+			     (int) version,
 			     SCHEMA_VERSION);
 		sqlite3_close (db);
 		return NULL;
