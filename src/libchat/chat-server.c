@@ -267,19 +267,10 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	}
 }
 
-/* A timer on the server's context: g_timeout_add() would use the global default one. */
 static GSource *
 add_timeout (ChatServer *self, guint interval_ms, GSourceFunc func, const char *name)
 {
-	/* whole seconds: GLib may wake up for several such timers at once */
-	GSource *source = interval_ms % 1000 == 0
-			      ? g_timeout_source_new_seconds (interval_ms / 1000)
-			      : g_timeout_source_new (interval_ms);
-
-	g_source_set_callback (source, func, self, NULL);
-	g_source_set_static_name (source, name);
-	g_source_attach (source, self->context);
-	return source;
+	return chat_timeout_source_attach (self->context, interval_ms, func, self, name);
 }
 
 static void

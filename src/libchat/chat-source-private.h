@@ -19,4 +19,24 @@ chat_clear_source (GSource **source)
 	}
 }
 
+/* A timer on @context: g_timeout_add() would put it on the global default context, which a
+ * server created under a pushed thread-default context never runs. Whole seconds use
+ * g_timeout_source_new_seconds(), so GLib may wake up once for several such timers. */
+static inline GSource *
+chat_timeout_source_attach (GMainContext *context,
+			    guint interval_ms,
+			    GSourceFunc func,
+			    gpointer data,
+			    const char *name)
+{
+	GSource *source = interval_ms % 1000 == 0
+			      ? g_timeout_source_new_seconds (interval_ms / 1000)
+			      : g_timeout_source_new (interval_ms);
+
+	g_source_set_callback (source, func, data, NULL);
+	g_source_set_static_name (source, name);
+	g_source_attach (source, context);
+	return source;
+}
+
 G_END_DECLS
