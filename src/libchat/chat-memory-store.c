@@ -89,14 +89,29 @@ memory_stream_free (MemoryStream *stream)
 	g_free (stream);
 }
 
+static MemoryOp *
+memory_op_new (ChatMemoryStore *self,
+	       OpType type,
+	       GCancellable *cancellable,
+	       GAsyncReadyCallback callback,
+	       gpointer user_data,
+	       gpointer source_tag)
+{
+	MemoryOp *op = g_new0 (MemoryOp, 1);
+
+	op->type = type;
+	op->task = g_task_new (self, cancellable, callback, user_data);
+	g_task_set_source_tag (op->task, source_tag);
+	return op;
+}
+
 static void
 memory_op_free (MemoryOp *op)
 {
 	for (guint i = 0; i < op->n_entries; i++)
 		g_bytes_unref (op->texts[i]);
 	g_free (op->texts);
-	if (op->entries != NULL)
-		chat_store_entries_free (op->entries, op->n_entries);
+	chat_store_entries_free (op->entries, op->n_entries);
 	g_clear_object (&op->task);
 	g_free (op);
 }
@@ -335,11 +350,14 @@ chat_memory_store_append_async (ChatStore *store,
 				gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryOp *op = g_new0 (MemoryOp, 1);
+	/* not cancellable once submitted, as the interface says */
+	MemoryOp *op = memory_op_new (self,
+				      OP_APPEND,
+				      NULL,
+				      callback,
+				      user_data,
+				      chat_memory_store_append_async);
 
-	op->type = OP_APPEND;
-	op->task = g_task_new (self, NULL, callback, user_data);
-	g_task_set_source_tag (op->task, chat_memory_store_append_async);
 	op->n_entries = n_entries;
 	op->entries = chat_store_entries_dup (entries, n_entries);
 	op->texts = g_new (GBytes *, n_entries);
@@ -370,11 +388,13 @@ chat_memory_store_read_async (ChatStore *store,
 			      gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryOp *op = g_new0 (MemoryOp, 1);
+	MemoryOp *op = memory_op_new (self,
+				      OP_READ,
+				      cancellable,
+				      callback,
+				      user_data,
+				      chat_memory_store_read_async);
 
-	op->type = OP_READ;
-	op->task = g_task_new (self, cancellable, callback, user_data);
-	g_task_set_source_tag (op->task, chat_memory_store_read_async);
 	op->range = (ChatStoreRange){kind, stream_id, after, before, limit, newest};
 	queue_op (self, op);
 }
