@@ -156,25 +156,20 @@ append_dm (ChatStore *store, guint64 user_id, guint64 id, gint64 timestamp)
 	g_assert_no_error (error);
 }
 
+/* Reads @range and waits. */
 static GPtrArray *
-read_stream (ChatStore *store,
-	     ChatStreamKind kind,
-	     guint64 stream_id,
-	     guint64 after,
-	     guint64 before,
-	     guint limit,
-	     gboolean newest)
+read_stream (ChatStore *store, const ChatStoreRange *range)
 {
 	Result result = {0};
 	GPtrArray *texts;
 
 	chat_store_read_async (store,
-			       kind,
-			       stream_id,
-			       after,
-			       before,
-			       limit,
-			       newest,
+			       range->kind,
+			       range->stream_id,
+			       range->after,
+			       range->before,
+			       range->limit,
+			       range->newest,
 			       NULL,
 			       on_read,
 			       &result);
@@ -219,8 +214,8 @@ assert_read (ChatStore *store,
 	     gboolean newest,
 	     const char *expected)
 {
-	g_autoptr (GPtrArray) texts =
-	    read_stream (store, kind, stream_id, after, before, limit, newest);
+	ChatStoreRange range = {kind, stream_id, after, before, limit, newest};
+	g_autoptr (GPtrArray) texts = read_stream (store, &range);
 	g_autofree char *offsets = offsets_of (texts);
 
 	g_assert_cmpstr (offsets, ==, expected);
@@ -368,7 +363,7 @@ test_store_offsets (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_store_get_last_id (store), ==, 40);
 	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3");
 
-	texts = read_stream (store, CHAT_STREAM_KIND_ROOM, 2, 0, 0, 0, FALSE);
+	texts = read_stream (store, &(ChatStoreRange){CHAT_STREAM_KIND_ROOM, 2});
 	g_assert_cmpuint (texts->len, ==, 1);
 	json = chat_message_to_json (message);
 	{

@@ -49,24 +49,17 @@ typedef struct {
 	OpType type;
 	GTask *task;
 	/* OP_APPEND */
-	ChatStreamKind *kinds;
-	guint64 *stream_ids;
-	ChatMessage **messages;
+	ChatStoreEntry *entries; /* messages owned */
 	GBytes **texts;
 	guint n_entries;
 	/* OP_READ */
-	ChatStreamKind kind;
-	guint64 stream_id;
-	guint64 after;
-	guint64 before;
-	guint limit;
-	gboolean newest;
+	ChatStoreRange range;
 } MemoryOp;
 
 struct _ChatMemoryStore {
 	GObject parent_instance;
 
-	GHashTable *streams[2]; /* per ChatStreamKind: guint64* stream id -> MemoryStream* */
+	GHashTable *streams[2]; /* chat_store_streams_*: MemoryStream* */
 	char *epoch;
 	guint64 last_id;
 	GQueue ops;	       /* MemoryOp*, completed in order by @complete_source */
@@ -74,16 +67,8 @@ struct _ChatMemoryStore {
 	GSource *complete_source;
 	GSource *trim_source;
 
-	guint history_size;
-	guint64 history_ttl;
-	guint64 dm_ttl;
-
-	guint64 n_stored;
-	guint64 n_trimmed;
-	guint64 n_groups;
-	guint64 largest_group;
-	guint64 commit_time_us;
-	guint64 n_retained;
+	ChatStoreRetention retention;
+	ChatStoreStatistics statistics;
 };
 
 static void
@@ -95,11 +80,6 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (ChatMemoryStore,
 			       G_IMPLEMENT_INTERFACE (CHAT_TYPE_STORE,
 						      chat_memory_store_iface_init))
 
-enum { PROP_0, PROP_HISTORY_SIZE, PROP_HISTORY_TTL, PROP_DM_TTL, N_PROPS };
-
-/* expired messages of streams nobody writes to go on this beat */
-#define TRIM_INTERVAL_SECONDS 60
-
 static void
 memory_stream_free (MemoryStream *stream)
 {
@@ -109,39 +89,42 @@ memory_stream_free (MemoryStream *stream)
 	g_free (stream);
 }
 
+static MemoryOp *
+memory_op_new (ChatMemoryStore *self,
+	       OpType type,
+	       GCancellable *cancellable,
+	       GAsyncReadyCallback callback,
+	       gpointer user_data,
+	       gpointer source_tag)
+{
+	MemoryOp *op = g_new0 (MemoryOp, 1);
+
+	op->type = type;
+	op->task = g_task_new (self, cancellable, callback, user_data);
+	g_task_set_source_tag (op->task, source_tag);
+	return op;
+}
+
 static void
 memory_op_free (MemoryOp *op)
 {
-	for (guint i = 0; i < op->n_entries; i++) {
-		g_object_unref (op->messages[i]);
+	for (guint i = 0; i < op->n_entries; i++)
 		g_bytes_unref (op->texts[i]);
-	}
-	g_free (op->kinds);
-	g_free (op->stream_ids);
-	g_free (op->messages);
 	g_free (op->texts);
+	chat_store_entries_free (op->entries, op->n_entries);
 	g_clear_object (&op->task);
 	g_free (op);
 }
 
 static MemoryStream *
-lookup_stream (ChatMemoryStore *self, ChatStreamKind kind, guint64 stream_id)
-{
-	return g_hash_table_lookup (self->streams[kind], &stream_id);
-}
-
-static MemoryStream *
 ensure_stream (ChatMemoryStore *self, ChatStreamKind kind, guint64 stream_id)
 {
-	MemoryStream *stream = lookup_stream (self, kind, stream_id);
-	guint64 *key;
+	MemoryStream *stream = chat_store_streams_lookup (self->streams, kind, stream_id);
 
-	if (stream != NULL)
-		return stream;
-	stream = g_new0 (MemoryStream, 1);
-	key = g_new (guint64, 1);
-	*key = stream_id;
-	g_hash_table_insert (self->streams[kind], key, stream);
+	if (stream == NULL) {
+		stream = g_new0 (MemoryStream, 1);
+		chat_store_streams_insert (self->streams, kind, stream_id, stream);
+	}
 	return stream;
 }
 
@@ -179,15 +162,16 @@ stream_push (MemoryStream *stream, guint64 offset, gint64 timestamp, GBytes *tex
 static gboolean
 front_expired (ChatMemoryStore *self, ChatStreamKind kind, MemoryStream *stream, gint64 now)
 {
+	const ChatStoreRetention *retention = &self->retention;
 	MemoryEntry *front = stream_entry (stream, 0);
-	gboolean over_size = front->offset + self->history_size <= stream->top;
+	gboolean over_size = front->offset + retention->history_size <= stream->top;
 	gboolean over_history_ttl =
-	    self->history_ttl != 0 && front->timestamp < now - (gint64) self->history_ttl;
+	    front->timestamp < chat_store_retention_cutoff (retention->history_ttl, now);
 
 	if (kind == CHAT_STREAM_KIND_ROOM)
 		return over_size || over_history_ttl;
 	/* direct messages: kept until dm-ttl, unless delivered and old or many */
-	if (self->dm_ttl != 0 && front->timestamp < now - (gint64) self->dm_ttl)
+	if (front->timestamp < chat_store_retention_cutoff (retention->dm_ttl, now))
 		return TRUE;
 	return front->offset <= stream->delivered && (over_size || over_history_ttl);
 }
@@ -201,8 +185,8 @@ trim_stream (ChatMemoryStore *self, ChatStreamKind kind, MemoryStream *stream, g
 		g_bytes_unref (front->text);
 		stream->head = (stream->head + 1) % stream->capacity;
 		stream->len--;
-		self->n_trimmed++;
-		self->n_retained--;
+		self->statistics.trimmed++;
+		self->statistics.retained--;
 	}
 	/* give back the memory of a burst that has been trimmed away */
 	if (stream->len == 0 && stream->capacity > 8) {
@@ -237,11 +221,10 @@ on_trim_timer (gpointer user_data)
 static void
 complete_append (ChatMemoryStore *self, MemoryOp *op, gint64 now)
 {
-	gint64 start = g_get_monotonic_time ();
-
 	for (guint i = 0; i < op->n_entries; i++) {
-		MemoryStream *stream = ensure_stream (self, op->kinds[i], op->stream_ids[i]);
-		ChatMessage *message = op->messages[i];
+		ChatStoreEntry *entry = &op->entries[i];
+		MemoryStream *stream = ensure_stream (self, entry->kind, entry->stream_id);
+		ChatMessage *message = entry->message;
 
 		stream_push (stream,
 			     chat_message_get_offset (message),
@@ -249,22 +232,22 @@ complete_append (ChatMemoryStore *self, MemoryOp *op, gint64 now)
 			     op->texts[i]);
 		stream->top = chat_message_get_offset (message);
 		self->last_id = MAX (self->last_id, chat_message_get_id (message));
-		self->n_retained++;
+		self->statistics.retained++;
 	}
 	for (guint i = 0; i < op->n_entries; i++)
 		trim_stream (self,
-			     op->kinds[i],
-			     lookup_stream (self, op->kinds[i], op->stream_ids[i]),
+			     op->entries[i].kind,
+			     ensure_stream (self, op->entries[i].kind, op->entries[i].stream_id),
 			     now);
-	self->n_stored += op->n_entries;
-	self->commit_time_us += g_get_monotonic_time () - start;
 	g_task_return_boolean (op->task, TRUE);
 }
 
 static void
 complete_read (ChatMemoryStore *self, MemoryOp *op)
 {
-	MemoryStream *stream = lookup_stream (self, op->kind, op->stream_id);
+	const ChatStoreRange *range = &op->range;
+	MemoryStream *stream =
+	    chat_store_streams_lookup (self->streams, range->kind, range->stream_id);
 	g_autoptr (GPtrArray) texts =
 	    g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
 	guint start = 0, end = 0;
@@ -273,18 +256,19 @@ complete_read (ChatMemoryStore *self, MemoryOp *op)
 		/* the retained offsets are contiguous: indexes follow from them */
 		guint64 first =
 		    stream->len > 0 ? stream_entry (stream, 0)->offset : stream->top + 1;
-		guint64 low = MAX (op->after + 1, first);
-		guint64 high = op->before == 0 ? stream->top : MIN (op->before - 1, stream->top);
+		guint64 low = MAX (range->after + 1, first);
+		guint64 high =
+		    range->before == 0 ? stream->top : MIN (range->before - 1, stream->top);
 
 		if (low <= high) {
 			start = (guint) (low - first);
 			end = (guint) (high - first) + 1;
 		}
-		if (op->limit != 0 && end - start > op->limit) {
-			if (op->newest)
-				start = end - op->limit;
+		if (range->limit != 0 && end - start > range->limit) {
+			if (range->newest)
+				start = end - range->limit;
 			else
-				end = start + op->limit;
+				end = start + range->limit;
 		}
 		for (guint i = start; i < end; i++)
 			g_ptr_array_add (texts, g_bytes_ref (stream_entry (stream, i)->text));
@@ -301,23 +285,24 @@ on_complete (gpointer user_data)
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (user_data);
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 	guint64 group = 0;
+	gint64 commit_time_us = 0;
 	MemoryOp *op;
 
 	g_clear_pointer (&self->complete_source, g_source_unref);
 	g_object_ref (self);
 	while ((op = g_queue_pop_head (&self->ops)) != NULL) {
 		if (op->type == OP_APPEND) {
+			gint64 start = g_get_monotonic_time ();
+
 			group += op->n_entries;
 			complete_append (self, op, now);
+			commit_time_us += g_get_monotonic_time () - start;
 		} else {
 			complete_read (self, op);
 		}
 		memory_op_free (op);
 	}
-	if (group > 0) {
-		self->n_groups++;
-		self->largest_group = MAX (self->largest_group, group);
-	}
+	chat_store_statistics_add_group (&self->statistics, group, commit_time_us);
 	g_object_unref (self);
 	return G_SOURCE_REMOVE;
 }
@@ -326,13 +311,12 @@ static void
 queue_op (ChatMemoryStore *self, MemoryOp *op)
 {
 	g_queue_push_tail (&self->ops, op);
-	if (self->complete_source != NULL)
-		return;
-	self->complete_source = g_idle_source_new ();
-	g_source_set_priority (self->complete_source, G_PRIORITY_DEFAULT);
-	g_source_set_name (self->complete_source, "chathub memory store");
-	g_source_set_callback (self->complete_source, on_complete, self, NULL);
-	g_source_attach (self->complete_source, self->context);
+	if (self->complete_source == NULL)
+		self->complete_source = chat_store_attach_source (g_idle_source_new (),
+								  "chathub memory store",
+								  on_complete,
+								  self,
+								  self->context);
 }
 
 static guint64
@@ -350,7 +334,7 @@ chat_memory_store_get_stream (ChatStore *store,
 			      const char **epoch)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryStream *stream = lookup_stream (self, kind, stream_id);
+	MemoryStream *stream = chat_store_streams_lookup (self->streams, kind, stream_id);
 
 	*top = stream != NULL ? stream->top : 0;
 	*first = stream != NULL && stream->len > 0 ? stream_entry (stream, 0)->offset : *top + 1;
@@ -366,24 +350,22 @@ chat_memory_store_append_async (ChatStore *store,
 				gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryOp *op = g_new0 (MemoryOp, 1);
+	/* not cancellable once submitted, as the interface says */
+	MemoryOp *op = memory_op_new (self,
+				      OP_APPEND,
+				      NULL,
+				      callback,
+				      user_data,
+				      chat_memory_store_append_async);
 
-	op->type = OP_APPEND;
-	op->task = g_task_new (self, NULL, callback, user_data);
-	g_task_set_source_tag (op->task, chat_memory_store_append_async);
 	op->n_entries = n_entries;
-	op->kinds = g_new (ChatStreamKind, n_entries);
-	op->stream_ids = g_new (guint64, n_entries);
-	op->messages = g_new (ChatMessage *, n_entries);
+	op->entries = chat_store_entries_dup (entries, n_entries);
 	op->texts = g_new (GBytes *, n_entries);
 	for (guint i = 0; i < n_entries; i++) {
 		MemoryStream *stream = ensure_stream (self, entries[i].kind, entries[i].stream_id);
 		g_autofree char *text = NULL;
 		gsize length;
 
-		op->kinds[i] = entries[i].kind;
-		op->stream_ids[i] = entries[i].stream_id;
-		op->messages[i] = g_object_ref (entries[i].message);
 		chat_message_set_offset (entries[i].message, ++stream->assigned);
 		text = chat_message_to_json_with_length (entries[i].message, &length);
 		/* a copy of the exact size: the serializer's buffer has room to spare, which
@@ -391,13 +373,6 @@ chat_memory_store_append_async (ChatStore *store,
 		op->texts[i] = g_bytes_new (text, length);
 	}
 	queue_op (self, op);
-}
-
-static gboolean
-chat_memory_store_append_finish (ChatStore *store, GAsyncResult *result, GError **error)
-{
-	g_return_val_if_fail (g_task_is_valid (result, store), FALSE);
-	return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 static void
@@ -413,32 +388,23 @@ chat_memory_store_read_async (ChatStore *store,
 			      gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryOp *op = g_new0 (MemoryOp, 1);
+	MemoryOp *op = memory_op_new (self,
+				      OP_READ,
+				      cancellable,
+				      callback,
+				      user_data,
+				      chat_memory_store_read_async);
 
-	op->type = OP_READ;
-	op->task = g_task_new (self, cancellable, callback, user_data);
-	g_task_set_source_tag (op->task, chat_memory_store_read_async);
-	op->kind = kind;
-	op->stream_id = stream_id;
-	op->after = after;
-	op->before = before;
-	op->limit = limit;
-	op->newest = newest;
+	op->range = (ChatStoreRange){kind, stream_id, after, before, limit, newest};
 	queue_op (self, op);
-}
-
-static GPtrArray *
-chat_memory_store_read_finish (ChatStore *store, GAsyncResult *result, GError **error)
-{
-	g_return_val_if_fail (g_task_is_valid (result, store), NULL);
-	return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 static guint64
 chat_memory_store_get_delivered (ChatStore *store, guint64 user_id)
 {
-	MemoryStream *stream =
-	    lookup_stream (CHAT_MEMORY_STORE (store), CHAT_STREAM_KIND_USER, user_id);
+	MemoryStream *stream = chat_store_streams_lookup (CHAT_MEMORY_STORE (store)->streams,
+							  CHAT_STREAM_KIND_USER,
+							  user_id);
 
 	return stream != NULL ? stream->delivered : 0;
 }
@@ -455,18 +421,7 @@ chat_memory_store_set_delivered (ChatStore *store, guint64 user_id, guint64 offs
 static GVariant *
 chat_memory_store_get_statistics (ChatStore *store)
 {
-	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	GVariantBuilder builder;
-
-	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{st}"));
-	g_variant_builder_add (&builder, "{st}", "stored", self->n_stored);
-	g_variant_builder_add (&builder, "{st}", "trimmed", self->n_trimmed);
-	g_variant_builder_add (&builder, "{st}", "failed", (guint64) 0);
-	g_variant_builder_add (&builder, "{st}", "groups", self->n_groups);
-	g_variant_builder_add (&builder, "{st}", "largest-group", self->largest_group);
-	g_variant_builder_add (&builder, "{st}", "commit-time-us", self->commit_time_us);
-	g_variant_builder_add (&builder, "{st}", "retained", self->n_retained);
-	return g_variant_ref_sink (g_variant_builder_end (&builder));
+	return chat_store_statistics_to_variant (&CHAT_MEMORY_STORE (store)->statistics);
 }
 
 static void
@@ -475,9 +430,9 @@ chat_memory_store_iface_init (ChatStoreInterface *iface)
 	iface->get_last_id = chat_memory_store_get_last_id;
 	iface->get_stream = chat_memory_store_get_stream;
 	iface->append_async = chat_memory_store_append_async;
-	iface->append_finish = chat_memory_store_append_finish;
+	iface->append_finish = chat_store_task_append_finish;
 	iface->read_async = chat_memory_store_read_async;
-	iface->read_finish = chat_memory_store_read_finish;
+	iface->read_finish = chat_store_task_read_finish;
 	iface->get_delivered = chat_memory_store_get_delivered;
 	iface->set_delivered = chat_memory_store_set_delivered;
 	iface->get_statistics = chat_memory_store_get_statistics;
@@ -486,21 +441,11 @@ chat_memory_store_iface_init (ChatStoreInterface *iface)
 static void
 chat_memory_store_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
-	ChatMemoryStore *self = CHAT_MEMORY_STORE (object);
-
-	switch (prop_id) {
-	case PROP_HISTORY_SIZE:
-		g_value_set_uint (value, self->history_size);
-		break;
-	case PROP_HISTORY_TTL:
-		g_value_set_uint64 (value, self->history_ttl);
-		break;
-	case PROP_DM_TTL:
-		g_value_set_uint64 (value, self->dm_ttl);
-		break;
-	default:
-		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-	}
+	chat_store_retention_get_property (&CHAT_MEMORY_STORE (object)->retention,
+					   object,
+					   prop_id,
+					   value,
+					   pspec);
 }
 
 static void
@@ -510,30 +455,10 @@ chat_memory_store_set_property (GObject *object,
 				GParamSpec *pspec)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (object);
-	gboolean changed = FALSE;
 
-	switch (prop_id) {
-	case PROP_HISTORY_SIZE:
-		changed = self->history_size != g_value_get_uint (value);
-		self->history_size = g_value_get_uint (value);
-		break;
-	case PROP_HISTORY_TTL:
-		changed = self->history_ttl != g_value_get_uint64 (value);
-		self->history_ttl = g_value_get_uint64 (value);
-		break;
-	case PROP_DM_TTL:
-		changed = self->dm_ttl != g_value_get_uint64 (value);
-		self->dm_ttl = g_value_get_uint64 (value);
-		break;
-	default:
-		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-		return;
-	}
-	if (changed) {
-		/* a shorter retention applies at once, not on the next beat */
+	/* a shorter retention applies at once, not on the next beat */
+	if (chat_store_retention_set_property (&self->retention, object, prop_id, value, pspec))
 		trim_all (self);
-		g_object_notify_by_pspec (object, pspec);
-	}
 }
 
 static void
@@ -541,10 +466,7 @@ chat_memory_store_dispose (GObject *object)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (object);
 
-	if (self->trim_source != NULL) {
-		g_source_destroy (self->trim_source);
-		g_clear_pointer (&self->trim_source, g_source_unref);
-	}
+	chat_store_clear_source (&self->trim_source);
 	G_OBJECT_CLASS (chat_memory_store_parent_class)->dispose (object);
 }
 
@@ -555,8 +477,7 @@ chat_memory_store_finalize (GObject *object)
 
 	/* every queued operation holds a reference through its task: none is left */
 	g_assert (g_queue_is_empty (&self->ops));
-	for (guint kind = 0; kind < G_N_ELEMENTS (self->streams); kind++)
-		g_hash_table_unref (self->streams[kind]);
+	chat_store_streams_clear (self->streams);
 	g_free (self->epoch);
 	g_main_context_unref (self->context);
 	G_OBJECT_CLASS (chat_memory_store_parent_class)->finalize (object);
@@ -572,27 +493,23 @@ chat_memory_store_class_init (ChatMemoryStoreClass *klass)
 	object_class->dispose = chat_memory_store_dispose;
 	object_class->finalize = chat_memory_store_finalize;
 
-	g_object_class_override_property (object_class, PROP_HISTORY_SIZE, "history-size");
-	g_object_class_override_property (object_class, PROP_HISTORY_TTL, "history-ttl");
-	g_object_class_override_property (object_class, PROP_DM_TTL, "dm-ttl");
+	chat_store_override_properties (object_class);
 }
 
 static void
 chat_memory_store_init (ChatMemoryStore *self)
 {
-	for (guint kind = 0; kind < G_N_ELEMENTS (self->streams); kind++)
-		self->streams[kind] = g_hash_table_new_full (g_int64_hash,
-							     g_int64_equal,
-							     g_free,
-							     (GDestroyNotify) memory_stream_free);
+	chat_store_streams_init (self->streams, (GDestroyNotify) memory_stream_free);
 	/* nothing survives the process: a new instance is a new history */
 	self->epoch = g_uuid_string_random ();
 	g_queue_init (&self->ops);
 	self->context = g_main_context_ref_thread_default ();
-	self->trim_source = g_timeout_source_new_seconds (TRIM_INTERVAL_SECONDS);
-	g_source_set_name (self->trim_source, "chathub memory store trim");
-	g_source_set_callback (self->trim_source, on_trim_timer, self, NULL);
-	g_source_attach (self->trim_source, self->context);
+	self->trim_source = chat_store_attach_source (
+	    g_timeout_source_new_seconds (CHAT_STORE_TRIM_INTERVAL_SECONDS),
+	    "chathub memory store trim",
+	    on_trim_timer,
+	    self,
+	    self->context);
 }
 
 /**

@@ -42,7 +42,6 @@
 /* rows one group or trim pass removes by age at most, so trimming never holds the worker
  * long; a larger backlog is worked off in further passes */
 #define TRIM_BATCH 1000
-#define TRIM_INTERVAL_SECONDS 60
 
 /* Migrations: step i brings a database from version i to version i + 1. */
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -85,7 +84,7 @@ typedef struct {
 typedef struct {
 	GTask *task;
 	guint n_entries;
-	ChatStoreEntry *entries; /* messages owned */
+	ChatStoreEntry *entries; /* chat_store_entries_dup() */
 } Append;
 
 typedef enum { OP_GROUP, OP_READ, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
@@ -115,12 +114,7 @@ struct _SqliteOp {
 
 	/* OP_READ */
 	GTask *task;
-	ChatStreamKind kind;
-	guint64 stream_id;
-	guint64 after;
-	guint64 before;
-	guint limit;
-	gboolean newest;
+	ChatStoreRange range;
 	GPtrArray *texts;
 
 	/* OP_QUERY: the caller waits; OP_PAUSE: the worker waits */
@@ -198,9 +192,7 @@ struct _ChatSqliteStore {
 
 	char *path;
 	ChatStoreSync sync;
-	guint history_size;
-	guint64 history_ttl;
-	guint64 dm_ttl;
+	ChatStoreRetention retention;
 
 	GMainContext *context;
 	GThread *thread;
@@ -209,7 +201,7 @@ struct _ChatSqliteStore {
 
 	char *epoch;
 	guint64 last_id;	     /* committed */
-	GHashTable *streams[2];	     /* per ChatStreamKind: guint64* -> SqliteStream* */
+	GHashTable *streams[2];	     /* chat_store_streams_*: SqliteStream* */
 	GHashTable *dirty_delivered; /* guint64* user id -> itself: watermarks to persist */
 	GQueue backlog;		     /* SqliteOp* not yet with the worker, in order */
 	SqliteOp *open_group;	     /* the unhanded group new appends join, or NULL */
@@ -219,13 +211,7 @@ struct _ChatSqliteStore {
 	gboolean failing;
 	SqliteOp *pause; /* tests: the operation the worker is held on */
 
-	guint64 n_stored;
-	guint64 n_trimmed;
-	guint64 n_failed;
-	guint64 n_groups;
-	guint64 largest_group;
-	guint64 commit_time_us;
-	guint64 n_retained;
+	ChatStoreStatistics statistics;
 };
 
 static void
@@ -241,7 +227,8 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (ChatSqliteStore,
 				   G_IMPLEMENT_INTERFACE (CHAT_TYPE_STORE,
 							  chat_sqlite_store_iface_init))
 
-enum { PROP_0, PROP_PATH, PROP_SYNC, PROP_HISTORY_SIZE, PROP_HISTORY_TTL, PROP_DM_TTL, N_PROPS };
+/* after the retention properties of the interface */
+enum { PROP_PATH = CHAT_STORE_N_PROPS, PROP_SYNC, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 /* ---- errors ---- */
@@ -392,11 +379,10 @@ worker_trim_age (Worker *worker,
 		guint64 *highest = g_hash_table_lookup (max_deleted, &stream_id);
 
 		if (highest == NULL) {
-			guint64 *id_key = g_new (guint64, 1);
-
-			*id_key = stream_id;
 			highest = g_new0 (guint64, 1);
-			g_hash_table_insert (max_deleted, id_key, highest);
+			g_hash_table_insert (max_deleted,
+					     g_memdup2 (&stream_id, sizeof stream_id),
+					     highest);
 		}
 		*highest = MAX (*highest, offset);
 		n++;
@@ -556,20 +542,22 @@ worker_run_group (Worker *worker, SqliteOp *op)
 static void
 worker_run_read (Worker *worker, SqliteOp *op)
 {
+	const ChatStoreRange *range = &op->range;
 	g_autoptr (GPtrArray) texts =
 	    g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
 	sqlite3_stmt *stmt;
 	int rc;
 
-	stmt =
-	    worker_statement (worker, op->newest ? STMT_READ_NEWEST : STMT_READ_OLDEST, &op->error);
+	stmt = worker_statement (worker,
+				 range->newest ? STMT_READ_NEWEST : STMT_READ_OLDEST,
+				 &op->error);
 	if (stmt == NULL)
 		return;
-	sqlite3_bind_int (stmt, 1, op->kind);
-	sqlite3_bind_int64 (stmt, 2, (gint64) op->stream_id);
-	sqlite3_bind_int64 (stmt, 3, (gint64) MIN (op->after, (guint64) G_MAXINT64));
-	sqlite3_bind_int64 (stmt, 4, op->before == 0 ? G_MAXINT64 : (gint64) op->before);
-	sqlite3_bind_int64 (stmt, 5, op->limit == 0 ? -1 : (gint64) op->limit);
+	sqlite3_bind_int (stmt, 1, range->kind);
+	sqlite3_bind_int64 (stmt, 2, (gint64) range->stream_id);
+	sqlite3_bind_int64 (stmt, 3, (gint64) MIN (range->after, (guint64) G_MAXINT64));
+	sqlite3_bind_int64 (stmt, 4, range->before == 0 ? G_MAXINT64 : (gint64) range->before);
+	sqlite3_bind_int64 (stmt, 5, range->limit == 0 ? -1 : (gint64) range->limit);
 	while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
 		g_ptr_array_add (texts,
 				 g_bytes_new (sqlite3_column_text (stmt, 0),
@@ -580,7 +568,7 @@ worker_run_read (Worker *worker, SqliteOp *op)
 		set_sqlite_error (&op->error, worker->db, rc);
 		return;
 	}
-	if (op->newest) {
+	if (range->newest) {
 		/* read newest first, handed out oldest first */
 		for (guint i = 0; i < texts->len / 2; i++) {
 			gpointer swap = texts->pdata[i];
@@ -619,8 +607,6 @@ worker_main (gpointer user_data)
 	SqliteOp *op;
 
 	while ((op = g_async_queue_pop (worker->queue))->type != OP_STOP) {
-		GSource *source;
-
 		switch (op->type) {
 		case OP_GROUP:
 			worker_run_group (worker, op);
@@ -645,12 +631,11 @@ worker_main (gpointer user_data)
 		default:
 			g_assert_not_reached ();
 		}
-		source = g_idle_source_new ();
-		g_source_set_priority (source, G_PRIORITY_DEFAULT);
-		g_source_set_name (source, "chathub sqlite store completion");
-		g_source_set_callback (source, on_op_done, op, NULL);
-		g_source_attach (source, op->context);
-		g_source_unref (source);
+		g_source_unref (chat_store_attach_source (g_idle_source_new (),
+							  "chathub sqlite store completion",
+							  on_op_done,
+							  op,
+							  op->context));
 	}
 	g_free (op);
 
@@ -667,9 +652,7 @@ worker_main (gpointer user_data)
 static void
 append_free (Append *append)
 {
-	for (guint i = 0; i < append->n_entries; i++)
-		g_object_unref (append->entries[i].message);
-	g_free (append->entries);
+	chat_store_entries_free (append->entries, append->n_entries);
 	g_clear_object (&append->task);
 	g_free (append);
 }
@@ -717,29 +700,26 @@ op_free (SqliteOp *op)
 static SqliteStream *
 lookup_stream (ChatSqliteStore *self, ChatStreamKind kind, guint64 stream_id)
 {
-	return g_hash_table_lookup (self->streams[kind], &stream_id);
+	return chat_store_streams_lookup (self->streams, kind, stream_id);
 }
 
 static SqliteStream *
 ensure_stream (ChatSqliteStore *self, ChatStreamKind kind, guint64 stream_id)
 {
 	SqliteStream *stream = lookup_stream (self, kind, stream_id);
-	guint64 *key;
 
-	if (stream != NULL)
-		return stream;
-	stream = g_new0 (SqliteStream, 1);
-	stream->first = 1;
-	key = g_new (guint64, 1);
-	*key = stream_id;
-	g_hash_table_insert (self->streams[kind], key, stream);
+	if (stream == NULL) {
+		stream = g_new0 (SqliteStream, 1);
+		stream->first = 1;
+		chat_store_streams_insert (self->streams, kind, stream_id, stream);
+	}
 	return stream;
 }
 
-static gint64
-cutoff (gint64 now, guint64 ttl)
+static void
+mark_delivered_dirty (ChatSqliteStore *self, guint64 user_id)
 {
-	return ttl == 0 ? G_MININT64 : now - (gint64) ttl;
+	g_hash_table_add (self->dirty_delivered, g_memdup2 (&user_id, sizeof user_id));
 }
 
 /* Gives the group its offsets and texts and hands it to the worker. */
@@ -787,10 +767,10 @@ hand_group (ChatSqliteStore *self, SqliteOp *op)
 		g_array_append_val (op->delivered, delivered);
 	}
 	g_hash_table_remove_all (self->dirty_delivered);
-	op->history_size = self->history_size;
-	op->room_cutoff = cutoff (now, self->history_ttl);
+	op->history_size = self->retention.history_size;
+	op->room_cutoff = chat_store_retention_cutoff (self->retention.history_ttl, now);
 	op->history_cutoff = op->room_cutoff;
-	op->dm_cutoff = cutoff (now, self->dm_ttl);
+	op->dm_cutoff = chat_store_retention_cutoff (self->retention.dm_ttl, now);
 	self->in_flight = TRUE;
 	g_async_queue_push (self->queue, op);
 }
@@ -834,14 +814,12 @@ ensure_open_group (ChatSqliteStore *self)
 		self->open_group = op_new (self, OP_GROUP);
 		g_queue_push_tail (&self->backlog, self->open_group);
 	}
-	if (self->kick_source == NULL && !self->in_flight) {
-		self->kick_source = g_idle_source_new ();
-		/* not an idle priority: under a steady load it would never run */
-		g_source_set_priority (self->kick_source, G_PRIORITY_DEFAULT);
-		g_source_set_name (self->kick_source, "chathub sqlite store group");
-		g_source_set_callback (self->kick_source, on_kick, self, NULL);
-		g_source_attach (self->kick_source, self->context);
-	}
+	if (self->kick_source == NULL && !self->in_flight)
+		self->kick_source = chat_store_attach_source (g_idle_source_new (),
+							      "chathub sqlite store group",
+							      on_kick,
+							      self,
+							      self->context);
 	return self->open_group;
 }
 
@@ -859,13 +837,11 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 
 			stream->assigned = stream->top;
 		}
-		for (guint i = 0; i < op->delivered->len; i++) {
-			guint64 *key = g_new (guint64, 1);
-
-			*key = g_array_index (op->delivered, StreamValue, i).stream_id;
-			g_hash_table_add (self->dirty_delivered, key);
-		}
-		self->n_failed += n_messages;
+		for (guint i = 0; i < op->delivered->len; i++)
+			mark_delivered_dirty (
+			    self,
+			    g_array_index (op->delivered, StreamValue, i).stream_id);
+		self->statistics.failed += n_messages;
 		chat_store_log_failure (&self->failing, op->error);
 		for (guint i = 0; i < op->appends->len; i++) {
 			Append *append = g_ptr_array_index (op->appends, i);
@@ -887,15 +863,10 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 			ensure_stream (self, first->kind, first->stream_id)->first = first->value;
 		}
 		self->last_id = MAX (self->last_id, op->last_id);
-		self->n_stored += n_messages;
-		self->n_retained += n_messages;
-		self->n_trimmed += op->n_trimmed;
-		self->n_retained -= MIN (self->n_retained, op->n_trimmed);
-		self->commit_time_us += (guint64) op->commit_time_us;
-		if (n_messages > 0) {
-			self->n_groups++;
-			self->largest_group = MAX (self->largest_group, n_messages);
-		}
+		chat_store_statistics_add_group (&self->statistics, n_messages, op->commit_time_us);
+		self->statistics.retained += n_messages;
+		self->statistics.trimmed += op->n_trimmed;
+		self->statistics.retained -= MIN (self->statistics.retained, op->n_trimmed);
 		chat_store_log_recovery (&self->failing);
 		for (guint i = 0; i < op->appends->len; i++) {
 			Append *append = g_ptr_array_index (op->appends, i);
@@ -976,19 +947,8 @@ chat_sqlite_store_append_async (ChatStore *store,
 	append->task = g_task_new (self, NULL, callback, user_data);
 	g_task_set_source_tag (append->task, chat_sqlite_store_append_async);
 	append->n_entries = n_entries;
-	append->entries = g_new (ChatStoreEntry, n_entries);
-	for (guint i = 0; i < n_entries; i++) {
-		append->entries[i] = entries[i];
-		g_object_ref (entries[i].message);
-	}
+	append->entries = chat_store_entries_dup (entries, n_entries);
 	g_ptr_array_add (ensure_open_group (self)->appends, append);
-}
-
-static gboolean
-chat_sqlite_store_append_finish (ChatStore *store, GAsyncResult *result, GError **error)
-{
-	g_return_val_if_fail (g_task_is_valid (result, store), FALSE);
-	return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 static void
@@ -1008,24 +968,12 @@ chat_sqlite_store_read_async (ChatStore *store,
 
 	op->task = g_task_new (self, cancellable, callback, user_data);
 	g_task_set_source_tag (op->task, chat_sqlite_store_read_async);
-	op->kind = kind;
-	op->stream_id = stream_id;
-	op->after = after;
-	op->before = before;
-	op->limit = limit;
-	op->newest = newest;
+	op->range = (ChatStoreRange){kind, stream_id, after, before, limit, newest};
 	/* behind any append not yet with the worker, so that it sees them */
 	if (g_queue_is_empty (&self->backlog))
 		g_async_queue_push (self->queue, op);
 	else
 		g_queue_push_tail (&self->backlog, op);
-}
-
-static GPtrArray *
-chat_sqlite_store_read_finish (ChatStore *store, GAsyncResult *result, GError **error)
-{
-	g_return_val_if_fail (g_task_is_valid (result, store), NULL);
-	return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 static guint64
@@ -1042,14 +990,11 @@ chat_sqlite_store_set_delivered (ChatStore *store, guint64 user_id, guint64 offs
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (store);
 	SqliteStream *stream = ensure_stream (self, CHAT_STREAM_KIND_USER, user_id);
-	guint64 *key;
 
 	if (offset <= stream->delivered)
 		return;
 	stream->delivered = offset;
-	key = g_new (guint64, 1);
-	*key = user_id;
-	g_hash_table_add (self->dirty_delivered, key);
+	mark_delivered_dirty (self, user_id);
 	/* written with the next group; a delivery alone makes one */
 	ensure_open_group (self);
 }
@@ -1057,18 +1002,7 @@ chat_sqlite_store_set_delivered (ChatStore *store, guint64 user_id, guint64 offs
 static GVariant *
 chat_sqlite_store_get_statistics (ChatStore *store)
 {
-	ChatSqliteStore *self = CHAT_SQLITE_STORE (store);
-	GVariantBuilder builder;
-
-	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{st}"));
-	g_variant_builder_add (&builder, "{st}", "stored", self->n_stored);
-	g_variant_builder_add (&builder, "{st}", "trimmed", self->n_trimmed);
-	g_variant_builder_add (&builder, "{st}", "failed", self->n_failed);
-	g_variant_builder_add (&builder, "{st}", "groups", self->n_groups);
-	g_variant_builder_add (&builder, "{st}", "largest-group", self->largest_group);
-	g_variant_builder_add (&builder, "{st}", "commit-time-us", self->commit_time_us);
-	g_variant_builder_add (&builder, "{st}", "retained", self->n_retained);
-	return g_variant_ref_sink (g_variant_builder_end (&builder));
+	return chat_store_statistics_to_variant (&CHAT_SQLITE_STORE (store)->statistics);
 }
 
 static void
@@ -1077,9 +1011,9 @@ chat_sqlite_store_iface_init (ChatStoreInterface *iface)
 	iface->get_last_id = chat_sqlite_store_get_last_id;
 	iface->get_stream = chat_sqlite_store_get_stream;
 	iface->append_async = chat_sqlite_store_append_async;
-	iface->append_finish = chat_sqlite_store_append_finish;
+	iface->append_finish = chat_store_task_append_finish;
 	iface->read_async = chat_sqlite_store_read_async;
-	iface->read_finish = chat_sqlite_store_read_finish;
+	iface->read_finish = chat_store_task_read_finish;
 	iface->get_delivered = chat_sqlite_store_get_delivered;
 	iface->set_delivered = chat_sqlite_store_set_delivered;
 	iface->get_statistics = chat_sqlite_store_get_statistics;
@@ -1185,7 +1119,7 @@ load_state (ChatSqliteStore *self, sqlite3 *db, GError **error)
 		stream->first = sqlite3_column_type (stmt, 4) == SQLITE_NULL
 				    ? stream->top + 1
 				    : (guint64) sqlite3_column_int64 (stmt, 4);
-		self->n_retained += stream->top + 1 - stream->first;
+		self->statistics.retained += stream->top + 1 - stream->first;
 		rc = SQLITE_OK;
 	}
 	if (rc == SQLITE_DONE)
@@ -1324,10 +1258,12 @@ chat_sqlite_store_initable_init (GInitable *initable, GCancellable *cancellable,
 		return FALSE;
 	}
 
-	self->trim_source = g_timeout_source_new_seconds (TRIM_INTERVAL_SECONDS);
-	g_source_set_name (self->trim_source, "chathub sqlite store trim");
-	g_source_set_callback (self->trim_source, on_trim_timer, self, NULL);
-	g_source_attach (self->trim_source, self->context);
+	self->trim_source = chat_store_attach_source (
+	    g_timeout_source_new_seconds (CHAT_STORE_TRIM_INTERVAL_SECONDS),
+	    "chathub sqlite store trim",
+	    on_trim_timer,
+	    self,
+	    self->context);
 	return TRUE;
 }
 
@@ -1351,17 +1287,8 @@ chat_sqlite_store_get_property (GObject *object, guint prop_id, GValue *value, G
 	case PROP_SYNC:
 		g_value_set_enum (value, self->sync);
 		break;
-	case PROP_HISTORY_SIZE:
-		g_value_set_uint (value, self->history_size);
-		break;
-	case PROP_HISTORY_TTL:
-		g_value_set_uint64 (value, self->history_ttl);
-		break;
-	case PROP_DM_TTL:
-		g_value_set_uint64 (value, self->dm_ttl);
-		break;
 	default:
-		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+		chat_store_retention_get_property (&self->retention, object, prop_id, value, pspec);
 	}
 }
 
@@ -1372,37 +1299,24 @@ chat_sqlite_store_set_property (GObject *object,
 				GParamSpec *pspec)
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (object);
-	gboolean changed = FALSE;
 
 	switch (prop_id) {
 	case PROP_PATH:
 		self->path = g_value_dup_string (value);
-		return;
+		break;
 	case PROP_SYNC:
 		self->sync = g_value_get_enum (value);
-		return;
-	case PROP_HISTORY_SIZE:
-		changed = self->history_size != g_value_get_uint (value);
-		self->history_size = g_value_get_uint (value);
-		break;
-	case PROP_HISTORY_TTL:
-		changed = self->history_ttl != g_value_get_uint64 (value);
-		self->history_ttl = g_value_get_uint64 (value);
-		break;
-	case PROP_DM_TTL:
-		changed = self->dm_ttl != g_value_get_uint64 (value);
-		self->dm_ttl = g_value_get_uint64 (value);
 		break;
 	default:
-		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-		return;
-	}
-	if (changed) {
 		/* a shorter retention applies at once (by age; by size on the next append to
 		 * each stream), not on the next beat */
-		if (self->thread != NULL)
+		if (chat_store_retention_set_property (&self->retention,
+						       object,
+						       prop_id,
+						       value,
+						       pspec) &&
+		    self->thread != NULL)
 			ensure_open_group (self);
-		g_object_notify_by_pspec (object, pspec);
 	}
 }
 
@@ -1411,15 +1325,9 @@ chat_sqlite_store_dispose (GObject *object)
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (object);
 
-	if (self->trim_source != NULL) {
-		g_source_destroy (self->trim_source);
-		g_clear_pointer (&self->trim_source, g_source_unref);
-	}
+	chat_store_clear_source (&self->trim_source);
 	/* a kick left over from a group that completion handed already */
-	if (self->kick_source != NULL) {
-		g_source_destroy (self->kick_source);
-		g_clear_pointer (&self->kick_source, g_source_unref);
-	}
+	chat_store_clear_source (&self->kick_source);
 	G_OBJECT_CLASS (chat_sqlite_store_parent_class)->dispose (object);
 }
 
@@ -1438,8 +1346,7 @@ chat_sqlite_store_finalize (GObject *object)
 		g_thread_join (self->thread);
 	}
 	g_async_queue_unref (self->queue);
-	for (guint kind = 0; kind < G_N_ELEMENTS (self->streams); kind++)
-		g_hash_table_unref (self->streams[kind]);
+	chat_store_streams_clear (self->streams);
 	g_hash_table_unref (self->dirty_delivered);
 	g_free (self->epoch);
 	g_free (self->path);
@@ -1487,17 +1394,13 @@ chat_sqlite_store_class_init (ChatSqliteStoreClass *klass)
 			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_property (object_class, PROP_PATH, props[PROP_PATH]);
 	g_object_class_install_property (object_class, PROP_SYNC, props[PROP_SYNC]);
-	g_object_class_override_property (object_class, PROP_HISTORY_SIZE, "history-size");
-	g_object_class_override_property (object_class, PROP_HISTORY_TTL, "history-ttl");
-	g_object_class_override_property (object_class, PROP_DM_TTL, "dm-ttl");
+	chat_store_override_properties (object_class);
 }
 
 static void
 chat_sqlite_store_init (ChatSqliteStore *self)
 {
-	for (guint kind = 0; kind < G_N_ELEMENTS (self->streams); kind++)
-		self->streams[kind] =
-		    g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+	chat_store_streams_init (self->streams, g_free);
 	self->dirty_delivered = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
 	self->queue = g_async_queue_new ();
 	g_queue_init (&self->backlog);

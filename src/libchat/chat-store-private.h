@@ -110,10 +110,119 @@ chat_store_get_delivered (ChatStore *self, guint64 user_id);
 void
 chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset);
 
-/* shared by the implementations */
+/* ---- shared by the implementations ---- */
+
 void
 chat_store_log_failure (gboolean *failing, const GError *error);
 void
 chat_store_log_recovery (gboolean *failing);
+
+/* The interface's retention properties, which every implementation overrides under these ids
+ * (chat_store_override_properties()); its own properties start at CHAT_STORE_N_PROPS. */
+enum {
+	CHAT_STORE_PROP_HISTORY_SIZE = 1,
+	CHAT_STORE_PROP_HISTORY_TTL,
+	CHAT_STORE_PROP_DM_TTL,
+	CHAT_STORE_N_PROPS
+};
+
+typedef struct {
+	guint history_size;
+	guint64 history_ttl; /* seconds, 0: no limit */
+	guint64 dm_ttl;
+} ChatStoreRetention;
+
+void
+chat_store_override_properties (GObjectClass *object_class);
+/* For an implementation's get_property and set_property: handle the retention properties
+ * (and warn about an unknown id). Setting returns TRUE when the value changed, after
+ * notifying: the caller applies the new retention then. */
+void
+chat_store_retention_get_property (const ChatStoreRetention *retention,
+				   GObject *object,
+				   guint prop_id,
+				   GValue *value,
+				   GParamSpec *pspec);
+gboolean
+chat_store_retention_set_property (ChatStoreRetention *retention,
+				   GObject *object,
+				   guint prop_id,
+				   const GValue *value,
+				   GParamSpec *pspec);
+/* Timestamps (seconds) below this have outlived @ttl; G_MININT64 when @ttl is 0 (no limit). */
+gint64
+chat_store_retention_cutoff (guint64 ttl, gint64 now);
+
+/* The counters of chat_store_get_statistics(). */
+typedef struct {
+	guint64 stored;
+	guint64 trimmed;
+	guint64 failed;
+	guint64 groups;
+	guint64 largest_group;
+	guint64 commit_time_us;
+	guint64 retained;
+} ChatStoreStatistics;
+
+/* Counts a committed group of @n_messages (0: a group that only trimmed or delivered) in
+ * stored, groups, largest-group and commit-time-us; retained is the caller's. */
+void
+chat_store_statistics_add_group (ChatStoreStatistics *statistics,
+				 guint64 n_messages,
+				 gint64 commit_time_us);
+GVariant *
+chat_store_statistics_to_variant (const ChatStoreStatistics *statistics);
+
+/* A store's streams: per ChatStreamKind a table of guint64* stream id -> the implementation's
+ * stream struct, which @free_stream frees. */
+void
+chat_store_streams_init (GHashTable *streams[2], GDestroyNotify free_stream);
+void
+chat_store_streams_clear (GHashTable *streams[2]);
+gpointer
+chat_store_streams_lookup (GHashTable *streams[2], ChatStreamKind kind, guint64 stream_id);
+void
+chat_store_streams_insert (GHashTable *streams[2],
+			   ChatStreamKind kind,
+			   guint64 stream_id,
+			   gpointer stream);
+
+/* An append's entries, copied with a reference on each message, and freed. */
+ChatStoreEntry *
+chat_store_entries_dup (const ChatStoreEntry *entries, guint n_entries);
+void
+chat_store_entries_free (ChatStoreEntry *entries, guint n_entries);
+
+/* The arguments of a read, as an operation keeps them. */
+typedef struct {
+	ChatStreamKind kind;
+	guint64 stream_id;
+	guint64 after;
+	guint64 before;
+	guint limit;
+	gboolean newest;
+} ChatStoreRange;
+
+/* append_finish and read_finish for implementations that complete with a GTask (boolean,
+ * and a GPtrArray of GBytes) whose source object is the store. */
+gboolean
+chat_store_task_append_finish (ChatStore *self, GAsyncResult *result, GError **error);
+GPtrArray *
+chat_store_task_read_finish (ChatStore *self, GAsyncResult *result, GError **error);
+
+/* how often expired messages of streams nobody writes to are trimmed */
+#define CHAT_STORE_TRIM_INTERVAL_SECONDS 60
+
+/* Attaches @source (an idle source or the trim timer) to @context, named, at the default
+ * priority: an idle priority would never run under a steady load. Returns @source. */
+GSource *
+chat_store_attach_source (GSource *source,
+			  const char *name,
+			  GSourceFunc func,
+			  gpointer data,
+			  GMainContext *context);
+/* Destroys and drops *@source, if any. */
+void
+chat_store_clear_source (GSource **source);
 
 G_END_DECLS

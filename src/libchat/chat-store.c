@@ -274,3 +274,192 @@ chat_store_log_recovery (gboolean *failing)
 			  "%s",
 			  _ ("The message store recovered, messages are stored again"));
 }
+
+/* ---- shared by the implementations ---- */
+
+/* The interface declares the properties once; each implementation keeps the values in a
+ * ChatStoreRetention and passes these ids to the helpers below. */
+void
+chat_store_override_properties (GObjectClass *object_class)
+{
+	g_object_class_override_property (object_class,
+					  CHAT_STORE_PROP_HISTORY_SIZE,
+					  "history-size");
+	g_object_class_override_property (object_class, CHAT_STORE_PROP_HISTORY_TTL, "history-ttl");
+	g_object_class_override_property (object_class, CHAT_STORE_PROP_DM_TTL, "dm-ttl");
+}
+
+void
+chat_store_retention_get_property (const ChatStoreRetention *retention,
+				   GObject *object,
+				   guint prop_id,
+				   GValue *value,
+				   GParamSpec *pspec)
+{
+	switch (prop_id) {
+	case CHAT_STORE_PROP_HISTORY_SIZE:
+		g_value_set_uint (value, retention->history_size);
+		break;
+	case CHAT_STORE_PROP_HISTORY_TTL:
+		g_value_set_uint64 (value, retention->history_ttl);
+		break;
+	case CHAT_STORE_PROP_DM_TTL:
+		g_value_set_uint64 (value, retention->dm_ttl);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+gboolean
+chat_store_retention_set_property (ChatStoreRetention *retention,
+				   GObject *object,
+				   guint prop_id,
+				   const GValue *value,
+				   GParamSpec *pspec)
+{
+	guint64 *ttl;
+
+	switch (prop_id) {
+	case CHAT_STORE_PROP_HISTORY_SIZE:
+		if (retention->history_size == g_value_get_uint (value))
+			return FALSE;
+		retention->history_size = g_value_get_uint (value);
+		break;
+	case CHAT_STORE_PROP_HISTORY_TTL:
+	case CHAT_STORE_PROP_DM_TTL:
+		ttl = prop_id == CHAT_STORE_PROP_DM_TTL ? &retention->dm_ttl
+							: &retention->history_ttl;
+		if (*ttl == g_value_get_uint64 (value))
+			return FALSE;
+		*ttl = g_value_get_uint64 (value);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+		return FALSE;
+	}
+	g_object_notify_by_pspec (object, pspec);
+	return TRUE;
+}
+
+gint64
+chat_store_retention_cutoff (guint64 ttl, gint64 now)
+{
+	return ttl == 0 ? G_MININT64 : now - (gint64) ttl;
+}
+
+void
+chat_store_statistics_add_group (ChatStoreStatistics *statistics,
+				 guint64 n_messages,
+				 gint64 commit_time_us)
+{
+	statistics->stored += n_messages;
+	statistics->commit_time_us += (guint64) commit_time_us;
+	if (n_messages > 0) {
+		statistics->groups++;
+		statistics->largest_group = MAX (statistics->largest_group, n_messages);
+	}
+}
+
+GVariant *
+chat_store_statistics_to_variant (const ChatStoreStatistics *statistics)
+{
+	GVariantBuilder builder;
+
+	g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{st}"));
+	g_variant_builder_add (&builder, "{st}", "stored", statistics->stored);
+	g_variant_builder_add (&builder, "{st}", "trimmed", statistics->trimmed);
+	g_variant_builder_add (&builder, "{st}", "failed", statistics->failed);
+	g_variant_builder_add (&builder, "{st}", "groups", statistics->groups);
+	g_variant_builder_add (&builder, "{st}", "largest-group", statistics->largest_group);
+	g_variant_builder_add (&builder, "{st}", "commit-time-us", statistics->commit_time_us);
+	g_variant_builder_add (&builder, "{st}", "retained", statistics->retained);
+	return g_variant_ref_sink (g_variant_builder_end (&builder));
+}
+
+void
+chat_store_streams_init (GHashTable *streams[2], GDestroyNotify free_stream)
+{
+	for (guint kind = 0; kind < 2; kind++)
+		streams[kind] =
+		    g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, free_stream);
+}
+
+void
+chat_store_streams_clear (GHashTable *streams[2])
+{
+	for (guint kind = 0; kind < 2; kind++)
+		g_clear_pointer (&streams[kind], g_hash_table_unref);
+}
+
+gpointer
+chat_store_streams_lookup (GHashTable *streams[2], ChatStreamKind kind, guint64 stream_id)
+{
+	return g_hash_table_lookup (streams[kind], &stream_id);
+}
+
+void
+chat_store_streams_insert (GHashTable *streams[2],
+			   ChatStreamKind kind,
+			   guint64 stream_id,
+			   gpointer stream)
+{
+	g_hash_table_insert (streams[kind], g_memdup2 (&stream_id, sizeof stream_id), stream);
+}
+
+ChatStoreEntry *
+chat_store_entries_dup (const ChatStoreEntry *entries, guint n_entries)
+{
+	ChatStoreEntry *copy = g_new (ChatStoreEntry, n_entries);
+
+	for (guint i = 0; i < n_entries; i++) {
+		copy[i] = entries[i];
+		g_object_ref (copy[i].message);
+	}
+	return copy;
+}
+
+void
+chat_store_entries_free (ChatStoreEntry *entries, guint n_entries)
+{
+	for (guint i = 0; i < n_entries; i++)
+		g_object_unref (entries[i].message);
+	g_free (entries);
+}
+
+gboolean
+chat_store_task_append_finish (ChatStore *self, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+	return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+GPtrArray *
+chat_store_task_read_finish (ChatStore *self, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+GSource *
+chat_store_attach_source (GSource *source,
+			  const char *name,
+			  GSourceFunc func,
+			  gpointer data,
+			  GMainContext *context)
+{
+	g_source_set_priority (source, G_PRIORITY_DEFAULT);
+	g_source_set_name (source, name);
+	g_source_set_callback (source, func, data, NULL);
+	g_source_attach (source, context);
+	return source;
+}
+
+void
+chat_store_clear_source (GSource **source)
+{
+	if (*source == NULL)
+		return;
+	g_source_destroy (*source);
+	g_clear_pointer (source, g_source_unref);
+}
