@@ -384,6 +384,31 @@ handle_room_members (ChdHub1 *skeleton,
 }
 
 static gboolean
+handle_presence (ChdHub1 *skeleton,
+		 GDBusMethodInvocation *invocation,
+		 guint64 room_id,
+		 ChdDbus *self)
+{
+	g_autofree guint64 *users = NULL;
+	gsize n_users = 0;
+
+	note_activity (self);
+	if (room_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _ ("Room ids start at 1"));
+		return G_DBUS_METHOD_INVOCATION_HANDLED;
+	}
+	users = chat_hub_list_room_users (self->hub, room_id, &n_users);
+	chd_hub1_complete_presence (
+	    skeleton,
+	    invocation,
+	    g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users, n_users, sizeof (guint64)));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
 handle_get_statistics (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
 {
 	note_activity (self);
@@ -798,6 +823,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 			  "handle-room-members",
 			  G_CALLBACK (handle_room_members),
 			  self);
+	g_signal_connect (self->skeleton, "handle-presence", G_CALLBACK (handle_presence), self);
 	g_signal_connect (self->skeleton,
 			  "handle-get-statistics",
 			  G_CALLBACK (handle_get_statistics),
