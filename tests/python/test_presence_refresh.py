@@ -166,8 +166,10 @@ class RefreshTests(Base):
             with self.subTest(name):
                 await h.send_json(ws, {"type": "refresh", "token": token})
                 await self.expect_error(ws, "invalid_token")
-        await h.send_json(ws, {"type": "refresh"})
-        await self.expect_error(ws, "invalid_message")
+        for frame in ({"type": "refresh"}, {"type": "refresh", "token": 5},
+                      {"type": "refresh", "token": "a\u0000b"}):
+            await h.send_json(ws, frame)
+            await self.expect_error(ws, "invalid_message")
         await self.still_open(ws)
         # the original deadline still holds
         await self.expect_expiry_close(ws, deadline - time.time() + CLOSE_SLACK)
