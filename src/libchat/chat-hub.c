@@ -642,10 +642,19 @@ handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
 					     &deadline,
 					     &reason,
 					     &error)) {
+		g_message (_ ("Refused a token refresh of client %s (user %" PRIu64 "): %s"),
+			   chat_client_get_id (client),
+			   chat_client_get_user_id (client),
+			   error->message);
 		chat_client_send_error (client, CHAT_ERROR_INVALID_TOKEN, reason);
 		return;
 	}
 	if (user_id != chat_client_get_user_id (client)) {
+		g_message (_ ("Refused a token refresh of client %s (user %" PRIu64
+			      "): the token is for user %" PRIu64),
+			   chat_client_get_id (client),
+			   chat_client_get_user_id (client),
+			   user_id);
 		refuse (client, CHAT_ERROR_INVALID_TOKEN, "The token is for another user");
 		return;
 	}
