@@ -152,8 +152,9 @@ class RefreshTests(Base):
 
     async def test_refused_refreshes_change_nothing(self):
         user = h.next_user_id()
+        allowed, other = h.next_room_id(), h.next_room_id()
         deadline = h.now() + 3
-        ws = await self.client(user, exp=deadline)
+        ws = await self.client(user, exp=deadline, rooms=[allowed])
         refused = {
             "another user": self.token(h.next_user_id()),
             "expired": self.token(user, exp=h.now() - 10),
@@ -171,6 +172,10 @@ class RefreshTests(Base):
             await h.send_json(ws, frame)
             await self.expect_error(ws, "invalid_message")
         await self.still_open(ws)
+        # the rooms claim did not change (the refused tokens have none, which allows all)
+        await h.send_json(ws, {"type": "join", "room_id": other})
+        await self.expect_error(ws, "forbidden")
+        await self.join(ws, allowed)
         # the original deadline still holds
         await self.expect_expiry_close(ws, deadline - time.time() + CLOSE_SLACK)
 
