@@ -960,6 +960,140 @@ test_server_idle_closes (Fixture *fixture, gconstpointer data)
 	client_free (idle);
 }
 
+/* A token for @user_id expiring at @exp (0: no exp), with @rooms_json as its rooms claim. */
+static char *
+make_token (guint64 user_id, gint64 exp, const char *rooms_json)
+{
+	g_autoptr (GString) claims = g_string_new (NULL);
+
+	g_string_printf (claims, "{\"user_id\":%" G_GUINT64_FORMAT, user_id);
+	if (exp != 0)
+		g_string_append_printf (claims, ",\"exp\":%" G_GINT64_FORMAT, exp);
+	if (rooms_json != NULL)
+		g_string_append_printf (claims, ",\"rooms\":%s", rooms_json);
+	g_string_append_c (claims, '}');
+	return chat_test_make_token (G_CHECKSUM_SHA256,
+				     "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+				     claims->str,
+				     CHAT_TEST_SECRET);
+}
+
+static TestClient *
+client_connect_as (Fixture *fixture, guint64 user_id, gint64 exp, const char *rooms_json)
+{
+	g_autofree char *token = make_token (user_id, exp, rooms_json);
+	RegisteredCount wait = {fixture, fixture->registered->len + 1};
+	TestClient *client = client_connect_with_token (fixture, token);
+
+	g_assert_false (client->failed);
+	chat_test_wait_until (registered_at_least, &wait, 5000);
+	return client;
+}
+
+static void
+client_refresh (TestClient *client, const char *token)
+{
+	g_autofree char *json = g_strdup_printf ("{\"type\":\"refresh\",\"token\":\"%s\"}", token);
+
+	client_send (client, json);
+}
+
+/* chat_hub_list_room_users() and the presence answer: distinct users, ascending. */
+static void
+test_hub_presence (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) high = client_connect (fixture, 9);
+	g_autoptr (TestClient) low = client_connect (fixture, 4);
+	g_autoptr (TestClient) low2 = client_connect (fixture, 4);
+	g_autofree guint64 *users = NULL;
+	ChatMessage *answer;
+	gsize n = 99;
+
+	g_assert_null (chat_hub_list_room_users (fixture->hub, 3, &n));
+	g_assert_cmpuint (n, ==, 0);
+	for (guint i = 0; i < fixture->registered->len; i++)
+		g_assert_true (
+		    chat_hub_join_room (fixture->hub, fixture->registered->pdata[i], 3, NULL));
+	users = chat_hub_list_room_users (fixture->hub, 3, &n);
+	g_assert_cmpuint (n, ==, 2);
+	g_assert_cmpuint (users[0], ==, 4);
+	g_assert_cmpuint (users[1], ==, 9);
+
+	client_sync (low2);
+	g_ptr_array_set_size (low2->received, 0);
+	client_send (low2, "{\"type\":\"presence\",\"room_id\":3}");
+	client_send (low2, "{\"type\":\"presence\",\"room_id\":4}");
+	answer = client_wait_message (low2, 0);
+	g_assert_cmpint (chat_message_get_message_type (answer), ==, CHAT_MESSAGE_TYPE_PRESENCE);
+	g_assert_cmpuint (chat_message_get_room_id (answer), ==, 3);
+	answer = client_wait_message (low2, 1);
+	g_assert_cmpint (chat_message_get_message_type (answer), ==, CHAT_MESSAGE_TYPE_ERROR);
+	g_assert_cmpstr (chat_message_get_code (answer), ==, "not_member");
+}
+
+/* A refresh moves the deadline and narrows the rooms; a refused one changes nothing. */
+static void
+test_hub_refresh (Fixture *fixture, gconstpointer data)
+{
+	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	g_autoptr (TestClient) client = client_connect_as (fixture, 6, now + 100, "[1,2]");
+	ChatClient *server_side = fixture->registered->pdata[0];
+	gint64 leeway = chat_token_verifier_get_leeway (fixture->verifier);
+	g_autofree char *other_user = make_token (7, now + 200, NULL);
+	g_autofree char *narrower = make_token (6, now + 300, "[2]");
+	g_autofree char *no_exp = make_token (6, 0, NULL);
+	ChatMessage *answer;
+
+	g_assert_cmpint (chat_client_get_token_deadline (server_side),
+			 ==,
+			 (now + 100 + leeway) * G_USEC_PER_SEC);
+	g_assert_true (chat_hub_join_room (fixture->hub, server_side, 1, NULL));
+	g_assert_true (chat_hub_join_room (fixture->hub, server_side, 2, NULL));
+	client_sync (client);
+	g_ptr_array_set_size (client->received, 0);
+
+	client_refresh (client, other_user);
+	answer = client_wait_message (client, 0);
+	g_assert_cmpstr (chat_message_get_code (answer), ==, "invalid_token");
+	g_assert_cmpint (chat_client_get_token_deadline (server_side),
+			 ==,
+			 (now + 100 + leeway) * G_USEC_PER_SEC);
+
+	client_refresh (client, narrower);
+	answer = client_wait_message (client, 1);
+	g_assert_cmpint (chat_message_get_message_type (answer), ==, CHAT_MESSAGE_TYPE_REFRESH);
+	answer = client_wait_message (client, 2);
+	g_assert_cmpint (chat_message_get_message_type (answer), ==, CHAT_MESSAGE_TYPE_LEAVE);
+	g_assert_cmpuint (chat_message_get_room_id (answer), ==, 1);
+	g_assert_cmpint (chat_client_get_token_deadline (server_side),
+			 ==,
+			 (now + 300 + leeway) * G_USEC_PER_SEC);
+	g_assert_false (chat_client_is_member (server_side, 1));
+	g_assert_true (chat_client_is_member (server_side, 2));
+	g_assert_false (chat_client_may_join (server_side, 1));
+
+	client_refresh (client, no_exp);
+	g_assert_cmpint (chat_message_get_message_type (client_wait_message (client, 3)),
+			 ==,
+			 CHAT_MESSAGE_TYPE_REFRESH);
+	g_assert_cmpint (chat_client_get_token_deadline (server_side), ==, 0);
+	g_assert_true (chat_client_may_join (server_side, 1));
+}
+
+/* A token's exp (plus a leeway of 0) passing closes the client with 4001. */
+static void
+test_server_token_expiry (Fixture *fixture, gconstpointer data)
+{
+	TestClient *client;
+
+	chat_token_verifier_set_leeway (fixture->verifier, 0);
+	client = client_connect_as (fixture, 5, g_get_real_time () / G_USEC_PER_SEC + 1, NULL);
+	chat_test_wait_until (client_is_closed, client, 10000);
+	g_assert_cmpuint (client->close_code, ==, CHAT_CLOSE_CODE_TOKEN_EXPIRED);
+	g_assert_cmpstr (client->close_data, ==, "token expired");
+	client_free (client);
+}
+
 static gboolean
 set_flag (gpointer user_data)
 {
@@ -1051,9 +1185,12 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/rate-limit", test_hub_rate_limit);
 	ADD ("/chat/hub/room-limit", test_hub_room_limit);
 	ADD ("/chat/hub/many-rooms", test_hub_many_rooms);
+	ADD ("/chat/hub/presence", test_hub_presence);
+	ADD ("/chat/hub/refresh", test_hub_refresh);
 	ADD ("/chat/server/statistics", test_server_statistics);
 	ADD ("/chat/server/slow-consumer-closes", test_server_slow_consumer_closes);
 	ADD ("/chat/server/idle-closes", test_server_idle_closes);
+	ADD ("/chat/server/token-expiry", test_server_token_expiry);
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);

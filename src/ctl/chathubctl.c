@@ -799,22 +799,17 @@ command_rooms (int argc, char **argv)
 	return 0;
 }
 
+/* members and presence: the users of a room, from @method */
 static int
-command_members (int argc, char **argv)
+print_room_users (const char *method, guint64 room_id)
 {
-	g_autoptr (GOptionContext) context =
-	    g_option_context_new (_ ("ROOM - list the users in a room"));
 	g_autoptr (GVariant) reply = NULL;
 	g_autoptr (GVariant) users = NULL;
 	const guint64 *ids;
 	gsize n = 0;
-	guint64 room_id = 0;
 	int status = 0;
 
-	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
-	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
-		return status;
-	reply = ask_hub ("RoomMembers", g_variant_new ("(t)", room_id), "(at)", &status);
+	reply = ask_hub (method, g_variant_new ("(t)", room_id), "(at)", &status);
 	if (reply == NULL)
 		return status;
 	users = g_variant_get_child_value (reply, 0);
@@ -845,6 +840,34 @@ command_members (int argc, char **argv)
 		print_table (header, G_N_ELEMENTS (header), rows);
 	}
 	return 0;
+}
+
+static int
+command_members (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("ROOM - list the users in a room"));
+	guint64 room_id = 0;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
+	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
+		return status;
+	return print_room_users ("RoomMembers", room_id);
+}
+
+static int
+command_presence (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("ROOM - list the users connected in a room, ascending"));
+	guint64 room_id = 0;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
+	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
+		return status;
+	return print_room_users ("Presence", room_id);
 }
 
 static char *broadcast_room;
@@ -1268,6 +1291,10 @@ static const Command commands[] = {
     {"clients", command_clients, "clients", N_ ("the connected clients")},
     {"rooms", command_rooms, "rooms", N_ ("the rooms and their connections")},
     {"members", command_members, N_ ("members ROOM"), N_ ("the users in a room")},
+    {"presence",
+     command_presence,
+     N_ ("presence ROOM"),
+     N_ ("the users connected in a room, ascending")},
     {"broadcast",
      command_broadcast,
      N_ ("broadcast [--room N | --to USER] [--data JSON] TEXT"),

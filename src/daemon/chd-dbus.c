@@ -336,12 +336,24 @@ handle_list_rooms (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-static gint
-compare_uint64 (gconstpointer a, gconstpointer b)
+/* RoomMembers and Presence: the users in a room, each once, ascending; NULL (the call
+ * answered with an error) for room 0 */
+static GVariant *
+room_users (ChdDbus *self, GDBusMethodInvocation *invocation, guint64 room_id)
 {
-	guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+	g_autofree guint64 *users = NULL;
+	gsize n_users = 0;
 
-	return x < y ? -1 : x > y;
+	note_activity (self);
+	if (room_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _ ("Room ids start at 1"));
+		return NULL;
+	}
+	users = chat_hub_list_room_users (self->hub, room_id, &n_users);
+	return g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users, n_users, sizeof (guint64));
 }
 
 static gboolean
@@ -350,36 +362,23 @@ handle_room_members (ChdHub1 *skeleton,
 		     guint64 room_id,
 		     ChdDbus *self)
 {
-	g_autoptr (GPtrArray) members = NULL;
-	g_autoptr (GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
-	guint n = 0;
+	GVariant *users = room_users (self, invocation, room_id);
 
-	note_activity (self);
-	if (room_id == 0) {
-		g_dbus_method_invocation_return_error_literal (invocation,
-							       CHAT_ERROR,
-							       CHAT_ERROR_INVALID_ARGUMENT,
-							       _ ("Room ids start at 1"));
-		return G_DBUS_METHOD_INVOCATION_HANDLED;
-	}
-	members = chat_hub_list_room_members (self->hub, room_id);
-	for (guint i = 0; i < members->len; i++) {
-		guint64 user_id = chat_client_get_user_id (members->pdata[i]);
+	if (users != NULL)
+		chd_hub1_complete_room_members (skeleton, invocation, users);
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
 
-		g_array_append_val (users, user_id);
-	}
-	/* one entry per user, however many of their devices joined */
-	g_array_sort (users, compare_uint64);
-	for (guint i = 0; i < users->len; i++) {
-		guint64 user_id = g_array_index (users, guint64, i);
+static gboolean
+handle_presence (ChdHub1 *skeleton,
+		 GDBusMethodInvocation *invocation,
+		 guint64 room_id,
+		 ChdDbus *self)
+{
+	GVariant *users = room_users (self, invocation, room_id);
 
-		if (n == 0 || g_array_index (users, guint64, n - 1) != user_id)
-			g_array_index (users, guint64, n++) = user_id;
-	}
-	chd_hub1_complete_room_members (
-	    skeleton,
-	    invocation,
-	    g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users->data, n, sizeof (guint64)));
+	if (users != NULL)
+		chd_hub1_complete_presence (skeleton, invocation, users);
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -798,6 +797,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 			  "handle-room-members",
 			  G_CALLBACK (handle_room_members),
 			  self);
+	g_signal_connect (self->skeleton, "handle-presence", G_CALLBACK (handle_presence), self);
 	g_signal_connect (self->skeleton,
 			  "handle-get-statistics",
 			  G_CALLBACK (handle_get_statistics),

@@ -9,6 +9,7 @@
 #include "chat-client.h"
 #include "chat-error.h"
 #include "chat-outbox-private.h"
+#include "chat-token-verifier.h"
 
 G_BEGIN_DECLS
 
@@ -42,7 +43,21 @@ chat_client_push_frame (ChatClient *self, GBytes *frame);
 void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text);
 gboolean
-chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout);
+chat_client_heartbeat (ChatClient *self,
+		       gint64 now,
+		       gint64 real_now,
+		       gint64 ping_interval,
+		       gint64 idle_timeout);
+/* The token: the verifier that accepted it (and checks a `refresh`), and its deadline (real
+ * time in µs, exp plus leeway; 0: none), after which the heartbeat closes the client (4001). */
+void
+chat_client_set_token (ChatClient *self, ChatTokenVerifier *verifier, gint64 deadline);
+ChatTokenVerifier *
+chat_client_get_verifier (ChatClient *self);
+gint64
+chat_client_get_token_deadline (ChatClient *self);
+void
+chat_client_refresh_token (ChatClient *self, GArray *allowed_rooms, gint64 deadline);
 gboolean
 chat_client_is_slow_consumer (ChatClient *self);
 guint16

@@ -46,6 +46,8 @@ struct _ChatClient {
 	SoupWebsocketConnection *conn; /* owned until the client is finalized */
 	ChatOutbox *outbox;	       /* owned */
 	GArray *allowed_rooms;	       /* (nullable): the token's rooms claim */
+	ChatTokenVerifier *verifier;   /* (nullable) (owned): checks a `refresh` */
+	gint64 token_deadline;	       /* real time, µs: exp + leeway; 0: none */
 	gsize outbox_size;	       /* the most bytes that may wait in the outbox */
 	gint64 last_rx;		       /* monotonic, µs: last data frame or pong */
 	gint64 last_ping;	       /* monotonic, µs */
@@ -88,7 +90,8 @@ G_DEFINE_ENUM_TYPE (ChatCloseCode,
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_NO_STATUS, "no-status"),
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_ABNORMAL, "abnormal"),
 		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_POLICY_VIOLATION, "policy-violation"),
-		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_TOO_BIG, "too-big"))
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_TOO_BIG, "too-big"),
+		    G_DEFINE_ENUM_VALUE (CHAT_CLOSE_CODE_TOKEN_EXPIRED, "token-expired"))
 
 enum { PROP_0, PROP_ID, PROP_USER_ID, PROP_CONNECTED_SINCE, PROP_REMOTE_ADDRESS, N_PROPS };
 static GParamSpec *props[N_PROPS];
@@ -149,6 +152,7 @@ chat_client_finalize (GObject *object)
 
 	g_clear_object (&self->outbox);
 	g_clear_pointer (&self->allowed_rooms, g_array_unref);
+	g_clear_object (&self->verifier);
 	chat_client_clear_rooms (self);
 	g_free (self->remote_address);
 	G_OBJECT_CLASS (chat_client_parent_class)->finalize (object);
@@ -506,13 +510,25 @@ chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 	chat_client_send (self, error);
 }
 
-/* Pings the client or closes it if idle; TRUE when it closed it for idleness, so that the
- * server, which reports the idle closes, counts them. */
+/* Pings the client or closes it if idle or its token expired; TRUE when it closed it for
+ * idleness, so that the server, which reports the idle closes, counts them. @now is monotonic,
+ * @real_now the real time (a token's exp is a date), both in µs. */
 gboolean
-chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint64 idle_timeout)
+chat_client_heartbeat (ChatClient *self,
+		       gint64 now,
+		       gint64 real_now,
+		       gint64 ping_interval,
+		       gint64 idle_timeout)
 {
 	if (!client_is_open (self))
 		return FALSE;
+	if (self->token_deadline != 0 && real_now >= self->token_deadline) {
+		g_message (_ ("Closing client %s (user %" PRIu64 "): its token expired"),
+			   self->id,
+			   self->user_id);
+		client_close (self, CHAT_CLOSE_CODE_TOKEN_EXPIRED, "token expired");
+		return FALSE;
+	}
 	if (idle_timeout > 0 && now - self->last_rx > idle_timeout) {
 		g_message (_ ("Closing client %s (user %" PRIu64 "): idle timeout"),
 			   self->id,
@@ -531,6 +547,35 @@ chat_client_heartbeat (ChatClient *self, gint64 now, gint64 ping_interval, gint6
 		chat_outbox_push_urgent (self->outbox, (GBytes *) frame);
 	}
 	return FALSE;
+}
+
+void
+chat_client_set_token (ChatClient *self, ChatTokenVerifier *verifier, gint64 deadline)
+{
+	g_set_object (&self->verifier, verifier);
+	self->token_deadline = deadline;
+}
+
+ChatTokenVerifier *
+chat_client_get_verifier (ChatClient *self)
+{
+	return self->verifier;
+}
+
+gint64
+chat_client_get_token_deadline (ChatClient *self)
+{
+	return self->token_deadline;
+}
+
+/* A `refresh` was accepted: its rooms claim (NULL: none, every room) and deadline replace the
+ * old token's. Leaving the rooms no longer allowed is the hub's part. */
+void
+chat_client_refresh_token (ChatClient *self, GArray *allowed_rooms, gint64 deadline)
+{
+	g_clear_pointer (&self->allowed_rooms, g_array_unref);
+	self->allowed_rooms = allowed_rooms != NULL ? g_array_ref (allowed_rooms) : NULL;
+	self->token_deadline = deadline;
 }
 
 /* Whether the client was closed because it did not read (chat_client_push_frame()). */

@@ -24,8 +24,11 @@ G_BEGIN_DECLS
  * @CHAT_CLOSE_CODE_ABNORMAL: 1006, the connection was lost without a close frame
  * @CHAT_CLOSE_CODE_POLICY_VIOLATION: 1008, a slow consumer, or closed by an operator
  * @CHAT_CLOSE_CODE_TOO_BIG: 1009, a message over the size limit
+ * @CHAT_CLOSE_CODE_TOKEN_EXPIRED: 4001, the connection's token expired (its `exp` plus the
+ *   verifier's leeway passed) and no `refresh` replaced it
  *
- * WebSocket close codes chathub uses (RFC 6455, section 7.4.1).
+ * WebSocket close codes chathub uses (RFC 6455, section 7.4.1; 4001 is chathub's own, in the
+ * range for private use).
  *
  * Since: 1.0
  */
@@ -37,6 +40,7 @@ typedef enum {
 	CHAT_CLOSE_CODE_ABNORMAL = 1006,
 	CHAT_CLOSE_CODE_POLICY_VIOLATION = 1008,
 	CHAT_CLOSE_CODE_TOO_BIG = 1009,
+	CHAT_CLOSE_CODE_TOKEN_EXPIRED = 4001,
 } ChatCloseCode;
 
 CHAT_AVAILABLE_IN_ALL

@@ -10,6 +10,7 @@
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-message-private.h"
+#include "chat-token-verifier-private.h"
 
 /**
  * SECTION:chat-hub
@@ -552,6 +553,124 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 	route_message (self, message, chat_client_get_user_id (client));
 }
 
+/* ---- presence and token refresh -------------------------------------------------------- */
+
+static gint
+compare_user_ids (gconstpointer a, gconstpointer b)
+{
+	guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The distinct users of @room's connections, ascending: one walk over the members and a sort,
+ * on request only (no bookkeeping on joins or messages). */
+static guint64 *
+room_user_ids (ChatRoom *room, gsize *n_users)
+{
+	guint64 *users;
+	gsize n = 0;
+
+	*n_users = 0;
+	if (room == NULL || room->members->len == 0)
+		return NULL;
+	users = g_new (guint64, room->members->len);
+	for (guint i = 0; i < room->members->len; i++)
+		users[i] = chat_client_get_user_id (room->members->pdata[i]);
+	qsort (users, room->members->len, sizeof (guint64), compare_user_ids);
+	for (guint i = 0; i < room->members->len; i++) {
+		if (n == 0 || users[n - 1] != users[i])
+			users[n++] = users[i];
+	}
+	*n_users = n;
+	return users;
+}
+
+static void
+handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
+{
+	g_autoptr (ChatMessage) answer = NULL;
+	g_autofree guint64 *users = NULL;
+	gsize n_users = 0;
+
+	if (room_id == 0) {
+		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+		return;
+	}
+	if (chat_client_find_room (client, room_id) == NULL) {
+		refuse (client,
+			CHAT_ERROR_NOT_MEMBER,
+			"You have not joined room %" G_GUINT64_FORMAT,
+			room_id);
+		return;
+	}
+	users = room_user_ids (lookup_room (self, room_id), &n_users);
+	answer = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
+	chat_message_set_room_id (answer, room_id);
+	chat_message_set_users (answer, users, n_users);
+	chat_message_stamp (answer, 0, 0);
+	chat_client_send (client, answer);
+}
+
+/* A new token for the connection: checked like the upgrade's, for the same user; the deadline
+ * and the rooms claim are replaced, and the rooms the new claim leaves out are left. */
+static void
+handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
+{
+	ChatTokenVerifier *verifier = chat_client_get_verifier (client);
+	g_autoptr (ChatMessage) answer = NULL;
+	g_autoptr (GArray) rooms = NULL;
+	g_autoptr (GError) error = NULL;
+	const char *reason = NULL;
+	gint64 deadline = 0;
+	guint64 user_id = 0;
+
+	if (chat_message_get_token (message) == NULL) {
+		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"token\" is required");
+		return;
+	}
+	if (verifier == NULL) {
+		refuse (client,
+			CHAT_ERROR_INVALID_TOKEN,
+			"This connection cannot refresh its token");
+		return;
+	}
+	if (!chat_token_verifier_check_full (verifier,
+					     chat_message_get_token (message),
+					     &user_id,
+					     &rooms,
+					     &deadline,
+					     &reason,
+					     &error)) {
+		g_message (_ ("Refused a token refresh of client %s (user %" PRIu64 "): %s"),
+			   chat_client_get_id (client),
+			   chat_client_get_user_id (client),
+			   error->message);
+		chat_client_send_error (client, CHAT_ERROR_INVALID_TOKEN, reason);
+		return;
+	}
+	if (user_id != chat_client_get_user_id (client)) {
+		g_message (_ ("Refused a token refresh of client %s (user %" PRIu64
+			      "): the token is for user %" PRIu64),
+			   chat_client_get_id (client),
+			   chat_client_get_user_id (client),
+			   user_id);
+		refuse (client, CHAT_ERROR_INVALID_TOKEN, "The token is for another user");
+		return;
+	}
+	chat_client_refresh_token (client, rooms, deadline);
+	answer = chat_message_new (CHAT_MESSAGE_TYPE_REFRESH);
+	chat_message_stamp (answer, 0, 0);
+	chat_client_send (client, answer);
+	/* backwards: leaving moves the last room into the freed position */
+	for (guint i = chat_client_get_n_rooms (client); i > 0; i--) {
+		guint64 room_id = chat_client_get_room (client, i - 1)->room_id;
+
+		if (!chat_client_may_join (client, room_id))
+			leave_room (self, client, room_id, TRUE);
+	}
+}
+
 void
 chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 {
@@ -596,6 +715,12 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 				room_id);
 		else
 			leave_room (self, client, room_id, TRUE);
+		break;
+	case CHAT_MESSAGE_TYPE_PRESENCE:
+		handle_presence (self, client, room_id);
+		break;
+	case CHAT_MESSAGE_TYPE_REFRESH:
+		handle_refresh (self, client, message);
 		break;
 	case CHAT_MESSAGE_TYPE_ERROR:
 	default:
@@ -887,6 +1012,30 @@ chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
 	room = lookup_room (self, room_id);
 	return room != NULL ? room->members->len : 0;
+}
+
+/**
+ * chat_hub_list_room_users:
+ * @self: a #ChatHub
+ * @room_id: a room id
+ * @n_users: (out): return location for the number of users
+ *
+ * Lists the users with at least one connection in @room_id, each once, in ascending order:
+ * what a member's `presence` request is answered with. It walks the room's members once
+ * (and sorts their user ids), so it costs nothing until it is called.
+ *
+ * Returns: (array length=n_users) (transfer full) (nullable): the user ids, or %NULL for a
+ *   room nobody joined
+ *
+ * Since: 1.0
+ */
+guint64 *
+chat_hub_list_room_users (ChatHub *self, guint64 room_id, gsize *n_users)
+{
+	g_return_val_if_fail (CHAT_IS_HUB (self), NULL);
+	g_return_val_if_fail (n_users != NULL, NULL);
+
+	return room_user_ids (lookup_room (self, room_id), n_users);
 }
 
 /* ---- the public routing API ----------------------------------------------------------- */

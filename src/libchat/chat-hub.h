@@ -48,6 +48,9 @@ CHAT_AVAILABLE_IN_ALL
 guint
 chat_hub_get_n_room_members (ChatHub *self, guint64 room_id);
 CHAT_AVAILABLE_IN_ALL
+guint64 *
+chat_hub_list_room_users (ChatHub *self, guint64 room_id, gsize *n_users);
+CHAT_AVAILABLE_IN_ALL
 gboolean
 chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL

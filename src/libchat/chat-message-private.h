@@ -17,6 +17,9 @@ void
 chat_message_stamp (ChatMessage *self, guint64 id, guint64 from);
 gboolean
 chat_message_has_data (ChatMessage *self);
+/* the `users` of a `presence` answer: serialized, never parsed from a client */
+void
+chat_message_set_users (ChatMessage *self, const guint64 *users, gsize n_users);
 ChatMessage *
 chat_message_parse (const char *text, gsize length, gboolean translate, GError **error);
 

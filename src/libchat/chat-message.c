@@ -46,6 +46,8 @@ struct _ChatMessage {
 	gint64 timestamp;
 	char *content;
 	char *code;
+	char *token;   /* (nullable): a `refresh` request's JWT */
+	GArray *users; /* (nullable) (element-type guint64): a `presence` answer's user ids */
 	/* data as given: a client's or chat_message_set_data_json()'s text, relayed verbatim, and
 	 * its tree built on the first chat_message_get_data(); or a tree alone, from
 	 * chat_message_set_data(). Both NULL: no data. */
@@ -63,7 +65,9 @@ G_DEFINE_ENUM_TYPE (ChatMessageType,
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_MESSAGE, "message"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_JOIN, "join"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_LEAVE, "leave"),
-		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_ERROR, "error"))
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_ERROR, "error"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PRESENCE, "presence"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_REFRESH, "refresh"))
 
 enum {
 	PROP_0,
@@ -77,11 +81,13 @@ enum {
 	PROP_TIMESTAMP,
 	PROP_CODE,
 	PROP_OFFSET,
+	PROP_TOKEN,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
 
-static const char *const type_names[] = {"ping", "pong", "message", "join", "leave", "error"};
+static const char *const type_names[] =
+    {"ping", "pong", "message", "join", "leave", "error", "presence", "refresh"};
 
 /**
  * chat_message_type_to_string:
@@ -96,7 +102,7 @@ static const char *const type_names[] = {"ping", "pong", "message", "join", "lea
 const char *
 chat_message_type_to_string (ChatMessageType type)
 {
-	g_return_val_if_fail (type <= CHAT_MESSAGE_TYPE_ERROR, NULL);
+	g_return_val_if_fail (type < G_N_ELEMENTS (type_names), NULL);
 	return type_names[type];
 }
 
@@ -155,6 +161,9 @@ chat_message_get_property (GObject *object, guint prop_id, GValue *value, GParam
 	case PROP_OFFSET:
 		g_value_set_uint64 (value, self->offset);
 		break;
+	case PROP_TOKEN:
+		g_value_set_string (value, self->token);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -196,6 +205,9 @@ chat_message_set_property (GObject *object, guint prop_id, const GValue *value, 
 	case PROP_OFFSET:
 		chat_message_set_offset (self, g_value_get_uint64 (value));
 		break;
+	case PROP_TOKEN:
+		chat_message_set_token (self, g_value_get_string (value));
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -208,6 +220,8 @@ chat_message_finalize (GObject *object)
 
 	g_free (self->content);
 	g_free (self->code);
+	g_free (self->token);
+	g_clear_pointer (&self->users, g_array_unref);
 	clear_data (self);
 	G_OBJECT_CLASS (chat_message_parent_class)->finalize (object);
 }
@@ -368,6 +382,20 @@ chat_message_class_init (ChatMessageClass *klass)
 						  G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						      G_PARAM_STATIC_STRINGS);
 
+	/**
+	 * ChatMessage:token:
+	 *
+	 * The JWT a `refresh` request carries, or %NULL.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TOKEN] = g_param_spec_string ("token",
+						 NULL,
+						 "The JWT a refresh request carries",
+						 NULL,
+						 G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+						     G_PARAM_STATIC_STRINGS);
+
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -389,7 +417,7 @@ chat_message_init (ChatMessage *self)
 ChatMessage *
 chat_message_new (ChatMessageType type)
 {
-	g_return_val_if_fail (type <= CHAT_MESSAGE_TYPE_ERROR, NULL);
+	g_return_val_if_fail (type < G_N_ELEMENTS (type_names), NULL);
 	return g_object_new (CHAT_TYPE_MESSAGE, "type", type, NULL);
 }
 
@@ -402,12 +430,13 @@ enum {
 	FIELD_ROOM_ID,
 	FIELD_CONTENT,
 	FIELD_CODE,
+	FIELD_TOKEN,
 	FIELD_TIMESTAMP,
 	FIELD_DATA,
 	N_FIELDS
 };
 static const char *const field_names[N_FIELDS] =
-    {"type", "id", "from", "to", "room_id", "content", "code", "timestamp", "data"};
+    {"type", "id", "from", "to", "room_id", "content", "code", "token", "timestamp", "data"};
 
 /* What the one validating pass (chat_json_scan()) reports of a frame's object. */
 typedef struct {
@@ -655,11 +684,12 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	    !read_uint_field (&envelope, FIELD_TO, TRUE, &self->to, translate, error) ||
 	    !read_uint_field (&envelope, FIELD_ROOM_ID, TRUE, &self->room_id, translate, error) ||
 	    !read_string_field (&envelope, FIELD_CONTENT, &self->content, translate, error) ||
-	    !read_string_field (&envelope, FIELD_CODE, &self->code, translate, error))
+	    !read_string_field (&envelope, FIELD_CODE, &self->code, translate, error) ||
+	    !read_string_field (&envelope, FIELD_TOKEN, &self->token, translate, error))
 		return NULL;
 	/* strings leave the library NUL-terminated (C, GObject properties, every binding): one
 	 * with a NUL inside could only be handed out cut short, so it is refused */
-	for (guint i = FIELD_CONTENT; i <= FIELD_CODE; i++) {
+	for (guint i = FIELD_CONTENT; i <= FIELD_TOKEN; i++) {
 		if (envelope.fields[i].value_flags & CHAT_JSON_STRING_NUL) {
 			g_set_error (error,
 				     CHAT_ERROR,
@@ -815,6 +845,19 @@ chat_message_append_json (ChatMessage *self, GString *out)
 	if (self->content != NULL) {
 		g_string_append (out, ",\"content\":");
 		append_json_string (out, self->content);
+	}
+	if (self->token != NULL) {
+		g_string_append (out, ",\"token\":");
+		append_json_string (out, self->token);
+	}
+	if (self->users != NULL) {
+		g_string_append (out, ",\"users\":[");
+		for (guint i = 0; i < self->users->len; i++)
+			g_string_append_printf (out,
+						"%s%" G_GUINT64_FORMAT,
+						i > 0 ? "," : "",
+						g_array_index (self->users, guint64, i));
+		g_string_append_c (out, ']');
 	}
 	if (self->data_text != NULL) {
 		g_string_append (out, ",\"data\":");
@@ -1224,6 +1267,50 @@ chat_message_set_code (ChatMessage *self, const char *code)
 
 	if (replace_str (&self->code, code))
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CODE]);
+}
+
+/**
+ * chat_message_get_token:
+ * @self: a #ChatMessage
+ *
+ * Gets the JWT of a `refresh` request.
+ *
+ * Returns: (nullable): the token
+ *
+ * Since: 1.0
+ */
+const char *
+chat_message_get_token (ChatMessage *self)
+{
+	g_return_val_if_fail (CHAT_IS_MESSAGE (self), NULL);
+	return self->token;
+}
+
+/**
+ * chat_message_set_token:
+ * @self: a #ChatMessage
+ * @token: (nullable): a compact JWT
+ *
+ * Sets the JWT of a `refresh` request.
+ *
+ * Since: 1.0
+ */
+void
+chat_message_set_token (ChatMessage *self, const char *token)
+{
+	g_return_if_fail (CHAT_IS_MESSAGE (self));
+
+	if (replace_str (&self->token, token))
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_TOKEN]);
+}
+
+/* Internal: the user ids of a `presence` answer, written as given (the hub sorts them). */
+void
+chat_message_set_users (ChatMessage *self, const guint64 *users, gsize n_users)
+{
+	g_clear_pointer (&self->users, g_array_unref);
+	self->users = g_array_sized_new (FALSE, FALSE, sizeof (guint64), (guint) n_users);
+	g_array_append_vals (self->users, users, (guint) n_users);
 }
 
 /* Internal: sets id/from and the timestamp (now, in seconds) without notify; the hub stamps

@@ -22,6 +22,10 @@ G_BEGIN_DECLS
  * @CHAT_MESSAGE_TYPE_JOIN: `join`: join a room, or the event that someone joined
  * @CHAT_MESSAGE_TYPE_LEAVE: `leave`: leave a room, or the event that someone left
  * @CHAT_MESSAGE_TYPE_ERROR: `error`: a request was refused; see the `code`
+ * @CHAT_MESSAGE_TYPE_PRESENCE: `presence`: ask who is connected in a room, or the answer
+ *   (its `users`)
+ * @CHAT_MESSAGE_TYPE_REFRESH: `refresh`: replace the connection's token (its `token`), or the
+ *   answer that it was accepted
  *
  * The `type` of a protocol message.
  *
@@ -34,6 +38,8 @@ typedef enum {
 	CHAT_MESSAGE_TYPE_JOIN,
 	CHAT_MESSAGE_TYPE_LEAVE,
 	CHAT_MESSAGE_TYPE_ERROR,
+	CHAT_MESSAGE_TYPE_PRESENCE,
+	CHAT_MESSAGE_TYPE_REFRESH,
 } ChatMessageType;
 
 CHAT_AVAILABLE_IN_ALL
@@ -122,5 +128,11 @@ chat_message_get_code (ChatMessage *self);
 CHAT_AVAILABLE_IN_ALL
 void
 chat_message_set_code (ChatMessage *self, const char *code);
+CHAT_AVAILABLE_IN_ALL
+const char *
+chat_message_get_token (ChatMessage *self);
+CHAT_AVAILABLE_IN_ALL
+void
+chat_message_set_token (ChatMessage *self, const char *token);
 
 G_END_DECLS

@@ -525,6 +525,7 @@ typedef struct {
 	ChatServer *server; /* owned */
 	guint64 user_id;
 	GArray *rooms;
+	gint64 token_deadline; /* real time, µs; 0: the token has no exp */
 	char *remote_address;
 	gboolean done;
 } PendingUpgrade;
@@ -618,6 +619,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 				self->messages_per_second,
 				self->message_burst,
 				self->max_rooms);
+	chat_client_set_token (client, self->verifier, pending->token_deadline);
 	self->accepted++;
 	chat_client_set_closed_func (client, on_client_closed, self);
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " connected from %s",
@@ -641,6 +643,7 @@ handle_request (SoupServer *soup,
 	g_autoptr (GArray) rooms = NULL;
 	const char *reason = NULL;
 	guint64 user_id = 0;
+	gint64 token_deadline = 0;
 	guint retry_after = 1;
 	char retry_text[16];
 	PendingUpgrade *pending;
@@ -675,12 +678,13 @@ handle_request (SoupServer *soup,
 		soup_message_headers_replace (response_headers, "Retry-After", retry_text);
 		return;
 	}
-	if (!chat_token_verifier_check (self->verifier,
-					find_token (msg, query),
-					&user_id,
-					&rooms,
-					&reason,
-					&error)) {
+	if (!chat_token_verifier_check_full (self->verifier,
+					     find_token (msg, query),
+					     &user_id,
+					     &rooms,
+					     &token_deadline,
+					     &reason,
+					     &error)) {
 		self->refused_token++;
 		g_message (_ ("Refused a connection from %s: %s"), remote, error->message);
 		set_json_response (msg, SOUP_STATUS_UNAUTHORIZED, "invalid_token", reason);
@@ -733,6 +737,7 @@ handle_request (SoupServer *soup,
 	pending->server = g_object_ref (self);
 	pending->user_id = user_id;
 	pending->rooms = g_steal_pointer (&rooms);
+	pending->token_deadline = token_deadline;
 	pending->remote_address = g_strdup (remote);
 	g_signal_connect_data (msg,
 			       "wrote-informational",
@@ -758,13 +763,14 @@ on_heartbeat (gpointer user_data)
 	ChatServer *self = CHAT_SERVER (user_data);
 	GPtrArray *clients = chat_hub_get_clients_unowned (self->hub);
 	gint64 now = g_get_monotonic_time ();
+	gint64 real_now = g_get_real_time ();
 	gint64 ping = (gint64) self->ping_interval * G_USEC_PER_SEC;
 	gint64 idle = (gint64) self->idle_timeout * G_USEC_PER_SEC;
 
 	/* closing never unregisters synchronously, but walk backwards to be safe */
 	for (guint i = clients->len; i > 0; i--) {
 		if (i <= clients->len &&
-		    chat_client_heartbeat (clients->pdata[i - 1], now, ping, idle))
+		    chat_client_heartbeat (clients->pdata[i - 1], now, real_now, ping, idle))
 			self->idle_closes++;
 	}
 	return G_SOURCE_CONTINUE;
@@ -779,10 +785,11 @@ restart_heartbeat (ChatServer *self)
 
 	chat_clear_source (&self->heartbeat);
 	/* without a hub (a server that cannot listen) there is no client to watch */
-	if (shortest == G_MAXUINT || self->soup == NULL || self->hub == NULL)
+	if (self->soup == NULL || self->hub == NULL)
 		return;
-	/* one timer for every client; granularity a quarter of the shortest period */
-	tick_ms = CLAMP (shortest * 250, 100, 1000);
+	/* one timer for every client; granularity a quarter of the shortest period, and at most
+	 * a second even without pings or idle timeout, for the tokens' exp */
+	tick_ms = shortest == G_MAXUINT ? 1000 : CLAMP (shortest * 250, 100, 1000);
 	self->heartbeat = add_timeout (self, tick_ms, on_heartbeat, "chathub heartbeat");
 }
 

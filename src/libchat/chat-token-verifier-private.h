@@ -15,5 +15,13 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 			   GArray **rooms,
 			   const char **wire_reason,
 			   GError **error);
+gboolean
+chat_token_verifier_check_full (ChatTokenVerifier *self,
+				const char *token,
+				guint64 *user_id,
+				GArray **rooms,
+				gint64 *deadline,
+				const char **wire_reason,
+				GError **error);
 
 G_END_DECLS

@@ -780,6 +780,36 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 			   const char **wire_reason,
 			   GError **error)
 {
+	return chat_token_verifier_check_full (self,
+					       token,
+					       user_id,
+					       rooms,
+					       NULL,
+					       wire_reason,
+					       error);
+}
+
+/* The real time (µs) from which a token with this `exp` is refused: exp plus the leeway. */
+static gint64
+token_deadline (gdouble exp, guint leeway)
+{
+	gdouble deadline = (exp + leeway) * G_USEC_PER_SEC;
+
+	/* 0 means "no deadline"; an exp at or before the epoch is refused before this */
+	return deadline >= (gdouble) G_MAXINT64 ? G_MAXINT64 : MAX ((gint64) deadline, 1);
+}
+
+/* Like chat_token_verifier_check(), and also gives the token's @deadline: the real time, in
+ * µs, from which it is no longer accepted (`exp` plus the leeway), or 0 without `exp`. */
+gboolean
+chat_token_verifier_check_full (ChatTokenVerifier *self,
+				const char *token,
+				guint64 *user_id,
+				GArray **rooms,
+				gint64 *deadline,
+				const char **wire_reason,
+				GError **error)
+{
 	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
 	g_autoptr (JsonNode) header = NULL;
 	g_autoptr (JsonNode) claims_node = NULL;
@@ -787,6 +817,7 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 	JsonObject *claims;
 	JsonNode *node;
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	gint64 expires = 0;
 	guint64 uid = 0;
 	gsize len;
 
@@ -842,6 +873,7 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 			return refuse (reason_malformed, wire_reason, error);
 		if ((gdouble) now > json_node_get_double (node) + self->leeway)
 			return refuse (reason_expired, wire_reason, error);
+		expires = token_deadline (json_node_get_double (node), self->leeway);
 	}
 	node = json_object_get_member (claims, "nbf");
 	if (node != NULL) {
@@ -877,6 +909,8 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 	}
 	if (user_id != NULL)
 		*user_id = uid;
+	if (deadline != NULL)
+		*deadline = expires;
 	return TRUE;
 }
 

@@ -580,7 +580,7 @@ class InterfaceTests(BusDaemonTestCase):
                             "".join(a.signature for a in m.out_args)) for m in iface.methods}
         self.assertEqual(methods, {
             "ListClients": ("", "a(stxat)"), "ListRooms": ("", "a(tu)"),
-            "RoomMembers": ("t", "at"), "Broadcast": ("sa{sv}", "tu"),
+            "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "Broadcast": ("sa{sv}", "tu"),
             "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
             "GetStatistics": ("", "a{sv}")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
@@ -659,6 +659,26 @@ class InterfaceTests(BusDaemonTestCase):
         self.assertEqual(len(listed), 1)
         self.assertEqual(sorted(listed[0][3]), [room, other_room])
         self.assertEqual(self.hub.error_of("RoomMembers", (0,), "(t)")[0], ERR + "InvalidArgument")
+
+    def test_presence(self):
+        room = 7003
+        # the higher id joins first; the lower one has two connections
+        high, low1, low2 = self.connect(1112), self.connect(1111), self.connect(1111)
+        for ws in (high, low1, low2):
+            self.join(ws, room)
+        # the later joins reached the earlier members; drop them
+        for ws, joins in ((high, 2), (low1, 1)):
+            for _ in range(joins):
+                self.assertEqual(ws.recv_json()["type"], "join")
+        self.assertEqual(self.hub.call("Presence", (room,), "(t)"), ([1111, 1112],))
+        # what a member's presence request is answered with
+        low2.send_text(json.dumps({"type": "presence", "room_id": room}))
+        self.assertEqual(low2.recv_json()["users"], [1111, 1112])
+        self.assertEqual(self.hub.call("Presence", (987655,), "(t)"), ([],))
+        self.assertEqual(self.hub.error_of("Presence", (0,), "(t)")[0], ERR + "InvalidArgument")
+        high.close(1000)
+        self.assertEqual(wait_until(lambda: self.hub.call("Presence", (room,), "(t)")[0] == [1111]
+                                    or None), True)
 
     def test_broadcast_to_everyone(self):
         x, y = self.connect(1201), self.connect(1202)
@@ -910,6 +930,16 @@ class CtlTests(BusDaemonTestCase):
         self.assertRegex(self.ctl("members", str(room)).stdout, r"(?m)^2101$")
         self.assertIn("Nobody", self.ctl("members", "987656").stdout)
 
+    def test_presence_command(self):
+        room = 8002
+        for ws in (self.connect(2112), self.connect(2111), self.connect(2111)):
+            self.join(ws, room)
+        self.assertEqual(self.ctl_json("presence", str(room)),
+                         {"room_id": room, "user_ids": [2111, 2112]})
+        self.assertRegex(self.ctl("presence", str(room)).stdout, r"\AUSER\s*\n2111\s*\n2112\s*\n\Z")
+        self.assertEqual(self.ctl_json("presence", "987657"), {"room_id": 987657, "user_ids": []})
+        self.assertIn("Nobody", self.ctl("presence", "987657").stdout)
+
     def test_broadcast(self):
         room = 8101
         member, user = self.connect(2201), self.connect(2202)
@@ -1021,13 +1051,15 @@ class CtlTests(BusDaemonTestCase):
         self.ctl("members", "seven", expect=2)
         self.ctl("members", expect=2)
         self.ctl("members", "1", "2", expect=2)
+        self.ctl("presence", "0", expect=2)
+        self.ctl("presence", expect=2)
         self.ctl("broadcast", "--room", "1", "--to", "2", "x", expect=2)
         self.ctl("disconnect-user", "-5", expect=2)
         self.ctl("frobnicate", expect=2)
         self.ctl("--session", "--system", "status", expect=2)
         self.ctl("status", "--bogus", expect=2)
         help_ = self.ctl("--help").stdout
-        for command in ("status", "clients", "rooms", "members", "broadcast", "disconnect",
+        for command in ("status", "clients", "rooms", "members", "presence", "broadcast", "disconnect",
                         "disconnect-user", "monitor", "token"):
             self.assertIn(command, help_)
         self.assertIn("--version", help_)
@@ -1279,7 +1311,10 @@ class AccessControlTests(unittest.TestCase):
             [NAME, PATH, "org.example.Other", "Frob", "", []],
             ["org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
              "RequestName", "(su)", [NAME, 0]],
+            hub_call("Presence", "(t)", [1]),
         ], self.user)
+        # read-only, like RoomMembers
+        self.assertTrue(outcomes[10]["ok"], outcomes[10])
         for outcome in outcomes[:5]:
             self.assertTrue(outcome["ok"], outcome)
         self.assertEqual(outcomes[0]["reply"][0][0][1], 4001)

@@ -340,6 +340,26 @@ test('client-registered, client properties, message-received, room-joined', with
     assertEqual([message.content, message.get_from(), message.id], ['hello', 42, frame.id], 'message-received message');
 }));
 
+test('list_room_users: distinct users in a room, ascending, as presence answers', withFixture(async f => {
+    // the higher id joins first; the lower one has two connections
+    const [, high] = await f.connect(31);
+    const [lowWs, low] = await f.connect(30);
+    const [, low2] = await f.connect(30);
+    for (const client of [high, low, low2])
+        assert(f.hub.join_room(client, 9), 'join_room');
+    assertEqual(f.hub.list_room_users(9), [30, 31], 'list_room_users');
+    assertEqual(typeof f.hub.list_room_users(9)[0], 'number', 'numbers');
+    assertEqual(f.hub.list_room_users(10), [], 'an empty room');
+    lowWs.send({type: 'presence', room_id: 9});
+    assertEqual((await lowWs.frame('presence')).users, [30, 31], 'the presence answer');
+    assert(f.hub.leave_room(high, 9), 'leave_room');
+    assertEqual(f.hub.list_room_users(9), [30], 'after a leave');
+    assertEqual(Chat.MessageType.REFRESH > Chat.MessageType.ERROR, true, 'refresh type');
+    assertEqual(Chat.CloseCode.TOKEN_EXPIRED, 4001, 'close code 4001');
+    const refresh = Chat.Message.new_from_json('{"type":"refresh","token":"a.b.c"}', -1);
+    assertEqual([refresh.token, refresh.get_token()], ['a.b.c', 'a.b.c'], 'token');
+}));
+
 test('broadcast signal; send to everyone, a room and a user', withFixture(async f => {
     const [ws1] = await f.connect(1);
     const [ws2] = await f.connect(2);

@@ -175,6 +175,7 @@ class TestObjects(unittest.TestCase):
         self.assertEqual(hub.props.n_rooms, 0)
         self.assertEqual(hub.list_clients(), [])
         self.assertEqual(hub.list_rooms(), [])
+        self.assertEqual(hub.list_room_users(1), [])
         self.assertIsNone(hub.lookup_client("nobody"))
         self.assertEqual(hub.get_messages_relayed(), 0)
 
@@ -381,6 +382,32 @@ class TestHub(HubTestCase):
         self.assertTrue(self.hub.leave_room(client, 2))
         self.assertEqual(left, [(client, 2)])
         self.assertEqual(self.hub.props.n_rooms, 0)
+
+    def test_list_room_users(self):
+        # the higher id joins first; the lower one has two connections
+        high_ws, high = self.connect(31)
+        low_ws, low = self.connect(30)
+        _, low2 = self.connect(30)
+        for client in (high, low, low2):
+            self.assertTrue(self.hub.join_room(client, 9))
+        users = self.hub.list_room_users(9)
+        self.assertEqual(users, [30, 31])
+        self.assertIsInstance(users[0], int)
+        self.assertEqual(self.hub.list_room_users(10), [])
+        # what a member's presence request is answered with
+        low_ws.send({"type": "presence", "room_id": 9})
+        self.assertEqual(low_ws.recv(type_="presence")["users"], [30, 31])
+        self.assertTrue(self.hub.leave_room(high, 9))
+        self.assertEqual(self.hub.list_room_users(9), [30])
+
+    def test_presence_and_refresh_types(self):
+        self.assertEqual(Chat.message_type_to_string(Chat.MessageType.PRESENCE), "presence")
+        self.assertEqual(Chat.message_type_to_string(Chat.MessageType.REFRESH), "refresh")
+        self.assertEqual(int(Chat.CloseCode.TOKEN_EXPIRED), 4001)
+        message = Chat.Message.new_from_json('{"type":"refresh","token":"a.b.c"}', -1)
+        self.assertEqual(message.get_message_type(), Chat.MessageType.REFRESH)
+        self.assertEqual(message.props.token, "a.b.c")
+        self.assertEqual(message.get_token(), "a.b.c")
 
     def test_message_received(self):
         ws, client = self.connect(42)
