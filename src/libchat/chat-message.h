@@ -22,6 +22,8 @@ G_BEGIN_DECLS
  * @CHAT_MESSAGE_TYPE_JOIN: `join`: join a room, or the event that someone joined
  * @CHAT_MESSAGE_TYPE_LEAVE: `leave`: leave a room, or the event that someone left
  * @CHAT_MESSAGE_TYPE_ERROR: `error`: a request was refused; see the `code`
+ * @CHAT_MESSAGE_TYPE_HISTORY: `history`: a member asks for a room's stored messages, or the
+ *   answer that carries them (protocol 1.1)
  *
  * The `type` of a protocol message.
  *
@@ -34,6 +36,7 @@ typedef enum {
 	CHAT_MESSAGE_TYPE_JOIN,
 	CHAT_MESSAGE_TYPE_LEAVE,
 	CHAT_MESSAGE_TYPE_ERROR,
+	CHAT_MESSAGE_TYPE_HISTORY,
 } ChatMessageType;
 
 CHAT_AVAILABLE_IN_ALL
