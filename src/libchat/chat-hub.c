@@ -50,19 +50,27 @@
 typedef struct {
 	guint64 id;
 	GPtrArray *members; /* ChatClient*, unowned; ChatClientRoom.slot is the index */
-	/* joined with `since`, waiting for the store's read: live relays pass them by, so what
-	 * they missed comes once, from the read; ChatClientRoom.slot is the index | SLOT_RECOVERING
-	 */
-	GPtrArray *recovering;
+	/* joined, but their turn in the hub's pipeline has not come, or they are recovering
+	 * what they missed: room traffic passes them by until then, so nothing comes early or
+	 * twice; ChatClientRoom.slot is the index | SLOT_PENDING */
+	GPtrArray *pending;
+	/* left, but their turn has not come: they still get what was sent before they left.
+	 * Unowned: their STEP_LEAVE holds a reference. */
+	GPtrArray *leaving;
 } ChatRoom;
 
-#define SLOT_RECOVERING 0x80000000u
+#define SLOT_PENDING 0x80000000u
 
-/* What the hub does in the order clients asked for it, once the store is done with it. */
+/* What the hub does, in the order it was asked for. A room message is relayed once stored,
+ * so whatever comes after it (other messages, answers, joins and leaves) waits its turn. */
 typedef enum {
-	STEP_RELAY,   /* a message that is not stored: relayed once those before it are */
+	STEP_RELAY,   /* a message that is not stored */
 	STEP_STORE,   /* a room message being appended */
+	STEP_JOIN,    /* a join: the member gets room traffic from here on */
 	STEP_RECOVER, /* a join with `since`: the missed messages being read */
+	STEP_LEAVE,   /* a leave or a disconnect: the others are told */
+	STEP_FRAME,   /* an answer to one client */
+	STEP_CLOSE,   /* a close decided after what is before it */
 	STEP_HISTORY, /* a `history` request being read */
 } StepKind;
 
@@ -70,12 +78,20 @@ typedef struct {
 	ChatHub *hub; /* owned: completions may come after the last user's unref */
 	StepKind kind;
 	gboolean done;
-	gboolean cancelled;   /* STEP_RECOVER: the client left or joined again meanwhile */
-	ChatMessage *message; /* (nullable) owned: the message, or the request */
-	ChatClient *client;   /* (nullable) owned: the sender, joiner or asker */
+	ChatMessage *message; /* (nullable) owned: the message */
+	ChatClient *client;   /* (nullable) owned: the sender, joiner, leaver or asker */
 	guint64 sender_user;
 	guint64 room_id;
 	guint64 since;
+	gint recovered;	     /* STEP_JOIN: what its ack says, -1 for nothing */
+	gboolean announce;   /* STEP_JOIN, STEP_RECOVER: tell the others too */
+	gboolean left;	     /* STEP_JOIN, STEP_RECOVER: the joiner left meanwhile */
+	gboolean cancelled;  /* STEP_JOIN, STEP_RECOVER: it joined again meanwhile */
+	gboolean ack;	     /* STEP_LEAVE: the leaver gets its event too */
+	gboolean in_leaving; /* STEP_LEAVE: the leaver sits in ChatRoom.leaving */
+	guint16 code;	     /* STEP_CLOSE */
+	char *reason;	     /* STEP_CLOSE */
+	GBytes *frame;	     /* STEP_FRAME */
 	GError *error;
 	GPtrArray *frames; /* GBytes, what a read found */
 } HubStep;
@@ -117,7 +133,8 @@ static void
 room_free (ChatRoom *room)
 {
 	g_ptr_array_unref (room->members);
-	g_ptr_array_unref (room->recovering);
+	g_ptr_array_unref (room->pending);
+	g_ptr_array_unref (room->leaving);
 	g_free (room);
 }
 
@@ -128,6 +145,8 @@ step_free (HubStep *step)
 	g_clear_object (&step->client);
 	g_clear_error (&step->error);
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
+	g_clear_pointer (&step->frame, g_bytes_unref);
+	g_free (step->reason);
 	g_object_unref (step->hub);
 	g_free (step);
 }
@@ -438,6 +457,17 @@ push_to_clients (GPtrArray *clients, GBytes *frame)
 	return delivered;
 }
 
+/* Room traffic: the members, and those whose leave has not had its turn yet. */
+static guint
+push_to_room (ChatRoom *room, GBytes *frame)
+{
+	guint delivered = push_to_clients (room->members, frame);
+
+	if (G_UNLIKELY (room->leaving->len > 0))
+		delivered += push_to_clients (room->leaving, frame);
+	return delivered;
+}
+
 static ChatUser *
 lookup_user (ChatHub *self, guint64 user_id)
 {
@@ -464,7 +494,7 @@ route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 		ChatRoom *room = lookup_room (self, room_id);
 
 		if (room != NULL)
-			delivered = push_to_clients (room->members, frame);
+			delivered = push_to_room (room, frame);
 	} else if (to != 0) {
 		ChatUser *user = lookup_user (self, to);
 
@@ -499,7 +529,7 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 static GPtrArray *
 room_array (ChatRoom *room, guint slot)
 {
-	return (slot & SLOT_RECOVERING) ? room->recovering : room->members;
+	return (slot & SLOT_PENDING) ? room->pending : room->members;
 }
 
 /* Takes @client out of the array @entry points into; the last one there takes its slot. */
@@ -507,8 +537,8 @@ static void
 room_take (ChatRoom *room, ChatClientRoom *entry, ChatClient *client)
 {
 	GPtrArray *array = room_array (room, entry->slot);
-	guint flag = entry->slot & SLOT_RECOVERING;
-	guint slot = entry->slot & ~SLOT_RECOVERING;
+	guint flag = entry->slot & SLOT_PENDING;
+	guint slot = entry->slot & ~SLOT_PENDING;
 	guint last = array->len - 1;
 
 	g_assert (array->pdata[slot] == client);
@@ -523,34 +553,34 @@ room_take (ChatRoom *room, ChatClientRoom *entry, ChatClient *client)
 
 /* Returns the slot @client gets. */
 static guint
-room_put (ChatRoom *room, ChatClient *client, gboolean recovering)
+room_put (ChatRoom *room, ChatClient *client, gboolean pending)
 {
-	GPtrArray *array = recovering ? room->recovering : room->members;
-	guint slot = array->len | (recovering ? SLOT_RECOVERING : 0);
+	GPtrArray *array = pending ? room->pending : room->members;
+	guint slot = array->len | (pending ? SLOT_PENDING : 0);
 
 	g_ptr_array_add (array, client);
 	return slot;
 }
 
 static gboolean
-entry_is_recovering (ChatClientRoom *entry)
+entry_is_pending (ChatClientRoom *entry)
 {
-	return (entry->slot & SLOT_RECOVERING) != 0;
+	return (entry->slot & SLOT_PENDING) != 0;
 }
 
-/* Moves a client between the live members and those recovering. */
+/* Moves a client between the members and those whose join has not had its turn. */
 static void
-room_set_recovering (ChatRoom *room, ChatClient *client, ChatClientRoom *entry, gboolean recovering)
+room_set_pending (ChatRoom *room, ChatClient *client, ChatClientRoom *entry, gboolean pending)
 {
-	if (entry_is_recovering (entry) == recovering)
+	if (entry_is_pending (entry) == pending)
 		return;
 	room_take (room, entry, client);
-	entry->slot = room_put (room, client, recovering);
+	entry->slot = room_put (room, client, pending);
 }
 
 /* Returns the room, created if it was empty. */
 static ChatRoom *
-room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean recovering)
+room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean pending)
 {
 	ChatRoom *room = lookup_room (self, room_id);
 
@@ -558,24 +588,26 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean recoverin
 		room = g_new0 (ChatRoom, 1);
 		room->id = room_id;
 		room->members = g_ptr_array_new ();
-		room->recovering = g_ptr_array_new ();
+		room->pending = g_ptr_array_new ();
+		room->leaving = g_ptr_array_new ();
 		g_hash_table_insert (self->rooms, &room->id, room);
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	}
-	chat_client_add_room (client, room_id, room_put (room, client, recovering));
+	chat_client_add_room (client, room_id, room_put (room, client, pending));
 	return room;
 }
 
-static void
-cancel_recovery (ChatHub *self, ChatClient *client, guint64 room_id)
+/* Returns the room, or NULL if nobody is left in it. */
+static ChatRoom *
+room_drop_if_empty (ChatHub *self, ChatRoom *room)
 {
-	for (GList *l = self->steps.head; l != NULL; l = l->next) {
-		HubStep *step = l->data;
+	guint64 room_id = room->id;
 
-		if (step->kind == STEP_RECOVER && step->client == client &&
-		    step->room_id == room_id)
-			step->cancelled = TRUE;
-	}
+	if (room->members->len > 0 || room->pending->len > 0 || room->leaving->len > 0)
+		return room;
+	g_hash_table_remove (self->rooms, &room_id);
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
+	return NULL;
 }
 
 /* Returns the room, or NULL if @client was its last member (or not one). */
@@ -587,16 +619,32 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 
 	if (room == NULL || entry == NULL)
 		return NULL;
-	if (entry_is_recovering (entry))
-		cancel_recovery (self, client, room_id);
 	room_take (room, entry, client);
 	chat_client_remove_room (client, room_id);
-	if (room->members->len == 0 && room->recovering->len == 0) {
-		g_hash_table_remove (self->rooms, &room_id);
-		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
-		return NULL;
+	return room_drop_if_empty (self, room);
+}
+
+/* The position a joiner is told: the offset of the last message of the room relayed before
+ * its turn. The store's top may already count messages committed in the same group and
+ * relayed right after, so those still queued are taken off. */
+static guint64
+room_position (ChatHub *self, guint64 room_id, const char **epoch)
+{
+	guint64 top = 0;
+
+	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, &top, NULL, epoch);
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+		guint64 offset;
+
+		if (step->kind != STEP_STORE || chat_message_get_room_id (step->message) != room_id)
+			continue;
+		offset = chat_message_get_offset (step->message);
+		/* offsets are given in the order of the appends */
+		if (offset != 0)
+			return MIN (top, offset - 1);
 	}
-	return room;
+	return top;
 }
 
 /* The joiner's own `join` event: the room's position in its stream, and with `since`
@@ -606,12 +654,11 @@ send_join_ack (ChatHub *self, ChatClient *client, guint64 room_id, gint recovere
 {
 	g_autoptr (ChatMessage) ack = chat_message_new (CHAT_MESSAGE_TYPE_JOIN);
 	const char *epoch = NULL;
-	guint64 top = 0;
+	guint64 position = room_position (self, room_id, &epoch);
 
-	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, &top, NULL, &epoch);
 	chat_message_set_room_id (ack, room_id);
 	chat_message_stamp (ack, 0, chat_client_get_user_id (client));
-	chat_message_set_position (ack, top, epoch);
+	chat_message_set_position (ack, position, epoch);
 	chat_message_set_recovered (ack, recovered);
 	chat_client_send (client, ack);
 }
@@ -621,61 +668,100 @@ on_read_done (GObject *source, GAsyncResult *result, gpointer user_data);
 static HubStep *
 step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message);
 
+/* A join that has not had its turn: a later one of the same client replaces it (the others
+ * are still told once), a leave turns its ack into a plain one. */
+static void
+mark_pending_joins (ChatHub *self, ChatClient *client, guint64 room_id, gboolean left)
+{
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+
+		if ((step->kind != STEP_JOIN && step->kind != STEP_RECOVER) ||
+		    step->client != client || step->room_id != room_id || step->left)
+			continue;
+		if (left)
+			step->left = TRUE;
+		else
+			step->cancelled = TRUE;
+	}
+}
+
 /* @request: (nullable): the client's `join`, with `since` and `epoch` if it recovers */
 static void
 join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *request)
 {
 	ChatClientRoom *entry = chat_client_find_room (client, room_id);
+	gboolean busy = !g_queue_is_empty (&self->steps);
+	gboolean with_since = FALSE, read = FALSE, announce = FALSE;
+	gint recovered = -1;
+	guint64 since = 0;
 	ChatRoom *room;
-	gboolean with_since = FALSE;
-	guint64 since = 0, top = 0, first = 0;
-	const char *epoch = NULL;
 	HubStep *step;
 
 	if (request != NULL)
 		with_since = chat_message_get_since (request, &since);
-	if (entry == NULL) {
-		g_autoptr (GBytes) event = build_room_event (CHAT_MESSAGE_TYPE_JOIN,
-							     room_id,
-							     chat_client_get_user_id (client));
+	if (with_since) {
+		guint64 top = 0, first = 0;
+		const char *epoch = NULL;
 
+		/* only committed offsets were ever relayed: a client knows none above top */
+		chat_store_get_stream (self->store,
+				       CHAT_STREAM_KIND_ROOM,
+				       room_id,
+				       &top,
+				       &first,
+				       &epoch);
+		if (g_strcmp0 (chat_message_get_epoch (request), epoch) != 0 || since > top ||
+		    since + 1 < first)
+			recovered = FALSE;
+		else if (since == top && !busy)
+			recovered = TRUE;
+		else
+			read = TRUE;
+	}
+	mark_pending_joins (self, client, room_id, FALSE);
+
+	if (entry == NULL) {
 		room = lookup_room (self, room_id);
-		if (room != NULL)
-			push_to_clients (room->members, event);
-		room = room_add (self, room_id, client, FALSE);
-		entry = chat_client_find_room (client, room_id);
+		if (!busy && !read) {
+			g_autoptr (GBytes) event =
+			    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
+					      room_id,
+					      chat_client_get_user_id (client));
+
+			if (room != NULL)
+				push_to_room (room, event);
+			room_add (self, room_id, client, FALSE);
+			g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
+			send_join_ack (self, client, room_id, recovered);
+			return;
+		}
+		/* a member from now for its own requests, from its turn for room traffic */
+		room_add (self, room_id, client, TRUE);
+		announce = TRUE;
 		g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
 	} else {
 		/* joining again: the ack again, nothing new for the others */
-		room = lookup_room (self, room_id);
-		cancel_recovery (self, client, room_id);
+		if (!busy && !read) {
+			send_join_ack (self, client, room_id, recovered);
+			return;
+		}
+		/* a member that recovers gets nothing live until its read is in: nothing twice */
+		if (read)
+			room_set_pending (lookup_room (self, room_id), client, entry, TRUE);
 	}
 
-	if (!with_since) {
-		room_set_recovering (room, client, entry, FALSE);
-		send_join_ack (self, client, room_id, -1);
-		return;
-	}
-	/* only committed offsets were ever relayed, so a client knows none above top */
-	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, &top, &first, &epoch);
-	if (g_strcmp0 (chat_message_get_epoch (request), epoch) != 0 || since > top ||
-	    since + 1 < first) {
-		room_set_recovering (room, client, entry, FALSE);
-		send_join_ack (self, client, room_id, FALSE);
-		return;
-	}
-	if (since == top && g_queue_is_empty (&self->steps)) {
-		room_set_recovering (room, client, entry, FALSE);
-		send_join_ack (self, client, room_id, TRUE);
+	step = step_new (self, read ? STEP_RECOVER : STEP_JOIN, client, NULL);
+	step->room_id = room_id;
+	step->since = since;
+	step->recovered = recovered;
+	step->announce = announce;
+	if (!read) {
+		step->done = TRUE;
 		return;
 	}
 	/* The read sees every append made before it and completes in order with them: what
-	 * was relayed before it completes is in it, what comes after is live. Until then the
-	 * client is passed by, so nothing comes twice. */
-	room_set_recovering (room, client, entry, TRUE);
-	step = step_new (self, STEP_RECOVER, client, NULL);
-	step->room_id = room_id;
-	step->since = since;
+	 * is relayed before its turn is in it, what comes after is live. */
 	chat_store_read_async (self->store,
 			       CHAT_STREAM_KIND_ROOM,
 			       room_id,
@@ -688,24 +774,42 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 			       step);
 }
 
+/* A join's turn (STEP_JOIN, STEP_RECOVER). */
 static void
-finish_recovery (ChatHub *self, HubStep *step)
+finish_join (ChatHub *self, HubStep *step)
 {
 	ChatClientRoom *entry = chat_client_find_room (step->client, step->room_id);
 	ChatRoom *room = lookup_room (self, step->room_id);
-	gboolean recovered;
-	guint64 top = 0;
+	gint recovered = step->recovered;
+	guint64 position;
 
-	/* it left, disconnected or joined again meanwhile */
-	if (step->cancelled || entry == NULL || room == NULL || !entry_is_recovering (entry))
+	if (step->announce && room != NULL) {
+		g_autoptr (GBytes) event =
+		    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
+				      step->room_id,
+				      chat_client_get_user_id (step->client));
+
+		push_to_room (room, event);
+	}
+	if (step->cancelled)
 		return;
-	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, step->room_id, &top, NULL, NULL);
-	/* offsets are contiguous: a read that began at since + 1 holds exactly top - since */
-	recovered =
-	    step->error == NULL && step->since <= top && step->frames->len == top - step->since;
-	room_set_recovering (room, step->client, entry, FALSE);
+	if (step->left || entry == NULL || room == NULL) {
+		/* it left before its turn: the ack it asked for, nothing else */
+		send_join_ack (self,
+			       step->client,
+			       step->room_id,
+			       step->kind == STEP_RECOVER ? FALSE : recovered);
+		return;
+	}
+	if (step->kind == STEP_RECOVER) {
+		position = room_position (self, step->room_id, NULL);
+		/* offsets are contiguous: a read from since + 1 holds position - since of them */
+		recovered = step->error == NULL && step->since <= position &&
+			    step->frames->len == position - step->since;
+	}
+	room_set_pending (room, step->client, entry, FALSE);
 	send_join_ack (self, step->client, step->room_id, recovered);
-	for (guint i = 0; recovered && i < step->frames->len; i++) {
+	for (guint i = 0; recovered > 0 && i < step->frames->len; i++) {
 		gsize size;
 		const void *text = g_bytes_get_data (step->frames->pdata[i], &size);
 		g_autoptr (GBytes) frame = chat_frame_new (0x1 /* text */, text, size);
@@ -718,18 +822,63 @@ static void
 leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 {
 	g_autoptr (GBytes) event = NULL;
-	ChatRoom *room = room_remove (self, room_id, client);
+	ChatClientRoom *entry = chat_client_find_room (client, room_id);
+	ChatRoom *room;
+	HubStep *step;
 
+	if (!g_queue_is_empty (&self->steps) && entry != NULL) {
+		/* in order: no longer a member for its own requests, still one for what was sent
+		 * before (unless it is gone), and the others hear of it at its turn */
+		gboolean was_pending = entry_is_pending (entry);
+
+		room = lookup_room (self, room_id);
+		mark_pending_joins (self, client, room_id, TRUE);
+		room_take (room, entry, client);
+		chat_client_remove_room (client, room_id);
+		step = step_new (self, STEP_LEAVE, client, NULL);
+		step->room_id = room_id;
+		step->ack = ack;
+		step->done = TRUE;
+		if (ack && !was_pending) {
+			g_ptr_array_add (room->leaving, client);
+			step->in_leaving = TRUE;
+		}
+		room_drop_if_empty (self, room);
+		g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, client, room_id);
+		return;
+	}
+
+	room = room_remove (self, room_id, client);
 	/* a client leaving many rooms of its own on disconnect builds no frame for them */
 	if (room != NULL || ack)
 		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
 					  room_id,
 					  chat_client_get_user_id (client));
 	if (room != NULL)
-		push_to_clients (room->members, event);
+		push_to_room (room, event);
 	if (ack)
 		chat_client_push_frame (client, event);
 	g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, client, room_id);
+}
+
+/* A leave's turn. */
+static void
+finish_leave (ChatHub *self, HubStep *step)
+{
+	ChatRoom *room = lookup_room (self, step->room_id);
+	g_autoptr (GBytes) event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
+						     step->room_id,
+						     chat_client_get_user_id (step->client));
+
+	if (step->in_leaving) {
+		g_assert (room != NULL);
+		g_ptr_array_remove_fast (room->leaving, step->client);
+		room = room_drop_if_empty (self, room);
+	}
+	if (room != NULL)
+		push_to_room (room, event);
+	if (step->ack)
+		chat_client_push_frame (step->client, event);
 }
 
 /* ---- the ordered pipeline --------------------------------------------------------------- */
@@ -737,7 +886,7 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 static void
 refuse (ChatClient *client, ChatError code, const char *format, ...) G_GNUC_PRINTF (3, 4);
 
-/* Queued at the tail; a step is run when it is done and every step before it has run. */
+/* Queued at the tail; a step runs when it is done and every step before it has run. */
 static HubStep *
 step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message)
 {
@@ -747,6 +896,7 @@ step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message
 	step->kind = kind;
 	step->client = client != NULL ? g_object_ref (client) : NULL;
 	step->message = message != NULL ? g_object_ref (message) : NULL;
+	step->recovered = -1;
 	g_queue_push_tail (&self->steps, step);
 	return step;
 }
@@ -804,8 +954,18 @@ run_step (ChatHub *self, HubStep *step)
 	case STEP_RELAY:
 		route_message (self, step->message, step->sender_user);
 		break;
+	case STEP_JOIN:
 	case STEP_RECOVER:
-		finish_recovery (self, step);
+		finish_join (self, step);
+		break;
+	case STEP_LEAVE:
+		finish_leave (self, step);
+		break;
+	case STEP_FRAME:
+		chat_client_push_frame (step->client, step->frame);
+		break;
+	case STEP_CLOSE:
+		chat_client_close (step->client, step->code, step->reason);
 		break;
 	case STEP_HISTORY:
 		answer_history (self, step);
@@ -856,8 +1016,8 @@ on_read_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 /* Relays a stamped message in the order messages were stamped: a room message once the store
- * has it, any other once everything before it went. Returns whether it was relayed already. */
-static gboolean
+ * has it, any other once everything before it went. */
+static void
 submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64 sender_user)
 {
 	guint64 room_id = chat_message_get_room_id (message);
@@ -866,12 +1026,12 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 	if (room_id == 0) {
 		if (g_queue_is_empty (&self->steps)) {
 			route_message (self, message, sender_user);
-			return TRUE;
+			return;
 		}
 		step = step_new (self, STEP_RELAY, sender, message);
 		step->sender_user = sender_user;
 		step->done = TRUE;
-		return FALSE;
+		return;
 	}
 
 	step = step_new (self, STEP_STORE, sender, message);
@@ -882,18 +1042,52 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 				 NULL,
 				 on_append_done,
 				 step);
-	return FALSE;
+}
+
+/* Answers keep the order of the requests: @frame goes to @client once everything the hub
+ * was asked before has been done. */
+void
+chat_hub_push_in_order (ChatHub *self, ChatClient *client, GBytes *frame)
+{
+	HubStep *step;
+
+	if (g_queue_is_empty (&self->steps)) {
+		chat_client_push_frame (client, frame);
+		return;
+	}
+	step = step_new (self, STEP_FRAME, client, NULL);
+	step->frame = g_bytes_ref (frame);
+	step->done = TRUE;
+}
+
+/* Closes @client once what it was sent before is out (a rate-limit close, say). */
+void
+chat_hub_close_in_order (ChatHub *self, ChatClient *client, guint16 code, const char *reason)
+{
+	HubStep *step;
+
+	if (g_queue_is_empty (&self->steps)) {
+		chat_client_close (client, code, reason);
+		return;
+	}
+	step = step_new (self, STEP_CLOSE, client, NULL);
+	step->code = code;
+	step->reason = g_strdup (reason);
+	step->done = TRUE;
 }
 
 /* ---- client messages ------------------------------------------------------------------ */
 
 static void
-send_pong (ChatClient *client)
+send_pong (ChatHub *self, ChatClient *client)
 {
 	g_autoptr (ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
+	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_stamp (pong, 0, 0);
-	chat_client_send (client, pong);
+	frame = chat_message_to_frame (pong);
+	/* after the answers to what the client sent before: a ping is a barrier */
+	chat_hub_push_in_order (self, client, frame);
 }
 
 /* Wire errors are English and machine-readable; the code is what clients act on. */
@@ -1012,7 +1206,7 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 
 	switch (chat_message_get_message_type (message)) {
 	case CHAT_MESSAGE_TYPE_PING:
-		send_pong (client);
+		send_pong (self, client);
 		break;
 	case CHAT_MESSAGE_TYPE_PONG:
 		break; /* liveness only */
@@ -1324,9 +1518,9 @@ chat_hub_list_room_members (ChatHub *self, guint64 room_id)
 	g_return_val_if_fail (CHAT_IS_HUB (self), NULL);
 	room = lookup_room (self, room_id);
 	members = copy_clients (room != NULL ? room->members : NULL);
-	/* those still recovering what they missed are members too */
-	for (guint i = 0; room != NULL && i < room->recovering->len; i++)
-		g_ptr_array_add (members, g_object_ref (room->recovering->pdata[i]));
+	/* those whose join has not had its turn are members too */
+	for (guint i = 0; room != NULL && i < room->pending->len; i++)
+		g_ptr_array_add (members, g_object_ref (room->pending->pdata[i]));
 	return members;
 }
 
@@ -1348,7 +1542,7 @@ chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
 
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
 	room = lookup_room (self, room_id);
-	return room != NULL ? room->members->len + room->recovering->len : 0;
+	return room != NULL ? room->members->len + room->pending->len : 0;
 }
 
 /* ---- the public routing API ----------------------------------------------------------- */
