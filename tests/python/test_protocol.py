@@ -197,7 +197,7 @@ class PingBroadcastTests(ProtocolBase):
         await h.send_json(a, {"content": "c", "data": {"k": 1}, "room_id": room, "type": "message"})
         text = await h.recv_text(a)
         keys = [k for k, _, _ in h.top_level_members(text)]
-        self.assertEqual(keys, ["type", "id", "from", "room_id", "content", "data", "timestamp"], text)
+        self.assertEqual(keys, ["type", "id", "offset", "from", "room_id", "content", "data", "timestamp"], text)
         await h.send_json(a, {"content": "c", "to": b.user_id, "type": "message"})
         text = await h.recv_text(a)
         keys = [k for k, _, _ in h.top_level_members(text)]
