@@ -1392,6 +1392,30 @@ test_store_recovery (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (top, >=, 308);
 	assert_offsets (third, 1, 209, 408);
 	assert_received_exactly (third, 201);
+
+	/* a member that joins again with since stops getting live messages until its read is
+	 * in, or what is stored meanwhile would come twice */
+	if (sqlite == NULL)
+		return;
+	i = a->received->len;
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	send_room_messages (b, 9, "in flight", 10);
+	wait_handled (fixture, handled, 10);
+	g_clear_pointer (&join, g_free);
+	join = g_strdup_printf ("{\"type\":\"join\",\"room_id\":9,\"since\":408,\"epoch\":\"%s\"}",
+				epoch);
+	client_send (a, join);
+	wait_handled (fixture, handled, 11);
+	send_room_messages (b, 9, "after", 10);
+	wait_handled (fixture, handled, 21);
+	chat_sqlite_store_pause (sqlite, FALSE);
+	handled = i;
+	i = client_wait_type (a, i, CHAT_MESSAGE_TYPE_JOIN);
+	assert_offsets (a, i + 1, 409, 428);
+	assert_received_exactly (a, i + 21);
+	/* and none of them came live before the ack */
+	g_assert_cmpuint (i, ==, handled);
 }
 
 /* Joins that cannot recover: told so at once, and nothing is replayed. */
