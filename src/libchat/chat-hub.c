@@ -1853,9 +1853,11 @@ chat_hub_read_history_async (ChatHub *self,
  *
  * Finishes chat_hub_read_history_async().
  *
- * Returns: (transfer full) (element-type ChatMessage): the messages, oldest first, each with
- *   its #ChatMessage:offset, id, sender and timestamp as it was relayed; %NULL with @error
- *   set if the store could not read them
+ * Returns: (transfer container) (element-type ChatMessage): the messages, oldest first,
+ *   each with its #ChatMessage:offset, id, sender and timestamp as it was relayed; %NULL
+ *   with @error set if the store could not read them. The array holds a reference on each
+ *   message (its free function unrefs them), as chat_hub_list_clients()'s does: in C,
+ *   g_ptr_array_unref() frees it all
  *
  * Since: 1.0
  */
