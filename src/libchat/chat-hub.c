@@ -22,8 +22,8 @@
  * A #ChatHub owns the registered clients and the rooms they joined, and routes every message:
  * to everyone, to the members of a room, or to every connection of a user. It is the only
  * place that assigns message ids (strictly increasing) and timestamps, and the only place
- * that decides who receives what, so a pub/sub bridge between several nodes or a history
- * store can hook in at one point later.
+ * that decides who receives what, so the message store (#ChatHub:store) and, later, a pub/sub
+ * bridge between several nodes hook in at one point.
  *
  * Each relayed message is serialized and framed once; every recipient's outbox then takes a
  * reference to the same bytes.
