@@ -1664,21 +1664,33 @@ test_store_ordering (Fixture *fixture, gconstpointer data)
 	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
 	g_autoptr (TestClient) a = client_connect (fixture, 1);
 	g_autoptr (TestClient) b = client_connect (fixture, 2);
-	guint handled, start;
+	guint handled, start, a_start;
 	const char *expected[] = {"room", "direct", "everyone"};
 
 	client_join (a, 5, 0, NULL);
 	client_join (b, 5, 0, NULL);
 	client_wait_type (a, 1, CHAT_MESSAGE_TYPE_JOIN); /* b's join event */
 	start = b->received->len;
+	a_start = a->received->len;
 	chat_sqlite_store_pause (sqlite, TRUE);
 	handled = fixture->n_handled;
 	client_send (a, "{\"type\":\"message\",\"room_id\":5,\"content\":\"room\"}");
 	client_send (a, "{\"type\":\"message\",\"to\":2,\"content\":\"direct\"}");
 	client_send (a, "{\"type\":\"message\",\"content\":\"everyone\"}");
-	wait_handled (fixture, handled, 3);
+	/* a ping is a barrier: its pong waits for the three too */
+	client_send (a, "{\"type\":\"ping\"}");
+	wait_handled (fixture, handled, 4);
 	g_assert_cmpuint (b->received->len, ==, start);
+	g_assert_cmpuint (a->received->len, ==, a_start);
 	chat_sqlite_store_pause (sqlite, FALSE);
+	client_wait_message (a, a_start + 3);
+	for (guint k = 0; k < 3; k++)
+		g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start + k]),
+				 ==,
+				 expected[k]);
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 3]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_PONG);
 	client_wait_message (b, start + 2);
 	for (guint k = 0; k < 3; k++) {
 		ChatMessage *got = b->received->pdata[start + k];
@@ -1691,6 +1703,70 @@ test_store_ordering (Fixture *fixture, gconstpointer data)
 	}
 	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start]), ==, 1);
 	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start + 1]), ==, 0);
+}
+
+/* Joins and leaves take their turn behind messages still being stored: a leaver gets what was
+ * sent before its leave, a joiner nothing sent before its join, and everyone sees the events
+ * in that order. */
+static void
+test_store_membership_order (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autoptr (TestClient) c = client_connect (fixture, 3);
+	guint a_start, b_start, handled;
+
+	client_join (a, 8, 0, NULL);
+	client_join (b, 8, 0, NULL);
+	client_wait_type (a, 1, CHAT_MESSAGE_TYPE_JOIN);
+	a_start = a->received->len;
+	b_start = b->received->len;
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	client_send (a, "{\"type\":\"message\",\"room_id\":8,\"content\":\"before\"}");
+	wait_handled (fixture, handled, 1);
+	client_send (b, "{\"type\":\"leave\",\"room_id\":8}");
+	wait_handled (fixture, handled, 2);
+	client_send (c, "{\"type\":\"join\",\"room_id\":8}");
+	wait_handled (fixture, handled, 3);
+	/* c may send to the room at once, b no longer */
+	client_send (c, "{\"type\":\"message\",\"room_id\":8,\"content\":\"after\"}");
+	client_send (b, "{\"type\":\"message\",\"room_id\":8,\"content\":\"late\"}");
+	wait_handled (fixture, handled, 5);
+	g_assert_cmpuint (a->received->len, ==, a_start);
+	g_assert_cmpuint (c->received->len, ==, 0);
+	chat_sqlite_store_pause (sqlite, FALSE);
+
+	/* a: the message, b's leave, c's join, c's message */
+	client_wait_message (a, a_start + 3);
+	g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start]), ==, "before");
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 1]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_LEAVE);
+	g_assert_cmpuint (chat_message_get_from (a->received->pdata[a_start + 1]), ==, 2);
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 2]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_cmpuint (chat_message_get_from (a->received->pdata[a_start + 2]), ==, 3);
+	g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start + 3]), ==, "after");
+	assert_received_exactly (a, a_start + 4);
+	/* b: the message sent before its leave, its ack, then not_member */
+	client_wait_message (b, b_start + 2);
+	g_assert_cmpstr (chat_message_get_content (b->received->pdata[b_start]), ==, "before");
+	g_assert_cmpint (chat_message_get_message_type (b->received->pdata[b_start + 1]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_LEAVE);
+	assert_error (b->received->pdata[b_start + 2], "not_member");
+	assert_received_exactly (b, b_start + 3);
+	/* c: its ack, then only what came after it */
+	client_wait_message (c, 1);
+	g_assert_cmpint (chat_message_get_message_type (c->received->pdata[0]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_cmpstr (chat_message_get_content (c->received->pdata[1]), ==, "after");
+	g_assert_cmpuint (chat_message_get_offset (c->received->pdata[1]), ==, 2);
+	assert_received_exactly (c, 2);
 }
 
 /* Ids go on from the store's last one: a hub on the same file never reuses one. */
@@ -1760,6 +1836,9 @@ main (int argc, char **argv)
 	ADD_WITH ("/chat/hub/store/history-sqlite", fixture_setup_sqlite, test_store_history);
 	ADD_WITH ("/chat/hub/store/unavailable", fixture_setup_sqlite, test_store_unavailable);
 	ADD_WITH ("/chat/hub/store/ordering", fixture_setup_sqlite, test_store_ordering);
+	ADD_WITH ("/chat/hub/store/membership-order",
+		  fixture_setup_sqlite,
+		  test_store_membership_order);
 	ADD_WITH ("/chat/hub/store/ids-continue", fixture_setup_sqlite, test_store_ids_continue);
 #undef ADD_WITH
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);
