@@ -5,16 +5,19 @@
  * WebSocket clients, driving the public API and its signals.
  */
 
+#include <glib/gstdio.h>
 #include <libsoup/soup.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "chat-client-private.h"
+#include "chat-sqlite-store-private.h"
 #include "chat-test-utils.h"
 
 typedef struct {
 	SoupWebsocketConnection *conn;
 	GPtrArray *received; /* ChatMessage* */
+	GPtrArray *texts; /* char*, the frames as received, for fields ChatMessage keeps private */
 	gboolean failed;
 	gboolean closed;
 	gushort close_code;
@@ -23,6 +26,8 @@ typedef struct {
 
 typedef struct {
 	ChatHub *hub;
+	ChatStore *store; /* (nullable): the SQLite store of the hub, if it has one */
+	char *dir;	  /* (nullable): the SQLite store's directory */
 	ChatTokenVerifier *verifier;
 	ChatServer *server;
 	SoupSession *session;
@@ -31,12 +36,20 @@ typedef struct {
 	GPtrArray *unregistered; /* ChatClient* */
 	GArray *unregistered_codes;
 	GPtrArray *broadcasts; /* ChatMessage* */
+	guint n_handled;       /* client messages the server read */
 } Fixture;
+
+static void
+on_client_message (ChatClient *client, ChatMessage *message, Fixture *fixture)
+{
+	fixture->n_handled++;
+}
 
 static void
 on_registered (ChatHub *hub, ChatClient *client, Fixture *fixture)
 {
 	g_ptr_array_add (fixture->registered, g_object_ref (client));
+	g_signal_connect (client, "message-received", G_CALLBACK (on_client_message), fixture);
 }
 
 static void
@@ -52,13 +65,36 @@ on_broadcast (ChatHub *hub, ChatMessage *message, Fixture *fixture)
 	g_ptr_array_add (fixture->broadcasts, g_object_ref (message));
 }
 
+/* store-failed and store-recovered are expected where a test makes the store fail */
+static guint n_store_failed;
+static guint n_store_recovered;
+
+static GLogWriterOutput
+test_log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+	for (gsize i = 0; i < n_fields; i++) {
+		if (g_strcmp0 (fields[i].key, "CHATHUB_EVENT") != 0)
+			continue;
+		if (g_strcmp0 (fields[i].value, "store-failed") == 0) {
+			n_store_failed++;
+			return G_LOG_WRITER_HANDLED;
+		}
+		if (g_strcmp0 (fields[i].value, "store-recovered") == 0) {
+			n_store_recovered++;
+			return G_LOG_WRITER_HANDLED;
+		}
+	}
+	return g_log_writer_default (level, fields, n_fields, data);
+}
+
 static void
 fixture_setup (Fixture *fixture, gconstpointer data)
 {
 	g_autoptr (GBytes) key = g_bytes_new_static (CHAT_TEST_SECRET, strlen (CHAT_TEST_SECRET));
 	g_autoptr (GError) error = NULL;
 
-	fixture->hub = chat_hub_new ();
+	if (fixture->hub == NULL)
+		fixture->hub = chat_hub_new ();
 	fixture->verifier = chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, key, &error);
 	g_assert_no_error (error);
 	fixture->server = chat_server_new (fixture->hub, fixture->verifier);
@@ -79,6 +115,33 @@ fixture_setup (Fixture *fixture, gconstpointer data)
 	g_signal_connect (fixture->hub, "broadcast", G_CALLBACK (on_broadcast), fixture);
 }
 
+/* The hub keeps room messages in a real SQLite file. */
+static void
+fixture_setup_sqlite (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = NULL;
+
+	fixture->dir = g_dir_make_tmp ("hub-test-XXXXXX", &error);
+	g_assert_no_error (error);
+	path = g_build_filename (fixture->dir, "chathub.db", NULL);
+	fixture->store = CHAT_STORE (chat_sqlite_store_new (path, CHAT_STORE_SYNC_NORMAL, &error));
+	g_assert_no_error (error);
+	fixture->hub = g_object_new (CHAT_TYPE_HUB, "store", fixture->store, NULL);
+	fixture_setup (fixture, data);
+}
+
+/* A memory store that keeps ten messages per room. */
+static void
+fixture_setup_small_history (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (ChatStore) store =
+	    g_object_new (CHAT_TYPE_MEMORY_STORE, "history-size", 10, NULL);
+
+	fixture->hub = g_object_new (CHAT_TYPE_HUB, "store", store, NULL);
+	fixture_setup (fixture, data);
+}
+
 static gboolean
 hub_is_empty (gpointer data)
 {
@@ -95,6 +158,19 @@ fixture_teardown (Fixture *fixture, gconstpointer data)
 	g_clear_object (&fixture->server);
 	g_clear_object (&fixture->verifier);
 	g_assert_finalize_object (g_steal_pointer (&fixture->hub));
+	if (fixture->store != NULL)
+		g_assert_finalize_object (g_steal_pointer (&fixture->store));
+	if (fixture->dir != NULL) {
+		const char *names[] = {"chathub.db", "chathub.db-wal", "chathub.db-shm"};
+
+		for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+			g_autofree char *path = g_build_filename (fixture->dir, names[i], NULL);
+
+			g_remove (path);
+		}
+		g_assert_cmpint (g_rmdir (fixture->dir), ==, 0);
+		g_clear_pointer (&fixture->dir, g_free);
+	}
 	g_free (fixture->uri);
 	g_ptr_array_unref (fixture->registered);
 	g_ptr_array_unref (fixture->unregistered);
@@ -117,6 +193,7 @@ client_on_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, Test
 
 	g_assert_no_error (error);
 	g_ptr_array_add (client->received, message);
+	g_ptr_array_add (client->texts, g_strndup (text, size));
 }
 
 static void
@@ -159,6 +236,7 @@ client_connect_with_token (Fixture *fixture, const char *token)
 	g_autofree char *authorization = g_strdup_printf ("Bearer %s", token);
 
 	client->received = g_ptr_array_new_with_free_func (g_object_unref);
+	client->texts = g_ptr_array_new_with_free_func (g_free);
 	soup_message_headers_replace (soup_message_get_request_headers (msg),
 				      "Authorization",
 				      authorization);
@@ -218,6 +296,7 @@ client_free (TestClient *client)
 		g_object_unref (client->conn);
 	}
 	g_ptr_array_unref (client->received);
+	g_ptr_array_unref (client->texts);
 	g_free (client->close_data);
 	g_free (client);
 }
@@ -263,6 +342,7 @@ client_sync (TestClient *client)
 		if (chat_message_get_message_type (client_wait_message (client, i)) ==
 		    CHAT_MESSAGE_TYPE_PONG) {
 			g_ptr_array_remove_index (client->received, i);
+			g_ptr_array_remove_index (client->texts, i);
 			return;
 		}
 	}
@@ -707,6 +787,8 @@ test_hub_ordering_under_flood (Fixture *fixture, gconstpointer data)
 	client_sync (b);
 	g_ptr_array_set_size (a->received, 0);
 	g_ptr_array_set_size (b->received, 0);
+	g_ptr_array_set_size (a->texts, 0);
+	g_ptr_array_set_size (b->texts, 0);
 	for (guint i = 0; i < n_messages; i++) {
 		g_autofree char *json = g_strdup_printf (
 		    "{\"type\":\"message\",\"room_id\":1,\"content\":\"%u %s\"}",
@@ -1161,12 +1243,699 @@ test_server_required_properties (void)
 	g_assert_cmpuint (chat_server_get_port (complete), ==, 0);
 }
 
+/* ---- storage: offsets, recovery, history, a failing store -------------------------------- */
+
+static JsonNode *
+client_json (TestClient *client, guint index)
+{
+	g_autoptr (GError) error = NULL;
+	JsonNode *node;
+
+	client_wait_message (client, index);
+	node = json_from_string (client->texts->pdata[index], &error);
+	g_assert_no_error (error);
+	return node;
+}
+
+static JsonObject *
+node_object (JsonNode *node)
+{
+	return json_node_get_object (node);
+}
+
+/* Index of the first message of @type at @start or after, waiting for it. */
+static guint
+client_wait_type (TestClient *client, guint start, ChatMessageType type)
+{
+	for (guint i = start;; i++) {
+		if (chat_message_get_message_type (client_wait_message (client, i)) == type)
+			return i;
+	}
+}
+
+/* Index of the room message with @offset, waiting for it. */
+static guint
+client_wait_offset (TestClient *client, guint64 offset)
+{
+	for (guint i = 0;; i++) {
+		if (chat_message_get_offset (client_wait_message (client, i)) == offset)
+			return i;
+	}
+}
+
+/* Sends a join, with @since and @epoch when @epoch is not NULL; returns the ack's index. */
+static guint
+client_join (TestClient *client, guint64 room_id, guint64 since, const char *epoch)
+{
+	guint start = client->received->len;
+	g_autofree char *json = NULL;
+
+	if (epoch != NULL)
+		json = g_strdup_printf ("{\"type\":\"join\",\"room_id\":%" G_GUINT64_FORMAT
+					",\"since\":%" G_GUINT64_FORMAT ",\"epoch\":\"%s\"}",
+					room_id,
+					since,
+					epoch);
+	else
+		json = g_strdup_printf ("{\"type\":\"join\",\"room_id\":%" G_GUINT64_FORMAT "}",
+					room_id);
+	client_send (client, json);
+	return client_wait_type (client, start, CHAT_MESSAGE_TYPE_JOIN);
+}
+
+static void
+client_leave (TestClient *client, guint64 room_id)
+{
+	guint start = client->received->len;
+	g_autofree char *json =
+	    g_strdup_printf ("{\"type\":\"leave\",\"room_id\":%" G_GUINT64_FORMAT "}", room_id);
+
+	client_send (client, json);
+	client_wait_type (client, start, CHAT_MESSAGE_TYPE_LEAVE);
+}
+
+static void
+send_room_messages (TestClient *client, guint64 room_id, const char *tag, guint n)
+{
+	for (guint i = 0; i < n; i++) {
+		g_autofree char *json =
+		    g_strdup_printf ("{\"type\":\"message\",\"room_id\":%" G_GUINT64_FORMAT
+				     ",\"content\":\"%s %u\"}",
+				     room_id,
+				     tag,
+				     i);
+
+		client_send (client, json);
+	}
+}
+
+/* Drops the TCP connection without a close frame, as a phone losing its network would. */
+static void
+client_abort (Fixture *fixture, TestClient *client)
+{
+	guint n = chat_hub_get_n_clients (fixture->hub);
+
+	g_io_stream_close (soup_websocket_connection_get_io_stream (client->conn), NULL, NULL);
+	while (chat_hub_get_n_clients (fixture->hub) >= n)
+		g_main_context_iteration (NULL, TRUE);
+}
+
+typedef struct {
+	Fixture *fixture;
+	guint count;
+} HandledCount;
+
+static gboolean
+handled_at_least (gpointer data)
+{
+	HandledCount *wait = data;
+
+	return wait->fixture->n_handled >= wait->count;
+}
+
+/* Waits until the server has read @n client messages more than @before (read, not answered:
+ * answers may be waiting for the store). */
+static void
+wait_handled (Fixture *fixture, guint before, guint n)
+{
+	HandledCount wait = {fixture, before + n};
+
+	chat_test_wait_until (handled_at_least, &wait, 10000);
+}
+
+/* Asserts that @client got, from @index on, the room messages with offsets @first..@last,
+ * in order, with increasing ids. */
+static void
+assert_offsets (TestClient *client, guint index, guint64 first, guint64 last)
+{
+	guint64 last_id = 0;
+
+	client_wait_message (client, index + (guint) (last - first));
+	for (guint64 offset = first; offset <= last; offset++, index++) {
+		ChatMessage *got = client->received->pdata[index];
+
+		g_assert_cmpint (chat_message_get_message_type (got),
+				 ==,
+				 CHAT_MESSAGE_TYPE_MESSAGE);
+		g_assert_cmpuint (chat_message_get_offset (got), ==, offset);
+		g_assert_cmpuint (chat_message_get_id (got), >, last_id);
+		last_id = chat_message_get_id (got);
+	}
+}
+
+/* Sends a ping and asserts that @client has exactly @n messages before its pong: a ping is
+ * answered in order, after everything asked before it, so nothing else was on its way. */
+static void
+assert_received_exactly (TestClient *client, guint n)
+{
+	guint pong;
+
+	client_send (client, "{\"type\":\"ping\"}");
+	pong = client_wait_type (client, 0, CHAT_MESSAGE_TYPE_PONG);
+	g_assert_cmpuint (pong, ==, n);
+	g_ptr_array_remove_index (client->received, pong);
+	g_ptr_array_remove_index (client->texts, pong);
+}
+
+static void
+test_store_offsets_and_ack (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autoptr (JsonNode) ack = NULL;
+	g_autoptr (JsonNode) b_ack = NULL;
+	g_autoptr (JsonNode) event = NULL;
+	g_autoptr (JsonNode) rejoin = NULL;
+	g_autoptr (GList) members = NULL;
+	const char *epoch;
+	guint i;
+
+	i = client_join (a, 3, 0, NULL);
+	ack = client_json (a, i);
+	g_assert_cmpint (json_object_get_int_member (node_object (ack), "offset"), ==, 0);
+	epoch = json_object_get_string_member (node_object (ack), "epoch");
+	g_assert_nonnull (epoch);
+	g_assert_cmpuint (strlen (epoch), >, 0);
+	g_assert_false (json_object_has_member (node_object (ack), "recovered"));
+
+	send_room_messages (a, 3, "m", 3);
+	assert_offsets (a, i + 1, 1, 3);
+
+	/* the joiner is told where the room is; the others get the join event as before */
+	i = client_join (b, 3, 0, NULL);
+	b_ack = client_json (b, i);
+	g_assert_cmpint (json_object_get_int_member (node_object (b_ack), "offset"), ==, 3);
+	g_assert_cmpstr (json_object_get_string_member (node_object (b_ack), "epoch"), ==, epoch);
+	event = client_json (a, client_wait_type (a, 4, CHAT_MESSAGE_TYPE_JOIN));
+	members = json_object_get_members (node_object (event));
+	g_assert_cmpuint (g_list_length (members), ==, 4); /* type, from, room_id, timestamp */
+
+	/* joining again with the latest offset: recovered, nothing to replay, then live */
+	i = client_join (b, 3, 3, epoch);
+	rejoin = client_json (b, i);
+	g_assert_true (json_object_get_boolean_member (node_object (rejoin), "recovered"));
+	g_assert_cmpint (json_object_get_int_member (node_object (rejoin), "offset"), ==, 3);
+	send_room_messages (a, 3, "live", 1);
+	assert_offsets (b, i + 1, 4, 4);
+	assert_received_exactly (b, i + 2);
+}
+
+/* A member drops its TCP connection, others send 200 messages, it comes back with since and
+ * epoch: exactly those 200, in order, then live ones, none twice; then the same while others
+ * keep sending during the recovery. */
+static void
+test_store_recovery (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite =
+	    fixture->store != NULL ? CHAT_SQLITE_STORE (fixture->store) : NULL;
+	g_autoptr (TestClient) a = NULL;
+	g_autoptr (TestClient) b = NULL;
+	g_autoptr (TestClient) again = NULL;
+	g_autoptr (TestClient) third = NULL;
+	g_autoptr (JsonNode) ack = NULL;
+	g_autoptr (JsonNode) ack2 = NULL;
+	g_autoptr (JsonNode) ack3 = NULL;
+	g_autofree char *epoch = NULL;
+	g_autofree char *join = NULL;
+	TestClient *c;
+	guint i, handled;
+	guint64 top;
+
+	g_object_set (fixture->server, "messages-per-second", 0, NULL);
+	a = client_connect (fixture, 1);
+	b = client_connect (fixture, 2);
+	c = client_connect (fixture, 3);
+	client_join (a, 9, 0, NULL);
+	client_join (b, 9, 0, NULL);
+	i = client_join (c, 9, 0, NULL);
+	ack = client_json (c, i);
+	epoch = g_strdup (json_object_get_string_member (node_object (ack), "epoch"));
+	send_room_messages (a, 9, "seen", 5);
+	assert_offsets (c, i + 1, 1, 5);
+
+	/* c's network goes; 200 messages are sent meanwhile */
+	client_abort (fixture, c);
+	client_free (c);
+	send_room_messages (b, 9, "missed", 200);
+	client_wait_offset (a, 205);
+
+	/* back: exactly those 200, in order, then live ones, none twice */
+	again = client_connect (fixture, 3);
+	i = client_join (again, 9, 5, epoch);
+	ack2 = client_json (again, i);
+	g_assert_true (json_object_get_boolean_member (node_object (ack2), "recovered"));
+	g_assert_cmpint (json_object_get_int_member (node_object (ack2), "offset"), ==, 205);
+	assert_offsets (again, i + 1, 6, 205);
+	g_assert_cmpstr (chat_message_get_content (again->received->pdata[i + 1]), ==, "missed 0");
+	send_room_messages (a, 9, "live", 3);
+	assert_offsets (again, i + 201, 206, 208);
+	assert_received_exactly (again, i + 204);
+
+	/* again, while the others keep sending during the recovery: with the SQLite store
+	 * held, the read is queued between appends that are not stored yet */
+	client_abort (fixture, again);
+	send_room_messages (b, 9, "missed again", 100);
+	client_wait_offset (a, 308);
+	third = client_connect (fixture, 3);
+	if (sqlite != NULL)
+		chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	send_room_messages (b, 9, "before the read", 50);
+	wait_handled (fixture, handled, 50);
+	join = g_strdup_printf ("{\"type\":\"join\",\"room_id\":9,\"since\":208,\"epoch\":\"%s\"}",
+				epoch);
+	client_send (third, join);
+	wait_handled (fixture, handled, 51);
+	send_room_messages (b, 9, "after the read", 50);
+	wait_handled (fixture, handled, 101);
+	if (sqlite != NULL) {
+		/* nothing is relayed before it is stored */
+		g_assert_cmpuint (third->received->len, ==, 0);
+		chat_sqlite_store_pause (sqlite, FALSE);
+	}
+	client_wait_offset (a, 408);
+	ack3 = client_json (third, 0);
+	g_assert_cmpint (chat_message_get_message_type (third->received->pdata[0]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_true (json_object_get_boolean_member (node_object (ack3), "recovered"));
+	top = (guint64) json_object_get_int_member (node_object (ack3), "offset");
+	/* the 100 missed and the 50 before the read are in it; the 50 after it are live */
+	if (sqlite != NULL)
+		g_assert_cmpuint (top, ==, 358);
+	g_assert_cmpuint (top, >=, 308);
+	assert_offsets (third, 1, 209, 408);
+	assert_received_exactly (third, 201);
+
+	/* a member that joins again with since stops getting live messages until its read is
+	 * in, or what is stored meanwhile would come twice */
+	if (sqlite == NULL)
+		return;
+	i = a->received->len;
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	send_room_messages (b, 9, "in flight", 10);
+	wait_handled (fixture, handled, 10);
+	g_clear_pointer (&join, g_free);
+	join = g_strdup_printf ("{\"type\":\"join\",\"room_id\":9,\"since\":408,\"epoch\":\"%s\"}",
+				epoch);
+	client_send (a, join);
+	wait_handled (fixture, handled, 11);
+	send_room_messages (b, 9, "after", 10);
+	wait_handled (fixture, handled, 21);
+	chat_sqlite_store_pause (sqlite, FALSE);
+	handled = i;
+	i = client_wait_type (a, i, CHAT_MESSAGE_TYPE_JOIN);
+	assert_offsets (a, i + 1, 409, 428);
+	assert_received_exactly (a, i + 21);
+	/* and none of them came live before the ack */
+	g_assert_cmpuint (i, ==, handled);
+}
+
+/* Joins that cannot recover: told so at once, and nothing is replayed. */
+static void
+test_store_not_recovered (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) c = client_connect (fixture, 3);
+	g_autoptr (JsonNode) ack = NULL;
+	g_autofree char *epoch = NULL;
+	const struct {
+		guint64 since;
+		const char *epoch; /* NULL: the room's */
+		gboolean recovered;
+		guint64 offset; /* the ack's */
+	} cases[] = {
+	    {30, NULL, TRUE, 35},  /* within the ten kept: 31..35 follow */
+	    {35, NULL, FALSE, 50}, /* 36..40 are no longer kept */
+	    {50, "not-the-epoch", FALSE, 51},
+	    {1000, NULL, FALSE, 52}, /* beyond the room's latest offset */
+	};
+	guint64 sent = 30;
+	guint i;
+
+	i = client_join (c, 4, 0, NULL);
+	ack = client_json (c, i);
+	epoch = g_strdup (json_object_get_string_member (node_object (ack), "epoch"));
+	client_join (a, 4, 0, NULL);
+	send_room_messages (a, 4, "m", 30);
+	client_wait_offset (c, 30);
+
+	for (guint k = 0; k < G_N_ELEMENTS (cases); k++) {
+		g_autoptr (JsonNode) rejoin = NULL;
+		guint64 more = cases[k].offset - sent;
+
+		client_leave (c, 4);
+		send_room_messages (a, 4, "gone", (guint) more);
+		sent += more;
+		client_wait_offset (a, sent);
+		i = client_join (c, 4, cases[k].since, cases[k].epoch ? cases[k].epoch : epoch);
+		rejoin = client_json (c, i);
+		g_assert_cmpint (json_object_get_boolean_member (node_object (rejoin), "recovered"),
+				 ==,
+				 cases[k].recovered);
+		g_assert_cmpint (json_object_get_int_member (node_object (rejoin), "offset"),
+				 ==,
+				 sent);
+		if (cases[k].recovered)
+			assert_offsets (c, i + 1, cases[k].since + 1, sent);
+		/* what follows is live */
+		send_room_messages (a, 4, "live", 1);
+		sent++;
+		assert_offsets (c, i + 1 + (cases[k].recovered ? 5 : 0), sent, sent);
+		assert_received_exactly (c, c->received->len);
+	}
+	/* `since` without an epoch cannot be checked */
+	client_send (c, "{\"type\":\"join\",\"room_id\":4,\"since\":3}");
+	i = client_wait_type (c, c->received->len, CHAT_MESSAGE_TYPE_JOIN);
+	{
+		g_autoptr (JsonNode) rejoin = client_json (c, i);
+
+		g_assert_false (json_object_get_boolean_member (node_object (rejoin), "recovered"));
+	}
+	assert_received_exactly (c, i + 1);
+}
+
+static void
+on_history_read (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	GAsyncResult **out = user_data;
+
+	*out = g_object_ref (result);
+}
+
+static gboolean
+result_arrived (gpointer data)
+{
+	return *(GAsyncResult **) data != NULL;
+}
+
+static GPtrArray *
+read_history (ChatHub *hub, guint64 room_id, guint64 before, guint limit, char **epoch)
+{
+	g_autoptr (GAsyncResult) result = NULL;
+	g_autoptr (GError) error = NULL;
+	GPtrArray *messages;
+
+	chat_hub_read_history_async (hub, room_id, before, limit, NULL, on_history_read, &result);
+	chat_test_wait_until (result_arrived, &result, 10000);
+	messages = chat_hub_read_history_finish (hub, result, epoch, &error);
+	g_assert_no_error (error);
+	return messages;
+}
+
+/* Sends a history request and checks its answer holds the frames as @client got them. */
+static void
+assert_history (TestClient *client, const char *request, const char *epoch, guint first, guint n)
+{
+	guint start = client->received->len, i;
+	g_autoptr (JsonNode) answer = NULL;
+	JsonArray *messages;
+
+	client_send (client, request);
+	i = client_wait_type (client, start, CHAT_MESSAGE_TYPE_HISTORY);
+	answer = client_json (client, i);
+	g_assert_cmpint (json_object_get_int_member (node_object (answer), "room_id"), ==, 6);
+	g_assert_cmpstr (json_object_get_string_member (node_object (answer), "epoch"), ==, epoch);
+	messages = json_object_get_array_member (node_object (answer), "messages");
+	g_assert_cmpuint (json_array_get_length (messages), ==, n);
+	for (guint k = 0; k < n; k++) {
+		g_autofree char *stored =
+		    json_to_string (json_array_get_element (messages, k), FALSE);
+		guint index = client_wait_offset (client, first + k);
+
+		/* the frame exactly as it was relayed */
+		g_assert_cmpstr (stored, ==, client->texts->pdata[index]);
+	}
+	g_assert_true (strstr (client->texts->pdata[i], "\"messages\":[") != NULL);
+}
+
+static void
+assert_refused (TestClient *client, const char *request, const char *code)
+{
+	guint start = client->received->len, i;
+
+	client_send (client, request);
+	i = client_wait_type (client, start, CHAT_MESSAGE_TYPE_ERROR);
+	assert_error (client->received->pdata[i], code);
+}
+
+static void
+test_store_history (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) a = NULL;
+	g_autoptr (TestClient) b = NULL;
+	g_autoptr (JsonNode) ack = NULL;
+	g_autoptr (GPtrArray) messages = NULL;
+	g_autoptr (GPtrArray) none = NULL;
+	g_autofree char *api_epoch = NULL;
+	g_autofree char *empty_epoch = NULL;
+	const char *epoch;
+
+	g_object_set (fixture->server, "messages-per-second", 0, NULL);
+	a = client_connect (fixture, 1);
+	b = client_connect (fixture, 2);
+	ack = client_json (a, client_join (a, 6, 0, NULL));
+	epoch = json_object_get_string_member (node_object (ack), "epoch");
+	send_room_messages (a, 6, "h", 120);
+	client_wait_offset (a, 120);
+
+	assert_history (a, "{\"type\":\"history\",\"room_id\":6}", epoch, 71, 50);
+	assert_history (a,
+			"{\"type\":\"history\",\"room_id\":6,\"before\":21,\"limit\":5}",
+			epoch,
+			16,
+			5);
+	assert_history (a, "{\"type\":\"history\",\"room_id\":6,\"limit\":1000}", epoch, 21, 100);
+	assert_history (a, "{\"type\":\"history\",\"room_id\":6,\"before\":1}", epoch, 1, 0);
+	assert_history (a,
+			"{\"type\":\"history\",\"room_id\":6,\"before\":3,\"limit\":9}",
+			epoch,
+			1,
+			2);
+
+	assert_refused (b, "{\"type\":\"history\",\"room_id\":6}", "not_member");
+	assert_refused (a, "{\"type\":\"history\"}", "invalid_message");
+	assert_refused (a, "{\"type\":\"history\",\"room_id\":6,\"limit\":0}", "invalid_message");
+	assert_refused (a, "{\"type\":\"history\",\"room_id\":6,\"limit\":-1}", "invalid_message");
+	assert_refused (a, "{\"type\":\"history\",\"room_id\":6,\"limit\":1.5}", "invalid_message");
+	assert_refused (a, "{\"type\":\"history\",\"room_id\":6,\"before\":0}", "invalid_message");
+	assert_refused (a,
+			"{\"type\":\"history\",\"room_id\":6,\"before\":\"x\"}",
+			"invalid_message");
+
+	/* the same through the API, for scripts and the D-Bus service */
+	messages = read_history (fixture->hub, 6, 0, 3, &api_epoch);
+	g_assert_cmpstr (api_epoch, ==, epoch);
+	g_assert_cmpuint (messages->len, ==, 3);
+	for (guint k = 0; k < 3; k++) {
+		ChatMessage *message = messages->pdata[k];
+		g_autofree char *content = g_strdup_printf ("h %u", 117 + k);
+		guint index = client_wait_offset (a, 118 + k);
+
+		g_assert_cmpuint (chat_message_get_offset (message), ==, 118 + k);
+		g_assert_cmpuint (chat_message_get_from (message), ==, 1);
+		g_assert_cmpuint (chat_message_get_room_id (message), ==, 6);
+		g_assert_cmpstr (chat_message_get_content (message), ==, content);
+		g_assert_cmpuint (chat_message_get_id (message),
+				  ==,
+				  chat_message_get_id (a->received->pdata[index]));
+	}
+	g_clear_pointer (&messages, g_ptr_array_unref);
+	messages = read_history (fixture->hub, 6, 0, 0, NULL);
+	g_assert_cmpuint (messages->len, ==, 50);
+	none = read_history (fixture->hub, 77, 0, 0, &empty_epoch);
+	g_assert_cmpuint (none->len, ==, 0);
+	g_assert_nonnull (empty_epoch);
+}
+
+/* A full disk: the sender is told, nothing is relayed, and once there is room again the
+ * next message goes through with the next offset. */
+static void
+test_store_unavailable (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autofree char *big = g_strnfill (20000, 'x');
+	g_autofree char *json =
+	    g_strdup_printf ("{\"type\":\"message\",\"room_id\":3,\"content\":\"%s\"}", big);
+	guint i, b_seen;
+
+	n_store_failed = n_store_recovered = 0;
+	client_join (a, 3, 0, NULL);
+	client_join (b, 3, 0, NULL);
+	send_room_messages (a, 3, "one", 1);
+	client_wait_offset (b, 1);
+	b_seen = b->received->len;
+
+	g_assert_cmpint (chat_sqlite_store_query (sqlite, "PRAGMA max_page_count = 1"), >, 1);
+	i = a->received->len;
+	for (guint k = 0; k < 3; k++)
+		client_send (a, json);
+	for (guint k = 0; k < 3; k++) {
+		i = client_wait_type (a, i, CHAT_MESSAGE_TYPE_ERROR);
+		assert_error (a->received->pdata[i], "unavailable");
+		i++;
+	}
+	/* and a still works for everything else */
+	assert_received_exactly (a, i);
+	g_assert_cmpuint (n_store_failed, ==, 1);
+
+	chat_sqlite_store_query (sqlite, "PRAGMA max_page_count = 1073741823");
+	send_room_messages (a, 3, "two", 1);
+	/* b got nothing of the three: the next it gets is offset 2 */
+	assert_offsets (b, b_seen, 2, 2);
+	assert_received_exactly (b, b_seen + 1);
+	g_assert_cmpstr (chat_message_get_content (b->received->pdata[b_seen]), ==, "two 0");
+	g_assert_cmpuint (n_store_recovered, ==, 1);
+}
+
+/* Direct and hub-wide messages are not stored, and do not overtake a room message that is. */
+static void
+test_store_ordering (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	guint handled, start, a_start;
+	const char *expected[] = {"room", "direct", "everyone"};
+
+	client_join (a, 5, 0, NULL);
+	client_join (b, 5, 0, NULL);
+	client_wait_type (a, 1, CHAT_MESSAGE_TYPE_JOIN); /* b's join event */
+	start = b->received->len;
+	a_start = a->received->len;
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	client_send (a, "{\"type\":\"message\",\"room_id\":5,\"content\":\"room\"}");
+	client_send (a, "{\"type\":\"message\",\"to\":2,\"content\":\"direct\"}");
+	client_send (a, "{\"type\":\"message\",\"content\":\"everyone\"}");
+	/* a ping is a barrier: its pong waits for the three too */
+	client_send (a, "{\"type\":\"ping\"}");
+	wait_handled (fixture, handled, 4);
+	g_assert_cmpuint (b->received->len, ==, start);
+	g_assert_cmpuint (a->received->len, ==, a_start);
+	chat_sqlite_store_pause (sqlite, FALSE);
+	client_wait_message (a, a_start + 3);
+	for (guint k = 0; k < 3; k++)
+		g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start + k]),
+				 ==,
+				 expected[k]);
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 3]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_PONG);
+	client_wait_message (b, start + 2);
+	for (guint k = 0; k < 3; k++) {
+		ChatMessage *got = b->received->pdata[start + k];
+
+		g_assert_cmpstr (chat_message_get_content (got), ==, expected[k]);
+		if (k > 0)
+			g_assert_cmpuint (chat_message_get_id (got),
+					  >,
+					  chat_message_get_id (b->received->pdata[start + k - 1]));
+	}
+	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start]), ==, 1);
+	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start + 1]), ==, 0);
+}
+
+/* Joins and leaves take their turn behind messages still being stored: a leaver gets what was
+ * sent before its leave, a joiner nothing sent before its join, and everyone sees the events
+ * in that order. */
+static void
+test_store_membership_order (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autoptr (TestClient) c = client_connect (fixture, 3);
+	guint a_start, b_start, handled;
+
+	client_join (a, 8, 0, NULL);
+	client_join (b, 8, 0, NULL);
+	client_wait_type (a, 1, CHAT_MESSAGE_TYPE_JOIN);
+	a_start = a->received->len;
+	b_start = b->received->len;
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	client_send (a, "{\"type\":\"message\",\"room_id\":8,\"content\":\"before\"}");
+	wait_handled (fixture, handled, 1);
+	client_send (b, "{\"type\":\"leave\",\"room_id\":8}");
+	wait_handled (fixture, handled, 2);
+	client_send (c, "{\"type\":\"join\",\"room_id\":8}");
+	wait_handled (fixture, handled, 3);
+	/* c may send to the room at once, b no longer */
+	client_send (c, "{\"type\":\"message\",\"room_id\":8,\"content\":\"after\"}");
+	client_send (b, "{\"type\":\"message\",\"room_id\":8,\"content\":\"late\"}");
+	wait_handled (fixture, handled, 5);
+	g_assert_cmpuint (a->received->len, ==, a_start);
+	g_assert_cmpuint (c->received->len, ==, 0);
+	chat_sqlite_store_pause (sqlite, FALSE);
+
+	/* a: the message, b's leave, c's join, c's message */
+	client_wait_message (a, a_start + 3);
+	g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start]), ==, "before");
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 1]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_LEAVE);
+	g_assert_cmpuint (chat_message_get_from (a->received->pdata[a_start + 1]), ==, 2);
+	g_assert_cmpint (chat_message_get_message_type (a->received->pdata[a_start + 2]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_cmpuint (chat_message_get_from (a->received->pdata[a_start + 2]), ==, 3);
+	g_assert_cmpstr (chat_message_get_content (a->received->pdata[a_start + 3]), ==, "after");
+	assert_received_exactly (a, a_start + 4);
+	/* b: the message sent before its leave, its ack, then not_member */
+	client_wait_message (b, b_start + 2);
+	g_assert_cmpstr (chat_message_get_content (b->received->pdata[b_start]), ==, "before");
+	g_assert_cmpint (chat_message_get_message_type (b->received->pdata[b_start + 1]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_LEAVE);
+	assert_error (b->received->pdata[b_start + 2], "not_member");
+	assert_received_exactly (b, b_start + 3);
+	/* c: its ack, then only what came after it */
+	client_wait_message (c, 1);
+	g_assert_cmpint (chat_message_get_message_type (c->received->pdata[0]),
+			 ==,
+			 CHAT_MESSAGE_TYPE_JOIN);
+	g_assert_cmpstr (chat_message_get_content (c->received->pdata[1]), ==, "after");
+	g_assert_cmpuint (chat_message_get_offset (c->received->pdata[1]), ==, 2);
+	assert_received_exactly (c, 2);
+}
+
+/* Ids go on from the store's last one: a hub on the same file never reuses one. */
+static void
+test_store_ids_continue (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (ChatHub) next = NULL;
+	guint64 last;
+	guint i;
+
+	client_join (a, 2, 0, NULL);
+	send_room_messages (a, 2, "m", 3);
+	i = client_wait_offset (a, 3);
+	last = chat_message_get_id (a->received->pdata[i]);
+	next = g_object_new (CHAT_TYPE_HUB, "store", fixture->store, NULL);
+	g_assert_true (chat_hub_get_n_clients (next) == 0);
+	{
+		g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+		g_autoptr (GError) error = NULL;
+
+		chat_message_set_content (message, "after");
+		chat_hub_send_to_all (next, message, &error);
+		g_assert_no_error (error);
+		g_assert_cmpuint (chat_message_get_id (message), ==, last + 1);
+	}
+}
+
 int
 main (int argc, char **argv)
 {
 	struct rlimit limit;
 
 	g_test_init (&argc, &argv, NULL);
+	g_log_set_writer_func (test_log_writer, NULL, NULL);
 	/* a server makes one shard context per 128 descriptors allowed: with 512, four, so the
 	 * tests' connections share them */
 	if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_max >= 512) {
@@ -1193,6 +1962,22 @@ main (int argc, char **argv)
 	ADD ("/chat/server/token-expiry", test_server_token_expiry);
 	ADD ("/chat/server/input-sources-parked", test_server_input_sources_parked);
 #undef ADD
+#define ADD_WITH(path, setup, func) g_test_add (path, Fixture, NULL, setup, func, fixture_teardown)
+	ADD_WITH ("/chat/hub/store/offsets-and-ack", fixture_setup, test_store_offsets_and_ack);
+	ADD_WITH ("/chat/hub/store/recovery", fixture_setup, test_store_recovery);
+	ADD_WITH ("/chat/hub/store/recovery-sqlite", fixture_setup_sqlite, test_store_recovery);
+	ADD_WITH ("/chat/hub/store/not-recovered",
+		  fixture_setup_small_history,
+		  test_store_not_recovered);
+	ADD_WITH ("/chat/hub/store/history", fixture_setup, test_store_history);
+	ADD_WITH ("/chat/hub/store/history-sqlite", fixture_setup_sqlite, test_store_history);
+	ADD_WITH ("/chat/hub/store/unavailable", fixture_setup_sqlite, test_store_unavailable);
+	ADD_WITH ("/chat/hub/store/ordering", fixture_setup_sqlite, test_store_ordering);
+	ADD_WITH ("/chat/hub/store/membership-order",
+		  fixture_setup_sqlite,
+		  test_store_membership_order);
+	ADD_WITH ("/chat/hub/store/ids-continue", fixture_setup_sqlite, test_store_ids_continue);
+#undef ADD_WITH
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);
 	g_test_add_func ("/chat/server/required-properties", test_server_required_properties);
 	return g_test_run ();

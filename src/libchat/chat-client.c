@@ -54,6 +54,7 @@ struct _ChatClient {
 	guint16 close_code;
 	gboolean closed;
 	gboolean slow_consumer; /* closed by chat_client_push_frame() for it */
+	gboolean input_done;	/* a close is queued behind the hub's pending relays */
 
 	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
 	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
@@ -322,7 +323,15 @@ refuse_over_rate (ChatClient *self, gint64 now)
 		g_message (_ ("Closing client %s (user %" PRIu64 "): over the rate limit"),
 			   self->id,
 			   self->user_id);
-		client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "rate limit");
+		/* after the relays and answers of what it sent before; nothing more is read */
+		self->input_done = TRUE;
+		if (self->hub != NULL)
+			chat_hub_close_in_order (self->hub,
+						 self,
+						 CHAT_CLOSE_CODE_POLICY_VIOLATION,
+						 "rate limit");
+		else
+			client_close (self, CHAT_CLOSE_CODE_POLICY_VIOLATION, "rate limit");
 		return;
 	}
 	text = g_strdup_printf ("Too many messages: at most %u per second, in bursts of %u",
@@ -340,7 +349,7 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 	const char *text;
 
 	/* libsoup 3.2 still delivers messages after it sent a close */
-	if (!client_is_open (self))
+	if (!client_is_open (self) || self->input_done)
 		return;
 	/* the one clock read per message, shared by idle detection and the rate limit */
 	self->last_rx = g_get_monotonic_time ();
@@ -503,11 +512,17 @@ void
 chat_client_send_error (ChatClient *self, ChatError code, const char *text)
 {
 	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
+	g_autoptr (GBytes) frame = NULL;
 
 	chat_message_set_code (error, chat_error_get_wire_code (code));
 	chat_message_set_content (error, text);
 	chat_message_stamp (error, 0, 0);
-	chat_client_send (self, error);
+	frame = chat_message_to_frame (error);
+	/* in the order of the requests: after the echoes of messages still being stored */
+	if (self->hub != NULL)
+		chat_hub_push_in_order (self->hub, self, frame);
+	else
+		chat_client_push_frame (self, frame);
 }
 
 /* Pings the client or closes it if idle or its token expired; TRUE when it closed it for

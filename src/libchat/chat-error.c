@@ -32,7 +32,8 @@ G_DEFINE_ENUM_TYPE (ChatError,
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_INVALID_ARGUMENT, "invalid-argument"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_PERMISSION_DENIED, "permission-denied"),
 		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_RATE_LIMITED, "rate-limited"),
-		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_LIMIT_EXCEEDED, "limit-exceeded"))
+		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_LIMIT_EXCEEDED, "limit-exceeded"),
+		    G_DEFINE_ENUM_VALUE (CHAT_ERROR_UNAVAILABLE, "unavailable"))
 
 static const GDBusErrorEntry chat_dbus_errors[] = {
     {CHAT_ERROR_FAILED, "io.github.chathub.Hub1.Error.Failed"},
@@ -48,6 +49,7 @@ static const GDBusErrorEntry chat_dbus_errors[] = {
     {CHAT_ERROR_PERMISSION_DENIED, "io.github.chathub.Hub1.Error.PermissionDenied"},
     {CHAT_ERROR_RATE_LIMITED, "io.github.chathub.Hub1.Error.RateLimited"},
     {CHAT_ERROR_LIMIT_EXCEEDED, "io.github.chathub.Hub1.Error.LimitExceeded"},
+    {CHAT_ERROR_UNAVAILABLE, "io.github.chathub.Hub1.Error.Unavailable"},
 };
 
 /**
@@ -115,6 +117,8 @@ chat_error_get_wire_code (ChatError code)
 		return "rate_limited";
 	case CHAT_ERROR_LIMIT_EXCEEDED:
 		return "limit_exceeded";
+	case CHAT_ERROR_UNAVAILABLE:
+		return "unavailable";
 	case CHAT_ERROR_FAILED:
 	default:
 		return "failed";

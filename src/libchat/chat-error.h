@@ -41,6 +41,9 @@ G_BEGIN_DECLS
  *   message was not relayed (wire code `rate_limited`)
  * @CHAT_ERROR_LIMIT_EXCEEDED: a per-connection limit, such as the number of rooms, would be
  *   exceeded (wire code `limit_exceeded`)
+ * @CHAT_ERROR_UNAVAILABLE: the message store could not store a message (a full disk, a
+ *   failing store), so it was not relayed; trying again later may succeed (wire code
+ *   `unavailable`)
  *
  * Error codes of the %CHAT_ERROR domain. The first few are sent to WebSocket clients as the
  * `code` of an error frame (see chat_error_get_wire_code() and
@@ -62,6 +65,7 @@ typedef enum {
 	CHAT_ERROR_PERMISSION_DENIED,
 	CHAT_ERROR_RATE_LIMITED,
 	CHAT_ERROR_LIMIT_EXCEEDED,
+	CHAT_ERROR_UNAVAILABLE,
 } ChatError;
 
 CHAT_AVAILABLE_IN_ALL

@@ -18,5 +18,11 @@ void
 chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *message);
 GPtrArray *
 chat_hub_get_clients_unowned (ChatHub *self);
+/* Answers keep the order of the requests: relays wait for the store, and whatever a client
+ * is sent or told after them waits its turn too (now if nothing is pending). */
+void
+chat_hub_push_in_order (ChatHub *self, ChatClient *client, GBytes *frame);
+void
+chat_hub_close_in_order (ChatHub *self, ChatClient *client, guint16 code, const char *reason);
 
 G_END_DECLS

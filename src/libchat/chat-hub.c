@@ -8,8 +8,11 @@
 
 #include "chat-error.h"
 #include "chat-hub-private.h"
+#include "chat-frame-private.h"
 #include "chat-i18n-private.h"
+#include "chat-memory-store.h"
 #include "chat-message-private.h"
+#include "chat-store-private.h"
 #include "chat-token-verifier-private.h"
 
 /**
@@ -20,11 +23,17 @@
  * A #ChatHub owns the registered clients and the rooms they joined, and routes every message:
  * to everyone, to the members of a room, or to every connection of a user. It is the only
  * place that assigns message ids (strictly increasing) and timestamps, and the only place
- * that decides who receives what, so a pub/sub bridge between several nodes or a history
- * store can hook in at one point later.
+ * that decides who receives what, so the message store (#ChatHub:store) and, later, a pub/sub
+ * bridge between several nodes hook in at one point.
  *
  * Each relayed message is serialized and framed once; every recipient's outbox then takes a
  * reference to the same bytes.
+ *
+ * Room messages are kept in the hub's #ChatHub:store and relayed only once it stored them,
+ * each with its `offset` in the room's stream; every message, stored or not, is relayed in
+ * the order the hub received it. A client that joins a room again with the last offset it
+ * saw gets what it missed (see `docs/protocol.md`), and chat_hub_read_history_async() reads
+ * a room's history.
  *
  * A hub, its servers and its clients are not thread-safe: create them and call them on the
  * thread that runs their #GMainContext (the thread-default context when the server was
@@ -42,7 +51,51 @@
 typedef struct {
 	guint64 id;
 	GPtrArray *members; /* ChatClient*, unowned; ChatClientRoom.slot is the index */
+	/* joined, but their turn in the hub's pipeline has not come, or they are recovering
+	 * what they missed: room traffic passes them by until then, so nothing comes early or
+	 * twice; ChatClientRoom.slot is the index | SLOT_PENDING */
+	GPtrArray *pending;
+	/* left, but their turn has not come: they still get what was sent before they left.
+	 * Unowned: their STEP_LEAVE holds a reference. */
+	GPtrArray *leaving;
 } ChatRoom;
+
+#define SLOT_PENDING 0x80000000u
+
+/* What the hub does, in the order it was asked for. A room message is relayed once stored,
+ * so whatever comes after it (other messages, answers, joins and leaves) waits its turn. */
+typedef enum {
+	STEP_RELAY,   /* a message that is not stored */
+	STEP_STORE,   /* a room message being appended */
+	STEP_JOIN,    /* a join: the member gets room traffic from here on */
+	STEP_RECOVER, /* a join with `since`: the missed messages being read */
+	STEP_LEAVE,   /* a leave or a disconnect: the others are told */
+	STEP_FRAME,   /* an answer to one client */
+	STEP_CLOSE,   /* a close decided after what is before it */
+	STEP_HISTORY, /* a `history` request being read */
+} StepKind;
+
+typedef struct {
+	ChatHub *hub; /* owned: completions may come after the last user's unref */
+	StepKind kind;
+	gboolean done;
+	ChatMessage *message; /* (nullable) owned: the message */
+	ChatClient *client;   /* (nullable) owned: the sender, joiner, leaver or asker */
+	guint64 sender_user;
+	guint64 room_id;
+	guint64 since;
+	gint recovered;	     /* STEP_JOIN: what its ack says, -1 for nothing */
+	gboolean announce;   /* STEP_JOIN, STEP_RECOVER: tell the others too */
+	gboolean left;	     /* STEP_JOIN, STEP_RECOVER: the joiner left meanwhile */
+	gboolean cancelled;  /* STEP_JOIN, STEP_RECOVER: it joined again meanwhile */
+	gboolean ack;	     /* STEP_LEAVE: the leaver gets its event too */
+	gboolean in_leaving; /* STEP_LEAVE: the leaver sits in ChatRoom.leaving */
+	guint16 code;	     /* STEP_CLOSE */
+	char *reason;	     /* STEP_CLOSE */
+	GBytes *frame;	     /* STEP_FRAME */
+	GError *error;
+	GPtrArray *frames; /* GBytes, what a read found */
+} HubStep;
 
 typedef struct {
 	guint64 id;
@@ -58,11 +111,13 @@ struct _ChatHub {
 	GHashTable *rooms;	   /* &ChatRoom.id -> ChatRoom*, owned */
 	guint64 last_message_id;
 	guint64 messages_relayed;
+	ChatStore *store;
+	GQueue steps; /* HubStep*, in the order they were asked for */
 };
 
 G_DEFINE_FINAL_TYPE (ChatHub, chat_hub, G_TYPE_OBJECT)
 
-enum { PROP_0, PROP_N_CLIENTS, PROP_N_ROOMS, N_PROPS };
+enum { PROP_0, PROP_N_CLIENTS, PROP_N_ROOMS, PROP_STORE, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 enum {
@@ -79,7 +134,22 @@ static void
 room_free (ChatRoom *room)
 {
 	g_ptr_array_unref (room->members);
+	g_ptr_array_unref (room->pending);
+	g_ptr_array_unref (room->leaving);
 	g_free (room);
+}
+
+static void
+step_free (HubStep *step)
+{
+	g_clear_object (&step->message);
+	g_clear_object (&step->client);
+	g_clear_error (&step->error);
+	g_clear_pointer (&step->frames, g_ptr_array_unref);
+	g_clear_pointer (&step->frame, g_bytes_unref);
+	g_free (step->reason);
+	g_object_unref (step->hub);
+	g_free (step);
 }
 
 static void
@@ -101,9 +171,39 @@ chat_hub_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec
 	case PROP_N_ROOMS:
 		g_value_set_uint (value, g_hash_table_size (self->rooms));
 		break;
+	case PROP_STORE:
+		g_value_set_object (value, self->store);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
+}
+
+static void
+chat_hub_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+	ChatHub *self = CHAT_HUB (object);
+
+	switch (prop_id) {
+	case PROP_STORE:
+		self->store = g_value_dup_object (value);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+static void
+chat_hub_constructed (GObject *object)
+{
+	ChatHub *self = CHAT_HUB (object);
+
+	G_OBJECT_CLASS (chat_hub_parent_class)->constructed (object);
+	/* a hub made without one still relays through a store, so it behaves the same */
+	if (self->store == NULL)
+		self->store = CHAT_STORE (chat_memory_store_new ());
+	/* ids go on from the last one stored, across restarts */
+	self->last_message_id = chat_store_get_last_id (self->store);
 }
 
 static void
@@ -135,6 +235,9 @@ chat_hub_finalize (GObject *object)
 	g_ptr_array_unref (self->clients);
 	g_hash_table_unref (self->users);
 	g_hash_table_unref (self->rooms);
+	/* every step holds a reference on the hub: none is left here */
+	g_assert (g_queue_is_empty (&self->steps));
+	g_clear_object (&self->store);
 	G_OBJECT_CLASS (chat_hub_parent_class)->finalize (object);
 }
 
@@ -146,6 +249,8 @@ chat_hub_class_init (ChatHubClass *klass)
 	chat_i18n_init ();
 
 	object_class->get_property = chat_hub_get_property;
+	object_class->set_property = chat_hub_set_property;
+	object_class->constructed = chat_hub_constructed;
 	object_class->dispose = chat_hub_dispose;
 	object_class->finalize = chat_hub_finalize;
 
@@ -179,6 +284,22 @@ chat_hub_class_init (ChatHubClass *klass)
 			       G_MAXUINT,
 			       0,
 			       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatHub:store:
+	 *
+	 * Where room messages are kept: the hub relays a room message only once the store
+	 * has stored it, and reads history and missed messages from it. %NULL at construction
+	 * gives the hub a #ChatMemoryStore of its own. The hub's message ids continue from the
+	 * highest one the store holds.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_STORE] = g_param_spec_object ("store",
+						 NULL,
+						 "Where room messages are kept",
+						 CHAT_TYPE_STORE,
+						 G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+						     G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 
 	/**
@@ -294,12 +415,14 @@ chat_hub_init (ChatHub *self)
 	    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) user_free);
 	self->rooms =
 	    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) room_free);
+	g_queue_init (&self->steps);
 }
 
 /**
  * chat_hub_new:
  *
- * Creates an empty hub.
+ * Creates an empty hub that keeps room messages in a #ChatMemoryStore of its own. To keep
+ * them in another store, create the hub with g_object_new() and #ChatHub:store.
  *
  * Returns: (transfer full): a new #ChatHub
  *
@@ -335,6 +458,17 @@ push_to_clients (GPtrArray *clients, GBytes *frame)
 	return delivered;
 }
 
+/* Room traffic: the members, and those whose leave has not had its turn yet. */
+static guint
+push_to_room (ChatRoom *room, GBytes *frame)
+{
+	guint delivered = push_to_clients (room->members, frame);
+
+	if (G_UNLIKELY (room->leaving->len > 0))
+		delivered += push_to_clients (room->leaving, frame);
+	return delivered;
+}
+
 static ChatUser *
 lookup_user (ChatHub *self, guint64 user_id)
 {
@@ -361,7 +495,7 @@ route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 		ChatRoom *room = lookup_room (self, room_id);
 
 		if (room != NULL)
-			delivered = push_to_clients (room->members, frame);
+			delivered = push_to_room (room, frame);
 	} else if (to != 0) {
 		ChatUser *user = lookup_user (self, to);
 
@@ -393,9 +527,61 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 
 /* ---- membership ----------------------------------------------------------------------- */
 
+static GPtrArray *
+room_array (ChatRoom *room, guint slot)
+{
+	return (slot & SLOT_PENDING) ? room->pending : room->members;
+}
+
+/* Takes @client out of the array @entry points into; the last one there takes its slot. */
+static void
+room_take (ChatRoom *room, ChatClientRoom *entry, ChatClient *client)
+{
+	GPtrArray *array = room_array (room, entry->slot);
+	guint flag = entry->slot & SLOT_PENDING;
+	guint slot = entry->slot & ~SLOT_PENDING;
+	guint last = array->len - 1;
+
+	g_assert (array->pdata[slot] == client);
+	if (slot != last) {
+		ChatClient *moved = array->pdata[last];
+
+		array->pdata[slot] = moved;
+		chat_client_find_room (moved, room->id)->slot = slot | flag;
+	}
+	g_ptr_array_set_size (array, last);
+}
+
+/* Returns the slot @client gets. */
+static guint
+room_put (ChatRoom *room, ChatClient *client, gboolean pending)
+{
+	GPtrArray *array = pending ? room->pending : room->members;
+	guint slot = array->len | (pending ? SLOT_PENDING : 0);
+
+	g_ptr_array_add (array, client);
+	return slot;
+}
+
+static gboolean
+entry_is_pending (ChatClientRoom *entry)
+{
+	return (entry->slot & SLOT_PENDING) != 0;
+}
+
+/* Moves a client between the members and those whose join has not had its turn. */
+static void
+room_set_pending (ChatRoom *room, ChatClient *client, ChatClientRoom *entry, gboolean pending)
+{
+	if (entry_is_pending (entry) == pending)
+		return;
+	room_take (room, entry, client);
+	entry->slot = room_put (room, client, pending);
+}
+
 /* Returns the room, created if it was empty. */
 static ChatRoom *
-room_add (ChatHub *self, guint64 room_id, ChatClient *client)
+room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean pending)
 {
 	ChatRoom *room = lookup_room (self, room_id);
 
@@ -403,12 +589,26 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client)
 		room = g_new0 (ChatRoom, 1);
 		room->id = room_id;
 		room->members = g_ptr_array_new ();
+		room->pending = g_ptr_array_new ();
+		room->leaving = g_ptr_array_new ();
 		g_hash_table_insert (self->rooms, &room->id, room);
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	}
-	chat_client_add_room (client, room_id, room->members->len);
-	g_ptr_array_add (room->members, client);
+	chat_client_add_room (client, room_id, room_put (room, client, pending));
 	return room;
+}
+
+/* Returns the room, or NULL if nobody is left in it. */
+static ChatRoom *
+room_drop_if_empty (ChatHub *self, ChatRoom *room)
+{
+	guint64 room_id = room->id;
+
+	if (room->members->len > 0 || room->pending->len > 0 || room->leaving->len > 0)
+		return room;
+	g_hash_table_remove (self->rooms, &room_id);
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
+	return NULL;
 }
 
 /* Returns the room, or NULL if @client was its last member (or not one). */
@@ -417,77 +617,489 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 {
 	ChatRoom *room = lookup_room (self, room_id);
 	ChatClientRoom *entry = chat_client_find_room (client, room_id);
-	guint slot, last;
 
 	if (room == NULL || entry == NULL)
 		return NULL;
-	slot = entry->slot;
-	last = room->members->len - 1;
-	g_assert (room->members->pdata[slot] == client);
-	if (slot != last) {
-		ChatClient *moved = room->members->pdata[last];
-
-		room->members->pdata[slot] = moved;
-		chat_client_find_room (moved, room_id)->slot = slot;
-	}
-	g_ptr_array_set_size (room->members, last);
+	room_take (room, entry, client);
 	chat_client_remove_room (client, room_id);
-	if (room->members->len == 0) {
-		g_hash_table_remove (self->rooms, &room_id);
-		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
-		return NULL;
+	return room_drop_if_empty (self, room);
+}
+
+/* The position a joiner is told: the offset of the last message of the room relayed before
+ * its turn. The store's top may already count messages committed in the same group and
+ * relayed right after, so those still queued are taken off. */
+static guint64
+room_position (ChatHub *self, guint64 room_id, const char **epoch)
+{
+	guint64 top = 0;
+
+	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, &top, NULL, epoch);
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+		guint64 offset;
+
+		if (step->kind != STEP_STORE || chat_message_get_room_id (step->message) != room_id)
+			continue;
+		offset = chat_message_get_offset (step->message);
+		/* offsets are given in the order of the appends */
+		if (offset != 0)
+			return MIN (top, offset - 1);
 	}
-	return room;
+	return top;
+}
+
+/* The joiner's own `join` event: the room's position in its stream, and with `since`
+ * whether what it missed follows. */
+static void
+send_join_ack (ChatHub *self, ChatClient *client, guint64 room_id, gint recovered)
+{
+	g_autoptr (ChatMessage) ack = chat_message_new (CHAT_MESSAGE_TYPE_JOIN);
+	const char *epoch = NULL;
+	guint64 position = room_position (self, room_id, &epoch);
+
+	chat_message_set_room_id (ack, room_id);
+	chat_message_stamp (ack, 0, chat_client_get_user_id (client));
+	chat_message_set_position (ack, position, epoch);
+	chat_message_set_recovered (ack, recovered);
+	chat_client_send (client, ack);
 }
 
 static void
-join_room (ChatHub *self, ChatClient *client, guint64 room_id)
-{
-	g_autoptr (GBytes) event =
-	    build_room_event (CHAT_MESSAGE_TYPE_JOIN, room_id, chat_client_get_user_id (client));
+on_read_done (GObject *source, GAsyncResult *result, gpointer user_data);
+static HubStep *
+step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message);
 
-	if (chat_client_find_room (client, room_id) != NULL) {
-		/* joining twice: the ack again, nothing new for the others */
-		chat_client_push_frame (client, event);
+/* A join that has not had its turn: a later one of the same client replaces it (the others
+ * are still told once), a leave turns its ack into a plain one. */
+static void
+mark_pending_joins (ChatHub *self, ChatClient *client, guint64 room_id, gboolean left)
+{
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+
+		if ((step->kind != STEP_JOIN && step->kind != STEP_RECOVER) ||
+		    step->client != client || step->room_id != room_id || step->left)
+			continue;
+		if (left)
+			step->left = TRUE;
+		else
+			step->cancelled = TRUE;
+	}
+}
+
+/* @request: (nullable): the client's `join`, with `since` and `epoch` if it recovers */
+static void
+join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *request)
+{
+	ChatClientRoom *entry = chat_client_find_room (client, room_id);
+	gboolean busy = !g_queue_is_empty (&self->steps);
+	gboolean with_since = FALSE, read = FALSE, announce = FALSE;
+	gint recovered = -1;
+	guint64 since = 0;
+	ChatRoom *room;
+	HubStep *step;
+
+	if (request != NULL)
+		with_since = chat_message_get_since (request, &since);
+	if (with_since) {
+		guint64 top = 0, first = 0;
+		const char *epoch = NULL;
+
+		/* only committed offsets were ever relayed: a client knows none above top */
+		chat_store_get_stream (self->store,
+				       CHAT_STREAM_KIND_ROOM,
+				       room_id,
+				       &top,
+				       &first,
+				       &epoch);
+		if (g_strcmp0 (chat_message_get_epoch (request), epoch) != 0 || since > top ||
+		    since + 1 < first)
+			recovered = FALSE;
+		else if (since == top && !busy)
+			recovered = TRUE;
+		else
+			read = TRUE;
+	}
+	mark_pending_joins (self, client, room_id, FALSE);
+
+	if (entry == NULL) {
+		room = lookup_room (self, room_id);
+		if (!busy && !read) {
+			g_autoptr (GBytes) event =
+			    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
+					      room_id,
+					      chat_client_get_user_id (client));
+
+			if (room != NULL)
+				push_to_room (room, event);
+			room_add (self, room_id, client, FALSE);
+			g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
+			send_join_ack (self, client, room_id, recovered);
+			return;
+		}
+		/* a member from now for its own requests, from its turn for room traffic */
+		room_add (self, room_id, client, TRUE);
+		announce = TRUE;
+		g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
+	} else {
+		/* joining again: the ack again, nothing new for the others */
+		if (!busy && !read) {
+			send_join_ack (self, client, room_id, recovered);
+			return;
+		}
+		/* a member that recovers gets nothing live until its read is in: nothing twice */
+		if (read)
+			room_set_pending (lookup_room (self, room_id), client, entry, TRUE);
+	}
+
+	step = step_new (self, read ? STEP_RECOVER : STEP_JOIN, client, NULL);
+	step->room_id = room_id;
+	step->since = since;
+	step->recovered = recovered;
+	step->announce = announce;
+	if (!read) {
+		step->done = TRUE;
 		return;
 	}
-	push_to_clients (room_add (self, room_id, client)->members, event);
-	g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
+	/* The read sees every append made before it and completes in order with them: what
+	 * is relayed before its turn is in it, what comes after is live. */
+	chat_store_read_async (self->store,
+			       CHAT_STREAM_KIND_ROOM,
+			       room_id,
+			       since,
+			       0,
+			       0,
+			       FALSE,
+			       NULL,
+			       on_read_done,
+			       step);
+}
+
+/* A join's turn (STEP_JOIN, STEP_RECOVER). */
+static void
+finish_join (ChatHub *self, HubStep *step)
+{
+	ChatClientRoom *entry = chat_client_find_room (step->client, step->room_id);
+	ChatRoom *room = lookup_room (self, step->room_id);
+	gint recovered = step->recovered;
+	guint64 position;
+
+	if (step->announce && room != NULL) {
+		g_autoptr (GBytes) event =
+		    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
+				      step->room_id,
+				      chat_client_get_user_id (step->client));
+
+		push_to_room (room, event);
+	}
+	if (step->cancelled)
+		return;
+	if (step->left || entry == NULL || room == NULL) {
+		/* it left before its turn: the ack it asked for, nothing else */
+		send_join_ack (self,
+			       step->client,
+			       step->room_id,
+			       step->kind == STEP_RECOVER ? FALSE : recovered);
+		return;
+	}
+	if (step->kind == STEP_RECOVER) {
+		position = room_position (self, step->room_id, NULL);
+		/* offsets are contiguous: a read from since + 1 holds position - since of them */
+		recovered = step->error == NULL && step->since <= position &&
+			    step->frames->len == position - step->since;
+	}
+	room_set_pending (room, step->client, entry, FALSE);
+	send_join_ack (self, step->client, step->room_id, recovered);
+	for (guint i = 0; recovered > 0 && i < step->frames->len; i++) {
+		gsize size;
+		const void *text = g_bytes_get_data (step->frames->pdata[i], &size);
+		g_autoptr (GBytes) frame = chat_frame_new (0x1 /* text */, text, size);
+
+		chat_client_push_frame (step->client, frame);
+	}
 }
 
 static void
 leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 {
 	g_autoptr (GBytes) event = NULL;
-	ChatRoom *room = room_remove (self, room_id, client);
+	ChatClientRoom *entry = chat_client_find_room (client, room_id);
+	ChatRoom *room;
+	HubStep *step;
 
+	if (!g_queue_is_empty (&self->steps) && entry != NULL) {
+		/* in order: no longer a member for its own requests, still one for what was sent
+		 * before (unless it is gone), and the others hear of it at its turn */
+		gboolean was_pending = entry_is_pending (entry);
+
+		room = lookup_room (self, room_id);
+		mark_pending_joins (self, client, room_id, TRUE);
+		room_take (room, entry, client);
+		chat_client_remove_room (client, room_id);
+		step = step_new (self, STEP_LEAVE, client, NULL);
+		step->room_id = room_id;
+		step->ack = ack;
+		step->done = TRUE;
+		if (ack && !was_pending) {
+			g_ptr_array_add (room->leaving, client);
+			step->in_leaving = TRUE;
+		}
+		room_drop_if_empty (self, room);
+		g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, client, room_id);
+		return;
+	}
+
+	room = room_remove (self, room_id, client);
 	/* a client leaving many rooms of its own on disconnect builds no frame for them */
 	if (room != NULL || ack)
 		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
 					  room_id,
 					  chat_client_get_user_id (client));
 	if (room != NULL)
-		push_to_clients (room->members, event);
+		push_to_room (room, event);
 	if (ack)
 		chat_client_push_frame (client, event);
 	g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, client, room_id);
 }
 
-/* ---- client messages ------------------------------------------------------------------ */
-
+/* A leave's turn. */
 static void
-send_pong (ChatClient *client)
+finish_leave (ChatHub *self, HubStep *step)
 {
-	g_autoptr (ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
+	ChatRoom *room = lookup_room (self, step->room_id);
+	g_autoptr (GBytes) event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
+						     step->room_id,
+						     chat_client_get_user_id (step->client));
 
-	chat_message_stamp (pong, 0, 0);
-	chat_client_send (client, pong);
+	if (step->in_leaving) {
+		g_assert (room != NULL);
+		g_ptr_array_remove_fast (room->leaving, step->client);
+		room = room_drop_if_empty (self, room);
+	}
+	if (room != NULL)
+		push_to_room (room, event);
+	if (step->ack)
+		chat_client_push_frame (step->client, event);
 }
 
-/* Wire errors are English and machine-readable; the code is what clients act on. */
+/* ---- the ordered pipeline --------------------------------------------------------------- */
+
 static void
 refuse (ChatClient *client, ChatError code, const char *format, ...) G_GNUC_PRINTF (3, 4);
 
+/* Queued at the tail; a step runs when it is done and every step before it has run. */
+static HubStep *
+step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message)
+{
+	HubStep *step = g_new0 (HubStep, 1);
+
+	step->hub = g_object_ref (self);
+	step->kind = kind;
+	step->client = client != NULL ? g_object_ref (client) : NULL;
+	step->message = message != NULL ? g_object_ref (message) : NULL;
+	step->recovered = -1;
+	g_queue_push_tail (&self->steps, step);
+	return step;
+}
+
+static gboolean
+client_is_connected (ChatHub *self, ChatClient *client)
+{
+	return client != NULL && chat_client_get_hub (client) == self;
+}
+
+static void
+answer_history (ChatHub *self, HubStep *step)
+{
+	g_autoptr (ChatMessage) answer = NULL;
+	const char *epoch = NULL;
+
+	if (!client_is_connected (self, step->client))
+		return;
+	if (step->error != NULL) {
+		refuse (step->client,
+			CHAT_ERROR_UNAVAILABLE,
+			"The history of room %" G_GUINT64_FORMAT " could not be read",
+			step->room_id);
+		return;
+	}
+	chat_store_get_stream (self->store,
+			       CHAT_STREAM_KIND_ROOM,
+			       step->room_id,
+			       NULL,
+			       NULL,
+			       &epoch);
+	answer = chat_message_new (CHAT_MESSAGE_TYPE_HISTORY);
+	chat_message_set_room_id (answer, step->room_id);
+	chat_message_stamp (answer, 0, 0);
+	chat_message_set_epoch (answer, epoch);
+	chat_message_set_stored (answer, step->frames);
+	chat_client_send (step->client, answer);
+}
+
+static void
+run_step (ChatHub *self, HubStep *step)
+{
+	switch (step->kind) {
+	case STEP_STORE:
+		if (step->error != NULL) {
+			/* nothing unstored is relayed: the sender knows, and may send it again */
+			if (client_is_connected (self, step->client))
+				refuse (step->client,
+					CHAT_ERROR_UNAVAILABLE,
+					"The message could not be stored, so it was not relayed");
+			break;
+		}
+		route_message (self, step->message, step->sender_user);
+		break;
+	case STEP_RELAY:
+		route_message (self, step->message, step->sender_user);
+		break;
+	case STEP_JOIN:
+	case STEP_RECOVER:
+		finish_join (self, step);
+		break;
+	case STEP_LEAVE:
+		finish_leave (self, step);
+		break;
+	case STEP_FRAME:
+		chat_client_push_frame (step->client, step->frame);
+		break;
+	case STEP_CLOSE:
+		chat_client_close (step->client, step->code, step->reason);
+		break;
+	case STEP_HISTORY:
+		answer_history (self, step);
+		break;
+	default:
+		g_assert_not_reached ();
+	}
+}
+
+static void
+release_steps (ChatHub *self)
+{
+	HubStep *step;
+
+	while ((step = g_queue_peek_head (&self->steps)) != NULL && step->done) {
+		g_queue_pop_head (&self->steps);
+		run_step (self, step);
+		step_free (step);
+	}
+}
+
+static void
+step_completed (HubStep *step)
+{
+	/* the step's reference may be the hub's last */
+	g_autoptr (ChatHub) self = g_object_ref (step->hub);
+
+	step->done = TRUE;
+	release_steps (self);
+}
+
+static void
+on_append_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	HubStep *step = user_data;
+
+	chat_store_append_finish (CHAT_STORE (source), result, &step->error);
+	step_completed (step);
+}
+
+static void
+on_read_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	HubStep *step = user_data;
+
+	step->frames = chat_store_read_finish (CHAT_STORE (source), result, &step->error);
+	step_completed (step);
+}
+
+/* Relays a stamped message in the order messages were stamped: a room message once the store
+ * has it, any other once everything before it went. */
+static void
+submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64 sender_user)
+{
+	guint64 room_id = chat_message_get_room_id (message);
+	HubStep *step;
+
+	if (room_id == 0) {
+		if (g_queue_is_empty (&self->steps)) {
+			route_message (self, message, sender_user);
+			return;
+		}
+		step = step_new (self, STEP_RELAY, sender, message);
+		step->sender_user = sender_user;
+		step->done = TRUE;
+		return;
+	}
+
+	step = step_new (self, STEP_STORE, sender, message);
+	step->sender_user = sender_user;
+	chat_store_append_async (self->store,
+				 &(ChatStoreEntry){CHAT_STREAM_KIND_ROOM, room_id, message},
+				 1,
+				 NULL,
+				 on_append_done,
+				 step);
+}
+
+/* Answers keep the order of the requests: @frame goes to @client once everything the hub
+ * was asked before has been done. */
+void
+chat_hub_push_in_order (ChatHub *self, ChatClient *client, GBytes *frame)
+{
+	HubStep *step;
+
+	if (g_queue_is_empty (&self->steps)) {
+		chat_client_push_frame (client, frame);
+		return;
+	}
+	step = step_new (self, STEP_FRAME, client, NULL);
+	step->frame = g_bytes_ref (frame);
+	step->done = TRUE;
+}
+
+/* Closes @client once what it was sent before is out (a rate-limit close, say). */
+void
+chat_hub_close_in_order (ChatHub *self, ChatClient *client, guint16 code, const char *reason)
+{
+	HubStep *step;
+
+	if (g_queue_is_empty (&self->steps)) {
+		chat_client_close (client, code, reason);
+		return;
+	}
+	step = step_new (self, STEP_CLOSE, client, NULL);
+	step->code = code;
+	step->reason = g_strdup (reason);
+	step->done = TRUE;
+}
+
+/* ---- client messages ------------------------------------------------------------------ */
+
+/* An answer to @client, stamped with the time, after the answers to what it sent before. */
+static void
+answer_in_order (ChatHub *self, ChatClient *client, ChatMessage *answer)
+{
+	g_autoptr (GBytes) frame = NULL;
+
+	chat_message_stamp (answer, 0, 0);
+	frame = chat_message_to_frame (answer);
+	chat_hub_push_in_order (self, client, frame);
+}
+
+static void
+send_pong (ChatHub *self, ChatClient *client)
+{
+	g_autoptr (ChatMessage) pong = chat_message_new (CHAT_MESSAGE_TYPE_PONG);
+
+	/* a ping is a barrier: its pong says everything sent before it was handled */
+	answer_in_order (self, client, pong);
+}
+
+/* Wire errors are English and machine-readable; the code is what clients act on. */
 static void
 refuse (ChatClient *client, ChatError code, const char *format, ...)
 {
@@ -550,7 +1162,50 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 		return;
 	}
 	stamp_message (self, message, chat_client_get_user_id (client));
-	route_message (self, message, chat_client_get_user_id (client));
+	submit_message (self, message, client, chat_client_get_user_id (client));
+}
+
+#define HISTORY_DEFAULT_LIMIT 50
+#define HISTORY_MAX_LIMIT 100
+
+static guint
+history_limit (guint64 limit)
+{
+	if (limit == 0)
+		return HISTORY_DEFAULT_LIMIT;
+	return (guint) MIN (limit, HISTORY_MAX_LIMIT);
+}
+
+static void
+handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
+{
+	guint64 room_id = chat_message_get_room_id (request);
+	HubStep *step;
+
+	if (room_id == 0) {
+		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+		return;
+	}
+	if (chat_client_find_room (client, room_id) == NULL) {
+		refuse (client,
+			CHAT_ERROR_NOT_MEMBER,
+			"You have not joined room %" G_GUINT64_FORMAT,
+			room_id);
+		return;
+	}
+	/* answered in order: it holds every message of the room the client was sent before */
+	step = step_new (self, STEP_HISTORY, client, NULL);
+	step->room_id = room_id;
+	chat_store_read_async (self->store,
+			       CHAT_STREAM_KIND_ROOM,
+			       room_id,
+			       0,
+			       chat_message_get_before (request),
+			       history_limit (chat_message_get_limit (request)),
+			       TRUE,
+			       NULL,
+			       on_read_done,
+			       step);
 }
 
 /* ---- presence and token refresh -------------------------------------------------------- */
@@ -608,8 +1263,7 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 	answer = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
 	chat_message_set_room_id (answer, room_id);
 	chat_message_set_users (answer, users, n_users);
-	chat_message_stamp (answer, 0, 0);
-	chat_client_send (client, answer);
+	answer_in_order (self, client, answer);
 }
 
 /* A new token for the connection: checked like the upgrade's, for the same user; the deadline
@@ -660,8 +1314,7 @@ handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
 	}
 	chat_client_refresh_token (client, rooms, deadline);
 	answer = chat_message_new (CHAT_MESSAGE_TYPE_REFRESH);
-	chat_message_stamp (answer, 0, 0);
-	chat_client_send (client, answer);
+	answer_in_order (self, client, answer);
 	/* backwards: leaving moves the last room into the freed position */
 	for (guint i = chat_client_get_n_rooms (client); i > 0; i--) {
 		guint64 room_id = chat_client_get_room (client, i - 1)->room_id;
@@ -678,7 +1331,7 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 
 	switch (chat_message_get_message_type (message)) {
 	case CHAT_MESSAGE_TYPE_PING:
-		send_pong (client);
+		send_pong (self, client);
 		break;
 	case CHAT_MESSAGE_TYPE_PONG:
 		break; /* liveness only */
@@ -701,7 +1354,7 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 				"You cannot join more than %u rooms",
 				chat_client_get_max_rooms (client));
 		else
-			join_room (self, client, room_id);
+			join_room (self, client, room_id, message);
 		break;
 	case CHAT_MESSAGE_TYPE_LEAVE:
 		if (room_id == 0)
@@ -722,11 +1375,15 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 	case CHAT_MESSAGE_TYPE_REFRESH:
 		handle_refresh (self, client, message);
 		break;
+	case CHAT_MESSAGE_TYPE_HISTORY:
+		handle_history (self, client, message);
+		break;
 	case CHAT_MESSAGE_TYPE_ERROR:
 	default:
 		refuse (client,
 			CHAT_ERROR_INVALID_MESSAGE,
-			"Clients cannot send messages of type \"error\"");
+			"Clients cannot send messages of type \"%s\"",
+			chat_message_type_to_string (chat_message_get_message_type (message)));
 		break;
 	}
 }
@@ -987,10 +1644,15 @@ GPtrArray *
 chat_hub_list_room_members (ChatHub *self, guint64 room_id)
 {
 	ChatRoom *room;
+	GPtrArray *members;
 
 	g_return_val_if_fail (CHAT_IS_HUB (self), NULL);
 	room = lookup_room (self, room_id);
-	return copy_clients (room != NULL ? room->members : NULL);
+	members = copy_clients (room != NULL ? room->members : NULL);
+	/* those whose join has not had its turn are members too */
+	for (guint i = 0; room != NULL && i < room->pending->len; i++)
+		g_ptr_array_add (members, g_object_ref (room->pending->pdata[i]));
+	return members;
 }
 
 /**
@@ -1011,7 +1673,7 @@ chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
 
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
 	room = lookup_room (self, room_id);
-	return room != NULL ? room->members->len : 0;
+	return room != NULL ? room->members->len + room->pending->len : 0;
 }
 
 /**
@@ -1083,7 +1745,7 @@ chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError *
 			     chat_client_get_n_rooms (client));
 		return FALSE;
 	}
-	join_room (self, client, room_id);
+	join_room (self, client, room_id, NULL);
 	return TRUE;
 }
 
@@ -1138,10 +1800,29 @@ relay_from_service (ChatHub *self,
 	}
 	if (!check_sendable (self, message, to, TRUE, error))
 		return 0;
+	g_autoptr (ChatMessage) copy = NULL;
+	g_autofree char *json = NULL;
+	gsize length;
+	ChatRoom *room;
+	ChatUser *user;
+
 	chat_message_set_room_id (message, room_id);
 	chat_message_set_to (message, to);
 	stamp_message (self, message, chat_message_get_from (message));
-	return route_message (self, message, 0);
+	if (room_id == 0 && g_queue_is_empty (&self->steps))
+		return route_message (self, message, 0);
+
+	/* relayed later: from a copy, which the caller cannot change meanwhile */
+	json = chat_message_to_json_with_length (message, &length);
+	copy = chat_message_parse (json, length, FALSE, NULL);
+	g_assert (copy != NULL);
+	submit_message (self, copy, NULL, 0);
+	/* those it will be relayed to, as things stand */
+	if (room_id != 0)
+		return (room = lookup_room (self, room_id)) != NULL ? room->members->len : 0;
+	if (to != 0)
+		return (user = lookup_user (self, to)) != NULL ? user->clients->len : 0;
+	return self->clients->len;
 }
 
 /**
@@ -1177,9 +1858,12 @@ chat_hub_send_to_all (ChatHub *self, ChatMessage *message, GError **error)
  * @error: return location for a #GError
  *
  * Relays @message to every member of @room_id, as the service (see chat_hub_send_to_all()).
+ * Like a client's room message, it is stored in #ChatHub:store first and relayed, with its
+ * offset, once stored: on a later main-loop iteration, and not at all if the store fails
+ * (the store logs it). @message itself gets its id and timestamp, not the offset.
  *
- * Returns: the number of connections it was queued for (0 for an empty room); 0 with @error
- *   set on failure
+ * Returns: the number of members it is relayed to once stored (0 for an empty room); 0
+ *   with @error set on failure
  *
  * Since: 1.0
  */
@@ -1230,6 +1914,124 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 		return 0;
 	}
 	return relay_from_service (self, message, 0, user_id, error);
+}
+
+/* ---- history -------------------------------------------------------------------------- */
+
+static void
+on_history_read (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr (GTask) task = user_data;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GPtrArray) frames = chat_store_read_finish (CHAT_STORE (source), result, &error);
+	g_autoptr (GPtrArray) messages = NULL;
+
+	if (frames == NULL) {
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	messages = g_ptr_array_new_full (frames->len, g_object_unref);
+	for (guint i = 0; i < frames->len; i++) {
+		gsize size;
+		const char *text = g_bytes_get_data (frames->pdata[i], &size);
+		ChatMessage *message = chat_message_parse (text, size, TRUE, &error);
+
+		/* the store gives back what the hub wrote */
+		if (message == NULL) {
+			g_prefix_error (&error, _ ("A stored message cannot be read: "));
+			g_task_return_error (task, g_steal_pointer (&error));
+			return;
+		}
+		g_ptr_array_add (messages, message);
+	}
+	g_task_return_pointer (task,
+			       g_steal_pointer (&messages),
+			       (GDestroyNotify) g_ptr_array_unref);
+}
+
+/**
+ * chat_hub_read_history_async:
+ * @self: a #ChatHub
+ * @room_id: the room, greater than 0
+ * @before: read messages with offsets below this one; 0 for the newest
+ * @limit: at most this many messages: 0 for 50, and more than 100 counts as 100, as for a
+ *   client's `history` request
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the messages are read
+ * @user_data: data for @callback
+ *
+ * Reads the newest @limit messages of @room_id stored in #ChatHub:store below offset
+ * @before, as a member's `history` request does (see `docs/protocol.md`). Whether anyone is
+ * in the room does not matter. Finish with chat_hub_read_history_finish().
+ *
+ * Since: 1.0
+ */
+void
+chat_hub_read_history_async (ChatHub *self,
+			     guint64 room_id,
+			     guint64 before,
+			     guint limit,
+			     GCancellable *cancellable,
+			     GAsyncReadyCallback callback,
+			     gpointer user_data)
+{
+	g_autoptr (GTask) task = NULL;
+	const char *epoch = NULL;
+
+	g_return_if_fail (CHAT_IS_HUB (self));
+	g_return_if_fail (room_id > 0);
+	g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+	task = g_task_new (self, cancellable, callback, user_data);
+	g_task_set_source_tag (task, chat_hub_read_history_async);
+	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, NULL, NULL, &epoch);
+	g_task_set_task_data (task, g_strdup (epoch), g_free);
+	chat_store_read_async (self->store,
+			       CHAT_STREAM_KIND_ROOM,
+			       room_id,
+			       0,
+			       before,
+			       history_limit (limit),
+			       TRUE,
+			       cancellable,
+			       on_history_read,
+			       g_steal_pointer (&task));
+}
+
+/**
+ * chat_hub_read_history_finish:
+ * @self: a #ChatHub
+ * @result: the #GAsyncResult given to the callback
+ * @epoch: (out) (optional) (transfer full): return location for the room's epoch: the
+ *   offsets of two reads are comparable only when their epochs are equal
+ * @error: return location for a #GError
+ *
+ * Finishes chat_hub_read_history_async().
+ *
+ * Returns: (transfer container) (element-type ChatMessage): the messages, oldest first,
+ *   each with its #ChatMessage:offset, id, sender and timestamp as it was relayed; %NULL
+ *   with @error set if the store could not read them. The array holds a reference on each
+ *   message (its free function unrefs them), as chat_hub_list_clients()'s does: in C,
+ *   g_ptr_array_unref() frees it all
+ *
+ * Since: 1.0
+ */
+GPtrArray *
+chat_hub_read_history_finish (ChatHub *self, GAsyncResult *result, char **epoch, GError **error)
+{
+	GPtrArray *messages;
+
+	g_return_val_if_fail (CHAT_IS_HUB (self), NULL);
+	g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+	g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+				  chat_hub_read_history_async,
+			      NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	messages = g_task_propagate_pointer (G_TASK (result), error);
+	if (messages != NULL && epoch != NULL)
+		*epoch = g_strdup (g_task_get_task_data (G_TASK (result)));
+	return messages;
 }
 
 /**

@@ -71,5 +71,17 @@ chat_hub_close_all (ChatHub *self, guint16 code, const char *reason);
 CHAT_AVAILABLE_IN_ALL
 guint64
 chat_hub_get_messages_relayed (ChatHub *self);
+CHAT_AVAILABLE_IN_ALL
+void
+chat_hub_read_history_async (ChatHub *self,
+			     guint64 room_id,
+			     guint64 before,
+			     guint limit,
+			     GCancellable *cancellable,
+			     GAsyncReadyCallback callback,
+			     gpointer user_data);
+CHAT_AVAILABLE_IN_ALL
+GPtrArray *
+chat_hub_read_history_finish (ChatHub *self, GAsyncResult *result, char **epoch, GError **error);
 
 G_END_DECLS

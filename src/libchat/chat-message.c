@@ -54,6 +54,15 @@ struct _ChatMessage {
 	JsonNode *data;	 /* (nullable) */
 	char *data_text; /* (nullable) */
 	gsize data_text_len;
+	/* protocol 1.1 requests (join with recovery, history) and their answers; private */
+	gboolean has_since;
+	guint64 since;
+	guint64 before;
+	guint64 limit;
+	gboolean offset_always; /* an ack's room position: written even when 0 */
+	char *epoch;		/* (nullable) */
+	gint recovered;		/* -1: absent */
+	GPtrArray *stored;	/* (nullable) GBytes: a history answer's frames, written raw */
 };
 
 G_DEFINE_FINAL_TYPE (ChatMessage, chat_message, G_TYPE_OBJECT)
@@ -67,7 +76,8 @@ G_DEFINE_ENUM_TYPE (ChatMessageType,
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_LEAVE, "leave"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_ERROR, "error"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PRESENCE, "presence"),
-		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_REFRESH, "refresh"))
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_REFRESH, "refresh"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_HISTORY, "history"))
 
 enum {
 	PROP_0,
@@ -87,7 +97,7 @@ enum {
 static GParamSpec *props[N_PROPS];
 
 static const char *const type_names[] =
-    {"ping", "pong", "message", "join", "leave", "error", "presence", "refresh"};
+    {"ping", "pong", "message", "join", "leave", "error", "presence", "refresh", "history"};
 
 /**
  * chat_message_type_to_string:
@@ -102,7 +112,7 @@ static const char *const type_names[] =
 const char *
 chat_message_type_to_string (ChatMessageType type)
 {
-	g_return_val_if_fail (type < G_N_ELEMENTS (type_names), NULL);
+	g_return_val_if_fail ((guint) type < G_N_ELEMENTS (type_names), NULL);
 	return type_names[type];
 }
 
@@ -222,6 +232,8 @@ chat_message_finalize (GObject *object)
 	g_free (self->code);
 	g_free (self->token);
 	g_clear_pointer (&self->users, g_array_unref);
+	g_free (self->epoch);
+	g_clear_pointer (&self->stored, g_ptr_array_unref);
 	clear_data (self);
 	G_OBJECT_CLASS (chat_message_parent_class)->finalize (object);
 }
@@ -402,6 +414,7 @@ chat_message_class_init (ChatMessageClass *klass)
 static void
 chat_message_init (ChatMessage *self)
 {
+	self->recovered = -1;
 }
 
 /**
@@ -417,7 +430,7 @@ chat_message_init (ChatMessage *self)
 ChatMessage *
 chat_message_new (ChatMessageType type)
 {
-	g_return_val_if_fail (type < G_N_ELEMENTS (type_names), NULL);
+	g_return_val_if_fail ((guint) type < G_N_ELEMENTS (type_names), NULL);
 	return g_object_new (CHAT_TYPE_MESSAGE, "type", type, NULL);
 }
 
@@ -433,10 +446,28 @@ enum {
 	FIELD_TOKEN,
 	FIELD_TIMESTAMP,
 	FIELD_DATA,
+	FIELD_OFFSET,
+	FIELD_SINCE,
+	FIELD_BEFORE,
+	FIELD_LIMIT,
+	FIELD_EPOCH,
 	N_FIELDS
 };
-static const char *const field_names[N_FIELDS] =
-    {"type", "id", "from", "to", "room_id", "content", "code", "token", "timestamp", "data"};
+static const char *const field_names[N_FIELDS] = {"type",
+						  "id",
+						  "from",
+						  "to",
+						  "room_id",
+						  "content",
+						  "code",
+						  "token",
+						  "timestamp",
+						  "data",
+						  "offset",
+						  "since",
+						  "before",
+						  "limit",
+						  "epoch"};
 
 /* What the one validating pass (chat_json_scan()) reports of a frame's object. */
 typedef struct {
@@ -685,8 +716,21 @@ chat_message_parse (const char *text, gsize length, gboolean translate, GError *
 	    !read_uint_field (&envelope, FIELD_ROOM_ID, TRUE, &self->room_id, translate, error) ||
 	    !read_string_field (&envelope, FIELD_CONTENT, &self->content, translate, error) ||
 	    !read_string_field (&envelope, FIELD_CODE, &self->code, translate, error) ||
-	    !read_string_field (&envelope, FIELD_TOKEN, &self->token, translate, error))
+	    !read_string_field (&envelope, FIELD_TOKEN, &self->token, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_OFFSET, FALSE, &self->offset, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_SINCE, FALSE, &self->since, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_BEFORE, TRUE, &self->before, translate, error) ||
+	    !read_uint_field (&envelope, FIELD_LIMIT, TRUE, &self->limit, translate, error) ||
+	    !read_string_field (&envelope, FIELD_EPOCH, &self->epoch, translate, error))
 		return NULL;
+	self->has_since = field_is_set (&envelope.fields[FIELD_SINCE]);
+	if (envelope.fields[FIELD_EPOCH].value_flags & CHAT_JSON_STRING_NUL) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     TR ("Field “epoch” must not contain U+0000"));
+		return NULL;
+	}
 	/* strings leave the library NUL-terminated (C, GObject properties, every binding): one
 	 * with a NUL inside could only be handed out cut short, so it is refused */
 	for (guint i = FIELD_CONTENT; i <= FIELD_TOKEN; i++) {
@@ -830,7 +874,7 @@ chat_message_append_json (ChatMessage *self, GString *out)
 	g_string_append_c (out, '"');
 	if (self->id != 0)
 		g_string_append_printf (out, ",\"id\":%" G_GUINT64_FORMAT, self->id);
-	if (self->offset != 0)
+	if (self->offset != 0 || self->offset_always)
 		g_string_append_printf (out, ",\"offset\":%" G_GUINT64_FORMAT, self->offset);
 	if (type_has_sender (self->type) || self->from != 0)
 		g_string_append_printf (out, ",\"from\":%" G_GUINT64_FORMAT, self->from);
@@ -838,6 +882,13 @@ chat_message_append_json (ChatMessage *self, GString *out)
 		g_string_append_printf (out, ",\"to\":%" G_GUINT64_FORMAT, self->to);
 	if (self->room_id != 0)
 		g_string_append_printf (out, ",\"room_id\":%" G_GUINT64_FORMAT, self->room_id);
+	if (self->epoch != NULL) {
+		g_string_append (out, ",\"epoch\":");
+		append_json_string (out, self->epoch);
+	}
+	if (self->recovered >= 0)
+		g_string_append (out,
+				 self->recovered ? ",\"recovered\":true" : ",\"recovered\":false");
 	if (self->code != NULL) {
 		g_string_append (out, ",\"code\":");
 		append_json_string (out, self->code);
@@ -867,6 +918,19 @@ chat_message_append_json (ChatMessage *self, GString *out)
 
 		g_string_append (out, ",\"data\":");
 		g_string_append (out, text);
+	}
+	if (self->stored != NULL) {
+		/* stored frames are canonical JSON already: written as they were relayed */
+		g_string_append (out, ",\"messages\":[");
+		for (guint i = 0; i < self->stored->len; i++) {
+			gsize size;
+			const char *text = g_bytes_get_data (self->stored->pdata[i], &size);
+
+			if (i > 0)
+				g_string_append_c (out, ',');
+			g_string_append_len (out, text, size);
+		}
+		g_string_append_c (out, ']');
 	}
 	g_string_append_printf (out, ",\"timestamp\":%" G_GINT64_FORMAT "}", self->timestamp);
 }
@@ -1319,6 +1383,8 @@ void
 chat_message_stamp (ChatMessage *self, guint64 id, guint64 from)
 {
 	self->id = id;
+	/* a client's offset means nothing: only a store sets one, after this */
+	self->offset = 0;
 	self->from = from;
 	self->timestamp = g_get_real_time () / G_USEC_PER_SEC;
 }
@@ -1327,4 +1393,57 @@ gboolean
 chat_message_has_data (ChatMessage *self)
 {
 	return self->data != NULL || self->data_text != NULL;
+}
+
+gboolean
+chat_message_get_since (ChatMessage *self, guint64 *since)
+{
+	*since = self->since;
+	return self->has_since;
+}
+
+guint64
+chat_message_get_before (ChatMessage *self)
+{
+	return self->before;
+}
+
+guint64
+chat_message_get_limit (ChatMessage *self)
+{
+	return self->limit;
+}
+
+const char *
+chat_message_get_epoch (ChatMessage *self)
+{
+	return self->epoch;
+}
+
+void
+chat_message_set_position (ChatMessage *self, guint64 offset, const char *epoch)
+{
+	self->offset = offset;
+	self->offset_always = TRUE;
+	replace_str (&self->epoch, epoch);
+}
+
+void
+chat_message_set_epoch (ChatMessage *self, const char *epoch)
+{
+	replace_str (&self->epoch, epoch);
+}
+
+void
+chat_message_set_recovered (ChatMessage *self, gint recovered)
+{
+	self->recovered = recovered;
+}
+
+void
+chat_message_set_stored (ChatMessage *self, GPtrArray *frames)
+{
+	g_clear_pointer (&self->stored, g_ptr_array_unref);
+	if (frames != NULL)
+		self->stored = g_ptr_array_ref (frames);
 }

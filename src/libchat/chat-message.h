@@ -26,6 +26,8 @@ G_BEGIN_DECLS
  *   (its `users`)
  * @CHAT_MESSAGE_TYPE_REFRESH: `refresh`: replace the connection's token (its `token`), or the
  *   answer that it was accepted
+ * @CHAT_MESSAGE_TYPE_HISTORY: `history`: a member asks for a room's stored messages, or the
+ *   answer that carries them (protocol 1.1)
  *
  * The `type` of a protocol message.
  *
@@ -40,6 +42,7 @@ typedef enum {
 	CHAT_MESSAGE_TYPE_ERROR,
 	CHAT_MESSAGE_TYPE_PRESENCE,
 	CHAT_MESSAGE_TYPE_REFRESH,
+	CHAT_MESSAGE_TYPE_HISTORY,
 } ChatMessageType;
 
 CHAT_AVAILABLE_IN_ALL

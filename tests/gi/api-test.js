@@ -395,6 +395,41 @@ test('broadcast signal; send to everyone, a room and a user', withFixture(async 
     assertThrowsChatError(() => f.hub.send_to_user(3, direct), Chat.Error.USER_OFFLINE, 'offline');
 }));
 
+function readHistory(hub, roomId, before, limit) {
+    return new Promise((resolve, reject) => {
+        hub.read_history_async(roomId, before, limit, null, (source, result) => {
+            try {
+                resolve(source.read_history_finish(result));
+            } catch (e) {
+                reject(e);
+            }
+        });
+    });
+}
+
+test('room messages are stored: offsets, the join ack, read_history', withFixture(async f => {
+    const [ws] = await f.connect(1);
+    ws.send({type: 'join', room_id: 12});
+    const ack = await ws.frame('join');
+    assertEqual(ack.offset, 0, 'ack offset of an empty room');
+    assert(typeof ack.epoch === 'string' && ack.epoch.length > 0, 'ack epoch');
+    for (let i = 0; i < 4; i++)
+        ws.send({type: 'message', room_id: 12, content: `h${i}`});
+    const frames = [];
+    for (let i = 0; i < 4; i++)
+        frames.push(await ws.frame('message'));
+    assertEqual(frames.map(m => m.offset), [1, 2, 3, 4], 'offsets');
+
+    const [messages, epoch] = await readHistory(f.hub, 12, 4, 2);
+    assertEqual(epoch, ack.epoch, 'epoch');
+    assertEqual(messages.map(m => [m.offset, m.content, m.id]),
+        [[2, 'h1', frames[1].id], [3, 'h2', frames[2].id]], 'history before 4, limit 2');
+    const [all] = await readHistory(f.hub, 12, 0, 0);
+    assertEqual(all.length, 4, 'the default limit');
+    assert(f.hub.store instanceof Chat.MemoryStore, 'a memory store by default');
+    assertEqual(Chat.error_get_wire_code(Chat.Error.UNAVAILABLE), 'unavailable', 'wire code');
+}));
+
 test('close a client: closed and client-unregistered with the code', withFixture(async f => {
     const [ws, client] = await f.connect(5);
     const [other] = await f.connect(6);

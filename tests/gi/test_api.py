@@ -29,6 +29,8 @@ class TestNamespace(unittest.TestCase):
         self.assertEqual(Chat.message_type_to_string(Chat.MessageType.LEAVE), "leave")
         self.assertEqual(Chat.error_get_wire_code(Chat.Error.NOT_MEMBER), "not_member")
         self.assertEqual(Chat.error_get_wire_code(Chat.Error.USER_OFFLINE), "user_offline")
+        self.assertEqual(Chat.error_get_wire_code(Chat.Error.UNAVAILABLE), "unavailable")
+        self.assertEqual(Chat.message_type_to_string(Chat.MessageType.HISTORY), "history")
         self.assertEqual(Chat.token_algorithm_to_string(Chat.TokenAlgorithm.ES256), "ES256")
         # the boolean is (skip): a plain value, not an (ok, value) tuple
         self.assertEqual(Chat.token_algorithm_from_string("HS384"), Chat.TokenAlgorithm.HS384)
@@ -457,6 +459,62 @@ class TestHub(HubTestCase):
             self.assertEqual(frame["id"], message.props.id)
         self.assertEqual(len(broadcasts), 2)
         self.assertEqual(self.hub.get_messages_relayed(), 2)
+
+    def read_history(self, hub, room_id, before, limit):
+        results = []
+        hub.read_history_async(room_id, before, limit, None,
+                               lambda source, result: results.append(
+                                   source.read_history_finish(result)))
+        wait_until(lambda: results, what="history")
+        messages, epoch = results[0]
+        return messages, epoch
+
+    def test_read_history(self):
+        ws1, _ = self.connect(1)
+        ws1.send({"type": "join", "room_id": 8})
+        ack = ws1.recv(type_="join")
+        for i in range(5):
+            ws1.send({"type": "message", "room_id": 8, "content": f"h{i}"})
+        frames = [ws1.recv(type_="message") for _ in range(5)]
+        self.assertEqual([f["offset"] for f in frames], [1, 2, 3, 4, 5])
+
+        messages, epoch = self.read_history(self.hub, 8, 0, 3)
+        self.assertEqual(epoch, ack["epoch"])
+        self.assertEqual([m.props.offset for m in messages], [3, 4, 5])
+        self.assertEqual([m.props.content for m in messages], ["h2", "h3", "h4"])
+        self.assertEqual([m.props.id for m in messages], [f["id"] for f in frames[2:]])
+        self.assertEqual({m.props.room_id for m in messages}, {8})
+        self.assertEqual({m.get_from() for m in messages}, {1})
+        # the newest below an offset; 0 for the default limit
+        messages, _ = self.read_history(self.hub, 8, 3, 0)
+        self.assertEqual([m.props.content for m in messages], ["h0", "h1"])
+        # a room nobody is in has a history too (empty here)
+        messages, epoch = self.read_history(self.hub, 404, 0, 10)
+        self.assertEqual((len(messages), bool(epoch)), (0, True))
+
+    def test_hub_with_a_store(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Chat.SqliteStore.new(os.path.join(tmp, "chathub.db"), Chat.StoreSync.NORMAL)
+            hub = Chat.Hub(store=store)
+            self.assertIs(hub.props.store, store)
+            message = Chat.Message.new(Chat.MessageType.MESSAGE)
+            message.props.content = "kept"
+            self.assertEqual(hub.send_to_room(3, message), 0)  # nobody is in it: still stored
+            wait_until(lambda: self.read_history(hub, 3, 0, 0)[0], what="stored")
+            messages, _ = self.read_history(hub, 3, 0, 0)
+            self.assertEqual([(m.props.content, m.props.offset, m.props.id)
+                              for m in messages], [("kept", 1, message.props.id)])
+            # a new hub on the same store: ids go on
+            del hub
+            again = Chat.Hub(store=store)
+            other = Chat.Message.new(Chat.MessageType.MESSAGE)
+            other.props.content = "next"
+            again.send_to_all(other)
+            self.assertEqual(other.props.id, message.props.id + 1)
+            del again, store
+            spin(0.1)
+        # a hub without a store makes a memory store of its own
+        self.assertIsInstance(Chat.Hub.new().props.store, Chat.MemoryStore)
 
     def test_send_to_room_and_user(self):
         ws1, client1 = self.connect(1)

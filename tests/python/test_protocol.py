@@ -76,18 +76,26 @@ class ProtocolBase(h.RecvMixin, h.DaemonTestMixin, unittest.IsolatedAsyncioTestC
         """ws joins room: checks the ack, and the join event on each of others."""
         await h.send_json(ws, {"type": "join", "room_id": room})
         ack = await self.recv(ws)
-        self.assert_membership_event(ack, "join", room, ws.user_id)
+        self.assert_join_ack(ack, room, ws.user_id)
         for o in others:
             ev = await self.recv(o)
             self.assert_membership_event(ev, "join", room, ws.user_id)
         return ack
 
-    def assert_membership_event(self, msg, kind, room, user_id):
+    def assert_membership_event(self, msg, kind, room, user_id, extra=()):
         self.assertEqual(msg.get("type"), kind, msg)
         self.assertEqual(msg.get("room_id"), room, msg)
         self.assertEqual(msg.get("from"), user_id, msg)
         self.assert_timestamp(msg)
-        self.assertEqual(set(msg), {"type", "room_id", "from", "timestamp"}, msg)
+        self.assertEqual(set(msg), {"type", "room_id", "from", "timestamp", *extra}, msg)
+
+    def assert_join_ack(self, msg, room, user_id):
+        """The joiner's own join event (v1.1): the room's offset and epoch as well."""
+        self.assert_membership_event(msg, "join", room, user_id, extra=("offset", "epoch"))
+        self.assertIsInstance(msg["offset"], int, msg)
+        self.assertGreaterEqual(msg["offset"], 0, msg)
+        self.assertIsInstance(msg["epoch"], str, msg)
+        self.assertTrue(msg["epoch"], msg)
 
 
 class PingBroadcastTests(ProtocolBase):
@@ -189,7 +197,7 @@ class PingBroadcastTests(ProtocolBase):
         await h.send_json(a, {"content": "c", "data": {"k": 1}, "room_id": room, "type": "message"})
         text = await h.recv_text(a)
         keys = [k for k, _, _ in h.top_level_members(text)]
-        self.assertEqual(keys, ["type", "id", "from", "room_id", "content", "data", "timestamp"], text)
+        self.assertEqual(keys, ["type", "id", "offset", "from", "room_id", "content", "data", "timestamp"], text)
         await h.send_json(a, {"content": "c", "to": b.user_id, "type": "message"})
         text = await h.recv_text(a)
         keys = [k for k, _, _ in h.top_level_members(text)]
@@ -245,7 +253,7 @@ class PipelinedFramesTests(ProtocolBase):
             pong = await asyncio.to_thread(ws.recv_json, 3.0, True)
             self.assertEqual(pong.get("type"), "pong", pong)
             ack = await asyncio.to_thread(ws.recv_json, 3.0, True)
-            self.assert_membership_event(ack, "join", room, uid)
+            self.assert_join_ack(ack, room, uid)
         finally:
             ws.close()
 
@@ -390,7 +398,7 @@ class RoomTests(ProtocolBase):
         await self.join(a, room)
         raw.send_json({"type": "join", "room_id": room})
         ack = await asyncio.to_thread(raw.recv_json)
-        self.assert_membership_event(ack, "join", room, uid)
+        self.assert_join_ack(ack, room, uid)
         self.assert_membership_event(await self.recv(a), "join", room, uid)
         raw.abort(reset=True)
         self.assert_membership_event(await self.recv(a, timeout=8), "leave", room, uid)
