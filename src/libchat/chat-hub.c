@@ -10,6 +10,7 @@
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-message-private.h"
+#include "chat-store.h" /* TEMPORARY: ChatHub:store */
 
 /**
  * SECTION:chat-hub
@@ -61,7 +62,7 @@ struct _ChatHub {
 
 G_DEFINE_FINAL_TYPE (ChatHub, chat_hub, G_TYPE_OBJECT)
 
-enum { PROP_0, PROP_N_CLIENTS, PROP_N_ROOMS, N_PROPS };
+enum { PROP_0, PROP_N_CLIENTS, PROP_N_ROOMS, PROP_STORE, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 enum {
@@ -99,6 +100,18 @@ chat_hub_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec
 		break;
 	case PROP_N_ROOMS:
 		g_value_set_uint (value, g_hash_table_size (self->rooms));
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+	}
+}
+
+/* TEMPORARY: accepts ChatHub:store and ignores it until the hub's store wiring is merged */
+static void
+chat_hub_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+	switch (prop_id) {
+	case PROP_STORE:
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -145,6 +158,7 @@ chat_hub_class_init (ChatHubClass *klass)
 	chat_i18n_init ();
 
 	object_class->get_property = chat_hub_get_property;
+	object_class->set_property = chat_hub_set_property;
 	object_class->dispose = chat_hub_dispose;
 	object_class->finalize = chat_hub_finalize;
 
@@ -178,6 +192,19 @@ chat_hub_class_init (ChatHubClass *klass)
 			       G_MAXUINT,
 			       0,
 			       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatHub:store:
+	 *
+	 * TEMPORARY: the message store, ignored until the hub's store wiring is merged.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_STORE] = g_param_spec_object ("store",
+						 NULL,
+						 "The message store",
+						 CHAT_TYPE_STORE,
+						 G_PARAM_WRITABLE | G_PARAM_CONSTRUCT_ONLY |
+						     G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 
 	/**
