@@ -92,43 +92,32 @@ on_client_registered (ChatHub *hub, ChatClient *client, ChdDaemon *self)
 		 chat_client_get_remote_address (client));
 }
 
-static guint64
-lookup_figure (GVariant *statistics, const char *key)
-{
-	guint64 value = 0;
-
-	g_variant_lookup (statistics, key, "t", &value);
-	return value;
-}
-
 /* For a reader of the logs (--verbose): the store's figures, when they changed since the
- * last time, or always when @final. */
+ * last time, or always when @final. At message level, so that they go where the other
+ * messages go (debug output goes to stdout); the figures keep GetStatistics' names. */
 static void
 log_store_statistics (ChdDaemon *self, gboolean final)
 {
 	g_autoptr (GVariant) statistics = chat_store_get_statistics (self->store);
+	g_autoptr (GString) figures = g_string_new (NULL);
+	g_autofree char *text = NULL;
+	GVariantIter iter;
+	const char *key;
+	guint64 value;
 
 	if (!final && self->statistics_logged != NULL &&
 	    g_variant_equal (statistics, self->statistics_logged))
 		return;
-	g_log_structured (G_LOG_DOMAIN,
-			  G_LOG_LEVEL_DEBUG,
-			  "CHATHUB_EVENT",
-			  "store-statistics",
-			  "MESSAGE",
-			  "store%s: %" G_GUINT64_FORMAT " stored, %" G_GUINT64_FORMAT
-			  " trimmed, %" G_GUINT64_FORMAT " failed appends, %" G_GUINT64_FORMAT
-			  " group commits (largest %" G_GUINT64_FORMAT
-			  " messages, %" G_GUINT64_FORMAT
-			  " µs committing in all), %" G_GUINT64_FORMAT " retained",
-			  final ? " (final)" : "",
-			  lookup_figure (statistics, "stored"),
-			  lookup_figure (statistics, "trimmed"),
-			  lookup_figure (statistics, "failed"),
-			  lookup_figure (statistics, "groups"),
-			  lookup_figure (statistics, "largest-group"),
-			  lookup_figure (statistics, "commit-time-us"),
-			  lookup_figure (statistics, "retained"));
+	g_variant_iter_init (&iter, statistics);
+	while (g_variant_iter_next (&iter, "{&st}", &key, &value))
+		g_string_append_printf (figures,
+					"%sstore-%s=%" G_GUINT64_FORMAT,
+					figures->len > 0 ? " " : "",
+					key,
+					value);
+	text = final ? g_strdup_printf (_ ("Message store, final figures: %s"), figures->str)
+		     : g_strdup_printf (_ ("Message store: %s"), figures->str);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "store-statistics", text);
 	g_clear_pointer (&self->statistics_logged, g_variant_unref);
 	self->statistics_logged = g_steal_pointer (&statistics);
 }
