@@ -7,7 +7,8 @@
 #include <errno.h>
 #include <glib-unix.h>
 #include <glib/gi18n.h>
-#include <glib/gstdio.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "chc-bus.h"
@@ -53,8 +54,6 @@ chd_daemon_dispose (GObject *object)
 {
 	ChdDaemon *self = CHD_DAEMON (object);
 
-	g_clear_handle_id (&self->sigterm_id, g_source_remove);
-	g_clear_handle_id (&self->sigint_id, g_source_remove);
 	g_clear_handle_id (&self->shutdown_timeout_id, g_source_remove);
 	g_clear_handle_id (&self->idle_id, g_source_remove);
 	g_clear_handle_id (&self->statistics_id, g_source_remove);
@@ -67,6 +66,20 @@ chd_daemon_dispose (GObject *object)
 	/* after the hub, which hands it what is still to be written */
 	g_clear_object (&self->store);
 	g_clear_object (&self->verifier);
+	/* only now, and the signals blocked first: closing the store takes a moment (the last
+	 * commit, a checkpoint), and a second SIGTERM then or later would otherwise kill the
+	 * process with the default action, and its exit status with it. GLib's own threads
+	 * block every signal, so they stay pending until the exit. */
+	if (self->sigterm_id != 0) {
+		sigset_t signals;
+
+		sigemptyset (&signals);
+		sigaddset (&signals, SIGTERM);
+		sigaddset (&signals, SIGINT);
+		pthread_sigmask (SIG_BLOCK, &signals, NULL);
+	}
+	g_clear_handle_id (&self->sigterm_id, g_source_remove);
+	g_clear_handle_id (&self->sigint_id, g_source_remove);
 	g_clear_pointer (&self->loop, g_main_loop_unref);
 	G_OBJECT_CLASS (chd_daemon_parent_class)->dispose (object);
 }

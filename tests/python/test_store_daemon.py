@@ -6,7 +6,8 @@ real SQLite file:
   created private (0700); backend=memory writes no file;
 * a file it cannot use (corrupt, written by a newer chathub, unreadable) stops it with exit
   status 1 and one line naming the file, and the file is left as it was;
-* a restart on the same file (SIGTERM, start again) finds the schema intact;
+* a restart on the same file (SIGTERM, start again) finds the schema intact, and more
+  SIGTERMs while the store closes do not change the exit status;
 * the store's figures at --verbose;
 * a full disk for real: a small tmpfs filled up while the daemon runs; chathubd keeps
   serving, logs the failure once and the recovery once the space is back. The messages that
@@ -21,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -165,6 +167,19 @@ class StoreFileTests(unittest.TestCase):
         ws.close()
         self.assertEqual(second.stop(), 0, second.log_text())
         self.assertEqual(schema_of(self.path), (version, tables, "ok"))
+
+    def test_sigterm_again_while_closing(self):
+        # systemd sends one SIGTERM, an impatient operator several: one that arrives while
+        # the store is being closed must not kill chathubd and turn its status into 143
+        for _ in range(5):
+            d = self.run_daemon()
+            while d.proc.poll() is None:
+                try:
+                    d.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.0002)
+            self.assertEqual(d.wait(10), 0, d.log_text())
 
     def test_statistics_at_verbose(self):
         # the figures under GetStatistics' names
