@@ -3,8 +3,9 @@
  *
  * chathubd's configuration parser (src/daemon/chd-config.c): the defaults, every numeric key's
  * range with the exact error naming it, the secret file and CHATHUB_JWT_SECRET, algorithms
- * and public keys; and under /chc/ the key reader chathubd shares with chathubctl and
- * chathub-bench (src/common/chc-key.c), and the bus names generated from the interface XML.
+ * and public keys, the [store] group and where the database lives by default; and under /chc/ the
+ * key reader chathubd shares with chathubctl and chathub-bench (src/common/chc-key.c), and the bus
+ * names generated from the interface XML.
  */
 
 #include <glib/gstdio.h>
@@ -86,6 +87,15 @@ assert_defaults (ChdConfig *config)
 	g_assert_null (config->admin_group);
 	g_assert_true (config->message_signals);
 	g_assert_cmpuint (config->exit_on_idle, ==, 0);
+	g_assert_cmpint (config->store_backend, ==, CHD_STORE_BACKEND_SQLITE);
+	g_assert_cmpint (config->store_sync, ==, CHAT_STORE_SYNC_NORMAL);
+	g_assert_cmpuint (config->history_size, ==, 1000);
+	g_assert_cmpuint (config->history_ttl, ==, 604800);
+	g_assert_cmpuint (config->dm_ttl, ==, 2592000);
+	/* main() clears STATE_DIRECTORY and XDG_STATE_HOME */
+	g_assert_nonnull (config->store_path);
+	g_assert_true (g_str_has_prefix (config->store_path, g_get_home_dir ()));
+	g_assert_true (g_str_has_suffix (config->store_path, "/.local/state/chathub/chathub.db"));
 }
 
 static void
@@ -106,7 +116,7 @@ test_config_defaults (void)
 	g_assert_no_error (error);
 	assert_defaults (from_empty);
 	g_clear_pointer (&from_empty, chd_config_free);
-	from_empty = load_text ("[server]\n[auth]\n[limits]\n[dbus]\n", &error);
+	from_empty = load_text ("[server]\n[auth]\n[limits]\n[dbus]\n[store]\n", &error);
 	g_assert_no_error (error);
 	assert_defaults (from_empty);
 }
@@ -136,7 +146,14 @@ test_config_values (void)
 		       "[dbus]\n"
 		       "admin-group=wheel\n"
 		       "message-signals=false\n"
-		       "exit-on-idle=600\n",
+		       "exit-on-idle=600\n"
+		       "[store]\n"
+		       "backend=memory\n"
+		       "path= /srv/chat/messages.db \n"
+		       "sync=full\n"
+		       "history-size=50\n"
+		       "history-ttl=0\n"
+		       "dm-ttl=86400\n",
 		       &error);
 
 	g_assert_no_error (error);
@@ -156,6 +173,12 @@ test_config_values (void)
 	g_assert_cmpstr (config->admin_group, ==, "wheel");
 	g_assert_false (config->message_signals);
 	g_assert_cmpuint (config->exit_on_idle, ==, 600);
+	g_assert_cmpint (config->store_backend, ==, CHD_STORE_BACKEND_MEMORY);
+	g_assert_cmpstr (config->store_path, ==, "/srv/chat/messages.db");
+	g_assert_cmpint (config->store_sync, ==, CHAT_STORE_SYNC_FULL);
+	g_assert_cmpuint (config->history_size, ==, 50);
+	g_assert_cmpuint (config->history_ttl, ==, 0);
+	g_assert_cmpuint (config->dm_ttl, ==, 86400);
 	assert_key (config, ENV_SECRET);
 }
 
@@ -184,6 +207,9 @@ static const RangeCase range_cases[] = {
     {"limits", "message-burst", 0, 1000000, G_STRUCT_OFFSET (ChdConfig, message_burst)},
     {"limits", "max-rooms", 0, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, max_rooms)},
     {"dbus", "exit-on-idle", 0, 86400 * 365, G_STRUCT_OFFSET (ChdConfig, exit_on_idle)},
+    {"store", "history-size", 1, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, history_size)},
+    {"store", "history-ttl", 0, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, history_ttl)},
+    {"store", "dm-ttl", 0, G_MAXINT, G_STRUCT_OFFSET (ChdConfig, dm_ttl)},
 };
 
 static void
@@ -267,6 +293,65 @@ test_config_other_errors (void)
 			   CHAT_ERROR_INVALID_ARGUMENT,
 			   "[auth] algorithm: Unsupported token algorithm “hs256” (expected HS256, "
 			   "HS384, HS512, RS256 or ES256)");
+	assert_load_error ("[store]\nbackend=redis\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[store] backend: “redis” is not one of sqlite, memory");
+	assert_load_error ("[store]\nbackend=SQLite\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[store] backend: “SQLite” is not one of sqlite, memory");
+	assert_load_error ("[store]\nsync=off\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[store] sync: “off” is not one of normal, full");
+	assert_load_error ("[store]\nsync=\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[store] sync: “” is not one of normal, full");
+	assert_load_error ("[store]\npath=chathub.db\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[store] path: “chathub.db” is not an absolute file name");
+}
+
+/* [store] path unset: systemd's state directory, else the user's (XDG), else ~/.local/state */
+static void
+test_config_store_path (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+	g_autofree char *home_default =
+	    g_build_filename (g_get_home_dir (), ".local/state/chathub/chathub.db", NULL);
+
+	g_setenv ("XDG_STATE_HOME", "/home/ann/.state", TRUE);
+	config = load_text ("", &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->store_path, ==, "/home/ann/.state/chathub/chathub.db");
+	g_clear_pointer (&config, chd_config_free);
+
+	/* systemd's comes first; of several StateDirectory= entries, the first */
+	g_setenv ("STATE_DIRECTORY", "/var/lib/chathub:/var/lib/other", TRUE);
+	config = load_text ("", &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->store_path, ==, "/var/lib/chathub/chathub.db");
+	g_clear_pointer (&config, chd_config_free);
+
+	/* a path in the file wins over both */
+	config = load_text ("[store]\npath=/srv/chathub.db\n", &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->store_path, ==, "/srv/chathub.db");
+	g_clear_pointer (&config, chd_config_free);
+
+	/* relative directories are ignored, as the XDG specification says */
+	g_setenv ("STATE_DIRECTORY", "state", TRUE);
+	g_setenv ("XDG_STATE_HOME", "relative", TRUE);
+	config = load_text ("", &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->store_path, ==, home_default);
+
+	g_unsetenv ("STATE_DIRECTORY");
+	g_unsetenv ("XDG_STATE_HOME");
 }
 
 /* Not a key file, or no file: the error names the file. */
@@ -380,6 +465,8 @@ test_config_secret_environment (void)
 	g_setenv ("CHATHUB_JWT_SECRET", "", TRUE);
 	assert_load_error ("", G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, message);
 	g_setenv ("CHATHUB_JWT_SECRET", ENV_SECRET, TRUE);
+	g_unsetenv ("STATE_DIRECTORY");
+	g_unsetenv ("XDG_STATE_HOME");
 }
 
 static void
@@ -527,6 +614,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/values", test_config_values);
 	g_test_add_func ("/chd/config/ranges", test_config_ranges);
 	g_test_add_func ("/chd/config/other-errors", test_config_other_errors);
+	g_test_add_func ("/chd/config/store-path", test_config_store_path);
 	g_test_add_func ("/chd/config/bad-file", test_config_bad_file);
 	g_test_add_func ("/chd/config/secret-file", test_config_secret_file);
 	g_test_add_func ("/chd/config/secret-file-errors", test_config_secret_file_errors);

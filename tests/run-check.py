@@ -87,6 +87,10 @@ class ToolsRunTests(unittest.TestCase):
                 break
         self.assertIsNotNone(url, "".join(out) + "".join(errors))
         self.assertNotEqual(port, 0)
+        # the messages go to a database in the build directory, and it says which
+        database = os.path.join(BUILD, "chathub.db")
+        self.assertIn("Messages are stored in: %s " % database, "".join(out))
+        self.assertTrue(os.path.isfile(database), database)
         # the printed command's token opens a WebSocket on that very address
         token = re.search(r'"%s\?access_token=([^"]+)"' % re.escape(url), "".join(out))
         self.assertIsNotNone(token, "".join(out))

@@ -32,6 +32,11 @@ chd_config_new (void)
 	config->max_rooms = 1000;
 	config->bus_type = G_BUS_TYPE_NONE;
 	config->message_signals = TRUE;
+	config->store_backend = CHD_STORE_BACKEND_SQLITE;
+	config->store_sync = CHAT_STORE_SYNC_NORMAL;
+	config->history_size = CHAT_STORE_DEFAULT_HISTORY_SIZE;
+	config->history_ttl = CHAT_STORE_DEFAULT_HISTORY_TTL;
+	config->dm_ttl = CHAT_STORE_DEFAULT_DM_TTL;
 	return config;
 }
 
@@ -44,6 +49,7 @@ chd_config_free (ChdConfig *config)
 	g_free (config->issuer);
 	g_free (config->audience);
 	g_free (config->admin_group);
+	g_free (config->store_path);
 	g_free (config);
 }
 
@@ -131,6 +137,103 @@ read_key_file (const char *group,
 	if (bytes == NULL)
 		g_prefix_error (error, _ ("[%s] %s: "), group, key);
 	return bytes;
+}
+
+/* Reads a key whose value is one of @names (NULL-terminated); *@out becomes its index. */
+static gboolean
+read_choice (GKeyFile *file,
+	     const char *group,
+	     const char *key,
+	     const char *const *names,
+	     guint *out,
+	     GError **error)
+{
+	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+	g_autofree char *choices = NULL;
+
+	if (text == NULL)
+		return TRUE;
+	g_strstrip (text);
+	for (guint i = 0; names[i] != NULL; i++) {
+		if (g_strcmp0 (text, names[i]) == 0) {
+			*out = i;
+			return TRUE;
+		}
+	}
+	choices = g_strjoinv (", ", (char **) names);
+	g_set_error (error,
+		     G_KEY_FILE_ERROR,
+		     G_KEY_FILE_ERROR_INVALID_VALUE,
+		     _ ("[%s] %s: “%s” is not one of %s"),
+		     group,
+		     key,
+		     text,
+		     choices);
+	return FALSE;
+}
+
+/**
+ * chd_config_default_store_path:
+ *
+ * Where the message store lives when [store] path is not set: the state directory systemd
+ * gives the service (StateDirectory=, the first of $STATE_DIRECTORY), else the user's
+ * ($XDG_STATE_HOME, or ~/.local/state, as the XDG base directory specification says).
+ *
+ * Returns: (transfer full): an absolute file name
+ */
+char *
+chd_config_default_store_path (void)
+{
+	const char *state_directory = g_getenv ("STATE_DIRECTORY");
+	const char *state_home = g_getenv ("XDG_STATE_HOME");
+
+	if (state_directory != NULL && g_path_is_absolute (state_directory)) {
+		/* several StateDirectory= entries come colon-separated */
+		g_auto (GStrv) directories = g_strsplit (state_directory, ":", 2);
+
+		return g_build_filename (directories[0], "chathub.db", NULL);
+	}
+	/* the specification says to ignore a relative one */
+	if (state_home != NULL && g_path_is_absolute (state_home))
+		return g_build_filename (state_home, "chathub", "chathub.db", NULL);
+	return g_build_filename (g_get_home_dir (),
+				 ".local",
+				 "state",
+				 "chathub",
+				 "chathub.db",
+				 NULL);
+}
+
+static gboolean
+load_store (ChdConfig *config, GKeyFile *file, GError **error)
+{
+	static const char *const backends[] = {"sqlite", "memory", NULL};
+	static const char *const syncs[] = {"normal", "full", NULL};
+	guint backend = config->store_backend;
+	guint sync = config->store_sync;
+
+	if (!read_choice (file, "store", "backend", backends, &backend, error) ||
+	    !read_choice (file, "store", "sync", syncs, &sync, error) ||
+	    !read_uint (file, "store", "history-size", 1, G_MAXINT, &config->history_size, error) ||
+	    !read_uint (file, "store", "history-ttl", 0, G_MAXINT, &config->history_ttl, error) ||
+	    !read_uint (file, "store", "dm-ttl", 0, G_MAXINT, &config->dm_ttl, error))
+		return FALSE;
+	config->store_backend = backend;
+	config->store_sync = sync;
+
+	read_string (file, "store", "path", &config->store_path);
+	if (config->store_path == NULL) {
+		config->store_path = chd_config_default_store_path ();
+	} else if (!g_path_is_absolute (config->store_path)) {
+		/* relative to what? systemd starts services in / */
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[store] path: “%s” is not an absolute file name"),
+			     config->store_path);
+		return FALSE;
+	}
+	return TRUE;
 }
 
 gboolean
@@ -247,6 +350,9 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	read_string (file, "dbus", "admin-group", &config->admin_group);
 	if (!read_boolean (file, "dbus", "message-signals", &config->message_signals, error) ||
 	    !read_uint (file, "dbus", "exit-on-idle", 0, 86400 * 365, &config->exit_on_idle, error))
+		return FALSE;
+
+	if (!load_store (config, file, error))
 		return FALSE;
 
 	g_clear_pointer (&config->key, g_bytes_unref);

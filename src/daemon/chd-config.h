@@ -8,6 +8,12 @@
 
 G_BEGIN_DECLS
 
+/* [store] backend */
+typedef enum {
+	CHD_STORE_BACKEND_SQLITE,
+	CHD_STORE_BACKEND_MEMORY,
+} ChdStoreBackend;
+
 /* The daemon's settings: chathub.conf(5) and the command line, which overrides it;
  * CHATHUB_JWT_SECRET supplies the secret only when no secret-file is set. */
 typedef struct {
@@ -36,6 +42,13 @@ typedef struct {
 	char *admin_group; /* (nullable): may Broadcast and Disconnect on the system bus */
 	gboolean message_signals;
 	guint exit_on_idle; /* seconds; 0 = never */
+	/* [store] */
+	ChdStoreBackend store_backend;
+	char *store_path; /* absolute; the default depends on the environment (see load) */
+	ChatStoreSync store_sync;
+	guint history_size;
+	guint history_ttl; /* seconds; 0 = no time limit */
+	guint dm_ttl;	   /* seconds; 0 = no time limit */
 } ChdConfig;
 
 ChdConfig *
@@ -44,6 +57,9 @@ void
 chd_config_free (ChdConfig *config);
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error);
+
+char *
+chd_config_default_store_path (void);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ChdConfig, chd_config_free)
 

@@ -4,8 +4,11 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <glib-unix.h>
 #include <glib/gi18n.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "chc-bus.h"
@@ -18,10 +21,14 @@
  * close at exit (see chd_daemon_run()), well within the second that remains. */
 #define SHUTDOWN_DEADLINE_MS 4000
 
+/* --verbose: how often the store's figures are logged, when they changed */
+#define STORE_STATISTICS_INTERVAL_S 60
+
 struct _ChdDaemon {
 	GObject parent_instance;
 
 	ChdConfig *config; /* unowned; outlives the daemon */
+	ChatStore *store;
 	ChatHub *hub;
 	ChatTokenVerifier *verifier;
 	ChatServer *server;
@@ -31,6 +38,8 @@ struct _ChdDaemon {
 	guint sigint_id;
 	guint shutdown_timeout_id;
 	guint idle_id;
+	guint statistics_id;
+	GVariant *statistics_logged; /* (nullable): the figures last logged */
 	gulong n_clients_id;
 	gulong client_registered_id;
 	gboolean stopping;
@@ -45,16 +54,32 @@ chd_daemon_dispose (GObject *object)
 {
 	ChdDaemon *self = CHD_DAEMON (object);
 
-	g_clear_handle_id (&self->sigterm_id, g_source_remove);
-	g_clear_handle_id (&self->sigint_id, g_source_remove);
 	g_clear_handle_id (&self->shutdown_timeout_id, g_source_remove);
 	g_clear_handle_id (&self->idle_id, g_source_remove);
+	g_clear_handle_id (&self->statistics_id, g_source_remove);
+	g_clear_pointer (&self->statistics_logged, g_variant_unref);
 	g_clear_signal_handler (&self->n_clients_id, self->hub);
 	g_clear_signal_handler (&self->client_registered_id, self->hub);
 	g_clear_object (&self->dbus);
 	g_clear_object (&self->server);
 	g_clear_object (&self->hub);
+	/* after the hub, which hands it what is still to be written */
+	g_clear_object (&self->store);
 	g_clear_object (&self->verifier);
+	/* only now, and the signals blocked first: closing the store takes a moment (the last
+	 * commit, a checkpoint), and a second SIGTERM then or later would otherwise kill the
+	 * process with the default action, and its exit status with it. GLib's own threads
+	 * block every signal, so they stay pending until the exit. */
+	if (self->sigterm_id != 0) {
+		sigset_t signals;
+
+		sigemptyset (&signals);
+		sigaddset (&signals, SIGTERM);
+		sigaddset (&signals, SIGINT);
+		pthread_sigmask (SIG_BLOCK, &signals, NULL);
+	}
+	g_clear_handle_id (&self->sigterm_id, g_source_remove);
+	g_clear_handle_id (&self->sigint_id, g_source_remove);
 	g_clear_pointer (&self->loop, g_main_loop_unref);
 	G_OBJECT_CLASS (chd_daemon_parent_class)->dispose (object);
 }
@@ -78,6 +103,43 @@ on_client_registered (ChatHub *hub, ChatClient *client, ChdDaemon *self)
 		 chat_client_get_id (client),
 		 chat_client_get_user_id (client),
 		 chat_client_get_remote_address (client));
+}
+
+/* For a reader of the logs (--verbose): the store's figures, when they changed since the
+ * last time, or always when @final. At message level, so that they go where the other
+ * messages go (debug output goes to stdout); the figures keep GetStatistics' names. */
+static void
+log_store_statistics (ChdDaemon *self, gboolean final)
+{
+	g_autoptr (GVariant) statistics = chat_store_get_statistics (self->store);
+	g_autoptr (GString) figures = g_string_new (NULL);
+	g_autofree char *text = NULL;
+	GVariantIter iter;
+	const char *key;
+	guint64 value;
+
+	if (!final && self->statistics_logged != NULL &&
+	    g_variant_equal (statistics, self->statistics_logged))
+		return;
+	g_variant_iter_init (&iter, statistics);
+	while (g_variant_iter_next (&iter, "{&st}", &key, &value))
+		g_string_append_printf (figures,
+					"%sstore-%s=%" G_GUINT64_FORMAT,
+					figures->len > 0 ? " " : "",
+					key,
+					value);
+	text = final ? g_strdup_printf (_ ("Message store, final figures: %s"), figures->str)
+		     : g_strdup_printf (_ ("Message store: %s"), figures->str);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "store-statistics", text);
+	g_clear_pointer (&self->statistics_logged, g_variant_unref);
+	self->statistics_logged = g_steal_pointer (&statistics);
+}
+
+static gboolean
+on_statistics_timeout (gpointer user_data)
+{
+	log_store_statistics (CHD_DAEMON (user_data), FALSE);
+	return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -206,6 +268,47 @@ on_name_lost (ChdDbus *dbus, gboolean was_owned, ChdDaemon *self)
 	stop (self, 0);
 }
 
+/* The [store] the configuration names, with its retention. A database that cannot be
+ * used is an error: never replaced, never traded for a memory store behind the admin's back. */
+static ChatStore *
+open_store (ChdConfig *config, GError **error)
+{
+	g_autoptr (ChatStore) store = NULL;
+
+	if (config->store_backend == CHD_STORE_BACKEND_MEMORY) {
+		store = CHAT_STORE (chat_memory_store_new ());
+	} else {
+		g_autofree char *directory = g_path_get_dirname (config->store_path);
+
+		/* messages are private: a directory of our own is only for us */
+		if (g_mkdir_with_parents (directory, 0700) != 0) {
+			int saved_errno = errno;
+
+			g_set_error (
+			    error,
+			    G_IO_ERROR,
+			    g_io_error_from_errno (saved_errno),
+			    _ ("Cannot create the directory “%s” for the message store: %s"),
+			    directory,
+			    g_strerror (saved_errno));
+			return NULL;
+		}
+		store = CHAT_STORE (
+		    chat_sqlite_store_new (config->store_path, config->store_sync, error));
+		if (store == NULL)
+			return NULL;
+	}
+	g_object_set (store,
+		      "history-size",
+		      config->history_size,
+		      "history-ttl",
+		      (guint64) config->history_ttl,
+		      "dm-ttl",
+		      (guint64) config->dm_ttl,
+		      NULL);
+	return g_steal_pointer (&store);
+}
+
 ChdDaemon *
 chd_daemon_new (ChdConfig *config, GError **error)
 {
@@ -216,7 +319,8 @@ chd_daemon_new (ChdConfig *config, GError **error)
 	if (self->verifier == NULL) {
 		/* name the key at fault, like every other configuration error */
 		g_prefix_error (error,
-				"%s",
+				"%s%s",
+				_ ("bad configuration: "),
 				config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
 					config->algorithm == CHAT_TOKEN_ALGORITHM_ES256
 				    ? "[auth] public-key-file: "
@@ -227,7 +331,11 @@ chd_daemon_new (ChdConfig *config, GError **error)
 	chat_token_verifier_set_audience (self->verifier, config->audience);
 	chat_token_verifier_set_leeway (self->verifier, config->leeway);
 
-	self->hub = chat_hub_new ();
+	/* before listening: a store that cannot be opened is a failure to start */
+	self->store = open_store (config, error);
+	if (self->store == NULL)
+		return NULL;
+	self->hub = g_object_new (CHAT_TYPE_HUB, "store", self->store, NULL);
 	self->server = g_object_new (CHAT_TYPE_SERVER,
 				     "hub",
 				     self->hub,
@@ -285,10 +393,23 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 				uri,
 				chat_token_algorithm_to_string (self->config->algorithm));
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "listening", text);
+	g_clear_pointer (&text, g_free);
+	if (self->config->store_backend == CHD_STORE_BACKEND_MEMORY)
+		text = g_strdup (_ ("Messages are kept in memory only: a restart loses them"));
+	else
+		text = g_strdup_printf (
+		    _ ("Messages are stored in %s (sync=%s)"),
+		    self->config->store_path,
+		    self->config->store_sync == CHAT_STORE_SYNC_FULL ? "full" : "normal");
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "store-opened", text);
+	if (g_log_get_debug_enabled ())
+		self->statistics_id = g_timeout_add_seconds (STORE_STATISTICS_INTERVAL_S,
+							     on_statistics_timeout,
+							     self);
 
 	/* only now: owning the name is how the bus and systemd learn that we are ready */
 	if (self->config->bus_type != G_BUS_TYPE_NONE) {
-		self->dbus = chd_dbus_new (self->server, self->config);
+		self->dbus = chd_dbus_new (self->server, self->store, self->config);
 		g_signal_connect (self->dbus, "activity", G_CALLBACK (on_dbus_activity), self);
 		g_signal_connect (self->dbus, "name-lost", G_CALLBACK (on_name_lost), self);
 		if (!chd_dbus_start (self->dbus, error)) {
@@ -306,6 +427,9 @@ chd_daemon_run (ChdDaemon *self)
 	g_main_loop_run (self->loop);
 	/* let the last D-Bus signals out before the connection goes */
 	g_clear_object (&self->dbus);
+	g_clear_handle_id (&self->statistics_id, g_source_remove);
+	if (g_log_get_debug_enabled ())
+		log_store_statistics (self, TRUE);
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "stopped", _ ("chathubd stopped"));
 	/* disposing of the connections one by one costs tens of µs each, which could take the
 	 * exit past the 5 s SIGTERM promises; the kernel closes them all at once */

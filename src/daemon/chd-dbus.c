@@ -27,6 +27,7 @@ struct _ChdDbus {
 
 	ChatServer *server;
 	ChatHub *hub;
+	ChatStore *store;
 	ChdConfig *config; /* unowned; outlives us */
 	GDBusConnection *connection;
 	ChdHub1 *skeleton;
@@ -59,6 +60,7 @@ chd_dbus_dispose (GObject *object)
 	g_clear_object (&self->skeleton);
 	g_clear_object (&self->connection);
 	g_clear_object (&self->hub);
+	g_clear_object (&self->store);
 	g_clear_object (&self->server);
 	G_OBJECT_CLASS (chd_dbus_parent_class)->dispose (object);
 }
@@ -385,10 +387,28 @@ handle_presence (ChdHub1 *skeleton,
 static gboolean
 handle_get_statistics (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
 {
+	g_autoptr (GVariant) server =
+	    g_variant_ref_sink (chat_server_get_statistics (self->server));
+	g_autoptr (GVariant) store = chat_store_get_statistics (self->store);
+	GVariantBuilder builder;
+	GVariantIter iter;
+	const char *key;
+	GVariant *value;
+	guint64 number;
+
 	note_activity (self);
-	chd_hub1_complete_get_statistics (skeleton,
-					  invocation,
-					  chat_server_get_statistics (self->server));
+	g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+	g_variant_iter_init (&iter, server);
+	while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+		g_variant_builder_add (&builder, "{sv}", key, value);
+	/* the store's figures beside the server's, "stored" as "store-stored" */
+	g_variant_iter_init (&iter, store);
+	while (g_variant_iter_next (&iter, "{&st}", &key, &number)) {
+		g_autofree char *name = g_strconcat ("store-", key, NULL);
+
+		g_variant_builder_add (&builder, "{sv}", name, g_variant_new_uint64 (number));
+	}
+	chd_hub1_complete_get_statistics (skeleton, invocation, g_variant_builder_end (&builder));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -731,16 +751,18 @@ on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
 /**
  * chd_dbus_new:
  * @server: the server whose hub goes on the bus
+ * @store: the hub's message store, for its statistics
  * @config: the daemon's settings (bus type and [dbus]); must outlive the object
  *
  * Returns: (transfer full): a #ChdDbus, not on the bus yet
  */
 ChdDbus *
-chd_dbus_new (ChatServer *server, ChdConfig *config)
+chd_dbus_new (ChatServer *server, ChatStore *store, ChdConfig *config)
 {
 	ChdDbus *self = g_object_new (CHD_TYPE_DBUS, NULL);
 
 	self->server = g_object_ref (server);
+	self->store = g_object_ref (store);
 	self->hub = g_object_ref (chat_server_get_hub (server));
 	self->config = config;
 	return self;

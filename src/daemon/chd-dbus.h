@@ -14,7 +14,7 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (ChdDbus, chd_dbus, CHD, DBUS, GObject)
 
 ChdDbus *
-chd_dbus_new (ChatServer *server, ChdConfig *config);
+chd_dbus_new (ChatServer *server, ChatStore *store, ChdConfig *config);
 gboolean
 chd_dbus_start (ChdDbus *self, GError **error);
 void

@@ -157,8 +157,9 @@ main (int argc, char **argv)
 	raise_fd_limit ();
 	daemon = chd_daemon_new (config, &error);
 	if (daemon == NULL) {
-		/* only the key can be refused here: a configuration error like the others */
-		g_printerr (_ ("chathubd: bad configuration: %s\n"), error->message);
+		/* the key ("bad configuration: …") or the message store, whose error names its
+		 * file: one line, status 1 */
+		g_printerr (_ ("chathubd: %s\n"), error->message);
 		return 1;
 	}
 	if (!chd_daemon_start (daemon, &error)) {

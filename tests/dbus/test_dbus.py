@@ -339,7 +339,8 @@ def write_config(directory, extra=None, port=0):
     with open(secret_path, "w") as f:
         f.write(SECRET + "\n")
     groups = {"server": {"address": "127.0.0.1", "port": port},
-              "auth": {"algorithm": "HS256", "secret-file": secret_path}}
+              "auth": {"algorithm": "HS256", "secret-file": secret_path},
+              "store": {"path": os.path.join(directory, "chathub.db")}}
     for group, keys in (extra or {}).items():
         groups.setdefault(group, {}).update(keys)
     path = os.path.join(directory, "chathub.conf")
@@ -815,7 +816,10 @@ class InterfaceTests(BusDaemonTestCase):
         for key in ("connections-accepted", "refused-bad-request", "refused-token",
                     "refused-busy", "messages-relayed", "bytes-sent", "slow-consumer-closes",
                     "idle-closes", "uptime", "connections", "refused-rate",
-                    "refused-user-limit", "refused-header-too-large"):
+                    "refused-user-limit", "refused-header-too-large",
+                    # the message store's figures (chat_store_get_statistics())
+                    "store-stored", "store-trimmed", "store-failed", "store-groups",
+                    "store-largest-group", "store-commit-time-us", "store-retained"):
             self.assertIn(key, before)
             self.assertIsInstance(before[key], int)
         ws = self.connect(1901)
@@ -1541,14 +1545,18 @@ class DataFileTests(unittest.TestCase):
         conf = os.path.join(self.tmp.name, "chathub.conf")
         with open(conf, "w") as f:
             f.write(text)
+        # its [store] path is the default: a state directory of the test's own
         proc = subprocess.Popen([CHATHUBD, "--config", conf, "--port", "0", "--no-dbus"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, STATE_DIRECTORY=self.tmp.name))
         line = proc.stderr.readline()
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=h.scaled(10))
         self.assertIn("listening on", line, rest)
         self.assertEqual(proc.returncode, 0, rest)
+        # where systemd's StateDirectory= puts it
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp.name, "chathub.db")), rest)
 
     def test_install_layout(self):
         meson = shutil.which("meson")

@@ -129,6 +129,8 @@ class Daemon:
             # upgrades-per-second allows, and most tests send as fast as they can from one
             # connection; tests of either rate limit set their own (None restores a default)
             "limits": {"upgrades-per-second": 0, "messages-per-second": 0},
+            # each daemon its own database, never the user's state directory
+            "store": {"path": os.path.join(self.tmp.name, "chathub.db")},
         }
         if secret is not None or secret_file_text is not None:
             self.secret_path = os.path.join(self.tmp.name, "secret")
