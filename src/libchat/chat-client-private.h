@@ -54,6 +54,14 @@ void
 chat_client_set_token (ChatClient *self, ChatTokenVerifier *verifier, gint64 deadline);
 ChatTokenVerifier *
 chat_client_get_verifier (ChatClient *self);
+/* The hub holds a request of this client (a step of its pipeline), or finished one; past a
+ * bound the client's reading pauses until the hub caught up. */
+void
+chat_client_step_added (ChatClient *self);
+void
+chat_client_step_done (ChatClient *self);
+guint
+chat_client_get_n_steps (ChatClient *self);
 gint64
 chat_client_get_token_deadline (ChatClient *self);
 void

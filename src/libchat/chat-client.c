@@ -55,6 +55,7 @@ struct _ChatClient {
 	gboolean closed;
 	gboolean slow_consumer; /* closed by chat_client_push_frame() for it */
 	gboolean input_done;	/* a close is queued behind the hub's pending relays */
+	guint n_steps;		/* requests of this client the hub has not finished */
 
 	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
 	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
@@ -82,6 +83,13 @@ struct _ChatClient {
 };
 
 G_DEFINE_FINAL_TYPE (ChatClient, chat_client, G_TYPE_OBJECT)
+
+/* Requests of one client the hub may hold (being stored, say) before the client's reading
+ * pauses, and the level at which it resumes: however fast a client sends, what it has waiting
+ * in the hub's ordered pipeline is bounded, and everyone else's requests queue behind at most
+ * that many of its own. */
+#define MAX_STEPS 256
+#define RESUME_STEPS (MAX_STEPS / 4)
 
 G_DEFINE_ENUM_TYPE (ChatCloseCode,
 		    chat_close_code,
@@ -1015,4 +1023,25 @@ chat_client_close (ChatClient *self, guint16 code, const char *reason)
 			  (code >= 3000 && code <= 4999));
 
 	client_close (self, code, reason);
+}
+
+void
+chat_client_step_added (ChatClient *self)
+{
+	if (++self->n_steps == MAX_STEPS && self->outbox != NULL)
+		chat_inbox_set_paused (chat_outbox_get_inbox (self->outbox), TRUE);
+}
+
+void
+chat_client_step_done (ChatClient *self)
+{
+	g_assert (self->n_steps > 0);
+	if (--self->n_steps == RESUME_STEPS && self->outbox != NULL)
+		chat_inbox_set_paused (chat_outbox_get_inbox (self->outbox), FALSE);
+}
+
+guint
+chat_client_get_n_steps (ChatClient *self)
+{
+	return self->n_steps;
 }

@@ -143,6 +143,8 @@ static void
 step_free (HubStep *step)
 {
 	g_clear_object (&step->message);
+	if (step->client != NULL)
+		chat_client_step_done (step->client);
 	g_clear_object (&step->client);
 	g_clear_error (&step->error);
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
@@ -896,6 +898,8 @@ step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message
 	step->hub = g_object_ref (self);
 	step->kind = kind;
 	step->client = client != NULL ? g_object_ref (client) : NULL;
+	if (client != NULL)
+		chat_client_step_added (client);
 	step->message = message != NULL ? g_object_ref (message) : NULL;
 	step->recovered = -1;
 	g_queue_push_tail (&self->steps, step);
@@ -1045,14 +1049,14 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 				 step);
 }
 
-/* Answers keep the order of the requests: @frame goes to @client once everything the hub
- * was asked before has been done. */
+/* Answers keep the order of the requests: @frame goes to @client once everything @client
+ * asked for before has been done. Other clients' pending requests do not hold it up. */
 void
 chat_hub_push_in_order (ChatHub *self, ChatClient *client, GBytes *frame)
 {
 	HubStep *step;
 
-	if (g_queue_is_empty (&self->steps)) {
+	if (chat_client_get_n_steps (client) == 0) {
 		chat_client_push_frame (client, frame);
 		return;
 	}
@@ -1067,7 +1071,7 @@ chat_hub_close_in_order (ChatHub *self, ChatClient *client, guint16 code, const 
 {
 	HubStep *step;
 
-	if (g_queue_is_empty (&self->steps)) {
+	if (chat_client_get_n_steps (client) == 0) {
 		chat_client_close (client, code, reason);
 		return;
 	}

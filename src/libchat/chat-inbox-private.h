@@ -34,6 +34,10 @@ void
 chat_inbox_park_begin (ChatInbox *self);
 void
 chat_inbox_park_end (ChatInbox *self);
+/* A paused inbox reads nothing (libsoup sees EAGAIN) and keeps what arrives for when it is
+ * resumed: the hub pauses a client whose requests pile up faster than they are handled. */
+void
+chat_inbox_set_paused (ChatInbox *self, gboolean paused);
 /* Stops watching the descriptor; call before it is closed. */
 void
 chat_inbox_detach (ChatInbox *self);

@@ -28,6 +28,7 @@ struct _ChatInbox {
 	int fd;		    /* registered in the epoll set while >= 0 */
 	gboolean readable;  /* an edge arrived and was not consumed yet */
 	gsize read_budget;  /* bytes this dispatch may still read (G_MAXSIZE outside one) */
+	gboolean paused;    /* reads nothing until resumed (chat_inbox_set_paused()) */
 	gboolean parking;   /* the next source created goes to the shard */
 	gboolean pushed;    /* the shard is pushed as thread-default until park_end */
 };
@@ -83,7 +84,7 @@ poll_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 			ChatInbox *inbox = events[i].data.ptr;
 
 			inbox->readable = TRUE;
-			if (inbox->source != NULL) {
+			if (inbox->source != NULL && !inbox->paused) {
 				g_source_set_ready_time (inbox->source, 0);
 				shard_mark_dirty (ps, inbox->shard);
 			}
@@ -228,7 +229,7 @@ inbox_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count,
 	ChatInbox *self = CHAT_INBOX (stream);
 	gssize n;
 
-	if (self->read_budget == 0) {
+	if (self->read_budget == 0 || self->paused) {
 		/* the edge was not consumed: the source libsoup creates next is ready at once */
 		self->readable = TRUE;
 		g_set_error_literal (error,
@@ -300,11 +301,24 @@ inbox_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 		g_main_context_push_thread_default (self->shard->context);
 		self->pushed = TRUE;
 	}
-	if (self->readable) {
+	if (self->readable && !self->paused) {
 		g_source_set_ready_time (source, 0);
 		shard_mark_dirty ((ChatPollSource *) self->poll, self->shard);
 	}
 	return source;
+}
+
+void
+chat_inbox_set_paused (ChatInbox *self, gboolean paused)
+{
+	if (self->paused == paused)
+		return;
+	self->paused = paused;
+	/* what arrived meanwhile is read in the next iteration */
+	if (!paused && self->readable && self->source != NULL) {
+		g_source_set_ready_time (self->source, 0);
+		shard_mark_dirty ((ChatPollSource *) self->poll, self->shard);
+	}
 }
 
 void
