@@ -24,6 +24,9 @@
  * carried, the rooms it joined and its outbox, the bounded queue of bytes waiting for the
  * socket. Clients are created by #ChatServer and registered with a #ChatHub, which routes
  * their messages; a client is unregistered when #ChatClient::closed fires.
+ *
+ * A client made any other way (`Chat.Client()` in a script) has no connection: it is never
+ * open, chat_client_send() refuses, chat_client_close() does nothing and its counters are 0.
  */
 
 /**
@@ -283,7 +286,8 @@ chat_client_init (ChatClient *self)
 static gboolean
 client_is_open (ChatClient *self)
 {
-	return !self->closed &&
+	/* no connection: made without the server, by a binding's bare constructor */
+	return !self->closed && self->conn != NULL &&
 	       soup_websocket_connection_get_state (self->conn) == SOUP_WEBSOCKET_STATE_OPEN &&
 	       chat_outbox_can_send (self->outbox);
 }
@@ -960,7 +964,7 @@ gsize
 chat_client_get_pending_bytes (ChatClient *self)
 {
 	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
-	return chat_outbox_get_pending (self->outbox);
+	return self->outbox != NULL ? chat_outbox_get_pending (self->outbox) : 0;
 }
 
 /**
@@ -977,7 +981,7 @@ guint64
 chat_client_get_bytes_sent (ChatClient *self)
 {
 	g_return_val_if_fail (CHAT_IS_CLIENT (self), 0);
-	return chat_outbox_get_bytes_sent (self->outbox);
+	return self->outbox != NULL ? chat_outbox_get_bytes_sent (self->outbox) : 0;
 }
 
 /**

@@ -301,6 +301,19 @@ class TestBindingTraps(HubTestCase):
 class TestConstruction(unittest.TestCase):
     """Objects built with bare constructors, as a script may: a GError, never a crash."""
 
+    def test_client_without_connection(self):
+        # G_DEBUG=fatal-criticals: a critical from libsoup or GLib ends the process
+        client = Chat.Client()
+        self.assertFalse(client.is_open())
+        self.assertEqual((client.get_pending_bytes(), client.get_bytes_sent()), (0, 0))
+        self.assertEqual(client.get_rooms(), [])
+        self.assertFalse(client.is_member(3))
+        message = Chat.Message.new(Chat.MessageType.MESSAGE)
+        message.props.content = "nobody hears this"
+        self.assertFalse(client.send(message))
+        client.close(1000, "bye")
+        self.assertFalse(client.is_open())
+
     def test_server_without_hub_or_verifier(self):
         # listen() refuses a server missing either; the first client used to crash it
         hub = Chat.Hub.new()
