@@ -323,7 +323,7 @@ rate_admit (ChatClient *self, gint64 now)
 /* A message over the rate: an error for the first few, then the connection is closed, so a
  * client that ignores the errors cannot keep the loop busy answering them. */
 static void
-refuse_over_rate (ChatClient *self, gint64 now)
+answer_over_rate (ChatClient *self, gint64 now)
 {
 	g_autofree char *text = NULL;
 
@@ -378,7 +378,7 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 	if ((message == NULL ||
 	     chat_message_get_message_type (message) != CHAT_MESSAGE_TYPE_PING) &&
 	    !rate_admit (self, self->last_rx)) {
-		refuse_over_rate (self, self->last_rx);
+		answer_over_rate (self, self->last_rx);
 		return;
 	}
 	if (message == NULL) {

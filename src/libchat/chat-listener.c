@@ -226,7 +226,7 @@ serve_request (ChatListener *self, RequestHead *head)
  * a reset; chathub answers 431 itself, then stops sending and reads what still comes, for a
  * while, so that the close does not reset the connection before the answer is read. */
 static void
-refuse_request_head (ChatListener *self, RequestHead *head)
+answer_head_too_large (ChatListener *self, RequestHead *head)
 {
 	/* what the gate's set_json_response() would write */
 	static const char body[] = "{\"error\":\"request_header_too_large\","
@@ -293,7 +293,7 @@ request_head_advance (ChatListener *self, RequestHead *head)
 		serve_request (self, head);
 		return FALSE;
 	case HEAD_TOO_LARGE:
-		refuse_request_head (self, head);
+		answer_head_too_large (self, head);
 		return head->linger && drain_request (self, head);
 	case HEAD_WAIT:
 	case HEAD_GONE:

@@ -763,7 +763,7 @@ parse_rooms (JsonNode *node)
 }
 
 static gboolean
-refuse (const char *reason, const char **wire_reason, GError **error)
+fail_invalid_token (const char *reason, const char **wire_reason, GError **error)
 {
 	if (wire_reason != NULL)
 		*wire_reason = reason;
@@ -822,30 +822,30 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
 	gsize len;
 
 	if (self->key == NULL)
-		return refuse (reason_no_key, wire_reason, error);
+		return fail_invalid_token (reason_no_key, wire_reason, error);
 	if (token == NULL || *token == '\0')
-		return refuse (reason_missing, wire_reason, error);
+		return fail_invalid_token (reason_missing, wire_reason, error);
 	len = strlen (token);
 	if (len > MAX_TOKEN_LENGTH)
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 
 	/* Pin the algorithm before libjwt sees the token: libjwt 1.10 verifies with whatever
 	 * algorithm the header names, which is how "alg confusion" attacks work. */
 	dot1 = strchr (token, '.');
 	dot2 = dot1 != NULL ? strchr (dot1 + 1, '.') : NULL;
 	if (dot1 == NULL || dot2 == NULL || strchr (dot2 + 1, '.') != NULL || dot2[1] == '\0')
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 	header = decode_segment_json (token, dot1 - token);
 	if (header == NULL || !JSON_NODE_HOLDS_OBJECT (header))
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 	node = json_object_get_member (json_node_get_object (header), "alg");
 	if (node == NULL || !node_is_string (node))
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 	alg = json_node_get_string (node);
 	if (strcmp (alg, algorithms[self->algorithm].name) != 0)
-		return refuse (reason_algorithm, wire_reason, error);
+		return fail_invalid_token (reason_algorithm, wire_reason, error);
 	if (json_object_has_member (json_node_get_object (header), "crit"))
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 
 	if (jwt_decode (&jwt,
 			token,
@@ -854,54 +854,54 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
 	    jwt == NULL) {
 		/* say why only to the holder of a good signature */
 		if (!signature_holds (self, token, dot2))
-			return refuse (reason_signature, wire_reason, error);
-		return refuse (unparsable_reason (dot1, dot2), wire_reason, error);
+			return fail_invalid_token (reason_signature, wire_reason, error);
+		return fail_invalid_token (unparsable_reason (dot1, dot2), wire_reason, error);
 	}
 	if (jwt_get_alg (jwt) != algorithms[self->algorithm].jwt_alg)
-		return refuse (reason_algorithm, wire_reason, error);
+		return fail_invalid_token (reason_algorithm, wire_reason, error);
 
 	/* the signature holds: read the claims from the token's payload, as the header above,
 	 * rather than have libjwt print back what it parsed */
 	claims_node = decode_segment_json (dot1 + 1, dot2 - dot1 - 1);
 	if (claims_node == NULL || !JSON_NODE_HOLDS_OBJECT (claims_node))
-		return refuse (reason_malformed, wire_reason, error);
+		return fail_invalid_token (reason_malformed, wire_reason, error);
 	claims = json_node_get_object (claims_node);
 
 	node = json_object_get_member (claims, "exp");
 	if (node != NULL) {
 		if (!node_is_number (node))
-			return refuse (reason_malformed, wire_reason, error);
+			return fail_invalid_token (reason_malformed, wire_reason, error);
 		if ((gdouble) now > json_node_get_double (node) + self->leeway)
-			return refuse (reason_expired, wire_reason, error);
+			return fail_invalid_token (reason_expired, wire_reason, error);
 		expires = token_deadline (json_node_get_double (node), self->leeway);
 	}
 	node = json_object_get_member (claims, "nbf");
 	if (node != NULL) {
 		if (!node_is_number (node))
-			return refuse (reason_malformed, wire_reason, error);
+			return fail_invalid_token (reason_malformed, wire_reason, error);
 		if ((gdouble) now + self->leeway < json_node_get_double (node))
-			return refuse (reason_not_yet, wire_reason, error);
+			return fail_invalid_token (reason_not_yet, wire_reason, error);
 	}
 	if (self->issuer != NULL) {
 		node = json_object_get_member (claims, "iss");
 		if (node == NULL || !node_is_string (node) ||
 		    strcmp (json_node_get_string (node), self->issuer) != 0)
-			return refuse (reason_issuer, wire_reason, error);
+			return fail_invalid_token (reason_issuer, wire_reason, error);
 	}
 	if (self->audience != NULL) {
 		node = json_object_get_member (claims, "aud");
 		if (node == NULL || !audience_matches (node, self->audience))
-			return refuse (reason_audience, wire_reason, error);
+			return fail_invalid_token (reason_audience, wire_reason, error);
 	}
 	if (!parse_user_id (claims, &uid))
-		return refuse (reason_user, wire_reason, error);
+		return fail_invalid_token (reason_user, wire_reason, error);
 
 	node = json_object_get_member (claims, "rooms");
 	if (node != NULL) {
 		g_autoptr (GArray) allowed = parse_rooms (node);
 
 		if (allowed == NULL)
-			return refuse (reason_rooms, wire_reason, error);
+			return fail_invalid_token (reason_rooms, wire_reason, error);
 		if (rooms != NULL)
 			*rooms = g_steal_pointer (&allowed);
 	} else if (rooms != NULL) {
