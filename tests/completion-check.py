@@ -57,7 +57,8 @@ class ChathubctlCompletion(unittest.TestCase):
         cls.commands = set(re.findall(r"^  ([a-z][a-z-]*)\b", block, re.M))
         assert len(cls.commands) >= 5, usage
         cls.globals = set(re.findall(r"--[a-z][a-z-]*", usage)) - {"--room", "--to", "--data",
-                                                                  "--reason", "--user-id"}
+                                                                  "--reason", "--user-id",
+                                                                  "--before", "--limit"}
 
     def test_commands(self):
         self.assertEqual(complete(CTL_SCRIPT, "_chathubctl", ["chathubctl", ""]), self.commands)

@@ -870,6 +870,143 @@ command_presence (int argc, char **argv)
 	return print_room_users ("Presence", room_id);
 }
 
+static char *history_before;
+static char *history_limit;
+
+static const GOptionEntry history_entries[] = {
+    {"before",
+     'b',
+     0,
+     G_OPTION_ARG_STRING,
+     &history_before,
+     N_ ("Only messages with an offset below N (default: from the newest)"),
+     N_ ("N")},
+    {"limit",
+     'l',
+     0,
+     G_OPTION_ARG_STRING,
+     &history_limit,
+     N_ ("At most L messages (default 50, at most 100)"),
+     N_ ("L")},
+    {NULL}};
+
+static gboolean
+parse_count (const char *what, const char *text, guint64 max, guint64 *out, int *status)
+{
+	if (text == NULL)
+		return TRUE;
+	if (!g_ascii_string_to_unsigned (text, 10, 0, max, out, NULL)) {
+		g_printerr (_ ("chathubctl: %s must be a number from 0 to %" PRIu64 ", not “%s”\n"),
+			    what,
+			    max,
+			    text);
+		*status = EXIT_USAGE;
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* One table cell of a stored frame: its text, or its data when it has none, on one line. */
+static char *
+history_content (JsonObject *frame)
+{
+	g_autofree char *text = NULL;
+
+	if (json_object_has_member (frame, "content"))
+		text = g_strdup (json_object_get_string_member_with_default (frame, "content", ""));
+	else if (json_object_has_member (frame, "data"))
+		text = json_to_string (json_object_get_member (frame, "data"), FALSE);
+	else
+		text = g_strdup ("");
+	/* a newline in a message would break the table's rows */
+	for (char *p = text; *p != '\0'; p++) {
+		if ((guchar) *p < 0x20)
+			*p = ' ';
+	}
+	return g_steal_pointer (&text);
+}
+
+static char *
+history_number (JsonObject *frame, const char *member)
+{
+	return g_strdup_printf ("%" G_GINT64_FORMAT,
+				json_object_get_int_member_with_default (frame, member, 0));
+}
+
+static int
+command_history (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("ROOM - list a room's stored messages, oldest first"));
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) texts = NULL;
+	g_autoptr (JsonArray) frames = json_array_new ();
+	const char *epoch = NULL;
+	guint64 room_id = 0, before = 0, limit = 0;
+	int status = 0;
+
+	if (!parse_command_line (context, history_entries, &argc, &argv, 1, &status) ||
+	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status) ||
+	    !parse_count ("--before", history_before, G_MAXUINT64, &before, &status) ||
+	    !parse_count ("--limit", history_limit, G_MAXUINT32, &limit, &status))
+		return status;
+	reply = ask_hub ("History",
+			 g_variant_new ("(ttu)", room_id, before, (guint32) limit),
+			 "(sas)",
+			 &status);
+	if (reply == NULL)
+		return status;
+	g_variant_get (reply, "(&s@as)", &epoch, &texts);
+	for (gsize i = 0; i < g_variant_n_children (texts); i++) {
+		g_autoptr (GError) error = NULL;
+		const char *text = NULL;
+		g_autoptr (JsonNode) node = NULL;
+
+		g_variant_get_child (texts, i, "&s", &text);
+		node = json_from_string (text, &error);
+		if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)) {
+			g_printerr (_ ("chathubctl: the service sent a message that is not a JSON "
+				       "object: %s\n"),
+				    error != NULL ? error->message : text);
+			return EXIT_FAILED;
+		}
+		json_array_add_element (frames, g_steal_pointer (&node));
+	}
+	if (opt_json) {
+		g_autoptr (JsonObject) object = json_object_new ();
+
+		json_object_set_int_member (object, "room_id", (gint64) room_id);
+		json_object_set_string_member (object, "epoch", epoch);
+		json_object_set_array_member (object, "messages", json_array_ref (frames));
+		print_json_object (object, TRUE);
+	} else if (json_array_get_length (frames) == 0) {
+		g_print (_ ("No message is stored in room %" PRIu64 ".\n"), room_id);
+	} else {
+		g_autoptr (GPtrArray) rows =
+		    g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+		const char *header[] = {_ ("OFFSET"),
+					_ ("ID"),
+					_ ("FROM"),
+					_ ("TIME"),
+					_ ("CONTENT")};
+
+		for (guint i = 0; i < json_array_get_length (frames); i++) {
+			JsonObject *frame = json_array_get_object_element (frames, i);
+			char **row = g_new0 (char *, 6);
+
+			row[0] = history_number (frame, "offset");
+			row[1] = history_number (frame, "id");
+			row[2] = history_number (frame, "from");
+			row[3] = format_time (
+			    json_object_get_int_member_with_default (frame, "timestamp", 0));
+			row[4] = history_content (frame);
+			g_ptr_array_add (rows, row);
+		}
+		print_table (header, G_N_ELEMENTS (header), rows);
+	}
+	return 0;
+}
+
 static char *broadcast_room;
 static char *broadcast_to;
 static char *broadcast_data;
@@ -1295,6 +1432,10 @@ static const Command commands[] = {
      command_presence,
      N_ ("presence ROOM"),
      N_ ("the users connected in a room, ascending")},
+    {"history",
+     command_history,
+     N_ ("history ROOM [--before N] [--limit L]"),
+     N_ ("a room's stored messages, oldest first")},
     {"broadcast",
      command_broadcast,
      N_ ("broadcast [--room N | --to USER] [--data JSON] TEXT"),

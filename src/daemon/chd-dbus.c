@@ -384,6 +384,86 @@ handle_presence (ChdHub1 *skeleton,
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+typedef struct {
+	ChdHub1 *skeleton;
+	GDBusMethodInvocation *invocation;
+} HistoryCall;
+
+static void
+history_call_free (HistoryCall *call)
+{
+	g_object_unref (call->skeleton);
+	g_object_unref (call->invocation);
+	g_free (call);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HistoryCall, history_call_free)
+
+static void
+on_history_read (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr (HistoryCall) call = user_data;
+	g_autoptr (GError) error = NULL;
+	g_autofree char *epoch = NULL;
+	g_autoptr (GPtrArray) messages =
+	    chat_hub_read_history_finish (CHAT_HUB (source), result, &epoch, &error);
+	g_autoptr (GPtrArray) texts = NULL;
+
+	if (messages == NULL) {
+		/* the store's own errors (SQLite's I/O errors) mean nothing to a D-Bus caller */
+		if (error->domain == CHAT_ERROR)
+			g_dbus_method_invocation_return_gerror (call->invocation, error);
+		else
+			g_dbus_method_invocation_return_error (
+			    call->invocation,
+			    CHAT_ERROR,
+			    CHAT_ERROR_UNAVAILABLE,
+			    _ ("The message store cannot be read: %s"),
+			    error->message);
+		return;
+	}
+	texts = g_ptr_array_new_full (messages->len + 1, g_free);
+	for (guint i = 0; i < messages->len; i++)
+		g_ptr_array_add (texts, chat_message_to_json (messages->pdata[i]));
+	g_ptr_array_add (texts, NULL);
+	chd_hub1_complete_history (call->skeleton,
+				   call->invocation,
+				   epoch != NULL ? epoch : "",
+				   (const char *const *) texts->pdata);
+}
+
+static gboolean
+handle_history (ChdHub1 *skeleton,
+		GDBusMethodInvocation *invocation,
+		guint64 room_id,
+		guint64 before,
+		guint limit,
+		ChdDbus *self)
+{
+	HistoryCall *call;
+
+	note_activity (self);
+	if (room_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _ ("Room ids start at 1"));
+		return G_DBUS_METHOD_INVOCATION_HANDLED;
+	}
+	call = g_new0 (HistoryCall, 1);
+	call->skeleton = g_object_ref (skeleton);
+	call->invocation = g_object_ref (invocation);
+	/* the hub applies the wire's default and cap to limit */
+	chat_hub_read_history_async (self->hub,
+				     room_id,
+				     before,
+				     limit,
+				     NULL,
+				     on_history_read,
+				     call);
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_get_statistics (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
 {
@@ -820,6 +900,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 			  G_CALLBACK (handle_room_members),
 			  self);
 	g_signal_connect (self->skeleton, "handle-presence", G_CALLBACK (handle_presence), self);
+	g_signal_connect (self->skeleton, "handle-history", G_CALLBACK (handle_history), self);
 	g_signal_connect (self->skeleton,
 			  "handle-get-statistics",
 			  G_CALLBACK (handle_get_statistics),

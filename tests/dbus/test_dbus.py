@@ -581,7 +581,8 @@ class InterfaceTests(BusDaemonTestCase):
                             "".join(a.signature for a in m.out_args)) for m in iface.methods}
         self.assertEqual(methods, {
             "ListClients": ("", "a(stxat)"), "ListRooms": ("", "a(tu)"),
-            "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "Broadcast": ("sa{sv}", "tu"),
+            "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "History": ("ttu", "sas"),
+            "Broadcast": ("sa{sv}", "tu"),
             "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
             "GetStatistics": ("", "a{sv}")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
@@ -680,6 +681,75 @@ class InterfaceTests(BusDaemonTestCase):
         high.close(1000)
         self.assertEqual(wait_until(lambda: self.hub.call("Presence", (room,), "(t)")[0] == [1111]
                                     or None), True)
+
+    def send_to_room(self, sender, others, room, contents):
+        """Sends each of contents to room from sender; returns the relayed frames (the
+        sender's echoes), after every other member received each."""
+        relayed = []
+        for content in contents:
+            sender.send_text(json.dumps({"type": "message", "room_id": room, "content": content}))
+            echo = sender.recv_json()
+            self.assertEqual((echo["type"], echo["content"]), ("message", content), echo)
+            for ws in others:
+                self.assertEqual(ws.recv_json(), echo)
+            relayed.append(echo)
+        return relayed
+
+    def history(self, room, before=0, limit=0):
+        epoch, texts = self.hub.call("History", (room, before, limit), "(ttu)")
+        self.assertIsInstance(epoch, str)
+        return epoch, [json.loads(text) for text in texts]
+
+    def test_history(self):
+        room = 7201
+        a, b = self.connect(1401), self.connect(1402)
+        self.join(a, room)
+        self.join(b, room)
+        self.assertEqual(a.recv_json()["type"], "join")  # b's join reached a
+        sent = self.send_to_room(a, [b], room, ["one", "two"])
+        sent += self.send_to_room(b, [a], room, ["three", "four", "five"])
+        offsets = [m["offset"] for m in sent]
+        self.assertEqual(offsets, list(range(offsets[0], offsets[0] + 5)))
+
+        # exactly the relayed frames, oldest first, with their offsets
+        epoch, messages = self.history(room)
+        self.assertTrue(epoch)
+        self.assertEqual(messages, sent)
+        self.assertEqual([m["from"] for m in messages], [1401, 1401, 1402, 1402, 1402])
+        # what a member's history request is answered with
+        a.send_text(json.dumps({"type": "history", "room_id": room, "limit": 50}))
+        answer = a.recv_json()
+        self.assertEqual((answer["type"], answer["epoch"], answer["messages"]),
+                         ("history", epoch, messages))
+
+        # paging back: the newest below before, at most limit, still oldest first
+        self.assertEqual(self.history(room, 0, 2), (epoch, sent[3:]))
+        self.assertEqual(self.history(room, offsets[3], 2), (epoch, sent[1:3]))
+        self.assertEqual(self.history(room, offsets[1], 2), (epoch, sent[:1]))
+        self.assertEqual(self.history(room, offsets[0], 0), (epoch, []))
+        self.assertEqual(self.history(room, offsets[4] + 100, 3), (epoch, sent[2:]))
+
+        # whether anyone is in the room does not matter
+        a.close(1000)
+        b.close(1000)
+        self.assertTrue(wait_until(lambda: self.hub.call("Presence", (room,), "(t)") == ([],)))
+        self.assertEqual(self.history(room), (epoch, sent))
+
+        # a room nobody wrote to is empty, not an error; room 0 is
+        self.assertEqual(self.history(987658)[1], [])
+        self.assertEqual(self.hub.error_of("History", (0, 0, 0), "(ttu)")[0],
+                         ERR + "InvalidArgument")
+
+    def test_history_limits(self):
+        room = 7202
+        ws = self.connect(1411)
+        self.join(ws, room)
+        sent = self.send_to_room(ws, [], room, ["m%d" % i for i in range(101)])
+        # limit 0 is the wire's default of 50, and no answer holds more than 100
+        self.assertEqual(self.history(room, 0, 0)[1], sent[-50:])
+        self.assertEqual(self.history(room, 0, 1000)[1], sent[-100:])
+        self.assertEqual(self.history(room, 0, 100)[1], sent[-100:])
+        self.assertEqual(self.history(room, sent[1]["offset"], 0)[1], sent[:1])
 
     def test_broadcast_to_everyone(self):
         x, y = self.connect(1201), self.connect(1202)
@@ -943,6 +1013,41 @@ class CtlTests(BusDaemonTestCase):
         self.assertRegex(self.ctl("presence", str(room)).stdout, r"\AUSER\s*\n2111\s*\n2112\s*\n\Z")
         self.assertEqual(self.ctl_json("presence", "987657"), {"room_id": 987657, "user_ids": []})
         self.assertIn("Nobody", self.ctl("presence", "987657").stdout)
+
+    def test_history_command(self):
+        room = 8003
+        ws = self.connect(2121)
+        self.join(ws, room)
+        sent = []
+        for content in ("first", "second", "third"):
+            ws.send_text(json.dumps({"type": "message", "room_id": room, "content": content}))
+            sent.append(ws.recv_json())
+        epoch = self.hub.call("History", (room, 0, 0), "(ttu)")[0]
+        self.assertEqual(self.ctl_json("history", str(room)),
+                         {"room_id": room, "epoch": epoch, "messages": sent})
+        self.assertEqual(json.loads(self.ctl("history", str(room), "--json", "--limit", "2",
+                                             "--before", str(sent[2]["offset"])).stdout),
+                         {"room_id": room, "epoch": epoch, "messages": sent[:2]})
+        self.assertEqual(self.ctl_json("history", str(room), "-l", "1")["messages"], sent[2:])
+
+        lines = self.ctl("history", str(room)).stdout.splitlines()
+        self.assertRegex(lines[0], r"^OFFSET\s+ID\s+FROM\s+TIME\s+CONTENT$")
+        self.assertEqual(len(lines), 4, lines)
+        for line, m in zip(lines[1:], sent):
+            self.assertRegex(line, r"^%d\s+%d\s+2121\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+%s$"
+                             % (m["offset"], m["id"], m["content"]))
+        page = self.ctl("history", str(room), "--before", str(sent[1]["offset"])).stdout
+        self.assertEqual(len(page.splitlines()), 2, page)
+        self.assertRegex(page, r"(?m)^%d\s.*\sfirst$" % sent[0]["offset"])
+
+        self.assertEqual(self.ctl_json("history", "987659"),
+                         {"room_id": 987659,
+                          "epoch": self.hub.call("History", (987659, 0, 0), "(ttu)")[0],
+                          "messages": []})
+        self.assertIn("No message", self.ctl("history", "987659").stdout)
+        self.ctl("history", "0", expect=2)
+        self.ctl("history", str(room), "--limit", "many", expect=2)
+        self.ctl("history", expect=2)
 
     def test_broadcast(self):
         room = 8101
@@ -1316,9 +1421,12 @@ class AccessControlTests(unittest.TestCase):
             ["org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
              "RequestName", "(su)", [NAME, 0]],
             hub_call("Presence", "(t)", [1]),
+            hub_call("History", "(ttu)", [1, 0, 0]),
         ], self.user)
         # read-only, like RoomMembers
         self.assertTrue(outcomes[10]["ok"], outcomes[10])
+        self.assertTrue(outcomes[11]["ok"], outcomes[11])
+        self.assertEqual(outcomes[11]["reply"][1], [])
         for outcome in outcomes[:5]:
             self.assertTrue(outcome["ok"], outcome)
         self.assertEqual(outcomes[0]["reply"][0][0][1], 4001)
