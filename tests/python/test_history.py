@@ -180,7 +180,9 @@ class NotRecoveredTests(HistoryBase):
         self.assert_contiguous(self.recv_messages(c, HISTORY_SIZE, timeout=30),
                                n - HISTORY_SIZE + 1, n)
 
-    def test_memory_store_after_a_restart(self):
+    def test_database_replaced(self):
+        # each Daemon gets a database of its own: the second is a replaced one, whose epoch
+        # differs (the memory store after a restart: test_durability.py)
         room = h.next_room_id()
         daemon = h.Daemon(config=UNLIMITED)
         daemon.start()
@@ -191,7 +193,7 @@ class NotRecoveredTests(HistoryBase):
         self.recv_messages(a, 3)
         a.abort()
         self.assertEqual(daemon.stop(), 0)
-        # the same configuration started again: what the memory store held is gone
+        # the same configuration, but a new database file: what the old one held is gone
         restarted = h.Daemon(config=UNLIMITED)
         restarted.start()
         self.addCleanup(restarted.cleanup)
