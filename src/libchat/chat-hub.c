@@ -522,24 +522,36 @@ lookup_room (ChatHub *self, guint64 room_id)
 
 /* ---- direct messages ------------------------------------------------------------------ */
 
+/* A direct message is delivered once the last byte of its frame was written to the socket
+ * of one of its recipient's connections; one that closed before is given up on. */
+static void
+settle_deliveries (ChatHub *self)
+{
+	/* oldest first, so the watermark only moves up */
+	for (guint i = 0; i < self->deliveries->len;) {
+		Delivery *delivery = self->deliveries->pdata[i];
+
+		if (chat_client_get_bytes_sent (delivery->client) >= delivery->mark) {
+			if (chat_store_get_delivered (self->store, delivery->user_id) <
+			    delivery->offset)
+				chat_store_set_delivered (self->store,
+							  delivery->user_id,
+							  delivery->offset);
+		} else if (chat_client_get_hub (delivery->client) == self &&
+			   chat_client_is_open (delivery->client)) {
+			i++;
+			continue;
+		}
+		g_ptr_array_remove_index (self->deliveries, i);
+	}
+}
+
 static gboolean
 check_deliveries (gpointer user_data)
 {
 	ChatHub *self = user_data;
 
-	for (guint i = self->deliveries->len; i-- > 0;) {
-		Delivery *delivery = self->deliveries->pdata[i];
-		gboolean open = chat_client_get_hub (delivery->client) == self &&
-				chat_client_is_open (delivery->client);
-
-		if (open && chat_client_get_bytes_sent (delivery->client) < delivery->mark)
-			continue;
-		/* written whole while the connection was open: delivered; else it died first */
-		if (open &&
-		    chat_store_get_delivered (self->store, delivery->user_id) < delivery->offset)
-			chat_store_set_delivered (self->store, delivery->user_id, delivery->offset);
-		g_ptr_array_remove_index (self->deliveries, i);
-	}
+	settle_deliveries (self);
 	if (self->deliveries->len > 0)
 		return G_SOURCE_CONTINUE;
 	self->delivery_source = 0;
@@ -1743,10 +1755,12 @@ static void
 deliver_offline (ChatHub *self, ChatClient *client)
 {
 	guint64 user_id = chat_client_get_user_id (client);
-	guint64 delivered = chat_store_get_delivered (self->store, user_id);
-	guint64 top = 0;
+	guint64 delivered, top = 0;
 	HubStep *step;
 
+	/* what went out to a connection that just closed counts already */
+	settle_deliveries (self);
+	delivered = chat_store_get_delivered (self->store, user_id);
 	chat_store_get_stream (self->store, CHAT_STREAM_KIND_USER, user_id, &top, NULL, NULL);
 	if (top <= delivered)
 		return;
