@@ -2272,7 +2272,9 @@ chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GEr
  * @error: return location for a #GError
  *
  * Relays @message to every connection of @user_id, as the service (see
- * chat_hub_send_to_all()).
+ * chat_hub_send_to_all()). Like a client's direct message it is stored first, in the user's
+ * stream (see chat_hub_send_to_room()), and relayed with its offset once stored; a
+ * connection of the user that registers later gets it if none of the user's connections did.
  *
  * Returns: the number of connections it was queued for; 0 with @error set on failure
  *   (%CHAT_ERROR_USER_OFFLINE if the user has no connection)
