@@ -536,6 +536,38 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
 }
 
+/* chat_hub_send() routes by the message's own address, with a client's rule for it. */
+static void
+test_hub_send (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) user = client_connect (fixture, 8);
+	g_autoptr (TestClient) other = client_connect (fixture, 9);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GError) error = NULL;
+
+	chat_message_set_content (message, "hi");
+	chat_message_set_to (message, 8);
+	chat_message_set_room_id (message, 4);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
+	g_clear_error (&error);
+
+	chat_message_set_room_id (message, 0);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 1);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (user, 0)), ==, 8);
+	/* stored first, in the user's stream */
+	g_assert_cmpuint (chat_message_get_offset (user->received->pdata[0]), ==, 1);
+
+	chat_message_set_to (message, 0);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 2);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (user, 1)), ==, 0);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (other, 0)), ==, 0);
+	client_sync (other);
+	g_assert_cmpuint (other->received->len, ==, 1);
+}
+
 static void
 assert_error (ChatMessage *message, const char *code)
 {
@@ -2009,6 +2041,7 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/send-to-all", test_hub_send_to_all);
 	ADD ("/chat/hub/rooms-api", test_hub_rooms_api);
 	ADD ("/chat/hub/send-to-user", test_hub_send_to_user);
+	ADD ("/chat/hub/send", test_hub_send);
 	ADD ("/chat/hub/message-received", test_hub_message_received);
 	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
 	ADD ("/chat/hub/close-all", test_hub_close_all);
