@@ -536,6 +536,38 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
 }
 
+/* chat_hub_send() routes by the message's own address, with a client's rule for it. */
+static void
+test_hub_send (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) user = client_connect (fixture, 8);
+	g_autoptr (TestClient) other = client_connect (fixture, 9);
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GError) error = NULL;
+
+	chat_message_set_content (message, "hi");
+	chat_message_set_to (message, 8);
+	chat_message_set_room_id (message, 4);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 0);
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_MESSAGE);
+	g_clear_error (&error);
+
+	chat_message_set_room_id (message, 0);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 1);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (user, 0)), ==, 8);
+	/* stored first, in the user's stream */
+	g_assert_cmpuint (chat_message_get_offset (user->received->pdata[0]), ==, 1);
+
+	chat_message_set_to (message, 0);
+	g_assert_cmpuint (chat_hub_send (fixture->hub, message, &error), ==, 2);
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (user, 1)), ==, 0);
+	g_assert_cmpuint (chat_message_get_to (client_wait_message (other, 0)), ==, 0);
+	client_sync (other);
+	g_assert_cmpuint (other->received->len, ==, 1);
+}
+
 static void
 assert_error (ChatMessage *message, const char *code)
 {
@@ -1791,7 +1823,66 @@ test_store_unavailable (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (n_store_recovered, ==, 1);
 }
 
-/* Direct and hub-wide messages are not stored, and do not overtake a room message that is. */
+/* Direct messages being stored while a connection syncs or registers: each reaches it
+ * once, in its stream's order, after the sync answer; a failing store relays none. */
+static void
+test_store_direct_in_flight (Fixture *fixture, gconstpointer data)
+{
+	ChatSqliteStore *sqlite = CHAT_SQLITE_STORE (fixture->store);
+	g_autoptr (TestClient) a = client_connect (fixture, 1);
+	g_autoptr (TestClient) b = client_connect (fixture, 2);
+	g_autoptr (TestClient) c = NULL;
+	g_autoptr (JsonNode) ack = NULL;
+	g_autofree char *sync = NULL;
+	g_autofree char *big = g_strnfill (20000, 'x');
+	g_autofree char *json =
+	    g_strdup_printf ("{\"type\":\"message\",\"to\":2,\"content\":\"%s\"}", big);
+	guint i, handled;
+
+	client_send (b, "{\"type\":\"sync\"}");
+	ack = client_json (b, client_wait_type (b, 0, CHAT_MESSAGE_TYPE_SYNC));
+	g_assert_cmpint (json_object_get_int_member (node_object (ack), "offset"), ==, 0);
+	sync = g_strdup_printf ("{\"type\":\"sync\",\"since\":0,\"epoch\":\"%s\"}",
+				json_object_get_string_member (node_object (ack), "epoch"));
+	g_ptr_array_set_size (b->received, 0);
+	g_ptr_array_set_size (b->texts, 0);
+
+	/* a sync asked while a DM to b is being stored: the answer, then the DM once */
+	chat_sqlite_store_pause (sqlite, TRUE);
+	handled = fixture->n_handled;
+	client_send (a, "{\"type\":\"message\",\"to\":2,\"content\":\"in flight\"}");
+	wait_handled (fixture, handled, 1);
+	client_send (b, sync);
+	wait_handled (fixture, handled, 2);
+	/* a connection of user 3 registers while a DM to it is being stored */
+	client_send (a, "{\"type\":\"message\",\"to\":3,\"content\":\"early\"}");
+	wait_handled (fixture, handled, 3);
+	c = client_connect (fixture, 3);
+	client_send (a, "{\"type\":\"message\",\"to\":3,\"content\":\"late\"}");
+	wait_handled (fixture, handled, 4);
+	chat_sqlite_store_pause (sqlite, FALSE);
+
+	g_assert_cmpint (chat_message_get_message_type (client_wait_message (b, 0)),
+			 ==,
+			 CHAT_MESSAGE_TYPE_SYNC);
+	assert_offsets (b, 1, 1, 1);
+	assert_received_exactly (b, 2);
+	assert_offsets (c, 0, 1, 2);
+	g_assert_cmpstr (chat_message_get_content (c->received->pdata[0]), ==, "early");
+	assert_received_exactly (c, 2);
+
+	/* a full disk: the sender is told, the recipient gets nothing */
+	g_assert_cmpint (chat_sqlite_store_query (sqlite, "PRAGMA max_page_count = 1"), >, 1);
+	i = a->received->len;
+	client_send (a, json);
+	i = client_wait_type (a, i, CHAT_MESSAGE_TYPE_ERROR);
+	assert_error (a->received->pdata[i], "unavailable");
+	assert_received_exactly (a, i + 1);
+	assert_received_exactly (b, 2);
+	chat_sqlite_store_query (sqlite, "PRAGMA max_page_count = 1073741823");
+}
+
+/* Hub-wide messages are not stored, and do not overtake a room or direct message that is. */
 static void
 test_store_ordering (Fixture *fixture, gconstpointer data)
 {
@@ -1836,7 +1927,9 @@ test_store_ordering (Fixture *fixture, gconstpointer data)
 					  chat_message_get_id (b->received->pdata[start + k - 1]));
 	}
 	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start]), ==, 1);
-	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start + 1]), ==, 0);
+	/* the direct message is stored too, first in b's own stream */
+	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start + 1]), ==, 1);
+	g_assert_cmpuint (chat_message_get_offset (b->received->pdata[start + 2]), ==, 0);
 }
 
 /* Joins and leaves take their turn behind messages still being stored: a leaver gets what was
@@ -1948,6 +2041,7 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/send-to-all", test_hub_send_to_all);
 	ADD ("/chat/hub/rooms-api", test_hub_rooms_api);
 	ADD ("/chat/hub/send-to-user", test_hub_send_to_user);
+	ADD ("/chat/hub/send", test_hub_send);
 	ADD ("/chat/hub/message-received", test_hub_message_received);
 	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
 	ADD ("/chat/hub/close-all", test_hub_close_all);
@@ -1973,6 +2067,9 @@ main (int argc, char **argv)
 	ADD_WITH ("/chat/hub/store/history-sqlite", fixture_setup_sqlite, test_store_history);
 	ADD_WITH ("/chat/hub/store/unavailable", fixture_setup_sqlite, test_store_unavailable);
 	ADD_WITH ("/chat/hub/store/ordering", fixture_setup_sqlite, test_store_ordering);
+	ADD_WITH ("/chat/hub/store/direct-in-flight",
+		  fixture_setup_sqlite,
+		  test_store_direct_in_flight);
 	ADD_WITH ("/chat/hub/store/membership-order",
 		  fixture_setup_sqlite,
 		  test_store_membership_order);

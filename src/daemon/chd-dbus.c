@@ -570,15 +570,7 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 		return;
 	}
 	/* the rules of the WebSocket path (docs/protocol.md, 3.2), with its error codes; the hub
-	 * itself refuses a message with neither content nor data */
-	if (has_room && has_to) {
-		g_dbus_method_invocation_return_error_literal (
-		    invocation,
-		    CHAT_ERROR,
-		    CHAT_ERROR_INVALID_MESSAGE,
-		    _ ("A message cannot have both “to” and “room_id”"));
-		return;
-	}
+	 * itself refuses a message with both a room and a user, or neither content nor data */
 	if ((has_room && room_id == 0) || (has_to && to == 0)) {
 		g_dbus_method_invocation_return_error (invocation,
 						       CHAT_ERROR,
@@ -607,12 +599,9 @@ do_broadcast (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 		chat_message_set_content (message, content);
 	chat_message_set_from (message, 0); /* the service itself */
 
-	if (has_room)
-		recipients = chat_hub_send_to_room (self->hub, room_id, message, &error);
-	else if (has_to)
-		recipients = chat_hub_send_to_user (self->hub, to, message, &error);
-	else
-		recipients = chat_hub_send_to_all (self->hub, message, &error);
+	chat_message_set_room_id (message, room_id);
+	chat_message_set_to (message, to);
+	recipients = chat_hub_send (self->hub, message, &error);
 	if (error != NULL) {
 		g_dbus_method_invocation_return_gerror (invocation, error);
 		return;

@@ -61,30 +61,38 @@ typedef struct {
 } ChatRoom;
 
 #define SLOT_PENDING 0x80000000u
+/* how often direct messages handed to a connection are checked for having gone out */
+#define DELIVERY_CHECK_MS 50
 
 /* What the hub does, in the order it was asked for. A room message is relayed once stored,
  * so whatever comes after it (other messages, answers, joins and leaves) waits its turn. */
 typedef enum {
 	STEP_RELAY,   /* a message that is not stored */
-	STEP_STORE,   /* a room message being appended */
+	STEP_STORE,   /* a room message or a direct message being appended */
 	STEP_JOIN,    /* a join: the member gets room traffic from here on */
 	STEP_RECOVER, /* a join with `since`: the missed messages being read */
 	STEP_LEAVE,   /* a leave or a disconnect: the others are told */
 	STEP_FRAME,   /* an answer to one client */
 	STEP_CLOSE,   /* a close decided after what is before it */
 	STEP_HISTORY, /* a `history` request being read */
+	STEP_OFFLINE, /* a new connection's undelivered direct messages being read */
+	STEP_SYNC,    /* a `sync` request: the user's stream being read, or just its position */
 } StepKind;
 
 typedef struct {
 	ChatHub *hub; /* owned: completions may come after the last user's unref */
 	StepKind kind;
 	gboolean done;
-	ChatMessage *message; /* (nullable) owned: the message */
-	ChatClient *client;   /* (nullable) owned: the sender, joiner, leaver or asker */
+	ChatMessage *message; /* (nullable) owned: the message (a direct message: the recipient's
+			       * copy, with the offset in the recipient's stream) */
+	ChatMessage *sender_copy; /* (nullable) owned: STEP_STORE of a direct message between two
+				   * users: the copy in the sender's stream */
+	ChatClient *client;	  /* (nullable) owned: the sender, joiner, leaver or asker */
 	guint64 sender_user;
 	guint64 room_id;
-	guint64 since;
-	gint recovered;	     /* STEP_JOIN: what its ack says, -1 for nothing */
+	guint64 since;	     /* STEP_RECOVER, STEP_SYNC, STEP_OFFLINE: read after this offset */
+	gboolean read;	     /* STEP_SYNC: the stream is being read */
+	gint recovered;	     /* STEP_JOIN, STEP_SYNC: what its ack says, -1 for nothing */
 	gboolean announce;   /* STEP_JOIN, STEP_RECOVER: tell the others too */
 	gboolean left;	     /* STEP_JOIN, STEP_RECOVER: the joiner left meanwhile */
 	gboolean cancelled;  /* STEP_JOIN, STEP_RECOVER: it joined again meanwhile */
@@ -113,7 +121,28 @@ struct _ChatHub {
 	guint64 messages_relayed;
 	ChatStore *store;
 	GQueue steps; /* HubStep*, in the order they were asked for */
+	/* ChatClient* -> count of its STEP_OFFLINE/STEP_SYNC not yet run: live direct messages
+	 * pass it by until then (they are in its read), so nothing comes early or twice */
+	GHashTable *dm_pending;
+	GPtrArray *deliveries; /* Delivery*: direct messages handed to a connection, not yet out */
+	guint delivery_source;
 };
+
+/* A direct message handed to a connection of its recipient: once the connection has written
+ * @mark bytes while still open, the user's delivered watermark moves to @offset. */
+typedef struct {
+	ChatClient *client; /* owned */
+	guint64 user_id;
+	guint64 offset;
+	guint64 mark;
+} Delivery;
+
+static void
+delivery_free (Delivery *delivery)
+{
+	g_object_unref (delivery->client);
+	g_free (delivery);
+}
 
 G_DEFINE_FINAL_TYPE (ChatHub, chat_hub, G_TYPE_OBJECT)
 
@@ -143,6 +172,7 @@ static void
 step_free (HubStep *step)
 {
 	g_clear_object (&step->message);
+	g_clear_object (&step->sender_copy);
 	if (step->client != NULL)
 		chat_client_step_done (step->client);
 	g_clear_object (&step->client);
@@ -226,6 +256,9 @@ chat_hub_dispose (GObject *object)
 		}
 	}
 	g_clear_pointer (&self->clients_by_id, g_hash_table_unref);
+	g_clear_handle_id (&self->delivery_source, g_source_remove);
+	if (self->deliveries != NULL)
+		g_ptr_array_set_size (self->deliveries, 0);
 	G_OBJECT_CLASS (chat_hub_parent_class)->dispose (object);
 }
 
@@ -237,6 +270,8 @@ chat_hub_finalize (GObject *object)
 	g_ptr_array_unref (self->clients);
 	g_hash_table_unref (self->users);
 	g_hash_table_unref (self->rooms);
+	g_hash_table_unref (self->dm_pending);
+	g_ptr_array_unref (self->deliveries);
 	/* every step holds a reference on the hub: none is left here */
 	g_assert (g_queue_is_empty (&self->steps));
 	g_clear_object (&self->store);
@@ -418,6 +453,8 @@ chat_hub_init (ChatHub *self)
 	self->rooms =
 	    g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) room_free);
 	g_queue_init (&self->steps);
+	self->dm_pending = g_hash_table_new (NULL, NULL);
+	self->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) delivery_free);
 }
 
 /**
@@ -483,13 +520,159 @@ lookup_room (ChatHub *self, guint64 room_id)
 	return g_hash_table_lookup (self->rooms, &room_id);
 }
 
-/* Routes a stamped `message` event: the one place that decides who receives what. */
+/* ---- direct messages ------------------------------------------------------------------ */
+
+/* A direct message is delivered once the last byte of its frame was written to the socket
+ * of one of its recipient's connections; one that closed before is given up on. */
+static void
+settle_deliveries (ChatHub *self)
+{
+	/* oldest first, so the watermark only moves up */
+	for (guint i = 0; i < self->deliveries->len;) {
+		Delivery *delivery = self->deliveries->pdata[i];
+
+		if (chat_client_get_bytes_sent (delivery->client) >= delivery->mark) {
+			if (chat_store_get_delivered (self->store, delivery->user_id) <
+			    delivery->offset)
+				chat_store_set_delivered (self->store,
+							  delivery->user_id,
+							  delivery->offset);
+		} else if (chat_client_get_hub (delivery->client) == self &&
+			   chat_client_is_open (delivery->client)) {
+			i++;
+			continue;
+		}
+		g_ptr_array_remove_index (self->deliveries, i);
+	}
+}
+
+static gboolean
+check_deliveries (gpointer user_data)
+{
+	ChatHub *self = user_data;
+
+	settle_deliveries (self);
+	if (self->deliveries->len > 0)
+		return G_SOURCE_CONTINUE;
+	self->delivery_source = 0;
+	return G_SOURCE_REMOVE;
+}
+
+/* Pushes a direct message received by @user_id to @client and watches it go out. */
+static gboolean
+push_received (ChatHub *self, ChatClient *client, guint64 user_id, guint64 offset, GBytes *frame)
+{
+	Delivery *delivery;
+
+	if (!chat_client_push_frame (client, frame))
+		return FALSE;
+	if (offset == 0)
+		return TRUE;
+	delivery = g_new0 (Delivery, 1);
+	delivery->client = g_object_ref (client);
+	delivery->user_id = user_id;
+	delivery->offset = offset;
+	delivery->mark =
+	    chat_client_get_bytes_sent (client) + chat_client_get_pending_bytes (client);
+	g_ptr_array_add (self->deliveries, delivery);
+	/* the outbox is flushed at the end of this iteration; look after it */
+	if (self->delivery_source == 0)
+		self->delivery_source = g_timeout_add (DELIVERY_CHECK_MS, check_deliveries, self);
+	return TRUE;
+}
+
+/* A user's live direct messages, except for its connections whose read has not had its turn. */
 static guint
-route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
+push_to_user (ChatHub *self, guint64 user_id, GBytes *frame, guint64 received_offset)
+{
+	ChatUser *user = lookup_user (self, user_id);
+	guint delivered = 0;
+
+	if (user == NULL)
+		return 0;
+	for (guint i = 0; i < user->clients->len; i++) {
+		ChatClient *client = user->clients->pdata[i];
+
+		if (g_hash_table_contains (self->dm_pending, client))
+			continue;
+		if (received_offset != 0
+			? push_received (self, client, user_id, received_offset, frame)
+			: chat_client_push_frame (client, frame))
+			delivered++;
+	}
+	return delivered;
+}
+
+/* A stored direct message: the recipient's connections get its copy (offset in the
+ * recipient's stream), the sender's other connections the sender's copy. */
+static guint
+route_direct (ChatHub *self, ChatMessage *message, ChatMessage *sender_copy, guint64 sender_user)
+{
+	g_autoptr (GBytes) frame = chat_message_to_frame (message);
+	guint64 to = chat_message_get_to (message);
+	guint delivered;
+
+	self->messages_relayed++;
+	delivered = push_to_user (self, to, frame, chat_message_get_offset (message));
+	if (sender_copy != NULL && sender_user != 0 && sender_user != to) {
+		g_autoptr (GBytes) echo = chat_message_to_frame (sender_copy);
+
+		delivered += push_to_user (self, sender_user, echo, 0);
+	}
+	return delivered;
+}
+
+static void
+dm_pending_add (ChatHub *self, ChatClient *client)
+{
+	guint count = GPOINTER_TO_UINT (g_hash_table_lookup (self->dm_pending, client));
+
+	g_hash_table_insert (self->dm_pending, client, GUINT_TO_POINTER (count + 1));
+}
+
+static void
+dm_pending_remove (ChatHub *self, ChatClient *client)
+{
+	guint count = GPOINTER_TO_UINT (g_hash_table_lookup (self->dm_pending, client));
+
+	if (count <= 1)
+		g_hash_table_remove (self->dm_pending, client);
+	else
+		g_hash_table_insert (self->dm_pending, client, GUINT_TO_POINTER (count - 1));
+}
+
+/* A user's position in its stream, as room_position() for a room: direct messages committed
+ * but still queued behind other steps are taken off. */
+static guint64
+user_position (ChatHub *self, guint64 user_id, const char **epoch)
+{
+	guint64 top = 0;
+
+	chat_store_get_stream (self->store, CHAT_STREAM_KIND_USER, user_id, &top, NULL, epoch);
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+		ChatMessage *copy = NULL;
+		guint64 offset;
+
+		if (step->kind != STEP_STORE || chat_message_get_to (step->message) == 0)
+			continue;
+		if (chat_message_get_to (step->message) == user_id)
+			copy = step->message;
+		else if (step->sender_copy != NULL && step->sender_user == user_id)
+			copy = step->sender_copy;
+		if (copy == NULL || (offset = chat_message_get_offset (copy)) == 0)
+			continue;
+		return MIN (top, offset - 1);
+	}
+	return top;
+}
+
+/* Routes a stamped `message` event to a room or everyone. */
+static guint
+route_message (ChatHub *self, ChatMessage *message)
 {
 	g_autoptr (GBytes) frame = chat_message_to_frame (message);
 	guint64 room_id = chat_message_get_room_id (message);
-	guint64 to = chat_message_get_to (message);
 	guint delivered = 0;
 
 	self->messages_relayed++;
@@ -498,17 +681,6 @@ route_message (ChatHub *self, ChatMessage *message, guint64 sender_user)
 
 		if (room != NULL)
 			delivered = push_to_room (room, frame);
-	} else if (to != 0) {
-		ChatUser *user = lookup_user (self, to);
-
-		if (user != NULL)
-			delivered = push_to_clients (user->clients, frame);
-		/* the sender's other devices stay in sync */
-		if (sender_user != 0 && sender_user != to) {
-			user = lookup_user (self, sender_user);
-			if (user != NULL)
-				delivered += push_to_clients (user->clients, frame);
-		}
 	} else {
 		delivered = push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE))
@@ -941,6 +1113,91 @@ answer_history (ChatHub *self, HubStep *step)
 	chat_client_send (step->client, answer);
 }
 
+/* Pushes the frames of a user-stream read with offsets in (since, position]; with
+ * @received_only, only those the user received. Returns how many there were in the range. */
+static guint
+push_user_frames (ChatHub *self, HubStep *step, guint64 position, gboolean received_only)
+{
+	guint64 user_id = chat_client_get_user_id (step->client);
+	guint in_range = 0;
+
+	for (guint i = 0; step->frames != NULL && i < step->frames->len; i++) {
+		gsize size;
+		const char *text = g_bytes_get_data (step->frames->pdata[i], &size);
+		g_autoptr (ChatMessage) stored = chat_message_parse (text, size, FALSE, NULL);
+		g_autoptr (GBytes) frame = NULL;
+		guint64 offset;
+
+		if (stored == NULL)
+			continue;
+		offset = chat_message_get_offset (stored);
+		/* what was committed after this step's turn comes live */
+		if (offset <= step->since || offset > position)
+			continue;
+		in_range++;
+		if (received_only && chat_message_get_to (stored) != user_id)
+			continue;
+		frame = chat_frame_new (0x1 /* text */, text, size);
+		if (chat_message_get_to (stored) == user_id)
+			push_received (self, step->client, user_id, offset, frame);
+		else
+			chat_client_push_frame (step->client, frame);
+	}
+	return in_range;
+}
+
+/* A new connection's undelivered direct messages (STEP_OFFLINE), or a `sync` (STEP_SYNC). */
+static void
+finish_user_read (ChatHub *self, HubStep *step)
+{
+	g_autoptr (ChatMessage) ack = NULL;
+	guint64 position;
+	const char *epoch = NULL;
+	gint recovered = step->recovered;
+
+	if (step->kind == STEP_OFFLINE || step->read)
+		dm_pending_remove (self, step->client);
+	if (!client_is_connected (self, step->client))
+		return;
+	position = user_position (self, chat_client_get_user_id (step->client), &epoch);
+	if (step->kind == STEP_OFFLINE) {
+		/* on a failed read the watermark stays: the next connection gets them */
+		if (step->error == NULL)
+			push_user_frames (self, step, position, TRUE);
+		return;
+	}
+	if (step->read) {
+		/* offsets are contiguous: a full read holds position - since of them */
+		recovered = step->error == NULL && step->since <= position;
+		/* nothing is pushed unless all of it is there */
+		if (recovered) {
+			g_autoptr (GPtrArray) frames = g_steal_pointer (&step->frames);
+			guint in_range = 0;
+
+			for (guint i = 0; i < frames->len; i++) {
+				gsize size;
+				const char *text = g_bytes_get_data (frames->pdata[i], &size);
+				g_autoptr (ChatMessage) stored =
+				    chat_message_parse (text, size, FALSE, NULL);
+				guint64 offset =
+				    stored != NULL ? chat_message_get_offset (stored) : 0;
+
+				if (offset > step->since && offset <= position)
+					in_range++;
+			}
+			recovered = in_range == position - step->since;
+			step->frames = g_steal_pointer (&frames);
+		}
+	}
+	ack = chat_message_new (CHAT_MESSAGE_TYPE_SYNC);
+	chat_message_stamp (ack, 0, 0);
+	chat_message_set_position (ack, position, epoch);
+	chat_message_set_recovered (ack, recovered);
+	chat_client_send (step->client, ack);
+	if (recovered > 0)
+		push_user_frames (self, step, position, FALSE);
+}
+
 static void
 run_step (ChatHub *self, HubStep *step)
 {
@@ -954,10 +1211,13 @@ run_step (ChatHub *self, HubStep *step)
 					"The message could not be stored, so it was not relayed");
 			break;
 		}
-		route_message (self, step->message, step->sender_user);
+		if (chat_message_get_to (step->message) != 0)
+			route_direct (self, step->message, step->sender_copy, step->sender_user);
+		else
+			route_message (self, step->message);
 		break;
 	case STEP_RELAY:
-		route_message (self, step->message, step->sender_user);
+		route_message (self, step->message);
 		break;
 	case STEP_JOIN:
 	case STEP_RECOVER:
@@ -974,6 +1234,10 @@ run_step (ChatHub *self, HubStep *step)
 		break;
 	case STEP_HISTORY:
 		answer_history (self, step);
+		break;
+	case STEP_OFFLINE:
+	case STEP_SYNC:
+		finish_user_read (self, step);
 		break;
 	default:
 		g_assert_not_reached ();
@@ -1020,17 +1284,35 @@ on_read_done (GObject *source, GAsyncResult *result, gpointer user_data)
 	step_completed (step);
 }
 
-/* Relays a stamped message in the order messages were stamped: a room message once the store
- * has it, any other once everything before it went. */
+/* A copy that gets its own offset: the frame relayed later is made from it. */
+static ChatMessage *
+copy_message (ChatMessage *message)
+{
+	g_autofree char *json = NULL;
+	ChatMessage *copy;
+	gsize length;
+
+	json = chat_message_to_json_with_length (message, &length);
+	copy = chat_message_parse (json, length, FALSE, NULL);
+	g_assert (copy != NULL);
+	return copy;
+}
+
+/* Relays a stamped message in the order messages were stamped: a room or direct message once
+ * the store has it, any other once everything before it went. A direct message between two
+ * users is stored in both users' streams, each copy with its own offset. */
 static void
 submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64 sender_user)
 {
 	guint64 room_id = chat_message_get_room_id (message);
+	guint64 to = chat_message_get_to (message);
+	ChatStoreEntry entries[2];
+	guint n_entries = 1;
 	HubStep *step;
 
-	if (room_id == 0) {
+	if (room_id == 0 && to == 0) {
 		if (g_queue_is_empty (&self->steps)) {
-			route_message (self, message, sender_user);
+			route_message (self, message);
 			return;
 		}
 		step = step_new (self, STEP_RELAY, sender, message);
@@ -1041,12 +1323,18 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 
 	step = step_new (self, STEP_STORE, sender, message);
 	step->sender_user = sender_user;
-	chat_store_append_async (self->store,
-				 &(ChatStoreEntry){CHAT_STREAM_KIND_ROOM, room_id, message},
-				 1,
-				 NULL,
-				 on_append_done,
-				 step);
+	if (room_id != 0) {
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, room_id, message};
+	} else {
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_USER, to, message};
+		if (sender_user != 0 && sender_user != to) {
+			step->sender_copy = copy_message (message);
+			entries[1] =
+			    (ChatStoreEntry){CHAT_STREAM_KIND_USER, sender_user, step->sender_copy};
+			n_entries = 2;
+		}
+	}
+	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
 }
 
 /* Answers keep the order of the requests: @frame goes to @client once everything @client
@@ -1119,7 +1407,29 @@ refuse (ChatClient *client, ChatError code, const char *format, ...)
 /* What a message must satisfy whoever sends it, a client or the service: English for the
  * wire (@translate FALSE), translated for the API. */
 static gboolean
-check_sendable (ChatHub *self, ChatMessage *message, guint64 to, gboolean translate, GError **error)
+check_addressing (ChatMessage *message, gboolean translate, GError **error)
+{
+	if (chat_message_get_room_id (message) != 0 && chat_message_get_to (message) != 0) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_MESSAGE,
+				     translate
+					 ? _ ("A message cannot have both “to” and “room_id”")
+					 : "A message cannot have both \"to\" and \"room_id\"");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* A client's direct message to a user with no connection is stored for later; the service
+ * is told the user is offline (@online_only). */
+static gboolean
+check_sendable (ChatHub *self,
+		ChatMessage *message,
+		guint64 to,
+		gboolean translate,
+		gboolean online_only,
+		GError **error)
 {
 	if (chat_message_get_content (message) == NULL && !chat_message_has_data (message)) {
 		g_set_error_literal (error,
@@ -1129,7 +1439,7 @@ check_sendable (ChatHub *self, ChatMessage *message, guint64 to, gboolean transl
 					       : "A message needs \"content\" or \"data\"");
 		return FALSE;
 	}
-	if (to != 0 && lookup_user (self, to) == NULL) {
+	if (online_only && to != 0 && lookup_user (self, to) == NULL) {
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_USER_OFFLINE,
@@ -1148,13 +1458,8 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 	guint64 room_id = chat_message_get_room_id (message);
 	guint64 to = chat_message_get_to (message);
 
-	if (room_id != 0 && to != 0) {
-		refuse (client,
-			CHAT_ERROR_INVALID_MESSAGE,
-			"A message cannot have both \"to\" and \"room_id\"");
-		return;
-	}
-	if (!check_sendable (self, message, to, FALSE, &error)) {
+	if (!check_addressing (message, FALSE, &error) ||
+	    !check_sendable (self, message, to, FALSE, FALSE, &error)) {
 		chat_client_send_error (client, error->code, error->message);
 		return;
 	}
@@ -1328,6 +1633,47 @@ handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
 	}
 }
 
+/* `sync`: the user's stream from `since`, as a recovering join for a room. */
+static void
+handle_sync (ChatHub *self, ChatClient *client, ChatMessage *request)
+{
+	guint64 user_id = chat_client_get_user_id (client);
+	guint64 since = 0, top = 0, first = 0;
+	const char *epoch = NULL;
+	HubStep *step = step_new (self, STEP_SYNC, client, NULL);
+
+	if (chat_message_get_since (request, &since)) {
+		step->since = since;
+		chat_store_get_stream (self->store,
+				       CHAT_STREAM_KIND_USER,
+				       user_id,
+				       &top,
+				       &first,
+				       &epoch);
+		if (g_strcmp0 (chat_message_get_epoch (request), epoch) != 0 || since > top ||
+		    since + 1 < first) {
+			step->recovered = FALSE;
+		} else {
+			/* nothing live until the read is in: nothing twice */
+			step->read = TRUE;
+			dm_pending_add (self, client);
+			chat_store_read_async (self->store,
+					       CHAT_STREAM_KIND_USER,
+					       user_id,
+					       since,
+					       0,
+					       0,
+					       FALSE,
+					       NULL,
+					       on_read_done,
+					       step);
+			return;
+		}
+	}
+	step->done = TRUE;
+	release_steps (self);
+}
+
 void
 chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 {
@@ -1382,6 +1728,9 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 	case CHAT_MESSAGE_TYPE_HISTORY:
 		handle_history (self, client, message);
 		break;
+	case CHAT_MESSAGE_TYPE_SYNC:
+		handle_sync (self, client, message);
+		break;
 	case CHAT_MESSAGE_TYPE_ERROR:
 	default:
 		refuse (client,
@@ -1399,6 +1748,36 @@ chat_hub_get_clients_unowned (ChatHub *self)
 }
 
 /* ---- registration --------------------------------------------------------------------- */
+
+/* A new connection first gets its user's direct messages that reached no connection (after
+ * the delivered watermark), before anything else for it. */
+static void
+deliver_offline (ChatHub *self, ChatClient *client)
+{
+	guint64 user_id = chat_client_get_user_id (client);
+	guint64 delivered, top = 0;
+	HubStep *step;
+
+	/* what went out to a connection that just closed counts already */
+	settle_deliveries (self);
+	delivered = chat_store_get_delivered (self->store, user_id);
+	chat_store_get_stream (self->store, CHAT_STREAM_KIND_USER, user_id, &top, NULL, NULL);
+	if (top <= delivered)
+		return;
+	step = step_new (self, STEP_OFFLINE, client, NULL);
+	step->since = delivered;
+	dm_pending_add (self, client);
+	chat_store_read_async (self->store,
+			       CHAT_STREAM_KIND_USER,
+			       user_id,
+			       delivered,
+			       0,
+			       0,
+			       FALSE,
+			       NULL,
+			       on_read_done,
+			       step);
+}
 
 /* Adds @client, a connection #ChatServer accepted, to the hub; it is unregistered
  * automatically when it closes. Private: only the server can create a client. */
@@ -1424,6 +1803,7 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 		g_hash_table_insert (self->users, &user->id, user);
 	}
 	g_ptr_array_add (user->clients, client);
+	deliver_offline (self, client);
 
 	g_signal_emit (self, signals[SIGNAL_CLIENT_REGISTERED], 0, client);
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
@@ -1802,24 +2182,20 @@ relay_from_service (ChatHub *self,
 				     _ ("Only messages of type “message” can be sent"));
 		return 0;
 	}
-	if (!check_sendable (self, message, to, TRUE, error))
+	if (!check_sendable (self, message, to, TRUE, TRUE, error))
 		return 0;
 	g_autoptr (ChatMessage) copy = NULL;
-	g_autofree char *json = NULL;
-	gsize length;
 	ChatRoom *room;
 	ChatUser *user;
 
 	chat_message_set_room_id (message, room_id);
 	chat_message_set_to (message, to);
 	stamp_message (self, message, chat_message_get_from (message));
-	if (room_id == 0 && g_queue_is_empty (&self->steps))
-		return route_message (self, message, 0);
+	if (room_id == 0 && to == 0 && g_queue_is_empty (&self->steps))
+		return route_message (self, message);
 
 	/* relayed later: from a copy, which the caller cannot change meanwhile */
-	json = chat_message_to_json_with_length (message, &length);
-	copy = chat_message_parse (json, length, FALSE, NULL);
-	g_assert (copy != NULL);
+	copy = copy_message (message);
 	submit_message (self, copy, NULL, 0);
 	/* those it will be relayed to, as things stand */
 	if (room_id != 0)
@@ -1896,7 +2272,9 @@ chat_hub_send_to_room (ChatHub *self, guint64 room_id, ChatMessage *message, GEr
  * @error: return location for a #GError
  *
  * Relays @message to every connection of @user_id, as the service (see
- * chat_hub_send_to_all()).
+ * chat_hub_send_to_all()). Like a client's direct message it is stored first, in the user's
+ * stream (see chat_hub_send_to_room()), and relayed with its offset once stored; a
+ * connection of the user that registers later gets it if none of the user's connections did.
  *
  * Returns: the number of connections it was queued for; 0 with @error set on failure
  *   (%CHAT_ERROR_USER_OFFLINE if the user has no connection)
@@ -1918,6 +2296,38 @@ chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GEr
 		return 0;
 	}
 	return relay_from_service (self, message, 0, user_id, error);
+}
+
+/**
+ * chat_hub_send:
+ * @self: a #ChatHub
+ * @message: a `message` with content or data, addressed by its own #ChatMessage:room-id or
+ *   #ChatMessage:to (neither: every connection)
+ * @error: return location for a #GError
+ *
+ * Relays @message as the service, wherever it says it goes: like chat_hub_send_to_room()
+ * for a room, chat_hub_send_to_user() for a user, chat_hub_send_to_all() otherwise. A
+ * message with both a room and a user is refused, as a client's is.
+ *
+ * Returns: the number of connections it was queued for, as those functions count them; 0
+ *   with @error set on failure (%CHAT_ERROR_INVALID_MESSAGE, %CHAT_ERROR_USER_OFFLINE)
+ *
+ * Since: 1.0
+ */
+guint
+chat_hub_send (ChatHub *self, ChatMessage *message, GError **error)
+{
+	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
+	g_return_val_if_fail (CHAT_IS_MESSAGE (message), 0);
+	g_return_val_if_fail (error == NULL || *error == NULL, 0);
+
+	if (!check_addressing (message, TRUE, error))
+		return 0;
+	return relay_from_service (self,
+				   message,
+				   chat_message_get_room_id (message),
+				   chat_message_get_to (message),
+				   error);
 }
 
 /* ---- history -------------------------------------------------------------------------- */

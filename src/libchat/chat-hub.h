@@ -67,6 +67,9 @@ guint
 chat_hub_send_to_user (ChatHub *self, guint64 user_id, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
 guint
+chat_hub_send (ChatHub *self, ChatMessage *message, GError **error);
+CHAT_AVAILABLE_IN_ALL
+guint
 chat_hub_close_all (ChatHub *self, guint16 code, const char *reason);
 CHAT_AVAILABLE_IN_ALL
 guint64

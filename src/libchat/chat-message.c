@@ -77,7 +77,8 @@ G_DEFINE_ENUM_TYPE (ChatMessageType,
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_ERROR, "error"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_PRESENCE, "presence"),
 		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_REFRESH, "refresh"),
-		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_HISTORY, "history"))
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_HISTORY, "history"),
+		    G_DEFINE_ENUM_VALUE (CHAT_MESSAGE_TYPE_SYNC, "sync"))
 
 enum {
 	PROP_0,
@@ -97,7 +98,7 @@ enum {
 static GParamSpec *props[N_PROPS];
 
 static const char *const type_names[] =
-    {"ping", "pong", "message", "join", "leave", "error", "presence", "refresh", "history"};
+    {"ping", "pong", "message", "join", "leave", "error", "presence", "refresh", "history", "sync"};
 
 /**
  * chat_message_type_to_string:

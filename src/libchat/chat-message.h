@@ -28,6 +28,8 @@ G_BEGIN_DECLS
  *   answer that it was accepted
  * @CHAT_MESSAGE_TYPE_HISTORY: `history`: a member asks for a room's stored messages, or the
  *   answer that carries them (protocol 1.1)
+ * @CHAT_MESSAGE_TYPE_SYNC: `sync`: a client recovers its user's direct messages since an
+ *   offset, or the answer that says where its stream stands (protocol 1.1)
  *
  * The `type` of a protocol message.
  *
@@ -43,6 +45,7 @@ typedef enum {
 	CHAT_MESSAGE_TYPE_PRESENCE,
 	CHAT_MESSAGE_TYPE_REFRESH,
 	CHAT_MESSAGE_TYPE_HISTORY,
+	CHAT_MESSAGE_TYPE_SYNC,
 } ChatMessageType;
 
 CHAT_AVAILABLE_IN_ALL
