@@ -2,17 +2,25 @@
 """chathub-bench against a real chathubd, small: the benchmark works and, through the coalescing
 write path, every message reaches every receiver (fan-out in one room and in many rooms, and
 with a flooder beside it; a storm with joins, idle connections). Correctness only: speed is
-never asserted here."""
+never asserted here. Also the storage benchmarks: sqlite-floor writes exactly the rows it
+reports, and compare's store and ingest steps run daemons of their own on databases in its
+output directory and get every message stored and delivered."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "python"))
 import chathub_harness as h  # noqa: E402
 
 BENCH = os.environ.get("CHATHUB_BENCH", "_build/tools/bench/chathub-bench")
+BENCH_DIR = os.path.dirname(os.path.abspath(BENCH))
+BUILD = os.path.dirname(os.path.dirname(BENCH_DIR))
+FLOOR = os.path.join(BENCH_DIR, "sqlite-floor")
+COMPARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "compare")
 
 
 class BenchSmoke(unittest.TestCase):
@@ -87,6 +95,75 @@ class BenchSmoke(unittest.TestCase):
         self.assertEqual(step["connected"], 300, step)
         self.assertEqual(step["open_at_end"], 300, step)
         self.assertEqual(step["conns_lost"], 0, step)
+
+
+class StoreBenchSmoke(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="chathub-bench-smoke-")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_sqlite_floor(self):
+        for sync in ("normal", "full"):
+            path = os.path.join(self.tmp.name, f"floor-{sync}.db")
+            run = subprocess.run([FLOOR, "--rows", "500", "--group", "7", "--rooms", "4", "--sync", sync, path],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            figures = json.loads(run.stdout)
+            self.assertEqual((figures["sync"], figures["rows"], figures["group"]), (sync, 500, 7))
+            self.assertGreater(figures["rows_per_sec"], 0)
+            with sqlite3.connect(path) as db:
+                self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+                rows = db.execute("SELECT stream_id, count(*), min(offset), max(offset), sum(length(frame))"
+                                  " FROM messages GROUP BY stream_id").fetchall()
+            # every row, each room's offsets contiguous from 1, frames of about 200 bytes
+            self.assertEqual([r[:4] for r in rows], [(room, 125, 1, 125) for room in range(1, 5)])
+            self.assertTrue(150 <= sum(r[4] for r in rows) / 500 <= 250, rows)
+
+    def test_compare_store_and_ingest(self):
+        out = os.path.join(self.tmp.name, "compare")
+        run = subprocess.run([COMPARE, "--no-build", "--settle", "2", "--servers", "chathubd", "--steps",
+                              "store,ingest", "--store-n", "50", "--store-rate", "200", "--duration", "1",
+                              "--ingest-n", "50", "--ingest-publishers", "5", "--ingest-rate", "1000",
+                              "--out", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
+                             env=dict(os.environ, CHATHUB_BUILD=BUILD))
+        self.assertEqual(run.returncode, 0, run.stdout)
+        with open(os.path.join(out, "results.jsonl")) as f:
+            results = [json.loads(line) for line in f]
+        store = {r["backend"]: r for r in results if r["step"] == "store"}
+        self.assertEqual(sorted(store), ["memory", "sqlite"], run.stdout)
+        for r in store.values():
+            self.assertEqual(r["receivers"], 50, r)
+            self.assertEqual(r["sent"], r["sent_target"], r)
+            self.assertEqual(r["delivered"], r["expected"], r)
+            self.assertEqual(r["errors"], 0, r)
+        ingest = {r["backend"] if r["backend"] == "memory" else r["sync"]: r
+                  for r in results if r["step"] == "ingest"}
+        self.assertEqual(sorted(ingest), ["full", "memory", "normal"], run.stdout)
+        for r in ingest.values():
+            # every message sent was stored (relayed only once stored) and delivered
+            self.assertEqual(r["bench"]["delivered"], r["bench"]["expected"], r)
+            self.assertEqual(r["store"]["stored"], r["bench"]["sent"], r)
+            self.assertEqual(r["store"]["failed"], 0, r)
+            if r["backend"] == "sqlite":
+                self.assertEqual(r["floor"]["rows"], r["store"]["stored"], r)
+                self.assertEqual(r["floor"]["group"], r["group"], r)
+            else:
+                self.assertIsNone(r["floor"], r)
+        # each daemon on a database of its own in the output directory; the SQLite ones hold
+        # what they stored (the memory ones leave no file)
+        stored = sorted(r["store"]["stored"] for r in ingest.values() if r["backend"] == "sqlite")
+        in_files = []
+        for name in sorted(os.listdir(out)):
+            if name.startswith("chathub-") and name.endswith(".db"):
+                with sqlite3.connect(os.path.join(out, name)) as db:
+                    in_files.append(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        self.assertEqual(len(in_files), 3, os.listdir(out))  # sqlite store step, ingest normal and full
+        self.assertTrue(set(stored) <= set(in_files), (stored, in_files))
+        self.assertIn("p99 sqlite/memory", run.stdout)
+        self.assertIn("stored/s vs floor", run.stdout)
 
 
 if __name__ == "__main__":
