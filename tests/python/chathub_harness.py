@@ -1086,6 +1086,49 @@ async def close_all(*conns):
             pass
 
 
+class RoomStreamMixin:
+    """Protocol 1.1 helpers for unittest cases with RawWS clients (ws.user_id set)."""
+
+    def join(self, ws, room, since=None, epoch=None):
+        """Joins `room` (recovering after `since` in `epoch` when given); returns the
+        connection's own acknowledgement, whose 1.1 fields are checked."""
+        request = {"type": "join", "room_id": room}
+        if since is not None:
+            request["since"] = since
+        if epoch is not None:
+            request["epoch"] = epoch
+        ws.send_json(request)
+        while True:
+            ack = ws.recv_json(timeout=10)
+            if ack["type"] == "join" and ack.get("from") == ws.user_id:
+                break
+        self.assertEqual(ack["room_id"], room, ack)
+        self.assertIsInstance(ack["offset"], int, ack)
+        self.assertIsInstance(ack["epoch"], str, ack)
+        if since is None:
+            self.assertNotIn("recovered", ack)
+        else:
+            self.assertIsInstance(ack["recovered"], bool, ack)
+        return ack
+
+    def recv_messages(self, ws, n, timeout=10.0):
+        """The next n room messages (join and leave events of others are skipped)."""
+        got = []
+        while len(got) < n:
+            m = ws.recv_json(timeout)
+            if m["type"] in ("join", "leave"):
+                continue
+            self.assertEqual(m["type"], "message", m)
+            got.append(m)
+        return got
+
+    def assert_only_pong(self, ws):
+        """A ping is answered after everything asked before it: nothing else is on its way."""
+        ws.send_json({"type": "ping"})
+        m = ws.recv_json()
+        self.assertEqual(m["type"], "pong", m)
+
+
 class DaemonTestMixin:
     """Per-class daemon for unittest classes: set DAEMON_CONFIG / DAEMON_KW."""
 

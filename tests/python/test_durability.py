@@ -32,7 +32,7 @@ def message_frames(room, tag, n):
         for i in range(n))
 
 
-class DurabilityBase(unittest.TestCase):
+class DurabilityBase(h.RoomStreamMixin, unittest.TestCase):
 
     def setUp(self):
         tmp = tempfile.TemporaryDirectory(prefix="chathub-durability-")
@@ -52,33 +52,6 @@ class DurabilityBase(unittest.TestCase):
         ws.user_id = uid
         self.addCleanup(ws.abort, False)
         return ws
-
-    def join(self, ws, room, since=None, epoch=None):
-        request = {"type": "join", "room_id": room}
-        if since is not None:
-            request.update(since=since, epoch=epoch)
-        ws.send_json(request)
-        while True:
-            ack = ws.recv_json(timeout=10)
-            if ack["type"] == "join" and ack.get("from") == ws.user_id:
-                return ack
-
-    def recv_messages(self, ws, n, timeout=10.0):
-        """The next n room messages (others' join and leave events skipped)."""
-        got = []
-        while len(got) < n:
-            m = ws.recv_json(timeout)
-            if m["type"] in ("join", "leave"):
-                continue
-            self.assertEqual(m["type"], "message", m)
-            got.append(m)
-        return got
-
-    def assert_only_pong(self, ws):
-        """A ping's pong comes after everything asked before it: nothing else is coming."""
-        ws.send_json({"type": "ping"})
-        m = ws.recv_json()
-        self.assertEqual(m["type"], "pong", m)
 
     def history(self, ws, room):
         """The room's whole history, paged back from the newest with before/limit."""

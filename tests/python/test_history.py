@@ -23,7 +23,7 @@ def messages_frames(room, tag, n):
         for i in range(n))
 
 
-class HistoryBase(h.DaemonTestMixin, unittest.TestCase):
+class HistoryBase(h.RoomStreamMixin, h.DaemonTestMixin, unittest.TestCase):
     DAEMON_CONFIG = UNLIMITED
 
     def raw(self, user_id=None, daemon=None):
@@ -33,43 +33,6 @@ class HistoryBase(h.DaemonTestMixin, unittest.TestCase):
         ws.user_id = uid
         self.addCleanup(ws.abort, False)
         return ws
-
-    def join(self, ws, room, since=None, epoch=None):
-        request = {"type": "join", "room_id": room}
-        if since is not None:
-            request["since"] = since
-        if epoch is not None:
-            request["epoch"] = epoch
-        ws.send_json(request)
-        while True:
-            ack = ws.recv_json()
-            if ack["type"] == "join" and ack.get("from") == ws.user_id:
-                break
-        self.assertEqual(ack["room_id"], room, ack)
-        self.assertIsInstance(ack["offset"], int, ack)
-        self.assertIsInstance(ack["epoch"], str, ack)
-        if since is None:
-            self.assertNotIn("recovered", ack)
-        else:
-            self.assertIsInstance(ack["recovered"], bool, ack)
-        return ack
-
-    def recv_messages(self, ws, n, timeout=10.0):
-        """The next n room messages (join and leave events of others are skipped)."""
-        got = []
-        while len(got) < n:
-            m = ws.recv_json(timeout)
-            if m["type"] in ("join", "leave"):
-                continue
-            self.assertEqual(m["type"], "message", m)
-            got.append(m)
-        return got
-
-    def assert_only_pong(self, ws):
-        """A ping is answered after everything asked before it: nothing else is on its way."""
-        ws.send_json({"type": "ping"})
-        m = ws.recv_json()
-        self.assertEqual(m["type"], "pong", m)
 
     def assert_contiguous(self, messages, first, last):
         self.assertEqual([m["offset"] for m in messages], list(range(first, last + 1)))
