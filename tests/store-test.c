@@ -857,6 +857,52 @@ test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
 	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3,4,5");
 }
 
+/* A read sees exactly the appends made before it, none made after it, even when both come
+ * in the same main-loop iteration (the recovery of a join relies on it). */
+static void
+test_store_read_between_appends (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	g_autoptr (ChatMessage) before = make_message (1, 0, 1, now_seconds (), "before");
+	g_autoptr (ChatMessage) after = make_message (1, 0, 2, now_seconds (), "after");
+	Result appended[2] = {{0}}, read = {0};
+	g_autofree char *offsets = NULL;
+
+	chat_store_append_async (store,
+				 &(ChatStoreEntry){CHAT_STREAM_KIND_ROOM, 1, before},
+				 1,
+				 NULL,
+				 on_appended,
+				 &appended[0]);
+	chat_store_read_async (store,
+			       CHAT_STREAM_KIND_ROOM,
+			       1,
+			       0,
+			       0,
+			       0,
+			       FALSE,
+			       NULL,
+			       on_read,
+			       &read);
+	chat_store_append_async (store,
+				 &(ChatStoreEntry){CHAT_STREAM_KIND_ROOM, 1, after},
+				 1,
+				 NULL,
+				 on_appended,
+				 &appended[1]);
+	wait_result (&read);
+	g_assert_no_error (read.error);
+	offsets = offsets_of (read.texts);
+	g_assert_cmpstr (offsets, ==, "1");
+	for (guint i = 0; i < G_N_ELEMENTS (appended); i++) {
+		wait_result (&appended[i]);
+		g_assert_true (appended[i].ok);
+		result_clear (&appended[i]);
+	}
+	result_clear (&read);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2");
+}
+
 static void
 add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
 {
@@ -904,6 +950,7 @@ main (int argc, char **argv)
 	g_test_init (&argc, &argv, NULL);
 
 	add_both ("offsets", test_store_offsets);
+	add_both ("read-between-appends", test_store_read_between_appends);
 	add_both ("asynchronous", test_store_asynchronous);
 	add_both ("group", test_store_group);
 	add_both ("read", test_store_read);

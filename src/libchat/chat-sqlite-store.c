@@ -969,11 +969,14 @@ chat_sqlite_store_read_async (ChatStore *store,
 	op->task = g_task_new (self, cancellable, callback, user_data);
 	g_task_set_source_tag (op->task, chat_sqlite_store_read_async);
 	op->range = (ChatStoreRange){kind, stream_id, after, before, limit, newest};
-	/* behind any append not yet with the worker, so that it sees them */
-	if (g_queue_is_empty (&self->backlog))
+	/* behind any append not yet with the worker, so that it sees them, and ahead of any
+	 * append made after it: those go into a new group, or the read would see them too */
+	if (g_queue_is_empty (&self->backlog)) {
 		g_async_queue_push (self->queue, op);
-	else
+	} else {
 		g_queue_push_tail (&self->backlog, op);
+		self->open_group = NULL;
+	}
 }
 
 static guint64
