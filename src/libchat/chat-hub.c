@@ -1059,7 +1059,8 @@ finish_leave (ChatHub *self, HubStep *step)
 /* ---- the ordered pipeline --------------------------------------------------------------- */
 
 static void
-refuse (ChatClient *client, ChatError code, const char *format, ...) G_GNUC_PRINTF (3, 4);
+send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
 
 /* Queued at the tail; a step runs when it is done and every step before it has run. */
 static HubStep *
@@ -1093,10 +1094,10 @@ answer_history (ChatHub *self, HubStep *step)
 	if (!client_is_connected (self, step->client))
 		return;
 	if (step->error != NULL) {
-		refuse (step->client,
-			CHAT_ERROR_UNAVAILABLE,
-			"The history of room %" G_GUINT64_FORMAT " could not be read",
-			step->room_id);
+		send_error_printf (step->client,
+				   CHAT_ERROR_UNAVAILABLE,
+				   "The history of room %" G_GUINT64_FORMAT " could not be read",
+				   step->room_id);
 		return;
 	}
 	chat_store_get_stream (self->store,
@@ -1206,9 +1207,10 @@ run_step (ChatHub *self, HubStep *step)
 		if (step->error != NULL) {
 			/* nothing unstored is relayed: the sender knows, and may send it again */
 			if (client_is_connected (self, step->client))
-				refuse (step->client,
-					CHAT_ERROR_UNAVAILABLE,
-					"The message could not be stored, so it was not relayed");
+				send_error_printf (
+				    step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "The message could not be stored, so it was not relayed");
 			break;
 		}
 		if (chat_message_get_to (step->message) != 0)
@@ -1393,7 +1395,7 @@ send_pong (ChatHub *self, ChatClient *client)
 
 /* Wire errors are English and machine-readable; the code is what clients act on. */
 static void
-refuse (ChatClient *client, ChatError code, const char *format, ...)
+send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
 {
 	g_autofree char *text = NULL;
 	va_list args;
@@ -1464,10 +1466,10 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 		return;
 	}
 	if (room_id != 0 && chat_client_find_room (client, room_id) == NULL) {
-		refuse (client,
-			CHAT_ERROR_NOT_MEMBER,
-			"You have not joined room %" G_GUINT64_FORMAT,
-			room_id);
+		send_error_printf (client,
+				   CHAT_ERROR_NOT_MEMBER,
+				   "You have not joined room %" G_GUINT64_FORMAT,
+				   room_id);
 		return;
 	}
 	stamp_message (self, message, chat_client_get_user_id (client));
@@ -1492,14 +1494,16 @@ handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
 	HubStep *step;
 
 	if (room_id == 0) {
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+		send_error_printf (client,
+				   CHAT_ERROR_INVALID_MESSAGE,
+				   "Field \"room_id\" is required");
 		return;
 	}
 	if (chat_client_find_room (client, room_id) == NULL) {
-		refuse (client,
-			CHAT_ERROR_NOT_MEMBER,
-			"You have not joined room %" G_GUINT64_FORMAT,
-			room_id);
+		send_error_printf (client,
+				   CHAT_ERROR_NOT_MEMBER,
+				   "You have not joined room %" G_GUINT64_FORMAT,
+				   room_id);
 		return;
 	}
 	/* answered in order: it holds every message of the room the client was sent before */
@@ -1558,14 +1562,16 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 	gsize n_users = 0;
 
 	if (room_id == 0) {
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"room_id\" is required");
+		send_error_printf (client,
+				   CHAT_ERROR_INVALID_MESSAGE,
+				   "Field \"room_id\" is required");
 		return;
 	}
 	if (chat_client_find_room (client, room_id) == NULL) {
-		refuse (client,
-			CHAT_ERROR_NOT_MEMBER,
-			"You have not joined room %" G_GUINT64_FORMAT,
-			room_id);
+		send_error_printf (client,
+				   CHAT_ERROR_NOT_MEMBER,
+				   "You have not joined room %" G_GUINT64_FORMAT,
+				   room_id);
 		return;
 	}
 	users = room_user_ids (lookup_room (self, room_id), &n_users);
@@ -1589,13 +1595,15 @@ handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
 	guint64 user_id = 0;
 
 	if (chat_message_get_token (message) == NULL) {
-		refuse (client, CHAT_ERROR_INVALID_MESSAGE, "Field \"token\" is required");
+		send_error_printf (client,
+				   CHAT_ERROR_INVALID_MESSAGE,
+				   "Field \"token\" is required");
 		return;
 	}
 	if (verifier == NULL) {
-		refuse (client,
-			CHAT_ERROR_INVALID_TOKEN,
-			"This connection cannot refresh its token");
+		send_error_printf (client,
+				   CHAT_ERROR_INVALID_TOKEN,
+				   "This connection cannot refresh its token");
 		return;
 	}
 	if (!chat_token_verifier_check_full (verifier,
@@ -1618,7 +1626,9 @@ handle_refresh (ChatHub *self, ChatClient *client, ChatMessage *message)
 			   chat_client_get_id (client),
 			   chat_client_get_user_id (client),
 			   user_id);
-		refuse (client, CHAT_ERROR_INVALID_TOKEN, "The token is for another user");
+		send_error_printf (client,
+				   CHAT_ERROR_INVALID_TOKEN,
+				   "The token is for another user");
 		return;
 	}
 	chat_client_refresh_token (client, rooms, deadline);
@@ -1690,32 +1700,32 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 		break;
 	case CHAT_MESSAGE_TYPE_JOIN:
 		if (room_id == 0)
-			refuse (client,
-				CHAT_ERROR_INVALID_MESSAGE,
-				"Field \"room_id\" is required");
+			send_error_printf (client,
+					   CHAT_ERROR_INVALID_MESSAGE,
+					   "Field \"room_id\" is required");
 		else if (!chat_client_may_join (client, room_id))
-			refuse (client,
-				CHAT_ERROR_FORBIDDEN,
-				"Your token does not allow room %" G_GUINT64_FORMAT,
-				room_id);
+			send_error_printf (client,
+					   CHAT_ERROR_FORBIDDEN,
+					   "Your token does not allow room %" G_GUINT64_FORMAT,
+					   room_id);
 		else if (chat_client_room_limit_reached (client, room_id))
-			refuse (client,
-				CHAT_ERROR_LIMIT_EXCEEDED,
-				"You cannot join more than %u rooms",
-				chat_client_get_max_rooms (client));
+			send_error_printf (client,
+					   CHAT_ERROR_LIMIT_EXCEEDED,
+					   "You cannot join more than %u rooms",
+					   chat_client_get_max_rooms (client));
 		else
 			join_room (self, client, room_id, message);
 		break;
 	case CHAT_MESSAGE_TYPE_LEAVE:
 		if (room_id == 0)
-			refuse (client,
-				CHAT_ERROR_INVALID_MESSAGE,
-				"Field \"room_id\" is required");
+			send_error_printf (client,
+					   CHAT_ERROR_INVALID_MESSAGE,
+					   "Field \"room_id\" is required");
 		else if (chat_client_find_room (client, room_id) == NULL)
-			refuse (client,
-				CHAT_ERROR_NOT_MEMBER,
-				"You have not joined room %" G_GUINT64_FORMAT,
-				room_id);
+			send_error_printf (client,
+					   CHAT_ERROR_NOT_MEMBER,
+					   "You have not joined room %" G_GUINT64_FORMAT,
+					   room_id);
 		else
 			leave_room (self, client, room_id, TRUE);
 		break;
@@ -1733,10 +1743,11 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 		break;
 	case CHAT_MESSAGE_TYPE_ERROR:
 	default:
-		refuse (client,
-			CHAT_ERROR_INVALID_MESSAGE,
-			"Clients cannot send messages of type \"%s\"",
-			chat_message_type_to_string (chat_message_get_message_type (message)));
+		send_error_printf (
+		    client,
+		    CHAT_ERROR_INVALID_MESSAGE,
+		    "Clients cannot send messages of type \"%s\"",
+		    chat_message_type_to_string (chat_message_get_message_type (message)));
 		break;
 	}
 }
