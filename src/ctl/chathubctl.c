@@ -842,32 +842,36 @@ print_room_users (const char *method, guint64 room_id)
 	return 0;
 }
 
+/* `members` and `presence`: one ROOM argument, a list of user ids from @method */
 static int
-command_members (int argc, char **argv)
+room_users_command (int argc, char **argv, const char *summary, const char *method)
 {
-	g_autoptr (GOptionContext) context =
-	    g_option_context_new (_ ("ROOM - list the users in a room"));
+	g_autoptr (GOptionContext) context = g_option_context_new (summary);
 	guint64 room_id = 0;
 	int status = 0;
 
 	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
 	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
 		return status;
-	return print_room_users ("RoomMembers", room_id);
+	return print_room_users (method, room_id);
+}
+
+static int
+command_members (int argc, char **argv)
+{
+	return room_users_command (argc,
+				   argv,
+				   _ ("ROOM - list the users in a room"),
+				   "RoomMembers");
 }
 
 static int
 command_presence (int argc, char **argv)
 {
-	g_autoptr (GOptionContext) context =
-	    g_option_context_new (_ ("ROOM - list the users connected in a room, ascending"));
-	guint64 room_id = 0;
-	int status = 0;
-
-	if (!parse_command_line (context, NULL, &argc, &argv, 1, &status) ||
-	    !parse_id (_ ("ROOM"), argv[1], &room_id, &status))
-		return status;
-	return print_room_users ("Presence", room_id);
+	return room_users_command (argc,
+				   argv,
+				   _ ("ROOM - list the users connected in a room, ascending"),
+				   "Presence");
 }
 
 static char *history_before;
