@@ -335,23 +335,32 @@ static void
 test_store_offsets (StoreFixture *fixture, gconstpointer data)
 {
 	ChatStore *store = fixture->store;
-	g_autoptr (ChatMessage) message = make_message (2, 0, 40, now_seconds (), "x\"y");
+	/* the memory store keeps no last id across a restart: it starts from the clock */
+	guint64 base = chat_store_get_last_id (store);
+	g_autoptr (ChatMessage) message = make_message (2, 0, base + 40, now_seconds (), "x\"y");
 	g_autoptr (GPtrArray) texts = NULL;
 	g_autofree char *json = NULL;
+	g_autofree char *expected_id = NULL;
 	const char *epoch = NULL;
 	guint64 top = 99, first = 99;
+
+	if (fixture->backend == BACKEND_MEMORY) {
+		g_assert_cmpuint (base, >, 0);
+		g_assert_cmpuint (base, <=, (guint64) g_get_real_time ());
+	} else {
+		g_assert_cmpuint (base, ==, 0);
+	}
 
 	chat_store_get_stream (store, CHAT_STREAM_KIND_ROOM, 1, &top, &first, &epoch);
 	g_assert_cmpuint (top, ==, 0);
 	g_assert_cmpuint (first, ==, 1);
 	g_assert_nonnull (epoch);
 	g_assert_cmpuint (strlen (epoch), >=, 8);
-	g_assert_cmpuint (chat_store_get_last_id (store), ==, 0);
 
-	append_room (store, 1, 10, now_seconds ());
-	append_room (store, 1, 11, now_seconds ());
-	append_dm (store, 1, 12, now_seconds ());
-	append_room (store, 1, 13, now_seconds ());
+	append_room (store, 1, base + 10, now_seconds ());
+	append_room (store, 1, base + 11, now_seconds ());
+	append_dm (store, 1, base + 12, now_seconds ());
+	append_room (store, 1, base + 13, now_seconds ());
 	g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, 2, message, NULL));
 	g_assert_cmpuint (chat_message_get_offset (message), ==, 1);
 
@@ -360,7 +369,7 @@ test_store_offsets (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 2), ==, 1);
 	/* a room and a user with the same id are different streams */
 	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_USER, 1), ==, 1);
-	g_assert_cmpuint (chat_store_get_last_id (store), ==, 40);
+	g_assert_cmpuint (chat_store_get_last_id (store), ==, base + 40);
 	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2,3");
 
 	texts = read_stream (store, &(ChatStoreRange){CHAT_STREAM_KIND_ROOM, 2});
@@ -371,7 +380,8 @@ test_store_offsets (StoreFixture *fixture, gconstpointer data)
 
 		g_assert_true (g_bytes_equal (texts->pdata[0], expected));
 	}
-	g_assert_nonnull (strstr (json, "\"id\":40,\"offset\":1,"));
+	expected_id = g_strdup_printf ("\"id\":%" G_GUINT64_FORMAT ",\"offset\":1,", base + 40);
+	g_assert_nonnull (strstr (json, expected_id));
 	g_assert_cmpuint (statistic (store, "stored"), ==, 5);
 	g_assert_cmpuint (statistic (store, "retained"), ==, 5);
 }
@@ -576,6 +586,35 @@ test_memory_store_epoch (void)
 	chat_store_get_stream (CHAT_STORE (a), CHAT_STREAM_KIND_ROOM, 1, NULL, NULL, &epoch_a);
 	chat_store_get_stream (CHAT_STORE (b), CHAT_STREAM_KIND_ROOM, 1, NULL, NULL, &epoch_b);
 	g_assert_cmpstr (epoch_a, !=, epoch_b);
+}
+
+/* an entry with stream id 0 (a hub-wide message) keeps its id and nothing else */
+static void
+test_store_id_only (StoreFixture *fixture, gconstpointer data)
+{
+	ChatStore *store = fixture->store;
+	guint64 base = chat_store_get_last_id (store);
+	g_autoptr (ChatMessage) message = make_message (0, 0, base + 7, now_seconds (), "all");
+	g_autoptr (GError) error = NULL;
+
+	g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, 0, message, &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_store_get_last_id (store), ==, base + 7);
+	/* no offset, no stream, nothing counted as stored or retained */
+	g_assert_cmpuint (chat_message_get_offset (message), ==, 0);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 0), ==, 0);
+	g_assert_cmpuint (statistic (store, "stored"), ==, 0);
+	g_assert_cmpuint (statistic (store, "retained"), ==, 0);
+	/* with a stored message in the same group the last id is the larger */
+	append_room (store, 1, base + 5, now_seconds ());
+	g_assert_cmpuint (chat_store_get_last_id (store), ==, base + 7);
+	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1");
+	if (fixture->backend == BACKEND_MEMORY)
+		return;
+	/* and it survives a restart */
+	close_store (&fixture->store);
+	fixture->store = open_sqlite (fixture->path);
+	g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, base + 7);
 }
 
 /* ---- the SQLite store ---- */
@@ -950,6 +989,7 @@ main (int argc, char **argv)
 	g_test_init (&argc, &argv, NULL);
 
 	add_both ("offsets", test_store_offsets);
+	add_both ("id-only", test_store_id_only);
 	add_both ("read-between-appends", test_store_read_between_appends);
 	add_both ("asynchronous", test_store_asynchronous);
 	add_both ("group", test_store_group);

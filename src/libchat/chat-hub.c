@@ -67,8 +67,7 @@ typedef struct {
 /* What the hub does, in the order it was asked for. A room message is relayed once stored,
  * so whatever comes after it (other messages, answers, joins and leaves) waits its turn. */
 typedef enum {
-	STEP_RELAY,   /* a message that is not stored */
-	STEP_STORE,   /* a room message or a direct message being appended */
+	STEP_STORE,   /* a message being appended (a hub-wide one: its id only) */
 	STEP_JOIN,    /* a join: the member gets room traffic from here on */
 	STEP_RECOVER, /* a join with `since`: the missed messages being read */
 	STEP_LEAVE,   /* a leave or a disconnect: the others are told */
@@ -1218,9 +1217,6 @@ run_step (ChatHub *self, HubStep *step)
 		else
 			route_message (self, step->message);
 		break;
-	case STEP_RELAY:
-		route_message (self, step->message);
-		break;
 	case STEP_JOIN:
 	case STEP_RECOVER:
 		finish_join (self, step);
@@ -1300,8 +1296,8 @@ copy_message (ChatMessage *message)
 	return copy;
 }
 
-/* Relays a stamped message in the order messages were stamped: a room or direct message once
- * the store has it, any other once everything before it went. A direct message between two
+/* Relays a stamped message in the order messages were stamped, once the store has it (a
+ * hub-wide message: once the store has its id). A direct message between two
  * users is stored in both users' streams, each copy with its own offset. */
 static void
 submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64 sender_user)
@@ -1312,20 +1308,12 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 	guint n_entries = 1;
 	HubStep *step;
 
-	if (room_id == 0 && to == 0) {
-		if (g_queue_is_empty (&self->steps)) {
-			route_message (self, message);
-			return;
-		}
-		step = step_new (self, STEP_RELAY, sender, message);
-		step->sender_user = sender_user;
-		step->done = TRUE;
-		return;
-	}
-
 	step = step_new (self, STEP_STORE, sender, message);
 	step->sender_user = sender_user;
-	if (room_id != 0) {
+	if (room_id == 0 && to == 0) {
+		/* hub-wide: not kept, but relayed only once its id is, so no id is given twice */
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, 0, message};
+	} else if (room_id != 0) {
 		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, room_id, message};
 	} else {
 		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_USER, to, message};

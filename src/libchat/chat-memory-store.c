@@ -109,7 +109,7 @@ static void
 memory_op_free (MemoryOp *op)
 {
 	for (guint i = 0; i < op->n_entries; i++)
-		g_bytes_unref (op->texts[i]);
+		g_clear_pointer (&op->texts[i], g_bytes_unref);
 	g_free (op->texts);
 	chat_store_entries_free (op->entries, op->n_entries);
 	g_clear_object (&op->task);
@@ -223,22 +223,27 @@ complete_append (ChatMemoryStore *self, MemoryOp *op, gint64 now)
 {
 	for (guint i = 0; i < op->n_entries; i++) {
 		ChatStoreEntry *entry = &op->entries[i];
-		MemoryStream *stream = ensure_stream (self, entry->kind, entry->stream_id);
+		MemoryStream *stream;
 		ChatMessage *message = entry->message;
 
+		self->last_id = MAX (self->last_id, chat_message_get_id (message));
+		if (entry->stream_id == 0)
+			continue;
+		stream = ensure_stream (self, entry->kind, entry->stream_id);
 		stream_push (stream,
 			     chat_message_get_offset (message),
 			     chat_message_get_timestamp (message),
 			     op->texts[i]);
 		stream->top = chat_message_get_offset (message);
-		self->last_id = MAX (self->last_id, chat_message_get_id (message));
 		self->statistics.retained++;
 	}
 	for (guint i = 0; i < op->n_entries; i++)
-		trim_stream (self,
-			     op->entries[i].kind,
-			     ensure_stream (self, op->entries[i].kind, op->entries[i].stream_id),
-			     now);
+		if (op->entries[i].stream_id != 0)
+			trim_stream (
+			    self,
+			    op->entries[i].kind,
+			    ensure_stream (self, op->entries[i].kind, op->entries[i].stream_id),
+			    now);
 	g_task_return_boolean (op->task, TRUE);
 }
 
@@ -294,7 +299,8 @@ on_complete (gpointer user_data)
 		if (op->type == OP_APPEND) {
 			gint64 start = g_get_monotonic_time ();
 
-			group += op->n_entries;
+			for (guint i = 0; i < op->n_entries; i++)
+				group += op->entries[i].stream_id != 0;
 			complete_append (self, op, now);
 			commit_time_us += g_get_monotonic_time () - start;
 		} else {
@@ -360,12 +366,15 @@ chat_memory_store_append_async (ChatStore *store,
 
 	op->n_entries = n_entries;
 	op->entries = chat_store_entries_dup (entries, n_entries);
-	op->texts = g_new (GBytes *, n_entries);
+	op->texts = g_new0 (GBytes *, n_entries);
 	for (guint i = 0; i < n_entries; i++) {
-		MemoryStream *stream = ensure_stream (self, entries[i].kind, entries[i].stream_id);
+		MemoryStream *stream;
 		g_autofree char *text = NULL;
 		gsize length;
 
+		if (entries[i].stream_id == 0)
+			continue; /* an id only */
+		stream = ensure_stream (self, entries[i].kind, entries[i].stream_id);
 		chat_message_set_offset (entries[i].message, ++stream->assigned);
 		text = chat_message_to_json_with_length (entries[i].message, &length);
 		/* a copy of the exact size: the serializer's buffer has room to spare, which
@@ -502,6 +511,9 @@ chat_memory_store_init (ChatMemoryStore *self)
 	chat_store_streams_init (self->streams, (GDestroyNotify) memory_stream_free);
 	/* nothing survives the process: a new instance is a new history */
 	self->epoch = g_uuid_string_random ();
+	/* and no last id either: ids start from the clock, in microseconds, so a restarted
+	 * process does not give an id again unless the last one gave more than one per µs */
+	self->last_id = (guint64) g_get_real_time ();
 	g_queue_init (&self->ops);
 	self->context = g_main_context_ref_thread_default ();
 	self->trim_source = chat_store_attach_source (

@@ -737,9 +737,16 @@ hand_group (ChatSqliteStore *self, SqliteOp *op)
 
 		for (guint j = 0; j < append->n_entries; j++) {
 			ChatStoreEntry *entry = &append->entries[j];
-			SqliteStream *stream = ensure_stream (self, entry->kind, entry->stream_id);
+			SqliteStream *stream;
 			Row row = {entry->kind, entry->stream_id};
 
+			if (entry->stream_id == 0) {
+				/* an id only: recorded with the group as the last id */
+				op->last_id =
+				    MAX (op->last_id, chat_message_get_id (entry->message));
+				continue;
+			}
+			stream = ensure_stream (self, entry->kind, entry->stream_id);
 			row.offset = ++stream->assigned;
 			/* the stored text is the frame the hub relays: offset included */
 			chat_message_set_offset (entry->message, row.offset);

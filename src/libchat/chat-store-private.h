@@ -12,9 +12,11 @@
 
 G_BEGIN_DECLS
 
+/* An entry with @stream_id 0 keeps only its message's id (a hub-wide message: live only, but
+ * its id must never be given again after a restart): no offset, no text, not readable. */
 typedef struct {
 	ChatStreamKind kind;
-	guint64 stream_id;    /* room id, or user id */
+	guint64 stream_id;    /* room id, or user id; 0: the id only */
 	ChatMessage *message; /* stamped: id, from, timestamp set; offset set by the store */
 } ChatStoreEntry;
 

@@ -237,6 +237,46 @@ class KillTests(DurabilityBase):
         self.stop(second, reader)
 
 
+class HubWideIdTests(DurabilityBase):
+    """Hub-wide messages are not stored, but their ids are never given again."""
+
+    def hub_wide(self, ws, tag):
+        ws.send_json({"type": "message", "content": tag})
+        while True:
+            m = ws.recv_json(timeout=10, answer_pings=True)
+            if m.get("type") == "message" and m.get("content") == tag:
+                self.assertNotIn("offset", m)
+                return m
+
+    def check_after_kill(self, store):
+        room = h.next_room_id()
+        first = self.start(store)
+        a = self.raw(first)
+        self.join(a, room)
+        a.send_raw(message_frames(room, "stored", 1))
+        stored = self.recv_messages(a, 1)[0]
+        # hub-wide messages after the last stored one: the echo means their id is kept
+        last = [self.hub_wide(a, "everyone %d" % i) for i in range(3)][-1]
+        self.assertGreater(last["id"], stored["id"])
+        first.send_signal(signal.SIGKILL)
+        self.assertEqual(first.wait(10), -signal.SIGKILL)
+
+        second = self.start(store)
+        b = self.raw(second)
+        self.join(b, room)
+        again = self.hub_wide(b, "after the kill")
+        self.assertGreater(again["id"], last["id"])
+        b.send_raw(message_frames(room, "stored again", 1))
+        self.assertGreater(self.recv_messages(b, 1)[0]["id"], again["id"])
+        self.stop(second, b)
+
+    def test_sqlite_keeps_hub_wide_ids(self):
+        self.check_after_kill({"path": self.path})
+
+    def test_memory_store_ids_go_on_across_a_restart(self):
+        self.check_after_kill({"backend": "memory", "path": self.path})
+
+
 class MemoryStoreTests(DurabilityBase):
 
     def test_memory_store_after_a_restart(self):
