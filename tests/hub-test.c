@@ -37,6 +37,7 @@ typedef struct {
 	GArray *unregistered_codes;
 	GPtrArray *broadcasts; /* ChatMessage* */
 	guint n_handled;       /* client messages the server read */
+	GMainContext *context; /* (nullable): pushed as thread-default for the whole test */
 } Fixture;
 
 static void
@@ -131,6 +132,15 @@ fixture_setup_sqlite (Fixture *fixture, gconstpointer data)
 	fixture_setup (fixture, data);
 }
 
+/* Everything made under a new thread-default context, which only the test iterates. */
+static void
+fixture_setup_own_context (Fixture *fixture, gconstpointer data)
+{
+	fixture->context = g_main_context_new ();
+	g_main_context_push_thread_default (fixture->context);
+	fixture_setup (fixture, data);
+}
+
 /* A memory store that keeps ten messages per room. */
 static void
 fixture_setup_small_history (Fixture *fixture, gconstpointer data)
@@ -177,8 +187,12 @@ fixture_teardown (Fixture *fixture, gconstpointer data)
 	g_array_unref (fixture->unregistered_codes);
 	g_ptr_array_unref (fixture->broadcasts);
 	/* let deferred closes finish before the next test */
-	while (g_main_context_iteration (NULL, FALSE))
+	while (g_main_context_iteration (g_main_context_get_thread_default (), FALSE))
 		;
+	if (fixture->context != NULL) {
+		g_main_context_pop_thread_default (fixture->context);
+		g_clear_pointer (&fixture->context, g_main_context_unref);
+	}
 }
 
 /* ---- a small WebSocket client --------------------------------------------------------- */
@@ -407,8 +421,6 @@ test_hub_send_to_all (Fixture *fixture, gconstpointer data)
 	g_assert_no_error (error);
 	g_assert_cmpuint (chat_message_get_id (first), >, 0);
 	g_assert_cmpint (chat_message_get_timestamp (first), >, 0);
-	g_assert_cmpuint (fixture->broadcasts->len, ==, 1);
-	g_assert_true (fixture->broadcasts->pdata[0] == first);
 
 	for (guint i = 0; i < 2; i++) {
 		got = client_wait_message (i == 0 ? alice : bob, 0);
@@ -416,6 +428,11 @@ test_hub_send_to_all (Fixture *fixture, gconstpointer data)
 		g_assert_cmpuint (chat_message_get_from (got), ==, 0);
 		g_assert_cmpuint (chat_message_get_id (got), ==, chat_message_get_id (first));
 	}
+	/* relayed once its id is kept, as a copy the caller cannot change meanwhile */
+	g_assert_cmpuint (fixture->broadcasts->len, ==, 1);
+	g_assert_cmpuint (chat_message_get_id (fixture->broadcasts->pdata[0]),
+			  ==,
+			  chat_message_get_id (first));
 
 	/* a client's broadcast: the hub signal fires, ids keep increasing, from is the sender */
 	client_send (alice, "{\"type\":\"message\",\"content\":\"hi all\",\"from\":999}");
@@ -534,6 +551,41 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 
 	g_assert_cmpuint (chat_hub_send_to_user (fixture->hub, 404, message, &error), ==, 0);
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
+}
+
+static gboolean
+unregistered_one_more (gpointer data)
+{
+	Fixture *fixture = data;
+
+	return fixture->unregistered->len > 0;
+}
+
+/* A direct message written to a connection counts as delivered (the hub checks on a timer of
+ * its own context): the user's next connection does not get it again as an offline one. */
+static void
+test_hub_delivered_once (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) phone = client_connect (fixture, 8);
+	g_autoptr (TestClient) laptop = NULL;
+	g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GError) error = NULL;
+	gint64 until;
+
+	chat_message_set_content (message, "once");
+	g_assert_cmpuint (chat_hub_send_to_user (fixture->hub, 8, message, &error), ==, 1);
+	g_assert_no_error (error);
+	g_assert_cmpstr (chat_message_get_content (client_wait_message (phone, 0)), ==, "once");
+	/* a few of the hub's delivery checks */
+	until = g_get_monotonic_time () + 300 * G_TIME_SPAN_MILLISECOND;
+	while (g_get_monotonic_time () < until)
+		g_main_context_iteration (g_main_context_get_thread_default (), FALSE);
+	g_clear_pointer (&phone, client_free);
+	chat_test_wait_until (unregistered_one_more, fixture, 5000);
+
+	laptop = client_connect (fixture, 8);
+	client_sync (laptop);
+	g_assert_cmpuint (laptop->received->len, ==, 0);
 }
 
 /* chat_hub_send() routes by the message's own address, with a client's rule for it. */
@@ -2059,6 +2111,10 @@ main (int argc, char **argv)
 #define ADD_WITH(path, setup, func) g_test_add (path, Fixture, NULL, setup, func, fixture_teardown)
 	ADD_WITH ("/chat/hub/store/offsets-and-ack", fixture_setup, test_store_offsets_and_ack);
 	ADD_WITH ("/chat/hub/store/recovery", fixture_setup, test_store_recovery);
+	ADD_WITH ("/chat/hub/delivered-once", fixture_setup, test_hub_delivered_once);
+	ADD_WITH ("/chat/hub/delivered-once-own-context",
+		  fixture_setup_own_context,
+		  test_hub_delivered_once);
 	ADD_WITH ("/chat/hub/store/recovery-sqlite", fixture_setup_sqlite, test_store_recovery);
 	ADD_WITH ("/chat/hub/store/not-recovered",
 		  fixture_setup_small_history,

@@ -12,6 +12,7 @@
 #include "chat-i18n-private.h"
 #include "chat-memory-store.h"
 #include "chat-message-private.h"
+#include "chat-source-private.h"
 #include "chat-store-private.h"
 #include "chat-token-verifier-private.h"
 
@@ -124,7 +125,8 @@ struct _ChatHub {
 	 * pass it by until then (they are in its read), so nothing comes early or twice */
 	GHashTable *dm_pending;
 	GPtrArray *deliveries; /* Delivery*: direct messages handed to a connection, not yet out */
-	guint delivery_source;
+	GMainContext *context; /* thread-default at construction: our timers go there */
+	GSource *delivery_source;
 };
 
 /* A direct message handed to a connection of its recipient: once the connection has written
@@ -233,6 +235,7 @@ chat_hub_constructed (GObject *object)
 	/* a hub made without one still relays through a store, so it behaves the same */
 	if (self->store == NULL)
 		self->store = CHAT_STORE (chat_memory_store_new ());
+	self->context = g_main_context_ref_thread_default ();
 	/* ids go on from the last one stored, across restarts */
 	self->last_message_id = chat_store_get_last_id (self->store);
 }
@@ -255,7 +258,10 @@ chat_hub_dispose (GObject *object)
 		}
 	}
 	g_clear_pointer (&self->clients_by_id, g_hash_table_unref);
-	g_clear_handle_id (&self->delivery_source, g_source_remove);
+	if (self->delivery_source != NULL) {
+		g_source_destroy (self->delivery_source);
+		g_clear_pointer (&self->delivery_source, g_source_unref);
+	}
 	if (self->deliveries != NULL)
 		g_ptr_array_set_size (self->deliveries, 0);
 	G_OBJECT_CLASS (chat_hub_parent_class)->dispose (object);
@@ -274,6 +280,7 @@ chat_hub_finalize (GObject *object)
 	/* every step holds a reference on the hub: none is left here */
 	g_assert (g_queue_is_empty (&self->steps));
 	g_clear_object (&self->store);
+	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_hub_parent_class)->finalize (object);
 }
 
@@ -553,7 +560,7 @@ check_deliveries (gpointer user_data)
 	settle_deliveries (self);
 	if (self->deliveries->len > 0)
 		return G_SOURCE_CONTINUE;
-	self->delivery_source = 0;
+	g_clear_pointer (&self->delivery_source, g_source_unref);
 	return G_SOURCE_REMOVE;
 }
 
@@ -575,8 +582,12 @@ push_received (ChatHub *self, ChatClient *client, guint64 user_id, guint64 offse
 	    chat_client_get_bytes_sent (client) + chat_client_get_pending_bytes (client);
 	g_ptr_array_add (self->deliveries, delivery);
 	/* the outbox is flushed at the end of this iteration; look after it */
-	if (self->delivery_source == 0)
-		self->delivery_source = g_timeout_add (DELIVERY_CHECK_MS, check_deliveries, self);
+	if (self->delivery_source == NULL)
+		self->delivery_source = chat_timeout_source_attach (self->context,
+								    DELIVERY_CHECK_MS,
+								    check_deliveries,
+								    self,
+								    "chathub delivery check");
 	return TRUE;
 }
 
@@ -2190,9 +2201,6 @@ relay_from_service (ChatHub *self,
 	chat_message_set_room_id (message, room_id);
 	chat_message_set_to (message, to);
 	stamp_message (self, message, chat_message_get_from (message));
-	if (room_id == 0 && to == 0 && g_queue_is_empty (&self->steps))
-		return route_message (self, message);
-
 	/* relayed later: from a copy, which the caller cannot change meanwhile */
 	copy = copy_message (message);
 	submit_message (self, copy, NULL, 0);
@@ -2212,10 +2220,12 @@ relay_from_service (ChatHub *self,
  *
  * Relays @message to every connection on the hub, as the service: @message gets the next id
  * and the current timestamp, and keeps its #ChatMessage:from (0 means the service itself).
- * #ChatHub::broadcast is emitted.
+ * It is not kept in any history, but it is relayed only once the store has recorded its id
+ * (so that no id is given twice across a restart): later, on the hub's main context, as a
+ * copy, and #ChatHub::broadcast is emitted then with that copy.
  *
- * Returns: the number of connections it was queued for; 0 with @error set on failure
- *   (%CHAT_ERROR_INVALID_MESSAGE)
+ * Returns: the number of connections it is queued for, as things stand; 0 with @error set
+ *   on failure (%CHAT_ERROR_INVALID_MESSAGE)
  *
  * Since: 1.0
  */
