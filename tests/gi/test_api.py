@@ -561,6 +561,47 @@ class TestHub(HubTestCase):
             self.hub.send_to_all(Chat.Message.new(Chat.MessageType.PING))
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
 
+    def test_send_routes_by_address(self):
+        # Hub.send(): the message's own room_id / to choose where it goes, as for a client
+        ws1, client1 = self.connect(1)
+        ws2, client2 = self.connect(2)
+        self.join(ws1, 8)
+
+        room = Chat.Message.new(Chat.MessageType.MESSAGE)
+        room.props.content = "to room 8"
+        room.props.room_id = 8
+        self.assertEqual(self.hub.send(room), 1)
+        frame = ws1.recv(type_="message")
+        self.assertEqual((frame["room_id"], frame["content"], frame["offset"]), (8, "to room 8", 1))
+        ws2.assert_nothing(type_="message")
+
+        direct = Chat.Message.new(Chat.MessageType.MESSAGE)
+        direct.props.content = "to user 2"
+        direct.props.to = 2
+        self.assertEqual(self.hub.send(direct), 1)
+        frame = ws2.recv(type_="message")
+        self.assertEqual((frame["to"], frame["content"]), (2, "to user 2"))
+        ws1.assert_nothing(type_="message")
+
+        everyone = Chat.Message.new(Chat.MessageType.MESSAGE)
+        everyone.props.content = "to all"
+        self.assertEqual(self.hub.send(everyone), 2)
+        for ws in (ws1, ws2):
+            frame = ws.recv(type_="message")
+            self.assertEqual(frame["content"], "to all")
+            self.assertNotIn("offset", frame)
+            self.assertEqual(frame["id"], everyone.props.id)
+        self.assertLess(room.props.id, direct.props.id)
+        self.assertLess(direct.props.id, everyone.props.id)
+
+        both = Chat.Message.new(Chat.MessageType.MESSAGE)
+        both.props.content = "nowhere"
+        both.props.room_id = 8
+        both.props.to = 2
+        with self.assertRaises(GLib.Error) as context:
+            self.hub.send(both)
+        self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
+
     def test_client_send(self):
         ws, client = self.connect(3)
         message = Chat.Message.new(Chat.MessageType.MESSAGE)
