@@ -600,24 +600,6 @@ worker_run_query (Worker *worker, SqliteOp *op)
 static gboolean
 on_op_done (gpointer user_data);
 
-/* The hand-over of a group and the completions run at a high priority: in the main-loop
- * iteration right after the one whose appends they carry, before the next round of socket
- * reads, not after it. At the default priority an idle attached during an iteration runs only
- * after the next iteration's I/O, so each message waited a whole busy iteration twice more
- * than with the memory store. Neither can starve the loop: one group is with the worker at a
- * time, and a completion is one pass over what the worker already did. */
-static GSource *
-attach_prompt (GSourceFunc func, gpointer data, const char *name, GMainContext *context)
-{
-	GSource *source = g_idle_source_new ();
-
-	g_source_set_priority (source, G_PRIORITY_HIGH);
-	g_source_set_static_name (source, name);
-	g_source_set_callback (source, func, data, NULL);
-	g_source_attach (source, context);
-	return source;
-}
-
 static gpointer
 worker_main (gpointer user_data)
 {
@@ -649,8 +631,11 @@ worker_main (gpointer user_data)
 		default:
 			g_assert_not_reached ();
 		}
-		g_source_unref (
-		    attach_prompt (on_op_done, op, "chathub sqlite store completion", op->context));
+		g_source_unref (chat_store_attach_source (g_idle_source_new (),
+							  "chathub sqlite store completion",
+							  on_op_done,
+							  op,
+							  op->context));
 	}
 	g_free (op);
 
@@ -820,7 +805,7 @@ on_kick (gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
-/* The group that appends of this main-loop iteration join; handed over right after it (or
+/* The group that appends of this main-loop iteration join; handed over on the next one (or
  * when the group in flight completes), so one iteration's appends share a transaction. */
 static SqliteOp *
 ensure_open_group (ChatSqliteStore *self)
@@ -830,8 +815,11 @@ ensure_open_group (ChatSqliteStore *self)
 		g_queue_push_tail (&self->backlog, self->open_group);
 	}
 	if (self->kick_source == NULL && !self->in_flight)
-		self->kick_source =
-		    attach_prompt (on_kick, self, "chathub sqlite store group", self->context);
+		self->kick_source = chat_store_attach_source (g_idle_source_new (),
+							      "chathub sqlite store group",
+							      on_kick,
+							      self,
+							      self->context);
 	return self->open_group;
 }
 
