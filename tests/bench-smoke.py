@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """chathub-bench against a real chathubd, small: the benchmark works and, through the coalescing
 write path, every message reaches every receiver (fan-out in one room and in many rooms, and
-with a flooder beside it; a storm with joins, idle connections). Correctness only: speed is
+with a flooder beside it, publishers in rooms of their own; a storm with joins, idle
+connections; a recovery storm: every member recovers every missed message once). Correctness
+only: speed is
 never asserted here. Also the storage benchmarks: sqlite-floor writes exactly the rows it
-reports, and compare's store and ingest steps run daemons of their own on databases in its
-output directory and get every message stored and delivered."""
+reports, and compare's store, ingest and recover steps run daemons of their own on databases
+in its output directory and get every message stored, delivered and recovered."""
 import json
 import os
 import sqlite3
@@ -57,6 +59,28 @@ class BenchSmoke(unittest.TestCase):
         for step in steps:
             self.assertEqual(step["expected"], step["sent"] * 200)
             self.assert_complete(step)
+
+    def test_fanout_own_room(self):
+        # each publisher in its own room of ten: a message reaches its nine receivers and its
+        # publisher, no other room
+        (step,) = self.bench("fanout", "-n", "50", "--rooms", "5", "--publishers", "5", "--own-room",
+                             "--rates", "200", "--duration", "1", "--uid-base", "30000")
+        self.assertEqual(step["expected"], step["sent"] * 10, step)
+        self.assert_complete(step)
+
+    def test_recover(self):
+        # members drop, miss 20 messages, rejoin with since/epoch: every one recovers each
+        # missed message once (the bench follows every member's offsets)
+        (step,) = self.bench("recover", "-n", "100", "--messages", "20", "--uid-base", "40000")
+        self.assertEqual((step["joined"], step["rejoined"]), (100, 100), step)
+        self.assertEqual((step["stored"], step["recovered"], step["not_recovered"]), (20, 100, 0), step)
+        self.assertEqual(step["complete"], 100, step)
+        self.assertEqual(step["missed_received"], step["missed_expected"], step)
+        self.assertEqual(step["missed_received"], 2000, step)
+        self.assertEqual((step["duplicates"], step["gaps"]), (0, 0), step)
+        self.assertEqual((step["error_frames"], step["dial_errors"], step["conns_lost"]), (0, 0, 0), step)
+        self.assertGreater(step["all_recovered_s"], 0, step)
+        self.assertGreater(step["all_joined_s"], 0, step)
 
     def test_fanout_many_rooms(self):
         (step,) = self.bench("fanout", "-n", "300", "--rooms", "30", "--publishers", "30",
@@ -124,8 +148,9 @@ class StoreBenchSmoke(unittest.TestCase):
     def test_compare_store_and_ingest(self):
         out = os.path.join(self.tmp.name, "compare")
         run = subprocess.run([COMPARE, "--no-build", "--settle", "2", "--servers", "chathubd", "--steps",
-                              "store,ingest", "--store-n", "50", "--store-rate", "200", "--duration", "1",
+                              "store,ingest,recover", "--store-n", "50", "--store-rate", "200", "--duration", "1",
                               "--ingest-n", "50", "--ingest-publishers", "5", "--ingest-rate", "1000",
+                              "--recover-n", "50", "--recover-messages", "10",
                               "--out", out],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
                              env=dict(os.environ, CHATHUB_BUILD=BUILD))
@@ -145,6 +170,8 @@ class StoreBenchSmoke(unittest.TestCase):
         for r in ingest.values():
             # every message sent was stored (relayed only once stored) and delivered
             self.assertEqual(r["bench"]["delivered"], r["bench"]["expected"], r)
+            # each publisher in its own room of ten
+            self.assertEqual(r["bench"]["expected"], r["bench"]["sent"] * 10, r)
             self.assertEqual(r["store"]["stored"], r["bench"]["sent"], r)
             self.assertEqual(r["store"]["failed"], 0, r)
             if r["backend"] == "sqlite":
@@ -160,8 +187,14 @@ class StoreBenchSmoke(unittest.TestCase):
             if name.startswith("chathub-") and name.endswith(".db"):
                 with sqlite3.connect(os.path.join(out, name)) as db:
                     in_files.append(db.execute("SELECT count(*) FROM messages").fetchone()[0])
-        self.assertEqual(len(in_files), 3, os.listdir(out))  # sqlite store step, ingest normal and full
         self.assertTrue(set(stored) <= set(in_files), (stored, in_files))
+        recover = {r["backend"]: r for r in results if r["step"] == "recover"}
+        self.assertEqual(sorted(recover), ["memory", "sqlite"], run.stdout)
+        for r in recover.values():
+            self.assertEqual((r["recovered"], r["complete"], r["missed_received"]), (50, 50, 500), r)
+            self.assertEqual((r["duplicates"], r["gaps"]), (0, 0), r)
+        self.assertIn("recovered/joined", run.stdout)
+        self.assertEqual(len(in_files), 4, os.listdir(out))  # and the recover step's SQLite daemon
         self.assertIn("p99 sqlite/memory", run.stdout)
         self.assertIn("stored/s vs floor", run.stdout)
 

@@ -552,6 +552,18 @@ send_joins (Loop *l, Conn *c)
 			n = snprintf (buf, sizeof buf, "{\"type\":\"join\",\"room_id\":%d}", r);
 			send_frame (l, c, 1, buf, (size_t) n);
 		}
+	} else if (c->room > 0 && c->dropped && l->cmd.epoch[0] != '\0') {
+		/* recover: back after a drop, with what it saw last */
+		char rejoin[160];
+
+		n = snprintf (rejoin,
+			      sizeof rejoin,
+			      "{\"type\":\"join\",\"room_id\":%u,\"since\":%" PRIu64
+			      ",\"epoch\":\"%s\"}",
+			      c->room,
+			      c->offset,
+			      l->cmd.epoch);
+		send_frame (l, c, 1, rejoin, (size_t) n);
 	} else if (c->room > 0) {
 		n = snprintf (buf, sizeof buf, "{\"type\":\"join\",\"room_id\":%u}", c->room);
 		send_frame (l, c, 1, buf, (size_t) n);
@@ -619,6 +631,51 @@ json_int (const char *v, const char *end)
 	return neg ? -x : x;
 }
 
+/* recover: a join ack gives the room's offset and epoch; a rejoin's says whether it recovered */
+static void
+note_join_ack (Loop *l, Conn *c, const char *p, const char *end)
+{
+	const char *e = json_value (p, end, "epoch", 5), *r = json_value (p, end, "recovered", 9);
+
+	/* a rejoin's offset is where its recovery ends: the frames up to it follow */
+	if (c->dropped)
+		st_add (l, r != NULL && *r == 't' ? S_RECOVERED : S_NOT_RECOVERED, 1);
+	else
+		c->offset = (uint64_t) json_int (json_value (p, end, "offset", 6), end);
+	if (e != NULL && *e == '"' && !atomic_load_explicit (&l->has_epoch, memory_order_relaxed)) {
+		const char *q = memchr (e + 1, '"', (size_t) (end - e - 1));
+
+		if (q != NULL && (size_t) (q - e - 1) < sizeof l->epoch) {
+			memcpy (l->epoch, e + 1, (size_t) (q - e - 1));
+			l->epoch[q - e - 1] = '\0';
+			atomic_store_explicit (&l->has_epoch, 1, memory_order_release);
+		}
+	}
+}
+
+/* recover: every room message must carry the next offset; a rejoined connection counts the
+ * ones it missed until it has them all */
+static void
+track_offset (Loop *l, Conn *c, int64_t offset, int64_t now)
+{
+	if (offset <= 0)
+		return;
+	if ((uint64_t) offset <= c->offset) {
+		st_add (l, S_DUPS, 1);
+		return;
+	}
+	if ((uint64_t) offset > c->offset + 1)
+		st_add (l, S_GAPS, 1);
+	c->offset = (uint64_t) offset;
+	if (!c->dropped || l->cmd.recover_want == 0)
+		return;
+	st_add (l, S_RECOVER_MSGS, 1);
+	if (++c->recover_got == l->cmd.recover_want) {
+		st_add (l, S_RECOVER_DONE, 1);
+		st_max (l, S_LAST_RECOVER_NS, (uint64_t) now);
+	}
+}
+
 static void
 on_line (Loop *l, Conn *c, const char *s, size_t n, int64_t now)
 {
@@ -637,8 +694,14 @@ on_line (Loop *l, Conn *c, const char *s, size_t n, int64_t now)
 	v++;
 	tl = (size_t) (q - v);
 	if (tl == 7 && memcmp (v, "message", 7) == 0) {
-		const char *d = json_value (q, end, "data", 4);
+		const char *d;
 		int64_t t = 0;
+
+		if (l->npubs > 0)
+			st_add (l, S_PUB_ECHOES, 1);
+		if (l->cmd.track_offsets)
+			track_offset (l, c, json_int (json_value (q, end, "offset", 6), end), now);
+		d = json_value (q, end, "data", 4);
 
 		if (d != NULL && *d == '{')
 			t = json_int (json_value (d, end, "t", 1), end);
@@ -658,6 +721,8 @@ on_line (Loop *l, Conn *c, const char *s, size_t n, int64_t now)
 	} else if (tl == 4 && memcmp (v, "join", 4) == 0) {
 		if (c->joins_got < c->joins_needed &&
 		    (uint64_t) json_int (json_value (q, end, "from", 4), end) == c->uid) {
+			if (l->cmd.track_offsets)
+				note_join_ack (l, c, q, end);
 			if (++c->joins_got == c->joins_needed) {
 				st_add (l, S_JOINED, 1);
 				st_max (l, S_LAST_JOIN_NS, (uint64_t) now);
@@ -987,8 +1052,11 @@ publish_one (Loop *l, Conn *c)
 	int64_t t;
 
 	if (opt.rooms > 0) {
-		room = 1 + (uint32_t) ((c->seq * (uint64_t) opt.publishers + c->idx) %
-				       (uint64_t) opt.rooms);
+		/* --own-room: its own room only; else each room in turn */
+		room = opt.own_room
+			   ? c->room
+			   : 1 + (uint32_t) ((c->seq * (uint64_t) opt.publishers + c->idx) %
+					     (uint64_t) opt.rooms);
 		l->sent_room[room]++;
 	}
 	c->seq++;

@@ -26,6 +26,7 @@ typedef struct {
 	uint8_t all_rooms;
 	uint8_t in_flight;
 	uint8_t flooder; /* floods its own room (fanout --flooder) and discards what it gets */
+	uint8_t dropped; /* recover: closed by the bench; rejoins with since */
 	uint32_t idx;
 	uint32_t room; /* home room, 0 = none */
 	uint32_t joins_needed, joins_got;
@@ -34,6 +35,8 @@ typedef struct {
 	int64_t t_start, t_up;
 	int64_t next_send;
 	uint64_t seq;
+	uint64_t offset;      /* recover: the room's latest offset this connection saw */
+	uint32_t recover_got; /* recover: missed messages received since the rejoin */
 	uint8_t *obuf;
 	uint32_t ooff, olen, ocap;
 	uint8_t

@@ -87,7 +87,7 @@ publish_due (Loop *l, int64_t now)
 	for (uint32_t k = 0; k < l->npubs; k++) {
 		Conn *c = l->pubs[k];
 
-		while (conn_state (c) == CS_OPEN && now < l->cmd.pub_end) {
+		while (conn_state (c) == CS_OPEN && now < l->cmd.pub_end && l->pub_left > 0) {
 			if (c->next_send > now) {
 				if (c->next_send < l->wake)
 					l->wake = c->next_send;
@@ -101,6 +101,8 @@ publish_due (Loop *l, int64_t now)
 			if (now - c->next_send > 100 * NS_PER_MS)
 				c->next_send = now;
 			publish_one (l, c);
+			if (l->cmd.pub_count > 0)
+				l->pub_left--;
 			c->next_send += l->pub_interval;
 			now = mono_ns ();
 		}
@@ -143,6 +145,25 @@ flood_due (Loop *l, int64_t now)
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
+/* recover: closes the connections from drop_lo on as a lost network does, without a close
+ * frame (unread data makes it a reset), and readies them to be opened again */
+static void
+loop_drop (Loop *l)
+{
+	for (uint32_t i = 0; i < l->nconns; i++) {
+		Conn *c = l->conns[i];
+
+		if (c->idx < l->cmd.drop_lo || c->fd < 0)
+			continue;
+		conn_release (l, c, CS_NEW);
+		c->dropped = 1;
+		c->joins_got = 0;
+		c->recover_got = 0;
+		c->frag_op = 0;
+	}
+	l->next_open = 0;
+}
+
 static void
 loop_apply (Loop *l)
 {
@@ -164,8 +185,12 @@ loop_apply (Loop *l)
 		for (uint32_t k = 0; k < l->npubs; k++)
 			l->pubs[k]->next_send =
 			    l->cmd.pub_start + l->pub_interval * (int64_t) k / (int64_t) l->npubs;
+		/* with a count (one publisher: recover), exactly that many */
+		l->pub_left = l->cmd.pub_count > 0 ? l->cmd.pub_count : UINT64_MAX;
 		l->pub_active = true;
 	}
+	if (l->cmd.drop_gen != prev.drop_gen)
+		loop_drop (l);
 	if (l->cmd.flood_gen != prev.flood_gen && l->flooder) {
 		l->flood_sent = 0;
 		l->flood_active = true;
@@ -491,13 +516,23 @@ plan_joins (Conn *c, bool join, bool publisher)
 	c->joining = join && opt.rooms > 0;
 	if (!c->joining)
 		return;
-	if (publisher) {
+	if (publisher && !opt.own_room) {
 		c->all_rooms = 1;
 		c->joins_needed = (uint32_t) opt.rooms;
 	} else {
 		c->room = 1 + c->idx % (uint32_t) opt.rooms;
 		c->joins_needed = 1;
 	}
+}
+
+/* The room epoch of the first join ack any loop saw, or NULL. */
+const char *
+first_epoch (void)
+{
+	for (int i = 0; i < nloops; i++)
+		if (atomic_load_explicit (&loops[i]->has_epoch, memory_order_acquire))
+			return loops[i]->epoch;
+	return NULL;
 }
 
 /* The flooder joins a room of its own, past the receivers' rooms: it is that room's only

@@ -47,21 +47,30 @@ enum {
 	S_LATE,		/* "message" frames arriving between steps */
 	S_NO_T,		/* "message" frames without a usable data.t */
 	S_SENT,
-	S_FLOOD_SENT,	/* the flooder's messages, queued whole */
-	S_FLOOD_ECHOES, /* text frames the flooder received (and discarded) */
-	S_PINGS,	/* server pings answered */
-	S_CLOSE_FIRST,	/* close codes 1000..1015 */
+	S_FLOOD_SENT,	 /* the flooder's messages, queued whole */
+	S_FLOOD_ECHOES,	 /* text frames the flooder received (and discarded) */
+	S_PINGS,	 /* server pings answered */
+	S_PUB_ECHOES,	 /* "message" frames the publishers received (their own, relayed: stored) */
+	S_RECOVERED,	 /* recover: rejoin acks with "recovered":true */
+	S_NOT_RECOVERED, /* recover: rejoin acks with "recovered":false (or none) */
+	S_RECOVER_DONE,	 /* recover: rejoined connections that got every missed message */
+	S_RECOVER_MSGS,	 /* recover: missed messages received, each in order, once */
+	S_DUPS,		 /* recover: room messages at or below the offset already seen */
+	S_GAPS,		 /* recover: room messages past the next offset (one was skipped) */
+	S_CLOSE_FIRST,	 /* close codes 1000..1015 */
 	S_CLOSE_OTHER = S_CLOSE_FIRST + 16,
 	S_LAST_UP_NS, /* maxima, not sums */
 	S_LAST_JOIN_NS,
 	S_LAST_RECV_NS,
+	S_LAST_RECOVER_NS, /* recover: a connection's last missed message */
 	S_COUNT
 };
 
 static inline bool
 stat_is_max (int k)
 {
-	return k == S_LAST_UP_NS || k == S_LAST_JOIN_NS || k == S_LAST_RECV_NS;
+	return k == S_LAST_UP_NS || k == S_LAST_JOIN_NS || k == S_LAST_RECV_NS ||
+	       k == S_LAST_RECOVER_NS;
 }
 
 typedef struct {
@@ -79,6 +88,13 @@ typedef struct {
 	unsigned pub_gen;
 	int64_t pub_start, pub_end;
 	double pub_rate_each;
+	uint64_t pub_count; /* per publisher; 0: as many as the schedule allows until pub_end */
+	/* recover: closing connections [drop_lo, ...) without a close frame, and rejoining */
+	unsigned drop_gen;
+	uint32_t drop_lo;
+	bool track_offsets;    /* follow the offsets of room messages (dups, gaps) */
+	uint32_t recover_want; /* messages a dropped connection must get back after its rejoin */
+	char epoch[64];	       /* joins of dropped connections carry since and this epoch */
 	/* flooding (the flooder's loop): [flood_start, flood_end), at most flood_max messages */
 	unsigned flood_gen;
 	int64_t flood_start, flood_end;
@@ -105,6 +121,7 @@ struct Loop {
 	bool pub_active;
 	int64_t pub_interval;
 	_Atomic unsigned pub_done; /* the pub_gen whose publishing finished */
+	uint64_t pub_left;	   /* messages each publisher may still send in this pub_gen */
 	uint64_t *sent_room;
 	Conn *flooder; /* the flooder's loop: its one connection */
 	bool flood_active;
@@ -125,6 +142,8 @@ struct Loop {
 	_Atomic int has_first_err;
 	char first_errframe[120];
 	_Atomic int has_errframe;
+	char epoch[64]; /* the first room epoch a join ack carried */
+	_Atomic int has_epoch;
 };
 
 /* the connections: [0, publishers) first, the flooder last; set up by setup_conns() */
@@ -182,6 +201,8 @@ void
 plan_joins (Conn *c, bool join, bool publisher);
 void
 plan_flooder (Conn *c);
+const char *
+first_epoch (void);
 bool
 post (void);
 uint64_t

@@ -283,7 +283,8 @@ fanout_print_head (const Fanout *f)
 	fflush (table_out);
 }
 
-/* The receivers: the connections open now, by room (publishers are in every room). False, with
+/* The receivers: the connections open now, by room (publishers are in every room, or with
+ * --own-room in theirs). False, with
  * a line in the table, when no publisher is connected. */
 static bool
 fanout_count_receivers (Fanout *f, FanoutStep *s)
@@ -295,7 +296,8 @@ fanout_count_receivers (Fanout *f, FanoutStep *s)
 		s->live++;
 		if (i < f->pubs)
 			s->pubs_live++;
-		else if (opt.rooms > 0)
+		/* with --own-room a publisher is a member of its room only */
+		if (opt.rooms > 0 && (i >= f->pubs || opt.own_room))
 			f->members[conns[i].room]++;
 	}
 	if (s->pubs_live > 0)
@@ -349,7 +351,7 @@ fanout_publish (Fanout *f, FanoutStep *s, CpuMark *m0)
 	if (opt.rooms > 0) {
 		for (int r = 1; r <= opt.rooms; r++)
 			s->expected += (pub_loop->sent_room[r] - f->sent_room_before[r]) *
-				       (f->members[r] + s->pubs_live);
+				       (f->members[r] + (opt.own_room ? 0 : s->pubs_live));
 	} else {
 		s->expected = s->sent * s->live;
 	}
@@ -831,4 +833,299 @@ run_storm (void)
 	g_free (r.hs);
 	g_free (r.hj);
 	return r.up > 0 ? 0 : 1;
+}
+
+/* ---- recover ------------------------------------------------------------------------------- */
+
+#define RECOVER_PUB_RATE 1000.0 /* msg/s the publisher sends the missed messages at */
+
+typedef struct {
+	uint32_t n;
+	char how[40];
+	char epoch[64];
+	Snap a, b, c, d, e; /* before joining, joined, before publishing, before rejoining, end */
+	CpuUse uj, ur;	    /* during the plain joins, during the rejoins */
+	uint64_t up, joined, sent, echoes, reup, rejoined, recovered, not_recovered, complete;
+	double join_s, rejoin_s, recover_s;
+	Hist *hj, *hr; /* join ack after the 101: plain, rejoin */
+} Recover;
+
+/* The number of the server's open file descriptors, or -1 without --pid. */
+static long
+proc_fd_count (int pid)
+{
+	g_autofree char *path = g_strdup_printf ("/proc/%d/fd", pid);
+	g_autoptr (GDir) dir = pid > 0 ? g_dir_open (path, 0, NULL) : NULL;
+	long n = 0;
+
+	if (dir == NULL)
+		return -1;
+	while (g_dir_read_name (dir) != NULL)
+		n++;
+	return n;
+}
+
+/* Opens [1, n] from now, waits for the attempts and then for count(done_stat) to reach the
+ * connections up (or join_timeout); returns the start time. */
+static int64_t
+recover_open (Recover *r, const Snap *base, int done_stat, uint64_t *up, uint64_t *done)
+{
+	int64_t t0 = mono_ns () + 5 * NS_PER_MS, limit = t0 + s_to_ns (opt.join_timeout);
+
+	cmd_open (1, r->n + 1, t0, opt.rate, opt.inflight);
+	G.cmd.hs_record = true;
+	post ();
+	wait_done (base->v[S_DONE], r->n, t0 + s_to_ns (connect_budget (r->n, opt.rate)));
+	*up = total (S_UP) - base->v[S_UP];
+	/* a rejoin that did not recover gets nothing more: it is done too */
+	while ((*done = total (done_stat) - base->v[done_stat]) +
+		       (done_stat == S_RECOVER_DONE
+			    ? total (S_NOT_RECOVERED) - base->v[S_NOT_RECOVERED]
+			    : 0) <
+		   *up &&
+	       mono_ns () < limit && sleep_until (mono_ns () + 2 * NS_PER_MS))
+		;
+	return t0;
+}
+
+/* The publisher joins first; then the n members join without recovery: the yardstick. */
+static bool
+recover_join (Recover *r)
+{
+	CpuMark m0, m1;
+	int64_t t0, limit;
+	const char *epoch;
+
+	setup_conns (r->n + 1, 1, 0);
+	plan_joins (&conns[0], true, true);
+	for (uint32_t i = 1; i <= r->n; i++)
+		plan_joins (&conns[i], true, false);
+	G.cmd.track_offsets = true;
+	start_loops ();
+	snap (&r->a);
+	cmd_open (0, 1, mono_ns (), 0, 1);
+	post ();
+	limit = mono_ns () + s_to_ns (connect_budget (1, 0));
+	while (total (S_JOINED) == r->a.v[S_JOINED] && mono_ns () < limit &&
+	       sleep_until (mono_ns () + 2 * NS_PER_MS))
+		;
+	if (total (S_JOINED) == r->a.v[S_JOINED]) {
+		fprintf (table_out, "recover: the publisher got no join ack\n");
+		return false;
+	}
+	snap (&r->a);
+	cpu_mark (&m0);
+	note ("recover: %u members join room 1 %s (no recovery)", r->n, r->how);
+	t0 = recover_open (r, &r->a, S_JOINED, &r->up, &r->joined);
+	cpu_mark (&m1);
+	G.cmd.hs_record = false;
+	post ();
+	snap (&r->b);
+	r->uj = cpu_use (&m0, &m1);
+	r->hj = merged_hist (G_STRUCT_OFFSET (Loop, join));
+	if (r->joined > 0)
+		r->join_s = (double) ((int64_t) r->b.v[S_LAST_JOIN_NS] - t0) / 1e9;
+	epoch = first_epoch ();
+	if (epoch == NULL) {
+		fprintf (table_out, "recover: the join acks carry no epoch (protocol 1.1)\n");
+		return false;
+	}
+	g_strlcpy (r->epoch, epoch, sizeof r->epoch);
+	note ("recover: %" PRIu64 "/%u joined in %s s; epoch %s",
+	      r->joined,
+	      r->n,
+	      num (r->join_s, 2),
+	      r->epoch);
+	return r->joined > 0;
+}
+
+/* Every member drops; once the server closed them, the publisher sends --messages. */
+static void
+recover_drop_and_publish (Recover *r)
+{
+	long fds = proc_fd_count (opt.pid);
+	int64_t limit = mono_ns () + 5 * NS_PER_S;
+
+	G.cmd.open_lo = G.cmd.open_hi = 0;
+	G.cmd.drop_lo = 1;
+	G.cmd.drop_gen++;
+	post ();
+	note ("recover: %u members dropped", r->n);
+	/* with --pid: until the server has let go of them; else a second */
+	if (fds < 0)
+		sleep_until (mono_ns () + NS_PER_S);
+	while (fds >= 0 && proc_fd_count (opt.pid) > fds - (long) r->up + 10 &&
+	       mono_ns () < limit && sleep_until (mono_ns () + 10 * NS_PER_MS))
+		;
+	snap (&r->c);
+	G.cmd.pub_gen++;
+	G.cmd.pub_start = mono_ns () + 5 * NS_PER_MS;
+	G.cmd.pub_end = G.cmd.pub_start + 30 * NS_PER_S;
+	G.cmd.pub_rate_each = RECOVER_PUB_RATE;
+	G.cmd.pub_count = (uint64_t) opt.messages;
+	post ();
+	/* the publisher's own copies come back once they are stored */
+	limit = mono_ns () + 30 * NS_PER_S;
+	while (total (S_PUB_ECHOES) - r->c.v[S_PUB_ECHOES] < (uint64_t) opt.messages &&
+	       mono_ns () < limit && sleep_until (mono_ns () + 5 * NS_PER_MS))
+		;
+	r->sent = total (S_SENT) - r->c.v[S_SENT];
+	r->echoes = total (S_PUB_ECHOES) - r->c.v[S_PUB_ECHOES];
+	note ("recover: %" PRIu64 " sent, %" PRIu64 " stored and echoed", r->sent, r->echoes);
+}
+
+/* The members come back with since and epoch; the time until the last has all it missed. */
+static void
+recover_rejoin (Recover *r)
+{
+	CpuMark m0, m1;
+	int64_t t0;
+
+	snap (&r->d);
+	g_strlcpy (G.cmd.epoch, r->epoch, sizeof G.cmd.epoch);
+	G.cmd.recover_want = (uint32_t) r->echoes;
+	cpu_mark (&m0);
+	note ("recover: %u members rejoin %s with since and epoch", r->n, r->how);
+	t0 = recover_open (r, &r->d, S_RECOVER_DONE, &r->reup, &r->complete);
+	cpu_mark (&m1);
+	G.cmd.hs_record = false;
+	post ();
+	r->ur = cpu_use (&m0, &m1);
+	r->hr = merged_hist (G_STRUCT_OFFSET (Loop, join));
+	/* duplicates would come after the last missed message */
+	sleep_until (mono_ns () + s_to_ns (opt.stall));
+	snap (&r->e);
+	r->rejoined = diff (&r->d, &r->e, S_JOINED);
+	r->recovered = diff (&r->d, &r->e, S_RECOVERED);
+	r->not_recovered = diff (&r->d, &r->e, S_NOT_RECOVERED);
+	r->complete = diff (&r->d, &r->e, S_RECOVER_DONE);
+	if (r->rejoined > 0)
+		r->rejoin_s = (double) ((int64_t) r->e.v[S_LAST_JOIN_NS] - t0) / 1e9;
+	if (r->complete > 0)
+		r->recover_s = (double) ((int64_t) r->e.v[S_LAST_RECOVER_NS] - t0) / 1e9;
+}
+
+static void
+recover_print_table (const Recover *r)
+{
+	g_autofree char *closes = closes_text (&r->a, &r->e);
+
+	fprintf (table_out,
+		 "\nrecover: %u members of room 1 join %s, drop, %" PRIu64
+		 " messages are sent (%" PRIu64 " stored), they rejoin %s with since and epoch\n\n",
+		 r->n,
+		 r->how,
+		 r->sent,
+		 r->echoes,
+		 r->how);
+	fprintf (table_out,
+		 "| members | joined | all joined s | rejoined | recovered true/false | got all "
+		 "| missed received/expected | dups | gaps | all recovered s | recovered/joined "
+		 "| errors | closes | srv CPU s join/rejoin |\n");
+	fprintf (table_out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	fprintf (table_out,
+		 "| %u | %" PRIu64 " | %s | %" PRIu64 " | %" PRIu64 "/%" PRIu64 " | %" PRIu64
+		 " | %" PRIu64 "/%" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %s | %sx | %" PRIu64
+		 " | %s | ",
+		 r->n,
+		 r->joined,
+		 num (r->join_s, 2),
+		 r->rejoined,
+		 r->recovered,
+		 r->not_recovered,
+		 r->complete,
+		 diff (&r->d, &r->e, S_RECOVER_MSGS),
+		 r->reup * r->echoes,
+		 diff (&r->a, &r->e, S_DUPS),
+		 diff (&r->a, &r->e, S_GAPS),
+		 num (r->recover_s, 2),
+		 num (r->recover_s / r->join_s, 2),
+		 diff (&r->a, &r->e, S_ERROR_FRAMES) + dial_errors (&r->a, &r->e),
+		 closes);
+	if (opt.pid > 0)
+		fprintf (table_out, "%.2f/%.2f |\n", r->uj.server_s, r->ur.server_s);
+	else
+		fprintf (table_out, "- |\n");
+	if (first_error ())
+		fprintf (table_out, "first error: %s\n", first_error ());
+	if (first_error_frame ())
+		fprintf (table_out, "first error frame: %s\n", first_error_frame ());
+}
+
+static void
+recover_print_json (const Recover *r)
+{
+	GString *j = j_begin ("recover");
+
+	j_common (j);
+	j_int (j, "n", r->n);
+	j_num (j, "rate", opt.rate);
+	j_int (j, "messages", opt.messages);
+	j_int (j, "connected", (int64_t) r->up);
+	j_int (j, "joined", (int64_t) r->joined);
+	j_num (j, "all_joined_s", r->join_s);
+	j_num (j, "join_after_up_p99_ms", ms (hist_quantile (r->hj, 0.99)));
+	j_int (j, "sent", (int64_t) r->sent);
+	j_int (j, "stored", (int64_t) r->echoes);
+	j_int (j, "reconnected", (int64_t) r->reup);
+	j_int (j, "rejoined", (int64_t) r->rejoined);
+	j_num (j, "all_rejoined_s", r->rejoin_s);
+	j_num (j, "rejoin_after_up_p99_ms", ms (hist_quantile (r->hr, 0.99)));
+	j_int (j, "recovered", (int64_t) r->recovered);
+	j_int (j, "not_recovered", (int64_t) r->not_recovered);
+	j_int (j, "complete", (int64_t) r->complete);
+	j_int (j, "missed_received", (int64_t) diff (&r->d, &r->e, S_RECOVER_MSGS));
+	j_int (j, "missed_expected", (int64_t) (r->reup * r->echoes));
+	j_int (j, "duplicates", (int64_t) diff (&r->a, &r->e, S_DUPS));
+	j_int (j, "gaps", (int64_t) diff (&r->a, &r->e, S_GAPS));
+	j_num (j, "all_recovered_s", r->recover_s);
+	j_num (j, "recover_vs_join", r->recover_s / r->join_s);
+	j_int (j, "error_frames", (int64_t) diff (&r->a, &r->e, S_ERROR_FRAMES));
+	j_int (j, "dial_errors", (int64_t) dial_errors (&r->a, &r->e));
+	j_int (j, "conns_lost", (int64_t) diff (&r->a, &r->e, S_LOST));
+	j_closes (j, &r->a, &r->e);
+	if (opt.pid > 0) {
+		j_num (j, "server_cpu_join_s", r->uj.server_s);
+		j_num (j, "server_cpu_rejoin_s", r->ur.server_s);
+	}
+	/* the rejoin's window: the one the target is about */
+	j_cpu (j, &r->ur);
+	j_num (j, "machine_other_join_pct", r->uj.other);
+	if (first_error ())
+		j_str (j, "first_error", first_error ());
+	if (first_error_frame ())
+		j_str (j, "first_error_frame", first_error_frame ());
+	j_emit (j);
+}
+
+/**
+ * run_recover:
+ *
+ * One publisher and --connections members of room 1: the members join (the yardstick), all
+ * drop without a close frame, the publisher sends --messages, and the members rejoin with since
+ * and epoch; reports whether each recovered every missed message exactly once, and the time
+ * until the last one had them against the time the plain joins took.
+ *
+ * Returns: 0 when the members joined and rejoined, else 1
+ */
+int
+run_recover (void)
+{
+	Recover r = {.n = (uint32_t) opt.n, .join_s = NAN, .rejoin_s = NAN, .recover_s = NAN};
+	bool ok;
+
+	if (opt.rate > 0)
+		snprintf (r.how, sizeof r.how, "at %g/s", opt.rate);
+	else
+		snprintf (r.how, sizeof r.how, "at once");
+	ok = recover_join (&r);
+	if (ok) {
+		recover_drop_and_publish (&r);
+		recover_rejoin (&r);
+		recover_print_table (&r);
+		recover_print_json (&r);
+	}
+	g_free (r.hj);
+	g_free (r.hr);
+	return ok && r.rejoined > 0 ? 0 : 1;
 }

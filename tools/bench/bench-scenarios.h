@@ -14,3 +14,5 @@ int
 run_fanout (void);
 int
 run_storm (void);
+int
+run_recover (void);

@@ -57,6 +57,8 @@ typedef struct {
 	double quiet_max;
 	int pid;
 	gboolean flooder;
+	gboolean own_room;
+	int messages;
 	int flood_max;
 	double timeout;
 	gboolean json;

@@ -7,6 +7,7 @@
  *   chathub-bench idle   --secret-file S -n 5000 --rate 2500 --duration 5 --pid PID
  *   chathub-bench fanout --secret-file S -n 1000 --rooms 1 --publishers 1 --rates 500,1000,2000
  *   chathub-bench storm  --secret-file S -n 1000 --rate 0 --hold 15000 --join
+ *   chathub-bench recover --secret-file S -n 1000 --messages 100
  *
  * It uses plain non-blocking sockets and epoll, never libsoup, so that it is not the bottleneck
  * it measures. The method follows the Go load generator the peers were measured with
@@ -72,6 +73,7 @@ BenchOptions opt = {
     .quiet_max = 10,
     .timeout = 120,
     .flood_max = 2000000,
+    .messages = 100,
 };
 
 static GOptionEntry target_entries[] = {
@@ -127,8 +129,8 @@ static GOptionEntry load_entries[] = {
      0,
      G_OPTION_ARG_DOUBLE,
      &opt.rate,
-     "idle/storm: connections opened per second (default 2000; storm 0 = all at once); "
-     "fanout: messages per second in total (default 1000)",
+     "idle/storm/recover: connections opened per second (default 2000; storm 0 = all at "
+     "once; recover: default 0); fanout: messages per second in total (default 1000)",
      "R"},
     {"rates",
      0,
@@ -196,6 +198,21 @@ static GOptionEntry load_entries[] = {
      &opt.hold_rate,
      "storm: rate for the --hold connections (default 2000)",
      "R"},
+    {"own-room",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt.own_room,
+     "fanout: each publisher joins and publishes into its own room only (room 1 + i % "
+     "--rooms, like a receiver), so a room of ten is one publisher and nine receivers",
+     NULL},
+    {"messages",
+     'm',
+     0,
+     G_OPTION_ARG_INT,
+     &opt.messages,
+     "recover: messages sent while the members are away (default 100)",
+     "N"},
     {"flooder",
      0,
      0,
@@ -212,7 +229,7 @@ static GOptionEntry tune_entries[] = {
      0,
      G_OPTION_ARG_INT,
      &opt.inflight,
-     "Handshakes in flight at most (default 256; storm: all)",
+     "Handshakes in flight at most (default 256; storm and recover: all)",
      "N"},
     {"connect-timeout",
      0,
@@ -255,7 +272,8 @@ static GOptionEntry tune_entries[] = {
      0,
      G_OPTION_ARG_DOUBLE,
      &opt.join_timeout,
-     "storm: at most this long from the storm's start waiting for join acks (default 20)",
+     "storm, recover: at most this long from the start waiting for join acks (recover: and "
+     "the missed messages) (default 20)",
      "S"},
     {"quiet-max",
      0,
@@ -311,7 +329,7 @@ static GOptionEntry tune_entries[] = {
     {"version", 0, 0, G_OPTION_ARG_NONE, &opt.version, "Print the version and exit", NULL},
     {NULL}};
 
-typedef enum { MODE_IDLE, MODE_FANOUT, MODE_STORM } Mode;
+typedef enum { MODE_IDLE, MODE_FANOUT, MODE_STORM, MODE_RECOVER } Mode;
 
 static const char summary[] =
     "Load generator for chathub (and servers speaking its protocol), loopback only.\n\n"
@@ -326,7 +344,11 @@ static const char summary[] =
     "          flooding a room of its own and runs every rate without and with it\n"
     "  storm   open N connections at --rate/s (0: all at once), optionally after --hold "
     "idle ones\n"
-    "          and with --join; reports the time until all are up (and joined)";
+    "          and with --join; reports the time until all are up (and joined)\n"
+    "  recover N members of room 1 join at --rate/s (0: at once), drop without a close frame,\n"
+    "          one publisher sends --messages, they rejoin with since and epoch; reports\n"
+    "          whether all recovered every missed message once, and the time until the last\n"
+    "          one had them against the time the plain joins took";
 
 /* resolved target */
 struct sockaddr_storage target;
@@ -487,7 +509,7 @@ raise_nofile (uint64_t need)
 static Mode
 parse_command_line (int argc, char **argv)
 {
-	GOptionContext *ctx = g_option_context_new ("idle|fanout|storm");
+	GOptionContext *ctx = g_option_context_new ("idle|fanout|storm|recover");
 	GOptionGroup *group;
 	GError *error = NULL;
 
@@ -511,20 +533,24 @@ parse_command_line (int argc, char **argv)
 		exit (0);
 	}
 	if (argc != 2)
-		die ("give one mode: idle, fanout or storm (see --help-all)");
+		die ("give one mode: idle, fanout, storm or recover (see --help-all)");
 	if (strcmp (argv[1], "idle") == 0)
 		return MODE_IDLE;
 	if (strcmp (argv[1], "fanout") == 0)
 		return MODE_FANOUT;
 	if (strcmp (argv[1], "storm") == 0)
 		return MODE_STORM;
-	die ("unknown mode “%s”: idle, fanout or storm", argv[1]);
+	if (strcmp (argv[1], "recover") == 0)
+		return MODE_RECOVER;
+	die ("unknown mode “%s”: idle, fanout, storm or recover", argv[1]);
 }
 
 /* Refuses values out of range and fills in the defaults that depend on the mode. */
 static void
 check_options (Mode mode)
 {
+	bool rate_given = false;
+
 	if (opt.n < 1 || opt.n > 1000000)
 		die ("--connections must be 1..1000000");
 	if (opt.threads < 1 || opt.threads > MAX_LOOPS)
@@ -541,20 +567,36 @@ check_options (Mode mode)
 		if (opt.flooder && (opt.rooms < 1 || opt.rooms >= 1000000 || opt.flood_max < 1))
 			die ("--flooder needs --rooms 1..999999 (it floods a room of its own) and "
 			     "--flood-max >= 1");
+		if (opt.own_room && opt.rooms < 1)
+			die ("--own-room needs --rooms >= 1");
 		parse_rates ();
 		if (opt.inflight <= 0)
 			opt.inflight = 256;
 	} else {
 		if (opt.rates)
 			die ("--rates is for fanout");
+		if (opt.own_room)
+			die ("--own-room is for fanout");
 		if (opt.flooder)
 			die ("--flooder is for fanout");
+		rate_given = opt.rate >= 0;
 		if (opt.rate < 0)
 			opt.rate = 2000;
 		if (mode == MODE_IDLE && opt.rate == 0)
 			opt.rate = 0; /* all at once, within --inflight */
 		if (mode == MODE_IDLE && opt.inflight <= 0)
 			opt.inflight = 256;
+	}
+	if (mode == MODE_RECOVER) {
+		if (opt.messages < 1 || opt.messages > 1000000)
+			die ("--messages must be 1..1000000");
+		/* one room, one publisher: conns[0]; the members are the next N */
+		opt.rooms = 1;
+		opt.publishers = 1;
+		if (!rate_given)
+			opt.rate = 0;
+		if (opt.inflight <= 0)
+			opt.inflight = opt.n;
 	}
 }
 
@@ -573,6 +615,11 @@ run_budget (Mode mode)
 		budget = connect_budget ((uint32_t) opt.n, opt.ramp) + opt.settle_max + 15 +
 			 nrates * (opt.flooder ? 2 : 1) *
 			     (opt.duration + opt.drain + opt.quiet_max + opt.pause + 1);
+		break;
+	case MODE_RECOVER:
+		/* join, drop (5 s), publish (30 s), rejoin, the stall after */
+		budget = 2 * (connect_budget ((uint32_t) opt.n, opt.rate) + opt.join_timeout) +
+			 connect_budget (1, 0) + 35 + opt.stall + 15;
 		break;
 	default:
 		budget =
@@ -603,7 +650,7 @@ main (int argc, char **argv)
 	read_secret ();
 	token_init ();
 	raise_nofile ((uint64_t) opt.n + (mode == MODE_STORM ? (uint64_t) opt.hold : 0) +
-		      (opt.flooder ? 1 : 0));
+		      (opt.flooder || mode == MODE_RECOVER ? 1 : 0));
 	signal (SIGPIPE, SIG_IGN);
 	table_out = opt.json ? stderr : stdout;
 	budget = run_budget (mode);
@@ -617,6 +664,9 @@ main (int argc, char **argv)
 		break;
 	case MODE_FANOUT:
 		status = run_fanout ();
+		break;
+	case MODE_RECOVER:
+		status = run_recover ();
 		break;
 	default:
 		status = run_storm ();
