@@ -274,6 +274,11 @@ async function main() {
 		}
 		await expectShown(p1, 'room:1', room, 'user 1 ends with every room message once, in order');
 		await expectShown(p2, 'room:1', room, 'user 2 ends with every room message once, in order');
+		for (const [name, page] of [['user 1', p1], ['user 2', p2]]) {
+			await select(page, 'room:1');
+			ok(await page.isHidden('#notice'), `${name}: the room was recovered, not reloaded`,
+				await page.textContent('#notice'));
+		}
 		await expectShown(p1, 'user:2', dm, 'user 1 ends with every direct message once, in order');
 		await expectShown(p2, 'user:1', dm, 'user 2 ends with every direct message once, in order');
 
