@@ -309,6 +309,18 @@ async function main() {
 		ok(overflow <= 0, 'nothing is wider than 360 px', `${overflow} px too wide`);
 		await p3.screenshot({ path: path.join(artifacts, 'user1-360px.png'), fullPage: true });
 
+		// scrolling back: past the 50 messages a join shows, "Load older messages" pages back
+		await select(p1, 'room:1');
+		for (let i = 1; i <= 50; i++)
+			await roomSay(p1, `filler ${i}`);
+		await expectShown(p1, 'room:1', room, 'user 1 sends 50 more');
+		await p2.fill('#join-room', '1');
+		await p2.press('#join-room', 'Enter');
+		await expectShown(p2, 'room:1', room.slice(-50), 'a join shows the newest 50 messages');
+		await p2.click('#load-older');
+		await expectShown(p2, 'room:1', room, 'Load older messages shows the rest, in order');
+		ok(await p2.isHidden('#load-older'), 'at the first message, no more "Load older messages"');
+
 		ok(problems.length === 0, 'no page error, no console error (CSP included)', problems.join('\n'));
 	} catch (error) {
 		ok(false, 'the test ran to its end', error.stack);
