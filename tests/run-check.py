@@ -10,6 +10,7 @@ Usage: run-check.py SOURCE_ROOT BUILD_ROOT. The de_DE.UTF-8 locale comes from to
 """
 
 import gettext
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import unittest
+import urllib.request
 
 SRC, BUILD = (os.path.abspath(a) for a in sys.argv[1:3])
 sys.path.insert(0, os.path.join(SRC, "tests", "python"))
@@ -98,6 +100,14 @@ class ToolsRunTests(unittest.TestCase):
         ws.send_text('{"type":"ping"}')
         self.assertEqual(ws.recv_json()["type"], "pong")
         ws.close(1000)
+        # the chat page, on the same address, from this source tree, signing in users 1 and 2
+        pages = re.findall(r"^  (http://127\.0\.0\.1:%d/#token=(\S+))$" % port, "".join(out), re.M)
+        claims = [json.loads(h.b64url_decode(t.split(".")[1])) for _, t in pages]
+        self.assertEqual([c.get("user_id", c.get("sub")) for c in claims], [1, 2], "".join(out))
+        with urllib.request.urlopen(pages[0][0], timeout=h.scaled(10)) as answer:
+            self.assertEqual(answer.headers["Content-Type"], "text/html; charset=utf-8")
+            with open(os.path.join(SRC, "data", "web", "index.html"), "rb") as index:
+                self.assertEqual(answer.read(), index.read())
         os.killpg(proc.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(h.scaled(20)), 0, "".join(errors))
         reader.join(h.scaled(5))

@@ -17,6 +17,7 @@ chd_config_new (void)
 	config->address = g_strdup ("127.0.0.1");
 	config->port = 8080;
 	config->path = g_strdup ("/ws");
+	config->web = TRUE;
 	config->algorithm = CHAT_TOKEN_ALGORITHM_HS256;
 	config->leeway = 30;
 	config->max_message_size = 65536;
@@ -271,6 +272,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			G_MAXINT,
 			&config->max_connections,
 			error))
+		return FALSE;
+	if (!read_boolean (file, "server", "web", &config->web, error))
 		return FALSE;
 
 	read_string (file, "auth", "algorithm", &algorithm);

@@ -21,6 +21,7 @@ typedef struct {
 	guint port;
 	char *path;
 	guint max_connections;
+	gboolean web; /* serve the browser chat page at "/" */
 	ChatTokenAlgorithm algorithm;
 	GBytes *key; /* HMAC secret or PEM public key */
 	char *issuer;

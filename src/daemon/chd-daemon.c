@@ -309,9 +309,37 @@ open_store (ChdConfig *config, GError **error)
 	return g_steal_pointer (&store);
 }
 
+/* The directory of the browser chat page, or NULL to serve none: [server] web=false, or its
+ * files are missing (the WebSocket endpoint is the service; the page is not worth failing it). */
+static char *
+find_web_root (ChdConfig *config)
+{
+	const char *directory = g_getenv ("CHATHUB_WEBDIR");
+	g_autofree char *index = NULL;
+
+	if (!config->web)
+		return NULL;
+	/* a build tree's data/web (tools/run, the tests, "meson devenv"), else the installed page
+	 */
+	if (directory == NULL || *directory == '\0')
+		directory = WEBDIR;
+	index = g_build_filename (directory, "index.html", NULL);
+	if (!g_file_test (index, G_FILE_TEST_IS_REGULAR)) {
+		g_autofree char *text = g_strdup_printf (
+		    _ ("Not serving the web page: %s is missing (set [server] web=false to "
+		       "silence this)"),
+		    index);
+
+		chd_log_event (G_LOG_LEVEL_WARNING, "web-missing", text);
+		return NULL;
+	}
+	return g_strdup (directory);
+}
+
 ChdDaemon *
 chd_daemon_new (ChdConfig *config, GError **error)
 {
+	g_autofree char *web_root = NULL;
 	g_autoptr (ChdDaemon) self = g_object_new (CHD_TYPE_DAEMON, NULL);
 
 	self->config = config;
@@ -336,6 +364,7 @@ chd_daemon_new (ChdConfig *config, GError **error)
 	if (self->store == NULL)
 		return NULL;
 	self->hub = g_object_new (CHAT_TYPE_HUB, "store", self->store, NULL);
+	web_root = find_web_root (config);
 	self->server = g_object_new (CHAT_TYPE_SERVER,
 				     "hub",
 				     self->hub,
@@ -367,6 +396,8 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     config->message_burst,
 				     "max-rooms",
 				     config->max_rooms,
+				     "web-root",
+				     web_root,
 				     NULL);
 	self->client_registered_id = g_signal_connect (self->hub,
 						       "client-registered",

@@ -21,6 +21,7 @@
 #include "chat-server.h"
 #include "chat-source-private.h"
 #include "chat-token-verifier-private.h"
+#include "chat-web-root-private.h"
 
 /**
  * SECTION:chat-server
@@ -33,7 +34,9 @@
  * an address over #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
  * at #ChatServer:max-connections-per-user 429, and a request over
  * #ChatServer:max-connections 503, each with a JSON body. Accepted connections become
- * #ChatClient objects registered with the #ChatHub.
+ * #ChatClient objects registered with the #ChatHub. With #ChatServer:web-root set, it
+ * also serves the files of that directory (a browser chat page) at `/`; any other path gets
+ * 404.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
@@ -87,6 +90,8 @@ struct _ChatServer {
 	GSource *poll_source;
 	GSource *heartbeat;
 	char *path;
+	char *web_root;		/* (nullable): the page's directory */
+	ChatWebRoot *web_files; /* its files, read by chat_server_listen() */
 	guint max_connections;
 	guint max_message_size;
 	guint outbox_size;
@@ -133,6 +138,7 @@ enum {
 	PROP_MESSAGES_PER_SECOND,
 	PROP_MESSAGE_BURST,
 	PROP_MAX_ROOMS,
+	PROP_WEB_ROOT,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -190,6 +196,9 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_MAX_ROOMS:
 		g_value_set_uint (value, self->max_rooms);
+		break;
+	case PROP_WEB_ROOT:
+		g_value_set_string (value, self->web_root);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -262,6 +271,10 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	case PROP_MAX_ROOMS:
 		set_uint (self, &self->max_rooms, g_value_get_uint (value), prop_id);
 		break;
+	case PROP_WEB_ROOT:
+		g_free (self->web_root);
+		self->web_root = g_value_dup_string (value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -306,6 +319,8 @@ chat_server_finalize (GObject *object)
 	ChatServer *self = CHAT_SERVER (object);
 
 	g_free (self->path);
+	g_free (self->web_root);
+	g_clear_pointer (&self->web_files, chat_web_root_free);
 	g_hash_table_unref (self->user_connections);
 	/* the links are inside the buckets the table frees */
 	g_hash_table_unref (self->rate_buckets);
@@ -653,6 +668,8 @@ handle_request (SoupServer *soup,
 	 * is the token verified; the per-user and server-wide limits need the token's user. */
 
 	if (g_strcmp0 (path, self->path) != 0) {
+		if (self->web_files != NULL && chat_web_root_serve (self->web_files, msg, path))
+			return;
 		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
 		return;
 	}
@@ -1105,6 +1122,31 @@ chat_server_class_init (ChatServerClass *klass)
 						   1000,
 						   G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 						       G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:web-root:
+	 *
+	 * A directory of files to serve over plain HTTP beside the WebSocket endpoint, such as
+	 * chathub's browser chat page; %NULL (the default) serves none. chat_server_listen() reads
+	 * every file directly in it whose name is plain (letters, digits, `.`, `-`, `_`) and
+	 * ends in `.html`, `.css`, `.js`, `.json`, `.svg`, `.png`, `.ico` or `.txt`, at most 64
+	 * of at most 4 MiB each, and fails if it cannot or if there is no `index.html`. Later
+	 * changes to the directory are not seen: a request can only name a file read then, so no
+	 * path from the network reaches the file system.
+	 *
+	 * `GET` or `HEAD` of `/` (`index.html`) or of `/NAME` is answered 200 with the file, its
+	 * `Content-Type`, `Cache-Control: no-cache`, `X-Content-Type-Options: nosniff`,
+	 * `Referrer-Policy: no-referrer` and a `Content-Security-Policy` that allows scripts,
+	 * styles and images only from the server itself (no inline script) and connections only
+	 * to it; other methods get 405. Every other path but #ChatServer:path still gets 404.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_WEB_ROOT] = g_param_spec_string ("web-root",
+						    NULL,
+						    "A directory of files to serve over HTTP",
+						    NULL,
+						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+							G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -1188,6 +1230,14 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 			     _ ("The server has no %s; set it when creating the server"),
 			     self->hub == NULL ? "hub" : "verifier");
 		return FALSE;
+	}
+	/* read now, once: a page that cannot be served is a failure to start, not a 404 later */
+	if (self->web_root != NULL && self->web_files == NULL) {
+		self->web_files = chat_web_root_load (self->web_root, error);
+		if (self->web_files == NULL) {
+			g_prefix_error (error, _ ("Cannot serve the web page: "));
+			return FALSE;
+		}
 	}
 	if (address == NULL)
 		address = "127.0.0.1";

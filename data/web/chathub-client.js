@@ -1,0 +1,547 @@
+// chathub - real-time chat hub
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/**
+ * chathub-client.js: a chathub client for the browser (a plain ES module, no dependencies).
+ *
+ *   import { ChatClient } from './chathub-client.js';
+ *   const client = new ChatClient({ url: 'wss://chat.example.com/ws', token });
+ *   client.addEventListener('message', (e) => show(e.detail));
+ *   client.addEventListener('reload', (e) => e.detail.dms || replaceRoom(e.detail));
+ *   client.join(3);
+ *   client.connect();
+ *   client.sendToRoom(3, 'hello');
+ *
+ * It speaks chathub's protocol v1.1 (docs/protocol.md) and keeps a conversation going through
+ * dropped connections and server restarts, by the rules every chathub client follows
+ * (docs/clients.md):
+ *
+ * - States (`client.state`, event `state`): `disconnected` -> `connecting` -> `connected`,
+ *   and `reconnecting` after a close that is not final.
+ * - Final closes (no reconnect; `close` with `final: true`, state `disconnected`): close(),
+ *   1000, 1003, 1009, 1008 with any reason but `slow consumer`, 4001 `token expired` unless
+ *   setToken() gave a new token meanwhile (then it reconnects at once with it). Every other
+ *   close reconnects: a network error or 1006, 1001, 1008 `slow consumer`, 1011, 1012, 1013,
+ *   4002. Browsers hide the HTTP status of a refused upgrade (it looks like 1006), so a refused
+ *   handshake is retried too, except when the token's `exp` has passed: then the client asks
+ *   for a new one (getToken / `tokenexpiring`) and, without one, stops.
+ * - Backoff with full jitter: the n-th consecutive failed attempt waits a random time in
+ *   [0, min(backoffMax, backoffMin * 2^n)] ms (defaults 500 and 30000); the count restarts
+ *   once a connection has stayed up for 10 s.
+ * - Recovery: it remembers each joined room's epoch and last delivered offset, and its user's
+ *   direct-message stream position; on every (re)connect it rejoins each room with
+ *   `since`/`epoch` and sends `sync`. Duplicates (room messages at or below the room's offset,
+ *   direct messages whose id was delivered) are dropped, so each message reaches `message`
+ *   once and in order. When the server cannot recover a room (`recovered: false`) the client
+ *   fetches its newest 50 messages and fires `reload` {roomId, epoch, messages}: replace that
+ *   room's view. For direct messages it fires `reload` {dms: true}.
+ * - Token expiry: at 80 % of the token's lifetime (or 30 s before `exp`, if earlier) it fires
+ *   `tokenexpiring` and calls the `getToken` option if given; setToken() sends `refresh` while
+ *   connected, and the newest token is the one used on reconnect.
+ *   In a browser, the `online` event (the network is back) ends a backoff wait at once.
+ * - Messages sent while not connected (after connect()) wait, at most 100, and go out right
+ *   after the rejoins on the next connection. A message sent just before a connection drops
+ *   may be lost: its echo (the server's "stored") is the proof of delivery.
+ *
+ * new ChatClient({url, token, getToken?, backoffMin?, backoffMax?, WebSocket?})
+ *   url: the ws: or wss: URL of the endpoint (the token is added as `access_token`);
+ *   getToken: optional async () => new token; WebSocket: an implementation outside browsers.
+ * Properties: state, userId (from the token), rooms (array of joined room ids).
+ * Methods: connect(), close(), join(roomId), leave(roomId), sendToRoom(roomId, text),
+ *   sendToUser(userId, text), history(roomId, {before, limit}) -> Promise<message[]>,
+ *   presence(roomId) -> Promise<userId[]>, setToken(token).
+ * Events (CustomEvent, data in `detail`):
+ *   state {state}; message (the frame: id, offset, from, to | room_id, content, data,
+ *   timestamp); join {roomId, userId, ack, offset, epoch, recovered} (ack: this connection's
+ *   own acknowledgement); leave {roomId, userId}; error {code, content}; close {code, reason,
+ *   final}; reload {roomId, epoch, messages} | {dms: true}; recovered {roomId} | {dms: true};
+ *   tokenexpiring {}.
+ */
+
+const RESET_AFTER_MS = 10000;
+const RELOAD_LIMIT = 50;
+const MAX_QUEUED = 100;
+const REMEMBERED_DM_IDS = 500;
+
+/** Reads a JWT's claims without verifying it (the server does that). */
+export function decodeToken(token) {
+	try {
+		const part = String(token).split('.')[1];
+		const base64 = part.replace(/-/g, '+').replace(/_/g, '/');
+		const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+		return JSON.parse(new TextDecoder().decode(bytes));
+	} catch {
+		return {};
+	}
+}
+
+function userIdOf(claims) {
+	const id = Number(claims.user_id ?? claims.sub);
+	return Number.isSafeInteger(id) && id > 0 ? id : null;
+}
+
+export class ChatClient extends EventTarget {
+	#url;
+	#token;
+	#tokenInUse = null; // the token of the open connection (or of its last accepted refresh)
+	#tokenChanged = false; // setToken() since #tokenInUse was set
+	#refreshing = null; // the token of a refresh awaiting its answer
+	#getToken;
+	#backoffMin;
+	#backoffMax;
+	#WebSocket;
+	#ws = null;
+	#state = 'disconnected';
+	#attempt = 0;
+	#openedAt = 0;
+	#retryTimer = null;
+	#expiryTimer = null;
+	// room id -> {epoch, offset, acked, reloading, buffer}; only rooms the application joined
+	#rooms = new Map();
+	#dm = { epoch: null, offset: 0, pending: null };
+	#dmIds = new Set();
+	#queue = [];
+	#pendingHistory = [];
+	#pendingPresence = [];
+
+	constructor({ url, token, getToken, backoffMin = 500, backoffMax = 30000, WebSocket } = {}) {
+		super();
+		if (!url)
+			throw new TypeError('ChatClient: url is required');
+		this.#url = url;
+		this.#token = token ?? null;
+		this.#getToken = getToken ?? null;
+		this.#backoffMin = backoffMin;
+		this.#backoffMax = backoffMax;
+		this.#WebSocket = WebSocket ?? globalThis.WebSocket;
+		// a browser that comes back online: no reason to sit out the rest of the backoff
+		globalThis.addEventListener?.('online', () => {
+			if (this.#state === 'reconnecting' && this.#retryTimer !== null) {
+				clearTimeout(this.#retryTimer);
+				this.#open();
+			}
+		});
+	}
+
+	get state() {
+		return this.#state;
+	}
+
+	get userId() {
+		return userIdOf(decodeToken(this.#token));
+	}
+
+	get rooms() {
+		return [...this.#rooms.keys()];
+	}
+
+	connect() {
+		if (this.#state !== 'disconnected')
+			return;
+		this.#attempt = 0;
+		this.#setState('connecting');
+		this.#open();
+	}
+
+	close() {
+		clearTimeout(this.#retryTimer);
+		clearTimeout(this.#expiryTimer);
+		this.#retryTimer = this.#expiryTimer = null;
+		const ws = this.#ws;
+		this.#ws = null;
+		this.#queue = [];
+		if (ws) {
+			ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+			ws.close(1000);
+		}
+		this.#failPending('closed');
+		if (this.#state !== 'disconnected') {
+			this.#setState('disconnected');
+			this.#emit('close', { code: 1000, reason: '', final: true });
+		}
+	}
+
+	join(roomId) {
+		roomId = Number(roomId);
+		if (this.#rooms.has(roomId))
+			return;
+		this.#rooms.set(roomId, { epoch: null, offset: 0, acked: false, reloading: false, buffer: null });
+		this.#sendNow({ type: 'join', room_id: roomId });
+	}
+
+	leave(roomId) {
+		roomId = Number(roomId);
+		if (!this.#rooms.delete(roomId))
+			return;
+		this.#sendNow({ type: 'leave', room_id: roomId });
+	}
+
+	sendToRoom(roomId, text) {
+		this.#sendOrQueue({ type: 'message', room_id: Number(roomId), content: String(text) });
+	}
+
+	sendToUser(userId, text) {
+		this.#sendOrQueue({ type: 'message', to: Number(userId), content: String(text) });
+	}
+
+	/** The room's stored messages before offset `before` (default: the newest), oldest first. */
+	history(roomId, { before, limit } = {}) {
+		roomId = Number(roomId);
+		const frame = { type: 'history', room_id: roomId };
+		if (before !== undefined)
+			frame.before = before;
+		if (limit !== undefined)
+			frame.limit = limit;
+		return this.#request(this.#pendingHistory, roomId, frame).then((answer) => answer.messages);
+	}
+
+	/** The users with a connection in the room, ascending. */
+	presence(roomId) {
+		roomId = Number(roomId);
+		return this.#request(this.#pendingPresence, roomId, { type: 'presence', room_id: roomId }).then(
+			(answer) => answer.users);
+	}
+
+	setToken(token) {
+		this.#token = token;
+		this.#tokenChanged = true;
+		if (this.#state === 'connected') {
+			this.#refreshing = token;
+			this.#send({ type: 'refresh', token });
+		}
+	}
+
+	// ---- connection ----
+
+	#setState(state) {
+		if (this.#state === state)
+			return;
+		this.#state = state;
+		this.#emit('state', { state });
+	}
+
+	#emit(type, detail) {
+		this.dispatchEvent(new CustomEvent(type, { detail }));
+	}
+
+	#open() {
+		this.#retryTimer = null;
+		const claims = decodeToken(this.#token);
+		// an expired token will not work again: the server would refuse it with 401, which a
+		// browser cannot see, so ask for a new one instead of retrying forever
+		if (typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()) {
+			this.#needToken();
+			return;
+		}
+		const url = new URL(this.#url);
+		url.searchParams.set('access_token', this.#token ?? '');
+		const ws = new this.#WebSocket(url.href);
+		const usedToken = this.#token;
+		let opened = false;
+		this.#ws = ws;
+		ws.onopen = () => {
+			opened = true;
+			this.#openedAt = Date.now();
+			this.#tokenInUse = usedToken;
+			this.#tokenChanged = this.#token !== usedToken;
+			this.#refreshing = null;
+			this.#setState('connected');
+			this.#recover();
+			this.#scheduleExpiry();
+		};
+		ws.onmessage = (event) => this.#receive(event.data);
+		ws.onclose = (event) => this.#closed(event.code, event.reason, opened);
+		ws.onerror = () => {}; // a close event always follows
+	}
+
+	// What to do when a token expired before connecting: the application's new token, or stop.
+	#needToken() {
+		this.#emit('tokenexpiring', {});
+		const stop = () => {
+			this.#setState('disconnected');
+			this.#emit('close', { code: 4001, reason: 'token expired', final: true });
+		};
+		if (!this.#getToken) {
+			stop();
+			return;
+		}
+		Promise.resolve(this.#getToken()).then((token) => {
+			if (this.#state === 'disconnected')
+				return;
+			if (!token) {
+				stop();
+				return;
+			}
+			this.#token = token;
+			this.#open();
+		}, stop);
+	}
+
+	#closed(code, reason, opened) {
+		this.#ws = null;
+		clearTimeout(this.#expiryTimer);
+		this.#expiryTimer = null;
+		this.#failPending('connection closed');
+		for (const room of this.#rooms.values())
+			room.buffer = null;
+		this.#dm.pending = null;
+		const tokenWaiting = this.#tokenChanged && this.#token !== this.#tokenInUse;
+		let final = code === 1000 || code === 1003 || code === 1009 ||
+			(code === 1008 && reason !== 'slow consumer') || (code === 4001 && !tokenWaiting);
+		if (this.#openedAt && Date.now() - this.#openedAt >= RESET_AFTER_MS)
+			this.#attempt = 0;
+		this.#openedAt = 0;
+		this.#emit('close', { code, reason, final });
+		if (final) {
+			this.#queue = [];
+			this.#setState('disconnected');
+			return;
+		}
+		this.#setState('reconnecting');
+		if (code === 4001) {
+			this.#open(); // a new token is waiting: at once, attempt count unchanged
+			return;
+		}
+		const ceiling = Math.min(this.#backoffMax, this.#backoffMin * 2 ** this.#attempt);
+		this.#attempt++;
+		this.#retryTimer = setTimeout(() => this.#open(), Math.random() * ceiling);
+	}
+
+	// On every connection: rejoin with since/epoch, sync, then what was queued.
+	#recover() {
+		for (const [roomId, room] of this.#rooms) {
+			room.acked = false;
+			if (room.epoch !== null && !room.reloading)
+				this.#send({ type: 'join', room_id: roomId, since: room.offset, epoch: room.epoch });
+			else
+				this.#send({ type: 'join', room_id: roomId });
+		}
+		if (this.#dm.epoch !== null) {
+			this.#dm.pending = []; // offline deliveries wait for the sync's answer
+			this.#send({ type: 'sync', since: this.#dm.offset, epoch: this.#dm.epoch });
+		} else {
+			this.#send({ type: 'sync' });
+		}
+		const queue = this.#queue;
+		this.#queue = [];
+		for (const frame of queue)
+			this.#send(frame);
+	}
+
+	#send(frame) {
+		this.#ws.send(JSON.stringify(frame));
+	}
+
+	#sendNow(frame) {
+		if (this.#state === 'connected')
+			this.#send(frame);
+	}
+
+	#sendOrQueue(frame) {
+		if (this.#state === 'connected')
+			this.#send(frame);
+		else if (this.#state === 'disconnected')
+			throw new Error('ChatClient: not connected');
+		else if (this.#queue.length < MAX_QUEUED)
+			this.#queue.push(frame);
+		else
+			throw new Error('ChatClient: too many messages waiting for the connection');
+	}
+
+	#request(pending, roomId, frame) {
+		if (this.#state !== 'connected')
+			return Promise.reject(new Error('ChatClient: not connected'));
+		const room = this.#rooms.get(roomId);
+		if (!room || !room.acked)
+			return Promise.reject(new Error(`ChatClient: room ${roomId} is not joined`));
+		return new Promise((resolve, reject) => {
+			pending.push({ roomId, resolve, reject });
+			this.#send(frame);
+		});
+	}
+
+	#failPending(why) {
+		for (const request of [...this.#pendingHistory, ...this.#pendingPresence])
+			request.reject(new Error(`ChatClient: ${why}`));
+		this.#pendingHistory = [];
+		this.#pendingPresence = [];
+	}
+
+	// answers come in the order of the requests (protocol §3.2): the first of the room's
+	static #takePending(pending, roomId) {
+		const index = pending.findIndex((request) => request.roomId === roomId);
+		return index < 0 ? null : pending.splice(index, 1)[0];
+	}
+
+	// ---- receiving ----
+
+	#receive(text) {
+		let frame;
+		try {
+			frame = JSON.parse(text);
+		} catch {
+			return;
+		}
+		switch (frame.type) {
+		case 'message':
+			if (frame.room_id !== undefined)
+				this.#roomMessage(frame);
+			else if (frame.to !== undefined)
+				this.#directMessage(frame);
+			else
+				this.#emit('message', frame);
+			break;
+		case 'join':
+			this.#joinFrame(frame);
+			break;
+		case 'leave':
+			this.#emit('leave', { roomId: frame.room_id, userId: frame.from });
+			break;
+		case 'history': {
+			const request = ChatClient.#takePending(this.#pendingHistory, frame.room_id);
+			const room = this.#rooms.get(frame.room_id);
+			if (room && room.epoch === null)
+				room.epoch = frame.epoch;
+			request?.resolve(frame);
+			break;
+		}
+		case 'presence':
+			ChatClient.#takePending(this.#pendingPresence, frame.room_id)?.resolve(frame);
+			break;
+		case 'sync':
+			this.#syncAnswer(frame);
+			break;
+		case 'refresh':
+			this.#tokenInUse = this.#refreshing ?? this.#tokenInUse;
+			this.#tokenChanged = this.#token !== this.#tokenInUse;
+			this.#refreshing = null;
+			this.#scheduleExpiry();
+			break;
+		case 'error':
+			if (frame.code === 'invalid_token')
+				this.#refreshing = null; // the old token and its deadline stand
+			this.#emit('error', { code: frame.code, content: frame.content });
+			break;
+		}
+	}
+
+	#roomMessage(frame) {
+		const room = this.#rooms.get(frame.room_id);
+		if (room) {
+			if (room.buffer) {
+				room.buffer.push(frame); // waits for the reload's history
+				return;
+			}
+			if (typeof frame.offset === 'number') {
+				if (frame.offset <= room.offset)
+					return;
+				room.offset = frame.offset;
+			}
+		}
+		this.#emit('message', frame);
+	}
+
+	#directMessage(frame) {
+		if (this.#dm.pending) {
+			this.#dm.pending.push(frame);
+			return;
+		}
+		if (this.#dmIds.has(frame.id))
+			return;
+		this.#dmIds.add(frame.id);
+		if (this.#dmIds.size > REMEMBERED_DM_IDS)
+			this.#dmIds.delete(this.#dmIds.values().next().value);
+		if (typeof frame.offset === 'number' && frame.offset > this.#dm.offset)
+			this.#dm.offset = frame.offset;
+		this.#emit('message', frame);
+	}
+
+	#syncAnswer(frame) {
+		const waiting = this.#dm.pending ?? [];
+		this.#dm.pending = null;
+		this.#dm.epoch = frame.epoch;
+		if (frame.recovered === true) {
+			// the replay that follows holds every offline delivery too, in stream order
+			this.#emit('recovered', { dms: true });
+			return;
+		}
+		this.#dm.offset = frame.offset;
+		if (frame.recovered === false)
+			this.#emit('reload', { dms: true });
+		for (const message of waiting)
+			this.#directMessage(message);
+	}
+
+	#joinFrame(frame) {
+		const room = this.#rooms.get(frame.room_id);
+		const ack = frame.epoch !== undefined;
+		if (ack && room) {
+			room.acked = true;
+			const reload = room.reloading || frame.recovered === false ||
+				(room.epoch !== null && frame.recovered === undefined);
+			room.epoch = frame.epoch;
+			if (frame.recovered === true) {
+				this.#emit('join', this.#joinDetail(frame, ack));
+				this.#emit('recovered', { roomId: frame.room_id });
+				return;
+			}
+			room.offset = frame.offset;
+			if (reload)
+				this.#reload(frame.room_id, room);
+		}
+		this.#emit('join', this.#joinDetail(frame, ack));
+	}
+
+	#joinDetail(frame, ack) {
+		return {
+			roomId: frame.room_id, userId: frame.from, ack, offset: frame.offset,
+			epoch: frame.epoch, recovered: frame.recovered,
+		};
+	}
+
+	// The room could not be recovered: its newest messages replace the application's view,
+	// and live ones wait until then.
+	#reload(roomId, room) {
+		room.reloading = true;
+		room.buffer = [];
+		new Promise((resolve, reject) => {
+			this.#pendingHistory.push({ roomId, resolve, reject });
+			this.#send({ type: 'history', room_id: roomId, limit: RELOAD_LIMIT });
+		}).then((answer) => {
+			if (this.#rooms.get(roomId) !== room)
+				return;
+			const buffer = room.buffer ?? [];
+			room.reloading = false;
+			room.buffer = null;
+			const last = answer.messages.at(-1);
+			if (last && last.offset > room.offset)
+				room.offset = last.offset;
+			this.#emit('reload', { roomId, epoch: answer.epoch, messages: answer.messages });
+			for (const message of buffer)
+				this.#roomMessage(message);
+		}, () => {}); // closed first: the next connection reloads again (room.reloading)
+	}
+
+	// ---- token expiry ----
+
+	#scheduleExpiry() {
+		clearTimeout(this.#expiryTimer);
+		this.#expiryTimer = null;
+		const claims = decodeToken(this.#tokenInUse);
+		if (typeof claims.exp !== 'number')
+			return;
+		const now = Date.now();
+		const exp = claims.exp * 1000;
+		const start = typeof claims.iat === 'number' ? claims.iat * 1000 : now;
+		const at = Math.min(start + 0.8 * (exp - start), exp - 30000);
+		this.#expiryTimer = setTimeout(() => {
+			this.#expiryTimer = null;
+			this.#emit('tokenexpiring', {});
+			if (this.#getToken) {
+				Promise.resolve(this.#getToken()).then((token) => {
+					if (token)
+						this.setToken(token);
+				}, () => {});
+			}
+		}, Math.max(0, at - now));
+	}
+}
