@@ -78,13 +78,16 @@
  * }
  *
  * int
- * main (void)
+ * main (int argc, char **argv)
  * {
  *   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
- *   g_autoptr (ChatConnection) conn =
- *     chat_connection_new ("ws://127.0.0.1:8080/ws", g_getenv ("CHATHUB_TOKEN"));
+ *   g_autoptr (ChatConnection) conn = NULL;
  *   g_autoptr (GError) error = NULL;
  *
+ *   if (argc != 2)
+ *     return 2;
+ *   // the token, e.g. from "chathubctl token --user-id 1"
+ *   conn = chat_connection_new ("ws://127.0.0.1:8080/ws", argv[1]);
  *   g_signal_connect (conn, "message", G_CALLBACK (on_message), NULL);
  *   g_signal_connect (conn, "notify::state", G_CALLBACK (on_state), NULL);
  *   chat_connection_join (conn, 3);
@@ -1772,7 +1775,7 @@ chat_connection_open (ChatConnection *self, GError **error)
  * @self: a #ChatConnection
  *
  * Closes the connection (1000) or stops trying to reconnect: the state becomes
- * %CHAT_CONNECTION_STATE_DISCONNECTED and #ChatConnection:closed is emitted with code 1000,
+ * %CHAT_CONNECTION_STATE_DISCONNECTED and #ChatConnection::closed is emitted with code 1000,
  * final. Pending history and presence requests fail with %G_IO_ERROR_CONNECTION_CLOSED. The
  * rooms and the positions in them are kept: chat_connection_open() later recovers what was
  * sent meanwhile. Nothing happens if the connection is already disconnected.
