@@ -878,7 +878,13 @@ handle_join (ChatConnection *self, JsonObject *frame)
 		room->epoch = g_strdup (epoch);
 		room->offset = member_uint (frame, "offset");
 	} else if (recovered == TRUE && !room->needs_reload) {
+		if (!room->announced) {
+			room->announced = TRUE;
+			g_signal_emit (self, signals[SIGNAL_JOINED], 0, room_id, from);
+		}
+		/* a handler may leave the room: nothing of it is touched after this */
 		g_signal_emit (self, signals[SIGNAL_RECOVERED], 0, room_id);
+		return;
 	} else {
 		/* what was missed is gone: the room is reloaded from its history */
 		g_free (room->epoch);
@@ -923,6 +929,7 @@ static void
 finish_reload (ChatConnection *self, Room *room, const char *epoch, GPtrArray *messages)
 {
 	g_autoptr (GPtrArray) held = g_steal_pointer (&room->held);
+	guint64 room_id = room->room_id;
 
 	room->reloading = FALSE;
 	if (messages->len > 0)
@@ -931,12 +938,17 @@ finish_reload (ChatConnection *self, Room *room, const char *epoch, GPtrArray *m
 	g_signal_emit (self,
 		       signals[SIGNAL_ROOM_RELOADED],
 		       0,
-		       room->room_id,
+		       room_id,
 		       epoch != NULL ? epoch : room->epoch,
 		       messages);
-	/* live messages that came meanwhile, but not those the history already holds */
-	for (guint i = 0; held != NULL && i < held->len; i++)
+	/* live messages that came meanwhile, but not those the history already holds; a
+	 * handler may have left the room meanwhile */
+	for (guint i = 0; held != NULL && i < held->len; i++) {
+		room = g_hash_table_lookup (self->rooms, &room_id);
+		if (room == NULL)
+			break;
 		deliver_room_message (self, room, held->pdata[i]);
+	}
 }
 
 static void
