@@ -58,7 +58,9 @@ class ChathubctlCompletion(unittest.TestCase):
         assert len(cls.commands) >= 5, usage
         cls.globals = set(re.findall(r"--[a-z][a-z-]*", usage)) - {"--room", "--to", "--data",
                                                                   "--reason", "--user-id",
-                                                                  "--before", "--limit"}
+                                                                  "--before", "--limit",
+                                                                  "--uri", "--token",
+                                                                  "--secret-file"}
 
     def test_commands(self):
         self.assertEqual(complete(CTL_SCRIPT, "_chathubctl", ["chathubctl", ""]), self.commands)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chathubctl-chat.h"
 #include "chc-bus.h"
 #include "chc-key.h"
 
@@ -1453,6 +1454,10 @@ static const Command commands[] = {
      N_ ("disconnect-user [--reason TEXT] USER"),
      N_ ("close every connection of a user with 1008")},
     {"monitor", command_monitor, "monitor", N_ ("print events as they happen, until interrupted")},
+    {"chat",
+     chathubctl_command_chat,
+     N_ ("chat --uri URL (--token JWT | --secret-file FILE --user-id N)"),
+     N_ ("chat in a terminal over WebSocket, reconnecting by itself")},
     {"token",
      command_token,
      N_ ("token --user-id N ..."),

@@ -7,6 +7,7 @@
 #define __CHATHUB_H_INSIDE__
 
 #include "chat-client.h"
+#include "chat-connection.h"
 #include "chat-error.h"
 #include "chat-hub.h"
 #include "chat-memory-store.h"

@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""``chathubctl chat`` driven through a pseudo-terminal against the real chathubd: it joins a
+room, sends to it, shows another user's messages (control characters made harmless), sends a
+direct message, answers /who and /history, and shows a restart of the daemon as one
+"connection lost" line, one "reconnected" line and the room's recovery, with nothing doubled."""
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chathub_harness as h  # noqa: E402
+
+CTL = os.environ.get("CHATHUBCTL") or os.path.join(h.REPO_ROOT, "_build", "src", "ctl", "chathubctl")
+
+
+class Terminal:
+    """chathubctl chat on the slave side of a pty; the test reads and types on the master."""
+
+    def __init__(self, args):
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        self.proc = subprocess.Popen([CTL, "chat"] + args, stdin=slave, stdout=slave,
+                                     stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        self.text = ""
+        self.seen = 0  # how far expect() has consumed
+
+    def _read(self, timeout):
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: the program exited
+            return False
+        self.text += data.decode("utf-8", "replace").replace("\r\n", "\n")
+        return bool(data)
+
+    def expect(self, regex, timeout=10.0):
+        """Waits for a line matching regex after what was already consumed; returns the match."""
+        pattern = re.compile(regex, re.M)
+        deadline = time.monotonic() + h.scaled(timeout)
+        while True:
+            m = pattern.search(self.text, self.seen)
+            if m:
+                self.seen = m.end()
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0 or (not self._read(min(left, 0.2)) and self.proc.poll() is not None):
+                raise AssertionError("no line matching %r; the terminal shows:\n%s" % (regex, self.text))
+
+    def settle(self, seconds=0.3):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._read(0.05)
+
+    def type(self, line):
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+class TestCtlChat(unittest.TestCase):
+    def setUp(self):
+        self.daemon = h.Daemon()
+        self.daemon.start()
+        self.term = None
+
+    def tearDown(self):
+        if self.term:
+            self.term.close()
+        self.daemon.stop()
+        self.daemon.cleanup()
+
+    def other(self, user_id, room):
+        ws = h.RawWS.connect(self.daemon.port, self.daemon.token(user_id))
+        ws.send_json({"type": "join", "room_id": room})
+        while ws.recv_json(timeout=h.scaled(5))["type"] != "join":
+            pass
+        return ws
+
+    def restart(self):
+        self.daemon.stop()
+        self.daemon._reader.join(h.scaled(2))
+        self.daemon.proc.stderr.close()
+        self.daemon.args = ["--port", str(self.daemon.port)]
+        self.daemon.log.clear()
+        self.daemon.start()
+
+    def test_chat_through_a_pty(self):
+        uri = self.daemon.ws_uri()
+        term = self.term = Terminal(["--uri", uri, "--secret-file", self.daemon.secret_path,
+                                     "--user-id", "1"])
+        term.expect(r"^\* connected to %s as user 1$" % re.escape(uri))
+        term.type("/join 5")
+        term.expect(r"^\* 1 joined #5$")
+
+        bob = self.other(2, 5)
+        term.expect(r"^\* 2 joined #5$")
+        bob.send_json({"type": "message", "room_id": 5, "content": "hello from 2"})
+        term.expect(r"^\d\d:\d\d:\d\d #5 <2> hello from 2$")
+        term.type("hi there")
+        term.expect(r"^\d\d:\d\d:\d\d #5 <1> hi there$")
+        frame = bob.recv_json(timeout=h.scaled(5))
+        while frame["type"] != "message" or frame.get("from") != 1:
+            frame = bob.recv_json(timeout=h.scaled(5))
+        self.assertEqual((frame["room_id"], frame["content"]), (5, "hi there"))
+
+        bob.send_json({"type": "message", "room_id": 5, "content": "\x1b[31mred"})
+        term.expect(r"^\d\d:\d\d:\d\d #5 <2> \?\[31mred$")
+        self.assertNotIn("\x1b", term.text)
+        term.type("/msg 2 psst")
+        term.expect(r"^\d\d:\d\d:\d\d DM→2 <1> psst$")
+        term.type("/who")
+        term.expect(r"^\* in #5: 1 2$")
+        term.type("/history")
+        term.expect(r"<2> hello from 2$")
+        term.expect(r"<1> hi there$")
+        term.expect(r"<2> \?\[31mred$")
+
+        # a restart: the terminal says so in one line each, and recovers the room
+        bob.close()
+        self.restart()
+        term.expect(r"^\* connection lost \(1001 server shutting down\); reconnecting$")
+        term.expect(r"^\* reconnected$")
+        term.expect(r"^\* #5: recovered, nothing missed$")
+        carol = self.other(3, 5)
+        carol.send_json({"type": "message", "room_id": 5, "content": "after the restart"})
+        term.expect(r"^\d\d:\d\d:\d\d #5 <3> after the restart$")
+        term.settle()
+        self.assertEqual(term.text.count("after the restart"), 1, term.text)
+        self.assertEqual(term.text.count("* reconnected"), 1, term.text)
+        carol.close()
+
+        term.type("/quit")
+        self.assertEqual(term.proc.wait(timeout=h.scaled(5)), 0)
+
+    def test_usage_errors(self):
+        for args in ([], ["--uri", "ws://127.0.0.1:1/ws"],
+                     ["--uri", "ws://127.0.0.1:1/ws", "--token", "x", "--secret-file", "y"],
+                     ["--uri", "ws://127.0.0.1:1/ws", "--secret-file", self.daemon.secret_path]):
+            result = subprocess.run([CTL, "chat"] + args, capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL, timeout=h.scaled(10))
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertTrue(result.stderr.startswith("chathubctl: "), result.stderr)
+
+    def test_refused_token_is_final(self):
+        term = self.term = Terminal(["--uri", self.daemon.ws_uri(), "--token", "not.a.token"])
+        term.expect(r"^\* disconnected \(401 Unauthorized\)$")
+        self.assertEqual(term.proc.wait(timeout=h.scaled(5)), 1)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    unittest.main(verbosity=2)
