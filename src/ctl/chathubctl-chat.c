@@ -8,6 +8,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <chathub.h>
 #include <gio/gunixinputstream.h>
 #include <glib/gi18n.h>
@@ -118,8 +120,7 @@ print_message (ChatMessage *message)
 	if (chat_message_get_room_id (message) != 0)
 		place = g_strdup_printf ("#%" G_GUINT64_FORMAT, chat_message_get_room_id (message));
 	else if (chat_message_get_to (message) != 0)
-		place =
-		    g_strdup_printf (_ ("DM→%" G_GUINT64_FORMAT), chat_message_get_to (message));
+		place = g_strdup_printf (_ ("DM→%" PRIu64), chat_message_get_to (message));
 	else
 		place = g_strdup (_ ("all"));
 	say ("%s %s <%" G_GUINT64_FORMAT "> %s",
@@ -138,13 +139,13 @@ on_message (ChatConnection *conn, ChatMessage *message, Terminal *chat)
 static void
 on_joined (ChatConnection *conn, guint64 room_id, guint64 user_id, Terminal *chat)
 {
-	say (_ ("* %" G_GUINT64_FORMAT " joined #%" G_GUINT64_FORMAT), user_id, room_id);
+	say (_ ("* %" PRIu64 " joined #%" PRIu64), user_id, room_id);
 }
 
 static void
 on_left (ChatConnection *conn, guint64 room_id, guint64 user_id, Terminal *chat)
 {
-	say (_ ("* %" G_GUINT64_FORMAT " left #%" G_GUINT64_FORMAT), user_id, room_id);
+	say (_ ("* %" PRIu64 " left #%" PRIu64), user_id, room_id);
 }
 
 static void
@@ -158,7 +159,7 @@ on_error_received (ChatConnection *conn, const char *code, const char *content, 
 static void
 on_recovered (ChatConnection *conn, guint64 room_id, Terminal *chat)
 {
-	say (_ ("* #%" G_GUINT64_FORMAT ": recovered, nothing missed"), room_id);
+	say (_ ("* #%" PRIu64 ": recovered, nothing missed"), room_id);
 }
 
 static void
@@ -169,8 +170,8 @@ on_room_reloaded (ChatConnection *conn,
 		  Terminal *chat)
 {
 	say (g_dngettext (GETTEXT_PACKAGE,
-			  "* #%" G_GUINT64_FORMAT ": history was lost; reloaded %u recent message",
-			  "* #%" G_GUINT64_FORMAT ": history was lost; reloaded %u recent messages",
+			  "* #%" PRIu64 ": history was lost; reloaded %u recent message",
+			  "* #%" PRIu64 ": history was lost; reloaded %u recent messages",
 			  messages->len),
 	     room_id,
 	     messages->len);
@@ -192,7 +193,7 @@ on_state (ChatConnection *conn, GParamSpec *pspec, Terminal *chat)
 	if (chat->was_connected)
 		say (_ ("* reconnected"));
 	else
-		say (_ ("* connected to %s as user %" G_GUINT64_FORMAT),
+		say (_ ("* connected to %s as user %" PRIu64),
 		     chat_connection_get_uri (conn),
 		     chat_connection_get_user_id (conn));
 	chat->was_connected = TRUE;
@@ -275,7 +276,7 @@ on_presence (GObject *source, GAsyncResult *result, gpointer user_data)
 	}
 	for (gsize i = 0; i < n_users; i++)
 		g_string_append_printf (list, "%s%" G_GUINT64_FORMAT, i > 0 ? " " : "", users[i]);
-	say (_ ("* in #%" G_GUINT64_FORMAT ": %s"), room, list->str);
+	say (_ ("* in #%" PRIu64 ": %s"), room, list->str);
 }
 
 static void

@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <libsoup/soup.h>
 #include <string.h>
 
@@ -1866,7 +1868,7 @@ chat_connection_leave (ChatConnection *self, guint64 room_id, GError **error)
 		g_set_error (error,
 			     CHAT_ERROR,
 			     CHAT_ERROR_NOT_MEMBER,
-			     _ ("Room %" G_GUINT64_FORMAT " was not joined"),
+			     _ ("Room %" PRIu64 " was not joined"),
 			     room_id);
 		return FALSE;
 	}
@@ -2015,7 +2017,7 @@ start_request (ChatConnection *self,
 		g_task_return_new_error (task,
 					 CHAT_ERROR,
 					 CHAT_ERROR_NOT_MEMBER,
-					 _ ("Room %" G_GUINT64_FORMAT " was not joined"),
+					 _ ("Room %" PRIu64 " was not joined"),
 					 room_id);
 		return NULL;
 	}
