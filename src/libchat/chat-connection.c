@@ -192,8 +192,12 @@ struct _ChatConnection {
 	guint64 dm_offset;
 	char *dm_epoch;	    /* (nullable): no sync answer yet */
 	GHashTable *dm_ids; /* guint64* (in dm_id_order) -> itself */
-	GQueue dm_id_order; /* guint64*, owned */
-	GQueue requests;    /* Request, in the order sent */
+	/* (nullable) ChatMessage: direct messages that came before the sync answer; live ones
+	 * may overtake the replay there, and the replay has them in order anyway */
+	GPtrArray *dm_held;
+	gboolean dm_syncing; /* a sync was sent, its answer has not come */
+	GQueue dm_id_order;  /* guint64*, owned */
+	GQueue requests;     /* Request, in the order sent */
 };
 
 G_DEFINE_FINAL_TYPE (ChatConnection, chat_connection, G_TYPE_OBJECT)
@@ -502,6 +506,7 @@ send_recovery (ChatConnection *self)
 		json_object_set_string_member (sync, "epoch", self->dm_epoch);
 	}
 	send_object (self, sync);
+	self->dm_syncing = TRUE;
 }
 
 static guint
@@ -639,6 +644,9 @@ drop_socket (ChatConnection *self)
 		room->reloading = FALSE;
 		g_clear_pointer (&room->held, g_ptr_array_unref);
 	}
+	/* not counted in dm_offset: the next sync asks for them again */
+	self->dm_syncing = FALSE;
+	g_clear_pointer (&self->dm_held, g_ptr_array_unref);
 	fail_requests (self);
 }
 
@@ -811,6 +819,15 @@ dm_seen (ChatConnection *self, guint64 id)
 }
 
 static void
+deliver_direct_message (ChatConnection *self, ChatMessage *message)
+{
+	if (dm_seen (self, chat_message_get_id (message)))
+		return;
+	self->dm_offset = MAX (self->dm_offset, chat_message_get_offset (message));
+	g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, message);
+}
+
+static void
 deliver_room_message (ChatConnection *self, Room *room, ChatMessage *message)
 {
 	guint64 offset = chat_message_get_offset (message);
@@ -852,11 +869,28 @@ handle_message (ChatConnection *self, const char *text, gsize length)
 		return;
 	}
 	if (chat_message_get_to (message) != 0) {
-		if (dm_seen (self, chat_message_get_id (message)))
+		if (self->dm_syncing) {
+			if (self->dm_held == NULL)
+				self->dm_held = g_ptr_array_new_with_free_func (g_object_unref);
+			g_ptr_array_add (self->dm_held, g_steal_pointer (&message));
 			return;
-		self->dm_offset = MAX (self->dm_offset, chat_message_get_offset (message));
+		}
+		deliver_direct_message (self, message);
+		return;
 	}
 	g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, message);
+}
+
+/* The sync answer came: what was held before it is either in the replay that follows
+ * (recovered), or it is all there is (a first sync, or history lost). */
+static void
+release_held_direct_messages (ChatConnection *self, gboolean replayed)
+{
+	g_autoptr (GPtrArray) held = g_steal_pointer (&self->dm_held);
+
+	self->dm_syncing = FALSE;
+	for (guint i = 0; !replayed && held != NULL && i < held->len; i++)
+		deliver_direct_message (self, held->pdata[i]);
 }
 
 static void
@@ -1011,10 +1045,13 @@ handle_sync (ChatConnection *self, JsonObject *frame)
 
 	if (epoch == NULL)
 		return;
-	if (recovered == TRUE)
-		return; /* what was missed follows */
+	if (recovered == TRUE) {
+		release_held_direct_messages (self, TRUE); /* what was missed follows */
+		return;
+	}
 	if (recovered == -1 && g_strcmp0 (self->dm_epoch, epoch) == 0) {
 		self->dm_offset = MAX (self->dm_offset, offset);
+		release_held_direct_messages (self, FALSE);
 		return;
 	}
 	g_free (self->dm_epoch);
@@ -1022,6 +1059,7 @@ handle_sync (ChatConnection *self, JsonObject *frame)
 	self->dm_offset = offset;
 	if (recovered == FALSE)
 		g_signal_emit (self, signals[SIGNAL_DMS_RELOADED], 0, epoch);
+	release_held_direct_messages (self, FALSE);
 }
 
 static void
@@ -1183,6 +1221,7 @@ chat_connection_finalize (GObject *object)
 	g_array_unref (self->room_order);
 	g_hash_table_unref (self->rooms);
 	g_free (self->dm_epoch);
+	g_clear_pointer (&self->dm_held, g_ptr_array_unref);
 	g_hash_table_unref (self->dm_ids);
 	g_queue_clear_full (&self->dm_id_order, g_free);
 	G_OBJECT_CLASS (chat_connection_parent_class)->finalize (object);

@@ -30,6 +30,7 @@ class Proxy:
         self.target_port = target_port
         self.refusing = False
         self.refused_at = []
+        self.client_delay = 0.0  # seconds each chunk from a client waits before it goes on
         self._lock = threading.Lock()
         self._sockets = []
         self._listener = socket.socket()
@@ -55,16 +56,17 @@ class Proxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delayed in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, delayed), daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst):
+    def _pump(self, src, dst, delayed):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if delayed and self.client_delay:
+                    time.sleep(self.client_delay)
                 dst.sendall(data)
         except OSError:
             pass
@@ -252,6 +254,35 @@ class TestConnection(ConnectionTestCase):
         self.assertEqual(b.dms, [(21, 22, "while away")])
         self.assertEqual(b.recovered, [6])
         self.assertEqual(b.reloads, [])
+
+    def test_dms_in_order_across_a_drop(self):
+        # the user's other device takes the DMs sent while b is away, so b gets them from its
+        # sync's replay, not as offline ones; live DMs may reach b before the sync answer
+        self.proxy = Proxy(self.daemon.port)
+        desktop = self.peer(52).start()
+        b = self.peer(52, port=self.proxy.port).start()
+        sender = h.RawWS.connect(self.daemon.port, self.daemon.token(51))
+        n = 150
+
+        def send():
+            for i in range(n):
+                sender.send_json({"type": "message", "to": 52, "content": f"d{i}"})
+                time.sleep(0.008)  # within the default rate limit
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        wait_until(lambda: len(b.dms) >= 30, what="the first DMs")
+        # b's frames after the reconnect (its sync) reach the daemon late: live DMs come first
+        self.proxy.client_delay = 0.1
+        self.proxy.cut()
+        wait_until(lambda: len(b.dms) >= n and len(desktop.dms) >= n, timeout=15,
+                   what="every DM on both devices")
+        thread.join(h.scaled(10))
+        spin(0.2)
+        self.assertEqual([content for _, _, content in b.dms], [f"d{i}" for i in range(n)])
+        self.assertEqual([content for _, _, content in desktop.dms], [f"d{i}" for i in range(n)])
+        self.assertEqual([final for _, _, final in b.closes], [False])
+        sender.close()
 
     def test_restart_after_sigkill(self):
         a = self.peer(31).start(7)
