@@ -432,7 +432,6 @@ on_append_reply (redisReply *reply, gpointer user_data)
 {
 	RedisOp *op = user_data;
 	ChatRedisStore *self = op->self;
-	guint n_stored = 0;
 	guint index = 1;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
@@ -472,7 +471,6 @@ on_append_reply (redisReply *reply, gpointer user_data)
 		self->statistics.trimmed += reply_uint (reply->element[index + 3]);
 		index += 4;
 		chat_message_set_offset (entry->message, offset);
-		n_stored++;
 		renew_candidate (self, epoch);
 		stream = ensure_stream (self, entry->kind, entry->stream_id);
 		/* a watched stream moves with what is published, in that order */
@@ -482,7 +480,6 @@ on_append_reply (redisReply *reply, gpointer user_data)
 		}
 		stream->first = MAX (stream->first, first);
 	}
-	(void) n_stored;
 	self->statistics.retained =
 	    self->statistics.stored - MIN (self->statistics.trimmed, self->statistics.stored);
 	if (self->broker == NULL || op->acked ||
@@ -858,7 +855,8 @@ on_push (redisReply *reply, gpointer user_data)
 	RedisStream *stream;
 	g_autofree char *all = NULL;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	    self->broker == NULL)
 		return;
 	type = reply->element[0];
 	channel = reply->element[1];
@@ -930,6 +928,8 @@ on_pubsub_state (ChatRedisConnection *connection,
 
 	(void) connection;
 	(void) error;
+	if (self->broker == NULL)
+		return;
 	if (ready) {
 		subscribe_all (self);
 		return;
@@ -1190,7 +1190,13 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 {
 	ChatRedisStore *self = CHAT_REDIS_STORE (store);
 
-	g_return_val_if_fail (self->broker == NULL, FALSE);
+	if (broker == NULL) {
+		/* the hub is going: nothing is handed on any more */
+		self->broker = NULL;
+		self->broker_data = NULL;
+		return TRUE;
+	}
+	g_return_val_if_fail (self->broker == NULL && self->pubsub == NULL, FALSE);
 	self->broker = broker;
 	self->broker_data = data;
 	self->pubsub = chat_redis_connection_new (self->address,
