@@ -1,12 +1,17 @@
 /* chathub - real-time chat hub
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * ChatStore: the same behaviour from ChatMemoryStore and ChatSqliteStore (offsets, groups,
- * reads, retention, delivered watermarks, asynchrony), then what only a database file has:
- * restarts, files it must refuse, and a full disk.
+ * ChatStore: the same behaviour from ChatMemoryStore, ChatSqliteStore and ChatRedisStore
+ * (offsets, groups, reads, retention, delivered watermarks, asynchrony), then what only a
+ * database file has: restarts, files it must refuse, and a full disk. The Redis cases run
+ * against a real redis-server that main() starts (CHAT_TEST_REDIS_SERVER names it), each
+ * with a key prefix of its own.
  */
 
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,7 +20,7 @@
 #include "chat-store-private.h"
 #include "chat-test-utils.h"
 
-typedef enum { BACKEND_MEMORY, BACKEND_SQLITE, BACKEND_SQLITE_FULL } Backend;
+typedef enum { BACKEND_MEMORY, BACKEND_SQLITE, BACKEND_SQLITE_FULL, BACKEND_REDIS } Backend;
 
 typedef struct {
 	Backend backend;
@@ -40,12 +45,114 @@ test_log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, 
 			n_failed_events++;
 			return G_LOG_WRITER_HANDLED;
 		}
+		/* the Redis store's connection, refused or lost */
+		if (g_strcmp0 (fields[i].value, "redis-unavailable") == 0)
+			return G_LOG_WRITER_HANDLED;
 		if (g_strcmp0 (fields[i].value, "store-recovered") == 0) {
 			n_recovered_events++;
 			return G_LOG_WRITER_HANDLED;
 		}
 	}
 	return g_log_writer_default (level, fields, n_fields, data);
+}
+
+/* ---- a real redis-server, for the whole run ---- */
+
+static GPid redis_pid;
+static char *redis_address;
+static char *redis_dir;
+static guint redis_prefixes;
+
+static gboolean
+redis_connected (gpointer data)
+{
+	return chat_redis_store_is_connected (data);
+}
+
+/* it must not outlive a test that aborts: meson would wait for its end of the pipes */
+static void
+die_with_parent (gpointer data)
+{
+	prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static void
+start_redis (const char *server)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GSocket) probe = NULL;
+	g_autoptr (GSocketAddress) bound = NULL;
+	g_autoptr (GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+	g_autoptr (GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+	g_autofree char *port = NULL;
+	const char *argv[] = {server,
+			      "--port",
+			      NULL,
+			      "--bind",
+			      "127.0.0.1",
+			      "--dir",
+			      NULL,
+			      "--save",
+			      "",
+			      "--appendonly",
+			      "no",
+			      "--logfile",
+			      "",
+			      NULL};
+
+	/* a free port: the kernel's choice, released just before redis-server takes it */
+	probe = g_socket_new (G_SOCKET_FAMILY_IPV4,
+			      G_SOCKET_TYPE_STREAM,
+			      G_SOCKET_PROTOCOL_TCP,
+			      &error);
+	g_assert_no_error (error);
+	g_assert_true (g_socket_bind (probe, any, FALSE, &error));
+	bound = g_socket_get_local_address (probe, &error);
+	g_assert_no_error (error);
+	port =
+	    g_strdup_printf ("%u", g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+	g_socket_close (probe, NULL);
+	redis_dir = g_dir_make_tmp ("chathub-redis-XXXXXX", &error);
+	g_assert_no_error (error);
+	argv[2] = port;
+	argv[6] = redis_dir;
+	g_assert_true (g_spawn_async (NULL,
+				      (char **) argv,
+				      NULL,
+				      G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+				      die_with_parent,
+				      NULL,
+				      &redis_pid,
+				      &error));
+	g_assert_no_error (error);
+	redis_address = g_strdup_printf ("127.0.0.1:%s", port);
+}
+
+static void
+stop_redis (void)
+{
+	g_autofree char *dump = NULL;
+
+	if (redis_pid == 0)
+		return;
+	kill (redis_pid, SIGKILL);
+	waitpid (redis_pid, NULL, 0);
+	g_spawn_close_pid (redis_pid);
+	g_rmdir (redis_dir);
+	g_free (redis_dir);
+	g_free (redis_address);
+}
+
+static ChatStore *
+open_redis (void)
+{
+	g_autofree char *prefix = g_strdup_printf ("store-test-%u", ++redis_prefixes);
+	ChatRedisStore *store = chat_redis_store_new (redis_address, prefix);
+
+	g_assert_cmpstr (chat_redis_store_get_key_prefix (store), ==, prefix);
+	g_assert_cmpstr (chat_redis_store_get_address (store), ==, redis_address);
+	chat_test_wait_until (redis_connected, store, 10000);
+	return CHAT_STORE (store);
 }
 
 /* ---- helpers ---- */
@@ -304,6 +411,8 @@ store_setup (StoreFixture *fixture, gconstpointer data)
 		fixture->store = open_sqlite (fixture->path);
 	else if (fixture->backend == BACKEND_SQLITE_FULL)
 		fixture->store = open_sqlite_sync (fixture->path, CHAT_STORE_SYNC_FULL);
+	else if (fixture->backend == BACKEND_REDIS)
+		fixture->store = open_redis ();
 	else
 		fixture->store = CHAT_STORE (chat_memory_store_new ());
 	n_failed_events = n_recovered_events = 0;
@@ -574,6 +683,48 @@ test_store_delivered (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_store_get_delivered (store, 5), ==, 0);
 }
 
+/* ---- the Redis store ---- */
+
+/* nothing reachable: appends and reads fail with NOT_CONNECTED (a hub answers
+ * `unavailable`), nothing gets an offset, one warning for the streak */
+static void
+test_redis_store_unreachable (void)
+{
+	/* the discard port: nobody listens there */
+	g_autoptr (ChatRedisStore) redis = chat_redis_store_new ("127.0.0.1:9", "unreachable");
+	ChatStore *store = CHAT_STORE (redis);
+	g_autoptr (ChatMessage) message = make_message (1, 0, 1, now_seconds (), "lost");
+	g_autoptr (GError) error = NULL;
+	Result read = {0};
+
+	n_failed_events = 0;
+	g_assert_false (chat_redis_store_is_connected (redis));
+	g_assert_false (append_one (store, CHAT_STREAM_KIND_ROOM, 1, message, &error));
+	g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+	g_assert_cmpuint (chat_message_get_offset (message), ==, 0);
+	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 1), ==, 0);
+	g_assert_cmpuint (statistic (store, "failed"), ==, 1);
+	g_assert_cmpuint (statistic (store, "stored"), ==, 0);
+	g_clear_error (&error);
+	g_assert_false (append_one (store, CHAT_STREAM_KIND_ROOM, 1, message, &error));
+	g_assert_cmpuint (n_failed_events, ==, 1);
+	chat_store_read_async (store,
+			       CHAT_STREAM_KIND_ROOM,
+			       1,
+			       0,
+			       0,
+			       0,
+			       FALSE,
+			       NULL,
+			       on_read,
+			       &read);
+	wait_result (&read);
+	g_assert_error (read.error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+	g_assert_null (read.texts);
+	result_clear (&read);
+	chat_test_wait_until (only_reference, redis, 10000);
+}
+
 /* ---- the memory store ---- */
 
 static void
@@ -605,8 +756,23 @@ test_store_id_only (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (stream_top (store, CHAT_STREAM_KIND_ROOM, 0), ==, 0);
 	g_assert_cmpuint (statistic (store, "stored"), ==, 0);
 	g_assert_cmpuint (statistic (store, "retained"), ==, 0);
-	/* with a stored message in the same group the last id is the larger */
 	append_room (store, 1, base + 5, now_seconds ());
+	if (fixture->backend == BACKEND_REDIS) {
+		/* Redis gives the ids, from its counter: above every id before, whatever the
+		 * message proposed, and a new store on the same keys goes on from it */
+		g_autofree char *prefix = NULL;
+
+		g_assert_cmpuint (chat_store_get_last_id (store), ==, base + 8);
+		g_object_get (store, "key-prefix", &prefix, NULL);
+		close_store (&fixture->store);
+		fixture->store = CHAT_STORE (chat_redis_store_new (redis_address, prefix));
+		chat_test_wait_until (redis_connected, fixture->store, 10000);
+		append_room (fixture->store, 1, 1, now_seconds ());
+		g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, base + 9);
+		assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1,2");
+		return;
+	}
+	/* with a stored message in the same group the last id is the larger */
 	g_assert_cmpuint (chat_store_get_last_id (store), ==, base + 7);
 	assert_read (store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, "1");
 	if (fixture->backend == BACKEND_MEMORY)
@@ -967,6 +1133,16 @@ add_both (const char *name, void (*test) (StoreFixture *, gconstpointer))
 		    store_setup,
 		    test,
 		    store_teardown);
+	if (redis_address != NULL) {
+		g_autofree char *redis = g_strdup_printf ("/chat/store/redis/%s", name);
+
+		g_test_add (redis,
+			    StoreFixture,
+			    GINT_TO_POINTER (BACKEND_REDIS),
+			    store_setup,
+			    test,
+			    store_teardown);
+	}
 }
 
 static void
@@ -985,8 +1161,13 @@ add_sqlite (const char *name, void (*test) (StoreFixture *, gconstpointer))
 int
 main (int argc, char **argv)
 {
+	const char *redis_server = g_getenv ("CHAT_TEST_REDIS_SERVER");
+	int status;
+
 	g_log_set_writer_func (test_log_writer, NULL, NULL);
 	g_test_init (&argc, &argv, NULL);
+	if (redis_server != NULL && *redis_server != '\0')
+		start_redis (redis_server);
 
 	add_both ("offsets", test_store_offsets);
 	add_both ("id-only", test_store_id_only);
@@ -998,6 +1179,8 @@ main (int argc, char **argv)
 	add_both ("ttl", test_store_ttl);
 	add_both ("delivered", test_store_delivered);
 	g_test_add_func ("/chat/store/memory/epoch", test_memory_store_epoch);
+	if (redis_address != NULL)
+		g_test_add_func ("/chat/store/redis/unreachable", test_redis_store_unreachable);
 	add_sqlite ("group-in-flight", test_sqlite_store_group_in_flight);
 	add_sqlite ("restart", test_sqlite_store_restart);
 	add_sqlite ("schema", test_sqlite_store_schema);
@@ -1006,5 +1189,7 @@ main (int argc, char **argv)
 	add_sqlite ("unopenable", test_sqlite_store_unopenable);
 	add_sqlite ("newer", test_sqlite_store_newer);
 	add_sqlite ("full", test_sqlite_store_full);
-	return g_test_run ();
+	status = g_test_run ();
+	stop_redis ();
+	return status;
 }

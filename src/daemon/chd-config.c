@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gi18n.h>
 
 #include "chc-key.h"
@@ -35,6 +37,8 @@ chd_config_new (void)
 	config->message_signals = TRUE;
 	config->store_backend = CHD_STORE_BACKEND_SQLITE;
 	config->store_sync = CHAT_STORE_SYNC_NORMAL;
+	config->redis_address = g_strdup ("127.0.0.1:6379");
+	config->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
 	config->history_size = CHAT_STORE_DEFAULT_HISTORY_SIZE;
 	config->history_ttl = CHAT_STORE_DEFAULT_HISTORY_TTL;
 	config->dm_ttl = CHAT_STORE_DEFAULT_DM_TTL;
@@ -51,6 +55,12 @@ chd_config_free (ChdConfig *config)
 	g_free (config->audience);
 	g_free (config->admin_group);
 	g_free (config->store_path);
+	g_free (config->redis_address);
+	if (config->redis_password != NULL)
+		explicit_bzero (config->redis_password, strlen (config->redis_password));
+	g_free (config->redis_password);
+	g_free (config->node_name);
+	g_free (config->key_prefix);
 	g_free (config);
 }
 
@@ -237,6 +247,48 @@ load_store (ChdConfig *config, GKeyFile *file, GError **error)
 	return TRUE;
 }
 
+/* [cluster]: present only when the administrator runs several nodes. */
+static gboolean
+load_cluster (ChdConfig *config, GKeyFile *file, GError **error)
+{
+	static const char *const backends[] = {"none", "redis", NULL};
+	guint backend = config->cluster_backend;
+	g_autofree char *password_file = NULL;
+
+	if (!read_choice (file, "cluster", "backend", backends, &backend, error))
+		return FALSE;
+	config->cluster_backend = backend;
+	read_string (file, "cluster", "redis-address", &config->redis_address);
+	read_string (file, "cluster", "node-name", &config->node_name);
+	read_string (file, "cluster", "key-prefix", &config->key_prefix);
+	read_string (file, "cluster", "redis-password-file", &password_file);
+	if (config->redis_address == NULL)
+		config->redis_address = g_strdup ("127.0.0.1:6379");
+	if (config->key_prefix == NULL)
+		config->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
+	if (config->node_name != NULL && strpbrk (config->node_name, " \t\n") != NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[cluster] node-name: “%s” has white space"),
+			     config->node_name);
+		return FALSE;
+	}
+	if (password_file != NULL) {
+		g_autoptr (GBytes) secret =
+		    read_key_file ("cluster", "redis-password-file", password_file, TRUE, error);
+		gsize length;
+		const char *data;
+
+		if (secret == NULL)
+			return FALSE;
+		data = g_bytes_get_data (secret, &length);
+		g_free (config->redis_password);
+		config->redis_password = g_strndup (data, length);
+	}
+	return TRUE;
+}
+
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error)
 {
@@ -355,7 +407,7 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	    !read_uint (file, "dbus", "exit-on-idle", 0, 86400 * 365, &config->exit_on_idle, error))
 		return FALSE;
 
-	if (!load_store (config, file, error))
+	if (!load_store (config, file, error) || !load_cluster (config, file, error))
 		return FALSE;
 
 	g_clear_pointer (&config->key, g_bytes_unref);

@@ -14,6 +14,12 @@ typedef enum {
 	CHD_STORE_BACKEND_MEMORY,
 } ChdStoreBackend;
 
+/* [cluster] backend: none (no [cluster] group, one process is the hub) or redis */
+typedef enum {
+	CHD_CLUSTER_BACKEND_NONE,
+	CHD_CLUSTER_BACKEND_REDIS,
+} ChdClusterBackend;
+
 /* The daemon's settings: chathub.conf(5) and the command line, which overrides it;
  * CHATHUB_JWT_SECRET supplies the secret only when no secret-file is set. */
 typedef struct {
@@ -50,6 +56,12 @@ typedef struct {
 	guint history_size;
 	guint history_ttl; /* seconds; 0 = no time limit */
 	guint dm_ttl;	   /* seconds; 0 = no time limit */
+	/* [cluster]: several chathubd processes as one hub; with it, [store] is not used */
+	ChdClusterBackend cluster_backend;
+	char *redis_address;  /* host:port or an absolute unix socket path */
+	char *redis_password; /* (nullable): read from redis-password-file */
+	char *node_name;      /* (nullable): default host name and process id */
+	char *key_prefix;     /* default "chathub" */
 } ChdConfig;
 
 ChdConfig *

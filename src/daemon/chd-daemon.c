@@ -275,7 +275,19 @@ open_store (ChdConfig *config, GError **error)
 {
 	g_autoptr (ChatStore) store = NULL;
 
-	if (config->store_backend == CHD_STORE_BACKEND_MEMORY) {
+	if (config->cluster_backend == CHD_CLUSTER_BACKEND_REDIS) {
+		/* connects in the background: until Redis answers, senders get unavailable */
+		store = g_object_new (CHAT_TYPE_REDIS_STORE,
+				      "address",
+				      config->redis_address,
+				      "password",
+				      config->redis_password,
+				      "key-prefix",
+				      config->key_prefix,
+				      "node-name",
+				      config->node_name,
+				      NULL);
+	} else if (config->store_backend == CHD_STORE_BACKEND_MEMORY) {
 		store = CHAT_STORE (chat_memory_store_new ());
 	} else {
 		g_autofree char *directory = g_path_get_dirname (config->store_path);
@@ -425,7 +437,13 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 				chat_token_algorithm_to_string (self->config->algorithm));
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "listening", text);
 	g_clear_pointer (&text, g_free);
-	if (self->config->store_backend == CHD_STORE_BACKEND_MEMORY)
+	if (CHAT_IS_REDIS_STORE (self->store))
+		text = g_strdup_printf (
+		    _ ("Node %s of the hub on Redis at %s (keys %s:*)"),
+		    chat_redis_store_get_node_name (CHAT_REDIS_STORE (self->store)),
+		    chat_redis_store_get_address (CHAT_REDIS_STORE (self->store)),
+		    chat_redis_store_get_key_prefix (CHAT_REDIS_STORE (self->store)));
+	else if (self->config->store_backend == CHD_STORE_BACKEND_MEMORY)
 		text = g_strdup (_ ("Messages are kept in memory only: a restart loses them"));
 	else
 		text = g_strdup_printf (

@@ -59,6 +59,7 @@ typedef struct {
 	/* left, but their turn has not come: they still get what was sent before they left.
 	 * Unowned: their STEP_LEAVE holds a reference. */
 	GPtrArray *leaving;
+	gboolean ready; /* with a broker: the store receives the room's publications */
 } ChatRoom;
 
 #define SLOT_PENDING 0x80000000u
@@ -68,16 +69,21 @@ typedef struct {
 /* What the hub does, in the order it was asked for. A room message is relayed once stored,
  * so whatever comes after it (other messages, answers, joins and leaves) waits its turn. */
 typedef enum {
-	STEP_STORE,   /* a message being appended (a hub-wide one: its id only) */
-	STEP_JOIN,    /* a join: the member gets room traffic from here on */
-	STEP_RECOVER, /* a join with `since`: the missed messages being read */
-	STEP_LEAVE,   /* a leave or a disconnect: the others are told */
-	STEP_FRAME,   /* an answer to one client */
-	STEP_CLOSE,   /* a close decided after what is before it */
-	STEP_HISTORY, /* a `history` request being read */
-	STEP_OFFLINE, /* a new connection's undelivered direct messages being read */
-	STEP_SYNC,    /* a `sync` request: the user's stream being read, or just its position */
+	STEP_STORE,	/* a message being appended (a hub-wide one: its id only) */
+	STEP_JOIN,	/* a join: the member gets room traffic from here on */
+	STEP_RECOVER,	/* a join with `since`: the missed messages being read */
+	STEP_LEAVE,	/* a leave or a disconnect: the others are told */
+	STEP_FRAME,	/* an answer to one client */
+	STEP_CLOSE,	/* a close decided after what is before it */
+	STEP_HISTORY,	/* a `history` request being read */
+	STEP_OFFLINE,	/* a new connection's undelivered direct messages being read */
+	STEP_SYNC,	/* a `sync` request: the user's stream being read, or just its position */
+	STEP_PUBLISHED, /* with a broker: a message a node published, to relay here */
 } StepKind;
+
+/* with a broker (several nodes): members that may have missed messages reconnect and
+ * recover (docs/protocol.md, section 4) */
+#define CLOSE_CODE_RECOVER 4002
 
 typedef struct {
 	ChatHub *hub; /* owned: completions may come after the last user's unref */
@@ -103,11 +109,21 @@ typedef struct {
 	GBytes *frame;	     /* STEP_FRAME */
 	GError *error;
 	GPtrArray *frames; /* GBytes, what a read found */
+	/* with a broker: reads wait for their turn (and for the stream's watch) */
+	gboolean deferred;	    /* the read starts at the step's turn */
+	gboolean reading;	    /* it has started */
+	char *epoch;		    /* STEP_RECOVER, STEP_SYNC: the client's */
+	guint64 before;		    /* STEP_HISTORY: the request's */
+	guint limit;		    /* STEP_HISTORY */
+	ChatStreamKind stream_kind; /* STEP_PUBLISHED */
+	guint64 stream_id;	    /* STEP_PUBLISHED; 0: hub-wide */
+	guint64 offset;		    /* STEP_PUBLISHED */
 } HubStep;
 
 typedef struct {
 	guint64 id;
 	GPtrArray *clients; /* ChatClient*, unowned */
+	gboolean ready;	    /* with a broker: as ChatRoom.ready */
 } ChatUser;
 
 struct _ChatHub {
@@ -127,6 +143,7 @@ struct _ChatHub {
 	GPtrArray *deliveries; /* Delivery*: direct messages handed to a connection, not yet out */
 	GMainContext *context; /* thread-default at construction: our timers go there */
 	GSource *delivery_source;
+	gboolean broker; /* the store is the broker between nodes: every relay comes from it */
 };
 
 /* A direct message handed to a connection of its recipient: once the connection has written
@@ -149,6 +166,14 @@ G_DEFINE_FINAL_TYPE (ChatHub, chat_hub, G_TYPE_OBJECT)
 
 enum { PROP_0, PROP_N_CLIENTS, PROP_N_ROOMS, PROP_STORE, N_PROPS };
 static GParamSpec *props[N_PROPS];
+
+static const ChatStoreBroker hub_broker;
+static void
+release_steps (ChatHub *self);
+static GPtrArray *
+copy_clients (GPtrArray *clients);
+static void
+append_unblocked (ChatHub *self);
 
 enum {
 	SIGNAL_CLIENT_REGISTERED,
@@ -181,6 +206,7 @@ step_free (HubStep *step)
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
 	g_clear_pointer (&step->frame, g_bytes_unref);
 	g_free (step->reason);
+	g_free (step->epoch);
 	g_object_unref (step->hub);
 	g_free (step);
 }
@@ -238,6 +264,7 @@ chat_hub_constructed (GObject *object)
 	self->context = g_main_context_ref_thread_default ();
 	/* ids go on from the last one stored, across restarts */
 	self->last_message_id = chat_store_get_last_id (self->store);
+	self->broker = chat_store_set_broker (self->store, &hub_broker, self);
 }
 
 static void
@@ -264,6 +291,10 @@ chat_hub_dispose (GObject *object)
 	}
 	if (self->deliveries != NULL)
 		g_ptr_array_set_size (self->deliveries, 0);
+	if (self->broker) {
+		chat_store_set_broker (self->store, NULL, NULL);
+		self->broker = FALSE;
+	}
 	G_OBJECT_CLASS (chat_hub_parent_class)->dispose (object);
 }
 
@@ -651,6 +682,21 @@ dm_pending_remove (ChatHub *self, ChatClient *client)
 		g_hash_table_insert (self->dm_pending, client, GUINT_TO_POINTER (count - 1));
 }
 
+/* With a broker, the store's top counts what it received; the publications still queued
+ * for their turn are taken off. */
+static guint64
+published_position (ChatHub *self, ChatStreamKind kind, guint64 stream_id, guint64 top)
+{
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+
+		if (step->kind == STEP_PUBLISHED && step->stream_kind == kind &&
+		    step->stream_id == stream_id && step->offset != 0)
+			return MIN (top, step->offset - 1);
+	}
+	return top;
+}
+
 /* A user's position in its stream, as room_position() for a room: direct messages committed
  * but still queued behind other steps are taken off. */
 static guint64
@@ -659,6 +705,8 @@ user_position (ChatHub *self, guint64 user_id, const char **epoch)
 	guint64 top = 0;
 
 	chat_store_get_stream (self->store, CHAT_STREAM_KIND_USER, user_id, &top, NULL, epoch);
+	if (self->broker)
+		return published_position (self, CHAT_STREAM_KIND_USER, user_id, top);
 	for (GList *l = self->steps.head; l != NULL; l = l->next) {
 		HubStep *step = l->data;
 		ChatMessage *copy = NULL;
@@ -775,6 +823,8 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean pending)
 		room->members = g_ptr_array_new ();
 		room->pending = g_ptr_array_new ();
 		room->leaving = g_ptr_array_new ();
+		room->ready =
+		    !self->broker || chat_store_watch (self->store, CHAT_STREAM_KIND_ROOM, room_id);
 		g_hash_table_insert (self->rooms, &room->id, room);
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	}
@@ -790,6 +840,9 @@ room_drop_if_empty (ChatHub *self, ChatRoom *room)
 
 	if (room->members->len > 0 || room->pending->len > 0 || room->leaving->len > 0)
 		return room;
+	/* nothing of it is relayed here any more */
+	if (self->broker)
+		chat_store_unwatch (self->store, CHAT_STREAM_KIND_ROOM, room_id);
 	g_hash_table_remove (self->rooms, &room_id);
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	return NULL;
@@ -818,6 +871,8 @@ room_position (ChatHub *self, guint64 room_id, const char **epoch)
 	guint64 top = 0;
 
 	chat_store_get_stream (self->store, CHAT_STREAM_KIND_ROOM, room_id, &top, NULL, epoch);
+	if (self->broker)
+		return published_position (self, CHAT_STREAM_KIND_ROOM, room_id, top);
 	for (GList *l = self->steps.head; l != NULL; l = l->next) {
 		HubStep *step = l->data;
 		guint64 offset;
@@ -885,7 +940,10 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 
 	if (request != NULL)
 		with_since = chat_message_get_since (request, &since);
-	if (with_since) {
+	if (with_since && self->broker) {
+		/* decided at its turn, from what this node has relayed by then */
+		read = TRUE;
+	} else if (with_since) {
 		guint64 top = 0, first = 0;
 		const char *epoch = NULL;
 
@@ -908,7 +966,7 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 
 	if (entry == NULL) {
 		room = lookup_room (self, room_id);
-		if (!busy && !read) {
+		if (!busy && !read && (!self->broker || (room != NULL && room->ready))) {
 			g_autoptr (GBytes) event =
 			    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
 					      room_id,
@@ -941,6 +999,13 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 	step->since = since;
 	step->recovered = recovered;
 	step->announce = announce;
+	if (self->broker) {
+		/* its turn waits for the room's publications to reach this node */
+		step->deferred = TRUE;
+		step->epoch = g_strdup (request != NULL ? chat_message_get_epoch (request) : NULL);
+		release_steps (self);
+		return;
+	}
 	if (!read) {
 		step->done = TRUE;
 		return;
@@ -989,8 +1054,8 @@ finish_join (ChatHub *self, HubStep *step)
 	if (step->kind == STEP_RECOVER) {
 		position = room_position (self, step->room_id, NULL);
 		/* offsets are contiguous: a read from since + 1 holds position - since of them */
-		recovered = step->error == NULL && step->since <= position &&
-			    step->frames->len == position - step->since;
+		recovered = step->error == NULL && step->frames != NULL &&
+			    step->since <= position && step->frames->len == position - step->since;
 	}
 	room_set_pending (room, step->client, entry, FALSE);
 	send_join_ack (self, step->client, step->room_id, recovered);
@@ -1209,6 +1274,143 @@ finish_user_read (ChatHub *self, HubStep *step)
 		push_user_frames (self, step, position, FALSE);
 }
 
+/* ---- several nodes: the store is the broker ------------------------------------------
+ *
+ * Every node relays what the broker publishes, in the order it was published, its own
+ * messages included; a STEP_STORE only says whether the append worked. Reads wait for their
+ * turn (deferred), so that they hold exactly what was relayed here before it. */
+
+static void
+relay_published (ChatHub *self, HubStep *step)
+{
+	gsize size;
+	const char *text = g_bytes_get_data (step->frame, &size);
+	g_autoptr (GBytes) frame = chat_frame_new (0x1 /* text */, text, size);
+	ChatRoom *room;
+
+	self->messages_relayed++;
+	if (step->stream_kind == CHAT_STREAM_KIND_ROOM && step->stream_id == 0) {
+		push_to_clients (self->clients, frame);
+		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE)) {
+			g_autoptr (ChatMessage) message =
+			    chat_message_parse (text, size, FALSE, NULL);
+
+			if (message != NULL)
+				g_signal_emit (self, signals[SIGNAL_BROADCAST], 0, message);
+		}
+	} else if (step->stream_kind == CHAT_STREAM_KIND_ROOM) {
+		if ((room = lookup_room (self, step->stream_id)) != NULL)
+			push_to_room (room, frame);
+	} else {
+		/* the recipient's copy is watched for delivery; the sender's is its echo */
+		g_autoptr (ChatMessage) message = chat_message_parse (text, size, FALSE, NULL);
+		gboolean received =
+		    message != NULL && chat_message_get_to (message) == step->stream_id;
+
+		push_to_user (self, step->stream_id, frame, received ? step->offset : 0);
+	}
+}
+
+/* Starts a deferred step at its turn: FALSE while its stream is not watched yet. */
+static gboolean
+start_deferred (ChatHub *self, HubStep *step)
+{
+	guint64 user_id = step->client != NULL ? chat_client_get_user_id (step->client) : 0;
+	ChatRoom *room = lookup_room (self, step->room_id);
+	ChatUser *user = lookup_user (self, user_id);
+	gboolean room_step =
+	    step->kind == STEP_JOIN || step->kind == STEP_RECOVER || step->kind == STEP_HISTORY;
+	const char *epoch = NULL;
+	guint64 position;
+
+	if (room_step && room != NULL && !room->ready)
+		return FALSE;
+	if (!room_step && user != NULL && !user->ready)
+		return FALSE;
+	switch (step->kind) {
+	case STEP_JOIN:
+		step->done = TRUE;
+		return TRUE;
+	case STEP_RECOVER:
+		position = room_position (self, step->room_id, &epoch);
+		/* nothing to read for those gone; else all of it, or not recovered */
+		if (room == NULL || step->left || step->cancelled || step->since > position ||
+		    g_strcmp0 (step->epoch, epoch) != 0) {
+			step->done = TRUE;
+			return TRUE;
+		}
+		chat_store_read_async (self->store,
+				       CHAT_STREAM_KIND_ROOM,
+				       step->room_id,
+				       step->since,
+				       position + 1,
+				       0,
+				       FALSE,
+				       NULL,
+				       on_read_done,
+				       step);
+		break;
+	case STEP_HISTORY:
+		position = room_position (self, step->room_id, NULL);
+		chat_store_read_async (self->store,
+				       CHAT_STREAM_KIND_ROOM,
+				       step->room_id,
+				       0,
+				       step->before == 0 ? position + 1
+							 : MIN (step->before, position + 1),
+				       step->limit,
+				       TRUE,
+				       NULL,
+				       on_read_done,
+				       step);
+		break;
+	case STEP_OFFLINE:
+		position = user_position (self, user_id, NULL);
+		step->since = chat_store_get_delivered (self->store, user_id);
+		if (user == NULL || position <= step->since) {
+			step->done = TRUE;
+			return TRUE;
+		}
+		chat_store_read_async (self->store,
+				       CHAT_STREAM_KIND_USER,
+				       user_id,
+				       step->since,
+				       position + 1,
+				       0,
+				       FALSE,
+				       NULL,
+				       on_read_done,
+				       step);
+		break;
+	case STEP_SYNC:
+		position = user_position (self, user_id, &epoch);
+		if (user == NULL || step->since > position || g_strcmp0 (step->epoch, epoch) != 0) {
+			/* not recovered: finish_user_read() sees a failed read */
+			g_set_error_literal (&step->error,
+					     G_IO_ERROR,
+					     G_IO_ERROR_INVALID_ARGUMENT,
+					     "not recoverable");
+			step->done = TRUE;
+			return TRUE;
+		}
+		chat_store_read_async (self->store,
+				       CHAT_STREAM_KIND_USER,
+				       user_id,
+				       step->since,
+				       position + 1,
+				       0,
+				       FALSE,
+				       NULL,
+				       on_read_done,
+				       step);
+		break;
+	default:
+		g_assert_not_reached ();
+	}
+	step->reading = TRUE;
+	return TRUE;
+}
+
 static void
 run_step (ChatHub *self, HubStep *step)
 {
@@ -1223,10 +1425,16 @@ run_step (ChatHub *self, HubStep *step)
 				    "The message could not be stored, so it was not relayed");
 			break;
 		}
+		/* with a broker, what was published comes back as STEP_PUBLISHED */
+		if (self->broker)
+			break;
 		if (chat_message_get_to (step->message) != 0)
 			route_direct (self, step->message, step->sender_copy, step->sender_user);
 		else
 			route_message (self, step->message);
+		break;
+	case STEP_PUBLISHED:
+		relay_published (self, step);
 		break;
 	case STEP_JOIN:
 	case STEP_RECOVER:
@@ -1258,7 +1466,12 @@ release_steps (ChatHub *self)
 {
 	HubStep *step;
 
-	while ((step = g_queue_peek_head (&self->steps)) != NULL && step->done) {
+	while ((step = g_queue_peek_head (&self->steps)) != NULL) {
+		if (!step->done && step->deferred && step->kind != STEP_STORE && !step->reading &&
+		    !start_deferred (self, step))
+			break;
+		if (!step->done)
+			break;
 		g_queue_pop_head (&self->steps);
 		run_step (self, step);
 		step_free (step);
@@ -1274,6 +1487,77 @@ step_completed (HubStep *step)
 	step->done = TRUE;
 	release_steps (self);
 }
+
+static void
+hub_published (gpointer data, ChatStreamKind kind, guint64 stream_id, guint64 offset, GBytes *text)
+{
+	ChatHub *self = data;
+	HubStep *step = g_new0 (HubStep, 1);
+	GList *l;
+
+	step->hub = g_object_ref (self);
+	step->kind = STEP_PUBLISHED;
+	step->done = TRUE;
+	step->recovered = -1;
+	step->stream_kind = kind;
+	step->stream_id = stream_id;
+	step->offset = offset;
+	step->frame = g_bytes_ref (text);
+	/* Ahead of our own messages not yet known published: the broker published them after
+	 * this one, since what it publishes reaches us in order, our acknowledgements too. */
+	for (l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *other = l->data;
+
+		if (other->kind == STEP_STORE && !other->done)
+			break;
+	}
+	if (l == NULL)
+		g_queue_push_tail (&self->steps, step);
+	else
+		g_queue_insert_before (&self->steps, l, step);
+	release_steps (self);
+}
+
+static void
+hub_watched (gpointer data, ChatStreamKind kind, guint64 stream_id)
+{
+	ChatHub *self = data;
+	ChatRoom *room;
+	ChatUser *user;
+
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL)
+		room->ready = TRUE;
+	else if (kind == CHAT_STREAM_KIND_USER && (user = lookup_user (self, stream_id)) != NULL)
+		user->ready = TRUE;
+	append_unblocked (self);
+	release_steps (self);
+}
+
+/* Messages of the stream may not have reached this node: its connections there reconnect
+ * and recover what they missed, with `since`, from any node. */
+static void
+hub_gap (gpointer data, ChatStreamKind kind, guint64 stream_id)
+{
+	ChatHub *self = data;
+	g_autoptr (GPtrArray) clients = NULL;
+	ChatRoom *room;
+	ChatUser *user;
+
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
+		room->ready = FALSE;
+		clients = copy_clients (room->members);
+		for (guint i = 0; i < room->pending->len; i++)
+			g_ptr_array_add (clients, g_object_ref (room->pending->pdata[i]));
+	} else if (kind == CHAT_STREAM_KIND_USER &&
+		   (user = lookup_user (self, stream_id)) != NULL) {
+		user->ready = FALSE;
+		clients = copy_clients (user->clients);
+	}
+	for (guint i = 0; clients != NULL && i < clients->len; i++)
+		chat_client_close (clients->pdata[i], CLOSE_CODE_RECOVER, "recover");
+}
+
+static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap};
 
 static void
 on_append_done (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -1311,6 +1595,66 @@ copy_message (ChatMessage *message)
  * hub-wide message: once the store has its id). A direct message between two
  * users is stored in both users' streams, each copy with its own offset. */
 static void
+append_step (ChatHub *self, HubStep *step)
+{
+	ChatMessage *message = step->message;
+	guint64 room_id = chat_message_get_room_id (message);
+	guint64 to = chat_message_get_to (message);
+	ChatStoreEntry entries[2];
+	guint n_entries = 1;
+
+	if (room_id == 0 && to == 0) {
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, 0, message};
+	} else if (room_id != 0) {
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, room_id, message};
+	} else {
+		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_USER, to, message};
+		if (step->sender_copy != NULL) {
+			entries[1] = (ChatStoreEntry){CHAT_STREAM_KIND_USER,
+						      step->sender_user,
+						      step->sender_copy};
+			n_entries = 2;
+		}
+	}
+	step->deferred = FALSE;
+	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
+}
+
+/* With a broker: a message to a stream this node is starting to watch waits until it does,
+ * or this node would miss it (the sender its echo). */
+static gboolean
+append_blocked (ChatHub *self, HubStep *step)
+{
+	guint64 room_id = chat_message_get_room_id (step->message);
+	guint64 to = chat_message_get_to (step->message);
+	ChatRoom *room;
+	ChatUser *user;
+
+	if (!self->broker)
+		return FALSE;
+	if (room_id != 0)
+		return (room = lookup_room (self, room_id)) != NULL && !room->ready;
+	if (to == 0)
+		return FALSE;
+	if ((user = lookup_user (self, to)) != NULL && !user->ready)
+		return TRUE;
+	return step->sender_copy != NULL &&
+	       (user = lookup_user (self, step->sender_user)) != NULL && !user->ready;
+}
+
+/* With a broker: the messages that waited for a watch, in the order they were sent. */
+static void
+append_unblocked (ChatHub *self)
+{
+	for (GList *l = self->steps.head; l != NULL; l = l->next) {
+		HubStep *step = l->data;
+
+		if (step->kind == STEP_STORE && step->deferred && !append_blocked (self, step))
+			append_step (self, step);
+	}
+}
+
+static void
 submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64 sender_user)
 {
 	guint64 room_id = chat_message_get_room_id (message);
@@ -1321,6 +1665,15 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 
 	step = step_new (self, STEP_STORE, sender, message);
 	step->sender_user = sender_user;
+	if (self->broker) {
+		if (room_id == 0 && to != 0 && sender_user != 0 && sender_user != to)
+			step->sender_copy = copy_message (message);
+		if (append_blocked (self, step))
+			step->deferred = TRUE;
+		else
+			append_step (self, step);
+		return;
+	}
 	if (room_id == 0 && to == 0) {
 		/* hub-wide: not kept, but relayed only once its id is, so no id is given twice */
 		entries[0] = (ChatStoreEntry){CHAT_STREAM_KIND_ROOM, 0, message};
@@ -1508,6 +1861,13 @@ handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
 	/* answered in order: it holds every message of the room the client was sent before */
 	step = step_new (self, STEP_HISTORY, client, NULL);
 	step->room_id = room_id;
+	if (self->broker) {
+		step->deferred = TRUE;
+		step->before = chat_message_get_before (request);
+		step->limit = history_limit (chat_message_get_limit (request));
+		release_steps (self);
+		return;
+	}
 	chat_store_read_async (self->store,
 			       CHAT_STREAM_KIND_ROOM,
 			       room_id,
@@ -1651,7 +2011,18 @@ handle_sync (ChatHub *self, ChatClient *client, ChatMessage *request)
 	const char *epoch = NULL;
 	HubStep *step = step_new (self, STEP_SYNC, client, NULL);
 
-	if (chat_message_get_since (request, &since)) {
+	gboolean with_since = chat_message_get_since (request, &since);
+
+	if (with_since && self->broker) {
+		step->since = since;
+		step->read = TRUE;
+		step->deferred = TRUE;
+		step->epoch = g_strdup (chat_message_get_epoch (request));
+		dm_pending_add (self, client);
+		release_steps (self);
+		return;
+	}
+	if (with_since) {
 		step->since = since;
 		chat_store_get_stream (self->store,
 				       CHAT_STREAM_KIND_USER,
@@ -1770,6 +2141,14 @@ deliver_offline (ChatHub *self, ChatClient *client)
 
 	/* what went out to a connection that just closed counts already */
 	settle_deliveries (self);
+	if (self->broker) {
+		/* the watermark and the stream are known once the user's watch is ready */
+		step = step_new (self, STEP_OFFLINE, client, NULL);
+		step->deferred = TRUE;
+		dm_pending_add (self, client);
+		release_steps (self);
+		return;
+	}
 	delivered = chat_store_get_delivered (self->store, user_id);
 	chat_store_get_stream (self->store, CHAT_STREAM_KIND_USER, user_id, &top, NULL, NULL);
 	if (top <= delivered)
@@ -1810,6 +2189,8 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 		user = g_new0 (ChatUser, 1);
 		user->id = chat_client_get_user_id (client);
 		user->clients = g_ptr_array_new ();
+		user->ready = !self->broker ||
+			      chat_store_watch (self->store, CHAT_STREAM_KIND_USER, user->id);
 		g_hash_table_insert (self->users, &user->id, user);
 	}
 	g_ptr_array_add (user->clients, client);
@@ -1855,8 +2236,11 @@ chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 	user = lookup_user (self, user_id);
 	if (user != NULL) {
 		g_ptr_array_remove_fast (user->clients, client);
-		if (user->clients->len == 0)
+		if (user->clients->len == 0) {
+			if (self->broker)
+				chat_store_unwatch (self->store, CHAT_STREAM_KIND_USER, user_id);
 			g_hash_table_remove (self->users, &user_id);
+		}
 	}
 	chat_client_set_hub (client, NULL, 0);
 	g_hash_table_remove (self->clients_by_id, chat_client_get_id (client));

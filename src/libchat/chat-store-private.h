@@ -12,6 +12,8 @@
 
 G_BEGIN_DECLS
 
+typedef struct _ChatStoreBroker ChatStoreBroker;
+
 /* An entry with @stream_id 0 keeps only its message's id (a hub-wide message: live only, but
  * its id must never be given again after a restart): no offset, no text, not readable. */
 typedef struct {
@@ -51,6 +53,10 @@ struct _ChatStoreInterface {
 	guint64 (*get_delivered) (ChatStore *self, guint64 user_id);
 	void (*set_delivered) (ChatStore *self, guint64 user_id, guint64 offset);
 	GVariant *(*get_statistics) (ChatStore *self);
+	/* optional: a store that is also the broker between nodes (ChatRedisStore) */
+	gboolean (*set_broker) (ChatStore *self, const ChatStoreBroker *broker, gpointer data);
+	gboolean (*watch) (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
+	void (*unwatch) (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
 };
 
 /* The highest message id ever stored: ids stay strictly increasing across restarts. */
@@ -111,6 +117,38 @@ guint64
 chat_store_get_delivered (ChatStore *self, guint64 user_id);
 void
 chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset);
+
+/* ---- a store that is a broker between nodes (docs/architecture.md, "Several nodes") ----
+ *
+ * With a broker, an append publishes its messages to every node that watches their streams,
+ * and completes once this node has received its own publications (or with an error, and
+ * then nothing was published). Nothing is relayed on an append's completion: every node
+ * relays what @published hands it, in the order the broker published, its own messages
+ * included. Stream id 0 of kind ROOM is the hub-wide stream (no offsets). */
+struct _ChatStoreBroker {
+	/* a message of a watched stream (or a hub-wide one), in publication order */
+	void (*published) (gpointer data,
+			   ChatStreamKind kind,
+			   guint64 stream_id,
+			   guint64 offset,
+			   GBytes *text);
+	/* a watch asked for by chat_store_watch() is ready: its state is loaded and everything
+	 * published to it from now on comes through @published */
+	void (*watched) (gpointer data, ChatStreamKind kind, guint64 stream_id);
+	/* publications of a watched stream may have been missed (a lost connection, a new
+	 * epoch): its state is reloaded (@watched follows) and its members must recover */
+	void (*gap) (gpointer data, ChatStreamKind kind, guint64 stream_id);
+};
+
+/* FALSE (and nothing changes) for a store that is no broker. */
+gboolean
+chat_store_set_broker (ChatStore *self, const ChatStoreBroker *broker, gpointer data);
+/* Starts receiving @kind/@stream_id's publications; TRUE if it is ready at once (already
+ * watched), else ChatStoreBroker.watched follows. Counted: unwatch as often. */
+gboolean
+chat_store_watch (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
+void
+chat_store_unwatch (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
 
 /* ---- shared by the implementations ---- */
 

@@ -238,6 +238,32 @@ chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset)
 	CHAT_STORE_GET_IFACE (self)->set_delivered (self, user_id, offset);
 }
 
+gboolean
+chat_store_set_broker (ChatStore *self, const ChatStoreBroker *broker, gpointer data)
+{
+	ChatStoreInterface *iface;
+
+	g_return_val_if_fail (CHAT_IS_STORE (self), FALSE);
+	iface = CHAT_STORE_GET_IFACE (self);
+	return iface->set_broker != NULL && iface->set_broker (self, broker, data);
+}
+
+gboolean
+chat_store_watch (ChatStore *self, ChatStreamKind kind, guint64 stream_id)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), FALSE);
+	g_return_val_if_fail (CHAT_STORE_GET_IFACE (self)->watch != NULL, FALSE);
+	return CHAT_STORE_GET_IFACE (self)->watch (self, kind, stream_id);
+}
+
+void
+chat_store_unwatch (ChatStore *self, ChatStreamKind kind, guint64 stream_id)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (CHAT_STORE_GET_IFACE (self)->unwatch != NULL);
+	CHAT_STORE_GET_IFACE (self)->unwatch (self, kind, stream_id);
+}
+
 /* One warning per failure streak, one message when it ends: a full disk would otherwise
  * write a line per group. */
 void

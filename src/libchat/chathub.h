@@ -12,6 +12,7 @@
 #include "chat-hub.h"
 #include "chat-memory-store.h"
 #include "chat-message.h"
+#include "chat-redis-store.h"
 #include "chat-server.h"
 #include "chat-sqlite-store.h"
 #include "chat-store.h"

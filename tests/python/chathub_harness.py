@@ -17,6 +17,9 @@ Environment:
   CHATHUBD_WRAPPER          command prefix, e.g. "valgrind --error-exitcode=99 -q"
   CHATHUB_TEST_TIME_SCALE   multiply every timeout (e.g. 5 under valgrind)
   CHATHUB_TEST_VERBOSE=1    echo the daemon's stderr as it arrives
+  CHAT_TEST_REDIS_SERVER    path of redis-server, for ``RedisServer``
+  CHATHUB_TEST_CLUSTER=redis  every ``Daemon`` is a node on one shared ``RedisServer``
+                            (a key prefix per Daemon: a new Daemon is a new database)
 """
 
 import asyncio
@@ -103,6 +106,126 @@ def merge_config(base, override):
 
 
 # ---------------------------------------------------------------------------
+# A real redis-server
+# ---------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1, a free port and a temporary directory.
+
+    appendonly: keep an append-only file with appendfsync always (survives a restart).
+    """
+
+    def __init__(self, appendonly=False):
+        self.path = os.environ.get("CHAT_TEST_REDIS_SERVER") or "redis-server"
+        self.tmp = tempfile.TemporaryDirectory(prefix="chathub-redis-")
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        args = [self.path, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", self.tmp.name, "--save", "", "--logfile", "",
+                "--appendonly", "yes" if self.appendonly else "no"]
+        if self.appendonly:
+            args += ["--appendfsync", "always"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + scaled(10)
+        while True:
+            try:
+                if self.command("PING") == "PONG":
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise DaemonError("redis-server did not start on port %d" % self.port)
+            time.sleep(0.02)
+
+    def stop(self, kill=False):
+        if self.proc is not None and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(scaled(10))
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        self.stop(kill=True)
+        self.tmp.cleanup()
+
+    def command(self, *args):
+        """One command over RESP; the reply decoded (bulk strings as str)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(5)) as sock:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            sock.sendall(out)
+            reader = sock.makefile("rb")
+            return _resp_read(reader)
+
+
+def _resp_read(reader):
+    line = reader.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = reader.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(reader) for _ in range(n)]
+    raise OSError("bad RESP reply %r" % line)
+
+
+_SHARED_REDIS = None
+_PREFIXES = iter(range(1, 1 << 30))
+
+
+def shared_redis():
+    """One redis-server for the whole test process (CHATHUB_TEST_CLUSTER=redis)."""
+    global _SHARED_REDIS
+    if _SHARED_REDIS is None:
+        import atexit
+        _SHARED_REDIS = RedisServer().start()
+        atexit.register(_SHARED_REDIS.cleanup)
+    return _SHARED_REDIS
+
+
+def cluster_config(redis, prefix=None, node=None):
+    """The [cluster] group of a node on `redis`."""
+    group = {"backend": "redis", "redis-address": redis.address,
+             "key-prefix": prefix or "test%d-%d" % (os.getpid(), next(_PREFIXES))}
+    if node is not None:
+        group["node-name"] = node
+    return {"cluster": group}
+
+
+# ---------------------------------------------------------------------------
 # The daemon
 # ---------------------------------------------------------------------------
 
@@ -132,6 +255,9 @@ class Daemon:
             # each daemon its own database, never the user's state directory
             "store": {"path": os.path.join(self.tmp.name, "chathub.db")},
         }
+        if os.environ.get("CHATHUB_TEST_CLUSTER") == "redis":
+            # a node of a hub of its own on the shared redis-server
+            base.update(cluster_config(shared_redis()))
         if secret is not None or secret_file_text is not None:
             self.secret_path = os.path.join(self.tmp.name, "secret")
             text = secret_file_text if secret_file_text is not None else secret + "\n"

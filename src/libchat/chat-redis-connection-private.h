@@ -1,0 +1,60 @@
+/* chathub - real-time chat hub
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * One connection to Redis through hiredis's asynchronous API, attached to a GMainContext with
+ * hiredis's GLib adapter: no thread, no other event loop. It authenticates, reconnects with
+ * a backoff (0.1 s doubling up to 5 s) and says when it is ready or lost. Used by
+ * ChatRedisStore only (docs/architecture.md, "Several nodes on Redis").
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+#include <hiredis/hiredis.h>
+
+G_BEGIN_DECLS
+
+typedef struct _ChatRedisConnection ChatRedisConnection;
+
+/* @ready: TRUE once connected (and authenticated); FALSE when the connection was lost or an
+ * attempt failed, with @error (transfer none) saying why. */
+typedef void (*ChatRedisStateFunc) (ChatRedisConnection *connection,
+				    gboolean ready,
+				    const GError *error,
+				    gpointer user_data);
+/* @reply: NULL when the connection was lost before the reply came (or is being freed). */
+typedef void (*ChatRedisReplyFunc) (redisReply *reply, gpointer user_data);
+
+ChatRedisConnection *
+chat_redis_connection_new (const char *address,
+			   const char *password,
+			   const char *name,
+			   GMainContext *context,
+			   ChatRedisStateFunc state_func,
+			   ChatRedisReplyFunc push_func,
+			   gpointer user_data);
+void
+chat_redis_connection_free (ChatRedisConnection *self);
+gboolean
+chat_redis_connection_is_ready (ChatRedisConnection *self);
+/* Sends a command; FALSE (and @func is never called) when not connected. */
+gboolean
+chat_redis_connection_command (ChatRedisConnection *self,
+			       ChatRedisReplyFunc func,
+			       gpointer user_data,
+			       int argc,
+			       const char **argv,
+			       const size_t *lengths);
+/* SUBSCRIBE or UNSUBSCRIBE: their confirmations and every message published to the channels
+ * go to the push function given to chat_redis_connection_new(). FALSE when not connected. */
+gboolean
+chat_redis_connection_subscribe (ChatRedisConnection *self, int argc, const char **argv);
+/* Drops the connection now (the state function is told), then reconnects as usual. */
+void
+chat_redis_connection_reset (ChatRedisConnection *self);
+
+/* A Redis error reply or a lost connection as a G_IO_ERROR. */
+void
+chat_redis_set_error (GError **error, redisReply *reply);
+
+G_END_DECLS
