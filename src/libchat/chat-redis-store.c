@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -769,9 +771,11 @@ stream_gap (ChatRedisStore *self, RedisStream *stream)
 			  "CHATHUB_EVENT",
 			  "stream-gap",
 			  "MESSAGE",
-			  _ ("Messages of %s %" G_GUINT64_FORMAT
-			     " may have been missed; its members are told to recover"),
-			  stream->kind == CHAT_STREAM_KIND_ROOM ? "room" : "user",
+			  stream->kind == CHAT_STREAM_KIND_ROOM
+			      ? _ ("Messages of room %" PRIu64
+				   " may have been missed; its members are told to recover")
+			      : _ ("Direct messages of user %" PRIu64
+				   " may have been missed; its connections are told to recover"),
 			  stream->id);
 	stream->generation++;
 	send_watch_script (self, stream);
