@@ -28,6 +28,7 @@ typedef struct {
 	char *path;
 	guint max_connections;
 	gboolean web; /* serve the browser chat page at "/" */
+	gboolean reuse_port; /* SO_REUSEPORT: only with cluster_backend REDIS */
 	ChatTokenAlgorithm algorithm;
 	GBytes *key; /* HMAC secret or PEM public key */
 	char *issuer;
@@ -62,6 +63,7 @@ typedef struct {
 	char *redis_password; /* (nullable): read from redis-password-file */
 	char *node_name;      /* (nullable): default host name and process id */
 	char *key_prefix;     /* default "chathub" */
+	guint announce_interval; /* seconds between node announcements; default 5 */
 } ChdConfig;
 
 ChdConfig *

@@ -484,9 +484,13 @@ chat_listener_new (GMainContext *context,
 
 /* Binds and listens on @address with a deep backlog, so connection storms are not refused. */
 gboolean
-chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **error)
+chat_listener_listen (ChatListener *self,
+		      GSocketAddress *address,
+		      gboolean reuse_port,
+		      GError **error)
 {
 	g_autoptr (GSocket) socket = NULL;
+	int one = 1;
 
 	g_return_val_if_fail (self->socket == NULL, FALSE);
 
@@ -498,6 +502,19 @@ chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **erro
 		return FALSE;
 	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
 	g_socket_set_blocking (socket, FALSE);
+	/* several processes on one address, the kernel spreading new connections over them:
+	 * GLib sets SO_REUSEPORT for UDP only, so set it here, before bind() */
+	if (reuse_port &&
+	    setsockopt (g_socket_get_fd (socket), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+		int saved_errno = errno;
+
+		g_set_error (error,
+			     G_IO_ERROR,
+			     g_io_error_from_errno (saved_errno),
+			     "SO_REUSEPORT: %s",
+			     g_strerror (saved_errno));
+		return FALSE;
+	}
 	if (!g_socket_bind (socket, address, TRUE, error) || !g_socket_listen (socket, error))
 		return FALSE;
 	self->socket = g_steal_pointer (&socket);
