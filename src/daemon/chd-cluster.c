@@ -354,11 +354,11 @@ on_announcement (ChdCluster *self, const char *text, size_t length)
 		node->name = g_strdup (name);
 		node->room_ids = g_array_new (FALSE, FALSE, sizeof (guint64));
 		g_hash_table_insert (self->others, node->name, node);
-		message = g_strdup_printf (_ ("Node %s (%s, pid %" G_GINT64_FORMAT
-					      ") joined the node list"),
-					   name,
-					   host,
-					   pid);
+		message = g_strdup_printf (
+		    _ ("Node %s (%s, pid %" G_GINT64_FORMAT ") joined the node list"),
+		    name,
+		    host,
+		    pid);
 		chd_log_event (G_LOG_LEVEL_MESSAGE, "node-found", message);
 	}
 	g_free (node->host);

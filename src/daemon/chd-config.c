@@ -422,11 +422,12 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	/* two hubs of their own on one port would each get a share of the users */
 	if (config->reuse_port && config->cluster_backend != CHD_CLUSTER_BACKEND_REDIS) {
-		g_set_error (error,
-			     G_KEY_FILE_ERROR,
-			     G_KEY_FILE_ERROR_INVALID_VALUE,
-			     _ ("[server] reuse-port: only for the nodes of one hub, with [cluster] "
-				"backend=redis"));
+		g_set_error (
+		    error,
+		    G_KEY_FILE_ERROR,
+		    G_KEY_FILE_ERROR_INVALID_VALUE,
+		    _ ("[server] reuse-port: only for the nodes of one hub, with [cluster] "
+		       "backend=redis"));
 		return FALSE;
 	}
 

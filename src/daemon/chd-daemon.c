@@ -45,7 +45,7 @@ struct _ChdDaemon {
 	gulong n_clients_id;
 	gulong client_registered_id;
 	gboolean stopping;
-	gboolean leaving; /* the node list's goodbye is on its way to Redis */
+	gboolean leaving;      /* the node list's goodbye is on its way to Redis */
 	gboolean clients_left; /* the shutdown deadline passed with clients still open */
 	int exit_status;
 };

@@ -909,7 +909,10 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (self->hub));
 	update_cluster_properties (self);
 
-	g_signal_connect (self->skeleton, "handle-list-nodes", G_CALLBACK (handle_list_nodes), self);
+	g_signal_connect (self->skeleton,
+			  "handle-list-nodes",
+			  G_CALLBACK (handle_list_nodes),
+			  self);
 	g_signal_connect (self->skeleton,
 			  "handle-list-clients",
 			  G_CALLBACK (handle_list_clients),
