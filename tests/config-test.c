@@ -599,6 +599,46 @@ test_bus_names (void)
 	g_assert_true (g_dbus_is_name (CHC_BUS_NAME) && !g_dbus_is_unique_name (CHC_BUS_NAME));
 }
 
+/* [server] reuse-port and [cluster] announce-interval (issue 13): reuse-port only for the
+ * nodes of one hub. */
+static void
+test_config_cluster_nodes (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = load_text ("", &error);
+
+	g_assert_no_error (error);
+	g_assert_false (config->reuse_port);
+	g_assert_cmpuint (config->announce_interval, ==, 5);
+	g_clear_pointer (&config, chd_config_free);
+
+	config = load_text ("[server]\nreuse-port=true\n[cluster]\nbackend=redis\n"
+			    "announce-interval=2\n",
+			    &error);
+	g_assert_no_error (error);
+	g_assert_true (config->reuse_port);
+	g_assert_cmpuint (config->announce_interval, ==, 2);
+
+	assert_load_error ("[server]\nreuse-port=true\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] reuse-port: only for the nodes of one hub, with [cluster] "
+			   "backend=redis");
+	assert_load_error ("[server]\nreuse-port=true\n[cluster]\nbackend=none\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] reuse-port: only for the nodes of one hub, with [cluster] "
+			   "backend=redis");
+	assert_load_error ("[server]\nreuse-port=1\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] reuse-port: “1” is neither true nor false");
+	assert_load_error ("[cluster]\nbackend=redis\nannounce-interval=0\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[cluster] announce-interval: “0” is not a whole number from 1 to 3600");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -620,6 +660,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/secret-file-errors", test_config_secret_file_errors);
 	g_test_add_func ("/chd/config/secret-environment", test_config_secret_environment);
 	g_test_add_func ("/chd/config/public-key", test_config_public_key);
+	g_test_add_func ("/chd/config/cluster-nodes", test_config_cluster_nodes);
 	g_test_add_func ("/chc/key/files", test_key_files);
 	g_test_add_func ("/chc/key/environment", test_key_environment);
 	g_test_add_func ("/chc/bus/names", test_bus_names);

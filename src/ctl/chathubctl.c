@@ -615,6 +615,15 @@ command_status (int argc, char **argv)
 		json_builder_add_int_value (builder, lookup_counter (properties, "ClientCount"));
 		json_builder_set_member_name (builder, "room_count");
 		json_builder_add_int_value (builder, lookup_counter (properties, "RoomCount"));
+		json_builder_set_member_name (builder, "cluster_node_count");
+		json_builder_add_int_value (builder,
+					    lookup_counter (properties, "ClusterNodeCount"));
+		json_builder_set_member_name (builder, "cluster_client_count");
+		json_builder_add_int_value (builder,
+					    lookup_counter (properties, "ClusterClientCount"));
+		json_builder_set_member_name (builder, "cluster_room_count");
+		json_builder_add_int_value (builder,
+					    lookup_counter (properties, "ClusterRoomCount"));
 		json_builder_set_member_name (builder, "statistics");
 		json_builder_add_value (builder,
 					json_node_init_object (json_node_alloc (), counters));
@@ -627,6 +636,13 @@ command_status (int argc, char **argv)
 		    g_strdup_printf ("%" PRIu64, lookup_counter (properties, "ClientCount"));
 		g_autofree char *rooms =
 		    g_strdup_printf ("%" PRIu64, lookup_counter (properties, "RoomCount"));
+		/* TRANSLATORS: the hub's figures over all its nodes, e.g. "3 nodes, 57000
+		 * clients, 1200 rooms" */
+		g_autofree char *hub = g_strdup_printf (
+		    _ ("%" PRIu64 " nodes, %" PRIu64 " clients, %" PRIu64 " rooms"),
+		    lookup_counter (properties, "ClusterNodeCount"),
+		    lookup_counter (properties, "ClusterClientCount"),
+		    lookup_counter (properties, "ClusterRoomCount"));
 		g_autofree char *uptime = format_duration (lookup_counter (statistics, "uptime"));
 		g_autofree char *accepted =
 		    g_strdup_printf ("%" PRIu64,
@@ -651,6 +667,7 @@ command_status (int argc, char **argv)
 		    _ ("Listening on:"),
 		    _ ("Clients:"),
 		    _ ("Rooms:"),
+		    _ ("Whole hub:"),
 		    _ ("Uptime:"),
 		    _ ("Accepted:"),
 		    _ ("Refused:"),
@@ -664,6 +681,7 @@ command_status (int argc, char **argv)
 		    lookup_string (properties, "ListenUri"),
 		    clients,
 		    rooms,
+		    hub,
 		    uptime,
 		    accepted,
 		    refused,
@@ -673,6 +691,66 @@ command_status (int argc, char **argv)
 		};
 
 		print_fields (labels, values, G_N_ELEMENTS (labels));
+	}
+	return 0;
+}
+
+static int
+command_nodes (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- list the nodes of the hub and what each holds"));
+	g_autoptr (GVariant) reply = NULL;
+	g_autoptr (GVariant) nodes = NULL;
+	g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+	g_autoptr (JsonArray) array = json_array_new ();
+	GVariantIter iter;
+	const char *name;
+	GVariant *fields;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	reply = ask_hub ("ListNodes", NULL, "(a(sa{sv}))", &status);
+	if (reply == NULL)
+		return status;
+	nodes = g_variant_get_child_value (reply, 0);
+	g_variant_iter_init (&iter, nodes);
+	while (g_variant_iter_loop (&iter, "(&s@a{sv})", &name, &fields)) {
+		JsonObject *object = json_object_from_vardict (fields);
+		char **row = g_new0 (char *, 9);
+		gboolean local = FALSE;
+		gint64 started = 0;
+
+		json_object_set_string_member (object, "name", name);
+		json_array_add_object_element (array, object);
+		g_variant_lookup (fields, "local", "b", &local);
+		g_variant_lookup (fields, "started", "x", &started);
+		row[0] = g_strconcat (name, local ? " *" : "", NULL);
+		row[1] = g_strdup (lookup_string (fields, "host"));
+		row[2] = g_strdup_printf ("%" PRIu64, lookup_counter (fields, "pid"));
+		row[3] = g_strdup_printf ("%" PRIu64, lookup_counter (fields, "connections"));
+		row[4] = g_strdup_printf ("%" PRIu64, lookup_counter (fields, "rooms"));
+		row[5] = g_strdup_printf ("%" PRIu64, lookup_counter (fields, "messages-relayed"));
+		row[6] = format_time (started);
+		row[7] = g_strdup (lookup_string (fields, "version"));
+		g_ptr_array_add (rows, row);
+	}
+	if (opt_json) {
+		print_json_array (array);
+	} else {
+		const char *header[] = {_ ("NODE"),
+					_ ("HOST"),
+					_ ("PID"),
+					_ ("CLIENTS"),
+					_ ("ROOMS"),
+					_ ("RELAYED"),
+					_ ("STARTED"),
+					_ ("VERSION")};
+
+		print_table (header, G_N_ELEMENTS (header), rows);
+		/* TRANSLATORS: under the table of nodes */
+		g_print ("%s\n", _ ("* the node that answered"));
 	}
 	return 0;
 }
@@ -1430,6 +1508,7 @@ typedef struct {
  * JSON, CLIENT_ID, N); command names and options stay as they are. */
 static const Command commands[] = {
     {"status", command_status, "status", N_ ("version, address, counts and counters")},
+    {"nodes", command_nodes, "nodes", N_ ("the nodes of the hub, their clients and rooms")},
     {"clients", command_clients, "clients", N_ ("the connected clients")},
     {"rooms", command_rooms, "rooms", N_ ("the rooms and their connections")},
     {"members", command_members, N_ ("members ROOM"), N_ ("the users in a room")},

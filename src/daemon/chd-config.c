@@ -39,6 +39,7 @@ chd_config_new (void)
 	config->store_sync = CHAT_STORE_SYNC_NORMAL;
 	config->redis_address = g_strdup ("127.0.0.1:6379");
 	config->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
+	config->announce_interval = 5;
 	config->history_size = CHAT_STORE_DEFAULT_HISTORY_SIZE;
 	config->history_ttl = CHAT_STORE_DEFAULT_HISTORY_TTL;
 	config->dm_ttl = CHAT_STORE_DEFAULT_DM_TTL;
@@ -327,6 +328,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	if (!read_boolean (file, "server", "web", &config->web, error))
 		return FALSE;
+	if (!read_boolean (file, "server", "reuse-port", &config->reuse_port, error))
+		return FALSE;
 
 	read_string (file, "auth", "algorithm", &algorithm);
 	if (algorithm != NULL &&
@@ -409,6 +412,24 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 
 	if (!load_store (config, file, error) || !load_cluster (config, file, error))
 		return FALSE;
+	if (!read_uint (file,
+			"cluster",
+			"announce-interval",
+			1,
+			3600,
+			&config->announce_interval,
+			error))
+		return FALSE;
+	/* two hubs of their own on one port would each get a share of the users */
+	if (config->reuse_port && config->cluster_backend != CHD_CLUSTER_BACKEND_REDIS) {
+		g_set_error (
+		    error,
+		    G_KEY_FILE_ERROR,
+		    G_KEY_FILE_ERROR_INVALID_VALUE,
+		    _ ("[server] reuse-port: only for the nodes of one hub, with [cluster] "
+		       "backend=redis"));
+		return FALSE;
+	}
 
 	g_clear_pointer (&config->key, g_bytes_unref);
 	if (config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||

@@ -27,7 +27,8 @@ typedef struct {
 	guint port;
 	char *path;
 	guint max_connections;
-	gboolean web; /* serve the browser chat page at "/" */
+	gboolean web;	     /* serve the browser chat page at "/" */
+	gboolean reuse_port; /* SO_REUSEPORT: only with cluster_backend REDIS */
 	ChatTokenAlgorithm algorithm;
 	GBytes *key; /* HMAC secret or PEM public key */
 	char *issuer;
@@ -58,10 +59,11 @@ typedef struct {
 	guint dm_ttl;	   /* seconds; 0 = no time limit */
 	/* [cluster]: several chathubd processes as one hub; with it, [store] is not used */
 	ChdClusterBackend cluster_backend;
-	char *redis_address;  /* host:port or an absolute unix socket path */
-	char *redis_password; /* (nullable): read from redis-password-file */
-	char *node_name;      /* (nullable): default host name and process id */
-	char *key_prefix;     /* default "chathub" */
+	char *redis_address;	 /* host:port or an absolute unix socket path */
+	char *redis_password;	 /* (nullable): read from redis-password-file */
+	char *node_name;	 /* (nullable): default host name and process id */
+	char *key_prefix;	 /* default "chathub" */
+	guint announce_interval; /* seconds between node announcements; default 5 */
 } ChdConfig;
 
 ChdConfig *

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "chc-bus.h"
+#include "chd-cluster.h"
 #include "chd-daemon.h"
 #include "chd-dbus.h"
 #include "chd-log.h"
@@ -32,6 +33,7 @@ struct _ChdDaemon {
 	ChatHub *hub;
 	ChatTokenVerifier *verifier;
 	ChatServer *server;
+	ChdCluster *cluster;
 	ChdDbus *dbus; /* (nullable): not on a bus */
 	GMainLoop *loop;
 	guint sigterm_id;
@@ -43,6 +45,7 @@ struct _ChdDaemon {
 	gulong n_clients_id;
 	gulong client_registered_id;
 	gboolean stopping;
+	gboolean leaving;      /* the node list's goodbye is on its way to Redis */
 	gboolean clients_left; /* the shutdown deadline passed with clients still open */
 	int exit_status;
 };
@@ -61,6 +64,7 @@ chd_daemon_dispose (GObject *object)
 	g_clear_signal_handler (&self->n_clients_id, self->hub);
 	g_clear_signal_handler (&self->client_registered_id, self->hub);
 	g_clear_object (&self->dbus);
+	g_clear_object (&self->cluster);
 	g_clear_object (&self->server);
 	g_clear_object (&self->hub);
 	/* after the hub, which hands it what is still to be written */
@@ -145,12 +149,23 @@ on_statistics_timeout (gpointer user_data)
 static void
 maybe_quit (ChdDaemon *self)
 {
-	if (self->stopping && chat_hub_get_n_clients (self->hub) == 0)
+	if (self->stopping && !self->leaving && chat_hub_get_n_clients (self->hub) == 0)
 		g_main_loop_quit (self->loop);
 }
 
 static void
 stop (ChdDaemon *self, int exit_status);
+
+static gboolean
+on_cluster_left (gpointer user_data)
+{
+	ChdDaemon *self = CHD_DAEMON (user_data);
+
+	self->leaving = FALSE;
+	if (self->hub != NULL)
+		maybe_quit (self);
+	return G_SOURCE_REMOVE;
+}
 
 static gboolean
 on_idle (gpointer user_data)
@@ -223,6 +238,8 @@ stop (ChdDaemon *self, int exit_status)
 	if (self->dbus != NULL)
 		chd_dbus_stop (self->dbus);
 	chat_server_stop_listening (self->server);
+	self->leaving = TRUE;
+	chd_cluster_leave (self->cluster, on_cluster_left, self);
 	/* armed before closing, which takes a while with many clients; not
 	 * g_timeout_add_seconds(), which may fire up to a second late; ahead of any I/O */
 	self->shutdown_timeout_id = g_timeout_add_full (G_PRIORITY_HIGH,
@@ -410,7 +427,10 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     config->max_rooms,
 				     "web-root",
 				     web_root,
+				     "reuse-port",
+				     config->reuse_port,
 				     NULL);
+	self->cluster = chd_cluster_new (self->server, self->store, config);
 	self->client_registered_id = g_signal_connect (self->hub,
 						       "client-registered",
 						       G_CALLBACK (on_client_registered),
@@ -451,6 +471,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 		    self->config->store_path,
 		    self->config->store_sync == CHAT_STORE_SYNC_FULL ? "full" : "normal");
 	chd_log_event (G_LOG_LEVEL_MESSAGE, "store-opened", text);
+	chd_cluster_start (self->cluster);
 	if (g_log_get_debug_enabled ())
 		self->statistics_id = g_timeout_add_seconds (STORE_STATISTICS_INTERVAL_S,
 							     on_statistics_timeout,
@@ -458,7 +479,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 
 	/* only now: owning the name is how the bus and systemd learn that we are ready */
 	if (self->config->bus_type != G_BUS_TYPE_NONE) {
-		self->dbus = chd_dbus_new (self->server, self->store, self->config);
+		self->dbus = chd_dbus_new (self->server, self->store, self->cluster, self->config);
 		g_signal_connect (self->dbus, "activity", G_CALLBACK (on_dbus_activity), self);
 		g_signal_connect (self->dbus, "name-lost", G_CALLBACK (on_name_lost), self);
 		if (!chd_dbus_start (self->dbus, error)) {

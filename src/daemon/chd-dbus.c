@@ -28,6 +28,8 @@ struct _ChdDbus {
 	ChatServer *server;
 	ChatHub *hub;
 	ChatStore *store;
+	ChdCluster *cluster;
+	gulong cluster_changed_id;
 	ChdConfig *config; /* unowned; outlives us */
 	GDBusConnection *connection;
 	ChdHub1 *skeleton;
@@ -61,6 +63,8 @@ chd_dbus_dispose (GObject *object)
 	g_clear_object (&self->connection);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->store);
+	g_clear_signal_handler (&self->cluster_changed_id, self->cluster);
+	g_clear_object (&self->cluster);
 	g_clear_object (&self->server);
 	G_OBJECT_CLASS (chd_dbus_parent_class)->dispose (object);
 }
@@ -762,17 +766,43 @@ on_broadcast (ChatHub *hub, ChatMessage *message, ChdDbus *self)
 					 content != NULL ? content : "");
 }
 
+/* The hub-wide figures, after the local ones or the node list changed. */
+static void
+update_cluster_properties (ChdDbus *self)
+{
+	chd_hub1_set_cluster_node_count (self->skeleton, chd_cluster_get_n_nodes (self->cluster));
+	chd_hub1_set_cluster_client_count (self->skeleton,
+					   chd_cluster_get_n_clients (self->cluster));
+	chd_hub1_set_cluster_room_count (self->skeleton, chd_cluster_get_n_rooms (self->cluster));
+}
+
 static void
 on_n_clients (ChatHub *hub, GParamSpec *pspec, ChdDbus *self)
 {
 	/* the skeleton emits PropertiesChanged only when the value differs */
 	chd_hub1_set_client_count (self->skeleton, chat_hub_get_n_clients (hub));
+	update_cluster_properties (self);
 }
 
 static void
 on_n_rooms (ChatHub *hub, GParamSpec *pspec, ChdDbus *self)
 {
 	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (hub));
+	update_cluster_properties (self);
+}
+
+static void
+on_cluster_changed (ChdCluster *cluster, ChdDbus *self)
+{
+	update_cluster_properties (self);
+}
+
+static gboolean
+handle_list_nodes (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
+{
+	note_activity (self);
+	chd_hub1_complete_list_nodes (skeleton, invocation, chd_cluster_list_nodes (self->cluster));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
 /* ---- the name ------------------------------------------------------------------------- */
@@ -821,17 +851,19 @@ on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
  * chd_dbus_new:
  * @server: the server whose hub goes on the bus
  * @store: the hub's message store, for its statistics
+ * @cluster: the hub's node list
  * @config: the daemon's settings (bus type and [dbus]); must outlive the object
  *
  * Returns: (transfer full): a #ChdDbus, not on the bus yet
  */
 ChdDbus *
-chd_dbus_new (ChatServer *server, ChatStore *store, ChdConfig *config)
+chd_dbus_new (ChatServer *server, ChatStore *store, ChdCluster *cluster, ChdConfig *config)
 {
 	ChdDbus *self = g_object_new (CHD_TYPE_DBUS, NULL);
 
 	self->server = g_object_ref (server);
 	self->store = g_object_ref (store);
+	self->cluster = g_object_ref (cluster);
 	self->hub = g_object_ref (chat_server_get_hub (server));
 	self->config = config;
 	return self;
@@ -875,7 +907,12 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	chd_hub1_set_listen_uri (self->skeleton, uri);
 	chd_hub1_set_client_count (self->skeleton, chat_hub_get_n_clients (self->hub));
 	chd_hub1_set_room_count (self->skeleton, chat_hub_get_n_rooms (self->hub));
+	update_cluster_properties (self);
 
+	g_signal_connect (self->skeleton,
+			  "handle-list-nodes",
+			  G_CALLBACK (handle_list_nodes),
+			  self);
 	g_signal_connect (self->skeleton,
 			  "handle-list-clients",
 			  G_CALLBACK (handle_list_clients),
@@ -916,6 +953,8 @@ chd_dbus_start (ChdDbus *self, GError **error)
 	    g_signal_connect (self->hub, "notify::n-clients", G_CALLBACK (on_n_clients), self);
 	self->hub_handlers[3] =
 	    g_signal_connect (self->hub, "notify::n-rooms", G_CALLBACK (on_n_rooms), self);
+	self->cluster_changed_id =
+	    g_signal_connect (self->cluster, "changed", G_CALLBACK (on_cluster_changed), self);
 	/* the hub skips building the signal's arguments when nobody listens */
 	if (self->config->message_signals)
 		self->hub_handlers[4] =

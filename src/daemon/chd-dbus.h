@@ -6,6 +6,7 @@
 
 #include <chathub.h>
 
+#include "chd-cluster.h"
 #include "chd-config.h"
 
 G_BEGIN_DECLS
@@ -14,7 +15,7 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (ChdDbus, chd_dbus, CHD, DBUS, GObject)
 
 ChdDbus *
-chd_dbus_new (ChatServer *server, ChatStore *store, ChdConfig *config);
+chd_dbus_new (ChatServer *server, ChatStore *store, ChdCluster *cluster, ChdConfig *config);
 gboolean
 chd_dbus_start (ChdDbus *self, GError **error);
 void

@@ -25,8 +25,12 @@ chat_listener_new (GMainContext *context,
 		   ChatListenerServeFunc serve_func,
 		   ChatListenerCountFunc count_func,
 		   gpointer user_data);
+/* @reuse_port: SO_REUSEPORT, so that other processes may listen on the same address */
 gboolean
-chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **error);
+chat_listener_listen (ChatListener *self,
+		      GSocketAddress *address,
+		      gboolean reuse_port,
+		      GError **error);
 void
 chat_listener_stop (ChatListener *self);
 gboolean

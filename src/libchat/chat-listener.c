@@ -483,8 +483,38 @@ chat_listener_new (GMainContext *context,
 }
 
 /* Binds and listens on @address with a deep backlog, so connection storms are not refused. */
+/* Several processes on one address, the kernel spreading new connections over them.
+ * g_socket_bind() clears SO_REUSEPORT on stream sockets, so bind() is called here. */
+static gboolean
+bind_reusing_port (GSocket *socket, GSocketAddress *address, GError **error)
+{
+	struct sockaddr_storage native;
+	gssize size = g_socket_address_get_native_size (address);
+	int fd = g_socket_get_fd (socket);
+	int one = 1;
+
+	if (size < 0 || !g_socket_address_to_native (address, &native, sizeof native, error))
+		return FALSE;
+	if (setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt (fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    bind (fd, (struct sockaddr *) &native, (socklen_t) size) < 0) {
+		int saved_errno = errno;
+
+		g_set_error (error,
+			     G_IO_ERROR,
+			     g_io_error_from_errno (saved_errno),
+			     _ ("Error binding to the address with SO_REUSEPORT: %s"),
+			     g_strerror (saved_errno));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean
-chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **error)
+chat_listener_listen (ChatListener *self,
+		      GSocketAddress *address,
+		      gboolean reuse_port,
+		      GError **error)
 {
 	g_autoptr (GSocket) socket = NULL;
 
@@ -498,8 +528,13 @@ chat_listener_listen (ChatListener *self, GSocketAddress *address, GError **erro
 		return FALSE;
 	g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
 	g_socket_set_blocking (socket, FALSE);
-	if (!g_socket_bind (socket, address, TRUE, error) || !g_socket_listen (socket, error))
+	if (reuse_port) {
+		if (!bind_reusing_port (socket, address, error) || !g_socket_listen (socket, error))
+			return FALSE;
+	} else if (!g_socket_bind (socket, address, TRUE, error) ||
+		   !g_socket_listen (socket, error)) {
 		return FALSE;
+	}
 	self->socket = g_steal_pointer (&socket);
 	start_accepting (self);
 	if (self->handshake_sweep == NULL)

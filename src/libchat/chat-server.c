@@ -108,6 +108,7 @@ struct _ChatServer {
 	guint messages_per_second;
 	guint message_burst;
 	guint max_rooms;
+	gboolean reuse_port;
 	guint64 accepted;
 	guint64 refused_bad_request;
 	guint64 refused_token;
@@ -139,6 +140,7 @@ enum {
 	PROP_MESSAGE_BURST,
 	PROP_MAX_ROOMS,
 	PROP_WEB_ROOT,
+	PROP_REUSE_PORT,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -199,6 +201,9 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_WEB_ROOT:
 		g_value_set_string (value, self->web_root);
+		break;
+	case PROP_REUSE_PORT:
+		g_value_set_boolean (value, self->reuse_port);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -274,6 +279,12 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	case PROP_WEB_ROOT:
 		g_free (self->web_root);
 		self->web_root = g_value_dup_string (value);
+		break;
+	case PROP_REUSE_PORT:
+		if (self->reuse_port != g_value_get_boolean (value)) {
+			self->reuse_port = g_value_get_boolean (value);
+			g_object_notify_by_pspec (object, pspec);
+		}
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1147,6 +1158,25 @@ chat_server_class_init (ChatServerClass *klass)
 						    NULL,
 						    G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 							G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:reuse-port:
+	 *
+	 * Whether chat_server_listen() sets `SO_REUSEPORT` on the listening socket, so that
+	 * several processes (each with a server of its own, all with this set) can listen on
+	 * the same address and port, the kernel spreading new connections over them. Only
+	 * for servers whose hubs share one #ChatRedisStore (the nodes of one hub): hubs that do
+	 * not share a store would split the users between them. Read by
+	 * chat_server_listen(); %FALSE by default, when a second server on the same port fails
+	 * to listen.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_REUSE_PORT] = g_param_spec_boolean ("reuse-port",
+						       NULL,
+						       "Whether to set SO_REUSEPORT on the socket",
+						       FALSE,
+						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							   G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -1251,7 +1281,7 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 		return FALSE;
 	}
 	socket_address = g_inet_socket_address_new (inet, port);
-	if (!chat_listener_listen (self->listener, socket_address, error)) {
+	if (!chat_listener_listen (self->listener, socket_address, self->reuse_port, error)) {
 		g_prefix_error (error, _ ("Cannot listen on %s port %u: "), address, port);
 		return FALSE;
 	}

@@ -584,14 +584,15 @@ class InterfaceTests(BusDaemonTestCase):
             "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "History": ("ttu", "sas"),
             "Broadcast": ("sa{sv}", "tu"),
             "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
-            "GetStatistics": ("", "a{sv}")})
+            "GetStatistics": ("", "a{sv}"), "ListNodes": ("", "a(sa{sv})")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
         self.assertEqual(signals, {"ClientRegistered": "st", "ClientUnregistered": "stq",
                                    "MessageBroadcast": "tts"})
         props = {p.name: (p.signature, p.flags) for p in iface.properties}
         self.assertEqual(props, {n: (s, Gio.DBusPropertyInfoFlags.READABLE) for n, s in
                                  [("Version", "s"), ("ListenUri", "s"), ("ClientCount", "u"),
-                                  ("RoomCount", "u")]})
+                                  ("RoomCount", "u"), ("ClusterNodeCount", "u"),
+                                  ("ClusterClientCount", "u"), ("ClusterRoomCount", "u")]})
 
     def test_properties(self):
         version = subprocess.run([CHATHUBD, "--version"], stdout=subprocess.PIPE, text=True,
@@ -601,6 +602,13 @@ class InterfaceTests(BusDaemonTestCase):
         self.assertEqual(props["ListenUri"], "ws://127.0.0.1:%d/ws" % self.daemon.port)
         self.assertIsInstance(props["ClientCount"], int)
         self.assertIsInstance(props["RoomCount"], int)
+        # without [cluster] the hub is this node alone
+        self.assertEqual(props["ClusterNodeCount"], 1)
+        self.assertEqual(props["ClusterClientCount"], props["ClientCount"])
+        self.assertEqual(props["ClusterRoomCount"], props["RoomCount"])
+        (name, fields), = self.hub.call("ListNodes")[0]
+        self.assertEqual((fields["local"], fields["pid"], fields["version"]),
+                         (True, self.daemon.proc.pid, version))
         name, message = self.hub.error_of("Set", (IFACE, "ClientCount", GLib.Variant("u", 7)),
                                           "(ssv)", "org.freedesktop.DBus.Properties")
         self.assertIsNotNone(name, "a read-only property was set")

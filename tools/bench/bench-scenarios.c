@@ -137,6 +137,8 @@ idle_print_json (const Idle *r)
 	j_num (j, "duration_s", opt.duration);
 	j_int (j, "open_at_end", (int64_t) r->live);
 	j_int (j, "conns_lost", (int64_t) diff (&r->b, &r->c2, S_LOST));
+	/* what others sent while the connections were held (a hub-wide message, say) */
+	j_int (j, "messages_without_t", (int64_t) diff (&r->b, &r->c2, S_NO_T));
 	j_closes (j, &r->b, &r->c2);
 	if (opt.pid > 0) {
 		j_int (j, "rss_before_kib", r->rss0);
