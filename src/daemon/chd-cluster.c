@@ -4,6 +4,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -253,7 +255,7 @@ on_sweep (gpointer user_data)
 			continue;
 		{
 			g_autofree char *text = g_strdup_printf (
-			    _ ("Node %s (%s, pid %" G_GINT64_FORMAT ") was not heard from for "
+			    _ ("Node %s (%s, pid %" PRId64 ") was not heard from for "
 			       "%u s; dropped from the node list"),
 			    node->name,
 			    node->host,
@@ -318,7 +320,7 @@ on_announcement (ChdCluster *self, const char *text, size_t length)
 		if ((pid != getpid () || strcmp (host, self->host) != 0) &&
 		    !self->name_clash_warned) {
 			g_autofree char *warning = g_strdup_printf (
-			    _ ("Another node announces itself as %s (%s, pid %" G_GINT64_FORMAT
+			    _ ("Another node announces itself as %s (%s, pid %" PRId64
 			       "): give every node its own [cluster] node-name"),
 			    name,
 			    host,
@@ -354,11 +356,10 @@ on_announcement (ChdCluster *self, const char *text, size_t length)
 		node->name = g_strdup (name);
 		node->room_ids = g_array_new (FALSE, FALSE, sizeof (guint64));
 		g_hash_table_insert (self->others, node->name, node);
-		message = g_strdup_printf (
-		    _ ("Node %s (%s, pid %" G_GINT64_FORMAT ") joined the node list"),
-		    name,
-		    host,
-		    pid);
+		message = g_strdup_printf (_ ("Node %s (%s, pid %" PRId64 ") joined the node list"),
+					   name,
+					   host,
+					   pid);
 		chd_log_event (G_LOG_LEVEL_MESSAGE, "node-found", message);
 	}
 	g_free (node->host);
