@@ -80,16 +80,12 @@ static void
 start_redis (const char *server)
 {
 	g_autoptr (GError) error = NULL;
-	g_autoptr (GSocket) probe = NULL;
-	g_autoptr (GSocketAddress) bound = NULL;
-	g_autoptr (GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
-	g_autoptr (GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
-	g_autofree char *port = NULL;
+	g_autofree char *socket_path = NULL;
 	const char *argv[] = {server,
 			      "--port",
+			      "0",
+			      "--unixsocket",
 			      NULL,
-			      "--bind",
-			      "127.0.0.1",
 			      "--dir",
 			      NULL,
 			      "--save",
@@ -100,21 +96,11 @@ start_redis (const char *server)
 			      "",
 			      NULL};
 
-	/* a free port: the kernel's choice, released just before redis-server takes it */
-	probe = g_socket_new (G_SOCKET_FAMILY_IPV4,
-			      G_SOCKET_TYPE_STREAM,
-			      G_SOCKET_PROTOCOL_TCP,
-			      &error);
-	g_assert_no_error (error);
-	g_assert_true (g_socket_bind (probe, any, FALSE, &error));
-	bound = g_socket_get_local_address (probe, &error);
-	g_assert_no_error (error);
-	port =
-	    g_strdup_printf ("%u", g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
-	g_socket_close (probe, NULL);
+	/* a unix socket in a directory of our own: no TCP port another test could take first */
 	redis_dir = g_dir_make_tmp ("chathub-redis-XXXXXX", &error);
 	g_assert_no_error (error);
-	argv[2] = port;
+	socket_path = g_build_filename (redis_dir, "redis.sock", NULL);
+	argv[4] = socket_path;
 	argv[6] = redis_dir;
 	g_assert_true (g_spawn_async (NULL,
 				      (char **) argv,
@@ -125,7 +111,7 @@ start_redis (const char *server)
 				      &redis_pid,
 				      &error));
 	g_assert_no_error (error);
-	redis_address = g_strdup_printf ("127.0.0.1:%s", port);
+	redis_address = g_steal_pointer (&socket_path);
 }
 
 static void
@@ -138,6 +124,7 @@ stop_redis (void)
 	kill (redis_pid, SIGKILL);
 	waitpid (redis_pid, NULL, 0);
 	g_spawn_close_pid (redis_pid);
+	g_remove (redis_address); /* the socket */
 	g_rmdir (redis_dir);
 	g_free (redis_dir);
 	g_free (redis_address);
