@@ -644,6 +644,38 @@ test_message_mutations (void)
 	g_assert_cmpuint (refused, >, 1000);
 }
 
+/* the numbers of a frame, written without printf: every digit at both ends of the range */
+static void
+test_message_number_output (void)
+{
+	const guint64 users[] = {0, 9, 10, G_MAXUINT64};
+	const gint64 timestamps[] = {0, 1, 1764350000, G_MAXINT64};
+
+	for (guint i = 0; i < G_N_ELEMENTS (timestamps); i++) {
+		g_autoptr (ChatMessage) message = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
+		g_autofree char *json = NULL;
+		g_autofree char *expected = NULL;
+
+		chat_message_set_id (message, G_MAXUINT64 - i);
+		chat_message_set_offset (message, 1000000 + i);
+		chat_message_set_from (message, 12345678901234567890u);
+		chat_message_set_to (message, 10);
+		chat_message_set_room_id (message, 7);
+		chat_message_set_users (message, users, G_N_ELEMENTS (users));
+		chat_message_set_timestamp (message, timestamps[i]);
+		json = chat_message_to_json (message);
+		expected =
+		    g_strdup_printf ("{\"type\":\"presence\",\"id\":%" G_GUINT64_FORMAT
+				     ",\"offset\":%u,\"from\":12345678901234567890,\"to\":10,"
+				     "\"room_id\":7,\"users\":[0,9,10,18446744073709551615],"
+				     "\"timestamp\":%" G_GINT64_FORMAT "}",
+				     G_MAXUINT64 - i,
+				     1000000 + i,
+				     timestamps[i]);
+		g_assert_cmpstr (json, ==, expected);
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -654,6 +686,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/message/nul", test_message_nul);
 	g_test_add_func ("/chat/message/parse-fields", test_message_parse_fields);
 	g_test_add_func ("/chat/message/integers", test_message_integers);
+	g_test_add_func ("/chat/message/number-output", test_message_number_output);
 	g_test_add_func ("/chat/message/names", test_message_names);
 	g_test_add_func ("/chat/message/string-escapes", test_message_string_escapes);
 	g_test_add_func ("/chat/message/data-tree", test_message_data_tree);
