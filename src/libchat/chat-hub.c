@@ -60,6 +60,9 @@ typedef struct {
 	 * Unowned: their STEP_LEAVE holds a reference. */
 	GPtrArray *leaving;
 	gboolean ready; /* with a broker: the store receives the room's publications */
+	/* with a broker: the watch failed or was lost; what waits for it fails until it is
+	 * ready again */
+	gboolean unavailable;
 } ChatRoom;
 
 #define SLOT_PENDING 0x80000000u
@@ -122,8 +125,12 @@ typedef struct {
 
 typedef struct {
 	guint64 id;
-	GPtrArray *clients; /* ChatClient*, unowned */
-	gboolean ready;	    /* with a broker: as ChatRoom.ready */
+	GPtrArray *clients;   /* ChatClient*, unowned */
+	gboolean ready;	      /* with a broker: as ChatRoom.ready */
+	gboolean unavailable; /* as ChatRoom.unavailable */
+	/* with a broker: connections whose offline delivery failed (owned): they reconnect
+	 * (4002) once the user's stream is watched again */
+	GPtrArray *stale;
 } ChatUser;
 
 struct _ChatHub {
@@ -215,6 +222,7 @@ static void
 user_free (ChatUser *user)
 {
 	g_ptr_array_unref (user->clients);
+	g_clear_pointer (&user->stale, g_ptr_array_unref);
 	g_free (user);
 }
 
@@ -904,6 +912,12 @@ send_join_ack (ChatHub *self, ChatClient *client, guint64 room_id, gint recovere
 }
 
 static void
+send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+static void
+send_error_at_turn (ChatClient *client, ChatError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+static void
 on_read_done (GObject *source, GAsyncResult *result, gpointer user_data);
 static HubStep *
 step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message);
@@ -1033,6 +1047,23 @@ finish_join (ChatHub *self, HubStep *step)
 	gint recovered = step->recovered;
 	guint64 position;
 
+	if (self->broker && step->error != NULL) {
+		/* the room's stream could not be reached: not joined (nobody was told), the
+		 * joiner may try again; a later join of its own answers for itself */
+		if (step->cancelled)
+			return;
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "Room %" G_GUINT64_FORMAT " could not be joined now",
+				    step->room_id);
+		if (step->left || entry == NULL || room == NULL)
+			return;
+		room_take (room, entry, step->client);
+		chat_client_remove_room (step->client, step->room_id);
+		room_drop_if_empty (self, room);
+		g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, step->client, step->room_id);
+		return;
+	}
 	if (step->announce && room != NULL) {
 		g_autoptr (GBytes) event =
 		    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
@@ -1133,10 +1164,6 @@ finish_leave (ChatHub *self, HubStep *step)
 
 /* ---- the ordered pipeline --------------------------------------------------------------- */
 
-static void
-send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
-    G_GNUC_PRINTF (3, 4);
-
 /* Queued at the tail; a step runs when it is done and every step before it has run. */
 static HubStep *
 step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message)
@@ -1169,10 +1196,10 @@ answer_history (ChatHub *self, HubStep *step)
 	if (!client_is_connected (self, step->client))
 		return;
 	if (step->error != NULL) {
-		send_error_printf (step->client,
-				   CHAT_ERROR_UNAVAILABLE,
-				   "The history of room %" G_GUINT64_FORMAT " could not be read",
-				   step->room_id);
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "The history of room %" G_GUINT64_FORMAT " could not be read",
+				    step->room_id);
 		return;
 	}
 	chat_store_get_stream (self->store,
@@ -1222,6 +1249,23 @@ push_user_frames (ChatHub *self, HubStep *step, guint64 position, gboolean recei
 	return in_range;
 }
 
+/* With a broker: @client's offline delivery failed (Redis unreachable). It reconnects to
+ * get it (4002), now if its user's stream is watched, else once it is again, so that the
+ * new connection does not fail the same way. */
+static void
+recover_later (ChatHub *self, ChatClient *client)
+{
+	ChatUser *user = lookup_user (self, chat_client_get_user_id (client));
+
+	if (user == NULL || user->ready) {
+		chat_client_close (client, CLOSE_CODE_RECOVER, "recover");
+		return;
+	}
+	if (user->stale == NULL)
+		user->stale = g_ptr_array_new_with_free_func (g_object_unref);
+	g_ptr_array_add (user->stale, g_object_ref (client));
+}
+
 /* A new connection's undelivered direct messages (STEP_OFFLINE), or a `sync` (STEP_SYNC). */
 static void
 finish_user_read (ChatHub *self, HubStep *step)
@@ -1235,6 +1279,17 @@ finish_user_read (ChatHub *self, HubStep *step)
 		dm_pending_remove (self, step->client);
 	if (!client_is_connected (self, step->client))
 		return;
+	if (self->broker && step->error != NULL &&
+	    !g_error_matches (step->error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT)) {
+		/* Redis could not be reached */
+		if (step->kind == STEP_SYNC)
+			send_error_at_turn (step->client,
+					    CHAT_ERROR_UNAVAILABLE,
+					    "The direct messages could not be read now");
+		else
+			recover_later (self, step->client);
+		return;
+	}
 	position = user_position (self, chat_client_get_user_id (step->client), &epoch);
 	if (step->kind == STEP_OFFLINE) {
 		/* on a failed read the watermark stays: the next connection gets them */
@@ -1323,10 +1378,18 @@ start_deferred (ChatHub *self, HubStep *step)
 	const char *epoch = NULL;
 	guint64 position;
 
-	if (room_step && room != NULL && !room->ready)
-		return FALSE;
-	if (!room_step && user != NULL && !user->ready)
-		return FALSE;
+	if ((room_step && room != NULL && !room->ready) ||
+	    (!room_step && user != NULL && !user->ready)) {
+		if (!(room_step ? room->unavailable : user->unavailable))
+			return FALSE;
+		/* Redis could not be reached within the timeout: fail now, not wait */
+		g_set_error_literal (&step->error,
+				     G_IO_ERROR,
+				     G_IO_ERROR_NOT_CONNECTED,
+				     "Redis is not reachable");
+		step->done = TRUE;
+		return TRUE;
+	}
 	switch (step->kind) {
 	case STEP_JOIN:
 		step->done = TRUE;
@@ -1383,6 +1446,11 @@ start_deferred (ChatHub *self, HubStep *step)
 				       step);
 		break;
 	case STEP_SYNC:
+		if (!step->read) {
+			/* a plain sync: the position, now that it is known */
+			step->done = TRUE;
+			return TRUE;
+		}
 		position = user_position (self, user_id, &epoch);
 		if (user == NULL || step->since > position || g_strcmp0 (step->epoch, epoch) != 0) {
 			/* not recovered: finish_user_read() sees a failed read */
@@ -1419,7 +1487,7 @@ run_step (ChatHub *self, HubStep *step)
 		if (step->error != NULL) {
 			/* nothing unstored is relayed: the sender knows, and may send it again */
 			if (client_is_connected (self, step->client))
-				send_error_printf (
+				send_error_at_turn (
 				    step->client,
 				    CHAT_ERROR_UNAVAILABLE,
 				    "The message could not be stored, so it was not relayed");
@@ -1525,10 +1593,43 @@ hub_watched (gpointer data, ChatStreamKind kind, guint64 stream_id)
 	ChatRoom *room;
 	ChatUser *user;
 
-	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL)
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
 		room->ready = TRUE;
-	else if (kind == CHAT_STREAM_KIND_USER && (user = lookup_user (self, stream_id)) != NULL)
+		room->unavailable = FALSE;
+	} else if (kind == CHAT_STREAM_KIND_USER &&
+		   (user = lookup_user (self, stream_id)) != NULL) {
+		g_autoptr (GPtrArray) stale = g_steal_pointer (&user->stale);
+
 		user->ready = TRUE;
+		user->unavailable = FALSE;
+		for (guint i = 0; stale != NULL && i < stale->len; i++)
+			if (client_is_connected (self, stale->pdata[i]))
+				chat_client_close (stale->pdata[i], CLOSE_CODE_RECOVER, "recover");
+	}
+	append_unblocked (self);
+	release_steps (self);
+}
+
+/* Redis could not be reached for the stream within the store's timeout: what waits for it
+ * fails now (messages are answered `unavailable`), and so does what asks for it until it is
+ * watched again. */
+static void
+hub_unavailable (gpointer data, ChatStreamKind kind, guint64 stream_id)
+{
+	ChatHub *self = data;
+	ChatRoom *room;
+	ChatUser *user;
+
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
+		room->ready = FALSE;
+		room->unavailable = TRUE;
+	} else if (kind == CHAT_STREAM_KIND_USER &&
+		   (user = lookup_user (self, stream_id)) != NULL) {
+		user->ready = FALSE;
+		user->unavailable = TRUE;
+	} else {
+		return;
+	}
 	append_unblocked (self);
 	release_steps (self);
 }
@@ -1557,7 +1658,7 @@ hub_gap (gpointer data, ChatStreamKind kind, guint64 stream_id)
 		chat_client_close (clients->pdata[i], CLOSE_CODE_RECOVER, "recover");
 }
 
-static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap};
+static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap, hub_unavailable};
 
 static void
 on_append_done (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -1620,37 +1721,81 @@ append_step (ChatHub *self, HubStep *step)
 	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
 }
 
+typedef enum { APPEND_GO, APPEND_WAIT, APPEND_REFUSED } AppendState;
+
+static AppendState
+stream_append_state (gboolean known, gboolean ready, gboolean unavailable)
+{
+	if (!known || ready)
+		return APPEND_GO;
+	return unavailable ? APPEND_REFUSED : APPEND_WAIT;
+}
+
 /* With a broker: a message to a stream this node is starting to watch waits until it does,
- * or this node would miss it (the sender its echo). */
-static gboolean
-append_blocked (ChatHub *self, HubStep *step)
+ * or this node would miss it (the sender its echo); one whose watch failed is refused. */
+static AppendState
+append_state (ChatHub *self, HubStep *step)
 {
 	guint64 room_id = chat_message_get_room_id (step->message);
 	guint64 to = chat_message_get_to (step->message);
 	ChatRoom *room;
 	ChatUser *user;
+	AppendState state, sender;
 
 	if (!self->broker)
-		return FALSE;
-	if (room_id != 0)
-		return (room = lookup_room (self, room_id)) != NULL && !room->ready;
+		return APPEND_GO;
+	if (room_id != 0) {
+		room = lookup_room (self, room_id);
+		return stream_append_state (room != NULL,
+					    room != NULL && room->ready,
+					    room != NULL && room->unavailable);
+	}
 	if (to == 0)
-		return FALSE;
-	if ((user = lookup_user (self, to)) != NULL && !user->ready)
-		return TRUE;
-	return step->sender_copy != NULL &&
-	       (user = lookup_user (self, step->sender_user)) != NULL && !user->ready;
+		return APPEND_GO;
+	user = lookup_user (self, to);
+	state = stream_append_state (user != NULL,
+				     user != NULL && user->ready,
+				     user != NULL && user->unavailable);
+	if (step->sender_copy == NULL)
+		return state;
+	user = lookup_user (self, step->sender_user);
+	sender = stream_append_state (user != NULL,
+				      user != NULL && user->ready,
+				      user != NULL && user->unavailable);
+	return MAX (state, sender);
 }
 
-/* With a broker: the messages that waited for a watch, in the order they were sent. */
+static void
+refuse_append (HubStep *step)
+{
+	step->deferred = FALSE;
+	g_set_error_literal (&step->error,
+			     G_IO_ERROR,
+			     G_IO_ERROR_NOT_CONNECTED,
+			     "Redis is not reachable");
+	step->done = TRUE;
+}
+
+/* With a broker: the messages that waited for a watch, in the order they were sent; those
+ * whose watch failed are refused. */
 static void
 append_unblocked (ChatHub *self)
 {
 	for (GList *l = self->steps.head; l != NULL; l = l->next) {
 		HubStep *step = l->data;
 
-		if (step->kind == STEP_STORE && step->deferred && !append_blocked (self, step))
+		if (step->kind != STEP_STORE || !step->deferred)
+			continue;
+		switch (append_state (self, step)) {
+		case APPEND_GO:
 			append_step (self, step);
+			break;
+		case APPEND_REFUSED:
+			refuse_append (step);
+			break;
+		case APPEND_WAIT:
+			break;
+		}
 	}
 }
 
@@ -1668,10 +1813,18 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 	if (self->broker) {
 		if (room_id == 0 && to != 0 && sender_user != 0 && sender_user != to)
 			step->sender_copy = copy_message (message);
-		if (append_blocked (self, step))
-			step->deferred = TRUE;
-		else
+		switch (append_state (self, step)) {
+		case APPEND_GO:
 			append_step (self, step);
+			break;
+		case APPEND_WAIT:
+			step->deferred = TRUE;
+			break;
+		case APPEND_REFUSED:
+			refuse_append (step);
+			release_steps (self);
+			break;
+		}
 		return;
 	}
 	if (room_id == 0 && to == 0) {
@@ -1756,6 +1909,24 @@ send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
 	text = g_strdup_vprintf (format, args);
 	va_end (args);
 	chat_client_send_error (client, code, text);
+}
+
+/* An error answering a step at its turn: in order already, so not queued behind the
+ * client's later requests as chat_client_send_error() would. */
+static void
+send_error_at_turn (ChatClient *client, ChatError code, const char *format, ...)
+{
+	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
+	g_autofree char *text = NULL;
+	va_list args;
+
+	va_start (args, format);
+	text = g_strdup_vprintf (format, args);
+	va_end (args);
+	chat_message_set_code (error, chat_error_get_wire_code (code));
+	chat_message_set_content (error, text);
+	chat_message_stamp (error, 0, 0);
+	chat_client_send (client, error);
 }
 
 /* What a message must satisfy whoever sends it, a client or the service: English for the
@@ -2013,12 +2184,15 @@ handle_sync (ChatHub *self, ChatClient *client, ChatMessage *request)
 
 	gboolean with_since = chat_message_get_since (request, &since);
 
-	if (with_since && self->broker) {
-		step->since = since;
-		step->read = TRUE;
+	if (self->broker) {
+		/* at its turn, once the user's stream is watched: its position is known then */
 		step->deferred = TRUE;
-		step->epoch = g_strdup (chat_message_get_epoch (request));
-		dm_pending_add (self, client);
+		if (with_since) {
+			step->since = since;
+			step->read = TRUE;
+			step->epoch = g_strdup (chat_message_get_epoch (request));
+			dm_pending_add (self, client);
+		}
 		release_steps (self);
 		return;
 	}

@@ -62,6 +62,9 @@ typedef struct {
 	guint watchers;
 	guint pending_subs;
 	guint generation;
+	gint64 watch_started; /* monotonic, the current attempt */
+	gboolean relayed;     /* was ready: top and epoch are what this node relayed */
+	gboolean reported;    /* ChatStoreBroker.unavailable told for the current attempt */
 } RedisStream;
 
 typedef enum { OP_APPEND, OP_READ } OpType;
@@ -76,6 +79,7 @@ typedef struct {
 	guint64 seq;
 	gboolean acked;
 	gboolean replied;
+	gint64 replied_us;
 	gboolean completed;
 	/* OP_READ */
 	ChatStoreRange range;
@@ -98,20 +102,39 @@ struct _ChatRedisStore {
 	char *epoch_candidate;	/* for a stream created by the next script */
 	guint64 last_id;
 	guint64 next_seq;
-	GQueue backlog;	      /* RedisOp*: not yet sent, in order */
-	GQueue awaiting_ack;  /* RedisOp*: appends sent, waiting for their publication */
-	GSource *kick_source; /* sends the backlog once per iteration */
+	GQueue backlog;		/* RedisOp*: not yet sent, in order */
+	GQueue awaiting_ack;	/* RedisOp*: appends sent, waiting for their publication */
+	GSource *kick_source;	/* sends the backlog once per iteration */
+	GSource *reload_source; /* loads the scripts again after a refusal */
 
 	const ChatStoreBroker *broker;
 	gpointer broker_data;
 	char *node_channel;
+
+	guint timeout_ms;	  /* the bound on anything that waits for Redis */
+	guint presence_ttl;	  /* seconds */
+	GSource *tick_source;	  /* with a broker: the probe and the watches' deadlines */
+	GSource *check_source;	  /* a watch to report unavailable at once */
+	guint64 probe_seq;	  /* the last probe sent */
+	guint64 probe_echoed;	  /* the last probe that came back */
+	gboolean probe_in_flight; /* its PUBLISH not answered yet */
+	gint64 probe_answered_us; /* when it was; 0: not waiting for its echo */
+	gint64 next_probe_us;
 
 	ChatStoreRetention retention;
 	ChatStoreStatistics statistics;
 	gboolean failing;
 };
 
-enum { PROP_ADDRESS = CHAT_STORE_N_PROPS, PROP_PASSWORD, PROP_KEY_PREFIX, PROP_NODE_NAME, N_PROPS };
+enum {
+	PROP_ADDRESS = CHAT_STORE_N_PROPS,
+	PROP_PASSWORD,
+	PROP_KEY_PREFIX,
+	PROP_NODE_NAME,
+	PROP_TIMEOUT,
+	PROP_PRESENCE_TTL,
+	N_PROPS
+};
 
 static GParamSpec *props[N_PROPS];
 
@@ -454,6 +477,7 @@ on_append_reply (redisReply *reply, gpointer user_data)
 		return;
 	}
 	op->replied = TRUE;
+	op->replied_us = g_get_monotonic_time ();
 	self->last_id = MAX (self->last_id, reply_uint (reply->element[0]));
 	for (guint i = 0; i < op->n_entries; i++) {
 		ChatStoreEntry *entry = &op->entries[i];
@@ -726,6 +750,9 @@ send_watch_script (ChatRedisStore *self, RedisStream *stream)
 }
 
 static void
+schedule_check (ChatRedisStore *self);
+
+static void
 subscribe_stream (ChatRedisStore *self, RedisStream *stream)
 {
 	g_autofree char *channel = channel_name (self, stream->kind, stream->id);
@@ -733,9 +760,75 @@ subscribe_stream (ChatRedisStore *self, RedisStream *stream)
 
 	stream->generation++;
 	stream->watch = WATCH_SUBSCRIBING;
+	stream->watch_started = g_get_monotonic_time ();
 	if (chat_redis_connection_subscribe (self->pubsub, 2, argv))
 		stream->pending_subs++;
-	/* else: on_pubsub_state() subscribes every watched stream when it is back */
+	else
+		schedule_check (self); /* unavailable now; subscribed again when Redis is back */
+}
+
+typedef struct {
+	ChatStreamKind kind;
+	guint64 id;
+} StreamRef;
+
+/* Tells the broker of every watch that is not ready and cannot be soon: Redis is not
+ * connected, or the watch took longer than the timeout. Once per attempt. */
+static void
+check_watches (ChatRedisStore *self)
+{
+	gint64 now = g_get_monotonic_time ();
+	gboolean connected = self->scripts_loaded && chat_redis_connection_is_ready (self->pubsub);
+	g_autoptr (GArray) late = g_array_new (FALSE, FALSE, sizeof (StreamRef));
+
+	if (self->broker == NULL)
+		return;
+	for (guint kind = 0; kind < 2; kind++) {
+		GHashTableIter iter;
+		gpointer value;
+
+		g_hash_table_iter_init (&iter, self->streams[kind]);
+		while (g_hash_table_iter_next (&iter, NULL, &value)) {
+			RedisStream *stream = value;
+			StreamRef ref = {stream->kind, stream->id};
+
+			if (stream->watchers == 0 || stream->watch == WATCH_READY ||
+			    stream->reported)
+				continue;
+			if (connected &&
+			    now - stream->watch_started < (gint64) self->timeout_ms * 1000)
+				continue;
+			stream->reported = TRUE;
+			g_array_append_val (late, ref);
+		}
+	}
+	/* the broker may unwatch, which changes the tables */
+	for (guint i = 0; i < late->len && self->broker != NULL; i++) {
+		StreamRef *ref = &g_array_index (late, StreamRef, i);
+
+		self->broker->unavailable (self->broker_data, ref->kind, ref->id);
+	}
+}
+
+static gboolean
+on_check (gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	g_clear_pointer (&self->check_source, g_source_unref);
+	check_watches (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_check (ChatRedisStore *self)
+{
+	if (self->check_source == NULL)
+		self->check_source = chat_store_attach_source (g_idle_source_new (),
+							       "chathub redis watch check",
+							       on_check,
+							       self,
+							       self->context);
 }
 
 /* "<kind letter>:<id>" after the prefix: the stream a channel is for */
@@ -762,9 +855,8 @@ stream_of_channel (ChatRedisStore *self, const char *channel, gsize length)
 	return chat_store_streams_lookup (self->streams, kind, id);
 }
 
-/* A watched stream lost track: its members recover, and it is loaded again. */
 static void
-stream_gap (ChatRedisStore *self, RedisStream *stream)
+log_gap (RedisStream *stream)
 {
 	g_log_structured (G_LOG_DOMAIN,
 			  G_LOG_LEVEL_MESSAGE,
@@ -777,7 +869,16 @@ stream_gap (ChatRedisStore *self, RedisStream *stream)
 			      : _ ("Direct messages of user %" PRIu64
 				   " may have been missed; its connections are told to recover"),
 			  stream->id);
+}
+
+/* A watched stream lost track: its members recover, and it is loaded again. */
+static void
+stream_gap (ChatRedisStore *self, RedisStream *stream)
+{
+	log_gap (stream);
 	stream->generation++;
+	/* told now: the state that comes is the new start, not to compare with */
+	stream->relayed = FALSE;
 	send_watch_script (self, stream);
 	self->broker->gap (self->broker_data, stream->kind, stream->id);
 }
@@ -830,24 +931,42 @@ on_node_message (ChatRedisStore *self, const char *payload, gsize length)
 			if (op->replied)
 				redis_op_free (op);
 		}
+	} else if (n == 2 && strcmp (fields[0], "p") == 0) {
+		/* it may overtake the answer to its PUBLISH, which is on the other connection */
+		self->probe_echoed = g_ascii_strtoull (fields[1], NULL, 10);
+		if (self->probe_echoed == self->probe_seq)
+			self->probe_answered_us = 0;
 	} else if (n == 8 && strcmp (fields[0], "w") == 0) {
 		ChatStreamKind kind =
 		    fields[1][0] == 'r' ? CHAT_STREAM_KIND_ROOM : CHAT_STREAM_KIND_USER;
-		RedisStream *stream =
-		    chat_store_streams_lookup (self->streams,
-					       kind,
-					       g_ascii_strtoull (fields[2], NULL, 10));
+		guint64 id = g_ascii_strtoull (fields[2], NULL, 10);
+		RedisStream *stream = chat_store_streams_lookup (self->streams, kind, id);
+		guint64 top = g_ascii_strtoull (fields[4], NULL, 10);
+		gboolean gap;
 
 		if (stream == NULL || stream->watch != WATCH_LOADING ||
 		    g_ascii_strtoull (fields[3], NULL, 10) != stream->generation)
 			return;
-		stream->top = g_ascii_strtoull (fields[4], NULL, 10);
+		/* watched again after a loss: what it relayed must be where the stream is, or
+		 * something was published meanwhile (or Redis lost it, a new epoch) */
+		gap = stream->relayed &&
+		      (top != stream->top || g_strcmp0 (fields[5], stream->epoch) != 0);
+		stream->top = top;
 		stream_set_epoch (stream, fields[5]);
 		renew_candidate (self, fields[5]);
 		stream->first = g_ascii_strtoull (fields[6], NULL, 10);
 		stream->delivered = MAX (stream->delivered, g_ascii_strtoull (fields[7], NULL, 10));
 		stream->watch = WATCH_READY;
-		self->broker->watched (self->broker_data, stream->kind, stream->id);
+		stream->relayed = TRUE;
+		stream->reported = FALSE;
+		if (gap) {
+			log_gap (stream);
+			self->broker->gap (self->broker_data, kind, id);
+			if (self->broker == NULL ||
+			    chat_store_streams_lookup (self->streams, kind, id) != stream)
+				return;
+		}
+		self->broker->watched (self->broker_data, kind, id);
 	}
 }
 
@@ -935,6 +1054,8 @@ on_pubsub_state (ChatRedisConnection *connection,
 	if (self->broker == NULL)
 		return;
 	if (ready) {
+		self->probe_answered_us = 0;
+		self->next_probe_us = g_get_monotonic_time ();
 		subscribe_all (self);
 		return;
 	}
@@ -947,11 +1068,11 @@ on_pubsub_state (ChatRedisConnection *connection,
 			redis_op_free (op);
 		}
 	}
-	/* every watched stream may miss publications from now on: its members recover */
+	/* every watched stream may miss publications from now on: what waits for one fails,
+	 * and once it is watched again its state tells whether its members must recover */
 	for (guint kind = 0; kind < 2; kind++) {
 		GHashTableIter iter;
 		gpointer value;
-		g_autoptr (GPtrArray) gaps = g_ptr_array_new ();
 
 		g_hash_table_iter_init (&iter, self->streams[kind]);
 		while (g_hash_table_iter_next (&iter, NULL, &value)) {
@@ -960,47 +1081,132 @@ on_pubsub_state (ChatRedisConnection *connection,
 			if (stream->watchers == 0)
 				continue;
 			stream->watch = WATCH_SUBSCRIBING;
+			stream->generation++;
 			stream->pending_subs = 0;
-			g_ptr_array_add (gaps, stream);
-		}
-		for (guint i = 0; i < gaps->len; i++) {
-			RedisStream *stream = gaps->pdata[i];
-
-			self->broker->gap (self->broker_data, stream->kind, stream->id);
 		}
 	}
+	check_watches (self);
+}
+
+static void
+on_probe_reply (redisReply *reply, gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	if (reply == NULL)
+		return; /* the store is going, or the connection: tick() starts over */
+	self->probe_in_flight = FALSE;
+	if (reply->type != REDIS_REPLY_INTEGER || self->probe_echoed == self->probe_seq)
+		return;
+	/* nobody received it, not even this node's own subscription: expired at once */
+	self->probe_answered_us = reply->integer > 0 ? g_get_monotonic_time () : 1;
+}
+
+static void
+send_probe (ChatRedisStore *self)
+{
+	g_autofree char *payload = g_strdup_printf ("p %" G_GUINT64_FORMAT, ++self->probe_seq);
+	const char *argv[] = {"PUBLISH", self->node_channel, payload};
+
+	self->next_probe_us = g_get_monotonic_time () + (gint64) self->timeout_ms * 1000;
+	self->probe_answered_us = 0;
+	self->probe_in_flight =
+	    chat_redis_connection_command (self->commands, on_probe_reply, self, 3, argv, NULL);
+}
+
+/* With a broker, every so often: the probe, and the bounds on what waits for pub/sub. */
+static gboolean
+on_tick (gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+	gint64 now = g_get_monotonic_time ();
+	gint64 bound = (gint64) self->timeout_ms * 1000;
+	RedisOp *oldest = g_queue_peek_head (&self->awaiting_ack);
+
+	if (!chat_redis_connection_is_ready (self->pubsub))
+		return G_SOURCE_CONTINUE;
+	/* a pub/sub connection can stay open and deliver nothing (centrifugo#1189): a probe
+	 * published to this node's channel must come back, and so must the acknowledgement of
+	 * an append Redis answered */
+	if ((self->probe_answered_us != 0 && now - self->probe_answered_us >= bound) ||
+	    (oldest != NULL && oldest->replied && now - oldest->replied_us >= bound)) {
+		g_log_structured (G_LOG_DOMAIN,
+				  G_LOG_LEVEL_WARNING,
+				  "CHATHUB_EVENT",
+				  "redis-pubsub-silent",
+				  "MESSAGE",
+				  "%s",
+				  _ ("Redis publications stopped arriving; reconnecting"));
+		self->probe_answered_us = 0;
+		chat_redis_connection_reset (self->pubsub, _ ("publications stopped arriving"));
+		return G_SOURCE_CONTINUE;
+	}
+	if (!self->probe_in_flight && self->probe_answered_us == 0 && self->scripts_loaded &&
+	    chat_redis_connection_is_ready (self->commands) && now >= self->next_probe_us)
+		send_probe (self);
+	check_watches (self);
+	return G_SOURCE_CONTINUE;
 }
 
 /* ---- the command connection ----------------------------------------------------------- */
 
 static void
-on_script_loaded (redisReply *reply, gpointer user_data)
-{
-	(void) user_data;
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-		g_warning (_ ("Redis refused a script of chathub: %s"), reply->str);
-}
+load_scripts (ChatRedisStore *self);
 
-static void
-on_commands_state (ChatRedisConnection *connection,
-		   gboolean ready,
-		   const GError *error,
-		   gpointer user_data)
+static gboolean
+on_reload (gpointer user_data)
 {
 	ChatRedisStore *self = user_data;
 
-	(void) error;
-	self->scripts_loaded = FALSE;
-	if (!ready)
+	g_clear_pointer (&self->reload_source, g_source_unref);
+	if (chat_redis_connection_is_ready (self->commands) && !self->scripts_loaded)
+		load_scripts (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+on_script_loaded (redisReply *reply, gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
+	/* a Redis still loading its data set says so (LOADING): try again shortly; what was
+	 * pipelined behind fails meanwhile, and is answered `unavailable` */
+	if (self->scripts_loaded)
+		g_log_structured (G_LOG_DOMAIN,
+				  G_LOG_LEVEL_MESSAGE,
+				  "CHATHUB_EVENT",
+				  "redis-script-refused",
+				  "MESSAGE",
+				  _ ("Redis refused a script of chathub: %s"),
+				  reply->str);
+	self->scripts_loaded = FALSE;
+	if (self->reload_source == NULL)
+		self->reload_source =
+		    chat_store_attach_source (g_timeout_source_new (MAX (self->timeout_ms / 4, 10)),
+					      "chathub redis script reload",
+					      on_reload,
+					      self,
+					      self->context);
+}
+
+static void
+load_scripts (ChatRedisStore *self)
+{
 	for (guint i = 0; i < N_SCRIPTS; i++) {
 		const char *argv[] = {"SCRIPT", "LOAD", scripts[i]};
 
-		chat_redis_connection_command (connection, on_script_loaded, self, 3, argv, NULL);
+		chat_redis_connection_command (self->commands,
+					       on_script_loaded,
+					       self,
+					       3,
+					       argv,
+					       NULL);
 	}
 	/* pipelined behind the loads */
 	self->scripts_loaded = TRUE;
-	/* watches whose script was lost with the connection */
+	/* watches whose script was lost with the connection, or refused */
 	for (guint kind = 0; self->pubsub != NULL && kind < 2; kind++) {
 		GHashTableIter iter;
 		gpointer value;
@@ -1013,6 +1219,24 @@ on_commands_state (ChatRedisConnection *connection,
 				send_watch_script (self, stream);
 		}
 	}
+}
+
+static void
+on_commands_state (ChatRedisConnection *connection,
+		   gboolean ready,
+		   const GError *error,
+		   gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	(void) connection;
+	(void) error;
+	self->scripts_loaded = FALSE;
+	if (!ready) {
+		self->probe_in_flight = FALSE; /* its reply will not come */
+		return;
+	}
+	load_scripts (self);
 }
 
 typedef struct {
@@ -1206,10 +1430,17 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 	self->pubsub = chat_redis_connection_new (self->address,
 						  self->password,
 						  "pub/sub",
+						  self->timeout_ms,
 						  self->context,
 						  on_pubsub_state,
 						  on_push,
 						  self);
+	self->tick_source =
+	    chat_store_attach_source (g_timeout_source_new (MAX (self->timeout_ms / 4, 10)),
+				      "chathub redis probe",
+				      on_tick,
+				      self,
+				      self->context);
 	return TRUE;
 }
 
@@ -1280,6 +1511,12 @@ chat_redis_store_get_property (GObject *object, guint prop_id, GValue *value, GP
 	case PROP_NODE_NAME:
 		g_value_set_string (value, self->node_name);
 		break;
+	case PROP_TIMEOUT:
+		g_value_set_uint (value, self->timeout_ms);
+		break;
+	case PROP_PRESENCE_TTL:
+		g_value_set_uint (value, self->presence_ttl);
+		break;
 	default:
 		chat_store_retention_get_property (&self->retention, object, prop_id, value, pspec);
 	}
@@ -1314,6 +1551,12 @@ chat_redis_store_set_property (GObject *object,
 			self->node_name = g_value_dup_string (value);
 		}
 		break;
+	case PROP_TIMEOUT:
+		self->timeout_ms = g_value_get_uint (value);
+		break;
+	case PROP_PRESENCE_TTL:
+		self->presence_ttl = g_value_get_uint (value);
+		break;
 	default:
 		/* a shorter retention applies at once to the streams this process knows; the
 		 * others follow when they are next written, or expire */
@@ -1338,6 +1581,7 @@ chat_redis_store_constructed (GObject *object)
 	self->commands = chat_redis_connection_new (self->address,
 						    self->password,
 						    "commands",
+						    self->timeout_ms,
 						    self->context,
 						    on_commands_state,
 						    NULL,
@@ -1350,6 +1594,9 @@ chat_redis_store_dispose (GObject *object)
 	ChatRedisStore *self = CHAT_REDIS_STORE (object);
 
 	chat_store_clear_source (&self->kick_source);
+	chat_store_clear_source (&self->tick_source);
+	chat_store_clear_source (&self->check_source);
+	chat_store_clear_source (&self->reload_source);
 	G_OBJECT_CLASS (chat_redis_store_parent_class)->dispose (object);
 }
 
@@ -1442,6 +1689,42 @@ chat_redis_store_class_init (ChatRedisStoreClass *klass)
 						     NULL,
 						     G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 							 G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatRedisStore:timeout:
+	 *
+	 * How long, in milliseconds, anything may wait for Redis: connecting, an answer, a
+	 * subscription, a publication coming back to this node. Past it the connection is
+	 * dropped and made again, and what waited fails (a message is answered `unavailable`).
+	 * It also bounds the reconnection backoff, and a probe goes through the pub/sub
+	 * connection this often.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TIMEOUT] =
+	    g_param_spec_uint ("timeout",
+			       NULL,
+			       "How long to wait for Redis (ms)",
+			       10,
+			       G_MAXUINT,
+			       CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatRedisStore:presence-ttl:
+	 *
+	 * How long, in seconds, this node's entries in a room's presence live in Redis
+	 * without being refreshed. The node refreshes them at a third of it while its
+	 * clients are in the room: a node that dies leaves presence within this time.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_PRESENCE_TTL] =
+	    g_param_spec_uint ("presence-ttl",
+			       NULL,
+			       "How long presence entries live unrefreshed (s)",
+			       1,
+			       G_MAXUINT,
+			       CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	for (guint i = CHAT_STORE_N_PROPS; i < N_PROPS; i++)
 		g_object_class_install_property (object_class, i, props[i]);
 }
@@ -1452,6 +1735,8 @@ chat_redis_store_init (ChatRedisStore *self)
 	ensure_script_shas ();
 	chat_store_streams_init (self->streams, (GDestroyNotify) redis_stream_free);
 	self->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
+	self->timeout_ms = CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS;
+	self->presence_ttl = CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL;
 	self->node_name = g_strdup_printf ("%s-%d", g_get_host_name (), (int) getpid ());
 	self->epoch_candidate = g_uuid_string_random ();
 	g_queue_init (&self->backlog);

@@ -138,6 +138,10 @@ struct _ChatStoreBroker {
 	/* publications of a watched stream may have been missed (a lost connection, a new
 	 * epoch): its state is reloaded (@watched follows) and its members must recover */
 	void (*gap) (gpointer data, ChatStreamKind kind, guint64 stream_id);
+	/* a watch could not be made, or was lost, within the store's timeout: what waits for
+	 * it fails now. The store keeps trying; @watched follows when it succeeds, after @gap
+	 * if publications were missed meanwhile */
+	void (*unavailable) (gpointer data, ChatStreamKind kind, guint64 stream_id);
 };
 
 /* FALSE (and nothing changes) for a store that is no broker. */
