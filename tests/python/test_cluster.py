@@ -10,6 +10,7 @@ and recover); a node whose Redis is down keeps serving and answers every request
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -446,6 +447,102 @@ class RedisRestartWithoutPersistenceTests(ClusterBase):
             rejoin = self.join(again, room, since=last, epoch=ack["epoch"])
             self.assertFalse(rejoin["recovered"], rejoin)
             self.assertNotEqual(rejoin["epoch"], ack["epoch"])
+
+
+class SilencingProxy:
+    """A TCP proxy to Redis that can make the publish/subscribe connections going through
+    it silent: open, but nothing from Redis reaches the node any more."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs = []     # [client socket, redis socket, {"subscriber", "silent"}]
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.redis.port))
+            state = {"subscriber": False, "silent": False}
+            with self.lock:
+                self.pairs.append((client, upstream, state))
+            threading.Thread(target=self.pump, args=(client, upstream, state, True),
+                             daemon=True).start()
+            threading.Thread(target=self.pump, args=(upstream, client, state, False),
+                             daemon=True).start()
+
+    def pump(self, source, sink, state, to_redis):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if to_redis and b"SUBSCRIBE" in data:
+                    state["subscriber"] = True
+                if not to_redis and state["silent"]:
+                    continue
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def silence_subscribers(self):
+        with self.lock:
+            silenced = [state for _, _, state in self.pairs if state["subscriber"]]
+        for state in silenced:
+            state["silent"] = True
+        return len(silenced)
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            for client, upstream, _ in self.pairs:
+                client.close()
+                upstream.close()
+
+
+class SilentPubSubTests(ClusterBase):
+    N_NODES = 1
+
+    def test_probe_finds_a_silent_subscription(self):
+        proxy = SilencingProxy(self.redis)
+        self.addCleanup(proxy.close)
+        config = h.merge_config(UNLIMITED, h.cluster_config(
+            self.redis, "cluster%d" % os.getpid(), "behind-proxy"))
+        config["cluster"].update({"redis-address": proxy.address, "redis-timeout": "1"})
+        node = h.Daemon(config=config).start()
+        self.addCleanup(node.cleanup)
+        room = h.next_room_id()
+        a, b = self.raw(self.nodes[0]), self.raw(node)
+        ack = self.join(a, room)
+        self.join(b, room)
+        a.send_raw(frames("heard", 3, room=room))
+        last = self.recv_messages(b, 3)[-1]["offset"]
+        self.recv_messages(a, 3)
+        # the connection stays open and delivers nothing: only the probe can tell
+        self.assertEqual(proxy.silence_subscribers(), 1)
+        a.send_raw(frames("unheard", 5, room=room))
+        self.recv_messages(a, 5)
+        self.assertEqual(b.expect_close(timeout=10), (4002, "recover"))
+        again = self.raw(node, b.user_id)
+        rejoin = self.join(again, room, since=last, epoch=ack["epoch"])
+        self.assertTrue(rejoin["recovered"], rejoin)
+        self.assertEqual([m["content"] for m in self.recv_messages(again, 5)],
+                         ["unheard %d" % i for i in range(5)])
+        self.assert_only_pong(again)
 
 
 if __name__ == "__main__":
