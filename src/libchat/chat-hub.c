@@ -82,6 +82,7 @@ typedef enum {
 	STEP_OFFLINE,	/* a new connection's undelivered direct messages being read */
 	STEP_SYNC,	/* a `sync` request: the user's stream being read, or just its position */
 	STEP_PUBLISHED, /* with a broker: a message a node published, to relay here */
+	STEP_PRESENCE, /* with a broker: a `presence` request, the users on every node being read */
 } StepKind;
 
 /* with a broker (several nodes): members that may have missed messages reconnect and
@@ -121,6 +122,7 @@ typedef struct {
 	ChatStreamKind stream_kind; /* STEP_PUBLISHED */
 	guint64 stream_id;	    /* STEP_PUBLISHED; 0: hub-wide */
 	guint64 offset;		    /* STEP_PUBLISHED */
+	GArray *users;		    /* STEP_PRESENCE: guint64, the users on every node */
 } HubStep;
 
 typedef struct {
@@ -212,6 +214,7 @@ step_free (HubStep *step)
 	g_clear_error (&step->error);
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
 	g_clear_pointer (&step->frame, g_bytes_unref);
+	g_clear_pointer (&step->users, g_array_unref);
 	g_free (step->reason);
 	g_free (step->epoch);
 	g_object_unref (step->hub);
@@ -765,6 +768,36 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 	return chat_message_to_frame (event);
 }
 
+/* With a broker: the other nodes' members get the event too (this node pushes its own). */
+static void
+publish_room_event (ChatHub *self, ChatMessageType type, guint64 room_id, guint64 user_id)
+{
+	g_autoptr (ChatMessage) event = NULL;
+	g_autoptr (GBytes) text = NULL;
+	char *json;
+	gsize length;
+
+	if (!self->broker)
+		return;
+	event = chat_message_new (type);
+	chat_message_set_room_id (event, room_id);
+	chat_message_stamp (event, 0, user_id);
+	json = chat_message_to_json_with_length (event, &length);
+	text = g_bytes_new_take (json, length);
+	chat_store_publish_event (self->store, CHAT_STREAM_KIND_ROOM, room_id, text);
+}
+
+/* With a broker: presence across nodes counts the users with a connection here. */
+static void
+set_present (ChatHub *self, guint64 room_id, ChatClient *client, gboolean present)
+{
+	if (self->broker)
+		chat_store_presence_set (self->store,
+					 room_id,
+					 chat_client_get_user_id (client),
+					 present);
+}
+
 /* ---- membership ----------------------------------------------------------------------- */
 
 static GPtrArray *
@@ -837,6 +870,7 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean pending)
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	}
 	chat_client_add_room (client, room_id, room_put (room, client, pending));
+	set_present (self, room_id, client, TRUE);
 	return room;
 }
 
@@ -867,6 +901,7 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 		return NULL;
 	room_take (room, entry, client);
 	chat_client_remove_room (client, room_id);
+	set_present (self, room_id, client, FALSE);
 	return room_drop_if_empty (self, room);
 }
 
@@ -917,6 +952,10 @@ send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
 static void
 send_error_at_turn (ChatClient *client, ChatError code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
+static void
+answer_presence (ChatHub *self, HubStep *step);
+static guint64 *
+room_user_ids (ChatRoom *room, gsize *n_users);
 static void
 on_read_done (GObject *source, GAsyncResult *result, gpointer user_data);
 static HubStep *
@@ -988,6 +1027,10 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 
 			if (room != NULL)
 				push_to_room (room, event);
+			publish_room_event (self,
+					    CHAT_MESSAGE_TYPE_JOIN,
+					    room_id,
+					    chat_client_get_user_id (client));
 			room_add (self, room_id, client, FALSE);
 			g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
 			send_join_ack (self, client, room_id, recovered);
@@ -1060,6 +1103,7 @@ finish_join (ChatHub *self, HubStep *step)
 			return;
 		room_take (room, entry, step->client);
 		chat_client_remove_room (step->client, step->room_id);
+		set_present (self, step->room_id, step->client, FALSE);
 		room_drop_if_empty (self, room);
 		g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, step->client, step->room_id);
 		return;
@@ -1072,6 +1116,11 @@ finish_join (ChatHub *self, HubStep *step)
 
 		push_to_room (room, event);
 	}
+	if (step->announce)
+		publish_room_event (self,
+				    CHAT_MESSAGE_TYPE_JOIN,
+				    step->room_id,
+				    chat_client_get_user_id (step->client));
 	if (step->cancelled)
 		return;
 	if (step->left || entry == NULL || room == NULL) {
@@ -1116,6 +1165,7 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 		mark_pending_joins (self, client, room_id, TRUE);
 		room_take (room, entry, client);
 		chat_client_remove_room (client, room_id);
+		set_present (self, room_id, client, FALSE);
 		step = step_new (self, STEP_LEAVE, client, NULL);
 		step->room_id = room_id;
 		step->ack = ack;
@@ -1129,6 +1179,11 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 		return;
 	}
 
+	if (entry != NULL)
+		publish_room_event (self,
+				    CHAT_MESSAGE_TYPE_LEAVE,
+				    room_id,
+				    chat_client_get_user_id (client));
 	room = room_remove (self, room_id, client);
 	/* a client leaving many rooms of its own on disconnect builds no frame for them */
 	if (room != NULL || ack)
@@ -1151,6 +1206,10 @@ finish_leave (ChatHub *self, HubStep *step)
 						     step->room_id,
 						     chat_client_get_user_id (step->client));
 
+	publish_room_event (self,
+			    CHAT_MESSAGE_TYPE_LEAVE,
+			    step->room_id,
+			    chat_client_get_user_id (step->client));
 	if (step->in_leaving) {
 		g_assert (room != NULL);
 		g_ptr_array_remove_fast (room->leaving, step->client);
@@ -1343,7 +1402,9 @@ relay_published (ChatHub *self, HubStep *step)
 	g_autoptr (GBytes) frame = chat_frame_new (0x1 /* text */, text, size);
 	ChatRoom *room;
 
-	self->messages_relayed++;
+	/* a room event from another node has no offset, and is no message */
+	if (step->stream_kind != CHAT_STREAM_KIND_ROOM || step->stream_id == 0 || step->offset != 0)
+		self->messages_relayed++;
 	if (step->stream_kind == CHAT_STREAM_KIND_ROOM && step->stream_id == 0) {
 		push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE)) {
@@ -1503,6 +1564,9 @@ run_step (ChatHub *self, HubStep *step)
 		break;
 	case STEP_PUBLISHED:
 		relay_published (self, step);
+		break;
+	case STEP_PRESENCE:
+		answer_presence (self, step);
 		break;
 	case STEP_JOIN:
 	case STEP_RECOVER:
@@ -2053,6 +2117,53 @@ handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
 
 /* ---- presence and token refresh -------------------------------------------------------- */
 
+static int
+compare_user_ids (gconstpointer a, gconstpointer b);
+
+static void
+on_presence_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	HubStep *step = user_data;
+
+	step->users = chat_store_presence_finish (CHAT_STORE (source), result, &step->error);
+	step_completed (step);
+}
+
+/* With a broker: the users in Redis, with this node's own (whose entries may not be written
+ * yet), each once, ascending. */
+static void
+answer_presence (ChatHub *self, HubStep *step)
+{
+	g_autoptr (ChatMessage) answer = NULL;
+	g_autofree guint64 *local = NULL;
+	g_autoptr (GArray) users = NULL;
+	gsize n_local = 0;
+	guint kept = 0;
+
+	if (!client_is_connected (self, step->client))
+		return;
+	if (step->error != NULL) {
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "The presence of room %" G_GUINT64_FORMAT " could not be read",
+				    step->room_id);
+		return;
+	}
+	local = room_user_ids (lookup_room (self, step->room_id), &n_local);
+	users = g_steal_pointer (&step->users);
+	g_array_append_vals (users, local, n_local);
+	g_array_sort (users, compare_user_ids);
+	for (guint i = 0; i < users->len; i++)
+		if (kept == 0 ||
+		    g_array_index (users, guint64, i) != g_array_index (users, guint64, kept - 1))
+			g_array_index (users, guint64, kept++) = g_array_index (users, guint64, i);
+	answer = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
+	chat_message_set_room_id (answer, step->room_id);
+	chat_message_set_users (answer, (const guint64 *) users->data, kept);
+	chat_message_stamp (answer, 0, 0);
+	chat_client_send (step->client, answer);
+}
+
 static gint
 compare_user_ids (gconstpointer a, gconstpointer b)
 {
@@ -2090,6 +2201,7 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 	g_autoptr (ChatMessage) answer = NULL;
 	g_autofree guint64 *users = NULL;
 	gsize n_users = 0;
+	HubStep *step;
 
 	if (room_id == 0) {
 		send_error_printf (client,
@@ -2102,6 +2214,13 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 				   CHAT_ERROR_NOT_MEMBER,
 				   "You have not joined room %" G_GUINT64_FORMAT,
 				   room_id);
+		return;
+	}
+	if (self->broker) {
+		/* every node's users, in Redis; answered in order */
+		step = step_new (self, STEP_PRESENCE, client, NULL);
+		step->room_id = room_id;
+		chat_store_presence_async (self->store, room_id, on_presence_done, step);
 		return;
 	}
 	users = room_user_ids (lookup_room (self, room_id), &n_users);

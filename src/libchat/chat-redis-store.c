@@ -120,6 +120,9 @@ struct _ChatRedisStore {
 	gboolean probe_in_flight; /* its PUBLISH not answered yet */
 	gint64 probe_answered_us; /* when it was; 0: not waiting for its echo */
 	gint64 next_probe_us;
+	/* room id -> (user id -> how many of its connections are in the room here) */
+	GHashTable *presence;
+	GSource *presence_source; /* refreshes this node's presence entries */
 
 	ChatStoreRetention retention;
 	ChatStoreStatistics statistics;
@@ -284,12 +287,52 @@ static const char trim_script[] =
 	     "local first, trimmed = trim(ARGV[1], KEYS[1], KEYS[2], top)\n"
 	     "return {string.format('%d', first), trimmed}\n";
 
+/* Presence, after Centrifugo's presence_*.lua: per room a hash (field -> user id) and a
+ * sorted set (field -> expiry in ms), a field per user and node ("<user> <node>"), so that
+ * nodes never remove each other's entries; both keys expire with the last refresh. */
+#define LUA_NOW_MS                       \
+	"local t = redis.call('TIME')\n" \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* KEYS: hash, zset. ARGV: 1 ttl (ms), then field and user id pairs. */
+static const char presence_add_script[] = LUA_NOW_MS
+    "local expiry = string.format('%d', now + tonumber(ARGV[1]))\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  redis.call('ZADD', KEYS[2], expiry, ARGV[i])\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "end\n"
+    /* nodes with a longer TTL keep theirs */
+    "for k = 1, 2 do\n"
+    "  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[k], "
+    "ARGV[1]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: hash, zset. ARGV: the fields. */
+static const char presence_remove_script[] =
+    "for i = 1, #ARGV do\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[i]); redis.call('HDEL', KEYS[1], ARGV[i])\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: hash, zset. Drops the expired entries; returns the user ids of the others. */
+static const char presence_get_script[] =
+    LUA_NOW_MS "local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+	       "for i = 1, #expired, 1000 do\n"
+	       "  redis.call('HDEL', KEYS[1], unpack(expired, i, math.min(i + 999, #expired)))\n"
+	       "end\n"
+	       "if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end\n"
+	       "return redis.call('HVALS', KEYS[1])\n";
+
 typedef enum {
 	SCRIPT_APPEND,
 	SCRIPT_READ,
 	SCRIPT_WATCH,
 	SCRIPT_DELIVERED,
 	SCRIPT_TRIM,
+	SCRIPT_PRESENCE_ADD,
+	SCRIPT_PRESENCE_REMOVE,
+	SCRIPT_PRESENCE_GET,
 	N_SCRIPTS
 } ScriptId;
 
@@ -299,6 +342,9 @@ static const char *const scripts[N_SCRIPTS] = {
     watch_script,
     delivered_script,
     trim_script,
+    presence_add_script,
+    presence_remove_script,
+    presence_get_script,
 };
 static char *script_shas[N_SCRIPTS];
 
@@ -898,6 +944,14 @@ on_stream_message (ChatRedisStore *self, RedisStream *stream, const char *payloa
 	fields = g_strsplit (header, " ", 2);
 	if (g_strv_length (fields) != 2)
 		return;
+	if (strcmp (fields[0], "e") == 0) {
+		/* a room event, not stored: in order with the messages, no offset */
+		if (strcmp (fields[1], self->node_name) == 0)
+			return;
+		text = g_bytes_new (newline + 1, length - (newline + 1 - payload));
+		self->broker->published (self->broker_data, stream->kind, stream->id, 0, text);
+		return;
+	}
 	offset = g_ascii_strtoull (fields[0], NULL, 10);
 	if (offset <= stream->top && g_strcmp0 (fields[1], stream->epoch) == 0)
 		return;
@@ -1152,6 +1206,8 @@ on_tick (gpointer user_data)
 
 static void
 load_scripts (ChatRedisStore *self);
+static void
+refresh_presence (ChatRedisStore *self);
 
 static gboolean
 on_reload (gpointer user_data)
@@ -1219,6 +1275,7 @@ load_scripts (ChatRedisStore *self)
 				send_watch_script (self, stream);
 		}
 	}
+	refresh_presence (self);
 }
 
 static void
@@ -1298,6 +1355,88 @@ trim_known (ChatRedisStore *self)
 			}
 		}
 	}
+}
+
+/* ---- presence and events -------------------------------------------------------------- */
+
+static void
+send_presence (ChatRedisStore *self,
+	       ScriptId script,
+	       guint64 room_id,
+	       const guint64 *users,
+	       guint n_users)
+{
+	g_autoptr (GPtrArray) keys = string_array ();
+	g_autoptr (GPtrArray) args = string_array ();
+
+	/* not connected: everything is refreshed once it is */
+	if (!self->scripts_loaded || n_users == 0)
+		return;
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":p"));
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":pz"));
+	if (script == SCRIPT_PRESENCE_ADD)
+		add_uint (args, (guint64) self->presence_ttl * 1000);
+	for (guint i = 0; i < n_users; i++) {
+		g_ptr_array_add (
+		    args,
+		    g_strdup_printf ("%" G_GUINT64_FORMAT " %s", users[i], self->node_name));
+		if (script == SCRIPT_PRESENCE_ADD)
+			add_uint (args, users[i]);
+	}
+	run_script (self, script, keys, args, ignore_reply, NULL);
+}
+
+/* This node's entries, all of them: every third of the TTL, and on every connect (a Redis
+ * restarted without its data has none). */
+static void
+refresh_presence (ChatRedisStore *self)
+{
+	GHashTableIter iter;
+	gpointer key, value;
+
+	g_hash_table_iter_init (&iter, self->presence);
+	while (g_hash_table_iter_next (&iter, &key, &value)) {
+		g_autoptr (GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
+		GHashTableIter user_iter;
+		gpointer user;
+
+		g_hash_table_iter_init (&user_iter, value);
+		while (g_hash_table_iter_next (&user_iter, &user, NULL))
+			g_array_append_val (users, *(guint64 *) user);
+		send_presence (self,
+			       SCRIPT_PRESENCE_ADD,
+			       *(guint64 *) key,
+			       (const guint64 *) users->data,
+			       users->len);
+	}
+}
+
+static gboolean
+on_presence_refresh (gpointer user_data)
+{
+	refresh_presence (user_data);
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+on_presence_reply (redisReply *reply, gpointer user_data)
+{
+	g_autoptr (GTask) task = user_data;
+	g_autoptr (GArray) users = NULL;
+	GError *error = NULL;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		chat_redis_set_error (&error, reply);
+		g_task_return_error (task, error);
+		return;
+	}
+	users = g_array_sized_new (FALSE, FALSE, sizeof (guint64), reply->elements);
+	for (gsize i = 0; i < reply->elements; i++) {
+		guint64 user = reply_uint (reply->element[i]);
+
+		g_array_append_val (users, user);
+	}
+	g_task_return_pointer (task, g_steal_pointer (&users), (GDestroyNotify) g_array_unref);
 }
 
 /* ---- the interface -------------------------------------------------------------------- */
@@ -1441,6 +1580,12 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 				      on_tick,
 				      self,
 				      self->context);
+	self->presence_source = chat_store_attach_source (
+	    g_timeout_source_new (MAX (self->presence_ttl * 1000 / 3, 10)),
+	    "chathub redis presence",
+	    on_presence_refresh,
+	    self,
+	    self->context);
 	return TRUE;
 }
 
@@ -1478,6 +1623,92 @@ chat_redis_store_unwatch (ChatStore *store, ChatStreamKind kind, guint64 stream_
 }
 
 static void
+chat_redis_store_publish_event (ChatStore *store,
+				ChatStreamKind kind,
+				guint64 stream_id,
+				GBytes *text)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	g_autofree char *channel = channel_name (self, kind, stream_id);
+	gsize length;
+	const char *data = g_bytes_get_data (text, &length);
+	g_autofree char *header = g_strdup_printf ("e %s\n", self->node_name);
+	g_autofree char *payload = g_malloc (strlen (header) + length);
+	const char *argv[] = {"PUBLISH", channel, payload};
+	size_t lengths[] = {strlen ("PUBLISH"), strlen (channel), strlen (header) + length};
+
+	memcpy (payload, header, strlen (header));
+	memcpy (payload + strlen (header), data, length);
+	/* the other nodes skip their own: this node has pushed it already */
+	chat_redis_connection_command (self->commands, ignore_reply, NULL, 3, argv, lengths);
+}
+
+static void
+chat_redis_store_presence_set (ChatStore *store, guint64 room_id, guint64 user_id, gboolean present)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	GHashTable *users = g_hash_table_lookup (self->presence, &room_id);
+	guint count = users != NULL ? GPOINTER_TO_UINT (g_hash_table_lookup (users, &user_id)) : 0;
+
+	if (present) {
+		if (users == NULL) {
+			users = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+			g_hash_table_insert (self->presence,
+					     g_memdup2 (&room_id, sizeof room_id),
+					     users);
+		}
+		g_hash_table_insert (users,
+				     g_memdup2 (&user_id, sizeof user_id),
+				     GUINT_TO_POINTER (count + 1));
+		if (count == 0)
+			send_presence (self, SCRIPT_PRESENCE_ADD, room_id, &user_id, 1);
+		return;
+	}
+	g_return_if_fail (count > 0);
+	if (count > 1) {
+		g_hash_table_insert (users,
+				     g_memdup2 (&user_id, sizeof user_id),
+				     GUINT_TO_POINTER (count - 1));
+		return;
+	}
+	g_hash_table_remove (users, &user_id);
+	if (g_hash_table_size (users) == 0)
+		g_hash_table_remove (self->presence, &room_id);
+	send_presence (self, SCRIPT_PRESENCE_REMOVE, room_id, &user_id, 1);
+}
+
+static void
+chat_redis_store_presence_async (ChatStore *store,
+				 guint64 room_id,
+				 GAsyncReadyCallback callback,
+				 gpointer user_data)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	GTask *task = g_task_new (self, NULL, callback, user_data);
+	g_autoptr (GPtrArray) keys = string_array ();
+	g_autoptr (GPtrArray) args = string_array ();
+
+	g_task_set_source_tag (task, chat_redis_store_presence_async);
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":p"));
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":pz"));
+	if (!self->scripts_loaded ||
+	    !run_script (self, SCRIPT_PRESENCE_GET, keys, args, on_presence_reply, task)) {
+		g_task_return_new_error (task,
+					 G_IO_ERROR,
+					 G_IO_ERROR_NOT_CONNECTED,
+					 _ ("Redis is not reachable"));
+		g_object_unref (task);
+	}
+}
+
+static GArray *
+chat_redis_store_presence_finish (ChatStore *store, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (g_task_is_valid (result, store), NULL);
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
 chat_redis_store_iface_init (ChatStoreInterface *iface)
 {
 	iface->get_last_id = chat_redis_store_get_last_id;
@@ -1492,6 +1723,10 @@ chat_redis_store_iface_init (ChatStoreInterface *iface)
 	iface->set_broker = chat_redis_store_set_broker;
 	iface->watch = chat_redis_store_watch;
 	iface->unwatch = chat_redis_store_unwatch;
+	iface->publish_event = chat_redis_store_publish_event;
+	iface->presence_set = chat_redis_store_presence_set;
+	iface->presence_async = chat_redis_store_presence_async;
+	iface->presence_finish = chat_redis_store_presence_finish;
 }
 
 /* ---- GObject -------------------------------------------------------------------------- */
@@ -1597,6 +1832,7 @@ chat_redis_store_dispose (GObject *object)
 	chat_store_clear_source (&self->tick_source);
 	chat_store_clear_source (&self->check_source);
 	chat_store_clear_source (&self->reload_source);
+	chat_store_clear_source (&self->presence_source);
 	G_OBJECT_CLASS (chat_redis_store_parent_class)->dispose (object);
 }
 
@@ -1610,6 +1846,7 @@ chat_redis_store_finalize (GObject *object)
 	chat_redis_connection_free (self->pubsub);
 	chat_redis_connection_free (self->commands);
 	chat_store_streams_clear (self->streams);
+	g_hash_table_unref (self->presence);
 	g_free (self->address);
 	if (self->password != NULL)
 		explicit_bzero (self->password, strlen (self->password));
@@ -1741,6 +1978,10 @@ chat_redis_store_init (ChatRedisStore *self)
 	self->epoch_candidate = g_uuid_string_random ();
 	g_queue_init (&self->backlog);
 	g_queue_init (&self->awaiting_ack);
+	self->presence = g_hash_table_new_full (g_int64_hash,
+						g_int64_equal,
+						g_free,
+						(GDestroyNotify) g_hash_table_unref);
 	self->context = g_main_context_ref_thread_default ();
 }
 

@@ -186,6 +186,64 @@ class DirectAndHubWideTests(ClusterBase):
             self.assert_only_pong(ws)
 
 
+class EventsAndPresenceTests(ClusterBase):
+
+    def expect_event(self, ws, kind, user, room):
+        m = ws.recv_json(timeout=10)
+        self.assertEqual((m["type"], m.get("from"), m.get("room_id")), (kind, user, room), m)
+        self.assertNotIn("offset", m)
+
+    def test_join_and_leave_events_reach_every_node(self):
+        room = h.next_room_id()
+        a, b, c = (self.raw(node) for node in self.nodes)
+        self.join(a, room)
+        self.join(b, room)
+        self.expect_event(a, "join", b.user_id, room)
+        self.join(c, room)
+        for ws in (a, b):
+            self.expect_event(ws, "join", c.user_id, room)
+        c.send_json({"type": "leave", "room_id": room})
+        for ws in (a, b, c):
+            self.expect_event(ws, "leave", c.user_id, room)
+        b.close()  # a disconnect leaves every room
+        self.expect_event(a, "leave", b.user_id, room)
+        # each event once: nothing else came
+        for ws in (a, c):
+            self.assert_only_pong(ws)
+
+    def presence(self, ws, room):
+        ws.send_json({"type": "presence", "room_id": room})
+        while True:
+            m = ws.recv_json(timeout=10)
+            if m["type"] not in ("join", "leave"):
+                break
+        self.assertEqual(m["type"], "presence", m)
+        return m["users"]
+
+    def test_presence_across_nodes(self):
+        room = h.next_room_id()
+        shared = h.next_user_id()
+        # one user with a connection on two nodes counts once
+        clients = [self.raw(self.nodes[0]), self.raw(self.nodes[1]),
+                   self.raw(self.nodes[1], shared), self.raw(self.nodes[2], shared)]
+        for ws in clients:
+            self.join(ws, room)
+        everyone = sorted({ws.user_id for ws in clients})
+        for ws in clients:
+            self.assertEqual(self.presence(ws, room), everyone)
+        # the shared user's connection on one node leaves: still there through the other
+        clients[3].send_json({"type": "leave", "room_id": room})
+        self.assertEqual(self.presence(clients[0], room), everyone)
+        clients[2].close()
+        everyone.remove(shared)
+        # its node takes it out when it has seen the close; the others ask Redis
+        deadline = time.monotonic() + h.scaled(10)
+        while self.presence(clients[0], room) != everyone:
+            self.assertLess(time.monotonic(), deadline, "the user never left presence")
+            time.sleep(0.02)
+        self.assertEqual(self.presence(clients[1], room), everyone)
+
+
 class TwoNodeTests(ClusterBase):
     N_NODES = 2
 
@@ -228,6 +286,31 @@ class NodeFailureTests(ClusterBase):
         self.assertTrue(recovered["recovered"], recovered)
         self.assertEqual([m["content"] for m in self.recv_messages(again, 5)],
                          ["after %d" % i for i in range(5)])
+
+    def test_node_killed_its_users_leave_presence(self):
+        room = h.next_room_id()
+        ttl = 1
+        a = self.raw(self.nodes[0])
+        self.join(a, room)
+        config = h.merge_config(UNLIMITED, h.cluster_config(
+            self.redis, "cluster%d" % os.getpid(), "doomed-presence"))
+        config["cluster"]["presence-ttl"] = str(ttl)
+        doomed = h.Daemon(config=config).start()
+        self.addCleanup(doomed.cleanup)
+        c = self.raw(doomed)
+        self.join(c, room)
+        self.assertEqual(EventsAndPresenceTests.presence(self, a, room),
+                         sorted([a.user_id, c.user_id]))
+        # alive, it refreshes its entries: c stays past the TTL
+        time.sleep(2 * ttl)
+        self.assertEqual(EventsAndPresenceTests.presence(self, a, room),
+                         sorted([a.user_id, c.user_id]))
+        doomed.kill()  # SIGKILL: no leave, no refresh
+        killed = time.monotonic()
+        while EventsAndPresenceTests.presence(self, a, room) != [a.user_id]:
+            # within the TTL (and the time a presence request takes)
+            self.assertLess(time.monotonic() - killed, ttl + h.scaled(1), "still present")
+            time.sleep(0.05)
 
 
 class Sender(threading.Thread):
@@ -542,7 +625,10 @@ class SilentPubSubTests(ClusterBase):
         self.assertTrue(rejoin["recovered"], rejoin)
         self.assertEqual([m["content"] for m in self.recv_messages(again, 5)],
                          ["unheard %d" % i for i in range(5)])
-        self.assert_only_pong(again)
+        # nothing more (the closed connection's leave event may come)
+        again.send_json({"type": "ping"})
+        while (m := again.recv_json())["type"] != "pong":
+            self.assertEqual((m["type"], m["from"]), ("leave", b.user_id), m)
 
 
 if __name__ == "__main__":
