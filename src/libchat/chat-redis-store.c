@@ -80,6 +80,7 @@ typedef struct {
 	gboolean acked;
 	gboolean replied;
 	gint64 replied_us;
+	gboolean orphaned; /* its ack was lost with a pub/sub connection: its reply tells */
 	gboolean completed;
 	/* OP_READ */
 	ChatStoreRange range;
@@ -554,7 +555,7 @@ on_append_reply (redisReply *reply, gpointer user_data)
 	}
 	self->statistics.retained =
 	    self->statistics.stored - MIN (self->statistics.trimmed, self->statistics.stored);
-	if (self->broker == NULL || op->acked ||
+	if (self->broker == NULL || op->acked || op->orphaned ||
 	    (self->pubsub != NULL && !chat_redis_connection_is_ready (self->pubsub))) {
 		g_queue_remove (&self->awaiting_ack, op);
 		complete_append (op);
@@ -1120,6 +1121,9 @@ on_pubsub_state (ChatRedisConnection *connection,
 		if (op->replied) {
 			complete_append (op);
 			redis_op_free (op);
+		} else {
+			/* the reply may come after the pub/sub connection is back */
+			op->orphaned = TRUE;
 		}
 	}
 	/* every watched stream may miss publications from now on: what waits for one fails,
@@ -1561,6 +1565,9 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 		/* the hub is going: nothing is handed on any more */
 		self->broker = NULL;
 		self->broker_data = NULL;
+		chat_store_clear_source (&self->tick_source);
+		chat_store_clear_source (&self->check_source);
+		chat_store_clear_source (&self->presence_source);
 		return TRUE;
 	}
 	g_return_val_if_fail (self->broker == NULL && self->pubsub == NULL, FALSE);
