@@ -509,6 +509,35 @@ class RedisRestartTests(ClusterBase):
         self.assertEqual(self.recv_messages(again, 1)[0]["content"], "now")
 
 
+class RedisStoppedTests(ClusterBase):
+    N_NODES = 1
+    CLUSTER = {"redis-timeout": "1"}
+
+    def test_redis_that_stops_answering(self):
+        room = h.next_room_id()
+        a = self.raw(self.nodes[0])
+        self.join(a, room)
+        a.send_raw(frames("before", 1, room=room))
+        self.recv_messages(a, 1)
+        # connected, but nothing answers: every request still gets its answer, in order,
+        # within the timeout (the message may be stored once Redis runs again: docs)
+        self.redis.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.redis.proc.send_signal, signal.SIGCONT)
+        a.send_raw(frames("stopped", 1, room=room))
+        a.send_json({"type": "presence", "room_id": room})
+        a.send_json({"type": "ping"})
+        answers = [a.recv_json(timeout=10) for _ in range(3)]
+        self.assertEqual([(m["type"], m.get("code")) for m in answers],
+                         [("error", "unavailable"), ("error", "unavailable"), ("pong", None)],
+                         answers)
+        self.redis.proc.send_signal(signal.SIGCONT)
+        wait_ready(self, self.nodes[0])
+        b = self.raw(self.nodes[0])
+        self.join(b, room)
+        b.send_raw(frames("again", 1, room=room))
+        self.assertEqual(self.recv_messages(b, 1)[0]["content"], "again 0")
+
+
 class RedisRestartWithoutPersistenceTests(ClusterBase):
     N_NODES = 2
     CLUSTER = {"redis-timeout": "1"}
