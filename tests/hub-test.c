@@ -553,6 +553,26 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
 }
 
+/* chat_hub_disconnect(): the close waits for what the hub was asked to relay before it */
+static void
+test_hub_disconnect_in_order (Fixture *fixture, gconstpointer data)
+{
+	g_autoptr (TestClient) alice = client_connect (fixture, 1);
+	g_autoptr (ChatMessage) last = chat_message_new (CHAT_MESSAGE_TYPE_MESSAGE);
+	g_autoptr (GError) error = NULL;
+	ChatClient *client = fixture->registered->pdata[0];
+
+	chat_message_set_content (last, "last words");
+	g_assert_cmpuint (chat_hub_send_to_all (fixture->hub, last, &error), ==, 1);
+	g_assert_no_error (error);
+	chat_hub_disconnect (fixture->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, "bye");
+	chat_test_wait_until (client_is_closed, alice, 5000);
+	g_assert_cmpuint (alice->received->len, ==, 1);
+	g_assert_cmpstr (chat_message_get_content (alice->received->pdata[0]), ==, "last words");
+	g_assert_cmpuint (alice->close_code, ==, CHAT_CLOSE_CODE_POLICY_VIOLATION);
+	g_assert_cmpstr (alice->close_data, ==, "bye");
+}
+
 static gboolean
 unregistered_one_more (gpointer data)
 {
@@ -2112,6 +2132,7 @@ main (int argc, char **argv)
 	ADD_WITH ("/chat/hub/store/offsets-and-ack", fixture_setup, test_store_offsets_and_ack);
 	ADD_WITH ("/chat/hub/store/recovery", fixture_setup, test_store_recovery);
 	ADD_WITH ("/chat/hub/delivered-once", fixture_setup, test_hub_delivered_once);
+	ADD_WITH ("/chat/hub/disconnect-in-order", fixture_setup, test_hub_disconnect_in_order);
 	ADD_WITH ("/chat/hub/delivered-once-own-context",
 		  fixture_setup_own_context,
 		  test_hub_delivered_once);

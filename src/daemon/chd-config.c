@@ -40,6 +40,8 @@ chd_config_new (void)
 	config->redis_address = g_strdup ("127.0.0.1:6379");
 	config->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
 	config->announce_interval = 5;
+	config->redis_timeout = CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS / 1000;
+	config->presence_ttl = CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL;
 	config->history_size = CHAT_STORE_DEFAULT_HISTORY_SIZE;
 	config->history_ttl = CHAT_STORE_DEFAULT_HISTORY_TTL;
 	config->dm_ttl = CHAT_STORE_DEFAULT_DM_TTL;
@@ -263,6 +265,10 @@ load_cluster (ChdConfig *config, GKeyFile *file, GError **error)
 	read_string (file, "cluster", "node-name", &config->node_name);
 	read_string (file, "cluster", "key-prefix", &config->key_prefix);
 	read_string (file, "cluster", "redis-password-file", &password_file);
+	if (!read_uint (file, "cluster", "redis-timeout", 1, 3600, &config->redis_timeout, error))
+		return FALSE;
+	if (!read_uint (file, "cluster", "presence-ttl", 1, 86400, &config->presence_ttl, error))
+		return FALSE;
 	if (config->redis_address == NULL)
 		config->redis_address = g_strdup ("127.0.0.1:6379");
 	if (config->key_prefix == NULL)

@@ -63,6 +63,8 @@ typedef struct {
 	char *redis_password;	 /* (nullable): read from redis-password-file */
 	char *node_name;	 /* (nullable): default host name and process id */
 	char *key_prefix;	 /* default "chathub" */
+	guint redis_timeout;	 /* seconds: the bound on anything that waits for Redis */
+	guint presence_ttl;	 /* seconds: a node's presence entries outlive it this long */
 	guint announce_interval; /* seconds between node announcements; default 5 */
 } ChdConfig;
 

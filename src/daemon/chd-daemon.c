@@ -303,6 +303,10 @@ open_store (ChdConfig *config, GError **error)
 				      config->key_prefix,
 				      "node-name",
 				      config->node_name,
+				      "timeout",
+				      config->redis_timeout * 1000,
+				      "presence-ttl",
+				      config->presence_ttl,
 				      NULL);
 	} else if (config->store_backend == CHD_STORE_BACKEND_MEMORY) {
 		store = CHAT_STORE (chat_memory_store_new ());

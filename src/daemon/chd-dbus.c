@@ -672,7 +672,8 @@ do_disconnect (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 	if (*reason == '\0')
 		reason = DEFAULT_REASON;
 	log_disconnect (client, uid, reason);
-	chat_client_close (client, CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
+	/* after what was broadcast before: "say this, then disconnect" works */
+	chat_hub_disconnect (self->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
 	chd_hub1_complete_disconnect (self->skeleton, invocation);
 }
 
@@ -701,7 +702,10 @@ do_disconnect_user (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 ui
 	clients = chat_hub_list_user_clients (self->hub, user_id);
 	for (guint i = 0; i < clients->len; i++) {
 		log_disconnect (clients->pdata[i], uid, reason);
-		chat_client_close (clients->pdata[i], CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
+		chat_hub_disconnect (self->hub,
+				     clients->pdata[i],
+				     CHAT_CLOSE_CODE_POLICY_VIOLATION,
+				     reason);
 	}
 	chd_hub1_complete_disconnect_user (self->skeleton, invocation, clients->len);
 }

@@ -60,6 +60,9 @@ typedef struct {
 	 * Unowned: their STEP_LEAVE holds a reference. */
 	GPtrArray *leaving;
 	gboolean ready; /* with a broker: the store receives the room's publications */
+	/* with a broker: the watch failed or was lost; what waits for it fails until it is
+	 * ready again */
+	gboolean unavailable;
 } ChatRoom;
 
 #define SLOT_PENDING 0x80000000u
@@ -79,6 +82,7 @@ typedef enum {
 	STEP_OFFLINE,	/* a new connection's undelivered direct messages being read */
 	STEP_SYNC,	/* a `sync` request: the user's stream being read, or just its position */
 	STEP_PUBLISHED, /* with a broker: a message a node published, to relay here */
+	STEP_PRESENCE, /* with a broker: a `presence` request, the users on every node being read */
 } StepKind;
 
 /* with a broker (several nodes): members that may have missed messages reconnect and
@@ -118,12 +122,17 @@ typedef struct {
 	ChatStreamKind stream_kind; /* STEP_PUBLISHED */
 	guint64 stream_id;	    /* STEP_PUBLISHED; 0: hub-wide */
 	guint64 offset;		    /* STEP_PUBLISHED */
+	GArray *users;		    /* STEP_PRESENCE: guint64, the users on every node */
 } HubStep;
 
 typedef struct {
 	guint64 id;
-	GPtrArray *clients; /* ChatClient*, unowned */
-	gboolean ready;	    /* with a broker: as ChatRoom.ready */
+	GPtrArray *clients;   /* ChatClient*, unowned */
+	gboolean ready;	      /* with a broker: as ChatRoom.ready */
+	gboolean unavailable; /* as ChatRoom.unavailable */
+	/* with a broker: connections whose offline delivery failed (owned): they reconnect
+	 * (4002) once the user's stream is watched again */
+	GPtrArray *stale;
 } ChatUser;
 
 struct _ChatHub {
@@ -205,6 +214,7 @@ step_free (HubStep *step)
 	g_clear_error (&step->error);
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
 	g_clear_pointer (&step->frame, g_bytes_unref);
+	g_clear_pointer (&step->users, g_array_unref);
 	g_free (step->reason);
 	g_free (step->epoch);
 	g_object_unref (step->hub);
@@ -215,6 +225,7 @@ static void
 user_free (ChatUser *user)
 {
 	g_ptr_array_unref (user->clients);
+	g_clear_pointer (&user->stale, g_ptr_array_unref);
 	g_free (user);
 }
 
@@ -757,6 +768,36 @@ build_room_event (ChatMessageType type, guint64 room_id, guint64 user_id)
 	return chat_message_to_frame (event);
 }
 
+/* With a broker: the other nodes' members get the event too (this node pushes its own). */
+static void
+publish_room_event (ChatHub *self, ChatMessageType type, guint64 room_id, guint64 user_id)
+{
+	g_autoptr (ChatMessage) event = NULL;
+	g_autoptr (GBytes) text = NULL;
+	char *json;
+	gsize length;
+
+	if (!self->broker)
+		return;
+	event = chat_message_new (type);
+	chat_message_set_room_id (event, room_id);
+	chat_message_stamp (event, 0, user_id);
+	json = chat_message_to_json_with_length (event, &length);
+	text = g_bytes_new_take (json, length);
+	chat_store_publish_event (self->store, CHAT_STREAM_KIND_ROOM, room_id, text);
+}
+
+/* With a broker: presence across nodes counts the users with a connection here. */
+static void
+set_present (ChatHub *self, guint64 room_id, ChatClient *client, gboolean present)
+{
+	if (self->broker)
+		chat_store_presence_set (self->store,
+					 room_id,
+					 chat_client_get_user_id (client),
+					 present);
+}
+
 /* ---- membership ----------------------------------------------------------------------- */
 
 static GPtrArray *
@@ -829,6 +870,7 @@ room_add (ChatHub *self, guint64 room_id, ChatClient *client, gboolean pending)
 		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_ROOMS]);
 	}
 	chat_client_add_room (client, room_id, room_put (room, client, pending));
+	set_present (self, room_id, client, TRUE);
 	return room;
 }
 
@@ -859,6 +901,7 @@ room_remove (ChatHub *self, guint64 room_id, ChatClient *client)
 		return NULL;
 	room_take (room, entry, client);
 	chat_client_remove_room (client, room_id);
+	set_present (self, room_id, client, FALSE);
 	return room_drop_if_empty (self, room);
 }
 
@@ -903,6 +946,16 @@ send_join_ack (ChatHub *self, ChatClient *client, guint64 room_id, gint recovere
 	chat_client_send (client, ack);
 }
 
+static void
+send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+static void
+send_error_at_turn (ChatClient *client, ChatError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+static void
+answer_presence (ChatHub *self, HubStep *step);
+static guint64 *
+room_user_ids (ChatRoom *room, gsize *n_users);
 static void
 on_read_done (GObject *source, GAsyncResult *result, gpointer user_data);
 static HubStep *
@@ -974,6 +1027,10 @@ join_room (ChatHub *self, ChatClient *client, guint64 room_id, ChatMessage *requ
 
 			if (room != NULL)
 				push_to_room (room, event);
+			publish_room_event (self,
+					    CHAT_MESSAGE_TYPE_JOIN,
+					    room_id,
+					    chat_client_get_user_id (client));
 			room_add (self, room_id, client, FALSE);
 			g_signal_emit (self, signals[SIGNAL_ROOM_JOINED], 0, client, room_id);
 			send_join_ack (self, client, room_id, recovered);
@@ -1033,6 +1090,24 @@ finish_join (ChatHub *self, HubStep *step)
 	gint recovered = step->recovered;
 	guint64 position;
 
+	if (self->broker && step->error != NULL) {
+		/* the room's stream could not be reached: not joined (nobody was told), the
+		 * joiner may try again; a later join of its own answers for itself */
+		if (step->cancelled)
+			return;
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "Room %" G_GUINT64_FORMAT " could not be joined now",
+				    step->room_id);
+		if (step->left || entry == NULL || room == NULL)
+			return;
+		room_take (room, entry, step->client);
+		chat_client_remove_room (step->client, step->room_id);
+		set_present (self, step->room_id, step->client, FALSE);
+		room_drop_if_empty (self, room);
+		g_signal_emit (self, signals[SIGNAL_ROOM_LEFT], 0, step->client, step->room_id);
+		return;
+	}
 	if (step->announce && room != NULL) {
 		g_autoptr (GBytes) event =
 		    build_room_event (CHAT_MESSAGE_TYPE_JOIN,
@@ -1041,6 +1116,11 @@ finish_join (ChatHub *self, HubStep *step)
 
 		push_to_room (room, event);
 	}
+	if (step->announce)
+		publish_room_event (self,
+				    CHAT_MESSAGE_TYPE_JOIN,
+				    step->room_id,
+				    chat_client_get_user_id (step->client));
 	if (step->cancelled)
 		return;
 	if (step->left || entry == NULL || room == NULL) {
@@ -1085,6 +1165,7 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 		mark_pending_joins (self, client, room_id, TRUE);
 		room_take (room, entry, client);
 		chat_client_remove_room (client, room_id);
+		set_present (self, room_id, client, FALSE);
 		step = step_new (self, STEP_LEAVE, client, NULL);
 		step->room_id = room_id;
 		step->ack = ack;
@@ -1098,6 +1179,11 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 		return;
 	}
 
+	if (entry != NULL)
+		publish_room_event (self,
+				    CHAT_MESSAGE_TYPE_LEAVE,
+				    room_id,
+				    chat_client_get_user_id (client));
 	room = room_remove (self, room_id, client);
 	/* a client leaving many rooms of its own on disconnect builds no frame for them */
 	if (room != NULL || ack)
@@ -1120,6 +1206,10 @@ finish_leave (ChatHub *self, HubStep *step)
 						     step->room_id,
 						     chat_client_get_user_id (step->client));
 
+	publish_room_event (self,
+			    CHAT_MESSAGE_TYPE_LEAVE,
+			    step->room_id,
+			    chat_client_get_user_id (step->client));
 	if (step->in_leaving) {
 		g_assert (room != NULL);
 		g_ptr_array_remove_fast (room->leaving, step->client);
@@ -1132,10 +1222,6 @@ finish_leave (ChatHub *self, HubStep *step)
 }
 
 /* ---- the ordered pipeline --------------------------------------------------------------- */
-
-static void
-send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
-    G_GNUC_PRINTF (3, 4);
 
 /* Queued at the tail; a step runs when it is done and every step before it has run. */
 static HubStep *
@@ -1169,10 +1255,10 @@ answer_history (ChatHub *self, HubStep *step)
 	if (!client_is_connected (self, step->client))
 		return;
 	if (step->error != NULL) {
-		send_error_printf (step->client,
-				   CHAT_ERROR_UNAVAILABLE,
-				   "The history of room %" G_GUINT64_FORMAT " could not be read",
-				   step->room_id);
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "The history of room %" G_GUINT64_FORMAT " could not be read",
+				    step->room_id);
 		return;
 	}
 	chat_store_get_stream (self->store,
@@ -1222,6 +1308,23 @@ push_user_frames (ChatHub *self, HubStep *step, guint64 position, gboolean recei
 	return in_range;
 }
 
+/* With a broker: @client's offline delivery failed (Redis unreachable). It reconnects to
+ * get it (4002), now if its user's stream is watched, else once it is again, so that the
+ * new connection does not fail the same way. */
+static void
+recover_later (ChatHub *self, ChatClient *client)
+{
+	ChatUser *user = lookup_user (self, chat_client_get_user_id (client));
+
+	if (user == NULL || user->ready) {
+		chat_client_close (client, CLOSE_CODE_RECOVER, "recover");
+		return;
+	}
+	if (user->stale == NULL)
+		user->stale = g_ptr_array_new_with_free_func (g_object_unref);
+	g_ptr_array_add (user->stale, g_object_ref (client));
+}
+
 /* A new connection's undelivered direct messages (STEP_OFFLINE), or a `sync` (STEP_SYNC). */
 static void
 finish_user_read (ChatHub *self, HubStep *step)
@@ -1235,6 +1338,17 @@ finish_user_read (ChatHub *self, HubStep *step)
 		dm_pending_remove (self, step->client);
 	if (!client_is_connected (self, step->client))
 		return;
+	if (self->broker && step->error != NULL &&
+	    !g_error_matches (step->error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT)) {
+		/* Redis could not be reached */
+		if (step->kind == STEP_SYNC)
+			send_error_at_turn (step->client,
+					    CHAT_ERROR_UNAVAILABLE,
+					    "The direct messages could not be read now");
+		else
+			recover_later (self, step->client);
+		return;
+	}
 	position = user_position (self, chat_client_get_user_id (step->client), &epoch);
 	if (step->kind == STEP_OFFLINE) {
 		/* on a failed read the watermark stays: the next connection gets them */
@@ -1288,7 +1402,9 @@ relay_published (ChatHub *self, HubStep *step)
 	g_autoptr (GBytes) frame = chat_frame_new (0x1 /* text */, text, size);
 	ChatRoom *room;
 
-	self->messages_relayed++;
+	/* a room event from another node has no offset, and is no message */
+	if (step->stream_kind != CHAT_STREAM_KIND_ROOM || step->stream_id == 0 || step->offset != 0)
+		self->messages_relayed++;
 	if (step->stream_kind == CHAT_STREAM_KIND_ROOM && step->stream_id == 0) {
 		push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE)) {
@@ -1323,10 +1439,18 @@ start_deferred (ChatHub *self, HubStep *step)
 	const char *epoch = NULL;
 	guint64 position;
 
-	if (room_step && room != NULL && !room->ready)
-		return FALSE;
-	if (!room_step && user != NULL && !user->ready)
-		return FALSE;
+	if ((room_step && room != NULL && !room->ready) ||
+	    (!room_step && user != NULL && !user->ready)) {
+		if (!(room_step ? room->unavailable : user->unavailable))
+			return FALSE;
+		/* Redis could not be reached within the timeout: fail now, not wait */
+		g_set_error_literal (&step->error,
+				     G_IO_ERROR,
+				     G_IO_ERROR_NOT_CONNECTED,
+				     "Redis is not reachable");
+		step->done = TRUE;
+		return TRUE;
+	}
 	switch (step->kind) {
 	case STEP_JOIN:
 		step->done = TRUE;
@@ -1383,6 +1507,11 @@ start_deferred (ChatHub *self, HubStep *step)
 				       step);
 		break;
 	case STEP_SYNC:
+		if (!step->read) {
+			/* a plain sync: the position, now that it is known */
+			step->done = TRUE;
+			return TRUE;
+		}
 		position = user_position (self, user_id, &epoch);
 		if (user == NULL || step->since > position || g_strcmp0 (step->epoch, epoch) != 0) {
 			/* not recovered: finish_user_read() sees a failed read */
@@ -1419,7 +1548,7 @@ run_step (ChatHub *self, HubStep *step)
 		if (step->error != NULL) {
 			/* nothing unstored is relayed: the sender knows, and may send it again */
 			if (client_is_connected (self, step->client))
-				send_error_printf (
+				send_error_at_turn (
 				    step->client,
 				    CHAT_ERROR_UNAVAILABLE,
 				    "The message could not be stored, so it was not relayed");
@@ -1435,6 +1564,9 @@ run_step (ChatHub *self, HubStep *step)
 		break;
 	case STEP_PUBLISHED:
 		relay_published (self, step);
+		break;
+	case STEP_PRESENCE:
+		answer_presence (self, step);
 		break;
 	case STEP_JOIN:
 	case STEP_RECOVER:
@@ -1525,10 +1657,43 @@ hub_watched (gpointer data, ChatStreamKind kind, guint64 stream_id)
 	ChatRoom *room;
 	ChatUser *user;
 
-	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL)
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
 		room->ready = TRUE;
-	else if (kind == CHAT_STREAM_KIND_USER && (user = lookup_user (self, stream_id)) != NULL)
+		room->unavailable = FALSE;
+	} else if (kind == CHAT_STREAM_KIND_USER &&
+		   (user = lookup_user (self, stream_id)) != NULL) {
+		g_autoptr (GPtrArray) stale = g_steal_pointer (&user->stale);
+
 		user->ready = TRUE;
+		user->unavailable = FALSE;
+		for (guint i = 0; stale != NULL && i < stale->len; i++)
+			if (client_is_connected (self, stale->pdata[i]))
+				chat_client_close (stale->pdata[i], CLOSE_CODE_RECOVER, "recover");
+	}
+	append_unblocked (self);
+	release_steps (self);
+}
+
+/* Redis could not be reached for the stream within the store's timeout: what waits for it
+ * fails now (messages are answered `unavailable`), and so does what asks for it until it is
+ * watched again. */
+static void
+hub_unavailable (gpointer data, ChatStreamKind kind, guint64 stream_id)
+{
+	ChatHub *self = data;
+	ChatRoom *room;
+	ChatUser *user;
+
+	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
+		room->ready = FALSE;
+		room->unavailable = TRUE;
+	} else if (kind == CHAT_STREAM_KIND_USER &&
+		   (user = lookup_user (self, stream_id)) != NULL) {
+		user->ready = FALSE;
+		user->unavailable = TRUE;
+	} else {
+		return;
+	}
 	append_unblocked (self);
 	release_steps (self);
 }
@@ -1557,7 +1722,7 @@ hub_gap (gpointer data, ChatStreamKind kind, guint64 stream_id)
 		chat_client_close (clients->pdata[i], CLOSE_CODE_RECOVER, "recover");
 }
 
-static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap};
+static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap, hub_unavailable};
 
 static void
 on_append_done (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -1620,37 +1785,81 @@ append_step (ChatHub *self, HubStep *step)
 	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
 }
 
+typedef enum { APPEND_GO, APPEND_WAIT, APPEND_REFUSED } AppendState;
+
+static AppendState
+stream_append_state (gboolean known, gboolean ready, gboolean unavailable)
+{
+	if (!known || ready)
+		return APPEND_GO;
+	return unavailable ? APPEND_REFUSED : APPEND_WAIT;
+}
+
 /* With a broker: a message to a stream this node is starting to watch waits until it does,
- * or this node would miss it (the sender its echo). */
-static gboolean
-append_blocked (ChatHub *self, HubStep *step)
+ * or this node would miss it (the sender its echo); one whose watch failed is refused. */
+static AppendState
+append_state (ChatHub *self, HubStep *step)
 {
 	guint64 room_id = chat_message_get_room_id (step->message);
 	guint64 to = chat_message_get_to (step->message);
 	ChatRoom *room;
 	ChatUser *user;
+	AppendState state, sender;
 
 	if (!self->broker)
-		return FALSE;
-	if (room_id != 0)
-		return (room = lookup_room (self, room_id)) != NULL && !room->ready;
+		return APPEND_GO;
+	if (room_id != 0) {
+		room = lookup_room (self, room_id);
+		return stream_append_state (room != NULL,
+					    room != NULL && room->ready,
+					    room != NULL && room->unavailable);
+	}
 	if (to == 0)
-		return FALSE;
-	if ((user = lookup_user (self, to)) != NULL && !user->ready)
-		return TRUE;
-	return step->sender_copy != NULL &&
-	       (user = lookup_user (self, step->sender_user)) != NULL && !user->ready;
+		return APPEND_GO;
+	user = lookup_user (self, to);
+	state = stream_append_state (user != NULL,
+				     user != NULL && user->ready,
+				     user != NULL && user->unavailable);
+	if (step->sender_copy == NULL)
+		return state;
+	user = lookup_user (self, step->sender_user);
+	sender = stream_append_state (user != NULL,
+				      user != NULL && user->ready,
+				      user != NULL && user->unavailable);
+	return MAX (state, sender);
 }
 
-/* With a broker: the messages that waited for a watch, in the order they were sent. */
+static void
+refuse_append (HubStep *step)
+{
+	step->deferred = FALSE;
+	g_set_error_literal (&step->error,
+			     G_IO_ERROR,
+			     G_IO_ERROR_NOT_CONNECTED,
+			     "Redis is not reachable");
+	step->done = TRUE;
+}
+
+/* With a broker: the messages that waited for a watch, in the order they were sent; those
+ * whose watch failed are refused. */
 static void
 append_unblocked (ChatHub *self)
 {
 	for (GList *l = self->steps.head; l != NULL; l = l->next) {
 		HubStep *step = l->data;
 
-		if (step->kind == STEP_STORE && step->deferred && !append_blocked (self, step))
+		if (step->kind != STEP_STORE || !step->deferred)
+			continue;
+		switch (append_state (self, step)) {
+		case APPEND_GO:
 			append_step (self, step);
+			break;
+		case APPEND_REFUSED:
+			refuse_append (step);
+			break;
+		case APPEND_WAIT:
+			break;
+		}
 	}
 }
 
@@ -1668,10 +1877,18 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 	if (self->broker) {
 		if (room_id == 0 && to != 0 && sender_user != 0 && sender_user != to)
 			step->sender_copy = copy_message (message);
-		if (append_blocked (self, step))
-			step->deferred = TRUE;
-		else
+		switch (append_state (self, step)) {
+		case APPEND_GO:
 			append_step (self, step);
+			break;
+		case APPEND_WAIT:
+			step->deferred = TRUE;
+			break;
+		case APPEND_REFUSED:
+			refuse_append (step);
+			release_steps (self);
+			break;
+		}
 		return;
 	}
 	if (room_id == 0 && to == 0) {
@@ -1756,6 +1973,24 @@ send_error_printf (ChatClient *client, ChatError code, const char *format, ...)
 	text = g_strdup_vprintf (format, args);
 	va_end (args);
 	chat_client_send_error (client, code, text);
+}
+
+/* An error answering a step at its turn: in order already, so not queued behind the
+ * client's later requests as chat_client_send_error() would. */
+static void
+send_error_at_turn (ChatClient *client, ChatError code, const char *format, ...)
+{
+	g_autoptr (ChatMessage) error = chat_message_new (CHAT_MESSAGE_TYPE_ERROR);
+	g_autofree char *text = NULL;
+	va_list args;
+
+	va_start (args, format);
+	text = g_strdup_vprintf (format, args);
+	va_end (args);
+	chat_message_set_code (error, chat_error_get_wire_code (code));
+	chat_message_set_content (error, text);
+	chat_message_stamp (error, 0, 0);
+	chat_client_send (client, error);
 }
 
 /* What a message must satisfy whoever sends it, a client or the service: English for the
@@ -1882,6 +2117,53 @@ handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
 
 /* ---- presence and token refresh -------------------------------------------------------- */
 
+static int
+compare_user_ids (gconstpointer a, gconstpointer b);
+
+static void
+on_presence_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	HubStep *step = user_data;
+
+	step->users = chat_store_presence_finish (CHAT_STORE (source), result, &step->error);
+	step_completed (step);
+}
+
+/* With a broker: the users in Redis, with this node's own (whose entries may not be written
+ * yet), each once, ascending. */
+static void
+answer_presence (ChatHub *self, HubStep *step)
+{
+	g_autoptr (ChatMessage) answer = NULL;
+	g_autofree guint64 *local = NULL;
+	g_autoptr (GArray) users = NULL;
+	gsize n_local = 0;
+	guint kept = 0;
+
+	if (!client_is_connected (self, step->client))
+		return;
+	if (step->error != NULL) {
+		send_error_at_turn (step->client,
+				    CHAT_ERROR_UNAVAILABLE,
+				    "The presence of room %" G_GUINT64_FORMAT " could not be read",
+				    step->room_id);
+		return;
+	}
+	local = room_user_ids (lookup_room (self, step->room_id), &n_local);
+	users = g_steal_pointer (&step->users);
+	g_array_append_vals (users, local, n_local);
+	g_array_sort (users, compare_user_ids);
+	for (guint i = 0; i < users->len; i++)
+		if (kept == 0 ||
+		    g_array_index (users, guint64, i) != g_array_index (users, guint64, kept - 1))
+			g_array_index (users, guint64, kept++) = g_array_index (users, guint64, i);
+	answer = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
+	chat_message_set_room_id (answer, step->room_id);
+	chat_message_set_users (answer, (const guint64 *) users->data, kept);
+	chat_message_stamp (answer, 0, 0);
+	chat_client_send (step->client, answer);
+}
+
 static gint
 compare_user_ids (gconstpointer a, gconstpointer b)
 {
@@ -1919,6 +2201,7 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 	g_autoptr (ChatMessage) answer = NULL;
 	g_autofree guint64 *users = NULL;
 	gsize n_users = 0;
+	HubStep *step;
 
 	if (room_id == 0) {
 		send_error_printf (client,
@@ -1931,6 +2214,13 @@ handle_presence (ChatHub *self, ChatClient *client, guint64 room_id)
 				   CHAT_ERROR_NOT_MEMBER,
 				   "You have not joined room %" G_GUINT64_FORMAT,
 				   room_id);
+		return;
+	}
+	if (self->broker) {
+		/* every node's users, in Redis; answered in order */
+		step = step_new (self, STEP_PRESENCE, client, NULL);
+		step->room_id = room_id;
+		chat_store_presence_async (self->store, room_id, on_presence_done, step);
 		return;
 	}
 	users = room_user_ids (lookup_room (self, room_id), &n_users);
@@ -2013,12 +2303,15 @@ handle_sync (ChatHub *self, ChatClient *client, ChatMessage *request)
 
 	gboolean with_since = chat_message_get_since (request, &since);
 
-	if (with_since && self->broker) {
-		step->since = since;
-		step->read = TRUE;
+	if (self->broker) {
+		/* at its turn, once the user's stream is watched: its position is known then */
 		step->deferred = TRUE;
-		step->epoch = g_strdup (chat_message_get_epoch (request));
-		dm_pending_add (self, client);
+		if (with_since) {
+			step->since = since;
+			step->read = TRUE;
+			step->epoch = g_strdup (chat_message_get_epoch (request));
+			dm_pending_add (self, client);
+		}
 		release_steps (self);
 		return;
 	}
@@ -2839,6 +3132,39 @@ chat_hub_read_history_finish (ChatHub *self, GAsyncResult *result, char **epoch,
 	if (messages != NULL && epoch != NULL)
 		*epoch = g_strdup (g_task_get_task_data (G_TASK (result)));
 	return messages;
+}
+
+/**
+ * chat_hub_disconnect:
+ * @self: a #ChatHub
+ * @client: a #ChatClient registered with @self
+ * @code: a WebSocket close code, such as %CHAT_CLOSE_CODE_POLICY_VIOLATION
+ * @reason: (nullable): a short English reason for the peer (at most 123 bytes are sent)
+ *
+ * Closes @client as chat_client_close() does, but only after everything the hub was asked
+ * to relay before this call: a message just given to chat_hub_send_to_all() (which is
+ * relayed once the store has its id) reaches @client before its close. For an operator's
+ * "say this, then disconnect".
+ *
+ * Since: 1.0
+ */
+void
+chat_hub_disconnect (ChatHub *self, ChatClient *client, guint16 code, const char *reason)
+{
+	HubStep *step;
+
+	g_return_if_fail (CHAT_IS_HUB (self));
+	g_return_if_fail (CHAT_IS_CLIENT (client));
+	g_return_if_fail (chat_client_get_hub (client) == self);
+
+	if (g_queue_is_empty (&self->steps)) {
+		chat_client_close (client, code, reason);
+		return;
+	}
+	step = step_new (self, STEP_CLOSE, client, NULL);
+	step->code = code;
+	step->reason = g_strdup (reason);
+	step->done = TRUE;
 }
 
 /**

@@ -3,7 +3,9 @@
  *
  * One connection to Redis through hiredis's asynchronous API, attached to a GMainContext with
  * hiredis's GLib adapter: no thread, no other event loop. It authenticates, reconnects with
- * a backoff (0.1 s doubling up to 5 s) and says when it is ready or lost. Used by
+ * a backoff (0.1 s doubling up to 5 s, or up to the timeout if shorter) and says when it is
+ * ready or lost. A connect, or a reply, that takes longer than the timeout drops the
+ * connection (hiredis 0.14 has no timeout of its own for asynchronous contexts). Used by
  * ChatRedisStore only (docs/architecture.md, "Several nodes on Redis").
  */
 
@@ -29,6 +31,7 @@ ChatRedisConnection *
 chat_redis_connection_new (const char *address,
 			   const char *password,
 			   const char *name,
+			   guint timeout_ms,
 			   GMainContext *context,
 			   ChatRedisStateFunc state_func,
 			   ChatRedisReplyFunc push_func,
@@ -49,9 +52,10 @@ chat_redis_connection_command (ChatRedisConnection *self,
  * go to the push function given to chat_redis_connection_new(). FALSE when not connected. */
 gboolean
 chat_redis_connection_subscribe (ChatRedisConnection *self, int argc, const char **argv);
-/* Drops the connection now (the state function is told), then reconnects as usual. */
+/* Drops the connection now (the state function is told, with @why, a static translated
+ * string), then reconnects as usual. Not from inside a reply or push function. */
 void
-chat_redis_connection_reset (ChatRedisConnection *self);
+chat_redis_connection_reset (ChatRedisConnection *self, const char *why);
 
 /* A Redis error reply or a lost connection as a G_IO_ERROR. */
 void

@@ -29,15 +29,22 @@ struct _ChatRedisConnection {
 	redisAsyncContext *ac;
 	GSource *source;       /* hiredis's GLib adapter source for @ac */
 	GSource *retry_source; /* the reconnection timer */
+	GSource *watchdog;     /* bounds a connect and every reply */
+	guint timeout_ms;
 	guint backoff_ms;
+	gint64 started_us; /* the current attempt began */
+	GQueue pending;	   /* Pending*, sent and not answered, oldest first */
+	const char *abort_why;
 	gboolean ready;
 	gboolean freeing;
 	gboolean warned; /* one warning per outage */
 };
 
 typedef struct {
+	ChatRedisConnection *self;
 	ChatRedisReplyFunc func;
 	gpointer user_data;
+	gint64 sent_us;
 } Pending;
 
 static void
@@ -88,6 +95,10 @@ connection_lost (ChatRedisConnection *self, const char *why)
 
 	self->ac = NULL;
 	self->ready = FALSE;
+	if (self->abort_why != NULL) {
+		why = self->abort_why;
+		self->abort_why = NULL;
+	}
 	/* not destroyed here: on a failed connect, hiredis's cleanup still removes the poll from
 	 * it after this; without a descriptor it never dispatches again */
 	if (self->freeing)
@@ -112,7 +123,9 @@ connection_lost (ChatRedisConnection *self, const char *why)
 	g_source_set_name (self->retry_source, "chathub redis reconnect");
 	g_source_set_callback (self->retry_source, on_retry, self, NULL);
 	g_source_attach (self->retry_source, self->context);
-	self->backoff_ms = MIN (self->backoff_ms * 2, BACKOFF_MAX_MS);
+	/* never longer than a step may wait: Redis back is noticed within the timeout */
+	self->backoff_ms = MIN (self->backoff_ms * 2, MIN (BACKOFF_MAX_MS, self->timeout_ms));
+	self->backoff_ms = MAX (self->backoff_ms, BACKOFF_MIN_MS);
 	(void) was_ready;
 	self->state_func (self, FALSE, error, self->user_data);
 }
@@ -141,6 +154,7 @@ on_reply (redisAsyncContext *ac, void *reply, void *privdata)
 	Pending *pending = privdata;
 
 	(void) ac;
+	g_queue_remove (&pending->self->pending, pending);
 	pending->func (reply, pending->user_data);
 	g_free (pending);
 }
@@ -192,11 +206,10 @@ on_connect (const redisAsyncContext *ac, int status)
 	}
 	if (self->password != NULL) {
 		const char *argv[] = {"AUTH", self->password};
-		Pending *pending = g_new0 (Pending, 1);
 
-		pending->func = on_auth;
-		pending->user_data = self;
-		redisAsyncCommandArgv (self->ac, on_reply, pending, 2, argv, NULL);
+		self->ready = TRUE; /* for the command only: became_ready() tells */
+		chat_redis_connection_command (self, on_auth, self, 2, argv, NULL);
+		self->ready = FALSE;
 		return;
 	}
 	became_ready (self);
@@ -211,12 +224,49 @@ on_disconnect (const redisAsyncContext *ac, int status)
 	connection_lost (self, ac->errstr);
 }
 
+/* Drops the connection from a timer (never from inside hiredis): every pending callback is
+ * called without a reply, then the state function is told, with @why. */
+static void
+connection_abort (ChatRedisConnection *self, const char *why)
+{
+	redisAsyncContext *ac = self->ac;
+	gboolean connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+
+	self->abort_why = why;
+	redisAsyncFree (ac);
+	/* hiredis calls on_disconnect() only for an established connection */
+	if (!connected)
+		connection_lost (self, why);
+}
+
+/* Redis that stops answering (stopped, a network partition) is no better than Redis gone:
+ * an attempt or a reply that takes longer than the timeout drops the connection, so that
+ * nothing waits on it for longer. */
+static gboolean
+on_watchdog (gpointer user_data)
+{
+	ChatRedisConnection *self = user_data;
+	gint64 now = g_get_monotonic_time ();
+	gint64 bound = (gint64) self->timeout_ms * 1000;
+	Pending *oldest;
+
+	if (self->ac == NULL)
+		return G_SOURCE_CONTINUE;
+	if (!self->ready && now - self->started_us >= bound)
+		connection_abort (self, _ ("no connection within the timeout"));
+	else if ((oldest = g_queue_peek_head (&self->pending)) != NULL &&
+		 now - oldest->sent_us >= bound)
+		connection_abort (self, _ ("no answer within the timeout"));
+	return G_SOURCE_CONTINUE;
+}
+
 static void
 connection_start (ChatRedisConnection *self)
 {
 	redisAsyncContext *ac;
 
 	drop_source (self);
+	self->started_us = g_get_monotonic_time ();
 	ac = self->socket_path != NULL ? redisAsyncConnectUnix (self->socket_path)
 				       : redisAsyncConnect (self->host, self->port);
 	if (ac == NULL || ac->err != 0) {
@@ -241,6 +291,7 @@ ChatRedisConnection *
 chat_redis_connection_new (const char *address,
 			   const char *password,
 			   const char *name,
+			   guint timeout_ms,
 			   GMainContext *context,
 			   ChatRedisStateFunc state_func,
 			   ChatRedisReplyFunc push_func,
@@ -265,6 +316,12 @@ chat_redis_connection_new (const char *address,
 	self->push_func = push_func;
 	self->user_data = user_data;
 	self->backoff_ms = BACKOFF_MIN_MS;
+	self->timeout_ms = MAX (timeout_ms, 1);
+	g_queue_init (&self->pending);
+	self->watchdog = g_timeout_source_new (MAX (self->timeout_ms / 4, 10));
+	g_source_set_name (self->watchdog, "chathub redis watchdog");
+	g_source_set_callback (self->watchdog, on_watchdog, self, NULL);
+	g_source_attach (self->watchdog, self->context);
 	connection_start (self);
 	return self;
 }
@@ -283,6 +340,8 @@ chat_redis_connection_free (ChatRedisConnection *self)
 		redisAsyncFree (ac);
 	}
 	drop_source (self);
+	g_source_destroy (self->watchdog);
+	g_source_unref (self->watchdog);
 	if (self->retry_source != NULL) {
 		g_source_destroy (self->retry_source);
 		g_clear_pointer (&self->retry_source, g_source_unref);
@@ -316,12 +375,15 @@ chat_redis_connection_command (ChatRedisConnection *self,
 	if (!self->ready)
 		return FALSE;
 	pending = g_new0 (Pending, 1);
+	pending->self = self;
 	pending->func = func;
 	pending->user_data = user_data;
+	pending->sent_us = g_get_monotonic_time ();
 	if (redisAsyncCommandArgv (self->ac, on_reply, pending, argc, argv, lengths) != REDIS_OK) {
 		g_free (pending);
 		return FALSE;
 	}
+	g_queue_push_tail (&self->pending, pending);
 	return TRUE;
 }
 
@@ -336,8 +398,8 @@ chat_redis_connection_subscribe (ChatRedisConnection *self, int argc, const char
 /* Not from inside a hiredis callback: from a timer. on_disconnect() follows from inside, with
  * every pending callback failed. */
 void
-chat_redis_connection_reset (ChatRedisConnection *self)
+chat_redis_connection_reset (ChatRedisConnection *self, const char *why)
 {
 	if (self->ac != NULL && self->ready)
-		redisAsyncFree (self->ac);
+		connection_abort (self, why);
 }

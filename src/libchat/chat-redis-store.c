@@ -62,6 +62,9 @@ typedef struct {
 	guint watchers;
 	guint pending_subs;
 	guint generation;
+	gint64 watch_started; /* monotonic, the current attempt */
+	gboolean relayed;     /* was ready: top and epoch are what this node relayed */
+	gboolean reported;    /* ChatStoreBroker.unavailable told for the current attempt */
 } RedisStream;
 
 typedef enum { OP_APPEND, OP_READ } OpType;
@@ -76,6 +79,8 @@ typedef struct {
 	guint64 seq;
 	gboolean acked;
 	gboolean replied;
+	gint64 replied_us;
+	gboolean orphaned; /* its ack was lost with a pub/sub connection: its reply tells */
 	gboolean completed;
 	/* OP_READ */
 	ChatStoreRange range;
@@ -98,20 +103,42 @@ struct _ChatRedisStore {
 	char *epoch_candidate;	/* for a stream created by the next script */
 	guint64 last_id;
 	guint64 next_seq;
-	GQueue backlog;	      /* RedisOp*: not yet sent, in order */
-	GQueue awaiting_ack;  /* RedisOp*: appends sent, waiting for their publication */
-	GSource *kick_source; /* sends the backlog once per iteration */
+	GQueue backlog;		/* RedisOp*: not yet sent, in order */
+	GQueue awaiting_ack;	/* RedisOp*: appends sent, waiting for their publication */
+	GSource *kick_source;	/* sends the backlog once per iteration */
+	GSource *reload_source; /* loads the scripts again after a refusal */
 
 	const ChatStoreBroker *broker;
 	gpointer broker_data;
 	char *node_channel;
+
+	guint timeout_ms;	  /* the bound on anything that waits for Redis */
+	guint presence_ttl;	  /* seconds */
+	GSource *tick_source;	  /* with a broker: the probe and the watches' deadlines */
+	GSource *check_source;	  /* a watch to report unavailable at once */
+	guint64 probe_seq;	  /* the last probe sent */
+	guint64 probe_echoed;	  /* the last probe that came back */
+	gboolean probe_in_flight; /* its PUBLISH not answered yet */
+	gint64 probe_answered_us; /* when it was; 0: not waiting for its echo */
+	gint64 next_probe_us;
+	/* room id -> (user id -> how many of its connections are in the room here) */
+	GHashTable *presence;
+	GSource *presence_source; /* refreshes this node's presence entries */
 
 	ChatStoreRetention retention;
 	ChatStoreStatistics statistics;
 	gboolean failing;
 };
 
-enum { PROP_ADDRESS = CHAT_STORE_N_PROPS, PROP_PASSWORD, PROP_KEY_PREFIX, PROP_NODE_NAME, N_PROPS };
+enum {
+	PROP_ADDRESS = CHAT_STORE_N_PROPS,
+	PROP_PASSWORD,
+	PROP_KEY_PREFIX,
+	PROP_NODE_NAME,
+	PROP_TIMEOUT,
+	PROP_PRESENCE_TTL,
+	N_PROPS
+};
 
 static GParamSpec *props[N_PROPS];
 
@@ -261,12 +288,52 @@ static const char trim_script[] =
 	     "local first, trimmed = trim(ARGV[1], KEYS[1], KEYS[2], top)\n"
 	     "return {string.format('%d', first), trimmed}\n";
 
+/* Presence, after Centrifugo's presence_*.lua: per room a hash (field -> user id) and a
+ * sorted set (field -> expiry in ms), a field per user and node ("<user> <node>"), so that
+ * nodes never remove each other's entries; both keys expire with the last refresh. */
+#define LUA_NOW_MS                       \
+	"local t = redis.call('TIME')\n" \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* KEYS: hash, zset. ARGV: 1 ttl (ms), then field and user id pairs. */
+static const char presence_add_script[] = LUA_NOW_MS
+    "local expiry = string.format('%d', now + tonumber(ARGV[1]))\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  redis.call('ZADD', KEYS[2], expiry, ARGV[i])\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "end\n"
+    /* nodes with a longer TTL keep theirs */
+    "for k = 1, 2 do\n"
+    "  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[k], "
+    "ARGV[1]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: hash, zset. ARGV: the fields. */
+static const char presence_remove_script[] =
+    "for i = 1, #ARGV do\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[i]); redis.call('HDEL', KEYS[1], ARGV[i])\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: hash, zset. Drops the expired entries; returns the user ids of the others. */
+static const char presence_get_script[] =
+    LUA_NOW_MS "local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+	       "for i = 1, #expired, 1000 do\n"
+	       "  redis.call('HDEL', KEYS[1], unpack(expired, i, math.min(i + 999, #expired)))\n"
+	       "end\n"
+	       "if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end\n"
+	       "return redis.call('HVALS', KEYS[1])\n";
+
 typedef enum {
 	SCRIPT_APPEND,
 	SCRIPT_READ,
 	SCRIPT_WATCH,
 	SCRIPT_DELIVERED,
 	SCRIPT_TRIM,
+	SCRIPT_PRESENCE_ADD,
+	SCRIPT_PRESENCE_REMOVE,
+	SCRIPT_PRESENCE_GET,
 	N_SCRIPTS
 } ScriptId;
 
@@ -276,6 +343,9 @@ static const char *const scripts[N_SCRIPTS] = {
     watch_script,
     delivered_script,
     trim_script,
+    presence_add_script,
+    presence_remove_script,
+    presence_get_script,
 };
 static char *script_shas[N_SCRIPTS];
 
@@ -454,6 +524,7 @@ on_append_reply (redisReply *reply, gpointer user_data)
 		return;
 	}
 	op->replied = TRUE;
+	op->replied_us = g_get_monotonic_time ();
 	self->last_id = MAX (self->last_id, reply_uint (reply->element[0]));
 	for (guint i = 0; i < op->n_entries; i++) {
 		ChatStoreEntry *entry = &op->entries[i];
@@ -484,7 +555,7 @@ on_append_reply (redisReply *reply, gpointer user_data)
 	}
 	self->statistics.retained =
 	    self->statistics.stored - MIN (self->statistics.trimmed, self->statistics.stored);
-	if (self->broker == NULL || op->acked ||
+	if (self->broker == NULL || op->acked || op->orphaned ||
 	    (self->pubsub != NULL && !chat_redis_connection_is_ready (self->pubsub))) {
 		g_queue_remove (&self->awaiting_ack, op);
 		complete_append (op);
@@ -726,6 +797,9 @@ send_watch_script (ChatRedisStore *self, RedisStream *stream)
 }
 
 static void
+schedule_check (ChatRedisStore *self);
+
+static void
 subscribe_stream (ChatRedisStore *self, RedisStream *stream)
 {
 	g_autofree char *channel = channel_name (self, stream->kind, stream->id);
@@ -733,9 +807,75 @@ subscribe_stream (ChatRedisStore *self, RedisStream *stream)
 
 	stream->generation++;
 	stream->watch = WATCH_SUBSCRIBING;
+	stream->watch_started = g_get_monotonic_time ();
 	if (chat_redis_connection_subscribe (self->pubsub, 2, argv))
 		stream->pending_subs++;
-	/* else: on_pubsub_state() subscribes every watched stream when it is back */
+	else
+		schedule_check (self); /* unavailable now; subscribed again when Redis is back */
+}
+
+typedef struct {
+	ChatStreamKind kind;
+	guint64 id;
+} StreamRef;
+
+/* Tells the broker of every watch that is not ready and cannot be soon: Redis is not
+ * connected, or the watch took longer than the timeout. Once per attempt. */
+static void
+check_watches (ChatRedisStore *self)
+{
+	gint64 now = g_get_monotonic_time ();
+	gboolean connected = self->scripts_loaded && chat_redis_connection_is_ready (self->pubsub);
+	g_autoptr (GArray) late = g_array_new (FALSE, FALSE, sizeof (StreamRef));
+
+	if (self->broker == NULL)
+		return;
+	for (guint kind = 0; kind < 2; kind++) {
+		GHashTableIter iter;
+		gpointer value;
+
+		g_hash_table_iter_init (&iter, self->streams[kind]);
+		while (g_hash_table_iter_next (&iter, NULL, &value)) {
+			RedisStream *stream = value;
+			StreamRef ref = {stream->kind, stream->id};
+
+			if (stream->watchers == 0 || stream->watch == WATCH_READY ||
+			    stream->reported)
+				continue;
+			if (connected &&
+			    now - stream->watch_started < (gint64) self->timeout_ms * 1000)
+				continue;
+			stream->reported = TRUE;
+			g_array_append_val (late, ref);
+		}
+	}
+	/* the broker may unwatch, which changes the tables */
+	for (guint i = 0; i < late->len && self->broker != NULL; i++) {
+		StreamRef *ref = &g_array_index (late, StreamRef, i);
+
+		self->broker->unavailable (self->broker_data, ref->kind, ref->id);
+	}
+}
+
+static gboolean
+on_check (gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	g_clear_pointer (&self->check_source, g_source_unref);
+	check_watches (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_check (ChatRedisStore *self)
+{
+	if (self->check_source == NULL)
+		self->check_source = chat_store_attach_source (g_idle_source_new (),
+							       "chathub redis watch check",
+							       on_check,
+							       self,
+							       self->context);
 }
 
 /* "<kind letter>:<id>" after the prefix: the stream a channel is for */
@@ -762,9 +902,8 @@ stream_of_channel (ChatRedisStore *self, const char *channel, gsize length)
 	return chat_store_streams_lookup (self->streams, kind, id);
 }
 
-/* A watched stream lost track: its members recover, and it is loaded again. */
 static void
-stream_gap (ChatRedisStore *self, RedisStream *stream)
+log_gap (RedisStream *stream)
 {
 	g_log_structured (G_LOG_DOMAIN,
 			  G_LOG_LEVEL_MESSAGE,
@@ -777,7 +916,16 @@ stream_gap (ChatRedisStore *self, RedisStream *stream)
 			      : _ ("Direct messages of user %" PRIu64
 				   " may have been missed; its connections are told to recover"),
 			  stream->id);
+}
+
+/* A watched stream lost track: its members recover, and it is loaded again. */
+static void
+stream_gap (ChatRedisStore *self, RedisStream *stream)
+{
+	log_gap (stream);
 	stream->generation++;
+	/* told now: the state that comes is the new start, not to compare with */
+	stream->relayed = FALSE;
 	send_watch_script (self, stream);
 	self->broker->gap (self->broker_data, stream->kind, stream->id);
 }
@@ -797,6 +945,14 @@ on_stream_message (ChatRedisStore *self, RedisStream *stream, const char *payloa
 	fields = g_strsplit (header, " ", 2);
 	if (g_strv_length (fields) != 2)
 		return;
+	if (strcmp (fields[0], "e") == 0) {
+		/* a room event, not stored: in order with the messages, no offset */
+		if (strcmp (fields[1], self->node_name) == 0)
+			return;
+		text = g_bytes_new (newline + 1, length - (newline + 1 - payload));
+		self->broker->published (self->broker_data, stream->kind, stream->id, 0, text);
+		return;
+	}
 	offset = g_ascii_strtoull (fields[0], NULL, 10);
 	if (offset <= stream->top && g_strcmp0 (fields[1], stream->epoch) == 0)
 		return;
@@ -830,24 +986,42 @@ on_node_message (ChatRedisStore *self, const char *payload, gsize length)
 			if (op->replied)
 				redis_op_free (op);
 		}
+	} else if (n == 2 && strcmp (fields[0], "p") == 0) {
+		/* it may overtake the answer to its PUBLISH, which is on the other connection */
+		self->probe_echoed = g_ascii_strtoull (fields[1], NULL, 10);
+		if (self->probe_echoed == self->probe_seq)
+			self->probe_answered_us = 0;
 	} else if (n == 8 && strcmp (fields[0], "w") == 0) {
 		ChatStreamKind kind =
 		    fields[1][0] == 'r' ? CHAT_STREAM_KIND_ROOM : CHAT_STREAM_KIND_USER;
-		RedisStream *stream =
-		    chat_store_streams_lookup (self->streams,
-					       kind,
-					       g_ascii_strtoull (fields[2], NULL, 10));
+		guint64 id = g_ascii_strtoull (fields[2], NULL, 10);
+		RedisStream *stream = chat_store_streams_lookup (self->streams, kind, id);
+		guint64 top = g_ascii_strtoull (fields[4], NULL, 10);
+		gboolean gap;
 
 		if (stream == NULL || stream->watch != WATCH_LOADING ||
 		    g_ascii_strtoull (fields[3], NULL, 10) != stream->generation)
 			return;
-		stream->top = g_ascii_strtoull (fields[4], NULL, 10);
+		/* watched again after a loss: what it relayed must be where the stream is, or
+		 * something was published meanwhile (or Redis lost it, a new epoch) */
+		gap = stream->relayed &&
+		      (top != stream->top || g_strcmp0 (fields[5], stream->epoch) != 0);
+		stream->top = top;
 		stream_set_epoch (stream, fields[5]);
 		renew_candidate (self, fields[5]);
 		stream->first = g_ascii_strtoull (fields[6], NULL, 10);
 		stream->delivered = MAX (stream->delivered, g_ascii_strtoull (fields[7], NULL, 10));
 		stream->watch = WATCH_READY;
-		self->broker->watched (self->broker_data, stream->kind, stream->id);
+		stream->relayed = TRUE;
+		stream->reported = FALSE;
+		if (gap) {
+			log_gap (stream);
+			self->broker->gap (self->broker_data, kind, id);
+			if (self->broker == NULL ||
+			    chat_store_streams_lookup (self->streams, kind, id) != stream)
+				return;
+		}
+		self->broker->watched (self->broker_data, kind, id);
 	}
 }
 
@@ -935,6 +1109,8 @@ on_pubsub_state (ChatRedisConnection *connection,
 	if (self->broker == NULL)
 		return;
 	if (ready) {
+		self->probe_answered_us = 0;
+		self->next_probe_us = g_get_monotonic_time ();
 		subscribe_all (self);
 		return;
 	}
@@ -945,13 +1121,16 @@ on_pubsub_state (ChatRedisConnection *connection,
 		if (op->replied) {
 			complete_append (op);
 			redis_op_free (op);
+		} else {
+			/* the reply may come after the pub/sub connection is back */
+			op->orphaned = TRUE;
 		}
 	}
-	/* every watched stream may miss publications from now on: its members recover */
+	/* every watched stream may miss publications from now on: what waits for one fails,
+	 * and once it is watched again its state tells whether its members must recover */
 	for (guint kind = 0; kind < 2; kind++) {
 		GHashTableIter iter;
 		gpointer value;
-		g_autoptr (GPtrArray) gaps = g_ptr_array_new ();
 
 		g_hash_table_iter_init (&iter, self->streams[kind]);
 		while (g_hash_table_iter_next (&iter, NULL, &value)) {
@@ -960,47 +1139,134 @@ on_pubsub_state (ChatRedisConnection *connection,
 			if (stream->watchers == 0)
 				continue;
 			stream->watch = WATCH_SUBSCRIBING;
+			stream->generation++;
 			stream->pending_subs = 0;
-			g_ptr_array_add (gaps, stream);
-		}
-		for (guint i = 0; i < gaps->len; i++) {
-			RedisStream *stream = gaps->pdata[i];
-
-			self->broker->gap (self->broker_data, stream->kind, stream->id);
 		}
 	}
+	check_watches (self);
+}
+
+static void
+on_probe_reply (redisReply *reply, gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	if (reply == NULL)
+		return; /* the store is going, or the connection: tick() starts over */
+	self->probe_in_flight = FALSE;
+	if (reply->type != REDIS_REPLY_INTEGER || self->probe_echoed == self->probe_seq)
+		return;
+	/* nobody received it, not even this node's own subscription: expired at once */
+	self->probe_answered_us = reply->integer > 0 ? g_get_monotonic_time () : 1;
+}
+
+static void
+send_probe (ChatRedisStore *self)
+{
+	g_autofree char *payload = g_strdup_printf ("p %" G_GUINT64_FORMAT, ++self->probe_seq);
+	const char *argv[] = {"PUBLISH", self->node_channel, payload};
+
+	self->next_probe_us = g_get_monotonic_time () + (gint64) self->timeout_ms * 1000;
+	self->probe_answered_us = 0;
+	self->probe_in_flight =
+	    chat_redis_connection_command (self->commands, on_probe_reply, self, 3, argv, NULL);
+}
+
+/* With a broker, every so often: the probe, and the bounds on what waits for pub/sub. */
+static gboolean
+on_tick (gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+	gint64 now = g_get_monotonic_time ();
+	gint64 bound = (gint64) self->timeout_ms * 1000;
+	RedisOp *oldest = g_queue_peek_head (&self->awaiting_ack);
+
+	if (!chat_redis_connection_is_ready (self->pubsub))
+		return G_SOURCE_CONTINUE;
+	/* a pub/sub connection can stay open and deliver nothing (centrifugo#1189): a probe
+	 * published to this node's channel must come back, and so must the acknowledgement of
+	 * an append Redis answered */
+	if ((self->probe_answered_us != 0 && now - self->probe_answered_us >= bound) ||
+	    (oldest != NULL && oldest->replied && now - oldest->replied_us >= bound)) {
+		g_log_structured (G_LOG_DOMAIN,
+				  G_LOG_LEVEL_WARNING,
+				  "CHATHUB_EVENT",
+				  "redis-pubsub-silent",
+				  "MESSAGE",
+				  "%s",
+				  _ ("Redis publications stopped arriving; reconnecting"));
+		self->probe_answered_us = 0;
+		chat_redis_connection_reset (self->pubsub, _ ("publications stopped arriving"));
+		return G_SOURCE_CONTINUE;
+	}
+	if (!self->probe_in_flight && self->probe_answered_us == 0 && self->scripts_loaded &&
+	    chat_redis_connection_is_ready (self->commands) && now >= self->next_probe_us)
+		send_probe (self);
+	check_watches (self);
+	return G_SOURCE_CONTINUE;
 }
 
 /* ---- the command connection ----------------------------------------------------------- */
 
 static void
-on_script_loaded (redisReply *reply, gpointer user_data)
-{
-	(void) user_data;
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-		g_warning (_ ("Redis refused a script of chathub: %s"), reply->str);
-}
-
+load_scripts (ChatRedisStore *self);
 static void
-on_commands_state (ChatRedisConnection *connection,
-		   gboolean ready,
-		   const GError *error,
-		   gpointer user_data)
+refresh_presence (ChatRedisStore *self);
+
+static gboolean
+on_reload (gpointer user_data)
 {
 	ChatRedisStore *self = user_data;
 
-	(void) error;
-	self->scripts_loaded = FALSE;
-	if (!ready)
+	g_clear_pointer (&self->reload_source, g_source_unref);
+	if (chat_redis_connection_is_ready (self->commands) && !self->scripts_loaded)
+		load_scripts (self);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+on_script_loaded (redisReply *reply, gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
+	/* a Redis still loading its data set says so (LOADING): try again shortly; what was
+	 * pipelined behind fails meanwhile, and is answered `unavailable` */
+	if (self->scripts_loaded)
+		g_log_structured (G_LOG_DOMAIN,
+				  G_LOG_LEVEL_MESSAGE,
+				  "CHATHUB_EVENT",
+				  "redis-script-refused",
+				  "MESSAGE",
+				  _ ("Redis refused a script of chathub: %s"),
+				  reply->str);
+	self->scripts_loaded = FALSE;
+	if (self->reload_source == NULL)
+		self->reload_source =
+		    chat_store_attach_source (g_timeout_source_new (MAX (self->timeout_ms / 4, 10)),
+					      "chathub redis script reload",
+					      on_reload,
+					      self,
+					      self->context);
+}
+
+static void
+load_scripts (ChatRedisStore *self)
+{
 	for (guint i = 0; i < N_SCRIPTS; i++) {
 		const char *argv[] = {"SCRIPT", "LOAD", scripts[i]};
 
-		chat_redis_connection_command (connection, on_script_loaded, self, 3, argv, NULL);
+		chat_redis_connection_command (self->commands,
+					       on_script_loaded,
+					       self,
+					       3,
+					       argv,
+					       NULL);
 	}
 	/* pipelined behind the loads */
 	self->scripts_loaded = TRUE;
-	/* watches whose script was lost with the connection */
+	/* watches whose script was lost with the connection, or refused */
 	for (guint kind = 0; self->pubsub != NULL && kind < 2; kind++) {
 		GHashTableIter iter;
 		gpointer value;
@@ -1013,6 +1279,25 @@ on_commands_state (ChatRedisConnection *connection,
 				send_watch_script (self, stream);
 		}
 	}
+	refresh_presence (self);
+}
+
+static void
+on_commands_state (ChatRedisConnection *connection,
+		   gboolean ready,
+		   const GError *error,
+		   gpointer user_data)
+{
+	ChatRedisStore *self = user_data;
+
+	(void) connection;
+	(void) error;
+	self->scripts_loaded = FALSE;
+	if (!ready) {
+		self->probe_in_flight = FALSE; /* its reply will not come */
+		return;
+	}
+	load_scripts (self);
 }
 
 typedef struct {
@@ -1074,6 +1359,88 @@ trim_known (ChatRedisStore *self)
 			}
 		}
 	}
+}
+
+/* ---- presence and events -------------------------------------------------------------- */
+
+static void
+send_presence (ChatRedisStore *self,
+	       ScriptId script,
+	       guint64 room_id,
+	       const guint64 *users,
+	       guint n_users)
+{
+	g_autoptr (GPtrArray) keys = string_array ();
+	g_autoptr (GPtrArray) args = string_array ();
+
+	/* not connected: everything is refreshed once it is */
+	if (!self->scripts_loaded || n_users == 0)
+		return;
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":p"));
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":pz"));
+	if (script == SCRIPT_PRESENCE_ADD)
+		add_uint (args, (guint64) self->presence_ttl * 1000);
+	for (guint i = 0; i < n_users; i++) {
+		g_ptr_array_add (
+		    args,
+		    g_strdup_printf ("%" G_GUINT64_FORMAT " %s", users[i], self->node_name));
+		if (script == SCRIPT_PRESENCE_ADD)
+			add_uint (args, users[i]);
+	}
+	run_script (self, script, keys, args, ignore_reply, NULL);
+}
+
+/* This node's entries, all of them: every third of the TTL, and on every connect (a Redis
+ * restarted without its data has none). */
+static void
+refresh_presence (ChatRedisStore *self)
+{
+	GHashTableIter iter;
+	gpointer key, value;
+
+	g_hash_table_iter_init (&iter, self->presence);
+	while (g_hash_table_iter_next (&iter, &key, &value)) {
+		g_autoptr (GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
+		GHashTableIter user_iter;
+		gpointer user;
+
+		g_hash_table_iter_init (&user_iter, value);
+		while (g_hash_table_iter_next (&user_iter, &user, NULL))
+			g_array_append_val (users, *(guint64 *) user);
+		send_presence (self,
+			       SCRIPT_PRESENCE_ADD,
+			       *(guint64 *) key,
+			       (const guint64 *) users->data,
+			       users->len);
+	}
+}
+
+static gboolean
+on_presence_refresh (gpointer user_data)
+{
+	refresh_presence (user_data);
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+on_presence_reply (redisReply *reply, gpointer user_data)
+{
+	g_autoptr (GTask) task = user_data;
+	g_autoptr (GArray) users = NULL;
+	GError *error = NULL;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		chat_redis_set_error (&error, reply);
+		g_task_return_error (task, error);
+		return;
+	}
+	users = g_array_sized_new (FALSE, FALSE, sizeof (guint64), reply->elements);
+	for (gsize i = 0; i < reply->elements; i++) {
+		guint64 user = reply_uint (reply->element[i]);
+
+		g_array_append_val (users, user);
+	}
+	g_task_return_pointer (task, g_steal_pointer (&users), (GDestroyNotify) g_array_unref);
 }
 
 /* ---- the interface -------------------------------------------------------------------- */
@@ -1198,6 +1565,9 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 		/* the hub is going: nothing is handed on any more */
 		self->broker = NULL;
 		self->broker_data = NULL;
+		chat_store_clear_source (&self->tick_source);
+		chat_store_clear_source (&self->check_source);
+		chat_store_clear_source (&self->presence_source);
 		return TRUE;
 	}
 	g_return_val_if_fail (self->broker == NULL && self->pubsub == NULL, FALSE);
@@ -1206,10 +1576,23 @@ chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gp
 	self->pubsub = chat_redis_connection_new (self->address,
 						  self->password,
 						  "pub/sub",
+						  self->timeout_ms,
 						  self->context,
 						  on_pubsub_state,
 						  on_push,
 						  self);
+	self->tick_source =
+	    chat_store_attach_source (g_timeout_source_new (MAX (self->timeout_ms / 4, 10)),
+				      "chathub redis probe",
+				      on_tick,
+				      self,
+				      self->context);
+	self->presence_source = chat_store_attach_source (
+	    g_timeout_source_new (MAX (self->presence_ttl * 1000 / 3, 10)),
+	    "chathub redis presence",
+	    on_presence_refresh,
+	    self,
+	    self->context);
 	return TRUE;
 }
 
@@ -1247,6 +1630,92 @@ chat_redis_store_unwatch (ChatStore *store, ChatStreamKind kind, guint64 stream_
 }
 
 static void
+chat_redis_store_publish_event (ChatStore *store,
+				ChatStreamKind kind,
+				guint64 stream_id,
+				GBytes *text)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	g_autofree char *channel = channel_name (self, kind, stream_id);
+	gsize length;
+	const char *data = g_bytes_get_data (text, &length);
+	g_autofree char *header = g_strdup_printf ("e %s\n", self->node_name);
+	g_autofree char *payload = g_malloc (strlen (header) + length);
+	const char *argv[] = {"PUBLISH", channel, payload};
+	size_t lengths[] = {strlen ("PUBLISH"), strlen (channel), strlen (header) + length};
+
+	memcpy (payload, header, strlen (header));
+	memcpy (payload + strlen (header), data, length);
+	/* the other nodes skip their own: this node has pushed it already */
+	chat_redis_connection_command (self->commands, ignore_reply, NULL, 3, argv, lengths);
+}
+
+static void
+chat_redis_store_presence_set (ChatStore *store, guint64 room_id, guint64 user_id, gboolean present)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	GHashTable *users = g_hash_table_lookup (self->presence, &room_id);
+	guint count = users != NULL ? GPOINTER_TO_UINT (g_hash_table_lookup (users, &user_id)) : 0;
+
+	if (present) {
+		if (users == NULL) {
+			users = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+			g_hash_table_insert (self->presence,
+					     g_memdup2 (&room_id, sizeof room_id),
+					     users);
+		}
+		g_hash_table_insert (users,
+				     g_memdup2 (&user_id, sizeof user_id),
+				     GUINT_TO_POINTER (count + 1));
+		if (count == 0)
+			send_presence (self, SCRIPT_PRESENCE_ADD, room_id, &user_id, 1);
+		return;
+	}
+	g_return_if_fail (count > 0);
+	if (count > 1) {
+		g_hash_table_insert (users,
+				     g_memdup2 (&user_id, sizeof user_id),
+				     GUINT_TO_POINTER (count - 1));
+		return;
+	}
+	g_hash_table_remove (users, &user_id);
+	if (g_hash_table_size (users) == 0)
+		g_hash_table_remove (self->presence, &room_id);
+	send_presence (self, SCRIPT_PRESENCE_REMOVE, room_id, &user_id, 1);
+}
+
+static void
+chat_redis_store_presence_async (ChatStore *store,
+				 guint64 room_id,
+				 GAsyncReadyCallback callback,
+				 gpointer user_data)
+{
+	ChatRedisStore *self = CHAT_REDIS_STORE (store);
+	GTask *task = g_task_new (self, NULL, callback, user_data);
+	g_autoptr (GPtrArray) keys = string_array ();
+	g_autoptr (GPtrArray) args = string_array ();
+
+	g_task_set_source_tag (task, chat_redis_store_presence_async);
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":p"));
+	g_ptr_array_add (keys, stream_key (self, CHAT_STREAM_KIND_ROOM, room_id, ":pz"));
+	if (!self->scripts_loaded ||
+	    !run_script (self, SCRIPT_PRESENCE_GET, keys, args, on_presence_reply, task)) {
+		g_task_return_new_error (task,
+					 G_IO_ERROR,
+					 G_IO_ERROR_NOT_CONNECTED,
+					 _ ("Redis is not reachable"));
+		g_object_unref (task);
+	}
+}
+
+static GArray *
+chat_redis_store_presence_finish (ChatStore *store, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (g_task_is_valid (result, store), NULL);
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
 chat_redis_store_iface_init (ChatStoreInterface *iface)
 {
 	iface->get_last_id = chat_redis_store_get_last_id;
@@ -1261,6 +1730,10 @@ chat_redis_store_iface_init (ChatStoreInterface *iface)
 	iface->set_broker = chat_redis_store_set_broker;
 	iface->watch = chat_redis_store_watch;
 	iface->unwatch = chat_redis_store_unwatch;
+	iface->publish_event = chat_redis_store_publish_event;
+	iface->presence_set = chat_redis_store_presence_set;
+	iface->presence_async = chat_redis_store_presence_async;
+	iface->presence_finish = chat_redis_store_presence_finish;
 }
 
 /* ---- GObject -------------------------------------------------------------------------- */
@@ -1279,6 +1752,12 @@ chat_redis_store_get_property (GObject *object, guint prop_id, GValue *value, GP
 		break;
 	case PROP_NODE_NAME:
 		g_value_set_string (value, self->node_name);
+		break;
+	case PROP_TIMEOUT:
+		g_value_set_uint (value, self->timeout_ms);
+		break;
+	case PROP_PRESENCE_TTL:
+		g_value_set_uint (value, self->presence_ttl);
 		break;
 	default:
 		chat_store_retention_get_property (&self->retention, object, prop_id, value, pspec);
@@ -1314,6 +1793,12 @@ chat_redis_store_set_property (GObject *object,
 			self->node_name = g_value_dup_string (value);
 		}
 		break;
+	case PROP_TIMEOUT:
+		self->timeout_ms = g_value_get_uint (value);
+		break;
+	case PROP_PRESENCE_TTL:
+		self->presence_ttl = g_value_get_uint (value);
+		break;
 	default:
 		/* a shorter retention applies at once to the streams this process knows; the
 		 * others follow when they are next written, or expire */
@@ -1338,6 +1823,7 @@ chat_redis_store_constructed (GObject *object)
 	self->commands = chat_redis_connection_new (self->address,
 						    self->password,
 						    "commands",
+						    self->timeout_ms,
 						    self->context,
 						    on_commands_state,
 						    NULL,
@@ -1350,6 +1836,10 @@ chat_redis_store_dispose (GObject *object)
 	ChatRedisStore *self = CHAT_REDIS_STORE (object);
 
 	chat_store_clear_source (&self->kick_source);
+	chat_store_clear_source (&self->tick_source);
+	chat_store_clear_source (&self->check_source);
+	chat_store_clear_source (&self->reload_source);
+	chat_store_clear_source (&self->presence_source);
 	G_OBJECT_CLASS (chat_redis_store_parent_class)->dispose (object);
 }
 
@@ -1363,6 +1853,7 @@ chat_redis_store_finalize (GObject *object)
 	chat_redis_connection_free (self->pubsub);
 	chat_redis_connection_free (self->commands);
 	chat_store_streams_clear (self->streams);
+	g_hash_table_unref (self->presence);
 	g_free (self->address);
 	if (self->password != NULL)
 		explicit_bzero (self->password, strlen (self->password));
@@ -1442,6 +1933,42 @@ chat_redis_store_class_init (ChatRedisStoreClass *klass)
 						     NULL,
 						     G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
 							 G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatRedisStore:timeout:
+	 *
+	 * How long, in milliseconds, anything may wait for Redis: connecting, an answer, a
+	 * subscription, a publication coming back to this node. Past it the connection is
+	 * dropped and made again, and what waited fails (a message is answered `unavailable`).
+	 * It also bounds the reconnection backoff, and a probe goes through the pub/sub
+	 * connection this often.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TIMEOUT] =
+	    g_param_spec_uint ("timeout",
+			       NULL,
+			       "How long to wait for Redis (ms)",
+			       10,
+			       G_MAXUINT,
+			       CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatRedisStore:presence-ttl:
+	 *
+	 * How long, in seconds, this node's entries in a room's presence live in Redis
+	 * without being refreshed. The node refreshes them at a third of it while its
+	 * clients are in the room: a node that dies leaves presence within this time.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_PRESENCE_TTL] =
+	    g_param_spec_uint ("presence-ttl",
+			       NULL,
+			       "How long presence entries live unrefreshed (s)",
+			       1,
+			       G_MAXUINT,
+			       CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL,
+			       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 	for (guint i = CHAT_STORE_N_PROPS; i < N_PROPS; i++)
 		g_object_class_install_property (object_class, i, props[i]);
 }
@@ -1452,10 +1979,16 @@ chat_redis_store_init (ChatRedisStore *self)
 	ensure_script_shas ();
 	chat_store_streams_init (self->streams, (GDestroyNotify) redis_stream_free);
 	self->key_prefix = g_strdup (CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX);
+	self->timeout_ms = CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS;
+	self->presence_ttl = CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL;
 	self->node_name = g_strdup_printf ("%s-%d", g_get_host_name (), (int) getpid ());
 	self->epoch_candidate = g_uuid_string_random ();
 	g_queue_init (&self->backlog);
 	g_queue_init (&self->awaiting_ack);
+	self->presence = g_hash_table_new_full (g_int64_hash,
+						g_int64_equal,
+						g_free,
+						(GDestroyNotify) g_hash_table_unref);
 	self->context = g_main_context_ref_thread_default ();
 }
 

@@ -21,6 +21,24 @@ G_BEGIN_DECLS
  */
 #define CHAT_REDIS_STORE_DEFAULT_KEY_PREFIX "chathub"
 
+/**
+ * CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS:
+ *
+ * The default of #ChatRedisStore:timeout, in milliseconds.
+ *
+ * Since: 1.0
+ */
+#define CHAT_REDIS_STORE_DEFAULT_TIMEOUT_MS 5000
+
+/**
+ * CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL:
+ *
+ * The default of #ChatRedisStore:presence-ttl, in seconds.
+ *
+ * Since: 1.0
+ */
+#define CHAT_REDIS_STORE_DEFAULT_PRESENCE_TTL 60
+
 #define CHAT_TYPE_REDIS_STORE (chat_redis_store_get_type ())
 CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatRedisStore, chat_redis_store, CHAT, REDIS_STORE, GObject)

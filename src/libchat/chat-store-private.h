@@ -57,6 +57,17 @@ struct _ChatStoreInterface {
 	gboolean (*set_broker) (ChatStore *self, const ChatStoreBroker *broker, gpointer data);
 	gboolean (*watch) (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
 	void (*unwatch) (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
+	/* a broker's: room events and presence across nodes */
+	void (*publish_event) (ChatStore *self,
+			       ChatStreamKind kind,
+			       guint64 stream_id,
+			       GBytes *text);
+	void (*presence_set) (ChatStore *self, guint64 room_id, guint64 user_id, gboolean present);
+	void (*presence_async) (ChatStore *self,
+				guint64 room_id,
+				GAsyncReadyCallback callback,
+				gpointer user_data);
+	GArray *(*presence_finish) (ChatStore *self, GAsyncResult *result, GError **error);
 };
 
 /* The highest message id ever stored: ids stay strictly increasing across restarts. */
@@ -138,6 +149,10 @@ struct _ChatStoreBroker {
 	/* publications of a watched stream may have been missed (a lost connection, a new
 	 * epoch): its state is reloaded (@watched follows) and its members must recover */
 	void (*gap) (gpointer data, ChatStreamKind kind, guint64 stream_id);
+	/* a watch could not be made, or was lost, within the store's timeout: what waits for
+	 * it fails now. The store keeps trying; @watched follows when it succeeds, after @gap
+	 * if publications were missed meanwhile */
+	void (*unavailable) (gpointer data, ChatStreamKind kind, guint64 stream_id);
 };
 
 /* FALSE (and nothing changes) for a store that is no broker. */
@@ -149,6 +164,26 @@ gboolean
 chat_store_watch (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
 void
 chat_store_unwatch (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
+/* Hands @text (a JSON frame that is not stored: a room's `join` or `leave` event) to the
+ * other nodes watching the stream, whose ChatStoreBroker.published gets it with offset 0,
+ * in order with the stream's messages. This node does not get it back. Best effort: lost
+ * while the broker is unreachable. */
+void
+chat_store_publish_event (ChatStore *self, ChatStreamKind kind, guint64 stream_id, GBytes *text);
+/* Presence across nodes: @user_id has a connection in @room_id on this node (counted: as
+ * often FALSE as TRUE). The broker keeps this node's entries alive while they are set, and
+ * lets them expire when the node is gone. */
+void
+chat_store_presence_set (ChatStore *self, guint64 room_id, guint64 user_id, gboolean present);
+/* The users present in @room_id on every node (element-type guint64, unsorted, each
+ * once), or an error when the broker is unreachable. */
+void
+chat_store_presence_async (ChatStore *self,
+			   guint64 room_id,
+			   GAsyncReadyCallback callback,
+			   gpointer user_data);
+GArray *
+chat_store_presence_finish (ChatStore *self, GAsyncResult *result, GError **error);
 
 /* ---- shared by the implementations ---- */
 

@@ -264,6 +264,40 @@ chat_store_unwatch (ChatStore *self, ChatStreamKind kind, guint64 stream_id)
 	CHAT_STORE_GET_IFACE (self)->unwatch (self, kind, stream_id);
 }
 
+void
+chat_store_publish_event (ChatStore *self, ChatStreamKind kind, guint64 stream_id, GBytes *text)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (CHAT_STORE_GET_IFACE (self)->publish_event != NULL);
+	CHAT_STORE_GET_IFACE (self)->publish_event (self, kind, stream_id, text);
+}
+
+void
+chat_store_presence_set (ChatStore *self, guint64 room_id, guint64 user_id, gboolean present)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (CHAT_STORE_GET_IFACE (self)->presence_set != NULL);
+	CHAT_STORE_GET_IFACE (self)->presence_set (self, room_id, user_id, present);
+}
+
+void
+chat_store_presence_async (ChatStore *self,
+			   guint64 room_id,
+			   GAsyncReadyCallback callback,
+			   gpointer user_data)
+{
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (CHAT_STORE_GET_IFACE (self)->presence_async != NULL);
+	CHAT_STORE_GET_IFACE (self)->presence_async (self, room_id, callback, user_data);
+}
+
+GArray *
+chat_store_presence_finish (ChatStore *self, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (CHAT_IS_STORE (self), NULL);
+	return CHAT_STORE_GET_IFACE (self)->presence_finish (self, result, error);
+}
+
 /* One warning per failure streak, one message when it ends: a full disk would otherwise
  * write a line per group. */
 void

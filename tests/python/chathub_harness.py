@@ -147,6 +147,9 @@ class RedisServer:
                     return self
             except OSError:
                 pass
+            except RuntimeError as e:  # LOADING: an append-only file is read back
+                if not str(e).startswith("LOADING"):
+                    raise
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise DaemonError("redis-server did not start on port %d" % self.port)
             time.sleep(0.02)
