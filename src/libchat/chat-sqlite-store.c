@@ -145,8 +145,8 @@ typedef struct {
 	sqlite3_stmt *statements[16];
 	/* frames in the WAL after the last commit (the WAL hook) */
 	int wal_frames;
-	/* the next write starts the WAL over and then syncs its header: the WAL was checkpointed
-	 * whole (or is empty) and nothing was committed since */
+	/* the next write may start the WAL and sync its header: the WAL was checkpointed whole,
+	 * or it may be empty (just opened), and no commit wrote to it since */
 	gboolean restart_pending;
 	int checkpoint_at; /* wal_frames from which the main thread asks for a checkpoint */
 } Worker;
@@ -556,8 +556,6 @@ worker_run_group (Worker *worker, SqliteOp *op)
 		g_array_set_size (op->firsts, 0);
 		op->n_trimmed = 0;
 		op->more_to_trim = FALSE;
-	} else {
-		worker->restart_pending = FALSE;
 	}
 	op->commit_time_us = g_get_monotonic_time () - start;
 }
@@ -620,33 +618,18 @@ worker_run_query (Worker *worker, SqliteOp *op)
 	g_mutex_unlock (&op->mutex);
 }
 
-/* The WAL hook, which also turns SQLite's automatic checkpoints off: those would run inside
- * a commit, on the main thread too. The store asks the worker for them instead. */
+/* The WAL hook, called after every commit that wrote frames, on the committing thread. Having
+ * one turns SQLite's automatic checkpoints off: those would run inside a commit, on the main
+ * thread too; the store asks the worker for them instead. */
 static int
 on_wal_commit (gpointer data, sqlite3 *db, const char *name, int n_frames)
 {
 	Worker *worker = data;
 
 	worker->wal_frames = n_frames;
+	/* the WAL has a header now (written, and synced, by the first commit into it) */
+	worker->restart_pending = FALSE;
 	return SQLITE_OK;
-}
-
-/* After a checkpoint that took in the whole WAL, the next write starts the WAL over and syncs
- * its new header (whatever `synchronous` says): that write is made here, so that it is never
- * a commit on the main thread. Any change to a page does; the schema version is at hand. A
- * failure leaves restart_pending set, and groups go to the worker until one commits. */
-static void
-worker_restart_wal (Worker *worker)
-{
-	if (sqlite3_exec (
-		worker->db,
-		"BEGIN IMMEDIATE; PRAGMA user_version = " G_STRINGIFY (SCHEMA_VERSION) "; COMMIT",
-		NULL,
-		NULL,
-		NULL) == SQLITE_OK)
-		worker->restart_pending = FALSE;
-	else if (!sqlite3_get_autocommit (worker->db))
-		sqlite3_exec (worker->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static void
@@ -659,11 +642,11 @@ worker_checkpoint (Worker *worker)
 					    &n_log,
 					    &n_done);
 
+	/* the WAL taken in whole: the next write starts it over and syncs its new header,
+	 * whatever `synchronous` says, so the next group commits on the worker */
 	if (rc != SQLITE_OK || n_done == n_log)
 		worker->restart_pending = TRUE;
-	if (worker->restart_pending)
-		worker_restart_wal (worker);
-	/* a WAL that could not be taken in whole (a reader of another process) is tried again
+	/* a WAL that could not be taken in whole (a reader in another process) is tried again
 	 * once as much again has been written */
 	worker->checkpoint_at = worker->wal_frames + CHECKPOINT_FRAMES;
 }
@@ -1421,10 +1404,8 @@ chat_sqlite_store_initable_init (GInitable *initable, GCancellable *cancellable,
 	self->worker->db = db;
 	self->worker->queue = g_async_queue_ref (self->queue);
 	sqlite3_wal_hook (db, on_wal_commit, self->worker);
-	/* an empty WAL starts with a synced header too: written now, at start-up */
 	self->worker->restart_pending = TRUE;
-	worker_restart_wal (self->worker);
-	self->worker->checkpoint_at = self->worker->wal_frames + CHECKPOINT_FRAMES;
+	self->worker->checkpoint_at = CHECKPOINT_FRAMES;
 	self->thread = g_thread_try_new ("chathub-store", worker_main, self->worker, error);
 	if (self->thread == NULL) {
 		sqlite3_close (db);
