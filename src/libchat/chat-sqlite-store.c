@@ -106,7 +106,7 @@ struct _SqliteOp {
 	/* OP_GROUP, built on the main thread */
 	GPtrArray *appends; /* Append* */
 	guint n_entries;    /* of all appends */
-	GArray *rows;	    /* Row, made when the group is handed to the worker */
+	GArray *rows;	    /* Row, made when the group is prepared */
 	GArray *tops;	    /* StreamValue: the new top of every stream written */
 	GArray *delivered;  /* StreamValue: watermarks to persist */
 	guint64 last_id;
