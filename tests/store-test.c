@@ -997,6 +997,142 @@ test_sqlite_store_full (StoreFixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_store_get_last_id (fixture->store), ==, 12);
 }
 
+/* ---- a VFS that counts, per thread, what SQLite writes and syncs ---- */
+
+static GThread *main_thread;
+static gint main_writes, main_syncs, checkpoints;
+static sqlite3_vfs counting_vfs;
+
+/* a file's methods (one set per kind of file), and the same but for these two */
+typedef struct {
+	const sqlite3_io_methods *real;
+	sqlite3_io_methods counting;
+} CountingMethods;
+static CountingMethods counting_methods[8];
+
+static const sqlite3_io_methods *
+real_methods (sqlite3_file *file)
+{
+	const CountingMethods *methods =
+	    G_STRUCT_MEMBER_P (file->pMethods, -G_STRUCT_OFFSET (CountingMethods, counting));
+
+	return methods->real;
+}
+
+static int
+counting_write (sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset)
+{
+	if (g_thread_self () == main_thread)
+		g_atomic_int_inc (&main_writes);
+	return real_methods (file)->xWrite (file, data, amount, offset);
+}
+
+/* after the file SQLite's VFS keeps: whether it is the database itself */
+static gboolean *
+is_database (sqlite3_file *file)
+{
+	sqlite3_vfs *real = counting_vfs.pAppData;
+
+	return (gboolean *) ((char *) file + real->szOsFile);
+}
+
+static int
+counting_sync (sqlite3_file *file, int flags)
+{
+	if (g_thread_self () == main_thread)
+		g_atomic_int_inc (&main_syncs);
+	/* a commit syncs the WAL at most; a checkpoint syncs the database */
+	else if (*is_database (file))
+		g_atomic_int_inc (&checkpoints);
+	return real_methods (file)->xSync (file, flags);
+}
+
+static int
+counting_open (sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags)
+{
+	sqlite3_vfs *real = vfs->pAppData;
+	int rc = real->xOpen (real, name, file, flags, out_flags);
+	guint i;
+
+	if (rc != SQLITE_OK || file->pMethods == NULL)
+		return rc;
+	*is_database (file) = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+	for (i = 0; counting_methods[i].real != NULL && counting_methods[i].real != file->pMethods;
+	     i++)
+		g_assert_cmpuint (i + 1, <, G_N_ELEMENTS (counting_methods));
+	if (counting_methods[i].real == NULL) {
+		counting_methods[i].real = file->pMethods;
+		counting_methods[i].counting = *file->pMethods;
+		counting_methods[i].counting.xWrite = counting_write;
+		counting_methods[i].counting.xSync = counting_sync;
+	}
+	file->pMethods = &counting_methods[i].counting;
+	return rc;
+}
+
+static void
+append_numbered (ChatStore *store, guint first, guint last, GString *expected)
+{
+	for (guint i = first; i <= last; i++) {
+		g_autoptr (ChatMessage) message = make_message (1, 0, i, now_seconds (), "m");
+		g_autoptr (GError) error = NULL;
+
+		g_assert_true (append_one (store, CHAT_STREAM_KIND_ROOM, 1, message, &error));
+		g_assert_no_error (error);
+		g_string_append_printf (expected, "%s%u", i > 1 ? "," : "", i);
+		/* the worker done with what it had (a checkpoint), and its completions run */
+		chat_sqlite_store_query (CHAT_SQLITE_STORE (store), "SELECT 1");
+		while (g_main_context_iteration (NULL, FALSE))
+			;
+	}
+}
+
+/* With sync=normal the main thread commits small groups itself, and never waits for an
+ * fsync: SQLite's automatic checkpoints are off, the worker checkpoints the WAL, and the
+ * first write into an empty or checkpointed WAL (which syncs its header) is the worker's.
+ * 400 commits of one message, each once the worker is idle, fill the WAL past the 1,000
+ * frames that ask for a checkpoint. The store is reopened on a file whose WAL the previous
+ * close removed: empty. With sync=full, everything is the worker's. */
+static void
+test_sqlite_store_main_thread_never_syncs (StoreFixture *fixture, gconstpointer data)
+{
+	sqlite3_vfs *real = sqlite3_vfs_find (NULL);
+	g_autoptr (GString) expected = g_string_new (NULL);
+
+	close_store (&fixture->store);
+	counting_vfs = *real;
+	counting_vfs.zName = "chathub-test-counting";
+	counting_vfs.szOsFile = real->szOsFile + (int) sizeof (gboolean);
+	counting_vfs.pAppData = real;
+	counting_vfs.xOpen = counting_open;
+	g_assert_cmpint (sqlite3_vfs_register (&counting_vfs, 1), ==, SQLITE_OK);
+	main_thread = g_thread_self ();
+
+	/* opening may sync: at start-up, before the main loop runs */
+	fixture->store = open_sqlite (fixture->path);
+	main_writes = main_syncs = checkpoints = 0;
+	append_numbered (fixture->store, 1, 400, expected);
+	g_assert_cmpint (g_atomic_int_get (&checkpoints), >, 0);
+	g_assert_cmpint (g_atomic_int_get (&main_syncs), ==, 0);
+	/* the main thread did commit */
+	g_assert_cmpint (g_atomic_int_get (&main_writes), >, 0);
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, expected->str);
+
+	close_store (&fixture->store);
+	fixture->store = open_sqlite_sync (fixture->path, CHAT_STORE_SYNC_FULL);
+	main_writes = main_syncs = 0;
+	append_numbered (fixture->store, 401, 420, expected);
+	g_assert_cmpint (g_atomic_int_get (&main_syncs), ==, 0);
+	g_assert_cmpint (g_atomic_int_get (&main_writes), ==, 0);
+
+	/* and it is all in the file */
+	close_store (&fixture->store);
+	g_assert_cmpint (sqlite3_vfs_unregister (&counting_vfs), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_vfs_register (real, 1), ==, SQLITE_OK);
+	fixture->store = open_sqlite (fixture->path);
+	assert_read (fixture->store, CHAT_STREAM_KIND_ROOM, 1, 0, 0, 0, FALSE, expected->str);
+}
+
 static gboolean
 offset_given (gpointer data)
 {
@@ -1179,6 +1315,7 @@ main (int argc, char **argv)
 	add_sqlite ("unopenable", test_sqlite_store_unopenable);
 	add_sqlite ("newer", test_sqlite_store_newer);
 	add_sqlite ("full", test_sqlite_store_full);
+	add_sqlite ("main-thread-never-syncs", test_sqlite_store_main_thread_never_syncs);
 	status = g_test_run ();
 	stop_redis ();
 	return status;

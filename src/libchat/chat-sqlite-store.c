@@ -20,10 +20,13 @@
  * survive a restart of the process, `kill -9` included, and with %CHAT_STORE_SYNC_FULL a
  * power loss.
  *
- * The database is used by one worker thread only: the main loop never runs SQLite and never
- * waits for the disk. Messages appended while the worker commits one group are committed
- * together in the next transaction (group commit), so a slow disk makes groups larger, not
- * the main loop slower. A write that fails (a full disk, a read-only file, an I/O error)
+ * The main loop never waits for the disk. Messages appended in one main-loop iteration, and
+ * those appended while the worker thread commits one group, are committed together in the
+ * next transaction (group commit), so a slow disk makes groups larger, not the main loop
+ * slower. With %CHAT_STORE_SYNC_NORMAL a small group is committed on the main thread when the
+ * worker has nothing to do (in WAL mode such a commit writes to the file but never waits for
+ * an `fsync`); large groups, every group with %CHAT_STORE_SYNC_FULL, checkpoints and reads
+ * run on the worker. A write that fails (a full disk, a read-only file, an I/O error)
  * fails its whole group and nothing of it is kept; the next group tries again.
  *
  * Opening refuses, with a #GError, a file it cannot open, a file that is not a chathub store
@@ -42,6 +45,11 @@
 /* rows one group or trim pass removes by age at most, so trimming never holds the worker
  * long; a larger backlog is worked off in further passes */
 #define TRIM_BATCH 1000
+/* The most rows (messages and delivered watermarks) a group committed on the main thread may
+ * have; it also bounds what it trims by age. Above it, the group goes to the worker. */
+#define INLINE_MAX_ROWS 64
+/* WAL frames (pages) after which the worker checkpoints: SQLite's own default */
+#define CHECKPOINT_FRAMES 1000
 
 /* Migrations: step i brings a database from version i to version i + 1. */
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -87,7 +95,7 @@ typedef struct {
 	ChatStoreEntry *entries; /* chat_store_entries_dup() */
 } Append;
 
-typedef enum { OP_GROUP, OP_READ, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
+typedef enum { OP_GROUP, OP_READ, OP_CHECKPOINT, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
 
 typedef struct _SqliteOp SqliteOp;
 struct _SqliteOp {
@@ -97,7 +105,8 @@ struct _SqliteOp {
 
 	/* OP_GROUP, built on the main thread */
 	GPtrArray *appends; /* Append* */
-	GArray *rows;	    /* Row, made when the group is handed to the worker */
+	guint n_entries;    /* of all appends */
+	GArray *rows;	    /* Row, made when the group is prepared */
 	GArray *tops;	    /* StreamValue: the new top of every stream written */
 	GArray *delivered;  /* StreamValue: watermarks to persist */
 	guint64 last_id;
@@ -105,6 +114,7 @@ struct _SqliteOp {
 	gint64 room_cutoff; /* timestamps below these expire; G_MININT64: no limit */
 	gint64 history_cutoff;
 	gint64 dm_cutoff;
+	guint trim_batch; /* rows trimmed by age at most, per kind */
 	/* OP_GROUP, results from the worker */
 	GError *error;
 	GArray *firsts; /* StreamValue: first retained offsets that trimming moved */
@@ -125,11 +135,20 @@ struct _SqliteOp {
 	gboolean done;
 };
 
-/* what only the worker thread touches */
+/* The connection and its statements: the worker thread's, and the main thread's while the
+ * worker has no operation queued or running (then its last use of them happened before the
+ * completion of its last operation ran on the main thread, and its next one comes after the
+ * main thread's push to the queue: the queue's and the main context's locks order them). */
 typedef struct {
 	sqlite3 *db;
 	GAsyncQueue *queue;
 	sqlite3_stmt *statements[16];
+	/* frames in the WAL after the last commit (the WAL hook) */
+	int wal_frames;
+	/* the next write may start the WAL and sync its header: the WAL was checkpointed whole,
+	 * or it may be empty (just opened), and no commit wrote to it since */
+	gboolean restart_pending;
+	int checkpoint_at; /* wal_frames from which the main thread asks for a checkpoint */
 } Worker;
 
 enum {
@@ -206,6 +225,8 @@ struct _ChatSqliteStore {
 	GQueue backlog;		     /* SqliteOp* not yet with the worker, in order */
 	SqliteOp *open_group;	     /* the unhanded group new appends join, or NULL */
 	gboolean in_flight;	     /* one group at a time is with the worker */
+	guint worker_ops;	     /* operations pushed to the worker, not yet completed */
+	gboolean checkpoint_queued;
 	GSource *kick_source;
 	GSource *trim_source;
 	gboolean failing;
@@ -362,7 +383,7 @@ worker_trim_age (Worker *worker,
 		if (stmt == NULL)
 			return FALSE;
 		sqlite3_bind_int64 (stmt, 1, op->room_cutoff);
-		sqlite3_bind_int64 (stmt, 2, TRIM_BATCH);
+		sqlite3_bind_int64 (stmt, 2, op->trim_batch);
 	} else {
 		if (op->dm_cutoff == G_MININT64 && op->history_cutoff == G_MININT64)
 			return TRUE;
@@ -371,7 +392,7 @@ worker_trim_age (Worker *worker,
 			return FALSE;
 		sqlite3_bind_int64 (stmt, 1, op->dm_cutoff);
 		sqlite3_bind_int64 (stmt, 2, op->history_cutoff);
-		sqlite3_bind_int64 (stmt, 3, TRIM_BATCH);
+		sqlite3_bind_int64 (stmt, 3, op->trim_batch);
 	}
 	while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
 		guint64 stream_id = (guint64) sqlite3_column_int64 (stmt, 0);
@@ -393,7 +414,7 @@ worker_trim_age (Worker *worker,
 		return FALSE;
 	}
 	op->n_trimmed += n;
-	if (n == TRIM_BATCH)
+	if (n == op->trim_batch)
 		op->more_to_trim = TRUE;
 
 	/* a clock set back can leave a younger message before an expired one: it goes too */
@@ -597,6 +618,39 @@ worker_run_query (Worker *worker, SqliteOp *op)
 	g_mutex_unlock (&op->mutex);
 }
 
+/* The WAL hook, called after every commit that wrote frames, on the committing thread. Having
+ * one turns SQLite's automatic checkpoints off: those would run inside a commit, on the main
+ * thread too; the store asks the worker for them instead. */
+static int
+on_wal_commit (gpointer data, sqlite3 *db, const char *name, int n_frames)
+{
+	Worker *worker = data;
+
+	worker->wal_frames = n_frames;
+	/* the WAL has a header now (written, and synced, by the first commit into it) */
+	worker->restart_pending = FALSE;
+	return SQLITE_OK;
+}
+
+static void
+worker_checkpoint (Worker *worker)
+{
+	int n_log = 0, n_done = 0;
+	int rc = sqlite3_wal_checkpoint_v2 (worker->db,
+					    NULL,
+					    SQLITE_CHECKPOINT_PASSIVE,
+					    &n_log,
+					    &n_done);
+
+	/* the WAL taken in whole: the next write starts it over and syncs its new header,
+	 * whatever `synchronous` says, so the next group commits on the worker */
+	if (rc != SQLITE_OK || n_done == n_log)
+		worker->restart_pending = TRUE;
+	/* a WAL that could not be taken in whole (a reader in another process) is tried again
+	 * once as much again has been written */
+	worker->checkpoint_at = worker->wal_frames + CHECKPOINT_FRAMES;
+}
+
 static gboolean
 on_op_done (gpointer user_data);
 
@@ -613,6 +667,9 @@ worker_main (gpointer user_data)
 			break;
 		case OP_READ:
 			worker_run_read (worker, op);
+			break;
+		case OP_CHECKPOINT:
+			worker_checkpoint (worker);
 			break;
 		case OP_QUERY:
 			/* the caller waits for it and owns it */
@@ -722,9 +779,9 @@ mark_delivered_dirty (ChatSqliteStore *self, guint64 user_id)
 	g_hash_table_add (self->dirty_delivered, g_memdup2 (&user_id, sizeof user_id));
 }
 
-/* Gives the group its offsets and texts and hands it to the worker. */
+/* Gives the group its offsets, texts, watermarks and retention. */
 static void
-hand_group (ChatSqliteStore *self, SqliteOp *op)
+prepare_group (ChatSqliteStore *self, SqliteOp *op, guint trim_batch)
 {
 	g_autoptr (GHashTable) tops =
 	    g_hash_table_new_full (stream_value_hash, stream_value_equal, g_free, NULL);
@@ -778,27 +835,102 @@ hand_group (ChatSqliteStore *self, SqliteOp *op)
 	op->room_cutoff = chat_store_retention_cutoff (self->retention.history_ttl, now);
 	op->history_cutoff = op->room_cutoff;
 	op->dm_cutoff = chat_store_retention_cutoff (self->retention.dm_ttl, now);
-	self->in_flight = TRUE;
+	op->trim_batch = trim_batch;
+}
+
+static void
+push_op (ChatSqliteStore *self, SqliteOp *op)
+{
+	self->worker_ops++;
 	g_async_queue_push (self->queue, op);
+}
+
+static void
+hand_group (ChatSqliteStore *self, SqliteOp *op)
+{
+	prepare_group (self, op, TRIM_BATCH);
+	self->in_flight = TRUE;
+	push_op (self, op);
+}
+
+/* Read only while no group commits and no checkpoint is queued: then nothing else writes
+ * the worker's WAL figures. */
+static gboolean
+needs_checkpoint (ChatSqliteStore *self)
+{
+	return !self->checkpoint_queued && self->worker->wal_frames >= self->worker->checkpoint_at;
+}
+
+static void
+queue_checkpoint (ChatSqliteStore *self)
+{
+	self->checkpoint_queued = TRUE;
+	push_op (self, op_new (self, OP_CHECKPOINT));
+}
+
+/* A group the main thread may commit itself: small, with synchronous=NORMAL (a WAL commit
+ * then never syncs; docs/architecture.md, "Storage"), while the worker has nothing queued or
+ * running and the WAL is not due to start over (its first write syncs). Groups of only
+ * trimming or watermarks are nobody's wait and go to the worker. */
+static gboolean
+can_commit_inline (ChatSqliteStore *self, SqliteOp *op)
+{
+	return self->sync == CHAT_STORE_SYNC_NORMAL && self->worker_ops == 0 &&
+	       self->pause == NULL && !self->worker->restart_pending && op->n_entries > 0 &&
+	       op->n_entries + g_hash_table_size (self->dirty_delivered) <= INLINE_MAX_ROWS;
+}
+
+static void
+complete_group (ChatSqliteStore *self, SqliteOp *op);
+static gboolean
+on_kick (gpointer user_data);
+
+/* Commits @op on the main thread, with the worker's connection and statements. */
+static void
+commit_inline (ChatSqliteStore *self, SqliteOp *op)
+{
+	prepare_group (self, op, INLINE_MAX_ROWS);
+	worker_run_group (self->worker, op);
+	complete_group (self, op);
+	if (needs_checkpoint (self))
+		queue_checkpoint (self);
 }
 
 static void
 process_backlog (ChatSqliteStore *self)
 {
-	SqliteOp *op;
+	SqliteOp *op, *inlined = NULL;
 
 	while ((op = g_queue_peek_head (&self->backlog)) != NULL) {
 		if (op->type == OP_GROUP) {
-			if (self->in_flight)
-				return;
+			/* one group in flight at a time; and one committed here per call, so that
+			 * what its completions appended waits for the next iteration */
+			if (self->in_flight || inlined != NULL)
+				break;
 			if (op == self->open_group)
 				self->open_group = NULL;
 			g_queue_pop_head (&self->backlog);
-			hand_group (self, op);
+			if (can_commit_inline (self, op)) {
+				commit_inline (self, op);
+				inlined = op;
+			} else {
+				hand_group (self, op);
+			}
 		} else {
 			g_queue_pop_head (&self->backlog);
-			g_async_queue_push (self->queue, op);
+			push_op (self, op);
 		}
+	}
+	if (inlined != NULL) {
+		if (!g_queue_is_empty (&self->backlog) && !self->in_flight &&
+		    self->kick_source == NULL)
+			self->kick_source = chat_store_attach_source (g_idle_source_new (),
+								      "chathub sqlite store group",
+								      on_kick,
+								      self,
+								      self->context);
+		/* last: it holds a reference on the store */
+		op_free (inlined);
 	}
 }
 
@@ -885,8 +1017,6 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 		if (op->more_to_trim)
 			ensure_open_group (self);
 	}
-	/* what was appended meanwhile goes now */
-	process_backlog (self);
 }
 
 static gboolean
@@ -895,8 +1025,18 @@ on_op_done (gpointer user_data)
 	SqliteOp *op = user_data;
 	ChatSqliteStore *self = op->store;
 
+	self->worker_ops--;
 	if (op->type == OP_GROUP) {
+		/* decided before another group is handed over, asked for after it */
+		gboolean checkpoint = needs_checkpoint (self);
+
 		complete_group (self, op);
+		/* what was appended meanwhile goes now */
+		process_backlog (self);
+		if (checkpoint && !self->checkpoint_queued)
+			queue_checkpoint (self);
+	} else if (op->type == OP_CHECKPOINT) {
+		self->checkpoint_queued = FALSE;
 	} else if (op->error != NULL) {
 		g_task_return_error (op->task, g_steal_pointer (&op->error));
 	} else {
@@ -950,12 +1090,15 @@ chat_sqlite_store_append_async (ChatStore *store,
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (store);
 	Append *append = g_new0 (Append, 1);
+	SqliteOp *group;
 
 	append->task = g_task_new (self, NULL, callback, user_data);
 	g_task_set_source_tag (append->task, chat_sqlite_store_append_async);
 	append->n_entries = n_entries;
 	append->entries = chat_store_entries_dup (entries, n_entries);
-	g_ptr_array_add (ensure_open_group (self)->appends, append);
+	group = ensure_open_group (self);
+	g_ptr_array_add (group->appends, append);
+	group->n_entries += n_entries;
 }
 
 static void
@@ -979,7 +1122,7 @@ chat_sqlite_store_read_async (ChatStore *store,
 	/* behind any append not yet with the worker, so that it sees them, and ahead of any
 	 * append made after it: those go into a new group, or the read would see them too */
 	if (g_queue_is_empty (&self->backlog)) {
-		g_async_queue_push (self->queue, op);
+		push_op (self, op);
 	} else {
 		g_queue_push_tail (&self->backlog, op);
 		self->open_group = NULL;
@@ -1260,6 +1403,9 @@ chat_sqlite_store_initable_init (GInitable *initable, GCancellable *cancellable,
 	self->worker = g_new0 (Worker, 1);
 	self->worker->db = db;
 	self->worker->queue = g_async_queue_ref (self->queue);
+	sqlite3_wal_hook (db, on_wal_commit, self->worker);
+	self->worker->restart_pending = TRUE;
+	self->worker->checkpoint_at = CHECKPOINT_FRAMES;
 	self->thread = g_thread_try_new ("chathub-store", worker_main, self->worker, error);
 	if (self->thread == NULL) {
 		sqlite3_close (db);
