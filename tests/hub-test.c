@@ -553,7 +553,7 @@ test_hub_send_to_user (Fixture *fixture, gconstpointer data)
 	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_USER_OFFLINE);
 }
 
-/* chat_hub_disconnect(): the close waits for what the hub was asked to relay before it */
+/* chat_hub_close_client(): the close waits for what the hub was asked to relay before it */
 static void
 test_hub_disconnect_in_order (Fixture *fixture, gconstpointer data)
 {
@@ -565,7 +565,7 @@ test_hub_disconnect_in_order (Fixture *fixture, gconstpointer data)
 	chat_message_set_content (last, "last words");
 	g_assert_cmpuint (chat_hub_send_to_all (fixture->hub, last, &error), ==, 1);
 	g_assert_no_error (error);
-	chat_hub_disconnect (fixture->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, "bye");
+	chat_hub_close_client (fixture->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, "bye");
 	chat_test_wait_until (client_is_closed, alice, 5000);
 	g_assert_cmpuint (alice->received->len, ==, 1);
 	g_assert_cmpstr (chat_message_get_content (alice->received->pdata[0]), ==, "last words");

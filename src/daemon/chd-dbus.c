@@ -673,7 +673,7 @@ do_disconnect (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
 		reason = DEFAULT_REASON;
 	log_disconnect (client, uid, reason);
 	/* after what was broadcast before: "say this, then disconnect" works */
-	chat_hub_disconnect (self->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
+	chat_hub_close_client (self->hub, client, CHAT_CLOSE_CODE_POLICY_VIOLATION, reason);
 	chd_hub1_complete_disconnect (self->skeleton, invocation);
 }
 
@@ -702,10 +702,10 @@ do_disconnect_user (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 ui
 	clients = chat_hub_list_user_clients (self->hub, user_id);
 	for (guint i = 0; i < clients->len; i++) {
 		log_disconnect (clients->pdata[i], uid, reason);
-		chat_hub_disconnect (self->hub,
-				     clients->pdata[i],
-				     CHAT_CLOSE_CODE_POLICY_VIOLATION,
-				     reason);
+		chat_hub_close_client (self->hub,
+				       clients->pdata[i],
+				       CHAT_CLOSE_CODE_POLICY_VIOLATION,
+				       reason);
 	}
 	chd_hub1_complete_disconnect_user (self->skeleton, invocation, clients->len);
 }

@@ -3135,7 +3135,7 @@ chat_hub_read_history_finish (ChatHub *self, GAsyncResult *result, char **epoch,
 }
 
 /**
- * chat_hub_disconnect:
+ * chat_hub_close_client:
  * @self: a #ChatHub
  * @client: a #ChatClient registered with @self
  * @code: a WebSocket close code, such as %CHAT_CLOSE_CODE_POLICY_VIOLATION
@@ -3149,7 +3149,7 @@ chat_hub_read_history_finish (ChatHub *self, GAsyncResult *result, char **epoch,
  * Since: 1.0
  */
 void
-chat_hub_disconnect (ChatHub *self, ChatClient *client, guint16 code, const char *reason)
+chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const char *reason)
 {
 	HubStep *step;
 

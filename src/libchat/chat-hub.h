@@ -70,7 +70,7 @@ guint
 chat_hub_send (ChatHub *self, ChatMessage *message, GError **error);
 CHAT_AVAILABLE_IN_ALL
 void
-chat_hub_disconnect (ChatHub *self, ChatClient *client, guint16 code, const char *reason);
+chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const char *reason);
 CHAT_AVAILABLE_IN_ALL
 guint
 chat_hub_close_all (ChatHub *self, guint16 code, const char *reason);

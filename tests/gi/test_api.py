@@ -561,6 +561,17 @@ class TestHub(HubTestCase):
             self.hub.send_to_all(Chat.Message.new(Chat.MessageType.PING))
         self.assertChatError(context, Chat.Error.INVALID_MESSAGE)
 
+    def test_close_client_after_a_broadcast(self):
+        # Hub.close_client(): "say this, then disconnect", in that order
+        ws, client = self.connect(4)
+        last = Chat.Message.new(Chat.MessageType.MESSAGE)
+        last.props.content = "last words"
+        self.assertEqual(self.hub.send_to_all(last), 1)
+        self.hub.close_client(client, 1008, "bye")
+        frame = ws.recv(type_="message")
+        self.assertEqual(frame["content"], "last words")
+        self.assertEqual(ws.wait_closed(), (1008, "bye"))
+
     def test_send_routes_by_address(self):
         # Hub.send(): the message's own room_id / to choose where it goes, as for a client
         ws1, client1 = self.connect(1)
