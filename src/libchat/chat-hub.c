@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "chat-error.h"
 #include "chat-hub-private.h"
@@ -2119,6 +2120,8 @@ handle_history (ChatHub *self, ChatClient *client, ChatMessage *request)
 
 static int
 compare_user_ids (gconstpointer a, gconstpointer b);
+static void
+add_local_users (ChatHub *self, guint64 room_id, GArray *users);
 
 static void
 on_presence_done (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -2135,10 +2138,7 @@ static void
 answer_presence (ChatHub *self, HubStep *step)
 {
 	g_autoptr (ChatMessage) answer = NULL;
-	g_autofree guint64 *local = NULL;
 	g_autoptr (GArray) users = NULL;
-	gsize n_local = 0;
-	guint kept = 0;
 
 	if (!client_is_connected (self, step->client))
 		return;
@@ -2149,17 +2149,11 @@ answer_presence (ChatHub *self, HubStep *step)
 				    step->room_id);
 		return;
 	}
-	local = room_user_ids (lookup_room (self, step->room_id), &n_local);
 	users = g_steal_pointer (&step->users);
-	g_array_append_vals (users, local, n_local);
-	g_array_sort (users, compare_user_ids);
-	for (guint i = 0; i < users->len; i++)
-		if (kept == 0 ||
-		    g_array_index (users, guint64, i) != g_array_index (users, guint64, kept - 1))
-			g_array_index (users, guint64, kept++) = g_array_index (users, guint64, i);
+	add_local_users (self, step->room_id, users);
 	answer = chat_message_new (CHAT_MESSAGE_TYPE_PRESENCE);
 	chat_message_set_room_id (answer, step->room_id);
-	chat_message_set_users (answer, (const guint64 *) users->data, kept);
+	chat_message_set_users (answer, (const guint64 *) users->data, users->len);
 	chat_message_stamp (answer, 0, 0);
 	chat_client_send (step->client, answer);
 }
@@ -2193,6 +2187,25 @@ room_user_ids (ChatRoom *room, gsize *n_users)
 	}
 	*n_users = n;
 	return users;
+}
+
+/* Adds the users of @room_id's connections on this node to @users (the other nodes' from the
+ * store), then leaves each once, ascending. */
+static void
+add_local_users (ChatHub *self, guint64 room_id, GArray *users)
+{
+	g_autofree guint64 *local = NULL;
+	gsize n_local = 0;
+	guint kept = 0;
+
+	local = room_user_ids (lookup_room (self, room_id), &n_local);
+	g_array_append_vals (users, local, n_local);
+	g_array_sort (users, compare_user_ids);
+	for (guint i = 0; i < users->len; i++)
+		if (kept == 0 ||
+		    g_array_index (users, guint64, i) != g_array_index (users, guint64, kept - 1))
+			g_array_index (users, guint64, kept++) = g_array_index (users, guint64, i);
+	g_array_set_size (users, kept);
 }
 
 static void
@@ -2753,12 +2766,16 @@ chat_hub_get_n_room_members (ChatHub *self, guint64 room_id)
  * @room_id: a room id
  * @n_users: (out): return location for the number of users
  *
- * Lists the users with at least one connection in @room_id, each once, in ascending order:
- * what a member's `presence` request is answered with. It walks the room's members once
- * (and sorts their user ids), so it costs nothing until it is called.
+ * Lists the users with at least one connection to this node in @room_id, each once, in
+ * ascending order. It walks the room's members once (and sorts their user ids), so it costs
+ * nothing until it is called.
+ *
+ * This node's connections only: with a #ChatRedisStore, the users connected to the other
+ * nodes of the hub are missing. chat_hub_list_room_users_async() lists them all, as a
+ * member's `presence` request is answered.
  *
  * Returns: (array length=n_users) (transfer full) (nullable): the user ids, or %NULL for a
- *   room nobody joined
+ *   room nobody joined here
  *
  * Since: 1.0
  */
@@ -2769,6 +2786,123 @@ chat_hub_list_room_users (ChatHub *self, guint64 room_id, gsize *n_users)
 	g_return_val_if_fail (n_users != NULL, NULL);
 
 	return room_user_ids (lookup_room (self, room_id), n_users);
+}
+
+static void
+on_room_users_read (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr (GTask) task = user_data;
+	ChatHub *self = g_task_get_source_object (task);
+	guint64 room_id = *(guint64 *) g_task_get_task_data (task);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GArray) users = chat_store_presence_finish (CHAT_STORE (source), result, &error);
+
+	if (users == NULL) {
+		/* hiredis's and the watchdog's errors say why; the code says what to do */
+		g_task_return_new_error (task,
+					 CHAT_ERROR,
+					 CHAT_ERROR_UNAVAILABLE,
+					 _ ("The presence of room %" PRIu64 " cannot be read: %s"),
+					 room_id,
+					 error->message);
+		return;
+	}
+	add_local_users (self, room_id, users);
+	g_task_return_pointer (task, g_steal_pointer (&users), (GDestroyNotify) g_array_unref);
+}
+
+/**
+ * chat_hub_list_room_users_async:
+ * @self: a #ChatHub
+ * @room_id: the room, greater than 0
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the users are listed
+ * @user_data: data for @callback
+ *
+ * Lists the users with at least one connection in @room_id on any node of the hub, as a
+ * member's `presence` request is answered (see `docs/protocol.md`). With a #ChatRedisStore
+ * it reads the room's presence in Redis, which every node keeps up to date for its own
+ * connections (#ChatRedisStore:presence-ttl says how long a node that stopped stays
+ * listed), and adds this node's users; with any other store, it lists this node's users, as
+ * chat_hub_list_room_users() does. Finish with chat_hub_list_room_users_finish().
+ *
+ * Since: 1.0
+ */
+void
+chat_hub_list_room_users_async (ChatHub *self,
+				guint64 room_id,
+				GCancellable *cancellable,
+				GAsyncReadyCallback callback,
+				gpointer user_data)
+{
+	g_autoptr (GTask) task = NULL;
+	g_autoptr (GArray) users = NULL;
+	g_autofree guint64 *local = NULL;
+	gsize n_local = 0;
+
+	g_return_if_fail (CHAT_IS_HUB (self));
+	g_return_if_fail (room_id > 0);
+	g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+	task = g_task_new (self, cancellable, callback, user_data);
+	g_task_set_source_tag (task, chat_hub_list_room_users_async);
+	g_task_set_task_data (task, g_memdup2 (&room_id, sizeof room_id), g_free);
+	if (self->broker) {
+		chat_store_presence_async (self->store,
+					   room_id,
+					   on_room_users_read,
+					   g_steal_pointer (&task));
+		return;
+	}
+	/* one node: its own users are all there is (the callback still runs from the loop) */
+	local = room_user_ids (lookup_room (self, room_id), &n_local);
+	users = g_array_sized_new (FALSE, FALSE, sizeof (guint64), n_local);
+	g_array_append_vals (users, local, n_local);
+	g_task_return_pointer (task, g_steal_pointer (&users), (GDestroyNotify) g_array_unref);
+}
+
+/**
+ * chat_hub_list_room_users_finish:
+ * @self: a #ChatHub
+ * @result: the #GAsyncResult given to the callback
+ * @n_users: (out): return location for the number of users
+ * @error: return location for a #GError
+ *
+ * Finishes chat_hub_list_room_users_async().
+ *
+ * Returns: (array length=n_users) (transfer full) (nullable): the user ids, each once,
+ *   ascending, possibly none (never %NULL then); %NULL with %CHAT_ERROR_UNAVAILABLE if
+ *   Redis could not be read within #ChatRedisStore:timeout, or %G_IO_ERROR_CANCELLED
+ *
+ * Since: 1.0
+ */
+guint64 *
+chat_hub_list_room_users_finish (ChatHub *self,
+				 GAsyncResult *result,
+				 gsize *n_users,
+				 GError **error)
+{
+	g_autoptr (GArray) users = NULL;
+	guint64 *ids;
+
+	g_return_val_if_fail (CHAT_IS_HUB (self), NULL);
+	g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+	g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) ==
+				  chat_hub_list_room_users_async,
+			      NULL);
+	g_return_val_if_fail (n_users != NULL, NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	*n_users = 0;
+	users = g_task_propagate_pointer (G_TASK (result), error);
+	if (users == NULL)
+		return NULL;
+	*n_users = users->len;
+	/* never NULL without an error, even for no users (an empty GArray's data may be) */
+	ids = g_new0 (guint64, MAX (users->len, 1));
+	if (users->len > 0)
+		memcpy (ids, users->data, users->len * sizeof (guint64));
+	return ids;
 }
 
 /* ---- the public routing API ----------------------------------------------------------- */

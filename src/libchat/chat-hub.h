@@ -51,6 +51,19 @@ CHAT_AVAILABLE_IN_ALL
 guint64 *
 chat_hub_list_room_users (ChatHub *self, guint64 room_id, gsize *n_users);
 CHAT_AVAILABLE_IN_ALL
+void
+chat_hub_list_room_users_async (ChatHub *self,
+				guint64 room_id,
+				GCancellable *cancellable,
+				GAsyncReadyCallback callback,
+				gpointer user_data);
+CHAT_AVAILABLE_IN_ALL
+guint64 *
+chat_hub_list_room_users_finish (ChatHub *self,
+				 GAsyncResult *result,
+				 gsize *n_users,
+				 GError **error);
+CHAT_AVAILABLE_IN_ALL
 gboolean
 chat_hub_join_room (ChatHub *self, ChatClient *client, guint64 room_id, GError **error);
 CHAT_AVAILABLE_IN_ALL

@@ -354,6 +354,17 @@ test('list_room_users: distinct users in a room, ascending, as presence answers'
     assertEqual((await lowWs.frame('presence')).users, [30, 31], 'the presence answer');
     assert(f.hub.leave_room(high, 9), 'leave_room');
     assertEqual(f.hub.list_room_users(9), [30], 'after a leave');
+    // the async one: the same users on one node, an array of numbers
+    const listed = await new Promise((resolve, reject) => {
+        f.hub.list_room_users_async(9, null, (source, result) => {
+            try {
+                resolve(source.list_room_users_finish(result));
+            } catch (e) {
+                reject(e);
+            }
+        });
+    });
+    assertEqual(listed, [30], 'list_room_users_async');
     assertEqual(Chat.MessageType.REFRESH > Chat.MessageType.ERROR, true, 'refresh type');
     assertEqual(Chat.CloseCode.TOKEN_EXPIRED, 4001, 'close code 4001');
     const refresh = Chat.Message.new_from_json('{"type":"refresh","token":"a.b.c"}', -1);

@@ -415,6 +415,47 @@ class TestHub(HubTestCase):
         self.assertTrue(self.hub.leave_room(high, 9))
         self.assertEqual(self.hub.list_room_users(9), [30])
 
+    def list_room_users(self, hub, room_id, cancellable=None):
+        results = []
+        hub.list_room_users_async(room_id, cancellable,
+                                  lambda source, result: results.append(result))
+        wait_until(lambda: results, what="the room's users")
+        return hub.list_room_users_finish(results[0])
+
+    def test_list_room_users_async(self):
+        # one node: its own users, as the presence request answers
+        high_ws, high = self.connect(31)
+        low_ws, low = self.connect(30)
+        _, low2 = self.connect(30)
+        for client in (high, low, low2):
+            self.assertTrue(self.hub.join_room(client, 9))
+        users = self.list_room_users(self.hub, 9)
+        self.assertEqual(users, [30, 31])
+        self.assertIsInstance(users[0], int)
+        low_ws.send({"type": "presence", "room_id": 9})
+        self.assertEqual(low_ws.recv(type_="presence")["users"], users)
+        self.assertEqual(self.list_room_users(self.hub, 10), [])
+        self.assertTrue(self.hub.leave_room(high, 9))
+        self.assertEqual(self.list_room_users(self.hub, 9), [30])
+        cancellable = Gio.Cancellable()
+        cancellable.cancel()
+        with self.assertRaises(GLib.Error) as context:
+            self.list_room_users(self.hub, 9, cancellable)
+        self.assertTrue(context.exception.matches(Gio.io_error_quark(),
+                                                  Gio.IOErrorEnum.CANCELLED))
+
+    def test_list_room_users_async_without_redis(self):
+        # a node whose Redis cannot be reached: the error says so, at once
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Chat.RedisStore.new(os.path.join(tmp, "no-redis.sock"), None)
+            hub = Chat.Hub(store=store)
+            with self.assertRaises(GLib.Error) as context:
+                self.list_room_users(hub, 9)
+            self.assertChatError(context, Chat.Error.UNAVAILABLE)
+            self.assertIn("room 9", context.exception.message)
+            del hub, store
+            spin(0.1)
+
     def test_presence_and_refresh_types(self):
         self.assertEqual(Chat.message_type_to_string(Chat.MessageType.PRESENCE), "presence")
         self.assertEqual(Chat.message_type_to_string(Chat.MessageType.REFRESH), "refresh")
