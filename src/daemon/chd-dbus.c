@@ -342,10 +342,12 @@ handle_list_rooms (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-/* RoomMembers and Presence: the users in a room, each once, ascending; NULL (the call
- * answered with an error) for room 0 */
-static GVariant *
-room_users (ChdDbus *self, GDBusMethodInvocation *invocation, guint64 room_id)
+/* RoomMembers: this node's users in a room, each once, ascending */
+static gboolean
+handle_room_members (ChdHub1 *skeleton,
+		     GDBusMethodInvocation *invocation,
+		     guint64 room_id,
+		     ChdDbus *self)
 {
 	g_autofree guint64 *users = NULL;
 	gsize n_users = 0;
@@ -356,57 +358,102 @@ room_users (ChdDbus *self, GDBusMethodInvocation *invocation, guint64 room_id)
 							       CHAT_ERROR,
 							       CHAT_ERROR_INVALID_ARGUMENT,
 							       _ ("Room ids start at 1"));
-		return NULL;
+		return G_DBUS_METHOD_INVOCATION_HANDLED;
 	}
 	users = chat_hub_list_room_users (self->hub, room_id, &n_users);
-	return g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users, n_users, sizeof (guint64));
-}
-
-static gboolean
-handle_room_members (ChdHub1 *skeleton,
-		     GDBusMethodInvocation *invocation,
-		     guint64 room_id,
-		     ChdDbus *self)
-{
-	GVariant *users = room_users (self, invocation, room_id);
-
-	if (users != NULL)
-		chd_hub1_complete_room_members (skeleton, invocation, users);
+	chd_hub1_complete_room_members (
+	    skeleton,
+	    invocation,
+	    g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users, n_users, sizeof (guint64)));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-static gboolean
-handle_presence (ChdHub1 *skeleton,
-		 GDBusMethodInvocation *invocation,
-		 guint64 room_id,
-		 ChdDbus *self)
-{
-	GVariant *users = room_users (self, invocation, room_id);
-
-	if (users != NULL)
-		chd_hub1_complete_presence (skeleton, invocation, users);
-	return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
-
+/* Presence and History answer from the store, later */
 typedef struct {
 	ChdHub1 *skeleton;
 	GDBusMethodInvocation *invocation;
-} HistoryCall;
+} StoreCall;
+
+static StoreCall *
+store_call_new (ChdHub1 *skeleton, GDBusMethodInvocation *invocation)
+{
+	StoreCall *call = g_new0 (StoreCall, 1);
+
+	call->skeleton = g_object_ref (skeleton);
+	call->invocation = g_object_ref (invocation);
+	return call;
+}
 
 static void
-history_call_free (HistoryCall *call)
+store_call_free (StoreCall *call)
 {
 	g_object_unref (call->skeleton);
 	g_object_unref (call->invocation);
 	g_free (call);
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (HistoryCall, history_call_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StoreCall, store_call_free)
+
+/* The store's own errors (SQLite's I/O errors, hiredis's) mean nothing to a D-Bus caller */
+static void
+return_store_error (StoreCall *call, const GError *error)
+{
+	if (error->domain == CHAT_ERROR)
+		g_dbus_method_invocation_return_gerror (call->invocation, error);
+	else
+		g_dbus_method_invocation_return_error (call->invocation,
+						       CHAT_ERROR,
+						       CHAT_ERROR_UNAVAILABLE,
+						       _ ("The message store cannot be read: %s"),
+						       error->message);
+}
+
+static void
+on_presence_listed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr (StoreCall) call = user_data;
+	g_autoptr (GError) error = NULL;
+	gsize n_users = 0;
+	g_autofree guint64 *users =
+	    chat_hub_list_room_users_finish (CHAT_HUB (source), result, &n_users, &error);
+
+	if (users == NULL) {
+		return_store_error (call, error);
+		return;
+	}
+	chd_hub1_complete_presence (
+	    call->skeleton,
+	    call->invocation,
+	    g_variant_new_fixed_array (G_VARIANT_TYPE_UINT64, users, n_users, sizeof (guint64)));
+}
+
+/* Presence: every node's users (from Redis with [cluster]), as a member's `presence` */
+static gboolean
+handle_presence (ChdHub1 *skeleton,
+		 GDBusMethodInvocation *invocation,
+		 guint64 room_id,
+		 ChdDbus *self)
+{
+	note_activity (self);
+	if (room_id == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_INVALID_ARGUMENT,
+							       _ ("Room ids start at 1"));
+		return G_DBUS_METHOD_INVOCATION_HANDLED;
+	}
+	chat_hub_list_room_users_async (self->hub,
+					room_id,
+					NULL,
+					on_presence_listed,
+					store_call_new (skeleton, invocation));
+	return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
 
 static void
 on_history_read (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-	g_autoptr (HistoryCall) call = user_data;
+	g_autoptr (StoreCall) call = user_data;
 	g_autoptr (GError) error = NULL;
 	g_autofree char *epoch = NULL;
 	g_autoptr (GPtrArray) messages =
@@ -414,16 +461,7 @@ on_history_read (GObject *source, GAsyncResult *result, gpointer user_data)
 	g_autoptr (GPtrArray) texts = NULL;
 
 	if (messages == NULL) {
-		/* the store's own errors (SQLite's I/O errors) mean nothing to a D-Bus caller */
-		if (error->domain == CHAT_ERROR)
-			g_dbus_method_invocation_return_gerror (call->invocation, error);
-		else
-			g_dbus_method_invocation_return_error (
-			    call->invocation,
-			    CHAT_ERROR,
-			    CHAT_ERROR_UNAVAILABLE,
-			    _ ("The message store cannot be read: %s"),
-			    error->message);
+		return_store_error (call, error);
 		return;
 	}
 	texts = g_ptr_array_new_full (messages->len + 1, g_free);
@@ -444,8 +482,6 @@ handle_history (ChdHub1 *skeleton,
 		guint limit,
 		ChdDbus *self)
 {
-	HistoryCall *call;
-
 	note_activity (self);
 	if (room_id == 0) {
 		g_dbus_method_invocation_return_error_literal (invocation,
@@ -454,9 +490,6 @@ handle_history (ChdHub1 *skeleton,
 							       _ ("Room ids start at 1"));
 		return G_DBUS_METHOD_INVOCATION_HANDLED;
 	}
-	call = g_new0 (HistoryCall, 1);
-	call->skeleton = g_object_ref (skeleton);
-	call->invocation = g_object_ref (invocation);
 	/* the hub applies the wire's default and cap to limit */
 	chat_hub_read_history_async (self->hub,
 				     room_id,
@@ -464,7 +497,7 @@ handle_history (ChdHub1 *skeleton,
 				     limit,
 				     NULL,
 				     on_history_read,
-				     call);
+				     store_call_new (skeleton, invocation));
 	return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
