@@ -182,6 +182,61 @@ class NodeListTests(ClusterTestCase):
                         (first.names(), second.names()))
 
 
+class PresenceTests(ClusterTestCase):
+    """D-Bus Presence and `chathubctl presence` list the users on every node; RoomMembers
+    this node's. A class of its own: it stops its redis-server."""
+
+    def presence(self, node, room):
+        return list(node.hub.call("Presence", (room,), "(t)")[0])
+
+    def members(self, node, room):
+        return list(node.hub.call("RoomMembers", (room,), "(t)")[0])
+
+    def test_presence_lists_every_node(self):
+        n1, n2 = self.node("q1"), self.node("q2")
+        room = 20
+        # user 2 has a connection on each node; 4 is on n2 but not in the room, 5 is in
+        # another room on n1
+        self.connect(n1.daemon.port, 1, [room])
+        self.connect(n1.daemon.port, 2, [room])
+        self.connect(n1.daemon.port, 5, [21])
+        self.connect(n2.daemon.port, 2, [room])
+        third = self.connect(n2.daemon.port, 3, [room])
+        self.connect(n2.daemon.port, 4)
+
+        for node in (n1, n2):
+            self.assertTrue(d.wait_until(lambda: self.presence(node, room) == [1, 2, 3], 10),
+                            "%s: %r" % (node.name, self.presence(node, room)))
+        self.assertEqual(self.members(n1, room), [1, 2])
+        self.assertEqual(sorted(self.members(n2, room)), [2, 3])
+        self.assertEqual(self.presence(n2, 21), [5])
+        self.assertEqual(self.presence(n1, 404), [])
+
+        ctl = d.run_ctl("--json", "presence", str(room), bus=n1.bus)
+        self.assertEqual(ctl.returncode, 0, ctl.stderr)
+        self.assertEqual(json.loads(ctl.stdout), {"room_id": room, "user_ids": [1, 2, 3]})
+        human = d.run_ctl("presence", str(room), bus=n2.bus)
+        self.assertEqual(human.returncode, 0, human.stderr)
+        self.assertEqual(human.stdout.split(), ["USER", "1", "2", "3"])
+
+        # a user who leaves the other node leaves the list
+        third.abort()
+        self.assertTrue(d.wait_until(lambda: self.presence(n1, room) == [1, 2], 10),
+                        self.presence(n1, room))
+
+        # Redis gone: Unavailable, never this node's users alone; RoomMembers still answers
+        self.redis.stop()
+        self.assertTrue(d.wait_until(
+            lambda: n1.hub.error_of("Presence", (room,), "(t)")[0] is not None, 10))
+        name, message = n1.hub.error_of("Presence", (room,), "(t)")
+        self.assertEqual(name, "io.github.chathub.Hub1.Error.Unavailable", message)
+        self.assertIn("room %d" % room, message)
+        ctl = d.run_ctl("presence", str(room), bus=n1.bus)
+        self.assertEqual(ctl.returncode, 1, ctl.stdout)
+        self.assertIn("room %d" % room, ctl.stderr)
+        self.assertEqual(self.members(n1, room), [1, 2])
+
+
 class ReusePortTests(ClusterTestCase):
 
     def test_refused_without_cluster(self):
