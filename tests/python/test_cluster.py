@@ -611,6 +611,10 @@ class SilencingProxy:
             except OSError:
                 pass
 
+    def subscribers(self):
+        with self.lock:
+            return sum(1 for _, _, state in self.pairs if state["subscriber"])
+
     def silence_subscribers(self):
         with self.lock:
             silenced = [state for _, _, state in self.pairs if state["subscriber"]]
@@ -645,7 +649,12 @@ class SilentPubSubTests(ClusterBase):
         last = self.recv_messages(b, 3)[-1]["offset"]
         self.recv_messages(a, 3)
         # the connection stays open and delivers nothing: only the probe can tell (the
-        # store's subscription and the node list's: chathubd's ChdCluster has its own)
+        # store's subscription and the node list's: chathubd's ChdCluster has its own,
+        # which may subscribe a little later)
+        deadline = time.monotonic() + h.scaled(10)
+        while proxy.subscribers() < 2:
+            self.assertLess(time.monotonic(), deadline, "both subscriptions")
+            time.sleep(0.01)
         self.assertEqual(proxy.silence_subscribers(), 2)
         a.send_raw(frames("unheard", 5, room=room))
         self.recv_messages(a, 5)
