@@ -18,8 +18,10 @@
 #include "chat-limit-extension-private.h"
 #include "chat-listener-private.h"
 #include "chat-outbox-stream-private.h"
+#include "chat-redis-store.h"
 #include "chat-server.h"
 #include "chat-source-private.h"
+#include "chat-store-private.h"
 #include "chat-token-verifier-private.h"
 #include "chat-web-root-private.h"
 
@@ -37,6 +39,17 @@
  * #ChatClient objects registered with the #ChatHub. With #ChatServer:web-root set, it
  * also serves the files of that directory (a browser chat page) at `/`; any other path gets
  * 404.
+ *
+ * Two health checks are answered on the same listener, before the upgrade rate and the
+ * token (probes neither need a token nor use up an address's upgrades), to `GET` and `HEAD`
+ * with `Cache-Control: no-store` (other methods 405): `/healthz` is always 200
+ * `{"status":"ok"}` (the main loop runs); `/readyz` is 200 `{"status":"ready",...}` when new
+ * clients would be served, else 503 `{"status":"not ready",...}`, with its `checks`:
+ * `listener` (listening, and no accept() failed for want of file descriptors in the last 5
+ * seconds), `store` (the hub's #ChatStore can take messages: a #ChatSqliteStore whose last
+ * group commit failed cannot until one succeeds) and, with a #ChatRedisStore, `redis` (its
+ * connections are up, chat_redis_store_is_connected()). They take precedence over files of
+ * #ChatServer:web-root, but not over #ChatServer:path.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
@@ -656,6 +669,84 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 }
 
 static void
+add_check (JsonBuilder *builder, const char *name, gboolean ok, const char *failure)
+{
+	json_builder_set_member_name (builder, name);
+	json_builder_add_string_value (builder, ok ? "ok" : failure);
+}
+
+/* /healthz: the main loop runs, since it answers. /readyz: new clients would be served: the
+ * listener accepts, and the store can take messages (with Redis: is connected). Both come
+ * before the upgrade rate and the token, so that probes never use up an address's share.
+ * Returns FALSE for any other path. */
+static gboolean
+serve_health (ChatServer *self, SoupServerMessage *msg, const char *path)
+{
+	static const char method_not_allowed[] =
+	    "{\"error\":\"method_not_allowed\",\"error_description\":\"Only GET and HEAD are "
+	    "allowed here\"}";
+	SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+	const char *method = soup_server_message_get_method (msg);
+	gboolean live = g_strcmp0 (path, "/healthz") == 0;
+	g_autoptr (JsonBuilder) builder = NULL;
+	g_autoptr (JsonNode) root = NULL;
+	g_autoptr (ChatStore) store = NULL;
+	gboolean listener_ok, store_ok, redis_ok = TRUE, ready;
+	char *body;
+
+	if (!live && g_strcmp0 (path, "/readyz") != 0)
+		return FALSE;
+	if (method != SOUP_METHOD_GET && method != SOUP_METHOD_HEAD) {
+		soup_server_message_set_status (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
+		soup_message_headers_replace (headers, "Allow", "GET, HEAD");
+		soup_server_message_set_response (msg,
+						  "application/json",
+						  SOUP_MEMORY_STATIC,
+						  method_not_allowed,
+						  strlen (method_not_allowed));
+		return TRUE;
+	}
+	/* a cached answer would report a state that has passed */
+	soup_message_headers_replace (headers, "Cache-Control", "no-store");
+	g_object_get (self->hub, "store", &store, NULL);
+	listener_ok = chat_listener_is_accepting (self->listener);
+	store_ok = chat_store_is_ready (store);
+	if (CHAT_IS_REDIS_STORE (store))
+		redis_ok = chat_redis_store_is_connected (CHAT_REDIS_STORE (store));
+	ready = live || (listener_ok && store_ok && redis_ok);
+
+	builder = json_builder_new ();
+	json_builder_begin_object (builder);
+	json_builder_set_member_name (builder, "status");
+	json_builder_add_string_value (builder, live ? "ok" : ready ? "ready" : "not ready");
+	if (!live) {
+		json_builder_set_member_name (builder, "checks");
+		json_builder_begin_object (builder);
+		add_check (builder,
+			   "listener",
+			   listener_ok,
+			   chat_listener_is_listening (self->listener) ? "out of descriptors"
+								       : "not listening");
+		add_check (builder, "store", store_ok, "failing");
+		if (CHAT_IS_REDIS_STORE (store))
+			add_check (builder, "redis", redis_ok, "disconnected");
+		json_builder_end_object (builder);
+	}
+	json_builder_end_object (builder);
+	root = json_builder_get_root (builder);
+	body = json_to_string (root, FALSE);
+	soup_server_message_set_status (msg,
+					ready ? SOUP_STATUS_OK : SOUP_STATUS_SERVICE_UNAVAILABLE,
+					NULL);
+	soup_server_message_set_response (msg,
+					  "application/json",
+					  SOUP_MEMORY_TAKE,
+					  body,
+					  strlen (body));
+	return TRUE;
+}
+
+static void
 handle_request (SoupServer *soup,
 		SoupServerMessage *msg,
 		const char *path,
@@ -679,6 +770,8 @@ handle_request (SoupServer *soup,
 	 * is the token verified; the per-user and server-wide limits need the token's user. */
 
 	if (g_strcmp0 (path, self->path) != 0) {
+		if (serve_health (self, msg, path))
+			return;
 		if (self->web_files != NULL && chat_web_root_serve (self->web_files, msg, path))
 			return;
 		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
