@@ -599,6 +599,27 @@ test_bus_names (void)
 	g_assert_true (g_dbus_is_name (CHC_BUS_NAME) && !g_dbus_is_unique_name (CHC_BUS_NAME));
 }
 
+/* [metrics] enabled: off unless asked for (it exposes counts on the public port). */
+static void
+test_config_metrics (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = load_text ("", &error);
+
+	g_assert_no_error (error);
+	g_assert_false (config->metrics);
+	g_clear_pointer (&config, chd_config_free);
+
+	config = load_text ("[metrics]\nenabled=true\n", &error);
+	g_assert_no_error (error);
+	g_assert_true (config->metrics);
+
+	assert_load_error ("[metrics]\nenabled=yes\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[metrics] enabled: “yes” is neither true nor false");
+}
+
 /* [server] reuse-port and [cluster] announce-interval (issue 13): reuse-port only for the
  * nodes of one hub. */
 static void
@@ -661,6 +682,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/secret-environment", test_config_secret_environment);
 	g_test_add_func ("/chd/config/public-key", test_config_public_key);
 	g_test_add_func ("/chd/config/cluster-nodes", test_config_cluster_nodes);
+	g_test_add_func ("/chd/config/metrics", test_config_metrics);
 	g_test_add_func ("/chc/key/files", test_key_files);
 	g_test_add_func ("/chc/key/environment", test_key_environment);
 	g_test_add_func ("/chc/bus/names", test_bus_names);

@@ -336,6 +336,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	if (!read_boolean (file, "server", "reuse-port", &config->reuse_port, error))
 		return FALSE;
+	if (!read_boolean (file, "metrics", "enabled", &config->metrics, error))
+		return FALSE;
 
 	read_string (file, "auth", "algorithm", &algorithm);
 	if (algorithm != NULL &&

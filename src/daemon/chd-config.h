@@ -66,6 +66,8 @@ typedef struct {
 	guint redis_timeout;	 /* seconds: the bound on anything that waits for Redis */
 	guint presence_ttl;	 /* seconds: a node's presence entries outlive it this long */
 	guint announce_interval; /* seconds between node announcements; default 5 */
+	/* [metrics] */
+	gboolean metrics; /* serve /metrics on the WebSocket's listener */
 } ChdConfig;
 
 ChdConfig *

@@ -433,6 +433,8 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     web_root,
 				     "reuse-port",
 				     config->reuse_port,
+				     "metrics",
+				     config->metrics,
 				     NULL);
 	self->cluster = chd_cluster_new (self->server, self->store, config);
 	self->client_registered_id = g_signal_connect (self->hub,

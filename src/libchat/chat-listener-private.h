@@ -35,6 +35,9 @@ void
 chat_listener_stop (ChatListener *self);
 gboolean
 chat_listener_is_listening (ChatListener *self);
+/* listening, and no accept() failed for want of descriptors in the last 5 s */
+gboolean
+chat_listener_is_accepting (ChatListener *self);
 guint16
 chat_listener_get_port (ChatListener *self);
 void

@@ -27,6 +27,8 @@
 /* at the open-file limit, stop accepting for this long instead of spinning on a readable
  * listener; the kernel backlog holds the newcomers meanwhile */
 #define ACCEPT_PAUSE_MS 250
+/* how long a descriptor shortage keeps the listener reported as not accepting (/readyz) */
+#define FD_SHORTAGE_MEMORY (5 * G_USEC_PER_SEC)
 /* the largest request head (request line and headers) served; libsoup 3.2 gives up at 64 KiB
  * without answering and resets the connection, so this must stay below that */
 #define MAX_REQUEST_HEAD (32 * 1024)
@@ -71,8 +73,9 @@ struct _ChatListener {
 	GSocket *socket; /* (nullable): listening */
 	GSource *accept_source;
 	GSource *accept_pause;
-	gint64 last_fd_warning; /* monotonic µs */
-	GQueue handshakes;	/* Handshake*, oldest first */
+	gint64 last_fd_warning;	 /* monotonic µs */
+	gint64 last_fd_shortage; /* monotonic µs; 0: never */
+	GQueue handshakes;	 /* Handshake*, oldest first */
 	GSource *handshake_sweep;
 	guint handshake_timeout;   /* seconds; 0: none */
 	GHashTable *request_heads; /* RequestHead* -> itself, owned */
@@ -114,6 +117,7 @@ pause_accepting (ChatListener *self)
 {
 	gint64 now = g_get_monotonic_time ();
 
+	self->last_fd_shortage = now;
 	if (now - self->last_fd_warning > 10 * G_USEC_PER_SEC) {
 		self->last_fd_warning = now;
 		g_warning (_ ("Out of file descriptors with %u connections; new connections wait "
@@ -560,6 +564,16 @@ gboolean
 chat_listener_is_listening (ChatListener *self)
 {
 	return self->socket != NULL;
+}
+
+/* Listening, and not short of descriptors now nor within FD_SHORTAGE_MEMORY: a probe is
+ * only accepted once the pause is over, so "paused now" alone would never be seen. */
+gboolean
+chat_listener_is_accepting (ChatListener *self)
+{
+	return self->socket != NULL && self->accept_pause == NULL &&
+	       (self->last_fd_shortage == 0 ||
+		g_get_monotonic_time () - self->last_fd_shortage > FD_SHORTAGE_MEMORY);
 }
 
 /* The port listened on, 0 if not listening. */

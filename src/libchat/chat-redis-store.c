@@ -1556,6 +1556,14 @@ chat_redis_store_get_statistics (ChatStore *store)
 	return chat_store_statistics_to_variant (&CHAT_REDIS_STORE (store)->statistics);
 }
 
+/* the connections, not the failing flag: that one clears only with a successful append,
+ * which a node taken out of service would not get */
+static gboolean
+chat_redis_store_is_ready (ChatStore *store)
+{
+	return chat_redis_store_is_connected (CHAT_REDIS_STORE (store));
+}
+
 static gboolean
 chat_redis_store_set_broker (ChatStore *store, const ChatStoreBroker *broker, gpointer data)
 {
@@ -1727,6 +1735,7 @@ chat_redis_store_iface_init (ChatStoreInterface *iface)
 	iface->get_delivered = chat_redis_store_get_delivered;
 	iface->set_delivered = chat_redis_store_set_delivered;
 	iface->get_statistics = chat_redis_store_get_statistics;
+	iface->is_ready = chat_redis_store_is_ready;
 	iface->set_broker = chat_redis_store_set_broker;
 	iface->watch = chat_redis_store_watch;
 	iface->unwatch = chat_redis_store_unwatch;

@@ -18,8 +18,10 @@
 #include "chat-limit-extension-private.h"
 #include "chat-listener-private.h"
 #include "chat-outbox-stream-private.h"
+#include "chat-redis-store.h"
 #include "chat-server.h"
 #include "chat-source-private.h"
+#include "chat-store-private.h"
 #include "chat-token-verifier-private.h"
 #include "chat-web-root-private.h"
 
@@ -37,6 +39,18 @@
  * #ChatClient objects registered with the #ChatHub. With #ChatServer:web-root set, it
  * also serves the files of that directory (a browser chat page) at `/`; any other path gets
  * 404.
+ *
+ * Two health checks are answered on the same listener, before the upgrade rate and the
+ * token (probes neither need a token nor use up an address's upgrades), to `GET` and `HEAD`
+ * with `Cache-Control: no-store` (other methods 405): `/healthz` is always 200
+ * `{"status":"ok"}` (the main loop runs); `/readyz` is 200 `{"status":"ready",...}` when new
+ * clients would be served, else 503 `{"status":"not ready",...}`, with its `checks`:
+ * `listener` (listening, and no accept() failed for want of file descriptors in the last 5
+ * seconds), `store` (the hub's #ChatStore can take messages: a #ChatSqliteStore whose last
+ * group commit failed cannot until one succeeds) and, with a #ChatRedisStore, `redis` (its
+ * connections are up, chat_redis_store_is_connected()). They take precedence over files of
+ * #ChatServer:web-root, but not over #ChatServer:path. With #ChatServer:metrics, `/metrics`
+ * answers the counters in the Prometheus text format the same way.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
@@ -57,6 +71,11 @@
 #define MAX_RATE_BUCKETS 16384
 /* RFC 6585; libsoup 3.2 has neither the constant nor its reason phrase */
 #define HTTP_TOO_MANY_REQUESTS 429
+
+/* The close codes /metrics counts one by one (the protocol's, and the usual ones of peers);
+ * any other code a peer sends is counted as "other", so a client cannot grow the label set. */
+static const guint16 close_codes[] =
+    {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4001, 4002};
 
 /* Seeds the rate table's hash, so that chosen addresses cannot be made to collide. */
 static guint rate_seed;
@@ -118,6 +137,8 @@ struct _ChatServer {
 	guint64 bytes_sent_closed;    /* bytes of clients already gone */
 	guint64 slow_consumer_closes; /* of clients already gone */
 	guint64 idle_closes;
+	guint64 closes[G_N_ELEMENTS (close_codes) + 1]; /* by close_codes' index; last: other */
+	gboolean metrics;
 };
 
 G_DEFINE_FINAL_TYPE (ChatServer, chat_server, G_TYPE_OBJECT)
@@ -141,6 +162,7 @@ enum {
 	PROP_MAX_ROOMS,
 	PROP_WEB_ROOT,
 	PROP_REUSE_PORT,
+	PROP_METRICS,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -204,6 +226,9 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_REUSE_PORT:
 		g_value_set_boolean (value, self->reuse_port);
+		break;
+	case PROP_METRICS:
+		g_value_set_boolean (value, self->metrics);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -283,6 +308,12 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	case PROP_REUSE_PORT:
 		if (self->reuse_port != g_value_get_boolean (value)) {
 			self->reuse_port = g_value_get_boolean (value);
+			g_object_notify_by_pspec (object, pspec);
+		}
+		break;
+	case PROP_METRICS:
+		if (self->metrics != g_value_get_boolean (value)) {
+			self->metrics = g_value_get_boolean (value);
 			g_object_notify_by_pspec (object, pspec);
 		}
 		break;
@@ -570,6 +601,18 @@ pending_upgrade_free (gpointer data, GClosure *closure)
 	g_free (pending);
 }
 
+static guint
+close_code_index (guint16 code)
+{
+	guint i;
+
+	for (i = 0; i < G_N_ELEMENTS (close_codes); i++) {
+		if (close_codes[i] == code)
+			break;
+	}
+	return i;
+}
+
 static void
 on_client_closed (ChatClient *client, gpointer user_data)
 {
@@ -579,6 +622,7 @@ on_client_closed (ChatClient *client, gpointer user_data)
 	self->bytes_sent_closed += chat_client_get_bytes_sent (client);
 	if (chat_client_is_slow_consumer (client))
 		self->slow_consumer_closes++;
+	self->closes[close_code_index (chat_client_get_close_code (client))]++;
 	g_debug ("client %s of user %" G_GUINT64_FORMAT " left (%u)",
 		 chat_client_get_id (client),
 		 chat_client_get_user_id (client),
@@ -656,6 +700,285 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 }
 
 static void
+add_check (JsonBuilder *builder, const char *name, gboolean ok, const char *failure)
+{
+	json_builder_set_member_name (builder, name);
+	json_builder_add_string_value (builder, ok ? "ok" : failure);
+}
+
+/* For the plain GET/HEAD resources: TRUE (and the 405 set) for any other method. */
+static gboolean
+refuse_method (SoupServerMessage *msg)
+{
+	static const char method_not_allowed[] =
+	    "{\"error\":\"method_not_allowed\",\"error_description\":\"Only GET and HEAD are "
+	    "allowed here\"}";
+	const char *method = soup_server_message_get_method (msg);
+
+	if (method == SOUP_METHOD_GET || method == SOUP_METHOD_HEAD)
+		return FALSE;
+	soup_server_message_set_status (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
+	soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+				      "Allow",
+				      "GET, HEAD");
+	soup_server_message_set_response (msg,
+					  "application/json",
+					  SOUP_MEMORY_STATIC,
+					  method_not_allowed,
+					  strlen (method_not_allowed));
+	return TRUE;
+}
+
+/* /healthz: the main loop runs, since it answers. /readyz: new clients would be served: the
+ * listener accepts, and the store can take messages (with Redis: is connected). Both come
+ * before the upgrade rate and the token, so that probes never use up an address's share.
+ * Returns FALSE for any other path. */
+static gboolean
+serve_health (ChatServer *self, SoupServerMessage *msg, const char *path)
+{
+	SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+	gboolean live = g_strcmp0 (path, "/healthz") == 0;
+	g_autoptr (JsonBuilder) builder = NULL;
+	g_autoptr (JsonNode) root = NULL;
+	g_autoptr (ChatStore) store = NULL;
+	gboolean listener_ok, store_ok, redis_ok = TRUE, ready;
+	char *body;
+
+	if (!live && g_strcmp0 (path, "/readyz") != 0)
+		return FALSE;
+	if (refuse_method (msg))
+		return TRUE;
+	/* a cached answer would report a state that has passed */
+	soup_message_headers_replace (headers, "Cache-Control", "no-store");
+	g_object_get (self->hub, "store", &store, NULL);
+	listener_ok = chat_listener_is_accepting (self->listener);
+	store_ok = chat_store_is_ready (store);
+	if (CHAT_IS_REDIS_STORE (store))
+		redis_ok = chat_redis_store_is_connected (CHAT_REDIS_STORE (store));
+	ready = live || (listener_ok && store_ok && redis_ok);
+
+	builder = json_builder_new ();
+	json_builder_begin_object (builder);
+	json_builder_set_member_name (builder, "status");
+	json_builder_add_string_value (builder, live ? "ok" : ready ? "ready" : "not ready");
+	if (!live) {
+		json_builder_set_member_name (builder, "checks");
+		json_builder_begin_object (builder);
+		add_check (builder,
+			   "listener",
+			   listener_ok,
+			   chat_listener_is_listening (self->listener) ? "out of descriptors"
+								       : "not listening");
+		add_check (builder, "store", store_ok, "failing");
+		if (CHAT_IS_REDIS_STORE (store))
+			add_check (builder, "redis", redis_ok, "disconnected");
+		json_builder_end_object (builder);
+	}
+	json_builder_end_object (builder);
+	root = json_builder_get_root (builder);
+	body = json_to_string (root, FALSE);
+	soup_server_message_set_status (msg,
+					ready ? SOUP_STATUS_OK : SOUP_STATUS_SERVICE_UNAVAILABLE,
+					NULL);
+	soup_server_message_set_response (msg,
+					  "application/json",
+					  SOUP_MEMORY_TAKE,
+					  body,
+					  strlen (body));
+	return TRUE;
+}
+
+static void
+metric_family (GString *out, const char *name, const char *type, const char *help)
+{
+	g_string_append_printf (out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* @labels: (nullable): `name="value"` pairs, which need no escaping (ours are fixed words) */
+static void
+metric_sample (GString *out, const char *name, const char *labels, guint64 value)
+{
+	g_string_append_printf (out,
+				"%s%s%s%s %" G_GUINT64_FORMAT "\n",
+				name,
+				labels != NULL ? "{" : "",
+				labels != NULL ? labels : "",
+				labels != NULL ? "}" : "",
+				value);
+}
+
+static void
+metric (GString *out, const char *name, const char *type, const char *help, guint64 value)
+{
+	metric_family (out, name, type, help);
+	metric_sample (out, name, NULL, value);
+}
+
+/* A number of a statistics dictionary, whether `u` or `t`; 0 when missing. */
+static guint64
+lookup_count (GVariant *dict, const char *key)
+{
+	g_autoptr (GVariant) value = g_variant_lookup_value (dict, key, NULL);
+
+	if (value == NULL)
+		return 0;
+	if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT32))
+		return g_variant_get_uint32 (value);
+	return g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64) ? g_variant_get_uint64 (value)
+								   : 0;
+}
+
+/* /metrics (ChatServer:metrics): the counters chathub keeps anyway, in the Prometheus text
+ * format 0.0.4; no label names a user or a room. Returns FALSE for any other path. */
+static gboolean
+serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
+{
+	static const struct {
+		const char *key;
+		const char *reason;
+	} refusals[] = {
+	    {"refused-bad-request", "bad_request"},
+	    {"refused-header-too-large", "header_too_large"},
+	    {"refused-rate", "rate"},
+	    {"refused-token", "token"},
+	    {"refused-user-limit", "user_limit"},
+	    {"refused-busy", "busy"},
+	};
+	static const struct {
+		const char *key;
+		const char *name;
+		const char *type;
+		const char *help;
+	} store_metrics[] = {
+	    {"stored", "chathub_store_messages_stored_total", "counter", "Messages stored"},
+	    {"failed",
+	     "chathub_store_messages_failed_total",
+	     "counter",
+	     "Messages whose append failed (answered unavailable)"},
+	    {"trimmed",
+	     "chathub_store_messages_trimmed_total",
+	     "counter",
+	     "Messages removed by retention"},
+	    {"retained", "chathub_store_messages_retained", "gauge", "Messages kept now"},
+	    {"groups", "chathub_store_groups_total", "counter", "Group commits"},
+	    {"largest-group",
+	     "chathub_store_largest_group_messages",
+	     "gauge",
+	     "Messages in the largest group commit"},
+	};
+	g_autoptr (GVariant) statistics = NULL;
+	g_autoptr (GVariant) store_statistics = NULL;
+	g_autoptr (ChatStore) store = NULL;
+	GString *out;
+	gsize length;
+	char number[G_ASCII_DTOSTR_BUF_SIZE];
+
+	if (!self->metrics || g_strcmp0 (path, "/metrics") != 0)
+		return FALSE;
+	if (refuse_method (msg))
+		return TRUE;
+	statistics = g_variant_ref_sink (chat_server_get_statistics (self));
+	g_object_get (self->hub, "store", &store, NULL);
+	store_statistics = g_variant_take_ref (chat_store_get_statistics (store));
+	out = g_string_sized_new (4096);
+
+	metric (out,
+		"chathub_connections",
+		"gauge",
+		"WebSocket connections, upgrades under way included",
+		self->n_connections);
+	metric (out,
+		"chathub_connections_opened_total",
+		"counter",
+		"WebSocket connections accepted",
+		self->accepted);
+	metric_family (out,
+		       "chathub_connections_closed_total",
+		       "counter",
+		       "WebSocket connections closed, by close code");
+	for (guint i = 0; i <= G_N_ELEMENTS (close_codes); i++) {
+		char labels[32];
+
+		if (i < G_N_ELEMENTS (close_codes))
+			g_snprintf (labels, sizeof labels, "code=\"%u\"", close_codes[i]);
+		else
+			g_strlcpy (labels, "code=\"other\"", sizeof labels);
+		metric_sample (out, "chathub_connections_closed_total", labels, self->closes[i]);
+	}
+	metric_family (out,
+		       "chathub_upgrades_refused_total",
+		       "counter",
+		       "Upgrade requests refused, by reason");
+	for (gsize i = 0; i < G_N_ELEMENTS (refusals); i++) {
+		g_autofree char *labels = g_strdup_printf ("reason=\"%s\"", refusals[i].reason);
+
+		metric_sample (out,
+			       "chathub_upgrades_refused_total",
+			       labels,
+			       lookup_count (statistics, refusals[i].key));
+	}
+	metric (out,
+		"chathub_messages_relayed_total",
+		"counter",
+		"Chat messages relayed (each once, whatever its recipients)",
+		lookup_count (statistics, "messages-relayed"));
+	metric (out,
+		"chathub_bytes_sent_total",
+		"counter",
+		"Bytes written to WebSocket connections",
+		lookup_count (statistics, "bytes-sent"));
+	metric (out,
+		"chathub_slow_consumer_closes_total",
+		"counter",
+		"Connections closed because they did not read (1008)",
+		lookup_count (statistics, "slow-consumer-closes"));
+	metric (out,
+		"chathub_idle_closes_total",
+		"counter",
+		"Connections closed after idle-timeout without traffic (1001)",
+		lookup_count (statistics, "idle-closes"));
+	metric (out,
+		"chathub_rooms",
+		"gauge",
+		"Rooms with at least one member",
+		chat_hub_get_n_rooms (self->hub));
+	for (gsize i = 0; i < G_N_ELEMENTS (store_metrics); i++)
+		metric (out,
+			store_metrics[i].name,
+			store_metrics[i].type,
+			store_metrics[i].help,
+			lookup_count (store_statistics, store_metrics[i].key));
+	metric_family (out,
+		       "chathub_store_commit_seconds_total",
+		       "counter",
+		       "Time spent in group commits");
+	g_string_append_printf (
+	    out,
+	    "chathub_store_commit_seconds_total %s\n",
+	    g_ascii_formatd (number,
+			     sizeof number,
+			     "%.6f",
+			     (double) lookup_count (store_statistics, "commit-time-us") / 1e6));
+	metric (out,
+		"chathub_uptime_seconds",
+		"gauge",
+		"Seconds since the server was created",
+		lookup_count (statistics, "uptime"));
+
+	soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+	soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+				      "Cache-Control",
+				      "no-store");
+	length = out->len;
+	soup_server_message_set_response (msg,
+					  "text/plain; version=0.0.4; charset=utf-8",
+					  SOUP_MEMORY_TAKE,
+					  g_string_free (out, FALSE),
+					  length);
+	return TRUE;
+}
+
+static void
 handle_request (SoupServer *soup,
 		SoupServerMessage *msg,
 		const char *path,
@@ -679,6 +1002,8 @@ handle_request (SoupServer *soup,
 	 * is the token verified; the per-user and server-wide limits need the token's user. */
 
 	if (g_strcmp0 (path, self->path) != 0) {
+		if (serve_health (self, msg, path) || serve_metrics (self, msg, path))
+			return;
 		if (self->web_files != NULL && chat_web_root_serve (self->web_files, msg, path))
 			return;
 		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
@@ -1177,6 +1502,24 @@ chat_server_class_init (ChatServerClass *klass)
 						       FALSE,
 						       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							   G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:metrics:
+	 *
+	 * Whether `GET /metrics` (and `HEAD`) on the server's own address and port answers with
+	 * the server's, the hub's and the store's counters in the Prometheus text format
+	 * (version 0.0.4), without a token and without counting toward
+	 * #ChatServer:upgrades-per-second; %FALSE (the default) answers 404 there. Anyone who can
+	 * reach the port can read the counters: restrict the path in a reverse proxy. The
+	 * metrics are listed in `docs/deployment.md`.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_METRICS] = g_param_spec_boolean ("metrics",
+						    NULL,
+						    "Whether to serve /metrics",
+						    FALSE,
+						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+							G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 

@@ -1158,6 +1158,13 @@ chat_sqlite_store_get_statistics (ChatStore *store)
 	return chat_store_statistics_to_variant (&CHAT_SQLITE_STORE (store)->statistics);
 }
 
+/* a failing store is tried again by the next append or the trim timer, within a minute */
+static gboolean
+chat_sqlite_store_is_ready (ChatStore *store)
+{
+	return !CHAT_SQLITE_STORE (store)->failing;
+}
+
 static void
 chat_sqlite_store_iface_init (ChatStoreInterface *iface)
 {
@@ -1170,6 +1177,7 @@ chat_sqlite_store_iface_init (ChatStoreInterface *iface)
 	iface->get_delivered = chat_sqlite_store_get_delivered;
 	iface->set_delivered = chat_sqlite_store_set_delivered;
 	iface->get_statistics = chat_sqlite_store_get_statistics;
+	iface->is_ready = chat_sqlite_store_is_ready;
 }
 
 /* ---- opening ---- */

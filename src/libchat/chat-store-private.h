@@ -53,6 +53,8 @@ struct _ChatStoreInterface {
 	guint64 (*get_delivered) (ChatStore *self, guint64 user_id);
 	void (*set_delivered) (ChatStore *self, guint64 user_id, guint64 offset);
 	GVariant *(*get_statistics) (ChatStore *self);
+	/* optional (NULL: always ready): whether appends can succeed now, for /readyz */
+	gboolean (*is_ready) (ChatStore *self);
 	/* optional: a store that is also the broker between nodes (ChatRedisStore) */
 	gboolean (*set_broker) (ChatStore *self, const ChatStoreBroker *broker, gpointer data);
 	gboolean (*watch) (ChatStore *self, ChatStreamKind kind, guint64 stream_id);
@@ -128,6 +130,11 @@ guint64
 chat_store_get_delivered (ChatStore *self, guint64 user_id);
 void
 chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset);
+
+/* Whether the store can take messages now (ChatServer's /readyz): FALSE while SQLite's last
+ * group commit failed, until one succeeds; while a Redis store is disconnected. */
+gboolean
+chat_store_is_ready (ChatStore *self);
 
 /* ---- a store that is a broker between nodes (docs/architecture.md, "Several nodes") ----
  *

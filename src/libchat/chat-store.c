@@ -239,6 +239,16 @@ chat_store_set_delivered (ChatStore *self, guint64 user_id, guint64 offset)
 }
 
 gboolean
+chat_store_is_ready (ChatStore *self)
+{
+	ChatStoreInterface *iface;
+
+	g_return_val_if_fail (CHAT_IS_STORE (self), FALSE);
+	iface = CHAT_STORE_GET_IFACE (self);
+	return iface->is_ready == NULL || iface->is_ready (self);
+}
+
+gboolean
 chat_store_set_broker (ChatStore *self, const ChatStoreBroker *broker, gpointer data)
 {
 	ChatStoreInterface *iface;
