@@ -26,7 +26,7 @@ typedef struct {
 } Daemon;
 
 static void
-daemon_write_config (Daemon *d, const char *backend)
+daemon_write_config (Daemon *d, const char *backend, const char *limits)
 {
 	g_autofree char *secret = g_build_filename (d->dir, "secret", NULL);
 	g_autofree char *db = g_build_filename (d->dir, "chathub.db", NULL);
@@ -36,9 +36,10 @@ daemon_write_config (Daemon *d, const char *backend)
 	g_assert_true (g_file_set_contents (secret, CHAT_TEST_SECRET "\n", -1, &error));
 	text = g_strdup_printf ("[server]\naddress=127.0.0.1\n"
 				"[auth]\nalgorithm=HS256\nsecret-file=%s\nleeway=0\n"
-				"[limits]\nupgrades-per-second=0\nmessages-per-second=0\n"
+				"[limits]\nupgrades-per-second=0\n%s\n"
 				"[store]\nbackend=%s\npath=%s\n",
 				secret,
+				limits,
 				backend,
 				db);
 	g_assert_true (g_file_set_contents (d->config, text, -1, &error));
@@ -113,8 +114,9 @@ daemon_stop (Daemon *d, int signum)
 	g_clear_object (&d->process);
 }
 
+/* @limits: the [limits] lines for the messages */
 static Daemon *
-daemon_new (const char *backend)
+daemon_new_limited (const char *backend, const char *limits)
 {
 	Daemon *d = g_new0 (Daemon, 1);
 	g_autoptr (GError) error = NULL;
@@ -123,9 +125,15 @@ daemon_new (const char *backend)
 	g_assert_no_error (error);
 	d->config = g_build_filename (d->dir, "chathubd.conf", NULL);
 	d->log = g_build_filename (d->dir, "chathubd.log", NULL);
-	daemon_write_config (d, backend);
+	daemon_write_config (d, backend, limits);
 	daemon_start (d);
 	return d;
+}
+
+static Daemon *
+daemon_new (const char *backend)
+{
+	return daemon_new_limited (backend, "messages-per-second=0");
 }
 
 static void
@@ -282,7 +290,10 @@ typedef struct {
 	guint last_code;
 	guint token_expiring;
 	guint errors;
-	char *new_token; /* given on token-expiring, if set */
+	char *last_error; /* the code of the last error-received */
+	guint attempt_failures;
+	GError *attempt_error; /* of the last attempt-failed */
+	char *new_token;       /* given on token-expiring, if set */
 } Peer;
 
 static void
@@ -345,6 +356,18 @@ on_error_received (ChatConnection *conn, const char *code, const char *content, 
 {
 	g_test_message ("error-received %s: %s", code, content);
 	peer->errors++;
+	g_free (peer->last_error);
+	peer->last_error = g_strdup (code);
+}
+
+static void
+on_attempt_failed (ChatConnection *conn, GError *error, guint retry_ms, Peer *peer)
+{
+	g_assert_cmpint (chat_connection_get_state (conn), ==, CHAT_CONNECTION_STATE_RECONNECTING);
+	g_assert_cmpuint (retry_ms, <=, chat_connection_get_backoff_max (conn));
+	peer->attempt_failures++;
+	g_clear_error (&peer->attempt_error);
+	peer->attempt_error = g_error_copy (error);
 }
 
 static void
@@ -355,21 +378,30 @@ on_token_expiring (ChatConnection *conn, Peer *peer)
 		chat_connection_set_token (conn, peer->new_token);
 }
 
+/* @extra: more claims ("\"rooms\":[1]"), or "" */
 static char *
-token_for (guint64 user_id, gint64 lifetime)
+token_with (guint64 user_id, gint64 lifetime, const char *extra)
 {
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 	g_autofree char *claims =
 	    g_strdup_printf ("{\"user_id\":%" G_GUINT64_FORMAT ",\"iat\":%" G_GINT64_FORMAT
-			     ",\"exp\":%" G_GINT64_FORMAT "}",
+			     ",\"exp\":%" G_GINT64_FORMAT "%s%s}",
 			     user_id,
 			     now,
-			     now + lifetime);
+			     now + lifetime,
+			     *extra != '\0' ? "," : "",
+			     extra);
 
 	return chat_test_make_token (G_CHECKSUM_SHA256,
 				     "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
 				     claims,
 				     CHAT_TEST_SECRET);
+}
+
+static char *
+token_for (guint64 user_id, gint64 lifetime)
+{
+	return token_with (user_id, lifetime, "");
 }
 
 static Peer *
@@ -393,6 +425,7 @@ peer_new (guint16 port, guint64 user_id)
 	g_signal_connect (peer->conn, "closed", G_CALLBACK (on_closed), peer);
 	g_signal_connect (peer->conn, "error-received", G_CALLBACK (on_error_received), peer);
 	g_signal_connect (peer->conn, "token-expiring", G_CALLBACK (on_token_expiring), peer);
+	g_signal_connect (peer->conn, "attempt-failed", G_CALLBACK (on_attempt_failed), peer);
 	return peer;
 }
 
@@ -405,6 +438,8 @@ peer_free (Peer *peer)
 	g_string_free (peer->dm_log, TRUE);
 	g_string_free (peer->reload_log, TRUE);
 	g_free (peer->new_token);
+	g_free (peer->last_error);
+	g_clear_error (&peer->attempt_error);
 	g_free (peer);
 }
 
@@ -822,6 +857,167 @@ test_connection_refresh (void)
 	daemon_free (d);
 }
 
+typedef struct {
+	gboolean done;
+	GError *error;
+} Outcome;
+
+static void
+on_history_outcome (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Outcome *outcome = user_data;
+	g_autoptr (GPtrArray) messages =
+	    chat_connection_request_history_finish (CHAT_CONNECTION (source),
+						    result,
+						    &outcome->error);
+
+	outcome->done = TRUE;
+}
+
+static void
+on_presence_outcome (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Outcome *outcome = user_data;
+	gsize n_users;
+	g_autofree guint64 *users =
+	    chat_connection_request_presence_finish (CHAT_CONNECTION (source),
+						     result,
+						     &n_users,
+						     &outcome->error);
+
+	outcome->done = TRUE;
+}
+
+static gboolean
+outcome_done (gpointer user_data)
+{
+	return ((Outcome *) user_data)->done;
+}
+
+/* A token limited to room 20: the join of room 21 is refused (forbidden), and the history and
+ * presence asked right after it fail with the server's not_member instead of waiting
+ * forever; the room is forgotten, and requests for a joined room still work after that. */
+static void
+test_connection_refused (void)
+{
+	Daemon *d = daemon_new ("sqlite");
+	g_autofree char *token = token_with (701, 3600, "\"rooms\":[20]");
+	Peer *a = peer_new (d->port, 701);
+	Outcome history = {FALSE, NULL};
+	Outcome presence = {FALSE, NULL};
+	g_autoptr (GPtrArray) messages = NULL;
+	g_autofree guint64 *rooms = NULL;
+	gsize n_rooms;
+
+	chat_connection_set_token (a->conn, token);
+	peer_start (a, 20);
+	chat_connection_join (a->conn, 21);
+	chat_connection_request_history_async (a->conn,
+					       21,
+					       0,
+					       0,
+					       NULL,
+					       on_history_outcome,
+					       &history);
+	chat_connection_request_presence_async (a->conn, 21, NULL, on_presence_outcome, &presence);
+	chat_test_wait_until (outcome_done, &history, 5000);
+	chat_test_wait_until (outcome_done, &presence, 5000);
+	g_assert_error (history.error, CHAT_ERROR, CHAT_ERROR_NOT_MEMBER);
+	g_assert_error (presence.error, CHAT_ERROR, CHAT_ERROR_NOT_MEMBER);
+	g_clear_error (&history.error);
+	g_clear_error (&presence.error);
+	/* the refused join is reported, the requests' errors are not reported twice */
+	g_assert_cmpuint (a->errors, ==, 1);
+	g_assert_cmpstr (a->last_error, ==, "forbidden");
+	rooms = chat_connection_get_rooms (a->conn, &n_rooms);
+	g_assert_cmpuint (n_rooms, ==, 1);
+	g_assert_cmpuint (rooms[0], ==, 20);
+
+	/* the answers that follow are matched to their own requests */
+	send_room (a, 20, "fine");
+	assert_log (a->room_log, "fine,");
+	chat_connection_request_history_async (a->conn, 20, 0, 0, NULL, on_history, &messages);
+	chat_test_wait_until (pointer_set, &messages, 5000);
+	g_assert_cmpuint (messages->len, ==, 1);
+	g_assert_cmpuint (a->errors, ==, 1);
+
+	peer_free (a);
+	daemon_free (d);
+}
+
+/* A reload whose history is refused (the rate limit: a burst of 3 frames, taken by the two
+ * rejoins and the sync) does not hold the room's live messages forever. */
+static void
+test_connection_reload_refused (void)
+{
+	Daemon *d = daemon_new_limited ("memory", "messages-per-second=1\nmessage-burst=3");
+	Peer *a = peer_new (d->port, 801);
+	Peer *b = peer_new (d->port, 802);
+
+	chat_connection_join (b->conn, 30);
+	peer_start (b, 31);
+	wait_count (&b->joined_self, 2);
+	daemon_stop (d, SIGTERM);
+	chat_test_wait_until (peer_reconnecting, b, 5000);
+	daemon_start (d);
+	chat_test_wait_until (peer_connected, b, 5000);
+	/* at least the second reload's history is refused */
+	wait_count (&b->errors, 1);
+	g_assert_cmpstr (b->last_error, ==, "rate_limited");
+
+	peer_start (a, 31);
+	send_room (a, 31, "live");
+	assert_log (b->room_log, "live,");
+
+	peer_free (a);
+	peer_free (b);
+	daemon_free (d);
+}
+
+/* A refused refresh does not count as a new token: the 4001 that follows is final at once,
+ * not an attempt with the refused token. */
+static void
+test_connection_refresh_refused (void)
+{
+	Daemon *d = daemon_new ("sqlite");
+	g_autofree char *short_token = token_for (901, 3);
+	Peer *a = peer_new (d->port, 901);
+
+	a->new_token = token_for (901, -60); /* expired: refused */
+	chat_connection_set_token (a->conn, short_token);
+	peer_start (a, 0);
+	wait_count (&a->errors, 1);
+	g_assert_cmpstr (a->last_error, ==, "invalid_token");
+	chat_test_wait_until (peer_closed_final, a, 8000);
+	spin (300);
+	g_assert_cmpuint (a->last_code, ==, 4001);
+	g_assert_cmpuint (a->closes, ==, 1);
+	g_assert_cmpint (chat_connection_get_state (a->conn),
+			 ==,
+			 CHAT_CONNECTION_STATE_DISCONNECTED);
+
+	peer_free (a);
+	daemon_free (d);
+}
+
+/* Nothing listens: every failed attempt is reported with its reason. */
+static void
+test_connection_attempt_failed (void)
+{
+	Peer *a = peer_new (1, 1001);
+	g_autoptr (GError) error = NULL;
+
+	g_assert_true (chat_connection_open (a->conn, &error));
+	wait_count (&a->attempt_failures, 3);
+	g_assert_error (a->attempt_error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+	g_assert_cmpuint (a->closes, ==, 0);
+	g_assert_cmpint (chat_connection_get_state (a->conn),
+			 ==,
+			 CHAT_CONNECTION_STATE_RECONNECTING);
+
+	peer_free (a);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -838,5 +1034,9 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/connection/reload", test_connection_reload);
 	g_test_add_func ("/chat/connection/backoff", test_connection_backoff);
 	g_test_add_func ("/chat/connection/refresh", test_connection_refresh);
+	g_test_add_func ("/chat/connection/refused", test_connection_refused);
+	g_test_add_func ("/chat/connection/reload-refused", test_connection_reload_refused);
+	g_test_add_func ("/chat/connection/refresh-refused", test_connection_refresh_refused);
+	g_test_add_func ("/chat/connection/attempt-failed", test_connection_attempt_failed);
 	return g_test_run ();
 }

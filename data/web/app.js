@@ -6,7 +6,7 @@
 // this file only shows what it reports. Text from the network is only ever set with
 // textContent, never parsed as HTML.
 
-import { ChatClient } from './chathub-client.js';
+import { ChatClient, decodeToken } from './chathub-client.js';
 
 const TOKEN_KEY = 'chathub-token';
 const STATUS_TEXT = {
@@ -67,6 +67,13 @@ function setStatus(state, text) {
 	const status = $('status');
 	status.dataset.state = state;
 	status.textContent = text ?? STATUS_TEXT[state] ?? state;
+}
+
+// A notice about the whole session (the token, a refused room), shown above every
+// conversation, where it is seen whichever conversation is open (or none).
+function showGlobalNotice(text) {
+	$('global-notice').textContent = text;
+	$('global-notice').hidden = !text;
 }
 
 function showNotice(conv, text) {
@@ -143,6 +150,7 @@ function renderMessages() {
 	list.replaceChildren(...(conv ? conv.messages.map(messageElement) : []));
 	list.scrollTop = list.scrollHeight;
 	$('empty').hidden = !!conv;
+	list.hidden = !conv;
 	$('send-form').hidden = !conv || conv.kind === 'all';
 	$('conversation-title').textContent = conv ? conv.title : 'No conversation';
 	$('leave-room').hidden = !conv || conv.kind !== 'room';
@@ -222,8 +230,12 @@ async function loadOlder() {
 
 function onMessage(message) {
 	let conv;
-	if (message.room_id !== undefined)
+	if (message.room_id !== undefined) {
+		// one sent before a leave may still come after it: the room is gone from the list
+		if (!client.rooms.includes(message.room_id))
+			return;
 		conv = conversation('room', message.room_id);
+	}
 	else if (message.to !== undefined)
 		conv = conversation('user', message.from === me ? message.to : message.from);
 	else
@@ -247,7 +259,56 @@ async function onJoin({ roomId, ack, offset }) {
 	refreshPresence(roomId);
 }
 
+// Why a connection ended for good, for the status badge.
+function closeText({ code, reason }) {
+	const why = reason || `code ${code}`;
+	// an expired or refused token: only a new one helps
+	return code === 4001 ? `Disconnected: ${why} — sign in again` : `Disconnected: ${why}`;
+}
+
+// The rooms the service refused (the token's rooms claim, too many rooms) are no longer
+// joined: their conversations go, and the notice says which.
+function dropRefusedRooms({ code, content }) {
+	for (const conv of [...conversations.values()]) {
+		if (conv.kind === 'room' && !client.rooms.includes(conv.id)) {
+			conversations.delete(conv.key);
+			if (active === conv.key)
+				active = null;
+			showGlobalNotice(`Room ${conv.id} was refused: ${content || code}`);
+		}
+	}
+	saveRooms();
+	renderConversations();
+	renderMessages();
+}
+
+// The page cannot see why the service refuses a WebSocket handshake (a browser hides the 401 of
+// a bad token), so a token that cannot be one is refused here, before connecting.
+function tokenProblem(token) {
+	const claims = decodeToken(token);
+	const id = Number(claims.user_id ?? claims.sub);
+	if (!Number.isSafeInteger(id) || id < 1)
+		return 'This is not a chathub access token (it names no user): check that it was copied whole.';
+	if (typeof claims.exp === 'number' && claims.exp * 1000 < Date.now())
+		return 'This access token has expired: ask for a new one.';
+	return null;
+}
+
+function showSignIn(problem) {
+	$('sign-in-view').hidden = false;
+	$('chat-view').hidden = true;
+	$('sign-in-error').textContent = problem ?? '';
+	$('sign-in-error').hidden = !problem;
+	$('token-input').focus();
+}
+
 function start(token) {
+	const problem = tokenProblem(token);
+	if (problem) {
+		sessionStorage.removeItem(TOKEN_KEY);
+		showSignIn(problem);
+		return;
+	}
 	client = new ChatClient({ url: webSocketUrl(), token });
 	me = client.userId;
 	$('sign-in-view').hidden = true;
@@ -257,9 +318,13 @@ function start(token) {
 	$('whoami').textContent = me ? `Signed in as user ${me}` : 'Signed in';
 
 	client.addEventListener('state', (e) => setStatus(e.detail.state));
+	// a final close comes after the state `disconnected`: its reason stays on the badge
 	client.addEventListener('close', (e) => {
-		if (e.detail.final)
-			setStatus('failed', `Disconnected: ${e.detail.reason || `code ${e.detail.code}`}`);
+		if (!e.detail.final)
+			return;
+		setStatus('failed', closeText(e.detail));
+		if (e.detail.code === 4001)
+			showGlobalNotice('Your access token has expired: sign out, then sign in with a new one.');
 	});
 	client.addEventListener('message', (e) => onMessage(e.detail));
 	client.addEventListener('join', (e) => onJoin(e.detail));
@@ -280,14 +345,18 @@ function start(token) {
 		showNotice(conv, 'The server could not replay what you missed: showing the latest messages.');
 	});
 	client.addEventListener('error', (e) => {
+		if (e.detail.code === 'forbidden' || e.detail.code === 'limit_exceeded') {
+			dropRefusedRooms(e.detail);
+			return;
+		}
 		const conv = conversations.get(active);
 		if (conv)
 			showNotice(conv, `${e.detail.code}: ${e.detail.content ?? ''}`);
+		else
+			showGlobalNotice(`${e.detail.code}: ${e.detail.content ?? ''}`);
 	});
 	client.addEventListener('tokenexpiring', () => {
-		const conv = conversations.get(active);
-		if (conv)
-			showNotice(conv, 'Your access token expires soon: sign in again with a new one.');
+		showGlobalNotice('Your access token expires soon: sign in again with a new one.');
 	});
 
 	let rooms = [];
@@ -318,6 +387,11 @@ function setUp() {
 		const token = $('token-input').value.trim();
 		if (!token)
 			return;
+		const problem = tokenProblem(token);
+		if (problem) {
+			showSignIn(problem);
+			return;
+		}
 		sessionStorage.setItem(TOKEN_KEY, token);
 		start(token);
 	});

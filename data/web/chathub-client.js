@@ -38,13 +38,25 @@
  *   `tokenexpiring` and calls the `getToken` option if given; setToken() sends `refresh` while
  *   connected, and the newest token is the one used on reconnect.
  *   In a browser, the `online` event (the network is back) ends a backoff wait at once.
+ * - Errors: an error frame has no request id, but the server answers a connection's frames in
+ *   order (protocol §3.2), so the client remembers what it sent until answered and takes an
+ *   error as the answer to the oldest frame not yet answered. history()/presence() reject with
+ *   it (an Error with `code`, no `error` event); a join refused with `forbidden` or
+ *   `limit_exceeded` is forgotten (gone from `rooms`, not joined again) before the `error`
+ *   event; a refused reload lets the room's live messages go on without it; a refused refresh
+ *   (`invalid_token`) is no new token (a 4001 that follows is final).
+ * - A final close sets the state `disconnected` first, then fires `close` {final: true}.
+ * - connect() adds a listener for the `online` event to globalThis (if it has
+ *   addEventListener); every final close, close() included, removes it.
  * - Messages sent while not connected (after connect()) wait, at most 100, and go out right
  *   after the rejoins on the next connection. A message sent just before a connection drops
  *   may be lost: its echo (the server's "stored") is the proof of delivery.
  *
  * new ChatClient({url, token, getToken?, backoffMin?, backoffMax?, WebSocket?})
  *   url: the ws: or wss: URL of the endpoint (the token is added as `access_token`);
- *   getToken: optional async () => new token; WebSocket: an implementation outside browsers.
+ *   getToken: optional async () => new token; WebSocket: an implementation outside browsers
+ *   (Node.js 22 has one built in, Node.js 20 with --experimental-websocket; without one the
+ *   constructor throws a TypeError).
  * Properties: state, userId (from the token), rooms (array of joined room ids).
  * Methods: connect(), close(), join(roomId), leave(roomId), sendToRoom(roomId, text),
  *   sendToUser(userId, text), history(roomId, {before, limit}) -> Promise<message[]>,
@@ -61,6 +73,8 @@ const RESET_AFTER_MS = 10000;
 const RELOAD_LIMIT = 50;
 const MAX_QUEUED = 100;
 const REMEMBERED_DM_IDS = 500;
+// setTimeout() takes at most 2^31 - 1 ms (24.8 days); a longer delay fires at once
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** Reads a JWT's claims without verifying it (the server does that). */
 export function decodeToken(token) {
@@ -82,9 +96,9 @@ function userIdOf(claims) {
 export class ChatClient extends EventTarget {
 	#url;
 	#token;
+	#userId;
 	#tokenInUse = null; // the token of the open connection (or of its last accepted refresh)
 	#tokenChanged = false; // setToken() since #tokenInUse was set
-	#refreshing = null; // the token of a refresh awaiting its answer
 	#getToken;
 	#backoffMin;
 	#backoffMax;
@@ -100,8 +114,11 @@ export class ChatClient extends EventTarget {
 	#dm = { epoch: null, offset: 0, pending: null };
 	#dmIds = new Set();
 	#queue = [];
-	#pendingHistory = [];
-	#pendingPresence = [];
+	// the frames sent on this connection and not yet answered, in the order sent:
+	// {kind, target, toUser, token?, resolve?, reject?}; see #receiveError
+	#sent = [];
+	#refusedToken = null; // the last token the server refused as a refresh
+	#onOnline = null;
 
 	constructor({ url, token, getToken, backoffMin = 500, backoffMax = 30000, WebSocket } = {}) {
 		super();
@@ -109,17 +126,14 @@ export class ChatClient extends EventTarget {
 			throw new TypeError('ChatClient: url is required');
 		this.#url = url;
 		this.#token = token ?? null;
+		this.#userId = userIdOf(decodeToken(this.#token));
 		this.#getToken = getToken ?? null;
 		this.#backoffMin = backoffMin;
 		this.#backoffMax = backoffMax;
 		this.#WebSocket = WebSocket ?? globalThis.WebSocket;
-		// a browser that comes back online: no reason to sit out the rest of the backoff
-		globalThis.addEventListener?.('online', () => {
-			if (this.#state === 'reconnecting' && this.#retryTimer !== null) {
-				clearTimeout(this.#retryTimer);
-				this.#open();
-			}
-		});
+		if (typeof this.#WebSocket !== 'function')
+			throw new TypeError('ChatClient: no WebSocket implementation: pass the WebSocket ' +
+				'option (Node.js 20 has one with --experimental-websocket, 22 and later by default)');
 	}
 
 	get state() {
@@ -127,7 +141,7 @@ export class ChatClient extends EventTarget {
 	}
 
 	get userId() {
-		return userIdOf(decodeToken(this.#token));
+		return this.#userId;
 	}
 
 	get rooms() {
@@ -137,6 +151,17 @@ export class ChatClient extends EventTarget {
 	connect() {
 		if (this.#state !== 'disconnected')
 			return;
+		// a browser that comes back online: no reason to sit out the rest of the backoff.
+		// Added here and removed by every final close, so a closed client is not kept alive.
+		if (!this.#onOnline && globalThis.addEventListener) {
+			this.#onOnline = () => {
+				if (this.#state === 'reconnecting' && this.#retryTimer !== null) {
+					clearTimeout(this.#retryTimer);
+					this.#open();
+				}
+			};
+			globalThis.addEventListener('online', this.#onOnline);
+		}
 		this.#attempt = 0;
 		this.#setState('connecting');
 		this.#open();
@@ -154,10 +179,8 @@ export class ChatClient extends EventTarget {
 			ws.close(1000);
 		}
 		this.#failPending('closed');
-		if (this.#state !== 'disconnected') {
-			this.#setState('disconnected');
-			this.#emit('close', { code: 1000, reason: '', final: true });
-		}
+		if (this.#state !== 'disconnected')
+			this.#finalClose(1000, '');
 	}
 
 	join(roomId) {
@@ -191,23 +214,22 @@ export class ChatClient extends EventTarget {
 			frame.before = before;
 		if (limit !== undefined)
 			frame.limit = limit;
-		return this.#request(this.#pendingHistory, roomId, frame).then((answer) => answer.messages);
+		return this.#request(roomId, frame).then((answer) => answer.messages);
 	}
 
 	/** The users with a connection in the room, ascending. */
 	presence(roomId) {
 		roomId = Number(roomId);
-		return this.#request(this.#pendingPresence, roomId, { type: 'presence', room_id: roomId }).then(
+		return this.#request(roomId, { type: 'presence', room_id: roomId }).then(
 			(answer) => answer.users);
 	}
 
 	setToken(token) {
 		this.#token = token;
+		this.#userId = userIdOf(decodeToken(token));
 		this.#tokenChanged = true;
-		if (this.#state === 'connected') {
-			this.#refreshing = token;
-			this.#send({ type: 'refresh', token });
-		}
+		if (this.#state === 'connected')
+			this.#send({ type: 'refresh', token }).token = token;
 	}
 
 	// ---- connection ----
@@ -221,6 +243,17 @@ export class ChatClient extends EventTarget {
 
 	#emit(type, detail) {
 		this.dispatchEvent(new CustomEvent(type, { detail }));
+	}
+
+	// The end: state `disconnected` first, then `close`, so that what a `close` handler shows
+	// (why) is not overwritten by what a `state` handler shows.
+	#finalClose(code, reason) {
+		if (this.#onOnline) {
+			globalThis.removeEventListener?.('online', this.#onOnline);
+			this.#onOnline = null;
+		}
+		this.#setState('disconnected');
+		this.#emit('close', { code, reason, final: true });
 	}
 
 	#open() {
@@ -243,23 +276,26 @@ export class ChatClient extends EventTarget {
 			this.#openedAt = Date.now();
 			this.#tokenInUse = usedToken;
 			this.#tokenChanged = this.#token !== usedToken;
-			this.#refreshing = null;
 			this.#setState('connected');
 			this.#recover();
 			this.#scheduleExpiry();
 		};
 		ws.onmessage = (event) => this.#receive(event.data);
 		ws.onclose = (event) => this.#closed(event.code, event.reason, opened);
-		ws.onerror = () => {}; // a close event always follows
+		// a browser fires close right after error; Node.js 20's WebSocket fires only error when
+		// it cannot connect, so a close that does not follow is made up here
+		ws.onerror = () => setTimeout(() => {
+			if (this.#ws === ws) {
+				ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+				this.#closed(1006, '', opened);
+			}
+		}, 0);
 	}
 
 	// What to do when a token expired before connecting: the application's new token, or stop.
 	#needToken() {
 		this.#emit('tokenexpiring', {});
-		const stop = () => {
-			this.#setState('disconnected');
-			this.#emit('close', { code: 4001, reason: 'token expired', final: true });
-		};
+		const stop = () => this.#finalClose(4001, 'token expired');
 		if (!this.#getToken) {
 			stop();
 			return;
@@ -272,6 +308,7 @@ export class ChatClient extends EventTarget {
 				return;
 			}
 			this.#token = token;
+			this.#userId = userIdOf(decodeToken(token));
 			this.#open();
 		}, stop);
 	}
@@ -284,18 +321,20 @@ export class ChatClient extends EventTarget {
 		for (const room of this.#rooms.values())
 			room.buffer = null;
 		this.#dm.pending = null;
-		const tokenWaiting = this.#tokenChanged && this.#token !== this.#tokenInUse;
+		// a token the server refused as a refresh is no new one
+		const tokenWaiting = this.#tokenChanged && this.#token !== this.#tokenInUse &&
+			this.#token !== this.#refusedToken;
 		let final = code === 1000 || code === 1003 || code === 1009 ||
 			(code === 1008 && reason !== 'slow consumer') || (code === 4001 && !tokenWaiting);
 		if (this.#openedAt && Date.now() - this.#openedAt >= RESET_AFTER_MS)
 			this.#attempt = 0;
 		this.#openedAt = 0;
-		this.#emit('close', { code, reason, final });
 		if (final) {
 			this.#queue = [];
-			this.#setState('disconnected');
+			this.#finalClose(code, reason);
 			return;
 		}
+		this.#emit('close', { code, reason, final });
 		this.#setState('reconnecting');
 		if (code === 4001) {
 			this.#open(); // a new token is waiting: at once, attempt count unchanged
@@ -327,8 +366,14 @@ export class ChatClient extends EventTarget {
 			this.#send(frame);
 	}
 
+	// Sends a frame and remembers it until its answer comes; returns what is remembered.
 	#send(frame) {
 		this.#ws.send(JSON.stringify(frame));
+		const entry = {
+			kind: frame.type, target: frame.room_id ?? frame.to ?? 0, toUser: frame.to !== undefined,
+		};
+		this.#sent.push(entry);
+		return entry;
 	}
 
 	#sendNow(frame) {
@@ -347,29 +392,46 @@ export class ChatClient extends EventTarget {
 			throw new Error('ChatClient: too many messages waiting for the connection');
 	}
 
-	#request(pending, roomId, frame) {
+	// A history or presence: resolved with the answer, rejected with an Error whose `code` is
+	// the server's (`not_member`, `rate_limited`, …) or, on a close, `closed`.
+	#request(roomId, frame) {
 		if (this.#state !== 'connected')
 			return Promise.reject(new Error('ChatClient: not connected'));
 		const room = this.#rooms.get(roomId);
 		if (!room || !room.acked)
 			return Promise.reject(new Error(`ChatClient: room ${roomId} is not joined`));
 		return new Promise((resolve, reject) => {
-			pending.push({ roomId, resolve, reject });
-			this.#send(frame);
+			Object.assign(this.#send(frame), { resolve, reject });
 		});
 	}
 
 	#failPending(why) {
-		for (const request of [...this.#pendingHistory, ...this.#pendingPresence])
-			request.reject(new Error(`ChatClient: ${why}`));
-		this.#pendingHistory = [];
-		this.#pendingPresence = [];
+		const sent = this.#sent;
+		this.#sent = [];
+		for (const entry of sent)
+			entry.reject?.(Object.assign(new Error(`ChatClient: ${why}`), { code: 'closed' }));
 	}
 
-	// answers come in the order of the requests (protocol §3.2): the first of the room's
-	static #takePending(pending, roomId) {
-		const index = pending.findIndex((request) => request.roomId === roomId);
-		return index < 0 ? null : pending.splice(index, 1)[0];
+	// An answer that can only be to a frame of `kind` for `target` (an acknowledgement, a
+	// history, presence, sync or refresh answer): the server answers in the order of the frames
+	// (protocol §3.2), so every frame sent before that one was answered too.
+	#takeAnswered(kind, target) {
+		const index = this.#sent.findIndex((entry) => entry.kind === kind && entry.target === target);
+		if (index < 0)
+			return null;
+		const earlier = this.#sent.splice(0, index + 1);
+		const entry = earlier.pop();
+		for (const unanswered of earlier)
+			unanswered.reject?.(Object.assign(new Error('ChatClient: no answer'), { code: 'failed' }));
+		return entry;
+	}
+
+	// A message or leave from this user: the answer to the oldest frame if it is the same
+	// (another device of the user may send the same, so nothing older is assumed answered).
+	#takeEcho(kind, target, toUser) {
+		const entry = this.#sent[0];
+		if (entry && entry.kind === kind && entry.target === target && entry.toUser === toUser)
+			this.#sent.shift();
 	}
 
 	// ---- receiving ----
@@ -381,8 +443,11 @@ export class ChatClient extends EventTarget {
 		} catch {
 			return;
 		}
+		const mine = frame.from !== undefined && frame.from === this.userId;
 		switch (frame.type) {
 		case 'message':
+			if (mine)
+				this.#takeEcho('message', frame.room_id ?? frame.to ?? 0, frame.to !== undefined);
 			if (frame.room_id !== undefined)
 				this.#roomMessage(frame);
 			else if (frame.to !== undefined)
@@ -394,34 +459,70 @@ export class ChatClient extends EventTarget {
 			this.#joinFrame(frame);
 			break;
 		case 'leave':
+			if (mine)
+				this.#takeEcho('leave', frame.room_id, false);
 			this.#emit('leave', { roomId: frame.room_id, userId: frame.from });
 			break;
 		case 'history': {
-			const request = ChatClient.#takePending(this.#pendingHistory, frame.room_id);
+			const request = this.#takeAnswered('history', frame.room_id);
 			const room = this.#rooms.get(frame.room_id);
 			if (room && room.epoch === null)
 				room.epoch = frame.epoch;
-			request?.resolve(frame);
+			request?.resolve?.(frame);
 			break;
 		}
 		case 'presence':
-			ChatClient.#takePending(this.#pendingPresence, frame.room_id)?.resolve(frame);
+			this.#takeAnswered('presence', frame.room_id)?.resolve?.(frame);
 			break;
 		case 'sync':
+			this.#takeAnswered('sync', 0);
 			this.#syncAnswer(frame);
 			break;
-		case 'refresh':
-			this.#tokenInUse = this.#refreshing ?? this.#tokenInUse;
+		case 'refresh': {
+			const refresh = this.#takeAnswered('refresh', 0);
+			if (refresh)
+				this.#tokenInUse = refresh.token;
 			this.#tokenChanged = this.#token !== this.#tokenInUse;
-			this.#refreshing = null;
 			this.#scheduleExpiry();
 			break;
+		}
 		case 'error':
-			if (frame.code === 'invalid_token')
-				this.#refreshing = null; // the old token and its deadline stand
-			this.#emit('error', { code: frame.code, content: frame.content });
+			this.#receiveError(frame);
 			break;
 		}
+	}
+
+	// An error has no request id: it answers the oldest frame not yet answered (protocol
+	// §3.2). A history or presence promise is rejected with it (no `error` event); a join
+	// refused with `forbidden` or `limit_exceeded` is forgotten (not in `rooms`, not joined again)
+	// before the `error` event; a refused reload lets the room's held messages go on.
+	#receiveError(frame) {
+		const entry = this.#sent.shift();
+		if (entry?.reject) {
+			entry.reject(Object.assign(new Error(`ChatClient: ${frame.code}: ${frame.content ?? ''}`),
+				{ code: frame.code, content: frame.content }));
+			return;
+		}
+		switch (entry?.kind) {
+		case 'join':
+			if (frame.code === 'forbidden' || frame.code === 'limit_exceeded')
+				this.#rooms.delete(entry.target);
+			break;
+		case 'history': // the connection's own reload
+			this.#abandonReload(entry.target);
+			break;
+		case 'sync': {
+			const waiting = this.#dm.pending ?? [];
+			this.#dm.pending = null;
+			for (const message of waiting)
+				this.#directMessage(message);
+			break;
+		}
+		case 'refresh':
+			this.#refusedToken = entry.token; // the old token and its deadline stand
+			break;
+		}
+		this.#emit('error', { code: frame.code, content: frame.content });
 	}
 
 	#roomMessage(frame) {
@@ -474,6 +575,8 @@ export class ChatClient extends EventTarget {
 	#joinFrame(frame) {
 		const room = this.#rooms.get(frame.room_id);
 		const ack = frame.epoch !== undefined;
+		if (ack)
+			this.#takeAnswered('join', frame.room_id);
 		if (ack && room) {
 			room.acked = true;
 			const reload = room.reloading || frame.recovered === false ||
@@ -504,8 +607,9 @@ export class ChatClient extends EventTarget {
 		room.reloading = true;
 		room.buffer = [];
 		new Promise((resolve, reject) => {
-			this.#pendingHistory.push({ roomId, resolve, reject });
-			this.#send({ type: 'history', room_id: roomId, limit: RELOAD_LIMIT });
+			// no `reject` here: a refused reload is #abandonReload, a close rejects nothing
+			Object.assign(this.#send({ type: 'history', room_id: roomId, limit: RELOAD_LIMIT }),
+				{ resolve, reload: true });
 		}).then((answer) => {
 			if (this.#rooms.get(roomId) !== room)
 				return;
@@ -518,7 +622,19 @@ export class ChatClient extends EventTarget {
 			this.#emit('reload', { roomId, epoch: answer.epoch, messages: answer.messages });
 			for (const message of buffer)
 				this.#roomMessage(message);
-		}, () => {}); // closed first: the next connection reloads again (room.reloading)
+		}); // closed first: the next connection reloads again (room.reloading)
+	}
+
+	// The reload's history was refused: the live messages held for it go on without it.
+	#abandonReload(roomId) {
+		const room = this.#rooms.get(roomId);
+		if (!room || !room.buffer)
+			return;
+		const buffer = room.buffer;
+		room.reloading = false;
+		room.buffer = null;
+		for (const message of buffer)
+			this.#roomMessage(message);
 	}
 
 	// ---- token expiry ----
@@ -533,7 +649,7 @@ export class ChatClient extends EventTarget {
 		const exp = claims.exp * 1000;
 		const start = typeof claims.iat === 'number' ? claims.iat * 1000 : now;
 		const at = Math.min(start + 0.8 * (exp - start), exp - 30000);
-		this.#expiryTimer = setTimeout(() => {
+		const expiring = () => {
 			this.#expiryTimer = null;
 			this.#emit('tokenexpiring', {});
 			if (this.#getToken) {
@@ -542,6 +658,13 @@ export class ChatClient extends EventTarget {
 						this.setToken(token);
 				}, () => {});
 			}
-		}, Math.max(0, at - now));
+		};
+		// a deadline beyond setTimeout's range is approached in steps
+		const arm = () => {
+			const delay = at - Date.now();
+			this.#expiryTimer = delay > MAX_TIMEOUT_MS ? setTimeout(arm, MAX_TIMEOUT_MS) :
+				setTimeout(expiring, Math.max(0, delay));
+		};
+		arm();
 	}
 }

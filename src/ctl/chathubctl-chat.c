@@ -60,6 +60,8 @@ typedef struct {
 	GBytes *key;  /* (nullable): the secret the tokens are made with */
 	guint64 room; /* the current room; 0: none */
 	gboolean was_connected;
+	guint failures;	    /* failed attempts since the last connection */
+	char *last_failure; /* (nullable): the reason of the last one printed */
 	int status;
 } Terminal;
 
@@ -148,12 +150,48 @@ on_left (ChatConnection *conn, guint64 room_id, guint64 user_id, Terminal *chat)
 	say (_ ("* %" PRIu64 " left #%" PRIu64), user_id, room_id);
 }
 
+/* The current room is the last one joined and still kept (a refused join is forgotten). */
+static void
+update_current_room (Terminal *chat)
+{
+	gsize n_rooms;
+	g_autofree guint64 *rooms = chat_connection_get_rooms (chat->conn, &n_rooms);
+
+	for (gsize i = 0; i < n_rooms; i++) {
+		if (rooms[i] == chat->room)
+			return;
+	}
+	chat->room = n_rooms > 0 ? rooms[n_rooms - 1] : 0;
+}
+
 static void
 on_error_received (ChatConnection *conn, const char *code, const char *content, Terminal *chat)
 {
 	g_autofree char *text = printable (content);
 
 	say ("! %s: %s", code, text);
+	update_current_room (chat);
+}
+
+/* Every failed attempt would flood the terminal while the service is down: the first, every
+ * tenth and any with a new reason are shown. */
+static void
+on_attempt_failed (ChatConnection *conn, GError *error, guint retry_ms, Terminal *chat)
+{
+	g_autofree char *text = printable (error->message);
+
+	chat->failures++;
+	if (chat->failures % 10 != 1 && g_strcmp0 (text, chat->last_failure) == 0)
+		return;
+	say (g_dngettext (GETTEXT_PACKAGE,
+			  "* could not connect (%u attempt): %s; retrying in %.1f s",
+			  "* could not connect (%u attempts): %s; retrying in %.1f s",
+			  chat->failures),
+	     chat->failures,
+	     text,
+	     retry_ms / 1000.0);
+	g_free (chat->last_failure);
+	chat->last_failure = g_steal_pointer (&text);
 }
 
 static void
@@ -190,6 +228,8 @@ on_state (ChatConnection *conn, GParamSpec *pspec, Terminal *chat)
 {
 	if (chat_connection_get_state (conn) != CHAT_CONNECTION_STATE_CONNECTED)
 		return;
+	chat->failures = 0;
+	g_clear_pointer (&chat->last_failure, g_free);
 	if (chat->was_connected)
 		say (_ ("* reconnected"));
 	else
@@ -204,13 +244,17 @@ on_closed (ChatConnection *conn, guint code, const char *reason, gboolean final,
 {
 	g_autofree char *text = printable (reason);
 
+	/* "1006", "1001 server shutting down" */
+	g_autofree char *why =
+	    *text != '\0' ? g_strdup_printf ("%u %s", code, text) : g_strdup_printf ("%u", code);
+
 	if (!final) {
-		say (_ ("* connection lost (%u %s); reconnecting"), code, text);
+		say (_ ("* connection lost (%s); reconnecting"), why);
 		return;
 	}
 	if (g_main_loop_is_running (chat->loop)) {
 		if (code != 1000)
-			say (_ ("* disconnected (%u %s)"), code, text);
+			say (_ ("* disconnected (%s)"), why);
 		chat->status = code == 1000 ? 0 : 1;
 		g_main_loop_quit (chat->loop);
 	}
@@ -234,10 +278,27 @@ on_token_expiring (ChatConnection *conn, Terminal *chat)
 	chat_connection_set_token (conn, token);
 }
 
+/* Reads the number @text of a command, or says what is wrong with it. */
 static gboolean
-parse_id (const char *text, guint64 *id)
+parse_id (const char *command, const char *what, const char *text, guint64 *id)
 {
-	return text != NULL && g_ascii_string_to_unsigned (text, 10, 1, G_MAXINT64, id, NULL);
+	if (text == NULL || *text == '\0') {
+		/* TRANSLATORS: "/join needs a room number"; the second %s is "room number" or
+		 * "user number" */
+		say (_ ("! %s needs a %s"), command, what);
+		return FALSE;
+	}
+	if (!g_ascii_string_to_unsigned (text, 10, 1, G_MAXINT64, id, NULL)) {
+		g_autofree char *shown = printable (text);
+
+		say (_ ("! %s: “%s” is not a %s (1 to %" PRIi64 ")"),
+		     command,
+		     shown,
+		     what,
+		     (gint64) G_MAXINT64);
+		return FALSE;
+	}
+	return TRUE;
 }
 
 static void
@@ -307,23 +368,29 @@ handle_line (Terminal *chat, char *line)
 	if (g_str_equal (words[0], "/quit")) {
 		chat->status = 0;
 		g_main_loop_quit (chat->loop);
-	} else if (g_str_equal (words[0], "/join") && parse_id (words[1], &id)) {
+	} else if (g_str_equal (words[0], "/join")) {
+		if (!parse_id ("/join", _ ("room number"), words[1], &id))
+			return;
 		chat_connection_join (chat->conn, id);
 		chat->room = id;
-	} else if (g_str_equal (words[0], "/leave") && parse_id (words[1], &id)) {
-		if (!chat_connection_leave (chat->conn, id, &error)) {
+	} else if (g_str_equal (words[0], "/leave")) {
+		if (!parse_id ("/leave", _ ("room number"), words[1], &id))
+			return;
+		if (!chat_connection_leave (chat->conn, id, &error))
 			say ("! %s", error->message);
-		} else if (chat->room == id) {
-			gsize n_rooms;
-			g_autofree guint64 *rooms =
-			    chat_connection_get_rooms (chat->conn, &n_rooms);
-
-			chat->room = n_rooms > 0 ? rooms[n_rooms - 1] : 0;
-		}
-	} else if (g_str_equal (words[0], "/msg") && parse_id (words[1], &id) && words[2] != NULL) {
-		if (!chat_connection_send_to_user (chat->conn, id, words[2], &error))
+		else
+			update_current_room (chat);
+	} else if (g_str_equal (words[0], "/msg")) {
+		if (!parse_id ("/msg", _ ("user number"), words[1], &id))
+			return;
+		if (words[2] == NULL || *g_strstrip (words[2]) == '\0')
+			say (_ ("! /msg %" PRIu64 ": no text to send (/msg USER TEXT)"), id);
+		else if (!chat_connection_send_to_user (chat->conn, id, words[2], &error))
 			say (_ ("! not sent: %s"), error->message);
-	} else if (g_str_equal (words[0], "/history") && chat->room != 0) {
+	} else if ((g_str_equal (words[0], "/history") || g_str_equal (words[0], "/who")) &&
+		   chat->room == 0) {
+		say ("! %s", _ ("join a room first: /join ROOM"));
+	} else if (g_str_equal (words[0], "/history")) {
 		chat_connection_request_history_async (chat->conn,
 						       chat->room,
 						       0,
@@ -331,13 +398,16 @@ handle_line (Terminal *chat, char *line)
 						       NULL,
 						       on_history,
 						       chat);
-	} else if (g_str_equal (words[0], "/who") && chat->room != 0) {
+	} else if (g_str_equal (words[0], "/who")) {
 		chat_connection_request_presence_async (chat->conn,
 							chat->room,
 							NULL,
 							on_presence,
 							GSIZE_TO_POINTER (chat->room));
 	} else {
+		g_autofree char *shown = printable (words[0]);
+
+		say (_ ("! unknown command %s"), shown);
 		print_help ();
 	}
 }
@@ -355,15 +425,19 @@ on_line (GObject *source, GAsyncResult *result, gpointer user_data)
 
 	if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 		return;
-	if (line == NULL) {
+	if (g_error_matches (error, G_CONVERT_ERROR, G_CONVERT_ERROR_ILLEGAL_SEQUENCE)) {
+		/* the line was read and dropped: one bad line does not end the chat */
+		say ("! %s", _ ("not UTF-8, not sent"));
+	} else if (line == NULL) {
 		/* end of input (or unreadable input): leave like /quit */
 		if (error != NULL)
 			say ("! %s", error->message);
 		chat->status = 0;
 		g_main_loop_quit (chat->loop);
 		return;
+	} else {
+		handle_line (chat, line);
 	}
-	handle_line (chat, line);
 	if (g_main_loop_is_running (chat->loop))
 		g_data_input_stream_read_line_async (chat->input,
 						     G_PRIORITY_DEFAULT,
@@ -429,6 +503,7 @@ chathubctl_command_chat (int argc, char **argv)
 	g_signal_connect (chat.conn, "notify::state", G_CALLBACK (on_state), &chat);
 	g_signal_connect (chat.conn, "closed", G_CALLBACK (on_closed), &chat);
 	g_signal_connect (chat.conn, "token-expiring", G_CALLBACK (on_token_expiring), &chat);
+	g_signal_connect (chat.conn, "attempt-failed", G_CALLBACK (on_attempt_failed), &chat);
 	if (!chat_connection_open (chat.conn, &error)) {
 		g_printerr ("chathubctl: %s\n", error->message);
 		chat.status = 2;
@@ -449,6 +524,7 @@ chathubctl_command_chat (int argc, char **argv)
 	g_clear_object (&chat.conn);
 	g_clear_object (&chat.cancellable);
 	g_clear_pointer (&chat.key, g_bytes_unref);
+	g_free (chat.last_failure);
 	g_main_loop_unref (chat.loop);
 	return chat.status;
 }

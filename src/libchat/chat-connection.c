@@ -54,13 +54,32 @@
  * first used), or 30 seconds before `exp` if that is earlier. The handler, then or later,
  * calls chat_connection_set_token(); while connected the new token is sent as a `refresh`. A
  * refused refresh is reported by #ChatConnection::error-received (`invalid_token`) and the
- * old token's deadline stands. The newest token is always the one used to reconnect.
+ * old token's deadline stands; a refused token does not count as a new one (a 4001 that
+ * follows is final). The newest token is always the one used to reconnect.
+ *
+ * **Errors.** An error frame carries no request id, but the server answers a connection's
+ * frames in the order they were sent (`docs/protocol.md`, §3.2): the connection takes an error
+ * as the answer to its oldest frame not yet answered. A history or presence request fails with
+ * it (a #ChatError such as %CHAT_ERROR_NOT_MEMBER or %CHAT_ERROR_RATE_LIMITED; it is not also
+ * emitted as #ChatConnection::error-received). A join refused with `forbidden` or
+ * `limit_exceeded` is forgotten: the room is no longer in chat_connection_get_rooms() and is
+ * not joined again on reconnects, and then #ChatConnection::error-received reports it. If the
+ * history of a reload is refused, the room's live messages go on without the reload. Every
+ * other error is reported by #ChatConnection::error-received. The echo of a message is told
+ * from a message another device of the same user sends to the same place only by its order, so
+ * in that race an error may be taken for the answer to the next frame.
+ *
+ * **Failed attempts.** #ChatConnection::attempt-failed reports every failed attempt to
+ * connect that is tried again (a refused TCP connection, an unknown host, HTTP 503, …), with
+ * the reason, so that an application can show why it is reconnecting.
  *
  * Everything happens on the thread-default #GMainContext of the thread that created the
  * connection: its signals are emitted there and it must only be used from that thread.
  *
  * A small client in C:
  * |[<!-- language="C" -->
+ * #include <chathub.h>
+ *
  * static void
  * on_message (ChatConnection *conn, ChatMessage *message, gpointer user_data)
  * {
@@ -102,11 +121,16 @@
  * }
  * ]|
  *
- * The same from Python:
+ * The same from Python (`python3 chat.py TOKEN`):
  * |[<!-- language="Python" -->
- * conn = Chat.Connection.new("ws://127.0.0.1:8080/ws", token)
- * conn.connect("message", lambda c, m: print(m.props.from_, m.props.content))
- * conn.connect("token-expiring", lambda c: c.set_token(fetch_new_token()))
+ * import sys
+ * import gi
+ * gi.require_version("Chat", "1.0")
+ * from gi.repository import Chat, GLib
+ *
+ * conn = Chat.Connection.new("ws://127.0.0.1:8080/ws", sys.argv[1])
+ * conn.connect("message", lambda c, m: print(m.get_from(), m.get_content()))
+ * conn.connect("attempt-failed", lambda c, error, ms: print("retrying:", error.message))
  * conn.join(3)
  * conn.open()
  * GLib.MainLoop().run()
@@ -147,21 +171,28 @@ typedef struct {
 	GPtrArray *held;       /* ChatMessage: live messages that came while reloading */
 } Room;
 
+/* What the server owes an answer to: every frame the connection sent, in the order sent. The
+ * server answers a connection's frames in that order (protocol §3.2) and an error frame has no
+ * request id, so an error answers the oldest frame not yet answered. */
 typedef enum {
-	REQUEST_HISTORY,
-	REQUEST_PRESENCE,
-} RequestKind;
+	PENDING_JOIN,
+	PENDING_LEAVE,
+	PENDING_MESSAGE, /* a room message (target: the room) or a direct one (to_user) */
+	PENDING_HISTORY,
+	PENDING_PRESENCE,
+	PENDING_SYNC,
+	PENDING_REFRESH,
+} PendingKind;
 
 typedef struct {
-	RequestKind kind;
-	guint64 room_id;
-	GTask *task; /* (nullable): NULL for the connection's own reload */
-} Request;
-
-typedef struct {
-	guint64 serial;
-	char *token;
-} Refresh;
+	PendingKind kind;
+	guint64 target; /* the room, or the addressee of a direct message */
+	gboolean to_user;
+	GTask *task;	/* (nullable): a history or presence the application asked for; a history
+			 * without one is the connection's own reload */
+	guint64 serial; /* a refresh's token_serial */
+	char *token;	/* (nullable): a refresh's token */
+} Pending;
 
 struct _ChatConnection {
 	GObject parent_instance;
@@ -174,7 +205,7 @@ struct _ChatConnection {
 	guint64 token_serial;	/* bumped by every new token */
 	guint64 serial_in_use;	/* the open connection's token, or its last accepted refresh */
 	guint64 serial_attempt; /* the token of the attempt under way */
-	GQueue refreshes;	/* Refresh: sent, not yet answered */
+	guint64 serial_refused; /* the last token whose refresh the server refused */
 	ChatConnectionState state;
 	guint backoff_min;
 	guint backoff_max;
@@ -197,7 +228,7 @@ struct _ChatConnection {
 	GPtrArray *dm_held;
 	gboolean dm_syncing; /* a sync was sent, its answer has not come */
 	GQueue dm_id_order;  /* guint64*, owned */
-	GQueue requests;     /* Request, in the order sent */
+	GQueue pending;	     /* Pending: the frames sent on this socket, not yet answered */
 };
 
 G_DEFINE_FINAL_TYPE (ChatConnection, chat_connection, G_TYPE_OBJECT)
@@ -231,6 +262,7 @@ enum {
 	SIGNAL_DMS_RELOADED,
 	SIGNAL_RECOVERED,
 	SIGNAL_TOKEN_EXPIRING,
+	SIGNAL_ATTEMPT_FAILED,
 	N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -251,19 +283,11 @@ room_free (gpointer data)
 }
 
 static void
-refresh_free (gpointer data)
+pending_free (Pending *pending)
 {
-	Refresh *refresh = data;
-
-	g_free (refresh->token);
-	g_free (refresh);
-}
-
-static void
-request_free (Request *request)
-{
-	g_clear_object (&request->task);
-	g_free (request);
+	g_clear_object (&pending->task);
+	g_free (pending->token);
+	g_free (pending);
 }
 
 static GSource *
@@ -370,11 +394,13 @@ token_user_id (const char *token)
 	return user_id > 0 ? (guint64) user_id : 0;
 }
 
-static void
-send_object (ChatConnection *self, JsonObject *object)
+/* Sends @object, a frame of @kind, and remembers it until its answer comes. */
+static Pending *
+send_frame (ChatConnection *self, JsonObject *object, PendingKind kind, guint64 target)
 {
 	g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
 	g_autofree char *text = NULL;
+	Pending *pending = g_new0 (Pending, 1);
 
 	json_node_set_object (node, object);
 	text = json_to_string (node, FALSE);
@@ -382,6 +408,10 @@ send_object (ChatConnection *self, JsonObject *object)
 		 self,
 		 json_object_has_member (object, "token") ? "a refresh" : text);
 	soup_websocket_connection_send_text (self->ws, text);
+	pending->kind = kind;
+	pending->target = target;
+	g_queue_push_tail (&self->pending, pending);
+	return pending;
 }
 
 static gboolean
@@ -425,36 +455,63 @@ arm_expiry (ChatConnection *self, const char *token)
 					   "chathub token expiring");
 }
 
-/* ---- requests ---------------------------------------------------------------------------- */
+/* ---- answers ----------------------------------------------------------------------------- */
 
 static void
-fail_requests (ChatConnection *self)
+fail_pending (ChatConnection *self)
 {
-	Request *request;
+	Pending *pending;
 
-	while ((request = g_queue_pop_head (&self->requests)) != NULL) {
-		if (request->task != NULL)
+	while ((pending = g_queue_pop_head (&self->pending)) != NULL) {
+		if (pending->task != NULL)
 			g_task_return_new_error (
-			    request->task,
+			    pending->task,
 			    G_IO_ERROR,
 			    G_IO_ERROR_CONNECTION_CLOSED,
 			    _ ("The connection closed before the answer came"));
-		request_free (request);
+		pending_free (pending);
 	}
 }
 
-static Request *
-take_request (ChatConnection *self, RequestKind kind, guint64 room_id)
+/* An answer that can only be to a frame of @kind for @target (an acknowledgement, a history,
+ * presence, sync or refresh answer) came: everything sent before that frame was answered too
+ * (§3.2), even an echo that could not be told from another device's message. */
+static Pending *
+take_answered (ChatConnection *self, PendingKind kind, guint64 target)
 {
-	for (GList *l = self->requests.head; l != NULL; l = l->next) {
-		Request *request = l->data;
+	GList *l;
 
-		if (request->kind == kind && request->room_id == room_id) {
-			g_queue_delete_link (&self->requests, l);
-			return request;
-		}
+	for (l = self->pending.head; l != NULL; l = l->next) {
+		Pending *pending = l->data;
+
+		if (pending->kind == kind && pending->target == target)
+			break;
 	}
-	return NULL;
+	if (l == NULL)
+		return NULL;
+	while (self->pending.head != l) {
+		Pending *earlier = g_queue_pop_head (&self->pending);
+
+		if (earlier->task != NULL)
+			g_task_return_new_error (earlier->task,
+						 CHAT_ERROR,
+						 CHAT_ERROR_FAILED,
+						 _ ("The server did not answer"));
+		pending_free (earlier);
+	}
+	return g_queue_pop_head (&self->pending);
+}
+
+/* A message from this connection's user, or its leave: the answer to the oldest frame if that
+ * frame is the same message or leave (another device of the user may send the same). */
+static void
+take_echo (ChatConnection *self, PendingKind kind, guint64 target, gboolean to_user)
+{
+	Pending *pending = g_queue_peek_head (&self->pending);
+
+	if (pending != NULL && pending->kind == kind && pending->target == target &&
+	    pending->to_user == to_user)
+		pending_free (g_queue_pop_head (&self->pending));
 }
 
 static void
@@ -465,7 +522,7 @@ send_history_request (ChatConnection *self,
 		      GTask *task)
 {
 	g_autoptr (JsonObject) frame = json_object_new ();
-	Request *request = g_new0 (Request, 1);
+	Pending *pending;
 
 	json_object_set_string_member (frame, "type", "history");
 	json_object_set_int_member (frame, "room_id", (gint64) room_id);
@@ -473,11 +530,8 @@ send_history_request (ChatConnection *self,
 		json_object_set_int_member (frame, "before", (gint64) before);
 	if (limit > 0)
 		json_object_set_int_member (frame, "limit", limit);
-	send_object (self, frame);
-	request->kind = REQUEST_HISTORY;
-	request->room_id = room_id;
-	request->task = task != NULL ? g_object_ref (task) : NULL;
-	g_queue_push_tail (&self->requests, request);
+	pending = send_frame (self, frame, PENDING_HISTORY, room_id);
+	pending->task = task != NULL ? g_object_ref (task) : NULL;
 }
 
 /* ---- (re)connecting ----------------------------------------------------------------- */
@@ -498,14 +552,14 @@ send_recovery (ChatConnection *self)
 			json_object_set_int_member (join, "since", (gint64) room->offset);
 			json_object_set_string_member (join, "epoch", room->epoch);
 		}
-		send_object (self, join);
+		send_frame (self, join, PENDING_JOIN, room_id);
 	}
 	json_object_set_string_member (sync, "type", "sync");
 	if (self->dm_epoch != NULL) {
 		json_object_set_int_member (sync, "since", (gint64) self->dm_offset);
 		json_object_set_string_member (sync, "epoch", self->dm_epoch);
 	}
-	send_object (self, sync);
+	send_frame (self, sync, PENDING_SYNC, 0);
 	self->dm_syncing = TRUE;
 }
 
@@ -569,7 +623,9 @@ close_is_final (ChatConnection *self, guint code, const char *reason, gboolean *
 	case 1008:
 		return g_strcmp0 (reason, "slow consumer") != 0;
 	case 4001:
-		*at_once = self->token_serial > self->serial_in_use;
+		/* a token the server refused as a refresh does not count as a new one */
+		*at_once = self->token_serial > self->serial_in_use &&
+			   self->token_serial != self->serial_refused;
 		return !*at_once;
 	default:
 		return FALSE;
@@ -620,7 +676,6 @@ drop_socket (ChatConnection *self)
 	Room *room;
 
 	clear_source (&self->stable_source);
-	g_queue_clear_full (&self->refreshes, refresh_free);
 	if (self->ws != NULL) {
 		SoupWebsocketConnection *ws = g_steal_pointer (&self->ws);
 
@@ -647,7 +702,7 @@ drop_socket (ChatConnection *self)
 	/* not counted in dm_offset: the next sync asks for them again */
 	self->dm_syncing = FALSE;
 	g_clear_pointer (&self->dm_held, g_ptr_array_unref);
-	fail_requests (self);
+	fail_pending (self);
 }
 
 static gboolean
@@ -676,13 +731,16 @@ static void
 handshake_failed (ChatConnection *self, SoupMessage *msg, GError *error)
 {
 	guint status = soup_message_get_status (msg);
+	g_autoptr (GError) reported = NULL;
+	guint delay;
 
 	g_debug ("ChatConnection %p: attempt failed (HTTP %u): %s", self, status, error->message);
 	switch (status) {
 	case SOUP_STATUS_UNAUTHORIZED:
 		if (self->token_serial > self->serial_attempt) {
-			schedule_retry (self, 0, FALSE);
-			return;
+			delay = 0;
+			schedule_retry (self, delay, FALSE);
+			break;
 		}
 		G_GNUC_FALLTHROUGH;
 	case SOUP_STATUS_BAD_REQUEST:
@@ -692,11 +750,23 @@ handshake_failed (ChatConnection *self, SoupMessage *msg, GError *error)
 		return;
 	case 429:
 	case SOUP_STATUS_SERVICE_UNAVAILABLE:
-		schedule_retry (self, MAX (backoff_delay (self), retry_after_ms (msg)), TRUE);
-		return;
+		delay = MAX (backoff_delay (self), retry_after_ms (msg));
+		schedule_retry (self, delay, TRUE);
+		break;
 	default:
-		schedule_retry (self, backoff_delay (self), TRUE);
+		delay = backoff_delay (self);
+		schedule_retry (self, delay, TRUE);
 	}
+	/* libsoup's error for a refused handshake does not say what the server answered */
+	if (status >= 300)
+		reported = g_error_new (G_IO_ERROR,
+					G_IO_ERROR_FAILED,
+					_ ("The server answered HTTP %u %s"),
+					status,
+					soup_message_get_reason_phrase (msg));
+	else
+		reported = g_error_copy (error);
+	g_signal_emit (self, signals[SIGNAL_ATTEMPT_FAILED], 0, reported, delay);
 }
 
 static void
@@ -864,6 +934,12 @@ handle_message (ChatConnection *self, const char *text, gsize length)
 		return;
 	}
 	room_id = chat_message_get_room_id (message);
+	if (self->user_id != 0 && chat_message_get_from (message) == self->user_id) {
+		if (room_id != 0)
+			take_echo (self, PENDING_MESSAGE, room_id, FALSE);
+		else if (chat_message_get_to (message) != 0)
+			take_echo (self, PENDING_MESSAGE, chat_message_get_to (message), TRUE);
+	}
 	if (room_id != 0) {
 		deliver_room_message (self, g_hash_table_lookup (self->rooms, &room_id), message);
 		return;
@@ -907,6 +983,7 @@ handle_join (ChatConnection *self, JsonObject *frame)
 		g_signal_emit (self, signals[SIGNAL_JOINED], 0, room_id, from);
 		return;
 	}
+	pending_free (take_answered (self, PENDING_JOIN, room_id));
 	room = g_hash_table_lookup (self->rooms, &room_id);
 	if (room == NULL)
 		return; /* left since */
@@ -991,15 +1068,15 @@ static void
 handle_history (ChatConnection *self, JsonObject *frame)
 {
 	guint64 room_id = member_uint (frame, "room_id");
-	Request *request = take_request (self, REQUEST_HISTORY, room_id);
+	Pending *pending = take_answered (self, PENDING_HISTORY, room_id);
 	g_autoptr (GPtrArray) messages = NULL;
 
-	if (request == NULL)
+	if (pending == NULL)
 		return;
 	messages = parse_messages (self, frame);
-	if (request->task != NULL) {
-		if (!g_task_return_error_if_cancelled (request->task))
-			g_task_return_pointer (request->task,
+	if (pending->task != NULL) {
+		if (!g_task_return_error_if_cancelled (pending->task))
+			g_task_return_pointer (pending->task,
 					       g_ptr_array_ref (messages),
 					       (GDestroyNotify) g_ptr_array_unref);
 	} else {
@@ -1008,17 +1085,17 @@ handle_history (ChatConnection *self, JsonObject *frame)
 		if (room != NULL && room->reloading)
 			finish_reload (self, room, member_string (frame, "epoch"), messages);
 	}
-	request_free (request);
+	pending_free (pending);
 }
 
 static void
 handle_presence (ChatConnection *self, JsonObject *frame)
 {
-	Request *request = take_request (self, REQUEST_PRESENCE, member_uint (frame, "room_id"));
+	Pending *pending = take_answered (self, PENDING_PRESENCE, member_uint (frame, "room_id"));
 	JsonNode *node = json_object_get_member (frame, "users");
 	g_autoptr (GArray) users = g_array_new (FALSE, FALSE, sizeof (guint64));
 
-	if (request == NULL)
+	if (pending == NULL)
 		return;
 	if (node != NULL && JSON_NODE_HOLDS_ARRAY (node)) {
 		JsonArray *array = json_node_get_array (node);
@@ -1029,11 +1106,11 @@ handle_presence (ChatConnection *self, JsonObject *frame)
 			g_array_append_val (users, user);
 		}
 	}
-	if (!g_task_return_error_if_cancelled (request->task))
-		g_task_return_pointer (request->task,
+	if (pending->task != NULL && !g_task_return_error_if_cancelled (pending->task))
+		g_task_return_pointer (pending->task,
 				       g_steal_pointer (&users),
 				       (GDestroyNotify) g_array_unref);
-	request_free (request);
+	pending_free (pending);
 }
 
 static void
@@ -1043,6 +1120,7 @@ handle_sync (ChatConnection *self, JsonObject *frame)
 	guint64 offset = member_uint (frame, "offset");
 	int recovered = member_bool (frame, "recovered");
 
+	pending_free (take_answered (self, PENDING_SYNC, 0));
 	if (epoch == NULL)
 		return;
 	if (recovered == TRUE) {
@@ -1065,28 +1143,120 @@ handle_sync (ChatConnection *self, JsonObject *frame)
 static void
 handle_refresh (ChatConnection *self)
 {
-	Refresh *refresh = g_queue_pop_head (&self->refreshes);
+	Pending *refresh = take_answered (self, PENDING_REFRESH, 0);
 
 	if (refresh == NULL)
 		return;
 	self->serial_in_use = refresh->serial;
 	arm_expiry (self, refresh->token);
-	refresh_free (refresh);
+	pending_free (refresh);
 }
 
+static ChatError
+error_from_wire (const char *code)
+{
+	static const ChatError known[] = {CHAT_ERROR_INVALID_JSON,
+					  CHAT_ERROR_INVALID_MESSAGE,
+					  CHAT_ERROR_UNKNOWN_TYPE,
+					  CHAT_ERROR_NOT_MEMBER,
+					  CHAT_ERROR_FORBIDDEN,
+					  CHAT_ERROR_USER_OFFLINE,
+					  CHAT_ERROR_INVALID_TOKEN,
+					  CHAT_ERROR_RATE_LIMITED,
+					  CHAT_ERROR_LIMIT_EXCEEDED,
+					  CHAT_ERROR_UNAVAILABLE};
+
+	for (guint i = 0; i < G_N_ELEMENTS (known); i++) {
+		if (g_strcmp0 (code, chat_error_get_wire_code (known[i])) == 0)
+			return known[i];
+	}
+	return CHAT_ERROR_FAILED;
+}
+
+/* Forgets a room the server refused to let this connection join: it is not joined again on
+ * reconnects. */
+static void
+forget_room (ChatConnection *self, guint64 room_id)
+{
+	if (!g_hash_table_remove (self->rooms, &room_id))
+		return;
+	for (guint i = 0; i < self->room_order->len; i++) {
+		if (g_array_index (self->room_order, guint64, i) == room_id) {
+			g_array_remove_index (self->room_order, i);
+			break;
+		}
+	}
+}
+
+/* The reload's history was refused: the live messages held for it go on without a reload. */
+static void
+abandon_reload (ChatConnection *self, guint64 room_id)
+{
+	Room *room = g_hash_table_lookup (self->rooms, &room_id);
+	g_autoptr (GPtrArray) held = NULL;
+
+	if (room == NULL || !room->reloading)
+		return;
+	held = g_steal_pointer (&room->held);
+	room->reloading = FALSE;
+	for (guint i = 0; held != NULL && i < held->len; i++) {
+		room = g_hash_table_lookup (self->rooms, &room_id);
+		if (room == NULL)
+			break;
+		deliver_room_message (self, room, held->pdata[i]);
+	}
+}
+
+/* An error answers the oldest frame not yet answered (§3.2: answers never overtake each
+ * other). A history or presence the application asked for fails with it; everything else is
+ * reported by ::error-received, after the connection acted on it. */
 static void
 handle_error (ChatConnection *self, JsonObject *frame)
 {
 	const char *code = member_string (frame, "code");
+	const char *content = member_string (frame, "content");
+	Pending *pending = g_queue_pop_head (&self->pending);
 
-	/* the oldest refresh was refused: the token in use and its deadline stay */
-	if (g_strcmp0 (code, "invalid_token") == 0)
-		refresh_free (g_queue_pop_head (&self->refreshes));
-	g_signal_emit (self,
-		       signals[SIGNAL_ERROR_RECEIVED],
-		       0,
-		       code != NULL ? code : "",
-		       member_string (frame, "content"));
+	if (code == NULL)
+		code = "";
+	if (pending != NULL && pending->task != NULL) {
+		if (!g_task_return_error_if_cancelled (pending->task))
+			g_task_return_new_error (pending->task,
+						 CHAT_ERROR,
+						 error_from_wire (code),
+						 "%s: %s",
+						 code,
+						 content != NULL ? content : "");
+		pending_free (pending);
+		return;
+	}
+	if (pending != NULL) {
+		switch (pending->kind) {
+		case PENDING_JOIN:
+			/* the token does not allow the room, or too many rooms: it will not work
+			 * on the next connection either */
+			if (g_str_equal (code, "forbidden") || g_str_equal (code, "limit_exceeded"))
+				forget_room (self, pending->target);
+			break;
+		case PENDING_HISTORY:
+			abandon_reload (self, pending->target);
+			break;
+		case PENDING_SYNC:
+			release_held_direct_messages (self, FALSE);
+			break;
+		case PENDING_REFRESH:
+			/* the token in use and its deadline stay */
+			self->serial_refused = pending->serial;
+			break;
+		case PENDING_LEAVE:
+		case PENDING_MESSAGE:
+		case PENDING_PRESENCE:
+		default:
+			break;
+		}
+		pending_free (pending);
+	}
+	g_signal_emit (self, signals[SIGNAL_ERROR_RECEIVED], 0, code, content);
 }
 
 static void
@@ -1123,13 +1293,15 @@ on_ws_message (SoupWebsocketConnection *ws,
 		handle_message (self, text, length);
 	else if (g_str_equal (frame_type, "join"))
 		handle_join (self, frame);
-	else if (g_str_equal (frame_type, "leave"))
+	else if (g_str_equal (frame_type, "leave")) {
+		if (self->user_id != 0 && member_uint (frame, "from") == self->user_id)
+			take_echo (self, PENDING_LEAVE, member_uint (frame, "room_id"), FALSE);
 		g_signal_emit (self,
 			       signals[SIGNAL_LEFT],
 			       0,
 			       member_uint (frame, "room_id"),
 			       member_uint (frame, "from"));
-	else if (g_str_equal (frame_type, "history"))
+	} else if (g_str_equal (frame_type, "history"))
 		handle_history (self, frame);
 	else if (g_str_equal (frame_type, "presence"))
 		handle_presence (self, frame);
@@ -1436,8 +1608,8 @@ chat_connection_class_init (ChatConnectionClass *klass)
 	 * @final: %TRUE if the connection gave up (the state is now
 	 *   %CHAT_CONNECTION_STATE_DISCONNECTED); %FALSE if it is reconnecting
 	 *
-	 * An open connection closed, or an attempt was refused for good. Failed attempts while
-	 * reconnecting are not reported, except the one that ends the reconnecting.
+	 * An open connection closed, or an attempt was refused for good. Other failed attempts
+	 * are reported by #ChatConnection::attempt-failed.
 	 *
 	 * Since: 1.0
 	 */
@@ -1544,6 +1716,35 @@ chat_connection_class_init (ChatConnectionClass *klass)
 						       NULL,
 						       G_TYPE_NONE,
 						       0);
+
+	/**
+	 * ChatConnection::attempt-failed:
+	 * @self: the connection
+	 * @error: why: a #GIOError such as %G_IO_ERROR_CONNECTION_REFUSED or
+	 *   %G_IO_ERROR_HOST_NOT_FOUND, a TLS error, or %G_IO_ERROR_FAILED with the HTTP status
+	 *   when the server refused the handshake with 429, 503 or another status that is
+	 *   retried
+	 * @retry_ms: the milliseconds until the next attempt
+	 *
+	 * An attempt to connect failed and the connection tries again after @retry_ms (the state
+	 * is %CHAT_CONNECTION_STATE_RECONNECTING), so that an application can show why it is
+	 * not connected. It is emitted for every failed attempt, the first one after
+	 * chat_connection_open() included; an attempt refused for good is reported by
+	 * #ChatConnection::closed instead.
+	 *
+	 * Since: 1.0
+	 */
+	signals[SIGNAL_ATTEMPT_FAILED] = g_signal_new ("attempt-failed",
+						       G_TYPE_FROM_CLASS (klass),
+						       G_SIGNAL_RUN_LAST,
+						       0,
+						       NULL,
+						       NULL,
+						       NULL,
+						       G_TYPE_NONE,
+						       2,
+						       G_TYPE_ERROR,
+						       G_TYPE_UINT);
 }
 
 static void
@@ -1558,8 +1759,7 @@ chat_connection_init (ChatConnection *self)
 	self->room_order = g_array_new (FALSE, FALSE, sizeof (guint64));
 	self->rooms = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, room_free);
 	self->dm_ids = g_hash_table_new (g_int64_hash, g_int64_equal);
-	g_queue_init (&self->refreshes);
-	g_queue_init (&self->requests);
+	g_queue_init (&self->pending);
 	g_queue_init (&self->dm_id_order);
 }
 
@@ -1653,14 +1853,13 @@ chat_connection_set_token (ChatConnection *self, const char *token)
 	}
 	if (is_open (self)) {
 		g_autoptr (JsonObject) frame = json_object_new ();
-		Refresh *refresh = g_new0 (Refresh, 1);
+		Pending *refresh;
 
 		json_object_set_string_member (frame, "type", "refresh");
 		json_object_set_string_member (frame, "token", token);
-		send_object (self, frame);
+		refresh = send_frame (self, frame, PENDING_REFRESH, 0);
 		refresh->serial = self->token_serial;
 		refresh->token = g_strdup (token);
-		g_queue_push_tail (&self->refreshes, refresh);
 	}
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_TOKEN]);
 }
@@ -1857,7 +2056,9 @@ chat_connection_close (ChatConnection *self)
  * Joins @room_id, now if connected and otherwise as soon as the connection is, and again
  * after every reconnect (recovering what was missed) until chat_connection_leave().
  * #ChatConnection::joined says when the server acknowledged it, #ChatConnection::error-received
- * if it refused (`forbidden`, `limit_exceeded`). Joining a room already joined does nothing.
+ * if it refused; a room refused with `forbidden` (the token does not allow it) or
+ * `limit_exceeded` is then no longer joined (see chat_connection_get_rooms()). Joining a room
+ * already joined does nothing.
  *
  * Since: 1.0
  */
@@ -1881,7 +2082,7 @@ chat_connection_join (ChatConnection *self, guint64 room_id)
 	frame = json_object_new ();
 	json_object_set_string_member (frame, "type", "join");
 	json_object_set_int_member (frame, "room_id", (gint64) room_id);
-	send_object (self, frame);
+	send_frame (self, frame, PENDING_JOIN, room_id);
 }
 
 /**
@@ -1922,7 +2123,7 @@ chat_connection_leave (ChatConnection *self, guint64 room_id, GError **error)
 
 		json_object_set_string_member (frame, "type", "leave");
 		json_object_set_int_member (frame, "room_id", (gint64) room_id);
-		send_object (self, frame);
+		send_frame (self, frame, PENDING_LEAVE, room_id);
 	}
 	return TRUE;
 }
@@ -1970,7 +2171,7 @@ send_chat_message (ChatConnection *self,
 	json_object_set_string_member (frame, "type", "message");
 	json_object_set_int_member (frame, field, (gint64) address);
 	json_object_set_string_member (frame, "content", content);
-	send_object (self, frame);
+	send_frame (self, frame, PENDING_MESSAGE, address)->to_user = g_str_equal (field, "to");
 	return TRUE;
 }
 
@@ -2114,8 +2315,9 @@ chat_connection_request_history_async (ChatConnection *self,
  *
  * Returns: (transfer container) (element-type ChatMessage): the messages, oldest first
  *   (empty: nothing older is kept), or %NULL with %G_IO_ERROR_NOT_CONNECTED,
- *   %G_IO_ERROR_CONNECTION_CLOSED (the connection closed before the answer) or
- *   %CHAT_ERROR_NOT_MEMBER (the room was not joined)
+ *   %G_IO_ERROR_CONNECTION_CLOSED (the connection closed before the answer),
+ *   %CHAT_ERROR_NOT_MEMBER (the room was not joined, or the server refused its join) or
+ *   another #ChatError the server answered with (such as %CHAT_ERROR_RATE_LIMITED)
  *
  * Since: 1.0
  */
@@ -2150,7 +2352,6 @@ chat_connection_request_presence_async (ChatConnection *self,
 {
 	g_autoptr (GTask) task = NULL;
 	g_autoptr (JsonObject) frame = NULL;
-	Request *request;
 
 	g_return_if_fail (CHAT_IS_CONNECTION (self));
 	g_return_if_fail (room_id > 0 && room_id <= G_MAXINT64);
@@ -2167,12 +2368,7 @@ chat_connection_request_presence_async (ChatConnection *self,
 	frame = json_object_new ();
 	json_object_set_string_member (frame, "type", "presence");
 	json_object_set_int_member (frame, "room_id", (gint64) room_id);
-	send_object (self, frame);
-	request = g_new0 (Request, 1);
-	request->kind = REQUEST_PRESENCE;
-	request->room_id = room_id;
-	request->task = g_steal_pointer (&task);
-	g_queue_push_tail (&self->requests, request);
+	send_frame (self, frame, PENDING_PRESENCE, room_id)->task = g_steal_pointer (&task);
 }
 
 /**

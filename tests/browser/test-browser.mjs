@@ -45,10 +45,10 @@ function base64url(data) {
 	return Buffer.from(data).toString('base64url');
 }
 
-function token(secret, userId) {
+function token(secret, userId, lifetime = 3600, claims = {}) {
 	const now = Math.floor(Date.now() / 1000);
 	const head = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-	const body = base64url(JSON.stringify({ user_id: userId, iat: now, exp: now + 3600 }));
+	const body = base64url(JSON.stringify({ user_id: userId, iat: now, exp: now + lifetime, ...claims }));
 	const signature = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
 	return `${head}.${body}.${signature}`;
 }
@@ -73,7 +73,8 @@ class Daemon {
 		this.config = path.join(dir, 'chathub.conf');
 		fs.writeFileSync(this.config, [
 			'[server]', 'address=127.0.0.1', `port=${port}`,
-			'[auth]', `secret-file=${path.join(dir, 'secret')}`,
+			// no leeway: a token that expires ends its connection at once (4001)
+			'[auth]', `secret-file=${path.join(dir, 'secret')}`, 'leeway=0',
 			'[store]', `path=${path.join(dir, 'chathub.db')}`, '',
 		].join('\n'));
 	}
@@ -165,7 +166,7 @@ async function main() {
 			// as root (a container), chromium refuses to start with its sandbox
 			args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
 		});
-		const open = async (context, userId, name) => {
+		const open = async (context, userId, name, tokenText = token(daemon.secret, userId)) => {
 			const page = await context.newPage();
 			page.on('pageerror', (error) => problems.push(`${name}: ${error.message}`));
 			page.on('console', (message) => {
@@ -173,7 +174,7 @@ async function main() {
 				if (message.type() === 'error' && !message.text().startsWith('WebSocket connection to'))
 					problems.push(`${name}: console: ${message.text()}`);
 			});
-			await page.goto(`${base}/#token=${token(daemon.secret, userId)}`);
+			await page.goto(`${base}/#token=${tokenText}`);
 			pages.push([name, page]);
 			return page;
 		};
@@ -320,6 +321,79 @@ async function main() {
 		await p2.click('#load-older');
 		await expectShown(p2, 'room:1', room, 'Load older messages shows the rest, in order');
 		ok(await p2.isHidden('#load-older'), 'at the first message, no more "Load older messages"');
+
+		// a message sent just before leaving comes back after the leave: the room stays gone
+		await select(p1, 'room:1');
+		await p1.fill('#message-input', 'sent while leaving');
+		await p1.evaluate(() => {
+			document.getElementById('send-form').requestSubmit();
+			document.getElementById('leave-room').click();
+		});
+		room.push('sent while leaving');
+		await expectShown(p2, 'room:1', room, 'user 2 gets the message sent while leaving');
+		await p1.waitForTimeout(500);
+		ok(!(await p1.$('#conversations button[data-key="room:1"]')),
+			'a message for a room already left does not bring it back');
+
+		// a new user with no conversation: the hint in the middle of the empty pane
+		const fresh = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+		const p4 = await open(fresh, 4, 'user4', token(daemon.secret, 4, 3600, { rooms: [1] }));
+		await waitState(p4, 'connected');
+		const hint = await p4.$eval('#empty', (element) => {
+			const box = element.getBoundingClientRect();
+			const pane = element.parentElement.getBoundingClientRect();
+			const text = document.createRange();
+			text.selectNodeContents(element);
+			const line = text.getBoundingClientRect();
+			return { middle: line.top + line.height / 2, paneMiddle: pane.top + pane.height / 2, box: box.height };
+		});
+		ok(Math.abs(hint.middle - hint.paneMiddle) < 80, 'the empty-state hint is in the middle of the pane',
+			JSON.stringify(hint));
+		await p4.screenshot({ path: path.join(artifacts, 'empty.png') });
+		// a room the token does not allow: refused, gone from the list, and said so
+		await p4.fill('#join-room', '2');
+		await p4.press('#join-room', 'Enter');
+		await until(async () => !(await p4.isHidden('#global-notice')), 'the refusal');
+		ok((await p4.textContent('#global-notice')).startsWith('Room 2 was refused'), 'a refused room is reported',
+			await p4.textContent('#global-notice'));
+		ok(!(await p4.$('#conversations button[data-key="room:2"]')), 'a refused room leaves the list');
+
+		// an unread badge: its digits in the middle of its pill
+		await p4.fill('#join-room', '1');
+		await p4.press('#join-room', 'Enter');
+		await p4.fill('#dm-user', '1');
+		await p4.press('#dm-user', 'Enter');
+		await select(p2, 'room:1');
+		await roomSay(p2, 'unread for user 4');
+		const badge = await until(() => p4.$('#conversations button[data-key="room:1"] .unread'), 'the badge');
+		const centre = await badge.evaluate((element) => {
+			const pill = element.getBoundingClientRect();
+			const text = document.createRange();
+			text.selectNodeContents(element);
+			const digits = text.getBoundingClientRect();
+			return (digits.top + digits.height / 2) - (pill.top + pill.height / 2);
+		});
+		ok(Math.abs(centre) <= 1.5, 'the unread count sits in the middle of its badge', `${centre} px off`);
+		await p4.screenshot({ path: path.join(artifacts, 'unread.png') });
+
+		// a token about to expire: the notice shows whatever is open, then why it ended
+		const short = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+		const p5 = await open(short, 5, 'user5', token(daemon.secret, 5, 4));
+		await until(async () => !(await p5.isHidden('#global-notice')), 'the expiry notice');
+		ok((await p5.textContent('#global-notice')).includes('expires soon'),
+			'"token expires soon" shows without a conversation', await p5.textContent('#global-notice'));
+		await waitState(p5, 'failed');
+		ok((await p5.textContent('#status')) === 'Disconnected: token expired — sign in again',
+			'a final close shows its reason', await p5.textContent('#status'));
+		await p5.screenshot({ path: path.join(artifacts, 'token-expired.png') });
+
+		// a token that is no token: refused at once, not "Reconnecting…" for ever
+		const p6 = await open(short, 6, 'user6', 'not.a.token');
+		await p6.waitForSelector('#sign-in-error:not([hidden])', { timeout: WAIT_MS });
+		ok((await p6.textContent('#sign-in-error')).includes('not a chathub access token'),
+			'a token with no user is refused at sign-in', await p6.textContent('#sign-in-error'));
+		ok(await p6.isHidden('#chat-view'), 'and the chat is not shown');
+		await p6.screenshot({ path: path.join(artifacts, 'bad-token.png') });
 
 		ok(problems.length === 0, 'no page error, no console error (CSP included)', problems.join('\n'));
 	} catch (error) {

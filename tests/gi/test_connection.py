@@ -332,6 +332,44 @@ class TestConnection(ConnectionTestCase):
         a.conn.send_to_room(8, "still here")
         self.wait_room(a, ["still here"])
 
+    def test_refused_requests_finish(self):
+        """A token for room 9 only: the join of 10 is refused and forgotten, and a history of
+        10 asked meanwhile fails with the server's not_member (a Chat.Error), not never."""
+        token = self.daemon.token(61, iat=h.now(), exp=h.now() + 3600, rooms=[9])
+        a = Peer(self.daemon.port, 61, token)
+        self.peers.append(a)
+        a.start(9)
+        a.conn.join(10)
+        outcome = []
+
+        def done(conn, result):
+            try:
+                outcome.append(conn.request_history_finish(result))
+            except GLib.Error as error:
+                outcome.append(error)
+        a.conn.request_history_async(10, 0, 0, None, done)
+        wait_until(lambda: outcome, timeout=5, what="the history's outcome")
+        self.assertIsInstance(outcome[0], GLib.Error)
+        self.assertTrue(outcome[0].matches(Chat.error_quark(), Chat.Error.NOT_MEMBER), outcome[0])
+        self.assertEqual(a.errors, ["forbidden"])
+        self.assertEqual(list(a.conn.get_rooms()), [9])
+
+    def test_attempt_failed_says_why(self):
+        """Nothing listens: attempt-failed hands Python a GLib.Error and the wait."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        a = self.peer(62, port=port)
+        failures = []
+        a.conn.connect("attempt-failed", lambda c, error, retry_ms: failures.append((error, retry_ms)))
+        self.assertTrue(a.conn.open())
+        wait_until(lambda: len(failures) >= 2, timeout=5, what="two failed attempts")
+        error, retry_ms = failures[0]
+        self.assertTrue(error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CONNECTION_REFUSED), error)
+        self.assertLessEqual(retry_ms, 200)
+        self.assertEqual(a.state(), Chat.ConnectionState.RECONNECTING)
+        self.assertEqual(a.closes, [])
+
 
 class TestReload(ConnectionTestCase):
     BACKEND = "memory"

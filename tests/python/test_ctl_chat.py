@@ -90,8 +90,8 @@ class TestCtlChat(unittest.TestCase):
             pass
         return ws
 
-    def restart(self):
-        self.daemon.stop()
+    def restart(self, signum=signal.SIGTERM):
+        self.daemon.stop(signum=signum)
         self.daemon._reader.join(h.scaled(2))
         self.daemon.proc.stderr.close()
         self.daemon.args = ["--port", str(self.daemon.port)]
@@ -154,6 +154,55 @@ class TestCtlChat(unittest.TestCase):
                                     stdin=subprocess.DEVNULL, timeout=h.scaled(10))
             self.assertEqual(result.returncode, 2, (args, result.stderr))
             self.assertTrue(result.stderr.startswith("chathubctl: "), result.stderr)
+
+    def test_bad_lines(self):
+        """Each wrong line says what is wrong and the chat goes on; a line that is not UTF-8
+        does not end it; a room the token does not allow is refused and forgotten."""
+        term = self.term = Terminal(["--uri", self.daemon.ws_uri(),
+                                     "--token", self.daemon.token(1, rooms=[5])])
+        term.expect(r"^\* connected to ")
+        os.write(term.master, b"caf\xe9 \xff\n")
+        term.expect(r"^! not UTF-8, not sent$")
+        for line, answer in (("/frob", r"^! unknown command /frob$"),
+                             ("/msg 43", r"^! /msg 43: no text to send \(/msg USER TEXT\)$"),
+                             ("/msg 43   ", r"^! /msg 43: no text to send \(/msg USER TEXT\)$"),
+                             ("/msg abc hi", r"^! /msg: “abc” is not a user number \(1 to 9223372036854775807\)$"),
+                             ("/msg", r"^! /msg needs a user number$"),
+                             ("/join", r"^! /join needs a room number$"),
+                             ("/join -1", r"^! /join: “-1” is not a room number \(1 to 9223372036854775807\)$"),
+                             ("/join 9223372036854775808", r"^! /join: “9223372036854775808” is not a room number"),
+                             ("/leave x", r"^! /leave: “x” is not a room number"),
+                             ("/history", r"^! join a room first: /join ROOM$"),
+                             ("/who", r"^! join a room first: /join ROOM$")):
+            term.type(line)
+            term.expect(answer)
+
+        term.type("/join 5")
+        term.expect(r"^\* 1 joined #5$")
+        term.type("/join 6")
+        term.expect(r"^! forbidden: ")
+        # the refused room is not the current one: /who and plain lines go to #5
+        term.type("/who")
+        term.expect(r"^\* in #5: 1$")
+        term.type("still here")
+        term.expect(r"^\d\d:\d\d:\d\d #5 <1> still here$")
+        # a connection lost without a close frame: no reason, and no stray space
+        self.restart(signal.SIGKILL)
+        term.expect(r"^\* connection lost \(1006\); reconnecting$")
+        term.expect(r"^\* reconnected$")
+        self.assertIsNone(term.proc.poll())
+        term.type("/quit")
+        self.assertEqual(term.proc.wait(timeout=h.scaled(5)), 0)
+
+    def test_failed_attempts_are_shown(self):
+        """Nothing listens on the port: the first failed attempt is shown, with its reason, and
+        the same reason again only every tenth attempt."""
+        term = self.term = Terminal(["--uri", "ws://127.0.0.1:1/ws", "--token", self.daemon.token(1)])
+        term.expect(r"^\* could not connect \(1 attempt\): .*refused.*; retrying in \d+\.\d s$")
+        # attempt 2 comes within backoff-min * 3 = 1.5 s, attempt 3 within 3.5 s
+        term.settle(4)
+        self.assertEqual(term.text.count("could not connect"), 1, term.text)
+        self.assertIsNone(term.proc.poll())
 
     def test_refused_token_is_final(self):
         term = self.term = Terminal(["--uri", self.daemon.ws_uri(), "--token", "not.a.token"])
