@@ -16,7 +16,10 @@
 #include "chc-key.h"
 #include "chd-config.h"
 
-#define ENV_SECRET "secret-from-the-environment"
+/* 32 bytes: the shortest HS256 secret */
+#define PAD "0123456789abcdef0123456789abcdef"
+/* 64 bytes: long enough for HS512 too */
+#define ENV_SECRET "secret-from-the-environment-0123456789abcdef0123456789abcdef0123"
 
 static char *tmpdir;
 
@@ -389,12 +392,13 @@ test_config_secret_file (void)
 		gssize length;
 		const char *secret;
 	} cases[] = {
-	    {"file-secret", -1, "file-secret"},
-	    {"file-secret\n", -1, "file-secret"}, /* echo secret > file */
-	    {"file-secret\r\n", -1, "file-secret"},
-	    {"file-secret\n\n", -1, "file-secret\n"}, /* only one line end is not the secret */
-	    {" spaced secret ", -1, " spaced secret "},
-	    {"a\0b", 3, "a\0b"},
+	    {PAD "file-secret", -1, PAD "file-secret"},
+	    {PAD "file-secret\n", -1, PAD "file-secret"}, /* echo secret > file */
+	    {PAD "file-secret\r\n", -1, PAD "file-secret"},
+	    /* only one line end is not the secret */
+	    {PAD "file-secret\n\n", -1, PAD "file-secret\n"},
+	    {" spaced secret " PAD, -1, " spaced secret " PAD},
+	    {"a\0b" PAD, 35, "a\0b" PAD},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
@@ -402,7 +406,8 @@ test_config_secret_file (void)
 		g_autofree char *text = g_strdup_printf ("[auth]\nsecret-file=%s\n", secret);
 		g_autoptr (GError) error = NULL;
 		g_autoptr (ChdConfig) config = load_text (text, &error);
-		gsize expected_length = cases[i].length < 0 ? strlen (cases[i].secret) : 3;
+		gsize expected_length =
+		    cases[i].length < 0 ? strlen (cases[i].secret) : (gsize) cases[i].length;
 
 		/* the file wins over CHATHUB_JWT_SECRET */
 		g_assert_no_error (error);
@@ -442,6 +447,107 @@ test_config_secret_file_errors (void)
 	g_assert_nonnull (strstr (error->message, missing));
 }
 
+/* A name the loader never asks for is a typo or a key of another version: refused, naming it,
+ * with the nearest known name when one is close. */
+static void
+test_config_unknown_keys (void)
+{
+	g_autofree char *path = g_build_filename (tmpdir, "chathub.conf", NULL);
+	static const struct {
+		const char *text;
+		GKeyFileError code;
+		const char *message; /* after "PATH: " */
+	} cases[] = {
+	    {"[server]\nprot=9000\n",
+	     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+	     "unknown key “prot” in group [server] (did you mean “port”?)"},
+	    {"[limits]\nmax-message-sise=10\n",
+	     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+	     "unknown key “max-message-sise” in group [limits] (did you mean “max-message-size”?)"},
+	    {"[auth]\nsecret=abc\n",
+	     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+	     "unknown key “secret” in group [auth]"},
+	    /* a key of another group is unknown in this one */
+	    {"[server]\nleeway=5\n",
+	     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+	     "unknown key “leeway” in group [server]"},
+	    {"[limit]\nmax-rooms=5\n",
+	     G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+	     "unknown group [limit] (did you mean [limits]?)"},
+	    {"[server]\nport=1\n[Server]\n",
+	     G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+	     "unknown group [Server] (did you mean [server]?)"},
+	    {"[websocket]\n", G_KEY_FILE_ERROR_GROUP_NOT_FOUND, "unknown group [websocket]"},
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *message = g_strdup_printf ("%s: %s", path, cases[i].message);
+
+		assert_load_error (cases[i].text, G_KEY_FILE_ERROR, cases[i].code, message);
+	}
+}
+
+/* RFC 7518 §3.2: an HS* secret at least as long as the hash, from the file or the environment. */
+static void
+test_config_secret_length (void)
+{
+	static const struct {
+		const char *algorithm;
+		gsize needed;
+	} cases[] = {{"HS256", 32}, {"HS384", 48}, {"HS512", 64}};
+
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *exact = g_strnfill (cases[i].needed, 'k');
+		g_autofree char *file = NULL;
+		g_autofree char *text = NULL;
+		g_autofree char *message = NULL;
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChdConfig) config = NULL;
+
+		/* exactly long enough */
+		file = write_file ("secret", exact, -1);
+		text = g_strdup_printf ("[auth]\nalgorithm=%s\nsecret-file=%s\n",
+					cases[i].algorithm,
+					file);
+		config = load_text (text, &error);
+		g_assert_no_error (error);
+		assert_key (config, exact);
+		g_clear_pointer (&config, chd_config_free);
+		g_free (file);
+		/* one byte short, and the line end does not make up for it */
+		exact[cases[i].needed - 1] = '\n';
+		file = write_file ("secret", exact, -1);
+		g_free (text);
+		text = g_strdup_printf ("[auth]\nalgorithm=%s\nsecret-file=%s\n",
+					cases[i].algorithm,
+					file);
+		message = g_strdup_printf ("[auth] secret-file: the secret is %" G_GSIZE_FORMAT
+					   " bytes long; %s needs at least %" G_GSIZE_FORMAT
+					   " (RFC 7518 §3.2)",
+					   cases[i].needed - 1,
+					   cases[i].algorithm,
+					   cases[i].needed);
+		assert_load_error (text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, message);
+	}
+
+	/* the environment's secret too; a 32-byte one does for HS256 only */
+	g_setenv ("CHATHUB_JWT_SECRET", PAD, TRUE);
+	{
+		g_autoptr (GError) error = NULL;
+		g_autoptr (ChdConfig) config = load_text ("[auth]\nalgorithm=HS256\n", &error);
+
+		g_assert_no_error (error);
+		assert_key (config, PAD);
+	}
+	assert_load_error (
+	    "[auth]\nalgorithm=HS384\n",
+	    G_KEY_FILE_ERROR,
+	    G_KEY_FILE_ERROR_INVALID_VALUE,
+	    "CHATHUB_JWT_SECRET: the secret is 32 bytes long; HS384 needs at least 48 "
+	    "(RFC 7518 §3.2)");
+	g_setenv ("CHATHUB_JWT_SECRET", ENV_SECRET, TRUE);
+}
+
 /* Without a secret file, CHATHUB_JWT_SECRET; without both, an error naming both. */
 static void
 test_config_secret_environment (void)
@@ -451,10 +557,10 @@ test_config_secret_environment (void)
 	g_autoptr (GError) error = NULL;
 	g_autoptr (ChdConfig) config = NULL;
 
-	g_setenv ("CHATHUB_JWT_SECRET", "other secret\n", TRUE);
+	g_setenv ("CHATHUB_JWT_SECRET", "other secret " PAD "\n", TRUE);
 	config = load_text ("", &error);
 	g_assert_no_error (error);
-	assert_key (config, "other secret\n"); /* taken as it is */
+	assert_key (config, "other secret " PAD "\n"); /* taken as it is */
 
 	g_unsetenv ("CHATHUB_JWT_SECRET");
 	assert_load_error ("", G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, message);
@@ -680,6 +786,8 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/secret-file", test_config_secret_file);
 	g_test_add_func ("/chd/config/secret-file-errors", test_config_secret_file_errors);
 	g_test_add_func ("/chd/config/secret-environment", test_config_secret_environment);
+	g_test_add_func ("/chd/config/secret-length", test_config_secret_length);
+	g_test_add_func ("/chd/config/unknown-keys", test_config_unknown_keys);
 	g_test_add_func ("/chd/config/public-key", test_config_public_key);
 	g_test_add_func ("/chd/config/cluster-nodes", test_config_cluster_nodes);
 	g_test_add_func ("/chd/config/metrics", test_config_metrics);

@@ -67,9 +67,31 @@ chd_config_free (ChdConfig *config)
 	g_free (config);
 }
 
+/* The file being loaded and every (group, key) the loader asked for: what the loader reads is
+ * the table of known keys, so the two cannot drift apart. */
+typedef struct {
+	GKeyFile *file;
+	GHashTable *known; /* group name -> set of key names */
+} Reader;
+
+/* Every read goes through here: records @key in @group as known, then gets its raw value. */
+static char *
+get_value (Reader *reader, const char *group, const char *key)
+{
+	GHashTable *keys = g_hash_table_lookup (reader->known, group);
+
+	if (keys == NULL) {
+		keys = g_hash_table_new (g_str_hash, g_str_equal);
+		g_hash_table_insert (reader->known, (gpointer) group, keys);
+	}
+	/* the names are string literals */
+	g_hash_table_add (keys, (gpointer) key);
+	return g_key_file_get_value (reader->file, group, key, NULL);
+}
+
 /* Reads an unsigned integer key if present; says which key is wrong otherwise. */
 static gboolean
-read_uint (GKeyFile *file,
+read_uint (Reader *file,
 	   const char *group,
 	   const char *key,
 	   guint min,
@@ -77,7 +99,7 @@ read_uint (GKeyFile *file,
 	   guint *out,
 	   GError **error)
 {
-	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+	g_autofree char *text = get_value (file, group, key);
 	guint64 value;
 	g_autoptr (GError) local = NULL;
 
@@ -101,9 +123,9 @@ read_uint (GKeyFile *file,
 }
 
 static gboolean
-read_boolean (GKeyFile *file, const char *group, const char *key, gboolean *out, GError **error)
+read_boolean (Reader *file, const char *group, const char *key, gboolean *out, GError **error)
 {
-	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+	g_autofree char *text = get_value (file, group, key);
 
 	if (text == NULL)
 		return TRUE;
@@ -126,9 +148,12 @@ read_boolean (GKeyFile *file, const char *group, const char *key, gboolean *out,
 }
 
 static void
-read_string (GKeyFile *file, const char *group, const char *key, char **out)
+read_string (Reader *file, const char *group, const char *key, char **out)
 {
-	g_autofree char *value = g_key_file_get_string (file, group, key, NULL);
+	g_autofree char *raw = get_value (file, group, key);
+	/* again, for its escapes (\s, \t, ...) */
+	g_autofree char *value =
+	    raw != NULL ? g_key_file_get_string (file->file, group, key, NULL) : NULL;
 
 	if (value == NULL)
 		return;
@@ -155,14 +180,14 @@ read_key_file (const char *group,
 
 /* Reads a key whose value is one of @names (NULL-terminated); *@out becomes its index. */
 static gboolean
-read_choice (GKeyFile *file,
+read_choice (Reader *file,
 	     const char *group,
 	     const char *key,
 	     const char *const *names,
 	     guint *out,
 	     GError **error)
 {
-	g_autofree char *text = g_key_file_get_value (file, group, key, NULL);
+	g_autofree char *text = get_value (file, group, key);
 	g_autofree char *choices = NULL;
 
 	if (text == NULL)
@@ -183,6 +208,138 @@ read_choice (GKeyFile *file,
 		     key,
 		     text,
 		     choices);
+	return FALSE;
+}
+
+/* Levenshtein distance, for "did you mean": names here are short. */
+static guint
+edit_distance (const char *a, const char *b)
+{
+	gsize m = strlen (a), n = strlen (b);
+	g_autofree guint *row = g_new (guint, n + 1);
+
+	for (gsize j = 0; j <= n; j++)
+		row[j] = j;
+	for (gsize i = 1; i <= m; i++) {
+		guint diagonal = row[0];
+
+		row[0] = i;
+		for (gsize j = 1; j <= n; j++) {
+			guint above = row[j];
+			guint best = MIN (row[j] + 1, row[j - 1] + 1);
+
+			row[j] = MIN (best, diagonal + (a[i - 1] != b[j - 1]));
+			diagonal = above;
+		}
+	}
+	return row[n];
+}
+
+/* The candidate nearest to @name if it is at most 2 edits away, else NULL; ties go to the first
+ * in sort order, so the hint does not depend on hashing. */
+static const char *
+suggest (GHashTable *candidates, const char *name)
+{
+	GHashTableIter iter;
+	gpointer candidate;
+	const char *best = NULL;
+	guint best_distance = 3;
+
+	g_hash_table_iter_init (&iter, candidates);
+	while (g_hash_table_iter_next (&iter, &candidate, NULL)) {
+		guint distance = edit_distance (name, candidate);
+
+		if (distance < best_distance ||
+		    (distance == best_distance && best != NULL && strcmp (candidate, best) < 0)) {
+			best_distance = distance;
+			best = candidate;
+		}
+	}
+	return best;
+}
+
+/* A typo in a name (prot=, [limit]) would otherwise leave the default in force unnoticed. */
+static gboolean
+check_unknown_keys (Reader *file, const char *path, GError **error)
+{
+	g_auto (GStrv) groups = g_key_file_get_groups (file->file, NULL);
+
+	for (guint i = 0; groups[i] != NULL; i++) {
+		g_auto (GStrv) keys = g_key_file_get_keys (file->file, groups[i], NULL, NULL);
+		GHashTable *known_keys = g_hash_table_lookup (file->known, groups[i]);
+		const char *hint;
+
+		if (known_keys == NULL) {
+			hint = suggest (file->known, groups[i]);
+			if (hint != NULL)
+				g_set_error (error,
+					     G_KEY_FILE_ERROR,
+					     G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+					     _ ("%s: unknown group [%s] (did you mean [%s]?)"),
+					     path,
+					     groups[i],
+					     hint);
+			else
+				g_set_error (error,
+					     G_KEY_FILE_ERROR,
+					     G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+					     _ ("%s: unknown group [%s]"),
+					     path,
+					     groups[i]);
+			return FALSE;
+		}
+		for (guint j = 0; keys != NULL && keys[j] != NULL; j++) {
+			if (g_hash_table_contains (known_keys, keys[j]))
+				continue;
+			hint = suggest (known_keys, keys[j]);
+			if (hint != NULL)
+				g_set_error (error,
+					     G_KEY_FILE_ERROR,
+					     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+					     _ ("%s: unknown key “%s” in group [%s] (did you mean "
+						"“%s”?)"),
+					     path,
+					     keys[j],
+					     groups[i],
+					     hint);
+			else
+				g_set_error (error,
+					     G_KEY_FILE_ERROR,
+					     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+					     _ ("%s: unknown key “%s” in group [%s]"),
+					     path,
+					     keys[j],
+					     groups[i]);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* RFC 7518 §3.2: an HMAC key must be at least as long as the hash's output. The secret's
+ * bytes count as they are (a base64 text is not decoded). */
+static gboolean
+check_secret_length (ChatTokenAlgorithm algorithm,
+		     GBytes *secret,
+		     const char *where,
+		     GError **error)
+{
+	gsize needed = algorithm == CHAT_TOKEN_ALGORITHM_HS512	 ? 64
+		       : algorithm == CHAT_TOKEN_ALGORITHM_HS384 ? 48
+								 : 32;
+	gsize length = g_bytes_get_size (secret);
+
+	if (length >= needed)
+		return TRUE;
+	g_set_error (error,
+		     G_KEY_FILE_ERROR,
+		     G_KEY_FILE_ERROR_INVALID_VALUE,
+		     _ ("%s: the secret is %" G_GSIZE_FORMAT
+			" bytes long; %s needs at least %" G_GSIZE_FORMAT " (RFC 7518 §3.2)"),
+		     where,
+		     length,
+		     chat_token_algorithm_to_string (algorithm),
+		     needed);
 	return FALSE;
 }
 
@@ -219,7 +376,7 @@ chd_config_default_store_path (void)
 }
 
 static gboolean
-load_store (ChdConfig *config, GKeyFile *file, GError **error)
+load_store (ChdConfig *config, Reader *file, GError **error)
 {
 	static const char *const backends[] = {"sqlite", "memory", NULL};
 	static const char *const syncs[] = {"normal", "full", NULL};
@@ -252,7 +409,7 @@ load_store (ChdConfig *config, GKeyFile *file, GError **error)
 
 /* [cluster]: present only when the administrator runs several nodes. */
 static gboolean
-load_cluster (ChdConfig *config, GKeyFile *file, GError **error)
+load_cluster (ChdConfig *config, Reader *file, GError **error)
 {
 	static const char *const backends[] = {"none", "redis", NULL};
 	guint backend = config->cluster_backend;
@@ -299,13 +456,19 @@ load_cluster (ChdConfig *config, GKeyFile *file, GError **error)
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error)
 {
-	g_autoptr (GKeyFile) file = g_key_file_new ();
+	g_autoptr (GKeyFile) key_file = g_key_file_new ();
+	g_autoptr (GHashTable) known = g_hash_table_new_full (g_str_hash,
+							      g_str_equal,
+							      NULL,
+							      (GDestroyNotify) g_hash_table_unref);
+	Reader reader = {key_file, known};
+	Reader *file = &reader;
 	g_autofree char *algorithm = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *public_key_file = NULL;
 	guint port = config->port;
 
-	if (path != NULL && !g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, error)) {
+	if (path != NULL && !g_key_file_load_from_file (key_file, path, G_KEY_FILE_NONE, error)) {
 		g_prefix_error (error, "%s: ", path);
 		return FALSE;
 	}
@@ -428,6 +591,9 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			&config->announce_interval,
 			error))
 		return FALSE;
+	/* every key has been asked for by now */
+	if (!check_unknown_keys (file, path, error))
+		return FALSE;
 	/* two hubs of their own on one port would each get a share of the users */
 	if (config->reuse_port && config->cluster_backend != CHD_CLUSTER_BACKEND_REDIS) {
 		g_set_error (
@@ -462,5 +628,15 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 			     G_KEY_FILE_ERROR,
 			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
 			     _ ("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
-	return config->key != NULL;
+	if (config->key == NULL)
+		return FALSE;
+	if (!check_secret_length (config->algorithm,
+				  config->key,
+				  secret_file != NULL ? "[auth] secret-file"
+						      : CHC_KEY_SECRET_VARIABLE,
+				  error)) {
+		g_clear_pointer (&config->key, g_bytes_unref);
+		return FALSE;
+	}
+	return TRUE;
 }
