@@ -14,7 +14,7 @@ import System from 'system';
 const HERE = GLib.path_get_dirname(GLib.filename_from_uri(import.meta.url)[0]);
 const WSCLIENT = GLib.build_filenamev([HERE, 'wsclient.py']);
 const PYTHON = '/usr/bin/python3';
-const SECRET = 'chathub-gjs-test-secret';
+const SECRET = 'chathub-gjs-test-secret-0123456789abcdef';
 const TIME_SCALE = Number(GLib.getenv('CHATHUB_TEST_TIME_SCALE') || '1');
 
 // ---- a tiny TAP runner on the GLib main loop --------------------------------------------

@@ -31,7 +31,7 @@ import websockets  # noqa: E402
 __all__ = ["Chat", "GLib", "GObject", "Json", "SECRET", "make_token", "wait_until", "WsClient",
            "HubTestCase", "scaled"]
 
-SECRET = b"chathub-gi-test-secret"
+SECRET = b"chathub-gi-test-secret-0123456789abcdef"
 TIME_SCALE = float(os.environ.get("CHATHUB_TEST_TIME_SCALE", "1") or "1")
 
 

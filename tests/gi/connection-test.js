@@ -12,7 +12,7 @@ import Json from 'gi://Json';
 import Chat from 'gi://Chat?version=1.0';
 import System from 'system';
 
-const SECRET = 'chathub-gjs-connection-secret';
+const SECRET = 'chathub-gjs-connection-secret-0123456789abcdef';
 const TIME_SCALE = Number(GLib.getenv('CHATHUB_TEST_TIME_SCALE') || '1');
 
 const tests = [];

@@ -27,7 +27,7 @@ import websockets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "examples")
-SECRET = "chathub-examples-secret"
+SECRET = "chathub-examples-secret-0123456789abcdef"
 TIME_SCALE = float(os.environ.get("CHATHUB_TEST_TIME_SCALE", "1") or "1")
 URI_RE = re.compile(r"ws://[0-9.]+:[0-9]+/ws")
 

@@ -48,7 +48,8 @@ TIME_SCALE = float(os.environ.get("CHATHUB_TEST_TIME_SCALE", "1") or "1")
 VERBOSE = os.environ.get("CHATHUB_TEST_VERBOSE", "") not in ("", "0")
 
 PORT_RE = re.compile(r"ws://[0-9.]+:([0-9]+)/ws")
-DEFAULT_SECRET = "chathub-test-secret-\u00e9-0123456789abcdef"
+# 73 bytes: long enough for HS512 (RFC 7518 §3.2), with a non-ASCII byte
+DEFAULT_SECRET = "chathub-test-secret-\u00e9-0123456789abcdef-0123456789abcdef-0123456789abcdef"
 
 # WebSocket opcodes
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA

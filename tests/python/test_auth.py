@@ -117,6 +117,10 @@ UNPARSABLE_CLAIMS = [
 ]
 
 
+# 32 bytes: makes a secret long enough for HS256 (RFC 7518 §3.2)
+LONG = "0123456789abcdef0123456789abcdef-"
+
+
 def hs(claims, secret=h.DEFAULT_SECRET, **kw):
     return h.hs_token(claims, secret, **kw)
 
@@ -453,28 +457,28 @@ class SecretSourceTests(GateAssertions, unittest.TestCase):
         self.assertEqual(self.daemon.stop(), 0)
 
     def test_env_secret(self):
-        self.run_with(secret=None, env={"CHATHUB_JWT_SECRET": "env-secret-1"})
-        self.assert_accepted(hs(valid_claims(user_id=901), secret="env-secret-1"), 901, query=False)
+        self.run_with(secret=None, env={"CHATHUB_JWT_SECRET": LONG + "env-secret-1"})
+        self.assert_accepted(hs(valid_claims(user_id=901), secret=LONG + "env-secret-1"), 901, query=False)
         self.assert_refused(hs(valid_claims()), query=False)
         self.stop_clean()
 
     def test_secret_file_wins_over_env(self):
-        self.run_with(secret="file-secret-2", env={"CHATHUB_JWT_SECRET": "env-secret-2"})
-        self.assert_accepted(hs(valid_claims(user_id=902), secret="file-secret-2"), 902, query=False)
-        self.assert_refused(hs(valid_claims(), secret="env-secret-2"), query=False)
+        self.run_with(secret=LONG + "file-secret-2", env={"CHATHUB_JWT_SECRET": LONG + "env-secret-2"})
+        self.assert_accepted(hs(valid_claims(user_id=902), secret=LONG + "file-secret-2"), 902, query=False)
+        self.assert_refused(hs(valid_claims(), secret=LONG + "env-secret-2"), query=False)
         self.stop_clean()
 
     def test_secret_file_without_trailing_newline(self):
-        self.run_with(secret="no-newline-secret", secret_file_text="no-newline-secret")
-        self.assert_accepted(hs(valid_claims(user_id=903), secret="no-newline-secret"), 903,
+        self.run_with(secret=LONG + "no-newline-secret", secret_file_text=LONG + "no-newline-secret")
+        self.assert_accepted(hs(valid_claims(user_id=903), secret=LONG + "no-newline-secret"), 903,
                              query=False)
         self.stop_clean()
 
     def test_secret_file_only_one_newline_stripped(self):
-        self.run_with(secret="two-newlines", secret_file_text="two-newlines\n\n")
-        self.assert_accepted(hs(valid_claims(user_id=904), secret="two-newlines\n"), 904,
+        self.run_with(secret=LONG + "two-newlines", secret_file_text=LONG + "two-newlines\n\n")
+        self.assert_accepted(hs(valid_claims(user_id=904), secret=LONG + "two-newlines\n"), 904,
                              query=False)
-        self.assert_refused(hs(valid_claims(), secret="two-newlines"), query=False)
+        self.assert_refused(hs(valid_claims(), secret=LONG + "two-newlines"), query=False)
         self.stop_clean()
 
 

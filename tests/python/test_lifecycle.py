@@ -370,6 +370,27 @@ class ConfigErrorTests(unittest.TestCase):
             with self.subTest(key=key, value=value):
                 self.check(key, {group: {key: value}})
 
+    def test_unknown_key(self):
+        # a typo would leave the default port in force: refused, naming the key and its group
+        line = self.check("unknown key “prot” in group [server] (did you mean “port”?)",
+                          {"server": {"prot": "9000"}})
+        self.assertIn("chathubd.conf: ", line)
+
+    def test_unknown_group(self):
+        self.check("unknown group [limit] (did you mean [limits]?)", {"limit": {"max-rooms": 5}})
+
+    def test_short_secret(self):
+        # RFC 7518 §3.2: a key at least as long as the hash; 32 bytes do for HS256 only
+        secret = "k" * 32
+        for algorithm, needed in (("HS384", 48), ("HS512", 64)):
+            with self.subTest(algorithm=algorithm):
+                self.check("[auth] secret-file: the secret is 32 bytes long; %s needs at least %d"
+                           % (algorithm, needed), {"auth": {"algorithm": algorithm}}, secret=secret)
+        self.check("[auth] secret-file: the secret is 31 bytes long; HS256 needs at least 32",
+                   secret=secret[1:])
+        self.check("CHATHUB_JWT_SECRET: the secret is 31 bytes long; HS256 needs at least 32",
+                   secret=None, env={"CHATHUB_JWT_SECRET": secret[1:]})
+
     def test_missing_config_file(self):
         d = h.Daemon()
         try:
