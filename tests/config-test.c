@@ -523,7 +523,7 @@ test_config_secret_length (void)
 					file);
 		message = g_strdup_printf ("[auth] secret-file: the secret is %" G_GSIZE_FORMAT
 					   " bytes long; %s needs at least %" G_GSIZE_FORMAT
-					   " (RFC 7518 §3.2)",
+					   " (RFC 7518, section 3.2)",
 					   cases[i].needed - 1,
 					   cases[i].algorithm,
 					   cases[i].needed);
@@ -544,7 +544,7 @@ test_config_secret_length (void)
 	    G_KEY_FILE_ERROR,
 	    G_KEY_FILE_ERROR_INVALID_VALUE,
 	    "CHATHUB_JWT_SECRET: the secret is 32 bytes long; HS384 needs at least 48 "
-	    "(RFC 7518 §3.2)");
+	    "(RFC 7518, section 3.2)");
 	g_setenv ("CHATHUB_JWT_SECRET", ENV_SECRET, TRUE);
 }
 

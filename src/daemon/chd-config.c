@@ -335,7 +335,8 @@ check_secret_length (ChatTokenAlgorithm algorithm,
 		     G_KEY_FILE_ERROR,
 		     G_KEY_FILE_ERROR_INVALID_VALUE,
 		     _ ("%s: the secret is %" G_GSIZE_FORMAT
-			" bytes long; %s needs at least %" G_GSIZE_FORMAT " (RFC 7518 §3.2)"),
+			" bytes long; %s needs at least %" G_GSIZE_FORMAT
+			" (RFC 7518, section 3.2)"),
 		     where,
 		     length,
 		     chat_token_algorithm_to_string (algorithm),
