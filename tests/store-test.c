@@ -79,6 +79,17 @@ die_with_parent (gpointer data)
 		prctl (PR_SET_PDEATHSIG, SIGKILL);
 }
 
+static gboolean
+redis_accepts (gpointer data)
+{
+	g_autoptr (GSocketClient) client = g_socket_client_new ();
+	g_autoptr (GSocketAddress) address = g_unix_socket_address_new (data);
+	g_autoptr (GSocketConnection) connection =
+	    g_socket_client_connect (client, G_SOCKET_CONNECTABLE (address), NULL, NULL);
+
+	return connection != NULL;
+}
+
 static void
 start_redis (const char *server)
 {
@@ -115,6 +126,8 @@ start_redis (const char *server)
 				      &error));
 	g_assert_no_error (error);
 	redis_address = g_steal_pointer (&socket_path);
+	/* ready before any store tries it: a store's reconnection backs off up to seconds */
+	chat_test_wait_until (redis_accepts, redis_address, 20000);
 }
 
 static void

@@ -334,13 +334,16 @@ check_secret_length (ChatTokenAlgorithm algorithm,
 	g_set_error (error,
 		     G_KEY_FILE_ERROR,
 		     G_KEY_FILE_ERROR_INVALID_VALUE,
-		     _ ("%s: the secret is %" G_GSIZE_FORMAT
-			" bytes long; %s needs at least %" G_GSIZE_FORMAT
-			" (RFC 7518, section 3.2)"),
+		     g_dngettext (GETTEXT_PACKAGE,
+				  "%s: the secret is %u byte long; %s needs at least %u "
+				  "(RFC 7518, section 3.2)",
+				  "%s: the secret is %u bytes long; %s needs at least %u "
+				  "(RFC 7518, section 3.2)",
+				  length),
 		     where,
-		     length,
+		     (guint) length,
 		     chat_token_algorithm_to_string (algorithm),
-		     needed);
+		     (guint) needed);
 	return FALSE;
 }
 
