@@ -52,7 +52,10 @@
  *   after the rejoins on the next connection. A message sent just before a connection drops
  *   may be lost: its echo (the server's "stored") is the proof of delivery.
  *
- * new ChatClient({url, token, getToken?, backoffMin?, backoffMax?, WebSocket?})
+ * - An attempt that has not opened within connectTimeout ms (default 15000) is given up and
+ *   counts as a failed one (a `close` {code: 1006, reason: 'no answer', final: false}).
+ *
+ * new ChatClient({url, token, getToken?, backoffMin?, backoffMax?, connectTimeout?, WebSocket?})
  *   url: the ws: or wss: URL of the endpoint (the token is added as `access_token`);
  *   getToken: optional async () => new token; WebSocket: an implementation outside browsers
  *   (Node.js 22 has one built in, Node.js 20 with --experimental-websocket; without one the
@@ -109,6 +112,8 @@ export class ChatClient extends EventTarget {
 	#openedAt = 0;
 	#retryTimer = null;
 	#expiryTimer = null;
+	#connectTimeout;
+	#connectTimer = null;
 	// room id -> {epoch, offset, acked, reloading, buffer}; only rooms the application joined
 	#rooms = new Map();
 	#dm = { epoch: null, offset: 0, pending: null };
@@ -120,7 +125,8 @@ export class ChatClient extends EventTarget {
 	#refusedToken = null; // the last token the server refused as a refresh
 	#onOnline = null;
 
-	constructor({ url, token, getToken, backoffMin = 500, backoffMax = 30000, WebSocket } = {}) {
+	constructor({ url, token, getToken, backoffMin = 500, backoffMax = 30000, connectTimeout = 15000,
+		WebSocket } = {}) {
 		super();
 		if (!url)
 			throw new TypeError('ChatClient: url is required');
@@ -130,6 +136,7 @@ export class ChatClient extends EventTarget {
 		this.#getToken = getToken ?? null;
 		this.#backoffMin = backoffMin;
 		this.#backoffMax = backoffMax;
+		this.#connectTimeout = connectTimeout;
 		this.#WebSocket = WebSocket ?? globalThis.WebSocket;
 		if (typeof this.#WebSocket !== 'function')
 			throw new TypeError('ChatClient: no WebSocket implementation: pass the WebSocket ' +
@@ -170,7 +177,8 @@ export class ChatClient extends EventTarget {
 	close() {
 		clearTimeout(this.#retryTimer);
 		clearTimeout(this.#expiryTimer);
-		this.#retryTimer = this.#expiryTimer = null;
+		clearTimeout(this.#connectTimer);
+		this.#retryTimer = this.#expiryTimer = this.#connectTimer = null;
 		const ws = this.#ws;
 		this.#ws = null;
 		this.#queue = [];
@@ -271,7 +279,23 @@ export class ChatClient extends EventTarget {
 		const usedToken = this.#token;
 		let opened = false;
 		this.#ws = ws;
+		// an attempt that neither opens nor fails (a server that accepts the TCP connection and
+		// never answers; Node.js 20 then fires nothing at all) counts as a failed one
+		this.#connectTimer = setTimeout(() => {
+			this.#connectTimer = null;
+			if (this.#ws !== ws || opened)
+				return;
+			ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+			try {
+				ws.close();
+			} catch {
+				// closing a socket still connecting may throw in some implementations
+			}
+			this.#closed(1006, 'no answer', false);
+		}, this.#connectTimeout);
 		ws.onopen = () => {
+			clearTimeout(this.#connectTimer);
+			this.#connectTimer = null;
 			opened = true;
 			this.#openedAt = Date.now();
 			this.#tokenInUse = usedToken;
@@ -315,6 +339,8 @@ export class ChatClient extends EventTarget {
 
 	#closed(code, reason, opened) {
 		this.#ws = null;
+		clearTimeout(this.#connectTimer);
+		this.#connectTimer = null;
 		clearTimeout(this.#expiryTimer);
 		this.#expiryTimer = null;
 		this.#failPending('connection closed');

@@ -5,7 +5,8 @@
 // on a free port): refused requests finish, a refused join is forgotten, a refused reload lets
 // live messages through, a refused refresh is no new token, a token valid for longer than
 // setTimeout's range does not flood getToken, a final close sets the state before `close`,
-// the `online` listener is removed on close, and a missing WebSocket is refused at once.
+// the `online` listener is removed on close, an attempt that never opens is given up, and a
+// missing WebSocket is refused at once.
 //
 // Node.js 22 has a WebSocket; Node.js 20 needs --experimental-websocket (tests/meson.build
 // passes it). Environment: CHATHUBD.
@@ -286,6 +287,28 @@ const cases = {
 			delete globalThis.addEventListener;
 			delete globalThis.removeEventListener;
 			await daemon.destroy();
+		}
+	},
+
+	async 'an attempt that never opens is given up after connectTimeout'() {
+		// accepts the TCP connection and never answers the upgrade
+		const sockets = [];
+		const silent = net.createServer((socket) => sockets.push(socket));
+		await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+		const c = client({ url: `ws://127.0.0.1:${silent.address().port}/ws`,
+			token: token({ user_id: 7 }), connectTimeout: 300 });
+		try {
+			c.connect();
+			await until(() => c.log.closes.length >= 2, 'two attempts given up', 10000);
+			ok(c.log.closes.every((e) => e.code === 1006 && e.reason === 'no answer' && !e.final),
+				'each one a non-final 1006 "no answer"', JSON.stringify(c.log.closes));
+			ok(c.state === 'reconnecting' || c.state === 'connecting',
+				'and it keeps trying', c.state);
+		} finally {
+			c.close();
+			for (const socket of sockets)
+				socket.destroy();
+			silent.close();
 		}
 	},
 
