@@ -1651,26 +1651,43 @@ hub_published (gpointer data, ChatStreamKind kind, guint64 stream_id, guint64 of
 	release_steps (self);
 }
 
-static void
-hub_watched (gpointer data, ChatStreamKind kind, guint64 stream_id)
+/* A watched stream became ready (@ready) or could not be reached: its room or user on this
+ * node says so; FALSE when this node has neither. A user's connections whose offline read
+ * failed recover now that its stream is back. */
+static gboolean
+set_stream_ready (ChatHub *self, ChatStreamKind kind, guint64 stream_id, gboolean ready)
 {
-	ChatHub *self = data;
 	ChatRoom *room;
 	ChatUser *user;
 
 	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
-		room->ready = TRUE;
-		room->unavailable = FALSE;
-	} else if (kind == CHAT_STREAM_KIND_USER &&
-		   (user = lookup_user (self, stream_id)) != NULL) {
-		g_autoptr (GPtrArray) stale = g_steal_pointer (&user->stale);
-
-		user->ready = TRUE;
-		user->unavailable = FALSE;
-		for (guint i = 0; stale != NULL && i < stale->len; i++)
-			if (client_is_connected (self, stale->pdata[i]))
-				chat_client_close (stale->pdata[i], CLOSE_CODE_RECOVER, "recover");
+		room->ready = ready;
+		room->unavailable = !ready;
+		return TRUE;
 	}
+	if (kind == CHAT_STREAM_KIND_USER && (user = lookup_user (self, stream_id)) != NULL) {
+		user->ready = ready;
+		user->unavailable = !ready;
+		if (ready) {
+			g_autoptr (GPtrArray) stale = g_steal_pointer (&user->stale);
+
+			for (guint i = 0; stale != NULL && i < stale->len; i++)
+				if (client_is_connected (self, stale->pdata[i]))
+					chat_client_close (stale->pdata[i],
+							   CLOSE_CODE_RECOVER,
+							   "recover");
+		}
+		return TRUE;
+	}
+	return FALSE;
+}
+
+static void
+hub_watched (gpointer data, ChatStreamKind kind, guint64 stream_id)
+{
+	ChatHub *self = data;
+
+	set_stream_ready (self, kind, stream_id, TRUE);
 	append_unblocked (self);
 	release_steps (self);
 }
@@ -1682,19 +1699,9 @@ static void
 hub_unavailable (gpointer data, ChatStreamKind kind, guint64 stream_id)
 {
 	ChatHub *self = data;
-	ChatRoom *room;
-	ChatUser *user;
 
-	if (kind == CHAT_STREAM_KIND_ROOM && (room = lookup_room (self, stream_id)) != NULL) {
-		room->ready = FALSE;
-		room->unavailable = TRUE;
-	} else if (kind == CHAT_STREAM_KIND_USER &&
-		   (user = lookup_user (self, stream_id)) != NULL) {
-		user->ready = FALSE;
-		user->unavailable = TRUE;
-	} else {
+	if (!set_stream_ready (self, kind, stream_id, FALSE))
 		return;
-	}
 	append_unblocked (self);
 	release_steps (self);
 }
