@@ -116,6 +116,54 @@ def free_port():
         return s.getsockname()[1]
 
 
+class FullDiskMixin:
+    """For a unittest.TestCase: a chathubd (self.daemon) whose database is on a SIZE tmpfs,
+    which fill() fills up after the start and remove_filler() frees again. Mounting needs
+    root or CAP_SYS_ADMIN; without it the test fails and says so."""
+
+    SIZE = 4 * 1024 * 1024
+
+    def setUp(self):
+        self.mount = tempfile.mkdtemp(prefix="chathub-tmpfs-")
+        self.addCleanup(os.rmdir, self.mount)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % self.SIZE,
+                                 "chathub-test", self.mount],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            self.fail("this test needs to mount a small tmpfs (as root, or with CAP_SYS_ADMIN) "
+                      "to fill a real file system; mount said: %s" % result.stdout.strip())
+        self.addCleanup(subprocess.run, ["umount", "--lazy", self.mount], check=True)
+        self.filler = os.path.join(self.mount, "filler")
+        self.addCleanup(self.remove_filler)
+        self.daemon = Daemon(config={"store": {"path": os.path.join(self.mount, "chathub.db")}})
+        self.addCleanup(self.daemon.cleanup)
+        self.daemon.start()
+
+    def fill(self):
+        """Writes the filler until not one byte more fits."""
+        with open(self.filler, "wb", buffering=0) as f:
+            for chunk in (1 << 16, 1 << 12, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * chunk)
+                except OSError as error:
+                    self.assertEqual(error.errno, errno.ENOSPC, error)
+        self.assertEqual(os.statvfs(self.mount).f_bavail, 0)
+
+    def remove_filler(self):
+        if os.path.exists(self.filler):
+            os.unlink(self.filler)
+
+    def send(self, ws, room, text):
+        """Sends a room message; returns the frame about it: its echo or an error."""
+        ws.send_json({"type": "message", "room_id": room, "content": text})
+        while True:
+            frame = ws.recv_json(timeout=10, answer_pings=True)
+            if frame.get("type") == "error" or (frame.get("type") == "message"
+                                                 and frame.get("content") == text):
+                return frame
+
+
 class RedisServer:
     """redis-server on 127.0.0.1, a free port and a temporary directory.
 

@@ -14,9 +14,7 @@ Redis (the store's connections) is in test_health_redis.py.
 
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -148,48 +146,8 @@ class DescriptorTests(unittest.TestCase):
         wait_readiness(self, d.port, 200)
 
 
-class FullDiskTests(unittest.TestCase):
-    """The database on a 4 MiB tmpfs that a filler file fills up after chathubd started
-    (as in test_store_daemon.py)."""
-
-    SIZE = 4 * 1024 * 1024
-
-    def setUp(self):
-        self.mount = tempfile.mkdtemp(prefix="chathub-tmpfs-")
-        self.addCleanup(os.rmdir, self.mount)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % self.SIZE,
-                                 "chathub-test", self.mount],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
-            self.fail("this test needs to mount a small tmpfs (as root, or with CAP_SYS_ADMIN) "
-                      "to fill a real file system; mount said: %s" % result.stdout.strip())
-        self.addCleanup(subprocess.run, ["umount", "--lazy", self.mount], check=True)
-        self.filler = os.path.join(self.mount, "filler")
-        self.addCleanup(self.remove_filler)
-        self.daemon = h.Daemon(config={"store": {"path": os.path.join(self.mount, "chathub.db")}})
-        self.addCleanup(self.daemon.cleanup)
-        self.daemon.start()
-
-    def fill(self):
-        with open(self.filler, "wb", buffering=0) as f:
-            for chunk in (1 << 16, 1 << 12, 1):
-                try:
-                    while True:
-                        f.write(b"\0" * chunk)
-                except OSError as error:
-                    self.assertEqual(error.errno, 28, error)   # ENOSPC
-
-    def remove_filler(self):
-        if os.path.exists(self.filler):
-            os.unlink(self.filler)
-
-    def send(self, ws, room, text):
-        ws.send_json({"type": "message", "room_id": room, "content": text})
-        while True:
-            frame = ws.recv_json(timeout=10, answer_pings=True)
-            if frame.get("type") == "error" or (frame.get("type") == "message"
-                                                 and frame.get("content") == text):
-                return frame
+class FullDiskTests(h.FullDiskMixin, unittest.TestCase):
+    """The database on a 4 MiB tmpfs that a filler file fills up after chathubd started."""
 
     def test_failing_store(self):
         d = self.daemon

@@ -19,7 +19,6 @@ import re
 import signal
 import sqlite3
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -194,50 +193,8 @@ class StoreFileTests(unittest.TestCase):
         self.assertRegex(verbose.log_text(), re.compile(figures, re.M))
 
 
-class FullDiskTests(unittest.TestCase):
+class FullDiskTests(h.FullDiskMixin, unittest.TestCase):
     """The database on a 4 MiB tmpfs that a filler file fills up after chathubd started."""
-
-    SIZE = 4 * 1024 * 1024
-
-    def setUp(self):
-        self.mount = tempfile.mkdtemp(prefix="chathub-tmpfs-")
-        self.addCleanup(os.rmdir, self.mount)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % self.SIZE,
-                                 "chathub-test", self.mount],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
-            self.fail("this test needs to mount a small tmpfs (as root, or with CAP_SYS_ADMIN) "
-                      "to fill a real file system; mount said: %s" % result.stdout.strip())
-        self.addCleanup(subprocess.run, ["umount", "--lazy", self.mount], check=True)
-        self.filler = os.path.join(self.mount, "filler")
-        self.addCleanup(self.remove_filler)
-        self.daemon = h.Daemon(config={"store": {"path": os.path.join(self.mount, "chathub.db")}})
-        self.addCleanup(self.daemon.cleanup)
-        self.daemon.start()
-
-    def fill(self):
-        """Writes the filler until not one byte more fits."""
-        with open(self.filler, "wb", buffering=0) as f:
-            for chunk in (1 << 16, 1 << 12, 1):
-                try:
-                    while True:
-                        f.write(b"\0" * chunk)
-                except OSError as error:
-                    self.assertEqual(error.errno, 28, error)   # ENOSPC
-        self.assertEqual(os.statvfs(self.mount).f_bavail, 0)
-
-    def remove_filler(self):
-        if os.path.exists(self.filler):
-            os.unlink(self.filler)
-
-    def send(self, ws, room, text):
-        """Sends a room message; returns the frame about it: its echo or an error."""
-        ws.send_json({"type": "message", "room_id": room, "content": text})
-        while True:
-            frame = ws.recv_json(timeout=10, answer_pings=True)
-            if frame.get("type") == "error" or (frame.get("type") == "message"
-                                                 and frame.get("content") == text):
-                return frame
 
     def test_full_disk(self):
         d = self.daemon
