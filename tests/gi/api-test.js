@@ -9,33 +9,12 @@ import GObject from 'gi://GObject';
 import Gio from 'gi://Gio';
 import Json from 'gi://Json';
 import Chat from 'gi://Chat?version=1.0';
-import System from 'system';
+import {AssertionError, assert, assertEqual, runTests, sleep, test, waitUntil} from './tap.js';
 
 const HERE = GLib.path_get_dirname(GLib.filename_from_uri(import.meta.url)[0]);
 const WSCLIENT = GLib.build_filenamev([HERE, 'wsclient.py']);
 const PYTHON = '/usr/bin/python3';
 const SECRET = 'chathub-gjs-test-secret-0123456789abcdef';
-const TIME_SCALE = Number(GLib.getenv('CHATHUB_TEST_TIME_SCALE') || '1');
-
-// ---- a tiny TAP runner on the GLib main loop --------------------------------------------
-
-const tests = [];
-function test(name, fn) {
-    tests.push([name, fn]);
-}
-
-class AssertionError extends Error {}
-
-function assert(condition, what) {
-    if (!condition)
-        throw new AssertionError(what ?? 'assertion failed');
-}
-
-function assertEqual(actual, expected, what) {
-    const a = JSON.stringify(actual), e = JSON.stringify(expected);
-    if (a !== e)
-        throw new AssertionError(`${what ?? 'value'}: expected ${e}, got ${a}`);
-}
 
 function assertThrowsChatError(fn, code, what) {
     try {
@@ -51,38 +30,7 @@ function assertThrowsChatError(fn, code, what) {
     throw new AssertionError(`${what}: nothing was thrown`);
 }
 
-function timeout(ms) {
-    return new Promise(resolve => GLib.timeout_add(GLib.PRIORITY_DEFAULT, ms, () => {
-        resolve();
-        return GLib.SOURCE_REMOVE;
-    }));
-}
-
 // Resolves when predicate() returns something truthy; checks after every main-loop wakeup.
-function waitUntil(predicate, what, ms = 5000) {
-    return new Promise((resolve, reject) => {
-        const deadline = GLib.get_monotonic_time() + ms * 1000 * TIME_SCALE;
-        GLib.timeout_add(GLib.PRIORITY_DEFAULT, 5, () => {
-            let result;
-            try {
-                result = predicate();
-            } catch (e) {
-                reject(e);
-                return GLib.SOURCE_REMOVE;
-            }
-            if (result) {
-                resolve(result);
-                return GLib.SOURCE_REMOVE;
-            }
-            if (GLib.get_monotonic_time() > deadline) {
-                reject(new AssertionError(`timed out waiting for ${what}`));
-                return GLib.SOURCE_REMOVE;
-            }
-            return GLib.SOURCE_CONTINUE;
-        });
-    });
-}
-
 // ---- helpers -------------------------------------------------------------------------------
 
 function makeToken(userId, rooms = null) {
@@ -401,7 +349,7 @@ test('broadcast signal; send to everyone, a room and a user', withFixture(async 
     assertEqual(f.hub.send_to_user(2, direct), 1, 'send_to_user count');
     const d = await ws2.frame('message');
     assertEqual([d.to, d.content], [2, 'just you'], 'direct message');
-    await timeout(200);
+    await sleep(200);
     assertEqual(ws2.frames('message').length, 0, 'user 2 got nothing from room 9');
     assertThrowsChatError(() => f.hub.send_to_user(3, direct), Chat.Error.USER_OFFLINE, 'offline');
 }));
@@ -478,7 +426,7 @@ test('a handler of message-received may close the client; the message is not rou
     bad.send({type: 'message', content: 'a forbidden word'});
     const event = await bad.closed();
     assertEqual([event.code, event.reason], [1008, 'banned word'], 'the close');
-    await timeout(200);
+    await sleep(200);
     assertEqual(good.frames('message').length, 0, 'nothing relayed');
     assertEqual(f.hub.get_messages_relayed(), 0, 'messages-relayed');
 }));
@@ -573,36 +521,4 @@ test('a refused token never registers a client', withFixture(async f => {
     assertEqual(registered, 0, 'no client-registered');
 }));
 
-// ---- main ------------------------------------------------------------------------------
-
-const loop = new GLib.MainLoop(null, false);
-let failures = 0;
-
-async function main() {
-    print(`1..${tests.length}`);
-    let n = 0;
-    for (const [name, fn] of tests) {
-        n++;
-        try {
-            await fn();
-            print(`ok ${n} - ${name}`);
-        } catch (e) {
-            failures++;
-            print(`not ok ${n} - ${name}`);
-            for (const line of `${e}\n${e.stack ?? ''}`.split('\n'))
-                print(`# ${line}`);
-        }
-    }
-    loop.quit();
-}
-
-GLib.idle_add(GLib.PRIORITY_DEFAULT, () => {
-    main().catch(e => {
-        print(`Bail out! ${e}`);
-        failures++;
-        loop.quit();
-    });
-    return GLib.SOURCE_REMOVE;
-});
-loop.run();
-System.exit(failures > 0 ? 1 : 0);
+runTests();

@@ -10,59 +10,9 @@ import GLib from 'gi://GLib';
 import Gio from 'gi://Gio';
 import Json from 'gi://Json';
 import Chat from 'gi://Chat?version=1.0';
-import System from 'system';
+import {AssertionError, assert, assertEqual, runTests, sleep, test, waitUntil} from './tap.js';
 
 const SECRET = 'chathub-gjs-connection-secret-0123456789abcdef';
-const TIME_SCALE = Number(GLib.getenv('CHATHUB_TEST_TIME_SCALE') || '1');
-
-const tests = [];
-function test(name, fn) {
-    tests.push([name, fn]);
-}
-
-class AssertionError extends Error {}
-
-function assert(condition, what) {
-    if (!condition)
-        throw new AssertionError(what ?? 'assertion failed');
-}
-
-function assertEqual(actual, expected, what) {
-    const a = JSON.stringify(actual), e = JSON.stringify(expected);
-    if (a !== e)
-        throw new AssertionError(`${what ?? 'value'}: expected ${e}, got ${a}`);
-}
-
-function waitUntil(predicate, what, ms = 10000) {
-    return new Promise((resolve, reject) => {
-        const deadline = GLib.get_monotonic_time() + ms * 1000 * TIME_SCALE;
-        GLib.timeout_add(GLib.PRIORITY_DEFAULT, 5, () => {
-            let result;
-            try {
-                result = predicate();
-            } catch (e) {
-                reject(e);
-                return GLib.SOURCE_REMOVE;
-            }
-            if (result) {
-                resolve(result);
-                return GLib.SOURCE_REMOVE;
-            }
-            if (GLib.get_monotonic_time() > deadline) {
-                reject(new AssertionError(`timed out waiting for ${what}`));
-                return GLib.SOURCE_REMOVE;
-            }
-            return GLib.SOURCE_CONTINUE;
-        });
-    });
-}
-
-function sleep(ms) {
-    return new Promise(resolve => GLib.timeout_add(GLib.PRIORITY_DEFAULT, ms, () => {
-        resolve();
-        return GLib.SOURCE_REMOVE;
-    }));
-}
 
 function now() {
     return Math.floor(Date.now() / 1000);
@@ -318,36 +268,4 @@ test('token refresh, and a final 4001 without one', () => withDaemon('sqlite', a
     await a.waitRoom(['still here']);
 }));
 
-// ---- main ---------------------------------------------------------------------------------
-
-const loop = new GLib.MainLoop(null, false);
-let failures = 0;
-
-async function main() {
-    print(`1..${tests.length}`);
-    let n = 0;
-    for (const [name, fn] of tests) {
-        n++;
-        try {
-            await fn();
-            print(`ok ${n} - ${name}`);
-        } catch (e) {
-            failures++;
-            print(`not ok ${n} - ${name}`);
-            for (const line of `${e}\n${e.stack ?? ''}`.split('\n'))
-                print(`# ${line}`);
-        }
-    }
-    loop.quit();
-}
-
-GLib.idle_add(GLib.PRIORITY_DEFAULT, () => {
-    main().catch(e => {
-        print(`Bail out! ${e}`);
-        failures++;
-        loop.quit();
-    });
-    return GLib.SOURCE_REMOVE;
-});
-loop.run();
-System.exit(failures > 0 ? 1 : 0);
+runTests();
