@@ -461,6 +461,18 @@ test('the hub: send_to_all() the method, broadcast the signal; register_client i
     assertEqual(seen, ['to all'], 'the broadcast signal');
 }));
 
+test('close_client(): after what was sent to all before it', withFixture(async f => {
+    assertEqual(typeof f.hub.disconnect, 'function', "GObject's disconnect() is not hidden");
+    const [ws, client] = await f.connect(7);
+    const message = Chat.Message.new(Chat.MessageType.MESSAGE);
+    message.content = 'last words';
+    assertEqual(f.hub.send_to_all(message), 1, 'send_to_all count');
+    f.hub.close_client(client, Chat.CloseCode.POLICY_VIOLATION, 'bye');
+    assertEqual((await ws.frame('message')).content, 'last words', 'the message first');
+    const event = await ws.closed();
+    assertEqual([event.code, event.reason], [1008, 'bye'], 'then the close');
+}));
+
 test('the wire code of a caught GLib.Error', () => {
     const hub = Chat.Hub.new();
     const message = Chat.Message.new(Chat.MessageType.MESSAGE);
