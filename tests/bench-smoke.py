@@ -22,6 +22,7 @@ BENCH = os.environ.get("CHATHUB_BENCH", "_build/tools/bench/chathub-bench")
 BENCH_DIR = os.path.dirname(os.path.abspath(BENCH))
 BUILD = os.path.dirname(os.path.dirname(BENCH_DIR))
 FLOOR = os.path.join(BENCH_DIR, "sqlite-floor")
+PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "plot")
 COMPARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "compare")
 
 
@@ -197,6 +198,43 @@ class StoreBenchSmoke(unittest.TestCase):
         self.assertEqual(len(in_files), 4, os.listdir(out))  # and the recover step's SQLite daemon
         self.assertIn("p99 sqlite/memory", run.stdout)
         self.assertIn("stored/s vs floor", run.stdout)
+        # compare draws what it measured (tools/bench/plot) and links the picture from report.md
+        with open(os.path.join(out, "store.svg")) as f:
+            svg = f.read()
+        for label in ("Recovery storm", "chathubd-sqlite", "chathubd-memory", "plain joins"):
+            self.assertIn(label, svg)
+        with open(os.path.join(out, "report.md")) as f:
+            self.assertIn("![store](store.svg)", f.read())
+
+    def test_plot(self):
+        """tools/bench/plot draws one picture per step from compare's results.jsonl, drops
+        superseded tries and writes nothing for a step that is absent."""
+        rows = [{"server": s, "rep": 1, "step": "fanout", "rate": rate, "n": 100, "deliveries_per_sec": d,
+                 "p99_ms": p99, "superseded": False}
+                for s, rate, d, p99 in (("chathubd", 500, 50000, 3.0), ("chathubd", 1000, 99000, 5.0),
+                                        ("limit-batch", 500, 50000, 2.0), ("limit-batch", 1000, 100000, 4.0))]
+        rows.append({"server": "superseded-peer", "rep": 1, "step": "fanout", "rate": 500, "n": 100,
+                     "deliveries_per_sec": 1, "p99_ms": 1, "superseded": True})
+        rows += [{"server": s, "rep": 1, "step": "idle", "n": 500, "kib_per_conn": k}
+                 for s, k in (("chathubd", 10.5), ("limit-batch", 8.25))]
+        results = os.path.join(self.tmp.name, "plot", "results.jsonl")
+        os.makedirs(os.path.dirname(results))
+        with open(results, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        run = subprocess.run([PLOT, results], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=120)
+        self.assertEqual(run.returncode, 0, run.stdout)
+        names = sorted(os.path.basename(x) for x in run.stdout.split())
+        self.assertEqual(names, ["fanout-deliveries.svg", "fanout-p99.svg", "idle-memory.svg"], run.stdout)
+        with open(os.path.join(self.tmp.name, "plot", "fanout-deliveries.svg")) as f:
+            svg = f.read()
+        self.assertIn("Fan-out to 100 receivers", svg)
+        self.assertIn("limit-batch", svg)
+        self.assertNotIn("superseded-peer", svg)
+        with open(os.path.join(self.tmp.name, "plot", "idle-memory.svg")) as f:
+            svg = f.read()
+        self.assertIn("10.5", svg)
+        self.assertIn("8.25", svg)
 
 
 if __name__ == "__main__":
