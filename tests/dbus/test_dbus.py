@@ -1564,6 +1564,22 @@ class ReloadTests(unittest.TestCase):
         assert_nothing_queued(self, ws)
         self.assertEqual(self.daemon.stop(), 0)
 
+    def test_units_exec_reload(self):
+        # what "systemctl reload chathub" runs, with $MAINPID the daemon's pid
+        for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
+            with open(os.path.join(TOP, "data", template)) as f:
+                lines = [l[len("ExecReload="):] for l in f.read().splitlines()
+                         if l.startswith("ExecReload=")]
+            self.assertEqual(len(lines), 1, template)
+            command = lines[0].replace("$MAINPID", str(self.daemon.proc.pid)).split()
+            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, timeout=h.scaled(20))
+            self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertTrue(wait_until(lambda: self.daemon.log_text().count(
+            "Configuration reloaded from") == 2), self.daemon.log_text())
+        self.assertTrue(self.daemon.alive())
+        self.assertEqual(self.daemon.stop(), 0)
+
 
 # ---------------------------------------------------------------------------
 # data/
