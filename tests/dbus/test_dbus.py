@@ -583,7 +583,7 @@ class InterfaceTests(BusDaemonTestCase):
             "ListClients": ("", "a(stxat)"), "ListRooms": ("", "a(tu)"),
             "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "History": ("ttu", "sas"),
             "Broadcast": ("sa{sv}", "tu"),
-            "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
+            "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"), "Reload": ("", "u"),
             "GetStatistics": ("", "a{sv}"), "ListNodes": ("", "a(sa{sv})")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
         self.assertEqual(signals, {"ClientRegistered": "st", "ClientUnregistered": "stq",
