@@ -478,28 +478,29 @@ chd_daemon_reload (ChdDaemon *self, GError **error)
 	g_autoptr (GPtrArray) ignored = NULL;
 	g_autofree char *keys = NULL;
 	g_autofree char *text = NULL;
-	const char *file = self->config->file != NULL ? self->config->file : _ ("(no file)");
+	g_autoptr (GError) local = NULL;
+	const char *file;
 
 	g_return_val_if_fail (CHD_IS_DAEMON (self), 0);
 	g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
+	file = self->config->file != NULL ? self->config->file : _ ("(no file)");
 	if (self->stopping) {
-		g_set_error_literal (error,
+		g_set_error_literal (&local,
 				     CHAT_ERROR,
 				     CHAT_ERROR_FAILED,
 				     _ ("Not reloading: the service is shutting down"));
-		return 0;
+	} else {
+		loaded->bus_type = self->config->bus_type;
+		/* everything is checked before anything changes */
+		if (!chd_config_load (loaded, self->config->file, &local))
+			g_prefix_error (&local, "%s", _ ("bad configuration: "));
+		else
+			staging = build_verifier (loaded, &local);
 	}
-	loaded->bus_type = self->config->bus_type;
-	/* everything is checked before anything changes */
-	if (!chd_config_load (loaded, self->config->file, error)) {
-		g_prefix_error (error, "%s", _ ("bad configuration: "));
-		log_reload_failure (self, *error);
-		return 0;
-	}
-	staging = build_verifier (loaded, error);
-	if (staging == NULL) {
-		log_reload_failure (self, *error);
+	if (local != NULL) {
+		log_reload_failure (self, local);
+		g_propagate_error (error, g_steal_pointer (&local));
 		return 0;
 	}
 
