@@ -766,6 +766,189 @@ test_config_cluster_nodes (void)
 			   "[cluster] announce-interval: “0” is not a whole number from 1 to 3600");
 }
 
+static ChdKey *
+key_at (ChdConfig *config, guint i)
+{
+	g_assert_cmpuint (i, <, config->keys->len);
+	return config->keys->pdata[i];
+}
+
+/* [key:ID] groups: keys with ids beside [auth]'s, each pinned to its algorithm, held to the
+ * same strictness (unknown keys, secret lengths, unreadable files) and counted. */
+static void
+test_config_key_groups (void)
+{
+	g_autofree char *secret_b = write_file ("secret-b", PAD "-b", -1);
+	g_autofree char *secret_c = write_file ("secret-c", PAD "-c", -1);
+	g_autofree char *short_secret = write_file ("secret-short", "0123456789abcdef", -1);
+	g_autofree char *secret_48 = write_file ("secret-48", PAD "0123456789abcdef", -1);
+	g_autofree char *secret_c48 = write_file ("secret-c48", PAD "0123456789abcdeX", -1);
+	g_autofree char *pem_path =
+	    g_test_build_filename (G_TEST_DIST, "data", "rsa-public.pem", NULL);
+	g_autofree char *missing = g_build_filename (tmpdir, "no-such-secret", NULL);
+	g_autofree char *conf_path = g_build_filename (tmpdir, "chathub.conf", NULL);
+	g_autofree char *text = NULL;
+	g_autofree char *message = NULL;
+	g_autoptr (GString) many = g_string_new ("");
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = NULL;
+
+	/* CHATHUB_JWT_SECRET is [auth]'s key when the file names none; the groups follow it */
+	text = g_strdup_printf ("[key:b]\nsecret-file=%s\n[key:2026-06.rsa]\nalgorithm=RS256\n"
+				"public-key-file=%s\n",
+				secret_b,
+				pem_path);
+	config = load_text (text, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (config->keys->len, ==, 2);
+	g_assert_null (config->key);
+	g_assert_cmpstr (key_at (config, 0)->id, ==, "b");
+	g_assert_cmpint (key_at (config, 0)->algorithm, ==, CHAT_TOKEN_ALGORITHM_HS256);
+	g_assert_cmpstr (key_at (config, 0)->origin, ==, "[key:b] secret-file");
+	g_assert_cmpstr (key_at (config, 1)->id, ==, "2026-06.rsa");
+	g_assert_cmpint (key_at (config, 1)->algorithm, ==, CHAT_TOKEN_ALGORITHM_RS256);
+	g_clear_pointer (&config, chd_config_free);
+	g_clear_pointer (&text, g_free);
+
+	/* [auth]'s key comes first, without id; the groups default to [auth]'s algorithm */
+	text =
+	    g_strdup_printf ("[auth]\nalgorithm=HS384\nsecret-file=%s\n[key:c]\nsecret-file=%s\n",
+			     secret_48,
+			     secret_c48);
+	config = load_text (text, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (config->keys->len, ==, 2);
+	g_assert_null (key_at (config, 0)->id);
+	g_assert_nonnull (config->key);
+	g_assert_cmpstr (key_at (config, 0)->origin, ==, "[auth] secret-file");
+	g_assert_cmpstr (key_at (config, 1)->id, ==, "c");
+	g_assert_cmpint (key_at (config, 1)->algorithm, ==, CHAT_TOKEN_ALGORITHM_HS384);
+	g_clear_pointer (&config, chd_config_free);
+	g_clear_pointer (&text, g_free);
+
+	/* without [key:ID], the single key as before */
+	config = load_text ("", &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (config->keys->len, ==, 1);
+	g_assert_cmpstr (key_at (config, 0)->origin, ==, "CHATHUB_JWT_SECRET");
+	g_clear_pointer (&config, chd_config_free);
+
+	/* strict: an unknown key in a [key:ID] group, with a hint */
+	text = g_strdup_printf ("[key:b]\nsecret-fil=%s\n", secret_b);
+	message = g_strdup_printf ("%s: unknown key “secret-fil” in group [key:b] (did you mean "
+				   "“secret-file”?)",
+				   conf_path);
+	assert_load_error (text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND, message);
+	g_clear_pointer (&text, g_free);
+	g_clear_pointer (&message, g_free);
+	/* a key group without its prefix is an unknown group */
+	message = g_strdup_printf ("%s: unknown group [keys]", conf_path);
+	assert_load_error ("[keys]\nsecret-file=/x\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+			   message);
+	g_clear_pointer (&message, g_free);
+	assert_load_error ("[key:]\nsecret-file=/x\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[key:]: a key id is 1 to 128 printable ASCII characters without space");
+	assert_load_error ("[key:a b]\nsecret-file=/x\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[key:a b]: a key id is 1 to 128 printable ASCII characters without "
+			   "space");
+	/* the key file the algorithm needs, and only that */
+	assert_load_error ("[key:b]\nalgorithm=HS256\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			   "[key:b] secret-file: required for algorithm HS256");
+	text = g_strdup_printf ("[key:b]\nalgorithm=ES256\nsecret-file=%s\n", secret_b);
+	assert_load_error (text,
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[key:b] secret-file: not for algorithm ES256, which needs "
+			   "public-key-file");
+	g_clear_pointer (&text, g_free);
+	assert_load_error (
+	    "[key:b]\nalgorithm=HS257\nsecret-file=/x\n",
+	    CHAT_ERROR,
+	    CHAT_ERROR_INVALID_ARGUMENT,
+	    "[key:b] algorithm: Unsupported token algorithm “HS257” (expected HS256, "
+	    "HS384, HS512, RS256 or ES256)");
+	/* HS secrets as long as the hash */
+	text = g_strdup_printf ("[key:short]\nsecret-file=%s\n", short_secret);
+	assert_load_error (text,
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[key:short] secret-file: the secret is 16 bytes long; HS256 needs at "
+			   "least 32 (RFC 7518, section 3.2)");
+	g_clear_pointer (&text, g_free);
+	/* an unreadable file, named */
+	text = g_strdup_printf ("[key:gone]\nsecret-file=%s\n", missing);
+	config = load_text (text, &error);
+	g_assert_null (config);
+	g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_assert_true (g_str_has_prefix (error->message, "[key:gone] secret-file: "));
+	g_clear_error (&error);
+	g_clear_pointer (&text, g_free);
+
+	/* at most CHAT_TOKEN_VERIFIER_MAX_KEYS in all, [auth]'s included */
+	g_string_append_printf (many, "[auth]\nsecret-file=%s\n", secret_c);
+	for (guint i = 1; i < CHAT_TOKEN_VERIFIER_MAX_KEYS; i++)
+		g_string_append_printf (many, "[key:k%u]\nsecret-file=%s\n", i, secret_b);
+	config = load_text (many->str, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (config->keys->len, ==, CHAT_TOKEN_VERIFIER_MAX_KEYS);
+	g_clear_pointer (&config, chd_config_free);
+	g_string_append_printf (many, "[key:one-more]\nsecret-file=%s\n", secret_b);
+	assert_load_error (many->str,
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "9 token keys: at most 8 may be valid at once ([auth] and the [key:…] "
+			   "groups together)");
+}
+
+/* What a reload may change, and what it must leave for a restart. */
+static void
+test_config_reloadable (void)
+{
+	g_autofree char *secret_b = write_file ("secret-b", PAD "-b", -1);
+	g_autofree char *text = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) running = load_text ("[server]\nport=9000\n", &error);
+	g_autoptr (ChdConfig) loaded = NULL;
+	g_autoptr (GPtrArray) changes = NULL;
+
+	g_assert_no_error (error);
+	text = g_strdup_printf ("[server]\nport=9001\npath=/chat\nmax-connections=7\n"
+				"[store]\nbackend=memory\n[limits]\nmessages-per-second=3\n"
+				"[auth]\nleeway=5\n[key:b]\nsecret-file=%s\n",
+				secret_b);
+	loaded = load_text (text, &error);
+	g_assert_no_error (error);
+	changes = chd_config_restart_changes (running, loaded);
+	g_assert_cmpuint (changes->len, ==, 3);
+	g_assert_cmpstr (changes->pdata[0], ==, "[server] port");
+	g_assert_cmpstr (changes->pdata[1], ==, "[server] path");
+	g_assert_cmpstr (changes->pdata[2], ==, "[store] backend");
+	g_clear_pointer (&changes, g_ptr_array_unref);
+	/* --port on the command line: the file's port is not a change */
+	running->port_from_command_line = TRUE;
+	changes = chd_config_restart_changes (running, loaded);
+	g_assert_cmpuint (changes->len, ==, 2);
+
+	chd_config_take_reloadable (running, loaded);
+	g_assert_cmpuint (running->messages_per_second, ==, 3);
+	g_assert_cmpuint (running->max_connections, ==, 7);
+	g_assert_cmpuint (running->leeway, ==, 5);
+	g_assert_cmpuint (running->keys->len, ==, 1);
+	g_assert_cmpstr (key_at (running, 0)->id, ==, "b");
+	/* and nothing else */
+	g_assert_cmpuint (running->port, ==, 9000);
+	g_assert_cmpstr (running->path, ==, "/ws");
+	g_assert_cmpint (running->store_backend, ==, CHD_STORE_BACKEND_SQLITE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -791,16 +974,22 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/public-key", test_config_public_key);
 	g_test_add_func ("/chd/config/cluster-nodes", test_config_cluster_nodes);
 	g_test_add_func ("/chd/config/metrics", test_config_metrics);
+	g_test_add_func ("/chd/config/key-groups", test_config_key_groups);
+	g_test_add_func ("/chd/config/reloadable", test_config_reloadable);
 	g_test_add_func ("/chc/key/files", test_key_files);
 	g_test_add_func ("/chc/key/environment", test_key_environment);
 	g_test_add_func ("/chc/bus/names", test_bus_names);
 	status = g_test_run ();
 
-	for (guint i = 0; i < 2; i++) {
-		static const char *const names[] = {"chathub.conf", "secret"};
-		g_autofree char *path = g_build_filename (tmpdir, names[i], NULL);
+	{
+		g_autoptr (GDir) dir = g_dir_open (tmpdir, 0, NULL);
+		const char *name;
 
-		g_unlink (path);
+		while (dir != NULL && (name = g_dir_read_name (dir)) != NULL) {
+			g_autofree char *path = g_build_filename (tmpdir, name, NULL);
+
+			g_unlink (path);
+		}
 	}
 	g_assert_no_errno (g_rmdir (tmpdir));
 	g_free (tmpdir);

@@ -159,7 +159,7 @@ test_token_unparsable_claims (void)
 		g_autoptr (ChatTokenVerifier) verifier =
 		    chat_token_verifier_new (algorithms[a].algorithm, key, &error);
 		g_autofree char *bad_header =
-		    g_strdup_printf ("{\"alg\":\"%s\",\"kid\":1e400}",
+		    g_strdup_printf ("{\"alg\":\"%s\",\"x5t\":1e400}",
 				     chat_token_algorithm_to_string (algorithms[a].algorithm));
 		g_autofree char *header_token = chat_test_make_token (algorithms[a].hmac,
 								      bad_header,
@@ -483,6 +483,222 @@ test_token_verifier_without_key (void)
 	}
 }
 
+static char *
+sign_with_id (const char *secret, const char *key_id, guint64 user_id)
+{
+	g_autoptr (GBytes) key = g_bytes_new (secret, strlen (secret));
+	g_autoptr (JsonObject) claims = json_object_new ();
+	g_autoptr (GError) error = NULL;
+	char *token;
+
+	json_object_set_int_member (claims, "user_id", (gint64) user_id);
+	json_object_set_int_member (claims, "exp", now () + 60);
+	token =
+	    chat_token_sign_with_key_id (CHAT_TOKEN_ALGORITHM_HS256, key, key_id, claims, &error);
+	g_assert_no_error (error);
+	return token;
+}
+
+static void
+add_secret (ChatTokenVerifier *verifier, const char *key_id, const char *secret)
+{
+	g_autoptr (GBytes) key = g_bytes_new (secret, strlen (secret));
+	g_autoptr (GError) error = NULL;
+
+	g_assert_true (chat_token_verifier_add_key (verifier,
+						    key_id,
+						    CHAT_TOKEN_ALGORITHM_HS256,
+						    key,
+						    &error));
+	g_assert_no_error (error);
+}
+
+#define SECRET_A "secret-a-0123456789-0123456789-0123456789"
+#define SECRET_B "secret-b-0123456789-0123456789-0123456789"
+
+/* Several keys: a kid picks its key (and only it), no kid tries each key of the algorithm,
+ * an unknown kid is refused by name, keys are pinned to their algorithm. */
+static void
+test_token_key_ids (void)
+{
+	g_autoptr (ChatTokenVerifier) verifier = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	g_autoptr (GBytes) rsa_public = chat_test_load_data ("rsa-public.pem");
+	g_autoptr (GBytes) rsa_private = chat_test_load_data ("rsa-private.pem");
+	g_autoptr (JsonObject) claims = json_object_new ();
+	g_autoptr (GError) error = NULL;
+	g_autofree char *b_as_b = NULL, *b_as_a = NULL, *a_unknown = NULL, *b_plain = NULL;
+	g_autofree char *a_plain = NULL, *rsa_token = NULL, *hs_as_rsa = NULL, *bad_kid = NULL;
+
+	g_assert_cmpuint (chat_token_verifier_get_n_keys (verifier), ==, 0);
+	add_secret (verifier, "a", SECRET_A);
+	add_secret (verifier, "b", SECRET_B);
+	g_assert_true (chat_token_verifier_add_key (verifier,
+						    "r",
+						    CHAT_TOKEN_ALGORITHM_RS256,
+						    rsa_public,
+						    &error));
+	g_assert_no_error (error);
+	g_assert_cmpuint (chat_token_verifier_get_n_keys (verifier), ==, 3);
+	g_assert_true (chat_token_verifier_has_key_id (verifier, "b"));
+	g_assert_false (chat_token_verifier_has_key_id (verifier, "c"));
+	g_assert_cmpint (chat_token_verifier_get_algorithm (verifier),
+			 ==,
+			 CHAT_TOKEN_ALGORITHM_HS256);
+
+	b_as_b = sign_with_id (SECRET_B, "b", 21);
+	g_assert_cmpuint (assert_accepted (verifier, b_as_b), ==, 21);
+	/* the kid says "a": B's signature is not even tried */
+	b_as_a = sign_with_id (SECRET_B, "a", 22);
+	assert_refused_because (verifier, b_as_a, "signature");
+	a_unknown = sign_with_id (SECRET_A, "nope", 23);
+	assert_refused_because (verifier, a_unknown, "unknown key id");
+	/* no kid: each HS256 key is tried */
+	b_plain = sign_with_id (SECRET_B, NULL, 24);
+	g_assert_cmpuint (assert_accepted (verifier, b_plain), ==, 24);
+	a_plain = sign_with_id (SECRET_A, NULL, 25);
+	g_assert_cmpuint (assert_accepted (verifier, a_plain), ==, 25);
+
+	json_object_set_int_member (claims, "user_id", 26);
+	rsa_token = chat_token_sign_with_key_id (CHAT_TOKEN_ALGORITHM_RS256,
+						 rsa_private,
+						 "r",
+						 claims,
+						 &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (assert_accepted (verifier, rsa_token), ==, 26);
+	/* the RS256 key never checks an HS256 token, even one naming it */
+	hs_as_rsa = sign_with_id (SECRET_A, "r", 27);
+	assert_refused_because (verifier, hs_as_rsa, "configured algorithm");
+
+	bad_kid = chat_test_make_token (G_CHECKSUM_SHA256,
+					"{\"alg\":\"HS256\",\"kid\":5}",
+					"{\"user_id\":28}",
+					SECRET_A);
+	assert_refused_because (verifier, bad_kid, "malformed");
+}
+
+/* A key without id checks the tokens whose kid names no key, so a single key keeps taking
+ * the tokens of a provider that always sets kid. */
+static void
+test_token_key_without_id (void)
+{
+	g_autoptr (ChatTokenVerifier) verifier = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	g_autofree char *a_other = sign_with_id (SECRET_A, "other", 31);
+	g_autofree char *b_other = sign_with_id (SECRET_B, "other", 32);
+	g_autofree char *b_as_b = sign_with_id (SECRET_B, "b", 33);
+
+	add_secret (verifier, NULL, SECRET_A);
+	add_secret (verifier, "b", SECRET_B);
+	g_assert_cmpuint (assert_accepted (verifier, a_other), ==, 31);
+	/* the keys with another id are not tried for an unknown kid */
+	assert_refused_because (verifier, b_other, "signature");
+	g_assert_cmpuint (assert_accepted (verifier, b_as_b), ==, 33);
+}
+
+static void
+test_token_add_key_errors (void)
+{
+	g_autoptr (ChatTokenVerifier) verifier = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	g_autoptr (GBytes) key = g_bytes_new_static (SECRET_A, strlen (SECRET_A));
+	g_autoptr (GBytes) empty = g_bytes_new_static ("", 0);
+	g_autoptr (JsonObject) claims = json_object_new ();
+	const char *bad_ids[] = {"", "a b", "tab\t", "é"};
+	g_autoptr (GError) error = NULL;
+
+	for (guint i = 0; i < G_N_ELEMENTS (bad_ids); i++) {
+		g_assert_false (chat_token_verifier_add_key (verifier,
+							     bad_ids[i],
+							     CHAT_TOKEN_ALGORITHM_HS256,
+							     key,
+							     &error));
+		g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+		g_clear_error (&error);
+	}
+	g_assert_false (
+	    chat_token_verifier_add_key (verifier, "e", CHAT_TOKEN_ALGORITHM_HS256, empty, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	for (guint i = 0; i < CHAT_TOKEN_VERIFIER_MAX_KEYS; i++) {
+		g_autofree char *id = g_strdup_printf ("k%u", i);
+
+		add_secret (verifier, id, SECRET_A);
+	}
+	g_assert_false (chat_token_verifier_add_key (verifier,
+						     "one-too-many",
+						     CHAT_TOKEN_ALGORITHM_HS256,
+						     key,
+						     &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+	g_assert_cmpuint (chat_token_verifier_get_n_keys (verifier),
+			  ==,
+			  CHAT_TOKEN_VERIFIER_MAX_KEYS);
+
+	/* the same id twice */
+	g_clear_object (&verifier);
+	verifier = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	add_secret (verifier, "twice", SECRET_A);
+	g_assert_false (chat_token_verifier_add_key (verifier,
+						     "twice",
+						     CHAT_TOKEN_ALGORITHM_HS256,
+						     key,
+						     &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+	g_clear_error (&error);
+
+	json_object_set_int_member (claims, "user_id", 1);
+	g_assert_null (
+	    chat_token_sign_with_key_id (CHAT_TOKEN_ALGORITHM_HS256, key, "a b", claims, &error));
+	g_assert_error (error, CHAT_ERROR, CHAT_ERROR_INVALID_ARGUMENT);
+}
+
+static void
+count_notify (GObject *object, GParamSpec *pspec, guint *count)
+{
+	(*count)++;
+}
+
+/* The whole set is swapped at once: the old keys stop, the new ones start, together. */
+static void
+test_token_replace_keys (void)
+{
+	g_autoptr (GBytes) a = g_bytes_new_static (SECRET_A, strlen (SECRET_A));
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChatTokenVerifier) verifier =
+	    chat_token_verifier_new (CHAT_TOKEN_ALGORITHM_HS256, a, &error);
+	g_autoptr (ChatTokenVerifier) staging = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	g_autoptr (ChatTokenVerifier) empty = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, NULL);
+	g_autofree char *a_plain = sign_with_id (SECRET_A, NULL, 41);
+	g_autofree char *b_as_b = sign_with_id (SECRET_B, "b", 42);
+	g_autofree char *c_as_c = sign_with_id (SECRET_B, "c", 43);
+	guint notified = 0;
+
+	g_assert_no_error (error);
+	g_signal_connect (verifier, "notify::n-keys", G_CALLBACK (count_notify), &notified);
+	chat_token_verifier_set_leeway (verifier, 7);
+	g_assert_cmpuint (assert_accepted (verifier, a_plain), ==, 41);
+	assert_refused (verifier, b_as_b, "B is not a key yet");
+
+	add_secret (staging, "b", SECRET_B);
+	add_secret (staging, "c", SECRET_B);
+	/* building the new set does not touch the verifier in use */
+	assert_refused (verifier, b_as_b, "B is only staged");
+	chat_token_verifier_replace_keys (verifier, staging);
+	g_assert_cmpuint (notified, ==, 1);
+	g_assert_cmpuint (chat_token_verifier_get_n_keys (verifier), ==, 2);
+	g_assert_cmpuint (chat_token_verifier_get_leeway (verifier), ==, 7);
+	g_assert_cmpuint (assert_accepted (verifier, b_as_b), ==, 42);
+	g_assert_cmpuint (assert_accepted (verifier, c_as_c), ==, 43);
+	assert_refused (verifier, a_plain, "A was replaced");
+	/* the staging verifier lives on separately */
+	g_clear_object (&staging);
+	g_assert_cmpuint (assert_accepted (verifier, b_as_b), ==, 42);
+
+	chat_token_verifier_replace_keys (verifier, empty);
+	g_assert_cmpuint (chat_token_verifier_get_n_keys (verifier), ==, 0);
+	assert_refused_because (verifier, b_as_b, "no key");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -501,5 +717,9 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/token/malformed", test_token_malformed);
 	g_test_add_func ("/chat/token/verifier-new-errors", test_token_verifier_new_errors);
 	g_test_add_func ("/chat/token/verifier-without-key", test_token_verifier_without_key);
+	g_test_add_func ("/chat/token/key-ids", test_token_key_ids);
+	g_test_add_func ("/chat/token/key-without-id", test_token_key_without_id);
+	g_test_add_func ("/chat/token/add-key-errors", test_token_add_key_errors);
+	g_test_add_func ("/chat/token/replace-keys", test_token_replace_keys);
 	return g_test_run ();
 }

@@ -52,6 +52,7 @@ static char *token_algorithm;
 static char *token_rooms;
 static char *token_issuer;
 static char *token_audience;
+static char *token_key_id;
 static gint64 token_user_id;
 static gint64 token_ttl = 3600;
 
@@ -100,6 +101,13 @@ static const GOptionEntry token_entries[] = {
      N_ ("LIST")},
     {"issuer", 0, 0, G_OPTION_ARG_STRING, &token_issuer, N_ ("Set the iss claim"), N_ ("ISS")},
     {"audience", 0, 0, G_OPTION_ARG_STRING, &token_audience, N_ ("Set the aud claim"), N_ ("AUD")},
+    {"key-id",
+     0,
+     0,
+     G_OPTION_ARG_STRING,
+     &token_key_id,
+     N_ ("Name the signing key in the kid header ([key:ID] in chathub.conf)"),
+     N_ ("ID")},
     {NULL}};
 
 /* The signing key: the file given, else the secret in CHATHUB_JWT_SECRET as chathubd reads
@@ -169,7 +177,7 @@ command_token (int argc, char **argv)
 		if (!parse_rooms (token_rooms, array, &error))
 			return usage_error (context, error->message);
 	}
-	token = chat_token_sign (algorithm, key, claims, &error);
+	token = chat_token_sign_with_key_id (algorithm, key, token_key_id, claims, &error);
 	if (token == NULL) {
 		g_printerr ("chathubctl: %s\n", error->message);
 		return 1;
@@ -1265,6 +1273,36 @@ command_disconnect_user (int argc, char **argv)
 	return 0;
 }
 
+static int
+command_reload (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context =
+	    g_option_context_new (_ ("- read the configuration file again: token keys and limits"));
+	g_autoptr (GVariant) reply = NULL;
+	guint32 keys = 0;
+	int status = 0;
+
+	if (!parse_command_line (context, NULL, &argc, &argv, 0, &status))
+		return status;
+	reply = ask_hub ("Reload", NULL, "(u)", &status);
+	if (reply == NULL)
+		return status;
+	g_variant_get (reply, "(u)", &keys);
+	if (opt_json) {
+		g_autoptr (JsonObject) object = json_object_new ();
+
+		json_object_set_int_member (object, "keys", keys);
+		print_json_object (object, TRUE);
+	} else {
+		g_print (g_dngettext (GETTEXT_PACKAGE,
+				      "Reloaded; %u token key is valid.\n",
+				      "Reloaded; %u token keys are valid.\n",
+				      keys),
+			 keys);
+	}
+	return 0;
+}
+
 /* ---- monitor -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1532,6 +1570,10 @@ static const Command commands[] = {
      command_disconnect_user,
      N_ ("disconnect-user [--reason TEXT] USER"),
      N_ ("close every connection of a user with 1008")},
+    {"reload",
+     command_reload,
+     "reload",
+     N_ ("read the configuration again: token keys, limits (as SIGHUP)")},
     {"monitor", command_monitor, "monitor", N_ ("print events as they happen, until interrupted")},
     {"chat",
      chathubctl_command_chat,

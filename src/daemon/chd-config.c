@@ -11,6 +11,18 @@
 #include "chc-key.h"
 #include "chd-config.h"
 
+/* The group of one more token key: [key:ID] */
+#define KEY_GROUP_PREFIX "key:"
+
+static void
+chd_key_free (ChdKey *key)
+{
+	g_free (key->id);
+	g_clear_pointer (&key->material, g_bytes_unref);
+	g_free (key->origin);
+	g_free (key);
+}
+
 ChdConfig *
 chd_config_new (void)
 {
@@ -21,6 +33,7 @@ chd_config_new (void)
 	config->path = g_strdup ("/ws");
 	config->web = TRUE;
 	config->algorithm = CHAT_TOKEN_ALGORITHM_HS256;
+	config->keys = g_ptr_array_new_with_free_func ((GDestroyNotify) chd_key_free);
 	config->leeway = 30;
 	config->max_message_size = 65536;
 	config->outbox_size = 1048576;
@@ -51,9 +64,11 @@ chd_config_new (void)
 void
 chd_config_free (ChdConfig *config)
 {
+	g_free (config->file);
 	g_free (config->address);
 	g_free (config->path);
 	g_clear_pointer (&config->key, g_bytes_unref);
+	g_ptr_array_unref (config->keys);
 	g_free (config->issuer);
 	g_free (config->audience);
 	g_free (config->admin_group);
@@ -71,7 +86,7 @@ chd_config_free (ChdConfig *config)
  * the table of known keys, so the two cannot drift apart. */
 typedef struct {
 	GKeyFile *file;
-	GHashTable *known; /* group name -> set of key names */
+	GHashTable *known; /* group name (owned) -> set of key names */
 } Reader;
 
 /* Every read goes through here: records @key in @group as known, then gets its raw value. */
@@ -82,9 +97,9 @@ get_value (Reader *reader, const char *group, const char *key)
 
 	if (keys == NULL) {
 		keys = g_hash_table_new (g_str_hash, g_str_equal);
-		g_hash_table_insert (reader->known, (gpointer) group, keys);
+		g_hash_table_insert (reader->known, g_strdup (group), keys);
 	}
-	/* the names are string literals */
+	/* the key names are string literals */
 	g_hash_table_add (keys, (gpointer) key);
 	return g_key_file_get_value (reader->file, group, key, NULL);
 }
@@ -457,14 +472,196 @@ load_cluster (ChdConfig *config, Reader *file, GError **error)
 	return TRUE;
 }
 
+static void
+add_key (ChdConfig *config,
+	 const char *id,
+	 ChatTokenAlgorithm algorithm,
+	 GBytes *material,
+	 const char *origin)
+{
+	ChdKey *key = g_new0 (ChdKey, 1);
+
+	key->id = g_strdup (id);
+	key->algorithm = algorithm;
+	key->material = g_bytes_ref (material);
+	key->origin = g_strdup (origin);
+	g_ptr_array_add (config->keys, key);
+}
+
+static gboolean
+algorithm_is_public_key (ChatTokenAlgorithm algorithm)
+{
+	return algorithm == CHAT_TOKEN_ALGORITHM_RS256 || algorithm == CHAT_TOKEN_ALGORITHM_ES256;
+}
+
+/* The key ids a token's kid can name, and a log line or a group name can show as they are. */
+static gboolean
+key_id_is_valid (const char *id)
+{
+	gsize length = strlen (id);
+
+	if (length == 0 || length > 128)
+		return FALSE;
+	for (gsize i = 0; i < length; i++) {
+		if (id[i] <= 0x20 || id[i] >= 0x7f)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Finds the [key:ID] groups (in file order) and asks for their keys, so that the check for
+ * unknown keys covers them; their files are read later, by load_key_group(). */
+static gboolean
+read_key_groups (ChdConfig *config, Reader *file, GPtrArray *groups, GError **error)
+{
+	g_auto (GStrv) names = g_key_file_get_groups (file->file, NULL);
+
+	for (guint i = 0; names[i] != NULL; i++) {
+		const char *id = names[i] + strlen (KEY_GROUP_PREFIX);
+
+		if (!g_str_has_prefix (names[i], KEY_GROUP_PREFIX))
+			continue;
+		if (!key_id_is_valid (id)) {
+			g_set_error (error,
+				     G_KEY_FILE_ERROR,
+				     G_KEY_FILE_ERROR_INVALID_VALUE,
+				     _ ("[%s]: a key id is 1 to 128 printable ASCII characters "
+					"without space"),
+				     names[i]);
+			return FALSE;
+		}
+		g_free (get_value (file, names[i], "algorithm"));
+		g_free (get_value (file, names[i], "secret-file"));
+		g_free (get_value (file, names[i], "public-key-file"));
+		g_ptr_array_add (groups, g_strdup (names[i]));
+	}
+	return TRUE;
+}
+
+/* [auth]'s own key: secret-file or public-key-file, else CHATHUB_JWT_SECRET; optional when
+ * [key:ID] groups give keys (@others). */
+static gboolean
+load_auth_key (ChdConfig *config,
+	       const char *secret_file,
+	       const char *public_key_file,
+	       gboolean others,
+	       GError **error)
+{
+	const char *origin;
+
+	g_clear_pointer (&config->key, g_bytes_unref);
+	g_ptr_array_set_size (config->keys, 0);
+	if (algorithm_is_public_key (config->algorithm)) {
+		if (public_key_file == NULL) {
+			if (others)
+				return TRUE;
+			g_set_error (error,
+				     G_KEY_FILE_ERROR,
+				     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+				     _ ("[auth] public-key-file: required for algorithm %s"),
+				     chat_token_algorithm_to_string (config->algorithm));
+			return FALSE;
+		}
+		config->key =
+		    read_key_file ("auth", "public-key-file", public_key_file, FALSE, error);
+		if (config->key == NULL)
+			return FALSE;
+		add_key (config, NULL, config->algorithm, config->key, "[auth] public-key-file");
+		return TRUE;
+	}
+
+	if (secret_file != NULL) {
+		config->key = read_key_file ("auth", "secret-file", secret_file, TRUE, error);
+		origin = "[auth] secret-file";
+	} else if (others) {
+		/* the environment's secret only stands in for a file that names no key at all */
+		return TRUE;
+	} else if ((config->key = chc_key_secret_from_environment ()) == NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			     _ ("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
+	} else {
+		origin = CHC_KEY_SECRET_VARIABLE;
+	}
+	if (config->key == NULL)
+		return FALSE;
+	if (!check_secret_length (config->algorithm, config->key, origin, error)) {
+		g_clear_pointer (&config->key, g_bytes_unref);
+		return FALSE;
+	}
+	add_key (config, NULL, config->algorithm, config->key, origin);
+	return TRUE;
+}
+
+/* One [key:ID] group: algorithm= (default [auth]'s) and exactly the key file it needs. */
+static gboolean
+load_key_group (ChdConfig *config, Reader *file, const char *group, GError **error)
+{
+	const char *id = group + strlen (KEY_GROUP_PREFIX);
+	ChatTokenAlgorithm algorithm = config->algorithm;
+	g_autofree char *name = NULL;
+	g_autofree char *secret_file = NULL;
+	g_autofree char *public_key_file = NULL;
+	g_autofree char *origin = NULL;
+	g_autoptr (GBytes) material = NULL;
+	const char *needed, *other;
+	gboolean public_key;
+
+	read_string (file, group, "algorithm", &name);
+	if (name != NULL && !chat_token_algorithm_from_string (name, &algorithm, error)) {
+		g_prefix_error (error, "[%s] algorithm: ", group);
+		return FALSE;
+	}
+	read_string (file, group, "secret-file", &secret_file);
+	read_string (file, group, "public-key-file", &public_key_file);
+	public_key = algorithm_is_public_key (algorithm);
+	needed = public_key ? "public-key-file" : "secret-file";
+	other = public_key ? "secret-file" : "public-key-file";
+	if ((public_key ? secret_file : public_key_file) != NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[%s] %s: not for algorithm %s, which needs %s"),
+			     group,
+			     other,
+			     chat_token_algorithm_to_string (algorithm),
+			     needed);
+		return FALSE;
+	}
+	if ((public_key ? public_key_file : secret_file) == NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			     _ ("[%s] %s: required for algorithm %s"),
+			     group,
+			     needed,
+			     chat_token_algorithm_to_string (algorithm));
+		return FALSE;
+	}
+	material = read_key_file (group,
+				  needed,
+				  public_key ? public_key_file : secret_file,
+				  !public_key,
+				  error);
+	if (material == NULL)
+		return FALSE;
+	origin = g_strdup_printf ("[%s] %s", group, needed);
+	if (!public_key && !check_secret_length (algorithm, material, origin, error))
+		return FALSE;
+	add_key (config, id, algorithm, material, origin);
+	return TRUE;
+}
+
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error)
 {
 	g_autoptr (GKeyFile) key_file = g_key_file_new ();
 	g_autoptr (GHashTable) known = g_hash_table_new_full (g_str_hash,
 							      g_str_equal,
-							      NULL,
+							      g_free,
 							      (GDestroyNotify) g_hash_table_unref);
+	g_autoptr (GPtrArray) key_groups = g_ptr_array_new_with_free_func (g_free);
 	Reader reader = {key_file, known};
 	Reader *file = &reader;
 	g_autofree char *algorithm = NULL;
@@ -514,6 +711,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	}
 	read_string (file, "auth", "secret-file", &secret_file);
 	read_string (file, "auth", "public-key-file", &public_key_file);
+	if (!read_key_groups (config, file, key_groups, error))
+		return FALSE;
 	read_string (file, "auth", "issuer", &config->issuer);
 	read_string (file, "auth", "audience", &config->audience);
 	if (!read_uint (file, "auth", "leeway", 0, 3600, &config->leeway, error))
@@ -609,38 +808,122 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	}
 
-	g_clear_pointer (&config->key, g_bytes_unref);
-	if (config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
-	    config->algorithm == CHAT_TOKEN_ALGORITHM_ES256) {
-		if (public_key_file == NULL) {
-			g_set_error (error,
-				     G_KEY_FILE_ERROR,
-				     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
-				     _ ("[auth] public-key-file: required for algorithm %s"),
-				     chat_token_algorithm_to_string (config->algorithm));
+	if (!load_auth_key (config, secret_file, public_key_file, key_groups->len > 0, error))
+		return FALSE;
+	for (guint i = 0; i < key_groups->len; i++) {
+		if (!load_key_group (config, file, key_groups->pdata[i], error))
 			return FALSE;
-		}
-		config->key =
-		    read_key_file ("auth", "public-key-file", public_key_file, FALSE, error);
-		return config->key != NULL;
 	}
-
-	if (secret_file != NULL)
-		config->key = read_key_file ("auth", "secret-file", secret_file, TRUE, error);
-	else if ((config->key = chc_key_secret_from_environment ()) == NULL)
+	if (config->keys->len > CHAT_TOKEN_VERIFIER_MAX_KEYS) {
 		g_set_error (error,
 			     G_KEY_FILE_ERROR,
-			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
-			     _ ("[auth] secret-file: not set, and CHATHUB_JWT_SECRET is empty"));
-	if (config->key == NULL)
-		return FALSE;
-	if (!check_secret_length (config->algorithm,
-				  config->key,
-				  secret_file != NULL ? "[auth] secret-file"
-						      : CHC_KEY_SECRET_VARIABLE,
-				  error)) {
-		g_clear_pointer (&config->key, g_bytes_unref);
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("%u token keys: at most %u may be valid at once ([auth] and the "
+				"[key:…] groups together)"),
+			     config->keys->len,
+			     (guint) CHAT_TOKEN_VERIFIER_MAX_KEYS);
 		return FALSE;
 	}
+	g_free (config->file);
+	config->file = g_strdup (path);
 	return TRUE;
 }
+
+/* The settings a running chathubd cannot change: the listener, the bus, the store and the
+ * cluster are set up once. */
+#define RESTART_STRING(group, key, field)                   \
+	if (g_strcmp0 (running->field, loaded->field) != 0) \
+	g_ptr_array_add (changes, g_strdup ("[" group "] " key))
+#define RESTART_VALUE(group, key, field)     \
+	if (running->field != loaded->field) \
+	g_ptr_array_add (changes, g_strdup ("[" group "] " key))
+
+/**
+ * chd_config_restart_changes:
+ * @running: the configuration in force
+ * @loaded: the configuration file as read again
+ *
+ * Lists the settings that differ between @running and @loaded but take a restart to change;
+ * a reload ignores them. Those the command line set (--address, --port) do not count.
+ *
+ * Returns: (transfer full) (element-type utf8): their names, such as "[server] port"
+ */
+GPtrArray *
+chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded)
+{
+	GPtrArray *changes = g_ptr_array_new_with_free_func (g_free);
+
+	if (!running->address_from_command_line)
+		RESTART_STRING ("server", "address", address);
+	if (!running->port_from_command_line)
+		RESTART_VALUE ("server", "port", port);
+	RESTART_STRING ("server", "path", path);
+	RESTART_VALUE ("server", "web", web);
+	RESTART_VALUE ("server", "reuse-port", reuse_port);
+	RESTART_VALUE ("metrics", "enabled", metrics);
+	RESTART_STRING ("dbus", "admin-group", admin_group);
+	RESTART_VALUE ("dbus", "message-signals", message_signals);
+	RESTART_VALUE ("dbus", "exit-on-idle", exit_on_idle);
+	RESTART_VALUE ("store", "backend", store_backend);
+	RESTART_STRING ("store", "path", store_path);
+	RESTART_VALUE ("store", "sync", store_sync);
+	RESTART_VALUE ("store", "history-size", history_size);
+	RESTART_VALUE ("store", "history-ttl", history_ttl);
+	RESTART_VALUE ("store", "dm-ttl", dm_ttl);
+	RESTART_VALUE ("cluster", "backend", cluster_backend);
+	RESTART_STRING ("cluster", "redis-address", redis_address);
+	RESTART_STRING ("cluster", "redis-password-file", redis_password);
+	RESTART_STRING ("cluster", "node-name", node_name);
+	RESTART_STRING ("cluster", "key-prefix", key_prefix);
+	RESTART_VALUE ("cluster", "redis-timeout", redis_timeout);
+	RESTART_VALUE ("cluster", "presence-ttl", presence_ttl);
+	RESTART_VALUE ("cluster", "announce-interval", announce_interval);
+	return changes;
+}
+
+#undef RESTART_STRING
+#undef RESTART_VALUE
+
+#define TAKE(field) running->field = loaded->field
+#define TAKE_POINTER(field, free_func)                             \
+	G_STMT_START                                               \
+	{                                                          \
+		g_clear_pointer (&running->field, free_func);      \
+		running->field = g_steal_pointer (&loaded->field); \
+	}                                                          \
+	G_STMT_END
+
+/**
+ * chd_config_take_reloadable:
+ * @running: the configuration in force
+ * @loaded: the configuration file as read again
+ *
+ * Moves what a reload changes from @loaded into @running: [auth] (the keys, issuer, audience
+ * and leeway) and [limits], and [server] max-connections. The rest of @running stays.
+ */
+void
+chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded)
+{
+	TAKE (algorithm);
+	TAKE_POINTER (key, g_bytes_unref);
+	TAKE_POINTER (keys, g_ptr_array_unref);
+	loaded->keys = g_ptr_array_new_with_free_func ((GDestroyNotify) chd_key_free);
+	TAKE_POINTER (issuer, g_free);
+	TAKE_POINTER (audience, g_free);
+	TAKE (leeway);
+	TAKE (max_connections);
+	TAKE (max_message_size);
+	TAKE (outbox_size);
+	TAKE (ping_interval);
+	TAKE (idle_timeout);
+	TAKE (handshake_timeout);
+	TAKE (max_connections_per_user);
+	TAKE (upgrades_per_second);
+	TAKE (upgrade_burst);
+	TAKE (messages_per_second);
+	TAKE (message_burst);
+	TAKE (max_rooms);
+}
+
+#undef TAKE
+#undef TAKE_POINTER

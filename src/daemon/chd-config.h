@@ -20,17 +20,29 @@ typedef enum {
 	CHD_CLUSTER_BACKEND_REDIS,
 } ChdClusterBackend;
 
-/* The daemon's settings: chathub.conf(5) and the command line, which overrides it;
- * CHATHUB_JWT_SECRET supplies the secret only when no secret-file is set. */
+/* One key tokens may be signed with: [auth]'s, which has no id, or a [key:ID] group's. */
 typedef struct {
+	char *id; /* (nullable) */
+	ChatTokenAlgorithm algorithm;
+	GBytes *material; /* HMAC secret or PEM public key */
+	char *origin;	  /* where it came from, for errors: "[key:ID] public-key-file" */
+} ChdKey;
+
+/* The daemon's settings: chathub.conf(5) and the command line, which overrides it;
+ * CHATHUB_JWT_SECRET supplies the secret only when the file names no key at all. */
+typedef struct {
+	char *file;			    /* (nullable): the file loaded, read again on reload */
+	gboolean address_from_command_line; /* --address: a reload leaves it alone */
+	gboolean port_from_command_line;    /* --port: likewise */
 	char *address;
 	guint port;
 	char *path;
 	guint max_connections;
-	gboolean web;	     /* serve the browser chat page at "/" */
-	gboolean reuse_port; /* SO_REUSEPORT: only with cluster_backend REDIS */
-	ChatTokenAlgorithm algorithm;
-	GBytes *key; /* HMAC secret or PEM public key */
+	gboolean web;		      /* serve the browser chat page at "/" */
+	gboolean reuse_port;	      /* SO_REUSEPORT: only with cluster_backend REDIS */
+	ChatTokenAlgorithm algorithm; /* [auth]'s, the default of every [key:ID] */
+	GBytes *key;	 /* (nullable): [auth]'s key, NULL if only [key:ID] give keys */
+	GPtrArray *keys; /* ChdKey*: [auth]'s first, then [key:ID] in file order */
 	char *issuer;
 	char *audience;
 	guint leeway;
@@ -76,6 +88,10 @@ void
 chd_config_free (ChdConfig *config);
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error);
+GPtrArray *
+chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded);
+void
+chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded);
 
 char *
 chd_config_default_store_path (void);

@@ -38,6 +38,7 @@ struct _ChdDaemon {
 	GMainLoop *loop;
 	guint sigterm_id;
 	guint sigint_id;
+	guint sighup_id;
 	guint shutdown_timeout_id;
 	guint idle_id;
 	guint statistics_id;
@@ -80,10 +81,12 @@ chd_daemon_dispose (GObject *object)
 		sigemptyset (&signals);
 		sigaddset (&signals, SIGTERM);
 		sigaddset (&signals, SIGINT);
+		sigaddset (&signals, SIGHUP);
 		pthread_sigmask (SIG_BLOCK, &signals, NULL);
 	}
 	g_clear_handle_id (&self->sigterm_id, g_source_remove);
 	g_clear_handle_id (&self->sigint_id, g_source_remove);
+	g_clear_handle_id (&self->sighup_id, g_source_remove);
 	g_clear_pointer (&self->loop, g_main_loop_unref);
 	G_OBJECT_CLASS (chd_daemon_parent_class)->dispose (object);
 }
@@ -369,6 +372,187 @@ find_web_root (ChdConfig *config)
 	return g_strdup (directory);
 }
 
+/* A verifier holding the keys of @config; an error names the key at fault, like every
+ * other configuration error. */
+static ChatTokenVerifier *
+build_verifier (ChdConfig *config, GError **error)
+{
+	g_autoptr (ChatTokenVerifier) verifier =
+	    g_object_new (CHAT_TYPE_TOKEN_VERIFIER, "algorithm", config->algorithm, NULL);
+
+	for (guint i = 0; i < config->keys->len; i++) {
+		ChdKey *key = config->keys->pdata[i];
+
+		if (!chat_token_verifier_add_key (verifier,
+						  key->id,
+						  key->algorithm,
+						  key->material,
+						  error)) {
+			g_prefix_error (error, "%s%s: ", _ ("bad configuration: "), key->origin);
+			return NULL;
+		}
+	}
+	chat_token_verifier_set_issuer (verifier, config->issuer);
+	chat_token_verifier_set_audience (verifier, config->audience);
+	chat_token_verifier_set_leeway (verifier, config->leeway);
+	return g_steal_pointer (&verifier);
+}
+
+/* For the log: the keys by id, the one without id by where it came from. */
+static char *
+describe_keys (ChdConfig *config)
+{
+	g_autoptr (GString) text = g_string_new (NULL);
+
+	for (guint i = 0; i < config->keys->len; i++) {
+		ChdKey *key = config->keys->pdata[i];
+
+		g_string_append_printf (text,
+					"%s%s (%s)",
+					i > 0 ? ", " : "",
+					key->id != NULL ? key->id : key->origin,
+					chat_token_algorithm_to_string (key->algorithm));
+	}
+	return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+/* The [limits] (and max-connections) of @config onto the server: ChatServer applies the
+ * per-connection ones to connections accepted from now on. */
+static void
+apply_limits (ChdDaemon *self, ChdConfig *config)
+{
+	g_object_set (self->server,
+		      "max-connections",
+		      config->max_connections,
+		      "max-message-size",
+		      config->max_message_size,
+		      "outbox-size",
+		      config->outbox_size,
+		      "ping-interval",
+		      config->ping_interval,
+		      "idle-timeout",
+		      config->idle_timeout,
+		      "handshake-timeout",
+		      config->handshake_timeout,
+		      "max-connections-per-user",
+		      config->max_connections_per_user,
+		      "upgrades-per-second",
+		      config->upgrades_per_second,
+		      "upgrade-burst",
+		      config->upgrade_burst,
+		      "messages-per-second",
+		      config->messages_per_second,
+		      "message-burst",
+		      config->message_burst,
+		      "max-rooms",
+		      config->max_rooms,
+		      NULL);
+}
+
+static void
+log_reload_failure (ChdDaemon *self, GError *error)
+{
+	g_autofree char *text =
+	    g_strdup_printf (_ ("Reload failed; the running configuration stays: %s"),
+			     error->message);
+
+	chd_log_event (G_LOG_LEVEL_WARNING, "reload-failed", text);
+}
+
+/**
+ * chd_daemon_reload:
+ * @self: a #ChdDaemon
+ * @error: return location for a #GError
+ *
+ * Reads the configuration file again (SIGHUP, or Reload() over D-Bus) and applies the token
+ * keys, [auth]'s issuer, audience and leeway, and [limits]. Connections stay open. Settings
+ * that take a restart are logged and ignored. A file that cannot be used changes nothing.
+ *
+ * Returns: the number of token keys now valid, or 0 with @error set
+ */
+guint
+chd_daemon_reload (ChdDaemon *self, GError **error)
+{
+	g_autoptr (ChdConfig) loaded = chd_config_new ();
+	g_autoptr (ChatTokenVerifier) staging = NULL;
+	g_autoptr (GPtrArray) ignored = NULL;
+	g_autofree char *keys = NULL;
+	g_autofree char *text = NULL;
+	g_autoptr (GError) local = NULL;
+	const char *file;
+
+	g_return_val_if_fail (CHD_IS_DAEMON (self), 0);
+	g_return_val_if_fail (error == NULL || *error == NULL, 0);
+
+	file = self->config->file != NULL ? self->config->file : _ ("(no file)");
+	if (self->stopping) {
+		g_set_error_literal (&local,
+				     CHAT_ERROR,
+				     CHAT_ERROR_FAILED,
+				     _ ("Not reloading: the service is shutting down"));
+	} else {
+		loaded->bus_type = self->config->bus_type;
+		/* everything is checked before anything changes */
+		if (!chd_config_load (loaded, self->config->file, &local))
+			g_prefix_error (&local, "%s", _ ("bad configuration: "));
+		else
+			staging = build_verifier (loaded, &local);
+	}
+	if (local != NULL) {
+		log_reload_failure (self, local);
+		g_propagate_error (error, g_steal_pointer (&local));
+		return 0;
+	}
+
+	ignored = chd_config_restart_changes (self->config, loaded);
+	chd_config_take_reloadable (self->config, loaded);
+	/* the main loop runs this and every token check: a check sees the old keys or the new */
+	chat_token_verifier_replace_keys (self->verifier, staging);
+	chat_token_verifier_set_issuer (self->verifier, self->config->issuer);
+	chat_token_verifier_set_audience (self->verifier, self->config->audience);
+	chat_token_verifier_set_leeway (self->verifier, self->config->leeway);
+	apply_limits (self, self->config);
+
+	keys = describe_keys (self->config);
+	text =
+	    g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+					  "Configuration reloaded from %s: %u token key valid: %s",
+					  "Configuration reloaded from %s: %u token keys valid: %s",
+					  self->config->keys->len),
+			     file,
+			     self->config->keys->len,
+			     keys);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "reloaded", text);
+	if (ignored->len > 0) {
+		g_autofree char *names = NULL;
+
+		g_ptr_array_add (ignored, NULL);
+		names = g_strjoinv (", ", (char **) ignored->pdata);
+		g_free (text);
+		text = g_strdup_printf (_ ("Changed settings that need a restart, ignored until "
+					   "then: %s"),
+					names);
+		chd_log_event (G_LOG_LEVEL_WARNING, "reload-needs-restart", text);
+	}
+	return self->config->keys->len;
+}
+
+static guint
+reload_for_dbus (gpointer user_data, GError **error)
+{
+	return chd_daemon_reload (CHD_DAEMON (user_data), error);
+}
+
+static gboolean
+on_sighup (gpointer user_data)
+{
+	g_autoptr (GError) error = NULL;
+
+	/* a failure is logged, and the running configuration stays */
+	chd_daemon_reload (CHD_DAEMON (user_data), &error);
+	return G_SOURCE_CONTINUE;
+}
+
 ChdDaemon *
 chd_daemon_new (ChdConfig *config, GError **error)
 {
@@ -376,21 +560,9 @@ chd_daemon_new (ChdConfig *config, GError **error)
 	g_autoptr (ChdDaemon) self = g_object_new (CHD_TYPE_DAEMON, NULL);
 
 	self->config = config;
-	self->verifier = chat_token_verifier_new (config->algorithm, config->key, error);
-	if (self->verifier == NULL) {
-		/* name the key at fault, like every other configuration error */
-		g_prefix_error (error,
-				"%s%s",
-				_ ("bad configuration: "),
-				config->algorithm == CHAT_TOKEN_ALGORITHM_RS256 ||
-					config->algorithm == CHAT_TOKEN_ALGORITHM_ES256
-				    ? "[auth] public-key-file: "
-				    : "[auth] secret-file: ");
+	self->verifier = build_verifier (config, error);
+	if (self->verifier == NULL)
 		return NULL;
-	}
-	chat_token_verifier_set_issuer (self->verifier, config->issuer);
-	chat_token_verifier_set_audience (self->verifier, config->audience);
-	chat_token_verifier_set_leeway (self->verifier, config->leeway);
 
 	/* before listening: a store that cannot be opened is a failure to start */
 	self->store = open_store (config, error);
@@ -456,6 +628,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 		return FALSE;
 	self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
 	self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
+	self->sighup_id = g_unix_signal_add (SIGHUP, on_sighup, self);
 	uri = chat_server_get_uri (self->server);
 	text = g_strdup_printf (_ ("chathubd %s listening on %s (tokens: %s)"),
 				PACKAGE_VERSION,
@@ -488,6 +661,7 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 		self->dbus = chd_dbus_new (self->server, self->store, self->cluster, self->config);
 		g_signal_connect (self->dbus, "activity", G_CALLBACK (on_dbus_activity), self);
 		g_signal_connect (self->dbus, "name-lost", G_CALLBACK (on_name_lost), self);
+		chd_dbus_set_reload_func (self->dbus, reload_for_dbus, self);
 		if (!chd_dbus_start (self->dbus, error)) {
 			chat_server_stop_listening (self->server);
 			return FALSE;

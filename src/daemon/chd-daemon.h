@@ -19,5 +19,7 @@ gboolean
 chd_daemon_start (ChdDaemon *self, GError **error);
 int
 chd_daemon_run (ChdDaemon *self);
+guint
+chd_daemon_reload (ChdDaemon *self, GError **error);
 
 G_END_DECLS

@@ -35,7 +35,9 @@ struct _ChdDbus {
 	ChdHub1 *skeleton;
 	guint owner_id;
 	gboolean name_owned;
-	guint never_owned_id; /* the idle that reports a name we could not have */
+	guint never_owned_id;	   /* the idle that reports a name we could not have */
+	ChdReloadFunc reload_func; /* (nullable) */
+	gpointer reload_data;
 	gulong hub_handlers[5];
 };
 
@@ -743,6 +745,39 @@ do_disconnect_user (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 ui
 	chd_hub1_complete_disconnect_user (self->skeleton, invocation, clients->len);
 }
 
+static void
+do_reload (ChdDbus *self, GDBusMethodInvocation *invocation, guint32 uid)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *text = NULL;
+	guint n_keys;
+
+	if (self->reload_func == NULL) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_FAILED,
+							       _ ("This service cannot reload"));
+		return;
+	}
+	text = g_strdup_printf (_ ("Reload requested over D-Bus by uid %u"), uid);
+	chd_log_event (G_LOG_LEVEL_MESSAGE, "dbus-reload", text);
+	n_keys = self->reload_func (self->reload_data, &error);
+	if (n_keys == 0) {
+		g_dbus_method_invocation_return_error_literal (invocation,
+							       CHAT_ERROR,
+							       CHAT_ERROR_FAILED,
+							       error->message);
+		return;
+	}
+	chd_hub1_complete_reload (self->skeleton, invocation, n_keys);
+}
+
+static gboolean
+handle_reload (ChdHub1 *skeleton, GDBusMethodInvocation *invocation, ChdDbus *self)
+{
+	return run_privileged (self, invocation, do_reload);
+}
+
 static gboolean
 handle_broadcast (ChdHub1 *skeleton,
 		  GDBusMethodInvocation *invocation,
@@ -977,6 +1012,7 @@ chd_dbus_start (ChdDbus *self, GError **error)
 			  "handle-disconnect-user",
 			  G_CALLBACK (handle_disconnect_user),
 			  self);
+	g_signal_connect (self->skeleton, "handle-reload", G_CALLBACK (handle_reload), self);
 
 	self->hub_handlers[0] = g_signal_connect (self->hub,
 						  "client-registered",
@@ -1009,7 +1045,8 @@ chd_dbus_start (ChdDbus *self, GError **error)
 		g_autofree char *text = NULL;
 
 		text = g_strdup_printf (_ ("[dbus] admin-group: there is no group “%s”; only root "
-					   "may call Broadcast, Disconnect and DisconnectUser"),
+					   "may call Broadcast, Disconnect, DisconnectUser and "
+					   "Reload"),
 					self->config->admin_group);
 		chd_log_event (G_LOG_LEVEL_WARNING, "dbus-admin-group-missing", text);
 	}
@@ -1038,4 +1075,21 @@ chd_dbus_stop (ChdDbus *self)
 
 	g_clear_handle_id (&self->owner_id, g_bus_unown_name);
 	self->name_owned = FALSE;
+}
+
+/**
+ * chd_dbus_set_reload_func:
+ * @self: a #ChdDbus
+ * @func: (nullable): what Reload() runs, once the caller is known to be an administrator
+ * @user_data: its argument
+ *
+ * Lets Reload() reach the daemon, which alone knows how to apply a configuration.
+ */
+void
+chd_dbus_set_reload_func (ChdDbus *self, ChdReloadFunc func, gpointer user_data)
+{
+	g_return_if_fail (CHD_IS_DBUS (self));
+
+	self->reload_func = func;
+	self->reload_data = user_data;
 }

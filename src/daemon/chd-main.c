@@ -174,9 +174,12 @@ main (int argc, char **argv)
 	if (opt_address != NULL) {
 		g_free (config->address);
 		config->address = g_strdup (opt_address);
+		config->address_from_command_line = TRUE;
 	}
-	if (opt_port != G_MININT)
+	if (opt_port != G_MININT) {
 		config->port = (guint) opt_port;
+		config->port_from_command_line = TRUE;
+	}
 
 	raise_fd_limit ();
 	daemon = chd_daemon_new (config, &error);

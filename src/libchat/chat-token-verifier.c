@@ -24,15 +24,25 @@
  * @title: ChatTokenVerifier
  * @short_description: checks the JWT a client presents
  *
- * A #ChatTokenVerifier checks a JSON Web Token against one pinned algorithm and key: a token
- * whose header names any other algorithm (`none`, or HS256 signed with an RSA public key) is
- * refused before its signature is even looked at. It then enforces `exp` and `nbf` (with a
- * small leeway), `iss` and `aud` when configured, and extracts the user id (`user_id`, or a
- * numeric `sub`) and the optional `rooms` claim.
+ * A #ChatTokenVerifier checks a JSON Web Token against a small set of keys, each pinned to
+ * one algorithm: a token whose header names an algorithm no key has (`none`, or HS256 signed
+ * with an RSA public key) is refused before its signature is even looked at. It then enforces
+ * `exp` and `nbf` (with a small leeway), `iss` and `aud` when configured, and extracts the
+ * user id (`user_id`, or a numeric `sub`) and the optional `rooms` claim.
  *
  * Create a verifier with chat_token_verifier_new(), which checks the key. One made without
  * a key (g_object_new(), or `Chat.TokenVerifier()` in bindings) is valid but refuses every
  * token with %CHAT_ERROR_INVALID_TOKEN, so a server using it answers every client 401.
+ *
+ * Several keys may be valid at once, so that keys can be rotated without refusing the tokens
+ * already handed out: chat_token_verifier_add_key() adds one, with an optional key id. A
+ * token whose header carries a `kid` is checked only with the key of that id; when no key
+ * has that id, only with the keys added without an id (so that a single key keeps accepting
+ * tokens from a provider that always sets `kid`), and if there are none it is refused as
+ * naming an unknown key id. A token without `kid` is tried with every key of its algorithm,
+ * at most %CHAT_TOKEN_VERIFIER_MAX_KEYS. chat_token_verifier_replace_keys() swaps the whole
+ * set at once, for a reload: a token checked on the same thread sees the old set or the new
+ * one, never a mix.
  *
  * libjwt is an implementation detail of this class; it never appears in a public header.
  */
@@ -40,7 +50,7 @@
 /**
  * ChatTokenVerifier:
  *
- * A JWT checker pinned to one algorithm and key. All its fields are private.
+ * A JWT checker with a set of keys, each pinned to one algorithm. All its fields are private.
  *
  * Since: 1.0
  */
@@ -48,11 +58,18 @@
 /* Tokens larger than this are refused before any parsing. */
 #define MAX_TOKEN_LENGTH 8192
 
+/* One key of the set: immutable once added. */
+typedef struct {
+	char *id; /* (nullable): the `kid` that selects it */
+	ChatTokenAlgorithm algorithm;
+	GBytes *material; /* the HMAC secret or the PEM public key */
+} Key;
+
 struct _ChatTokenVerifier {
 	GObject parent_instance;
 
-	ChatTokenAlgorithm algorithm;
-	GBytes *key; /* NULL when made without chat_token_verifier_new() */
+	ChatTokenAlgorithm algorithm; /* as constructed; the first key's once there is one */
+	GPtrArray *keys;	      /* Key*, owned; empty when made without a key */
 	char *issuer;
 	char *audience;
 	guint leeway;
@@ -68,7 +85,7 @@ G_DEFINE_ENUM_TYPE (ChatTokenAlgorithm,
 		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_RS256, "RS256"),
 		    G_DEFINE_ENUM_VALUE (CHAT_TOKEN_ALGORITHM_ES256, "ES256"))
 
-enum { PROP_0, PROP_ALGORITHM, PROP_ISSUER, PROP_AUDIENCE, PROP_LEEWAY, N_PROPS };
+enum { PROP_0, PROP_ALGORITHM, PROP_ISSUER, PROP_AUDIENCE, PROP_LEEWAY, PROP_N_KEYS, N_PROPS };
 static GParamSpec *props[N_PROPS];
 
 static const struct {
@@ -88,6 +105,7 @@ static const char *const reason_no_key = N_ ("The server has no key to verify to
 static const char *const reason_malformed = N_ ("The token is malformed");
 static const char *const reason_algorithm =
     N_ ("The token is not signed with the configured algorithm");
+static const char *const reason_unknown_key_id = N_ ("The token names an unknown key id");
 static const char *const reason_signature = N_ ("The token signature is invalid");
 static const char *const reason_header_unparsable = N_ ("The token header cannot be parsed");
 static const char *const reason_claims_unparsable =
@@ -168,7 +186,10 @@ chat_token_verifier_get_property (GObject *object, guint prop_id, GValue *value,
 
 	switch (prop_id) {
 	case PROP_ALGORITHM:
-		g_value_set_enum (value, self->algorithm);
+		g_value_set_enum (value, chat_token_verifier_get_algorithm (self));
+		break;
+	case PROP_N_KEYS:
+		g_value_set_uint (value, self->keys->len);
 		break;
 	case PROP_ISSUER:
 		g_value_set_string (value, self->issuer);
@@ -215,7 +236,7 @@ chat_token_verifier_finalize (GObject *object)
 {
 	ChatTokenVerifier *self = CHAT_TOKEN_VERIFIER (object);
 
-	g_clear_pointer (&self->key, g_bytes_unref);
+	g_ptr_array_unref (self->keys);
 	g_free (self->issuer);
 	g_free (self->audience);
 	G_OBJECT_CLASS (chat_token_verifier_parent_class)->finalize (object);
@@ -235,7 +256,8 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	/**
 	 * ChatTokenVerifier:algorithm:
 	 *
-	 * The one algorithm tokens must be signed with.
+	 * The algorithm tokens must be signed with: the algorithm of the first key once the
+	 * verifier has keys (chat_token_verifier_add_key() may add keys of other algorithms).
 	 *
 	 * Since: 1.0
 	 */
@@ -279,6 +301,22 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 	 *
 	 * Since: 1.0
 	 */
+	/**
+	 * ChatTokenVerifier:n-keys:
+	 *
+	 * How many keys the verifier holds: 0 for one made without a key, which refuses every
+	 * token; at most %CHAT_TOKEN_VERIFIER_MAX_KEYS.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_N_KEYS] =
+	    g_param_spec_uint ("n-keys",
+			       NULL,
+			       "How many keys the verifier holds",
+			       0,
+			       CHAT_TOKEN_VERIFIER_MAX_KEYS,
+			       0,
+			       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	props[PROP_LEEWAY] = g_param_spec_uint ("leeway",
 						NULL,
 						"Seconds of clock skew tolerated on exp and nbf",
@@ -292,8 +330,17 @@ chat_token_verifier_class_init (ChatTokenVerifierClass *klass)
 }
 
 static void
+key_free (Key *key)
+{
+	g_free (key->id);
+	g_bytes_unref (key->material);
+	g_free (key);
+}
+
+static void
 chat_token_verifier_init (ChatTokenVerifier *self)
 {
+	self->keys = g_ptr_array_new_with_free_func ((GDestroyNotify) key_free);
 	self->leeway = 30;
 }
 
@@ -343,19 +390,111 @@ public_key_fits (ChatTokenAlgorithm algorithm, GBytes *key)
 ChatTokenVerifier *
 chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **error)
 {
-	ChatTokenVerifier *self;
+	g_autoptr (ChatTokenVerifier) self = NULL;
 
 	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, NULL);
 	g_return_val_if_fail (key != NULL, NULL);
 	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+	self = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, "algorithm", algorithm, NULL);
+	if (!chat_token_verifier_add_key (self, NULL, algorithm, key, error))
+		return NULL;
+	return g_steal_pointer (&self);
+}
+
+/* A `kid` as chathub accepts it: 1 to 128 printable ASCII characters, no space, so that it
+ * can be named in a configuration file and a log line as it is. */
+static gboolean
+key_id_is_valid (const char *key_id)
+{
+	gsize length = strlen (key_id);
+
+	if (length == 0 || length > 128)
+		return FALSE;
+	for (gsize i = 0; i < length; i++) {
+		if (key_id[i] <= 0x20 || key_id[i] >= 0x7f)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static Key *
+find_key_id (ChatTokenVerifier *self, const char *key_id)
+{
+	for (guint i = 0; i < self->keys->len; i++) {
+		Key *key = self->keys->pdata[i];
+
+		if (key->id != NULL && strcmp (key->id, key_id) == 0)
+			return key;
+	}
+	return NULL;
+}
+
+/**
+ * chat_token_verifier_add_key:
+ * @self: a #ChatTokenVerifier
+ * @key_id: (nullable): the key id a token names in its `kid` header to be checked with this
+ *   key, or %NULL for a key without id
+ * @algorithm: the algorithm tokens checked with this key must use
+ * @key: the shared secret (HS*) or the PEM public key (RS256, ES256)
+ * @error: return location for a #GError
+ *
+ * Adds a key to those @self accepts tokens from. See the class description for how a token
+ * picks its key. To change the keys of a verifier in use, build the new set in another
+ * verifier and hand it over with chat_token_verifier_replace_keys().
+ *
+ * Returns: %TRUE if the key was added; %FALSE with %CHAT_ERROR_INVALID_ARGUMENT if @key is
+ *   empty or not a PEM public key where one is needed, if @key_id is not 1 to 128 printable
+ *   ASCII characters without space, if another key has that id, or if @self already holds
+ *   %CHAT_TOKEN_VERIFIER_MAX_KEYS keys
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_token_verifier_add_key (ChatTokenVerifier *self,
+			     const char *key_id,
+			     ChatTokenAlgorithm algorithm,
+			     GBytes *key,
+			     GError **error)
+{
+	Key *entry;
+
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), FALSE);
+	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, FALSE);
+	g_return_val_if_fail (key != NULL, FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
 	chat_i18n_init ();
+	if (key_id != NULL && !key_id_is_valid (key_id)) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("A key id must be 1 to 128 printable ASCII characters "
+					"without space"));
+		return FALSE;
+	}
+	if (key_id != NULL && find_key_id (self, key_id) != NULL) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("There is already a key with id “%s”"),
+			     key_id);
+		return FALSE;
+	}
+	if (self->keys->len >= CHAT_TOKEN_VERIFIER_MAX_KEYS) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("A verifier holds at most %u keys"),
+			     (guint) CHAT_TOKEN_VERIFIER_MAX_KEYS);
+		return FALSE;
+	}
 	if (g_bytes_get_size (key) == 0) {
 		g_set_error_literal (error,
 				     CHAT_ERROR,
 				     CHAT_ERROR_INVALID_ARGUMENT,
 				     _ ("The token key is empty"));
-		return NULL;
+		return FALSE;
 	}
 	if (!algorithm_is_hmac (algorithm) && !public_key_fits (algorithm, key)) {
 		g_set_error (
@@ -365,19 +504,115 @@ chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **err
 		    algorithm == CHAT_TOKEN_ALGORITHM_RS256
 			? _ ("The key for RS256 must be a PEM RSA public key of at least 2048 bits")
 			: _ ("The key for ES256 must be a PEM P-256 public key"));
-		return NULL;
+		return FALSE;
 	}
 
-	self = g_object_new (CHAT_TYPE_TOKEN_VERIFIER, "algorithm", algorithm, NULL);
-	self->key = g_bytes_ref (key);
-	return self;
+	entry = g_new0 (Key, 1);
+	entry->id = g_strdup (key_id);
+	entry->algorithm = algorithm;
+	entry->material = g_bytes_ref (key);
+	g_ptr_array_add (self->keys, entry);
+	if (self->keys->len == 1 && self->algorithm != algorithm) {
+		self->algorithm = algorithm;
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ALGORITHM]);
+	}
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_KEYS]);
+	return TRUE;
+}
+
+/**
+ * chat_token_verifier_replace_keys:
+ * @self: a #ChatTokenVerifier
+ * @source: the verifier whose keys @self takes
+ *
+ * Makes the keys of @self those of @source, all at once: a token checked before this call is
+ * checked with the old set only, one checked after it with the new set only. This is how a
+ * server in use rotates its keys: build the new set in a fresh verifier (where each
+ * chat_token_verifier_add_key() can fail without harm), then hand it over. #ChatTokenVerifier:
+ * issuer, #ChatTokenVerifier:audience and #ChatTokenVerifier:leeway stay as they are.
+ *
+ * A @source without keys leaves @self refusing every token.
+ *
+ * Since: 1.0
+ */
+void
+chat_token_verifier_replace_keys (ChatTokenVerifier *self, ChatTokenVerifier *source)
+{
+	g_autoptr (GPtrArray) keys = NULL;
+	guint old_n_keys;
+
+	g_return_if_fail (CHAT_IS_TOKEN_VERIFIER (self));
+	g_return_if_fail (CHAT_IS_TOKEN_VERIFIER (source));
+
+	if (self == source)
+		return;
+	keys = g_ptr_array_new_full (source->keys->len, (GDestroyNotify) key_free);
+	for (guint i = 0; i < source->keys->len; i++) {
+		Key *from = source->keys->pdata[i];
+		Key *copy = g_new0 (Key, 1);
+
+		copy->id = g_strdup (from->id);
+		copy->algorithm = from->algorithm;
+		copy->material = g_bytes_ref (from->material);
+		g_ptr_array_add (keys, copy);
+	}
+	old_n_keys = self->keys->len;
+	/* one pointer swap: nothing can look at the set in between */
+	g_ptr_array_unref (self->keys);
+	self->keys = g_steal_pointer (&keys);
+
+	g_object_freeze_notify (G_OBJECT (self));
+	if (self->keys->len > 0 && ((Key *) self->keys->pdata[0])->algorithm != self->algorithm) {
+		self->algorithm = ((Key *) self->keys->pdata[0])->algorithm;
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ALGORITHM]);
+	}
+	if (old_n_keys != self->keys->len)
+		g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_KEYS]);
+	g_object_thaw_notify (G_OBJECT (self));
+}
+
+/**
+ * chat_token_verifier_get_n_keys:
+ * @self: a #ChatTokenVerifier
+ *
+ * Gets how many keys @self holds.
+ *
+ * Returns: the number of keys, 0 to %CHAT_TOKEN_VERIFIER_MAX_KEYS
+ *
+ * Since: 1.0
+ */
+guint
+chat_token_verifier_get_n_keys (ChatTokenVerifier *self)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), 0);
+	return self->keys->len;
+}
+
+/**
+ * chat_token_verifier_has_key_id:
+ * @self: a #ChatTokenVerifier
+ * @key_id: a key id
+ *
+ * Whether @self holds a key with id @key_id.
+ *
+ * Returns: %TRUE if a token whose `kid` is @key_id is checked with a key of that id
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_token_verifier_has_key_id (ChatTokenVerifier *self, const char *key_id)
+{
+	g_return_val_if_fail (CHAT_IS_TOKEN_VERIFIER (self), FALSE);
+	g_return_val_if_fail (key_id != NULL, FALSE);
+	return find_key_id (self, key_id) != NULL;
 }
 
 /**
  * chat_token_verifier_get_algorithm:
  * @self: a #ChatTokenVerifier
  *
- * Gets the algorithm @self is pinned to.
+ * Gets the algorithm @self is pinned to: that of its first key (see
+ * #ChatTokenVerifier:algorithm).
  *
  * Returns: the algorithm
  *
@@ -558,7 +793,7 @@ decode_segment_json (const char *segment, gsize len)
 }
 
 static gboolean
-hmac_holds (ChatTokenVerifier *self, const char *input, gsize input_len, GBytes *signature)
+hmac_holds (Key *self, const char *input, gsize input_len, GBytes *signature)
 {
 	static const GChecksumType types[] = {
 	    [CHAT_TOKEN_ALGORITHM_HS256] = G_CHECKSUM_SHA256,
@@ -566,7 +801,7 @@ hmac_holds (ChatTokenVerifier *self, const char *input, gsize input_len, GBytes 
 	    [CHAT_TOKEN_ALGORITHM_HS512] = G_CHECKSUM_SHA512,
 	};
 	gsize key_len, sig_len, digest_len = 64;
-	const guchar *key = g_bytes_get_data (self->key, &key_len);
+	const guchar *key = g_bytes_get_data (self->material, &key_len);
 	const guchar *sig = g_bytes_get_data (signature, &sig_len);
 	g_autoptr (GHmac) hmac = g_hmac_new (types[self->algorithm], key, key_len);
 	guint8 digest[64];
@@ -609,10 +844,10 @@ ecdsa_raw_to_der (GBytes *signature)
 }
 
 static gboolean
-public_key_holds (ChatTokenVerifier *self, const char *input, gsize input_len, GBytes *signature)
+public_key_holds (Key *self, const char *input, gsize input_len, GBytes *signature)
 {
 	gsize key_len, sig_len;
-	const void *key = g_bytes_get_data (self->key, &key_len);
+	const void *key = g_bytes_get_data (self->material, &key_len);
 	g_autoptr (GBytes) der = NULL;
 	const guchar *sig;
 	BIO *bio = BIO_new_mem_buf (key, (int) key_len);
@@ -641,7 +876,7 @@ public_key_holds (ChatTokenVerifier *self, const char *input, gsize input_len, G
  * has refused a token: libjwt 1.10 parses the header and the claims before it checks the
  * signature, and reports every failure alike. */
 static gboolean
-signature_holds (ChatTokenVerifier *self, const char *token, const char *dot2)
+signature_holds (Key *self, const char *token, const char *dot2)
 {
 	g_autoptr (GBytes) signature = decode_segment (dot2 + 1, strlen (dot2 + 1));
 
@@ -789,6 +1024,46 @@ chat_token_verifier_check (ChatTokenVerifier *self,
 					       error);
 }
 
+/* Whether a token naming @kid has any key to be checked with, whatever its algorithm: the key
+ * of that id, else the keys without id. */
+static gboolean
+kid_has_keys (ChatTokenVerifier *self, const char *kid)
+{
+	if (find_key_id (self, kid) != NULL)
+		return TRUE;
+	for (guint i = 0; i < self->keys->len; i++) {
+		if (((Key *) self->keys->pdata[i])->id == NULL)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The keys a token with header @kid (nullable) and @alg may be checked with, into @out (room
+ * for CHAT_TOKEN_VERIFIER_MAX_KEYS), in the order they were added; returns how many. */
+static guint
+select_keys (ChatTokenVerifier *self, const char *kid, const char *alg, Key **out)
+{
+	Key *named = kid != NULL ? find_key_id (self, kid) : NULL;
+	guint n = 0;
+
+	if (named != NULL) {
+		if (strcmp (algorithms[named->algorithm].name, alg) != 0)
+			return 0;
+		out[0] = named;
+		return 1;
+	}
+	for (guint i = 0; i < self->keys->len && n < CHAT_TOKEN_VERIFIER_MAX_KEYS; i++) {
+		Key *key = self->keys->pdata[i];
+
+		/* an unknown kid falls back on the keys without id only */
+		if (kid != NULL && key->id != NULL)
+			continue;
+		if (strcmp (algorithms[key->algorithm].name, alg) == 0)
+			out[n++] = key;
+	}
+	return n;
+}
+
 /* The real time (µs) from which a token with this `exp` is refused: exp plus the leeway. */
 static gint64
 token_deadline (gdouble exp, guint leeway)
@@ -813,7 +1088,10 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
 	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
 	g_autoptr (JsonNode) header = NULL;
 	g_autoptr (JsonNode) claims_node = NULL;
-	const char *dot1, *dot2, *alg;
+	const char *dot1, *dot2, *alg, *kid = NULL;
+	Key *candidates[CHAT_TOKEN_VERIFIER_MAX_KEYS];
+	Key *key = NULL;
+	guint n_candidates;
 	JsonObject *claims;
 	JsonNode *node;
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
@@ -821,7 +1099,7 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
 	guint64 uid = 0;
 	gsize len;
 
-	if (self->key == NULL)
+	if (self->keys->len == 0)
 		return fail_invalid_token (reason_no_key, wire_reason, error);
 	if (token == NULL || *token == '\0')
 		return fail_invalid_token (reason_missing, wire_reason, error);
@@ -842,22 +1120,42 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
 	if (node == NULL || !node_is_string (node))
 		return fail_invalid_token (reason_malformed, wire_reason, error);
 	alg = json_node_get_string (node);
-	if (strcmp (alg, algorithms[self->algorithm].name) != 0)
-		return fail_invalid_token (reason_algorithm, wire_reason, error);
+	node = json_object_get_member (json_node_get_object (header), "kid");
+	if (node != NULL) {
+		if (!node_is_string (node))
+			return fail_invalid_token (reason_malformed, wire_reason, error);
+		kid = json_node_get_string (node);
+	}
+	/* each key is pinned to its algorithm: only keys of the header's algorithm are tried */
+	n_candidates = select_keys (self, kid, alg, candidates);
+	if (n_candidates == 0)
+		return fail_invalid_token (kid != NULL && !kid_has_keys (self, kid)
+					       ? reason_unknown_key_id
+					       : reason_algorithm,
+					   wire_reason,
+					   error);
 	if (json_object_has_member (json_node_get_object (header), "crit"))
 		return fail_invalid_token (reason_malformed, wire_reason, error);
 
-	if (jwt_decode (&jwt,
-			token,
-			g_bytes_get_data (self->key, NULL),
-			(int) g_bytes_get_size (self->key)) != 0 ||
-	    jwt == NULL) {
+	for (guint i = 0; i < n_candidates && key == NULL; i++) {
+		if (jwt_decode (&jwt,
+				token,
+				g_bytes_get_data (candidates[i]->material, NULL),
+				(int) g_bytes_get_size (candidates[i]->material)) == 0 &&
+		    jwt != NULL) {
+			key = candidates[i];
+			break;
+		}
+		g_clear_pointer (&jwt, jwt_free);
 		/* say why only to the holder of a good signature */
-		if (!signature_holds (self, token, dot2))
-			return fail_invalid_token (reason_signature, wire_reason, error);
-		return fail_invalid_token (unparsable_reason (dot1, dot2), wire_reason, error);
+		if (signature_holds (candidates[i], token, dot2))
+			return fail_invalid_token (unparsable_reason (dot1, dot2),
+						   wire_reason,
+						   error);
 	}
-	if (jwt_get_alg (jwt) != algorithms[self->algorithm].jwt_alg)
+	if (key == NULL)
+		return fail_invalid_token (reason_signature, wire_reason, error);
+	if (jwt_get_alg (jwt) != algorithms[key->algorithm].jwt_alg)
 		return fail_invalid_token (reason_algorithm, wire_reason, error);
 
 	/* the signature holds: read the claims from the token's payload, as the header above,
@@ -923,8 +1221,9 @@ chat_token_verifier_check_full (ChatTokenVerifier *self,
  *   for the rooms the token is limited to, or %NULL when it carries no `rooms` claim
  * @error: return location for a #GError
  *
- * Checks @token: its header must name the pinned algorithm, its signature must verify with the
- * key, `exp` and `nbf` must hold (within #ChatTokenVerifier:leeway), `iss` and `aud` must match
+ * Checks @token: its header must name the algorithm of a key, its signature must verify with
+ * that key (the one its `kid` header names, if any: see the class description), `exp` and
+ * `nbf` must hold (within #ChatTokenVerifier:leeway), `iss` and `aud` must match
  * when configured, and it must carry a user id greater than 0.
  *
  * A verifier made without a key (not with chat_token_verifier_new()) refuses every token.
@@ -967,6 +1266,36 @@ chat_token_verifier_verify (ChatTokenVerifier *self,
 char *
 chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, GError **error)
 {
+	g_return_val_if_fail (algorithm <= CHAT_TOKEN_ALGORITHM_ES256, NULL);
+	g_return_val_if_fail (key != NULL, NULL);
+	g_return_val_if_fail (claims != NULL, NULL);
+	g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+	return chat_token_sign_with_key_id (algorithm, key, NULL, claims, error);
+}
+
+/**
+ * chat_token_sign_with_key_id:
+ * @algorithm: the algorithm to sign with
+ * @key: the shared secret (HS*) or the PEM private key (RS256, ES256)
+ * @key_id: (nullable): the key id to put in the token's `kid` header, or %NULL for none
+ * @claims: (transfer none): the claims, e.g. `user_id`, `exp`, `rooms`
+ * @error: return location for a #GError
+ *
+ * Like chat_token_sign(), and names the key in the header, so that a verifier holding
+ * several keys (chat_token_verifier_add_key()) checks the token with that key only.
+ *
+ * Returns: (transfer full): the token, or %NULL with %CHAT_ERROR_INVALID_ARGUMENT
+ *
+ * Since: 1.0
+ */
+char *
+chat_token_sign_with_key_id (ChatTokenAlgorithm algorithm,
+			     GBytes *key,
+			     const char *key_id,
+			     JsonObject *claims,
+			     GError **error)
+{
 	__attribute__ ((cleanup (jwt_freep))) jwt_t *jwt = NULL;
 	g_autoptr (JsonNode) node = NULL;
 	g_autofree char *json = NULL;
@@ -981,7 +1310,16 @@ chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, 
 	chat_i18n_init ();
 	node = json_node_init_object (json_node_alloc (), claims);
 	json = json_to_string (node, FALSE);
+	if (key_id != NULL && !key_id_is_valid (key_id)) {
+		g_set_error_literal (error,
+				     CHAT_ERROR,
+				     CHAT_ERROR_INVALID_ARGUMENT,
+				     _ ("A key id must be 1 to 128 printable ASCII characters "
+					"without space"));
+		return NULL;
+	}
 	if (jwt_new (&jwt) != 0 || jwt_add_grants_json (jwt, json) != 0 ||
+	    (key_id != NULL && jwt_add_header (jwt, "kid", key_id) != 0) ||
 	    jwt_set_alg (jwt,
 			 algorithms[algorithm].jwt_alg,
 			 g_bytes_get_data (key, NULL),

@@ -46,6 +46,16 @@ CHAT_AVAILABLE_IN_ALL
 const char *
 chat_token_algorithm_to_string (ChatTokenAlgorithm algorithm);
 
+/**
+ * CHAT_TOKEN_VERIFIER_MAX_KEYS:
+ *
+ * The most keys one #ChatTokenVerifier holds at once. A token without a `kid` header may be
+ * tried against every key of its algorithm: the bound keeps what a forged token costs small.
+ *
+ * Since: 1.0
+ */
+#define CHAT_TOKEN_VERIFIER_MAX_KEYS 8
+
 #define CHAT_TYPE_TOKEN_VERIFIER (chat_token_verifier_get_type ())
 CHAT_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (ChatTokenVerifier, chat_token_verifier, CHAT, TOKEN_VERIFIER, GObject)
@@ -53,6 +63,22 @@ G_DECLARE_FINAL_TYPE (ChatTokenVerifier, chat_token_verifier, CHAT, TOKEN_VERIFI
 CHAT_AVAILABLE_IN_ALL
 ChatTokenVerifier *
 chat_token_verifier_new (ChatTokenAlgorithm algorithm, GBytes *key, GError **error);
+CHAT_AVAILABLE_IN_ALL
+gboolean
+chat_token_verifier_add_key (ChatTokenVerifier *self,
+			     const char *key_id,
+			     ChatTokenAlgorithm algorithm,
+			     GBytes *key,
+			     GError **error);
+CHAT_AVAILABLE_IN_ALL
+void
+chat_token_verifier_replace_keys (ChatTokenVerifier *self, ChatTokenVerifier *source);
+CHAT_AVAILABLE_IN_ALL
+guint
+chat_token_verifier_get_n_keys (ChatTokenVerifier *self);
+CHAT_AVAILABLE_IN_ALL
+gboolean
+chat_token_verifier_has_key_id (ChatTokenVerifier *self, const char *key_id);
 CHAT_AVAILABLE_IN_ALL
 ChatTokenAlgorithm
 chat_token_verifier_get_algorithm (ChatTokenVerifier *self);
@@ -85,5 +111,12 @@ chat_token_verifier_verify (ChatTokenVerifier *self,
 CHAT_AVAILABLE_IN_ALL
 char *
 chat_token_sign (ChatTokenAlgorithm algorithm, GBytes *key, JsonObject *claims, GError **error);
+CHAT_AVAILABLE_IN_ALL
+char *
+chat_token_sign_with_key_id (ChatTokenAlgorithm algorithm,
+			     GBytes *key,
+			     const char *key_id,
+			     JsonObject *claims,
+			     GError **error);
 
 G_END_DECLS

@@ -583,7 +583,7 @@ class InterfaceTests(BusDaemonTestCase):
             "ListClients": ("", "a(stxat)"), "ListRooms": ("", "a(tu)"),
             "RoomMembers": ("t", "at"), "Presence": ("t", "at"), "History": ("ttu", "sas"),
             "Broadcast": ("sa{sv}", "tu"),
-            "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"),
+            "Disconnect": ("ss", ""), "DisconnectUser": ("ts", "u"), "Reload": ("", "u"),
             "GetStatistics": ("", "a{sv}"), "ListNodes": ("", "a(sa{sv})")})
         signals = {s.name: "".join(a.signature for a in s.args) for s in iface.signals}
         self.assertEqual(signals, {"ClientRegistered": "st", "ClientUnregistered": "stq",
@@ -1430,6 +1430,7 @@ class AccessControlTests(unittest.TestCase):
              "RequestName", "(su)", [NAME, 0]],
             hub_call("Presence", "(t)", [1]),
             hub_call("History", "(ttu)", [1, 0, 0]),
+            hub_call("Reload"),
         ], self.user)
         # read-only, like RoomMembers
         self.assertTrue(outcomes[10]["ok"], outcomes[10])
@@ -1438,7 +1439,7 @@ class AccessControlTests(unittest.TestCase):
         for outcome in outcomes[:5]:
             self.assertTrue(outcome["ok"], outcome)
         self.assertEqual(outcomes[0]["reply"][0][0][1], 4001)
-        for outcome in outcomes[5:8]:
+        for outcome in outcomes[5:8] + outcomes[12:13]:
             self.assertEqual(outcome.get("error"), ERR + "PermissionDenied", outcome)
             self.assertIn(self.outside_group, outcome["message"])
         self.assertEqual(outcomes[8].get("error"), "org.freedesktop.DBus.Error.AccessDenied",
@@ -1451,6 +1452,8 @@ class AccessControlTests(unittest.TestCase):
         assert_nothing_queued(self, ws)
         self.assertTrue(d.wait_for_log(r"Refused Broadcast from :\S+ \(uid %d\)" % self.caller_uid))
         self.assertTrue(d.wait_for_log(r"Refused DisconnectUser from"))
+        self.assertTrue(d.wait_for_log(r"Refused Reload from"))
+        self.assertIsNone(d.wait_for_log(r"Configuration reloaded", timeout=0))
         # chathubctl says so in one line, with its own exit status
         result = run_ctl("--system", "broadcast", "nope", bus=self.bus, system=True,
                          user=self.user)
@@ -1475,14 +1478,107 @@ class AccessControlTests(unittest.TestCase):
         outcomes = call_as_caller(self.bus, [
             hub_call("Broadcast", "(sa{sv})", ["admins may", {}]),
             hub_call("DisconnectUser", "(ts)", [4101, "admin says bye"]),
+            hub_call("Reload"),
         ], self.user)
         self.assertTrue(outcomes[0]["ok"], outcomes[0])
         msg = ws.recv_json()
         self.assertEqual((msg["id"], msg["from"], msg["content"]),
                          (outcomes[0]["reply"][0], 0, "admins may"))
         self.assertEqual(outcomes[1], {"ok": True, "reply": [1]})
+        self.assertEqual(outcomes[2], {"ok": True, "reply": [1]})
+        self.assertTrue(d.wait_for_log(r"Reload requested over D-Bus by uid %d" % self.caller_uid))
         self.assertEqual(ws.expect_close(timeout=5), (1008, "admin says bye"))
         self.assertEqual(d.stop(), 0)
+
+
+# ---------------------------------------------------------------------------
+# Reload(): key rotation without dropping anyone
+# ---------------------------------------------------------------------------
+
+class ReloadTests(unittest.TestCase):
+    """Reload() and chathubctl reload on a session bus, where the service's own user (the
+    test) is the administrator; AccessControlTests refuse it to others on the system bus."""
+
+    def setUp(self):
+        self.bus = PrivateBus("session").start()
+        self.addCleanup(self.bus.cleanup)
+        self.daemon = BusDaemon(self.bus, "--session")
+        self.addCleanup(self.daemon.cleanup)
+        self.daemon.start()
+        self.assertTrue(self.daemon.wait_owned(), self.daemon.log_text() + self.bus.log())
+        self.hub = Hub(self.bus.connection)
+
+    def mint(self, secret_path, user_id, *extra):
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        env.pop("CHATHUB_JWT_SECRET", None)
+        result = subprocess.run([CHATHUBCTL, "token", "--user-id", str(user_id), "--secret-file",
+                                 secret_path] + list(extra), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, text=True,
+                                timeout=h.scaled(20))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout.strip()
+
+    def test_reload(self):
+        ws = ws_connect(self.daemon.port, 4201)
+        self.addCleanup(ws.abort)
+        key_b = os.path.join(self.daemon.tmp.name, "secret-b")
+        with open(key_b, "w") as f:
+            f.write("the-next-key-0123456789-0123456789-0123456789\n")
+        token_b = self.mint(key_b, 4202, "--key-id", "b")
+        header = json.loads(h.b64url_decode(token_b.split(".")[0]))
+        self.assertEqual(header["kid"], "b")
+        with self.assertRaises(h.HandshakeRefused) as refused:
+            h.RawWS.connect(self.daemon.port, token_b)
+        refused.exception.response.sock.close()
+
+        with open(self.daemon.config_path, "a") as f:
+            f.write("[key:b]\nsecret-file=%s\n" % key_b)
+        self.assertEqual(self.hub.call("Reload"), (2,))
+        self.assertTrue(self.daemon.wait_for_log(
+            r"Configuration reloaded from .*: 2 token keys valid: \[auth\] secret-file "
+            r"\(HS256\), b \(HS256\)"))
+        h.RawWS.connect(self.daemon.port, token_b).close(1000)
+        # chathubctl says how many keys are valid
+        result = run_ctl("reload", bus=self.bus)
+        self.assertEqual((result.returncode, result.stdout, result.stderr),
+                         (0, "Reloaded; 2 token keys are valid.\n", ""))
+        result = run_ctl("--json", "reload", bus=self.bus)
+        self.assertEqual(json.loads(result.stdout), {"keys": 2})
+
+        # a bad file: the error says why, and nothing changes
+        missing = os.path.join(self.daemon.tmp.name, "no-such-key")
+        with open(self.daemon.config_path, "a") as f:
+            f.write("[key:c]\nsecret-file=%s\n" % missing)
+        name, message = self.hub.error_of("Reload")
+        self.assertEqual(name, ERR + "Failed")
+        self.assertIn("[key:c] secret-file: ", message)
+        self.assertIn(missing, message)
+        result = run_ctl("reload", bus=self.bus)
+        self.assertEqual((result.returncode, result.stdout), (1, ""))
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertRegex(result.stderr, r"^chathubctl: .*\[key:c\] secret-file: .*no-such-key")
+        self.assertTrue(self.daemon.wait_for_log(
+            r"Reload failed; the running configuration stays: .*\[key:c\] secret-file"))
+        h.RawWS.connect(self.daemon.port, token_b).close(1000)
+        # the first client never noticed
+        assert_nothing_queued(self, ws)
+        self.assertEqual(self.daemon.stop(), 0)
+
+    def test_units_exec_reload(self):
+        # what "systemctl reload chathub" runs, with $MAINPID the daemon's pid
+        for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
+            with open(os.path.join(TOP, "data", template)) as f:
+                lines = [l[len("ExecReload="):] for l in f.read().splitlines()
+                         if l.startswith("ExecReload=")]
+            self.assertEqual(len(lines), 1, template)
+            command = lines[0].replace("$MAINPID", str(self.daemon.proc.pid)).split()
+            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, timeout=h.scaled(20))
+            self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertTrue(wait_until(lambda: self.daemon.log_text().count(
+            "Configuration reloaded from") == 2), self.daemon.log_text())
+        self.assertTrue(self.daemon.alive())
+        self.assertEqual(self.daemon.stop(), 0)
 
 
 # ---------------------------------------------------------------------------

@@ -511,6 +511,31 @@ test('Chat.Server() without hub or verifier: listen() throws a GLib.Error', () =
     }
 });
 
+test('a verifier with several keys: kid picks one, replace_keys() swaps them all', () => {
+    const hs256 = Chat.TokenAlgorithm.HS256;
+    const next = new GLib.Bytes('the-next-secret-0123456789-0123456789-0123456789');
+    const claims = new Json.Object();
+    claims.set_int_member('user_id', 8);
+    const tokenB = Chat.token_sign_with_key_id(hs256, next, 'b', claims);
+    const verifier = new Chat.TokenVerifier();
+    assertEqual(verifier.add_key('a', hs256, new GLib.Bytes(SECRET)), true, 'add_key()');
+    const e = assertThrowsChatError(() => verifier.verify(tokenB), Chat.Error.INVALID_TOKEN, 'kid b');
+    assert(e.message.includes('unknown key id'), `the reason: ${e.message}`);
+    const staging = new Chat.TokenVerifier();
+    staging.add_key('b', hs256, next);
+    staging.add_key(null, hs256, new GLib.Bytes(SECRET));
+    const notified = [];
+    verifier.connect('notify::n-keys', () => notified.push(verifier.n_keys));
+    verifier.replace_keys(staging);
+    assertEqual(notified, [2], 'notify::n-keys');
+    assert(verifier.has_key_id('b') && !verifier.has_key_id('a'), 'the ids after the swap');
+    const [ok, userId] = verifier.verify(tokenB);
+    assertEqual([ok, userId], [true, 8], 'verify() with key b');
+    assertThrowsChatError(() => verifier.add_key('b', hs256, next), Chat.Error.INVALID_ARGUMENT,
+        'a second key b');
+    assertEqual(Chat.TOKEN_VERIFIER_MAX_KEYS, 8, 'TOKEN_VERIFIER_MAX_KEYS');
+});
+
 // a critical would abort the test (G_DEBUG=fatal-criticals)
 test('a verifier without a key refuses every token', () => {
     const token = makeToken(5);

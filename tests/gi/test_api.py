@@ -171,6 +171,34 @@ class TestObjects(unittest.TestCase):
         self.assertEqual(user_id, 42)
         self.assertEqual(list(rooms), [3, 5])
 
+    def test_verifier_key_rotation(self):
+        # several keys with ids, and the set swapped at once
+        hs256 = Chat.TokenAlgorithm.HS256
+        other = GLib.Bytes.new(b"the-next-secret-0123456789-0123456789-0123456789")
+        claims = Json.Object()
+        claims.set_int_member("user_id", 7)
+        token_b = Chat.token_sign_with_key_id(hs256, other, "b", claims)
+        verifier = Chat.TokenVerifier()
+        self.assertIs(verifier.add_key("a", hs256, GLib.Bytes.new(SECRET)), True)
+        with self.assertRaises(GLib.Error) as context:
+            verifier.verify(token_b)
+        self.assertIn("unknown key id", context.exception.message)
+        staging = Chat.TokenVerifier()
+        staging.add_key("b", hs256, other)
+        staging.add_key(None, hs256, GLib.Bytes.new(SECRET))
+        notified = []
+        verifier.connect("notify::n-keys", lambda obj, pspec: notified.append(obj.props.n_keys))
+        verifier.replace_keys(staging)
+        self.assertEqual(notified, [2])
+        self.assertEqual(verifier.get_n_keys(), 2)
+        self.assertTrue(verifier.has_key_id("b"))
+        self.assertFalse(verifier.has_key_id("a"))
+        self.assertEqual(verifier.verify(token_b)[0], 7)
+        with self.assertRaises(GLib.Error) as context:
+            verifier.add_key("b", hs256, other)
+        HubTestCase.assertChatError(self, context, Chat.Error.INVALID_ARGUMENT)
+        self.assertEqual(Chat.TOKEN_VERIFIER_MAX_KEYS, 8)
+
     def test_hub_empty(self):
         hub = Chat.Hub.new()
         self.assertEqual(hub.props.n_clients, 0)
