@@ -433,8 +433,13 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     web_root,
 				     "reuse-port",
 				     config->reuse_port,
+				     /* with a listener of its own, there only */
 				     "metrics",
-				     config->metrics,
+				     config->metrics && config->metrics_port == 0,
+				     "allowed-origins",
+				     config->allowed_origins,
+				     "trusted-proxies",
+				     config->trusted_proxies,
 				     NULL);
 	self->cluster = chd_cluster_new (self->server, self->store, config);
 	self->client_registered_id = g_signal_connect (self->hub,
@@ -454,6 +459,22 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 
 	if (!chat_server_listen (self->server, self->config->address, self->config->port, error))
 		return FALSE;
+	if (self->config->metrics_port != 0) {
+		if (!chat_server_listen_metrics (self->server,
+						 self->config->metrics_address,
+						 self->config->metrics_port,
+						 error)) {
+			chat_server_stop_listening (self->server);
+			return FALSE;
+		}
+		text = g_strdup_printf (
+		    _ ("Metrics on http://%s:%u/metrics"),
+		    self->config->metrics_address != NULL ? self->config->metrics_address
+							  : "127.0.0.1",
+		    chat_server_get_metrics_port (self->server));
+		chd_log_event (G_LOG_LEVEL_MESSAGE, "metrics-listening", text);
+		g_clear_pointer (&text, g_free);
+	}
 	self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
 	self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
 	uri = chat_server_get_uri (self->server);
