@@ -228,12 +228,13 @@ read_proxies (Reader *file, ChdConfig *config, GError **error)
 		    g_inet_address_mask_new_from_string (proxies[i], NULL);
 
 		if (mask == NULL) {
-			g_set_error (error,
-				     G_KEY_FILE_ERROR,
-				     G_KEY_FILE_ERROR_INVALID_VALUE,
-				     _ ("[server] trusted-proxies: “%s” is neither an IP address nor "
-					"a network such as 10.0.0.0/8"),
-				     proxies[i]);
+			g_set_error (
+			    error,
+			    G_KEY_FILE_ERROR,
+			    G_KEY_FILE_ERROR_INVALID_VALUE,
+			    _ ("[server] trusted-proxies: “%s” is neither an IP address nor "
+			       "a network such as 10.0.0.0/8"),
+			    proxies[i]);
 			return FALSE;
 		}
 	}

@@ -467,11 +467,11 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 			chat_server_stop_listening (self->server);
 			return FALSE;
 		}
-		text = g_strdup_printf (
-		    _ ("Metrics on http://%s:%u/metrics"),
-		    self->config->metrics_address != NULL ? self->config->metrics_address
-							  : "127.0.0.1",
-		    chat_server_get_metrics_port (self->server));
+		text = g_strdup_printf (_ ("Metrics on http://%s:%u/metrics"),
+					self->config->metrics_address != NULL
+					    ? self->config->metrics_address
+					    : "127.0.0.1",
+					chat_server_get_metrics_port (self->server));
 		chd_log_event (G_LOG_LEVEL_MESSAGE, "metrics-listening", text);
 		g_clear_pointer (&text, g_free);
 	}

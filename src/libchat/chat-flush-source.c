@@ -14,8 +14,7 @@ typedef struct {
 } ChatFlushSource;
 
 /* bytes: 64 B to 4 MiB by fours (a frame header, a small message, ..., a full outbox) */
-static const guint64 byte_bounds[] =
-    {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+static const guint64 byte_bounds[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
 
 static gboolean
 flush_source_prepare (GSource *source, gint *timeout)

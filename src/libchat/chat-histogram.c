@@ -22,12 +22,12 @@ chat_histogram_append (const ChatHistogram *self, GString *out, const char *name
 	for (guint i = 0; i <= self->n_bounds; i++) {
 		cumulative += self->counts[i];
 		if (i < self->n_bounds)
-			g_string_append_printf (out,
-						"%s_bucket{le=\"%s\"} %" G_GUINT64_FORMAT "\n",
-						name,
-						format_number (number,
-							       (double) self->bounds[i] / scale),
-						cumulative);
+			g_string_append_printf (
+			    out,
+			    "%s_bucket{le=\"%s\"} %" G_GUINT64_FORMAT "\n",
+			    name,
+			    format_number (number, (double) self->bounds[i] / scale),
+			    cumulative);
 		else
 			g_string_append_printf (out,
 						"%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n",

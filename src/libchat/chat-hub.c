@@ -2064,8 +2064,8 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 	guint64 to = chat_message_get_to (message);
 
 	self->counters.received[room_id != 0 ? CHAT_TRAFFIC_ROOM
-			       : to != 0    ? CHAT_TRAFFIC_DIRECT
-					    : CHAT_TRAFFIC_HUB]++;
+				: to != 0    ? CHAT_TRAFFIC_DIRECT
+					     : CHAT_TRAFFIC_HUB]++;
 	if (!check_addressing (message, FALSE, &error) ||
 	    !check_sendable (self, message, to, FALSE, FALSE, &error)) {
 		chat_client_send_error (client, error->code, error->message);

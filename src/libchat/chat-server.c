@@ -34,7 +34,9 @@
  * A #ChatServer listens for HTTP on one address and serves the WebSocket endpoint
  * (#ChatServer:path, `/ws` by default). It checks every upgrade request before answering
  * 101: a request head over 32 KiB gets 431, a request that is not a WebSocket upgrade 400,
- * an address over #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
+ * a browser's request from an origin #ChatServer:allowed-origins does not allow 403, an
+ * address (behind one of #ChatServer:trusted-proxies, the client's) over
+ * #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
  * at #ChatServer:max-connections-per-user 429, and a request over
  * #ChatServer:max-connections 503, each with a JSON body. Accepted connections become
  * #ChatClient objects registered with the #ChatHub. With #ChatServer:web-root set, it
@@ -51,7 +53,9 @@
  * group commit failed cannot until one succeeds) and, with a #ChatRedisStore, `redis` (its
  * connections are up, chat_redis_store_is_connected()). They take precedence over files of
  * #ChatServer:web-root, but not over #ChatServer:path. With #ChatServer:metrics, `/metrics`
- * answers the counters in the Prometheus text format the same way.
+ * answers the counters in the Prometheus text format the same way, unless
+ * chat_server_listen_metrics() gave it a listener of its own. Each refused upgrade is logged
+ * (at most 10 lines a second) with its reason and the client's address.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
@@ -110,6 +114,9 @@ static const char *const refusal_names[N_REFUSALS] = {
     "too_many_connections",
     "unavailable",
 };
+
+/* The most X-Forwarded-For elements read, from the right, behind trusted proxies. */
+#define MAX_FORWARDED_HOPS 16
 
 /* Refused-upgrade log lines per second; the rest are counted, and the count is logged by the
  * one-second sweep, so a flood of bad requests cannot fill the journal. */
@@ -173,9 +180,9 @@ struct _ChatServer {
 	guint max_rooms;
 	gboolean reuse_port;
 	guint64 accepted;
-	guint64 refused[N_REFUSALS]; /* but REFUSED_HEADER_TOO_LARGE: the listener's */
-	guint refusal_log_budget;    /* lines left this second */
-	guint refusal_log_suppressed;	/* lines not written this second */
+	guint64 refused[N_REFUSALS];  /* but REFUSED_HEADER_TOO_LARGE: the listener's */
+	guint refusal_log_budget;     /* lines left this second */
+	guint refusal_log_suppressed; /* lines not written this second */
 	guint64 refusal_log_suppressed_total;
 	guint64 bytes_sent_closed;    /* bytes of clients already gone */
 	guint64 slow_consumer_closes; /* of clients already gone */
@@ -310,8 +317,9 @@ start_lag_timer (ChatServer *self);
 static gboolean
 strv_equal (char **a, char **b)
 {
-	return a == NULL || b == NULL ? a == b : g_strv_equal ((const char *const *) a,
-							   (const char *const *) b);
+	return a == NULL || b == NULL
+		   ? a == b
+		   : g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
 /* Parses the proxies' addresses and networks; entries that are neither are left out, with a
@@ -330,7 +338,9 @@ set_trusted_proxies (ChatServer *self, char **proxies)
 		GInetAddressMask *mask = g_inet_address_mask_new_from_string (proxies[i], &error);
 
 		if (mask == NULL) {
-			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"), proxies[i], error->message);
+			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
+				   proxies[i],
+				   error->message);
 			continue;
 		}
 		g_ptr_array_add (self->proxy_masks, mask);
@@ -715,7 +725,8 @@ parse_forwarded_address (char *text)
 /* Whose request this is: the TCP peer, or, when the peer is one of
  * ChatServer:trusted-proxies, the rightmost address of X-Forwarded-For that is not a trusted
  * proxy (the proxies append what they saw; anything left of that is the client's to forge).
- * An element that is no address ends the walk: the last address read is the client then.
+ * An element that is no address ends the walk, and so does the MAX_FORWARDED_HOPS-th: the
+ * last address read is the client then.
  * @peer_out: the TCP peer's address, when it differs. NULL if the peer is no IP socket. */
 static GInetAddress *
 find_client_address (ChatServer *self, SoupServerMessage *msg, GInetAddress **peer_out)
@@ -723,9 +734,9 @@ find_client_address (ChatServer *self, SoupServerMessage *msg, GInetAddress **pe
 	GSocketAddress *remote = soup_server_message_get_remote_address (msg);
 	g_autoptr (GInetAddress) peer = NULL;
 	g_autoptr (GInetAddress) client = NULL;
-	g_auto (GStrv) hops = NULL;
+	g_autofree char *list = NULL;
 	const char *forwarded;
-	guint n;
+	char *end;
 
 	*peer_out = NULL;
 	if (!G_IS_INET_SOCKET_ADDRESS (remote))
@@ -734,23 +745,30 @@ find_client_address (ChatServer *self, SoupServerMessage *msg, GInetAddress **pe
 	if (self->proxy_masks == NULL || !is_trusted_proxy (self, peer))
 		return g_steal_pointer (&peer);
 	/* several X-Forwarded-For headers are one list, in their order */
-	forwarded =
-	    soup_message_headers_get_list (soup_server_message_get_request_headers (msg),
-					   "X-Forwarded-For");
+	forwarded = soup_message_headers_get_list (soup_server_message_get_request_headers (msg),
+						   "X-Forwarded-For");
 	if (forwarded == NULL)
 		return g_steal_pointer (&peer);
-	hops = g_strsplit (forwarded, ",", -1);
-	n = g_strv_length (hops);
 	client = g_object_ref (peer);
-	for (guint i = n; i > 0; i--) {
-		GInetAddress *hop = parse_forwarded_address (hops[i - 1]);
+	list = g_strdup (forwarded);
+	end = list + strlen (list);
+	/* from the right, at most MAX_FORWARDED_HOPS: a client can send a long list of
+	 * trusted addresses, and each costs a parse */
+	for (guint hops = 0; end > list && hops < MAX_FORWARDED_HOPS; hops++) {
+		char *start = end;
+		GInetAddress *hop;
 
+		while (start > list && start[-1] != ',')
+			start--;
+		*end = '\0';
+		hop = parse_forwarded_address (start);
 		if (hop == NULL)
 			break;
 		g_set_object (&client, hop);
 		g_object_unref (hop);
 		if (!is_trusted_proxy (self, client))
 			break;
+		end = start > list ? start - 1 : list;
 	}
 	if (!g_inet_address_equal (client, peer))
 		*peer_out = g_steal_pointer (&peer);
@@ -822,6 +840,7 @@ log_refusal (ChatServer *self,
 	     const char *detail)
 {
 	g_autofree char *from = NULL;
+	g_autofree char *line = NULL;
 	g_autofree char *text = NULL;
 
 	if (self->refusal_log_budget == 0) {
@@ -832,13 +851,9 @@ log_refusal (ChatServer *self,
 	self->refusal_log_budget--;
 	/* TRANSLATORS: "203.0.113.7 (via 10.0.0.2)": a client behind a trusted proxy */
 	from = peer != NULL ? g_strdup_printf (_ ("%s (via %s)"), client, peer) : g_strdup (client);
-	/* TRANSLATORS: the first %s is an address, the second a reason such as token_expired
-	 * (not translated), %u an HTTP status, the last %s an explanation */
-	text = g_strdup_printf (_ ("Refused an upgrade from %s: %s (HTTP %u): %s"),
-				from,
-				refusal_names[refusal],
-				status,
-				detail);
+	line = g_strdup_printf (_ ("Refused a connection from %s: %s"), from, detail);
+	/* the reason and the status as on the wire and in /metrics, for grep and tools */
+	text = g_strdup_printf ("%s (%s, HTTP %u)", line, refusal_names[refusal], status);
 	g_log_structured (G_LOG_DOMAIN,
 			  G_LOG_LEVEL_MESSAGE,
 			  "CHATHUB_EVENT",
@@ -861,11 +876,12 @@ log_refusals_suppressed (ChatServer *self)
 	self->refusal_log_budget = REFUSAL_LOG_LINES_PER_SECOND;
 	if (self->refusal_log_suppressed == 0)
 		return;
-	text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-					     "Suppressed %u more refused-upgrade line in the last second",
-					     "Suppressed %u more refused-upgrade lines in the last second",
-					     self->refusal_log_suppressed),
-				self->refusal_log_suppressed);
+	text = g_strdup_printf (
+	    g_dngettext (GETTEXT_PACKAGE,
+			 "Suppressed %u more refused-upgrade line in the last second",
+			 "Suppressed %u more refused-upgrade lines in the last second",
+			 self->refusal_log_suppressed),
+	    self->refusal_log_suppressed);
 	self->refusal_log_suppressed = 0;
 	g_log_structured (G_LOG_DOMAIN,
 			  G_LOG_LEVEL_MESSAGE,
@@ -1258,7 +1274,8 @@ serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 			 self->closes,
 			 G_N_ELEMENTS (close_labels));
 	memcpy (refused, self->refused, sizeof refused);
-	refused[REFUSED_HEADER_TOO_LARGE] = chat_listener_get_refused_head_too_large (self->listener);
+	refused[REFUSED_HEADER_TOO_LARGE] =
+	    chat_listener_get_refused_head_too_large (self->listener);
 	labelled_family (out,
 			 "chathub_upgrades_refused_total",
 			 "counter",
@@ -1497,8 +1514,8 @@ handle_request (SoupServer *soup,
 		return;
 	}
 	if (!rate_allows (self, client, &retry_after)) {
-		detail = g_strdup_printf (_ ("over %u upgrades per second"),
-					  self->upgrades_per_second);
+		detail =
+		    g_strdup_printf (_ ("over %u upgrades per second"), self->upgrades_per_second);
 		refuse (self,
 			msg,
 			REFUSED_TOO_MANY_REQUESTS,
@@ -1655,10 +1672,9 @@ on_lag_tick (gpointer user_data)
 	gint64 now = g_get_monotonic_time ();
 
 	if (self->lag_base != 0)
-		chat_histogram_observe (&self->loop_lag,
-					(guint64) MAX (0,
-						       now - self->lag_base -
-							   LAG_INTERVAL_MS * 1000));
+		chat_histogram_observe (
+		    &self->loop_lag,
+		    (guint64) MAX (0, now - self->lag_base - LAG_INTERVAL_MS * 1000));
 	self->lag_base = g_source_get_time (self->lag_timer);
 	return G_SOURCE_CONTINUE;
 }
@@ -2063,13 +2079,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_ALLOWED_ORIGINS] =
-	    g_param_spec_boxed ("allowed-origins",
-				NULL,
-				"The origins whose pages may connect; NULL: the server's own",
-				G_TYPE_STRV,
-				G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-				    G_PARAM_STATIC_STRINGS);
+	props[PROP_ALLOWED_ORIGINS] = g_param_spec_boxed (
+	    "allowed-origins",
+	    NULL,
+	    "The origins whose pages may connect; NULL: the server's own",
+	    G_TYPE_STRV,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	/**
 	 * ChatServer:trusted-proxies:
 	 *
@@ -2083,13 +2098,12 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * Since: 1.0
 	 */
-	props[PROP_TRUSTED_PROXIES] =
-	    g_param_spec_boxed ("trusted-proxies",
-				NULL,
-				"The proxies whose X-Forwarded-For is believed",
-				G_TYPE_STRV,
-				G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
-				    G_PARAM_STATIC_STRINGS);
+	props[PROP_TRUSTED_PROXIES] = g_param_spec_boxed (
+	    "trusted-proxies",
+	    NULL,
+	    "The proxies whose X-Forwarded-For is believed",
+	    G_TYPE_STRV,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -2316,7 +2330,10 @@ chat_server_listen_metrics (ChatServer *self, const char *address, guint16 port,
 	g_return_val_if_fail (!chat_listener_is_listening (self->metrics_listener), FALSE);
 	socket_address = g_inet_socket_address_new (inet, port);
 	if (!chat_listener_listen (self->metrics_listener, socket_address, FALSE, error)) {
-		g_prefix_error (error, _ ("Cannot listen for metrics on %s port %u: "), address, port);
+		g_prefix_error (error,
+				_ ("Cannot listen for metrics on %s port %u: "),
+				address,
+				port);
 		return FALSE;
 	}
 	if (self->metrics_soup == NULL) {

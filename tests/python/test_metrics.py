@@ -435,7 +435,7 @@ class MetricsListenerTests(MetricsDaemon, unittest.TestCase):
         self.assertIn("Cannot listen for metrics", log)
 
 
-REFUSAL_RE = re.compile(r"Refused an upgrade from (\S+)(?: \(via (\S+)\))?: (\w+) \(HTTP (\d+)\)")
+REFUSAL_RE = re.compile(r"Refused a connection from (\S+)(?: \(via (\S+)\))?: .* \((\w+), HTTP (\d+)\)$")
 SUPPRESSED_RE = re.compile(r"Suppressed (\d+) more refused-upgrade lines?")
 
 
@@ -449,26 +449,26 @@ class RefusalLogTests(MetricsDaemon, unittest.TestCase):
         d = self.start_daemon({"limits": {"max-connections-per-user": 1}})
         r = h.http_request(d.port, path="/ws")
         r.close()
-        self.assertTrue(d.wait_for_log(r"Refused an upgrade from 127\.0\.0\.1: bad_request "
-                                       r"\(HTTP 400\)"), d.log_text())
+        self.assertTrue(d.wait_for_log(r"Refused a connection from 127\.0\.0\.1: .* "
+                                       r"\(bad_request, HTTP 400\)$"), d.log_text())
         with self.assertRaises(h.HandshakeRefused):
             h.RawWS.connect(d.port, d.token(h.next_user_id(), exp=h.now() - 3600))
         line = d.wait_for_log(r"token_expired")
-        self.assertRegex(line, r"Refused an upgrade from 127\.0\.0\.1: token_expired "
-                               r"\(HTTP 401\): .*expired")
+        self.assertRegex(line, r"Refused a connection from 127\.0\.0\.1: The token has "
+                               r"expired \(token_expired, HTTP 401\)$")
         user = h.next_user_id()
         ws = h.RawWS.connect(d.port, d.token(user))
         with self.assertRaises(h.HandshakeRefused):
             h.RawWS.connect(d.port, d.token(user))
         line = d.wait_for_log(r"too_many_connections")
-        self.assertRegex(line, r"from 127\.0\.0\.1: too_many_connections \(HTTP 429\): "
-                               r"user %d already has 1 connections" % user)
+        self.assertRegex(line, r"from 127\.0\.0\.1: user %d already has 1 connections "
+                               r"\(too_many_connections, HTTP 429\)$" % user)
         ws.close()
         # a request head over 32 KiB, answered by the listener
         r = h.http_request(d.port, path="/ws", headers=[("X-Big", "a" * 40000)])
         r.close()
         self.assertEqual(r.status, 431)
-        self.assertTrue(d.wait_for_log(r"from 127\.0\.0\.1: header_too_large \(HTTP 431\)"))
+        self.assertTrue(d.wait_for_log(r"from 127\.0\.0\.1: .* \(header_too_large, HTTP 431\)$"))
         self.assertEqual([g[2] for g in self.refusals()],
                          ["bad_request", "token_expired", "too_many_connections",
                           "header_too_large"])

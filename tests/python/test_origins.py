@@ -76,8 +76,8 @@ class SameOriginTests(OriginTestCase):
             self.assertIn("error_description", self.last.json())
         self.assertEqual(refused_origin_count(port), 6)
         line = self.daemon.wait_for_log(r"forbidden_origin")
-        self.assertRegex(line, r"Refused an upgrade from 127\.0\.0\.1: forbidden_origin "
-                               r"\(HTTP 403\): .*http://evil\.example")
+        self.assertRegex(line, r"Refused a connection from 127\.0\.0\.1: .*http://evil\.example"
+                               r".* \(forbidden_origin, HTTP 403\)$")
 
     def test_before_the_token(self):
         self.assertEqual(self.upgrade("http://evil.example", token="not-a-token"), 403)

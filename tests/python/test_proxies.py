@@ -19,7 +19,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chathub_harness as h  # noqa: E402
 
-LINE_RE = re.compile(r"Refused an upgrade from (\S+)(?: \(via (\S+)\))?: (\w+) \(HTTP (\d+)\)")
+LINE_RE = re.compile(r"Refused a connection from (\S+)(?: \(via (\S+)\))?: .* \((\w+), HTTP (\d+)\)$")
 
 
 class ProxyTestCase(unittest.TestCase):
@@ -55,22 +55,36 @@ class ProxyTestCase(unittest.TestCase):
 class TrustedTests(ProxyTestCase):
     proxies = "10.1.2.3 127.0.0.0/8, ::1, fd00::/8"
 
+    # each test its own daemon: the log takes 10 refusal lines a second
     def test_client_address(self):
-        cases = [
+        self.check([
             (["203.0.113.7"], "203.0.113.7"),
             # the proxies append: the rightmost untrusted hop, trusted ones skipped
             (["198.51.100.1, 203.0.113.7, 127.0.0.5"], "203.0.113.7"),
             (["198.51.100.1", "203.0.113.8, 10.1.2.3"], "203.0.113.8"),
+            (["203.0.113.9:5555"], "203.0.113.9"),
+            ([], "127.0.0.1"),
+        ])
+
+    def test_ipv6(self):
+        self.check([
             (["2001:db8::1"], "2001:db8::1"),
             (["[2001:db8::2]:443, fd00::1"], "2001:db8::2"),
-            (["203.0.113.9:5555"], "203.0.113.9"),
             (["::ffff:203.0.113.10"], "203.0.113.10"),
+        ])
+
+    def test_end_of_the_walk(self):
+        self.check([
             # nothing but proxies: the leftmost
             (["127.0.0.9, 10.1.2.3"], "127.0.0.9"),
             # garbage ends the walk at the last address read
             (["203.0.113.7, unknown, 10.1.2.3"], "10.1.2.3"),
-            ([], "127.0.0.1"),
-        ]
+            # so does the 16th element from the right
+            (["198.51.100.1, " + ", ".join("127.0.0.%d" % i for i in range(1, 21))],
+             "127.0.0.5"),
+        ])
+
+    def check(self, cases):
         for forwarded, client in cases:
             status, line = self.refuse(forwarded)
             self.assertEqual(status, 401)
