@@ -313,13 +313,13 @@ set_uint (ChatServer *self, guint *slot, guint value, guint prop_id)
 static void
 start_lag_timer (ChatServer *self);
 
-/* NULL and a list are different things here (same-origin, or these origins) */
+/* NULL and an empty list are the same setting */
 static gboolean
 strv_equal (char **a, char **b)
 {
-	return a == NULL || b == NULL
-		   ? a == b
-		   : g_strv_equal ((const char *const *) a, (const char *const *) b);
+	if (a == NULL || a[0] == NULL || b == NULL || b[0] == NULL)
+		return (a == NULL || a[0] == NULL) && (b == NULL || b[0] == NULL);
+	return g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
 /* Parses the proxies' addresses and networks; entries that are neither are left out, with a
@@ -426,8 +426,12 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		break;
 	case PROP_ALLOWED_ORIGINS:
 		if (!strv_equal (self->allowed_origins, g_value_get_boxed (value))) {
+			char **origins = g_value_get_boxed (value);
+
 			g_strfreev (self->allowed_origins);
-			self->allowed_origins = g_value_dup_boxed (value);
+			/* empty is unset: bindings cannot tell them apart */
+			self->allowed_origins =
+			    origins != NULL && origins[0] != NULL ? g_strdupv (origins) : NULL;
 			g_object_notify_by_pspec (object, pspec);
 		}
 		break;
@@ -2072,10 +2076,9 @@ chat_server_class_init (ChatServerClass *klass)
 	 * allows every origin. A browser upgrade request (one with an `Origin` header) from an
 	 * origin not allowed gets 403 `forbidden_origin`, before its token is checked or the
 	 * address's upgrade rate counted; requests without `Origin` (programs, not browsers) are
-	 * not concerned. %NULL (the default) allows the server's own origin only: the `Origin`'s
-	 * host and port must be the request's `Host`, so a page served from #ChatServer:web-root
-	 * can connect, and so can a reverse proxy that passes `Host` on. An empty list allows no
-	 * browser at all.
+	 * not concerned. %NULL or an empty list (the default) allows the server's own origin
+	 * only: the `Origin`'s host and port must be the request's `Host`, so a page served from
+	 * #ChatServer:web-root can connect, and so can a reverse proxy that passes `Host` on.
 	 *
 	 * Since: 1.0
 	 */
