@@ -2408,8 +2408,9 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 					   CHAT_ERROR_LIMIT_EXCEEDED,
 					   "You cannot join more than %u rooms",
 					   chat_client_get_max_rooms (client));
-		} else
+		} else {
 			join_room (self, client, room_id, message);
+		}
 		break;
 	case CHAT_MESSAGE_TYPE_LEAVE:
 		if (room_id == 0)
