@@ -724,6 +724,79 @@ test_config_metrics (void)
 			   G_KEY_FILE_ERROR,
 			   G_KEY_FILE_ERROR_INVALID_VALUE,
 			   "[metrics] enabled: “yes” is neither true nor false");
+
+	/* a listener of its own: port, address defaulting to the loopback one */
+	g_clear_pointer (&config, chd_config_free);
+	config = load_text ("[metrics]\nenabled=true\nport=9180\n", &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (config->metrics_port, ==, 9180);
+	g_assert_null (config->metrics_address);
+	g_clear_pointer (&config, chd_config_free);
+	config = load_text ("[metrics]\nenabled=true\naddress=::1\nport=9180\n", &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->metrics_address, ==, "::1");
+	assert_load_error ("[metrics]\nport=9180\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[metrics] port: set, but metrics are not enabled (enabled=true)");
+	assert_load_error ("[metrics]\nenabled=true\naddress=127.0.0.1\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[metrics] address: needs a port");
+	assert_load_error ("[metrics]\nenabled=true\nport=0\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[metrics] port: “0” is not a whole number from 1 to 65535");
+}
+
+/* [server] allowed-origins and trusted-proxies: lists separated by spaces or commas. */
+static void
+test_config_origins_proxies (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config = load_text ("", &error);
+	const char *const origins[] = {"https://chat.example.org",
+				       "http://localhost:8080",
+				       "*",
+				       NULL};
+	const char *const proxies[] = {"127.0.0.1", "10.0.0.0/8", "fd00::/8", NULL};
+
+	g_assert_no_error (error);
+	g_assert_null (config->allowed_origins);
+	g_assert_null (config->trusted_proxies);
+	g_clear_pointer (&config, chd_config_free);
+
+	config = load_text ("[server]\n"
+			    "allowed-origins=https://chat.example.org, http://localhost:8080 *\n"
+			    "trusted-proxies= 127.0.0.1,10.0.0.0/8\tfd00::/8 \n",
+			    &error);
+	g_assert_no_error (error);
+	g_assert_true (g_strv_equal ((const char *const *) config->allowed_origins, origins));
+	g_assert_true (g_strv_equal ((const char *const *) config->trusted_proxies, proxies));
+	g_clear_pointer (&config, chd_config_free);
+
+	/* empty: unset */
+	config = load_text ("[server]\nallowed-origins=\ntrusted-proxies= , \n", &error);
+	g_assert_no_error (error);
+	g_assert_null (config->allowed_origins);
+	g_assert_null (config->trusted_proxies);
+
+	assert_load_error ("[server]\nallowed-origins=chat.example.org\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] allowed-origins: “chat.example.org” is not an origin such as "
+			   "https://chat.example.org (no path) or *");
+	assert_load_error ("[server]\nallowed-origins=https://chat.example.org/chat\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] allowed-origins: “https://chat.example.org/chat” is not an "
+			   "origin such as https://chat.example.org (no path) or *");
+	assert_load_error (
+	    "[server]\ntrusted-proxies=10.0.0.0/8 proxy.example\n",
+	    G_KEY_FILE_ERROR,
+	    G_KEY_FILE_ERROR_INVALID_VALUE,
+	    "[server] trusted-proxies: “proxy.example” is neither an IP address nor a "
+	    "network such as 10.0.0.0/8");
 }
 
 /* [server] reuse-port and [cluster] announce-interval (issue 13): reuse-port only for the
@@ -976,6 +1049,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/metrics", test_config_metrics);
 	g_test_add_func ("/chd/config/key-groups", test_config_key_groups);
 	g_test_add_func ("/chd/config/reloadable", test_config_reloadable);
+	g_test_add_func ("/chd/config/origins-proxies", test_config_origins_proxies);
 	g_test_add_func ("/chc/key/files", test_key_files);
 	g_test_add_func ("/chc/key/environment", test_key_environment);
 	g_test_add_func ("/chc/bus/names", test_bus_names);

@@ -243,7 +243,7 @@ for status in sorted(exit_tags - statuses):
 
 page = sections(PAGES["chathub.conf.5"])
 config_source = (SRC / "src" / "daemon" / "chd-config.c").read_text(encoding="utf-8")
-read = set(re.findall(r'read_(?:uint|string|boolean|choice)\s*\(\s*file\s*,\s*"([a-z]+)"\s*,\s*"([a-z-]+)"',
+read = set(re.findall(r'read_(?:uint|string|boolean|choice|list)\s*\(\s*file\s*,\s*"([a-z]+)"\s*,\s*"([a-z-]+)"',
                       config_source))
 check(len(read) >= 10, "chd-config.c: cannot find the keys it reads")
 documented = set()

@@ -79,6 +79,9 @@ chd_config_free (ChdConfig *config)
 	g_free (config->redis_password);
 	g_free (config->node_name);
 	g_free (config->key_prefix);
+	g_free (config->metrics_address);
+	g_strfreev (config->allowed_origins);
+	g_strfreev (config->trusted_proxies);
 	g_free (config);
 }
 
@@ -175,6 +178,110 @@ read_string (Reader *file, const char *group, const char *key, char **out)
 	g_strstrip (value);
 	g_free (*out);
 	*out = *value != '\0' ? g_steal_pointer (&value) : NULL;
+}
+
+/* A list key: items separated by commas or white space; NULL when absent or empty. */
+static char **
+read_list (Reader *file, const char *group, const char *key)
+{
+	g_autofree char *text = get_value (file, group, key);
+	g_auto (GStrv) items = NULL;
+	GPtrArray *list;
+
+	if (text == NULL)
+		return NULL;
+	g_strdelimit (text, ", \t", ' ');
+	items = g_strsplit (text, " ", -1);
+	list = g_ptr_array_new ();
+	for (guint i = 0; items[i] != NULL; i++) {
+		if (items[i][0] != '\0')
+			g_ptr_array_add (list, g_strdup (items[i]));
+	}
+	if (list->len == 0) {
+		g_ptr_array_free (list, TRUE);
+		return NULL;
+	}
+	g_ptr_array_add (list, NULL);
+	return (char **) g_ptr_array_free (list, FALSE);
+}
+
+/* [server] allowed-origins: `*` or origins, scheme://host[:port] without a path. */
+static gboolean
+read_origins (Reader *file, ChdConfig *config, GError **error)
+{
+	g_auto (GStrv) origins = read_list (file, "server", "allowed-origins");
+
+	for (guint i = 0; origins != NULL && origins[i] != NULL; i++) {
+		const char *authority = strstr (origins[i], "://");
+
+		if (strcmp (origins[i], "*") == 0)
+			continue;
+		if (authority == NULL || authority == origins[i] || authority[3] == '\0' ||
+		    strchr (authority + 3, '/') != NULL) {
+			g_set_error (error,
+				     G_KEY_FILE_ERROR,
+				     G_KEY_FILE_ERROR_INVALID_VALUE,
+				     _ ("[server] allowed-origins: “%s” is not an origin such as "
+					"https://chat.example.org (no path) or *"),
+				     origins[i]);
+			return FALSE;
+		}
+	}
+	g_strfreev (config->allowed_origins);
+	config->allowed_origins = g_steal_pointer (&origins);
+	return TRUE;
+}
+
+/* [server] trusted-proxies: addresses or networks (CIDR), IPv4 or IPv6. */
+static gboolean
+read_proxies (Reader *file, ChdConfig *config, GError **error)
+{
+	g_auto (GStrv) proxies = read_list (file, "server", "trusted-proxies");
+
+	for (guint i = 0; proxies != NULL && proxies[i] != NULL; i++) {
+		g_autoptr (GInetAddressMask) mask =
+		    g_inet_address_mask_new_from_string (proxies[i], NULL);
+
+		if (mask == NULL) {
+			g_set_error (
+			    error,
+			    G_KEY_FILE_ERROR,
+			    G_KEY_FILE_ERROR_INVALID_VALUE,
+			    _ ("[server] trusted-proxies: “%s” is neither an IP address nor "
+			       "a network such as 10.0.0.0/8"),
+			    proxies[i]);
+			return FALSE;
+		}
+	}
+	g_strfreev (config->trusted_proxies);
+	config->trusted_proxies = g_steal_pointer (&proxies);
+	return TRUE;
+}
+
+/* [metrics]: with address or port, /metrics has a listener of its own. */
+static gboolean
+read_metrics (Reader *file, ChdConfig *config, GError **error)
+{
+	if (!read_boolean (file, "metrics", "enabled", &config->metrics, error))
+		return FALSE;
+	read_string (file, "metrics", "address", &config->metrics_address);
+	if (!read_uint (file, "metrics", "port", 1, 65535, &config->metrics_port, error))
+		return FALSE;
+	if (config->metrics_address != NULL && config->metrics_port == 0) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[metrics] address: needs a port"));
+		return FALSE;
+	}
+	if (config->metrics_port != 0 && !config->metrics) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[metrics] port: set, but metrics are not enabled (enabled=true)"));
+		return FALSE;
+	}
+	return TRUE;
 }
 
 /* The key in @path (a secret or a PEM file), with the key's name before any error. */
@@ -700,7 +807,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	if (!read_boolean (file, "server", "reuse-port", &config->reuse_port, error))
 		return FALSE;
-	if (!read_boolean (file, "metrics", "enabled", &config->metrics, error))
+	if (!read_origins (file, config, error) || !read_proxies (file, config, error) ||
+	    !read_metrics (file, config, error))
 		return FALSE;
 
 	read_string (file, "auth", "algorithm", &algorithm);
@@ -861,6 +969,8 @@ chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded)
 	RESTART_VALUE ("server", "web", web);
 	RESTART_VALUE ("server", "reuse-port", reuse_port);
 	RESTART_VALUE ("metrics", "enabled", metrics);
+	RESTART_STRING ("metrics", "address", metrics_address);
+	RESTART_VALUE ("metrics", "port", metrics_port);
 	RESTART_STRING ("dbus", "admin-group", admin_group);
 	RESTART_VALUE ("dbus", "message-signals", message_signals);
 	RESTART_VALUE ("dbus", "exit-on-idle", exit_on_idle);
@@ -899,7 +1009,8 @@ chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded)
  * @loaded: the configuration file as read again
  *
  * Moves what a reload changes from @loaded into @running: [auth] (the keys, issuer, audience
- * and leeway) and [limits], and [server] max-connections. The rest of @running stays.
+ * and leeway) and [limits], and [server] max-connections, allowed-origins and trusted-proxies.
+ * The rest of @running stays.
  */
 void
 chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded)
@@ -923,6 +1034,8 @@ chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded)
 	TAKE (messages_per_second);
 	TAKE (message_burst);
 	TAKE (max_rooms);
+	TAKE_POINTER (allowed_origins, g_strfreev);
+	TAKE_POINTER (trusted_proxies, g_strfreev);
 }
 
 #undef TAKE

@@ -79,7 +79,12 @@ typedef struct {
 	guint presence_ttl;	 /* seconds: a node's presence entries outlive it this long */
 	guint announce_interval; /* seconds between node announcements; default 5 */
 	/* [metrics] */
-	gboolean metrics; /* serve /metrics on the WebSocket's listener */
+	gboolean metrics;      /* serve /metrics */
+	char *metrics_address; /* (nullable): on a listener of its own, at this address ... */
+	guint metrics_port;    /* ... and port; 0: on the WebSocket's listener */
+	/* [server] origins and proxies */
+	char **allowed_origins; /* (nullable): NULL is same-origin */
+	char **trusted_proxies; /* (nullable) */
 } ChdConfig;
 
 ChdConfig *

@@ -416,8 +416,8 @@ describe_keys (ChdConfig *config)
 	return g_string_free (g_steal_pointer (&text), FALSE);
 }
 
-/* The [limits] (and max-connections) of @config onto the server: ChatServer applies the
- * per-connection ones to connections accepted from now on. */
+/* The [limits] (and max-connections, the origins and proxies) of @config onto the server:
+ * ChatServer applies the per-connection ones to connections accepted from now on. */
 static void
 apply_limits (ChdDaemon *self, ChdConfig *config)
 {
@@ -446,6 +446,10 @@ apply_limits (ChdDaemon *self, ChdConfig *config)
 		      config->message_burst,
 		      "max-rooms",
 		      config->max_rooms,
+		      "allowed-origins",
+		      config->allowed_origins,
+		      "trusted-proxies",
+		      config->trusted_proxies,
 		      NULL);
 }
 
@@ -605,8 +609,13 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     web_root,
 				     "reuse-port",
 				     config->reuse_port,
+				     /* with a listener of its own, there only */
 				     "metrics",
-				     config->metrics,
+				     config->metrics && config->metrics_port == 0,
+				     "allowed-origins",
+				     config->allowed_origins,
+				     "trusted-proxies",
+				     config->trusted_proxies,
 				     NULL);
 	self->cluster = chd_cluster_new (self->server, self->store, config);
 	self->client_registered_id = g_signal_connect (self->hub,
@@ -626,6 +635,22 @@ chd_daemon_start (ChdDaemon *self, GError **error)
 
 	if (!chat_server_listen (self->server, self->config->address, self->config->port, error))
 		return FALSE;
+	if (self->config->metrics_port != 0) {
+		if (!chat_server_listen_metrics (self->server,
+						 self->config->metrics_address,
+						 self->config->metrics_port,
+						 error)) {
+			chat_server_stop_listening (self->server);
+			return FALSE;
+		}
+		text = g_strdup_printf (_ ("Metrics on http://%s:%u/metrics"),
+					self->config->metrics_address != NULL
+					    ? self->config->metrics_address
+					    : "127.0.0.1",
+					chat_server_get_metrics_port (self->server));
+		chd_log_event (G_LOG_LEVEL_MESSAGE, "metrics-listening", text);
+		g_clear_pointer (&text, g_free);
+	}
 	self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
 	self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
 	self->sighup_id = g_unix_signal_add (SIGHUP, on_sighup, self);

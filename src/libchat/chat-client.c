@@ -331,7 +331,11 @@ answer_over_rate (ChatClient *self, gint64 now)
 		self->refused_since = now;
 		self->n_refused = 0;
 	}
+	if (self->hub != NULL)
+		chat_hub_get_counters (self->hub)->rate_limited++;
 	if (++self->n_refused > self->rate_burst) {
+		if (self->hub != NULL)
+			chat_hub_get_counters (self->hub)->rate_limit_closes++;
 		g_message (_ ("Closing client %s (user %" PRIu64 "): over the rate limit"),
 			   self->id,
 			   self->user_id);
@@ -365,7 +369,11 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 		return;
 	/* the one clock read per message, shared by idle detection and the rate limit */
 	self->last_rx = g_get_monotonic_time ();
+	if (self->hub != NULL)
+		chat_hub_get_counters (self->hub)->bytes_received += g_bytes_get_size (bytes);
 	if (type != SOUP_WEBSOCKET_DATA_TEXT) {
+		if (self->hub != NULL)
+			chat_hub_get_counters (self->hub)->binary_closes++;
 		client_close (self,
 			      CHAT_CLOSE_CODE_UNSUPPORTED_DATA,
 			      "binary frames are not supported");
@@ -406,6 +414,14 @@ on_ws_error (SoupWebsocketConnection *conn, GError *error, ChatClient *self)
 	g_debug ("client %s: %s", self->id, error->message);
 	if (self->close_code == 0 && error->domain == SOUP_WEBSOCKET_ERROR)
 		self->close_code = (guint16) error->code;
+	/* the message limits of chat-limit-extension.c (and libsoup's own frame cap) */
+	if (self->hub != NULL &&
+	    g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG))
+		chat_hub_get_counters (self->hub)->message_size_closes++;
+	else if (self->hub != NULL && g_error_matches (error,
+						       SOUP_WEBSOCKET_ERROR,
+						       SOUP_WEBSOCKET_CLOSE_UNSUPPORTED_DATA))
+		chat_hub_get_counters (self->hub)->binary_closes++;
 	/* A frame over libsoup's hard per-frame cap makes it drop the connection without a close
 	 * frame; send the 1009 ourselves so the peer learns why. */
 	if (g_error_matches (error, SOUP_WEBSOCKET_ERROR, SOUP_WEBSOCKET_CLOSE_TOO_BIG) &&

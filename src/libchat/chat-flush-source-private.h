@@ -4,6 +4,7 @@
 
 #pragma once
 
+#include "chat-histogram-private.h"
 #include "chat-outbox-private.h"
 
 G_BEGIN_DECLS
@@ -19,5 +20,14 @@ chat_flush_source_destroy (GSource *source);
  * chat_outbox_flush_listed() on it. */
 void
 chat_flush_source_add (GSource *source, ChatOutbox *outbox);
+/* The write path's figures for /metrics: bytes per sendmsg() and the bytes an outbox held
+ * when its flush began. */
+typedef struct {
+	ChatHistogram write_bytes;
+	ChatHistogram waiting_bytes;
+} ChatFlushStatistics;
+
+ChatFlushStatistics *
+chat_flush_source_get_statistics (GSource *source);
 
 G_END_DECLS

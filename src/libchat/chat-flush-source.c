@@ -10,7 +10,11 @@ typedef struct {
 	GSource source;
 	GPtrArray *dirty; /* ChatOutbox*, owned refs */
 	GPtrArray *spare;
+	ChatFlushStatistics statistics;
 } ChatFlushSource;
+
+/* bytes: 64 B to 4 MiB by fours (a frame header, a small message, ..., a full outbox) */
+static const guint64 byte_bounds[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
 
 static gboolean
 flush_source_prepare (GSource *source, gint *timeout)
@@ -68,6 +72,10 @@ chat_flush_source_new (void)
 	/* same priority as socket I/O: a lower one starves exactly when the server is busiest */
 	g_source_set_priority (source, G_PRIORITY_DEFAULT);
 	g_source_set_static_name (source, "chathub flush");
+	chat_histogram_init (&fs->statistics.write_bytes, byte_bounds, G_N_ELEMENTS (byte_bounds));
+	chat_histogram_init (&fs->statistics.waiting_bytes,
+			     byte_bounds,
+			     G_N_ELEMENTS (byte_bounds));
 	return source;
 }
 
@@ -89,4 +97,10 @@ void
 chat_flush_source_add (GSource *source, ChatOutbox *outbox)
 {
 	g_ptr_array_add (((ChatFlushSource *) source)->dirty, g_object_ref (outbox));
+}
+
+ChatFlushStatistics *
+chat_flush_source_get_statistics (GSource *source)
+{
+	return &((ChatFlushSource *) source)->statistics;
 }

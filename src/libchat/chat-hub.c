@@ -144,7 +144,7 @@ struct _ChatHub {
 	GHashTable *users;	   /* &ChatUser.id -> ChatUser*, owned */
 	GHashTable *rooms;	   /* &ChatRoom.id -> ChatRoom*, owned */
 	guint64 last_message_id;
-	guint64 messages_relayed;
+	ChatHubCounters counters;
 	ChatStore *store;
 	GQueue steps; /* HubStep*, in the order they were asked for */
 	/* ChatClient* -> count of its STEP_OFFLINE/STEP_SYNC not yet run: live direct messages
@@ -665,13 +665,14 @@ route_direct (ChatHub *self, ChatMessage *message, ChatMessage *sender_copy, gui
 	guint64 to = chat_message_get_to (message);
 	guint delivered;
 
-	self->messages_relayed++;
+	self->counters.relayed[CHAT_TRAFFIC_DIRECT]++;
 	delivered = push_to_user (self, to, frame, chat_message_get_offset (message));
 	if (sender_copy != NULL && sender_user != 0 && sender_user != to) {
 		g_autoptr (GBytes) echo = chat_message_to_frame (sender_copy);
 
 		delivered += push_to_user (self, sender_user, echo, 0);
 	}
+	self->counters.deliveries += delivered;
 	return delivered;
 }
 
@@ -745,17 +746,19 @@ route_message (ChatHub *self, ChatMessage *message)
 	guint64 room_id = chat_message_get_room_id (message);
 	guint delivered = 0;
 
-	self->messages_relayed++;
 	if (room_id != 0) {
 		ChatRoom *room = lookup_room (self, room_id);
 
+		self->counters.relayed[CHAT_TRAFFIC_ROOM]++;
 		if (room != NULL)
 			delivered = push_to_room (room, frame);
 	} else {
+		self->counters.relayed[CHAT_TRAFFIC_HUB]++;
 		delivered = push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE))
 			g_signal_emit (self, signals[SIGNAL_BROADCAST], 0, message);
 	}
+	self->counters.deliveries += delivered;
 	return delivered;
 }
 
@@ -1404,10 +1407,14 @@ relay_published (ChatHub *self, HubStep *step)
 	ChatRoom *room;
 
 	/* a room event from another node has no offset, and is no message */
-	if (step->stream_kind != CHAT_STREAM_KIND_ROOM || step->stream_id == 0 || step->offset != 0)
-		self->messages_relayed++;
+	if (step->stream_kind != CHAT_STREAM_KIND_ROOM)
+		self->counters.relayed[CHAT_TRAFFIC_DIRECT]++;
+	else if (step->stream_id == 0)
+		self->counters.relayed[CHAT_TRAFFIC_HUB]++;
+	else if (step->offset != 0)
+		self->counters.relayed[CHAT_TRAFFIC_ROOM]++;
 	if (step->stream_kind == CHAT_STREAM_KIND_ROOM && step->stream_id == 0) {
-		push_to_clients (self->clients, frame);
+		self->counters.deliveries += push_to_clients (self->clients, frame);
 		if (g_signal_has_handler_pending (self, signals[SIGNAL_BROADCAST], 0, FALSE)) {
 			g_autoptr (ChatMessage) message =
 			    chat_message_parse (text, size, FALSE, NULL);
@@ -1417,14 +1424,15 @@ relay_published (ChatHub *self, HubStep *step)
 		}
 	} else if (step->stream_kind == CHAT_STREAM_KIND_ROOM) {
 		if ((room = lookup_room (self, step->stream_id)) != NULL)
-			push_to_room (room, frame);
+			self->counters.deliveries += push_to_room (room, frame);
 	} else {
 		/* the recipient's copy is watched for delivery; the sender's is its echo */
 		g_autoptr (ChatMessage) message = chat_message_parse (text, size, FALSE, NULL);
 		gboolean received =
 		    message != NULL && chat_message_get_to (message) == step->stream_id;
 
-		push_to_user (self, step->stream_id, frame, received ? step->offset : 0);
+		self->counters.deliveries +=
+		    push_to_user (self, step->stream_id, frame, received ? step->offset : 0);
 	}
 }
 
@@ -2055,6 +2063,9 @@ handle_chat_message (ChatHub *self, ChatClient *client, ChatMessage *message)
 	guint64 room_id = chat_message_get_room_id (message);
 	guint64 to = chat_message_get_to (message);
 
+	self->counters.received[room_id != 0 ? CHAT_TRAFFIC_ROOM
+				: to != 0    ? CHAT_TRAFFIC_DIRECT
+					     : CHAT_TRAFFIC_HUB]++;
 	if (!check_addressing (message, FALSE, &error) ||
 	    !check_sendable (self, message, to, FALSE, FALSE, &error)) {
 		chat_client_send_error (client, error->code, error->message);
@@ -2391,13 +2402,15 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 					   CHAT_ERROR_FORBIDDEN,
 					   "Your token does not allow room %" G_GUINT64_FORMAT,
 					   room_id);
-		else if (chat_client_room_limit_reached (client, room_id))
+		else if (chat_client_room_limit_reached (client, room_id)) {
+			self->counters.room_limit_refusals++;
 			send_error_printf (client,
 					   CHAT_ERROR_LIMIT_EXCEEDED,
 					   "You cannot join more than %u rooms",
 					   chat_client_get_max_rooms (client));
-		else
+		} else {
 			join_room (self, client, room_id, message);
+		}
 		break;
 	case CHAT_MESSAGE_TYPE_LEAVE:
 		if (room_id == 0)
@@ -2433,6 +2446,12 @@ chat_hub_handle_client_message (ChatHub *self, ChatClient *client, ChatMessage *
 		    chat_message_type_to_string (chat_message_get_message_type (message)));
 		break;
 	}
+}
+
+ChatHubCounters *
+chat_hub_get_counters (ChatHub *self)
+{
+	return &self->counters;
 }
 
 GPtrArray *
@@ -2618,7 +2637,9 @@ guint64
 chat_hub_get_messages_relayed (ChatHub *self)
 {
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
-	return self->messages_relayed;
+	return self->counters.relayed[CHAT_TRAFFIC_ROOM] +
+	       self->counters.relayed[CHAT_TRAFFIC_DIRECT] +
+	       self->counters.relayed[CHAT_TRAFFIC_HUB];
 }
 
 static GPtrArray *

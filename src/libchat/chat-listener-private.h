@@ -44,6 +44,10 @@ void
 chat_listener_set_handshake_timeout (ChatListener *self, guint seconds);
 guint64
 chat_listener_get_refused_head_too_large (ChatListener *self);
+/* Called for each request head answered 431, with the peer's address (for the log). */
+typedef void (*ChatListenerRefusedFunc) (GSocketAddress *remote, gpointer user_data);
+void
+chat_listener_set_refused_func (ChatListener *self, ChatListenerRefusedFunc refused_func);
 GSocket *
 chat_listener_claim_socket (GIOStream *stolen);
 

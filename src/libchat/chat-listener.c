@@ -69,6 +69,7 @@ struct _ChatListener {
 	GMainContext *context; /* the server's: every source goes here */
 	ChatListenerServeFunc serve_func;
 	ChatListenerCountFunc count_func;
+	ChatListenerRefusedFunc refused_func; /* (nullable) */
 	gpointer user_data;
 	GSocket *socket; /* (nullable): listening */
 	GSource *accept_source;
@@ -249,6 +250,8 @@ answer_head_too_large (ChatListener *self, RequestHead *head)
 
 	self->refused_head_too_large++;
 	g_debug ("refused a request head of more than %d bytes", MAX_REQUEST_HEAD);
+	if (self->refused_func != NULL && head->remote != NULL)
+		self->refused_func (head->remote, self->user_data);
 	/* a fresh socket's send buffer takes it whole */
 	if (send (g_socket_get_fd (head->socket),
 		  response,
@@ -602,4 +605,10 @@ guint64
 chat_listener_get_refused_head_too_large (ChatListener *self)
 {
 	return self->refused_head_too_large;
+}
+
+void
+chat_listener_set_refused_func (ChatListener *self, ChatListenerRefusedFunc refused_func)
+{
+	self->refused_func = refused_func;
 }

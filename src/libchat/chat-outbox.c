@@ -247,6 +247,10 @@ static void
 outbox_flush (ChatOutbox *self)
 {
 	struct iovec iov[MAX_IOV];
+	ChatFlushStatistics *statistics = chat_flush_source_get_statistics (self->flush);
+
+	if (self->count > 0 && !self->dead)
+		chat_histogram_observe (&statistics->waiting_bytes, self->pending);
 
 	while (self->count > 0 && !self->dead) {
 		struct msghdr msg = {0};
@@ -283,6 +287,7 @@ outbox_flush (ChatOutbox *self)
 			outbox_fail (self);
 			break;
 		}
+		chat_histogram_observe (&statistics->write_bytes, (guint64) written);
 		self->bytes_sent += written;
 		self->pending -= written;
 		short_write = (gsize) written < total;

@@ -12,6 +12,7 @@
 #include "chat-client-private.h"
 #include "chat-error.h"
 #include "chat-flush-source-private.h"
+#include "chat-histogram-private.h"
 #include "chat-hub-private.h"
 #include "chat-i18n-private.h"
 #include "chat-inbox-private.h"
@@ -33,7 +34,9 @@
  * A #ChatServer listens for HTTP on one address and serves the WebSocket endpoint
  * (#ChatServer:path, `/ws` by default). It checks every upgrade request before answering
  * 101: a request head over 32 KiB gets 431, a request that is not a WebSocket upgrade 400,
- * an address over #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
+ * a browser's request from an origin #ChatServer:allowed-origins does not allow 403, an
+ * address (behind one of #ChatServer:trusted-proxies, the client's) over
+ * #ChatServer:upgrades-per-second 429, a missing or refused token 401, a user
  * at #ChatServer:max-connections-per-user 429, and a request over
  * #ChatServer:max-connections 503, each with a JSON body. Accepted connections become
  * #ChatClient objects registered with the #ChatHub. With #ChatServer:web-root set, it
@@ -50,7 +53,9 @@
  * group commit failed cannot until one succeeds) and, with a #ChatRedisStore, `redis` (its
  * connections are up, chat_redis_store_is_connected()). They take precedence over files of
  * #ChatServer:web-root, but not over #ChatServer:path. With #ChatServer:metrics, `/metrics`
- * answers the counters in the Prometheus text format the same way.
+ * answers the counters in the Prometheus text format the same way, unless
+ * chat_server_listen_metrics() gave it a listener of its own. Each refused upgrade is logged
+ * (at most 10 lines a second) with its reason and the client's address.
  *
  * The server also enforces the per-connection limits: the message size (close 1009), binary
  * frames (1003), #ChatServer:outbox-size (1008, a slow consumer), and the heartbeat: a WebSocket
@@ -76,6 +81,52 @@
  * any other code a peer sends is counted as "other", so a client cannot grow the label set. */
 static const guint16 close_codes[] =
     {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4001, 4002};
+
+/* Why an upgrade was refused: the label `reason` of chathub_upgrades_refused_total, and the
+ * log line's. A small fixed set, so that no request can grow the label set. */
+typedef enum {
+	REFUSED_BAD_REQUEST,
+	REFUSED_HEADER_TOO_LARGE, /* counted by the listener */
+	REFUSED_FORBIDDEN_ORIGIN,
+	REFUSED_TOO_MANY_REQUESTS,
+	REFUSED_TOKEN_MISSING,
+	REFUSED_TOKEN_MALFORMED,
+	REFUSED_TOKEN_SIGNATURE,
+	REFUSED_TOKEN_EXPIRED,
+	REFUSED_TOKEN_NOT_YET_VALID,
+	REFUSED_TOKEN_REJECTED, /* issuer, audience, user id, rooms claim, no key */
+	REFUSED_TOO_MANY_CONNECTIONS,
+	REFUSED_UNAVAILABLE,
+	N_REFUSALS
+} Refusal;
+
+static const char *const refusal_names[N_REFUSALS] = {
+    "bad_request",
+    "header_too_large",
+    "forbidden_origin",
+    "too_many_requests",
+    "token_missing",
+    "token_malformed",
+    "token_signature",
+    "token_expired",
+    "token_not_yet_valid",
+    "token_rejected",
+    "too_many_connections",
+    "unavailable",
+};
+
+/* The most X-Forwarded-For elements read, from the right, behind trusted proxies. */
+#define MAX_FORWARDED_HOPS 16
+
+/* Refused-upgrade log lines per second; the rest are counted, and the count is logged by the
+ * one-second sweep, so a flood of bad requests cannot fill the journal. */
+#define REFUSAL_LOG_LINES_PER_SECOND 10
+
+/* The main-loop lag timer (only while /metrics is served): how late a 100 ms timer fires. */
+#define LAG_INTERVAL_MS 100
+/* µs: 1 ms to 2.5 s */
+static const guint64 lag_bounds[] =
+    {1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 /* Seeds the rate table's hash, so that chosen addresses cannot be made to collide. */
 static guint rate_seed;
@@ -129,16 +180,23 @@ struct _ChatServer {
 	guint max_rooms;
 	gboolean reuse_port;
 	guint64 accepted;
-	guint64 refused_bad_request;
-	guint64 refused_token;
-	guint64 refused_busy;
-	guint64 refused_rate;
-	guint64 refused_user_limit;
+	guint64 refused[N_REFUSALS];  /* but REFUSED_HEADER_TOO_LARGE: the listener's */
+	guint refusal_log_budget;     /* lines left this second */
+	guint refusal_log_suppressed; /* lines not written this second */
+	guint64 refusal_log_suppressed_total;
 	guint64 bytes_sent_closed;    /* bytes of clients already gone */
 	guint64 slow_consumer_closes; /* of clients already gone */
 	guint64 idle_closes;
 	guint64 closes[G_N_ELEMENTS (close_codes) + 1]; /* by close_codes' index; last: other */
 	gboolean metrics;
+	ChatListener *metrics_listener; /* (nullable): /metrics on an address of its own */
+	SoupServer *metrics_soup;	/* (nullable): its HTTP side */
+	GSource *lag_timer;		/* (nullable): while /metrics is served */
+	gint64 lag_base;		/* monotonic µs: the lag timer's last dispatch */
+	ChatHistogram loop_lag;		/* µs */
+	char **allowed_origins;		/* (nullable): NULL is same-origin */
+	char **trusted_proxies;		/* (nullable): as set */
+	GPtrArray *proxy_masks;		/* (nullable): GInetAddressMask*, from trusted_proxies */
 };
 
 G_DEFINE_FINAL_TYPE (ChatServer, chat_server, G_TYPE_OBJECT)
@@ -163,6 +221,8 @@ enum {
 	PROP_WEB_ROOT,
 	PROP_REUSE_PORT,
 	PROP_METRICS,
+	PROP_ALLOWED_ORIGINS,
+	PROP_TRUSTED_PROXIES,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -230,6 +290,12 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 	case PROP_METRICS:
 		g_value_set_boolean (value, self->metrics);
 		break;
+	case PROP_ALLOWED_ORIGINS:
+		g_value_set_boxed (value, self->allowed_origins);
+		break;
+	case PROP_TRUSTED_PROXIES:
+		g_value_set_boxed (value, self->trusted_proxies);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -242,6 +308,60 @@ set_uint (ChatServer *self, guint *slot, guint value, guint prop_id)
 		return;
 	*slot = value;
 	g_object_notify_by_pspec (G_OBJECT (self), props[prop_id]);
+}
+
+static void
+start_lag_timer (ChatServer *self);
+
+/* The rate limit and the room cap are the server's, not fixed per connection: an operator
+ * who lowers them during a flood (chathubd's reload) means the clients already connected. */
+static void
+update_client_limits (ChatServer *self)
+{
+	GPtrArray *clients;
+
+	if (self->hub == NULL)
+		return;
+	clients = chat_hub_get_clients_unowned (self->hub);
+	for (guint i = 0; i < clients->len; i++)
+		chat_client_set_limits (clients->pdata[i],
+					self->messages_per_second,
+					self->message_burst,
+					self->max_rooms);
+}
+
+/* NULL and an empty list are the same setting */
+static gboolean
+strv_equal (char **a, char **b)
+{
+	if (a == NULL || a[0] == NULL || b == NULL || b[0] == NULL)
+		return (a == NULL || a[0] == NULL) && (b == NULL || b[0] == NULL);
+	return g_strv_equal ((const char *const *) a, (const char *const *) b);
+}
+
+/* Parses the proxies' addresses and networks; entries that are neither are left out, with a
+ * warning (the daemon refuses them when it reads its configuration). */
+static void
+set_trusted_proxies (ChatServer *self, char **proxies)
+{
+	g_clear_pointer (&self->proxy_masks, g_ptr_array_unref);
+	g_strfreev (self->trusted_proxies);
+	self->trusted_proxies = g_strdupv (proxies);
+	if (proxies == NULL || proxies[0] == NULL)
+		return;
+	self->proxy_masks = g_ptr_array_new_with_free_func (g_object_unref);
+	for (guint i = 0; proxies[i] != NULL; i++) {
+		g_autoptr (GError) error = NULL;
+		GInetAddressMask *mask = g_inet_address_mask_new_from_string (proxies[i], &error);
+
+		if (mask == NULL) {
+			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
+				   proxies[i],
+				   error->message);
+			continue;
+		}
+		g_ptr_array_add (self->proxy_masks, mask);
+	}
 }
 
 static void
@@ -282,6 +402,9 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		if (self->listener != NULL)
 			chat_listener_set_handshake_timeout (self->listener,
 							     self->handshake_timeout);
+		if (self->metrics_listener != NULL)
+			chat_listener_set_handshake_timeout (self->metrics_listener,
+							     self->handshake_timeout);
 		break;
 	case PROP_MAX_CONNECTIONS_PER_USER:
 		set_uint (self, &self->max_connections_per_user, g_value_get_uint (value), prop_id);
@@ -294,12 +417,15 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 		break;
 	case PROP_MESSAGES_PER_SECOND:
 		set_uint (self, &self->messages_per_second, g_value_get_uint (value), prop_id);
+		update_client_limits (self);
 		break;
 	case PROP_MESSAGE_BURST:
 		set_uint (self, &self->message_burst, g_value_get_uint (value), prop_id);
+		update_client_limits (self);
 		break;
 	case PROP_MAX_ROOMS:
 		set_uint (self, &self->max_rooms, g_value_get_uint (value), prop_id);
+		update_client_limits (self);
 		break;
 	case PROP_WEB_ROOT:
 		g_free (self->web_root);
@@ -314,6 +440,24 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 	case PROP_METRICS:
 		if (self->metrics != g_value_get_boolean (value)) {
 			self->metrics = g_value_get_boolean (value);
+			start_lag_timer (self);
+			g_object_notify_by_pspec (object, pspec);
+		}
+		break;
+	case PROP_ALLOWED_ORIGINS:
+		if (!strv_equal (self->allowed_origins, g_value_get_boxed (value))) {
+			char **origins = g_value_get_boxed (value);
+
+			g_strfreev (self->allowed_origins);
+			/* empty is unset: bindings cannot tell them apart */
+			self->allowed_origins =
+			    origins != NULL && origins[0] != NULL ? g_strdupv (origins) : NULL;
+			g_object_notify_by_pspec (object, pspec);
+		}
+		break;
+	case PROP_TRUSTED_PROXIES:
+		if (!strv_equal (self->trusted_proxies, g_value_get_boxed (value))) {
+			set_trusted_proxies (self, g_value_get_boxed (value));
 			g_object_notify_by_pspec (object, pspec);
 		}
 		break;
@@ -342,8 +486,11 @@ chat_server_dispose (GObject *object)
 	}
 	chat_clear_source (&self->heartbeat);
 	chat_clear_source (&self->rate_sweep);
+	chat_clear_source (&self->lag_timer);
 	/* with the connections still waiting for their request head */
 	g_clear_object (&self->listener);
+	g_clear_object (&self->metrics_listener);
+	g_clear_object (&self->metrics_soup);
 	if (self->flush_source != NULL) {
 		chat_flush_source_destroy (self->flush_source);
 		g_clear_pointer (&self->flush_source, g_source_unref);
@@ -362,6 +509,9 @@ chat_server_finalize (GObject *object)
 
 	g_free (self->path);
 	g_free (self->web_root);
+	g_strfreev (self->allowed_origins);
+	g_strfreev (self->trusted_proxies);
+	g_clear_pointer (&self->proxy_masks, g_ptr_array_unref);
 	g_clear_pointer (&self->web_files, chat_web_root_free);
 	g_hash_table_unref (self->user_connections);
 	/* the links are inside the buckets the table frees */
@@ -467,15 +617,13 @@ rate_bucket_equal (gconstpointer a, gconstpointer b)
 /* Whom the upgrade rate applies to: an IPv4 address (IPv4-mapped ones included), or the /64
  * of an IPv6 address, since one host usually holds a whole /64. */
 static gboolean
-rate_key (GSocketAddress *address, guint8 key[17])
+rate_key (GInetAddress *inet, guint8 key[17])
 {
-	GInetAddress *inet;
 	const guint8 *bytes;
 
 	memset (key, 0, 17);
-	if (!G_IS_INET_SOCKET_ADDRESS (address))
+	if (inet == NULL)
 		return FALSE;
-	inet = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address));
 	bytes = g_inet_address_to_bytes (inet);
 	if (g_inet_address_get_family (inet) == G_SOCKET_FAMILY_IPV4) {
 		key[0] = 4;
@@ -520,7 +668,7 @@ prune_rate_buckets (ChatServer *self, gint64 now)
 /* Takes one upgrade from the token bucket of @address's host; if it is empty, returns FALSE
  * and the seconds until the next one in @retry_after. */
 static gboolean
-rate_allows (ChatServer *self, GSocketAddress *address, guint *retry_after)
+rate_allows (ChatServer *self, GInetAddress *address, guint *retry_after)
 {
 	RateBucket lookup = {0};
 	RateBucket *bucket;
@@ -555,6 +703,235 @@ rate_allows (ChatServer *self, GSocketAddress *address, guint *retry_after)
 	/* whole seconds, rounded up */
 	*retry_after = (guint) ((1.0 - bucket->tokens) / self->upgrades_per_second) + 1;
 	return FALSE;
+}
+
+/* An IPv4-mapped IPv6 address (a dual-stack socket's peer) as the IPv4 address it is, so that
+ * it matches IPv4 networks. */
+static GInetAddress *
+unmap_address (GInetAddress *address)
+{
+	const guint8 *bytes = g_inet_address_to_bytes (address);
+
+	if (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6 &&
+	    memcmp (bytes, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+		return g_inet_address_new_from_bytes (bytes + 12, G_SOCKET_FAMILY_IPV4);
+	return g_object_ref (address);
+}
+
+static gboolean
+is_trusted_proxy (ChatServer *self, GInetAddress *address)
+{
+	for (guint i = 0; self->proxy_masks != NULL && i < self->proxy_masks->len; i++) {
+		if (g_inet_address_mask_matches (self->proxy_masks->pdata[i], address))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* One element of X-Forwarded-For: an address, maybe with a port ("[::1]:80", "1.2.3.4:80"). */
+static GInetAddress *
+parse_forwarded_address (char *text)
+{
+	g_autoptr (GInetAddress) address = NULL;
+	char *end;
+
+	g_strstrip (text);
+	if (text[0] == '[' && (end = strchr (text, ']')) != NULL) {
+		*end = '\0';
+		text++;
+	} else if ((end = strchr (text, ':')) != NULL && strchr (end + 1, ':') == NULL) {
+		*end = '\0'; /* one colon: IPv4 and a port */
+	}
+	address = g_inet_address_new_from_string (text);
+	return address != NULL ? unmap_address (address) : NULL;
+}
+
+/* Whose request this is: the TCP peer, or, when the peer is one of
+ * ChatServer:trusted-proxies, the rightmost address of X-Forwarded-For that is not a trusted
+ * proxy (the proxies append what they saw; anything left of that is the client's to forge).
+ * An element that is no address ends the walk, and so does the MAX_FORWARDED_HOPS-th: the
+ * last address read is the client then.
+ * @peer_out: the TCP peer's address, when it differs. NULL if the peer is no IP socket. */
+static GInetAddress *
+find_client_address (ChatServer *self, SoupServerMessage *msg, GInetAddress **peer_out)
+{
+	GSocketAddress *remote = soup_server_message_get_remote_address (msg);
+	g_autoptr (GInetAddress) peer = NULL;
+	g_autoptr (GInetAddress) client = NULL;
+	g_autofree char *list = NULL;
+	const char *forwarded;
+	char *end;
+
+	*peer_out = NULL;
+	if (!G_IS_INET_SOCKET_ADDRESS (remote))
+		return NULL;
+	peer = unmap_address (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)));
+	if (self->proxy_masks == NULL || !is_trusted_proxy (self, peer))
+		return g_steal_pointer (&peer);
+	/* several X-Forwarded-For headers are one list, in their order */
+	forwarded = soup_message_headers_get_list (soup_server_message_get_request_headers (msg),
+						   "X-Forwarded-For");
+	if (forwarded == NULL)
+		return g_steal_pointer (&peer);
+	client = g_object_ref (peer);
+	list = g_strdup (forwarded);
+	end = list + strlen (list);
+	/* from the right, at most MAX_FORWARDED_HOPS: a client can send a long list of
+	 * trusted addresses, and each costs a parse */
+	for (guint hops = 0; end > list && hops < MAX_FORWARDED_HOPS; hops++) {
+		char *start = end;
+		GInetAddress *hop;
+
+		while (start > list && start[-1] != ',')
+			start--;
+		*end = '\0';
+		hop = parse_forwarded_address (start);
+		if (hop == NULL)
+			break;
+		g_set_object (&client, hop);
+		g_object_unref (hop);
+		if (!is_trusted_proxy (self, client))
+			break;
+		end = start > list ? start - 1 : list;
+	}
+	if (!g_inet_address_equal (client, peer))
+		*peer_out = g_steal_pointer (&peer);
+	return g_steal_pointer (&client);
+}
+
+/* ChatServer:allowed-origins: a request without Origin is no browser's and passes; else the
+ * origin must be listed (or the list hold "*"), or, with no list, name the Host requested. */
+static gboolean
+origin_allowed (ChatServer *self, SoupServerMessage *msg)
+{
+	SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+	const char *origin = soup_message_headers_get_one (headers, "Origin");
+	const char *host;
+	const char *authority;
+
+	if (origin == NULL)
+		return TRUE;
+	if (self->allowed_origins == NULL) {
+		host = soup_message_headers_get_one (headers, "Host");
+		authority = strstr (origin, "://");
+		return host != NULL && authority != NULL &&
+		       g_ascii_strcasecmp (authority + 3, host) == 0;
+	}
+	for (guint i = 0; self->allowed_origins[i] != NULL; i++) {
+		if (strcmp (self->allowed_origins[i], "*") == 0 ||
+		    g_ascii_strcasecmp (self->allowed_origins[i], origin) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The verifier's refusal (its English wire text) as one of the few token reasons. */
+static Refusal
+token_refusal (const char *wire_reason)
+{
+	static const struct {
+		const char *text;
+		Refusal refusal;
+	} reasons[] = {
+	    {"No token was presented", REFUSED_TOKEN_MISSING},
+	    {"The token is malformed", REFUSED_TOKEN_MALFORMED},
+	    {"The token is not signed with the configured algorithm", REFUSED_TOKEN_MALFORMED},
+	    {"The token header cannot be parsed", REFUSED_TOKEN_MALFORMED},
+	    {"The token signature is invalid", REFUSED_TOKEN_SIGNATURE},
+	    {"The token has expired", REFUSED_TOKEN_EXPIRED},
+	    {"The token is not valid yet", REFUSED_TOKEN_NOT_YET_VALID},
+	};
+
+	if (wire_reason == NULL)
+		return REFUSED_TOKEN_REJECTED;
+	if (g_str_has_prefix (wire_reason, "The token claims cannot be parsed"))
+		return REFUSED_TOKEN_MALFORMED;
+	for (gsize i = 0; i < G_N_ELEMENTS (reasons); i++) {
+		if (strcmp (wire_reason, reasons[i].text) == 0)
+			return reasons[i].refusal;
+	}
+	return REFUSED_TOKEN_REJECTED;
+}
+
+/* One line per refused upgrade, within REFUSAL_LOG_LINES_PER_SECOND. @client: the address
+ * the limits apply to; @peer: (nullable): the proxy it came through. */
+static void
+log_refusal (ChatServer *self,
+	     Refusal refusal,
+	     guint status,
+	     const char *client,
+	     const char *peer,
+	     const char *detail)
+{
+	g_autofree char *from = NULL;
+	g_autofree char *line = NULL;
+	g_autofree char *text = NULL;
+
+	if (self->refusal_log_budget == 0) {
+		self->refusal_log_suppressed++;
+		self->refusal_log_suppressed_total++;
+		return;
+	}
+	self->refusal_log_budget--;
+	/* TRANSLATORS: "203.0.113.7 (via 10.0.0.2)": a client behind a trusted proxy */
+	from = peer != NULL ? g_strdup_printf (_ ("%s (via %s)"), client, peer) : g_strdup (client);
+	line = g_strdup_printf (_ ("Refused a connection from %s: %s"), from, detail);
+	/* the reason and the status as on the wire and in /metrics, for grep and tools */
+	text = g_strdup_printf ("%s (%s, HTTP %u)", line, refusal_names[refusal], status);
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT",
+			  "upgrade-refused",
+			  "CHATHUB_REASON",
+			  refusal_names[refusal],
+			  "CHATHUB_REMOTE",
+			  client,
+			  "MESSAGE",
+			  "%s",
+			  text);
+}
+
+/* At the one-second sweep: what the limit kept out of the log in the last second. */
+static void
+log_refusals_suppressed (ChatServer *self)
+{
+	g_autofree char *text = NULL;
+
+	self->refusal_log_budget = REFUSAL_LOG_LINES_PER_SECOND;
+	if (self->refusal_log_suppressed == 0)
+		return;
+	text = g_strdup_printf (
+	    g_dngettext (GETTEXT_PACKAGE,
+			 "Suppressed %u more refused-upgrade line in the last second",
+			 "Suppressed %u more refused-upgrade lines in the last second",
+			 self->refusal_log_suppressed),
+	    self->refusal_log_suppressed);
+	self->refusal_log_suppressed = 0;
+	g_log_structured (G_LOG_DOMAIN,
+			  G_LOG_LEVEL_MESSAGE,
+			  "CHATHUB_EVENT",
+			  "upgrade-refused-suppressed",
+			  "MESSAGE",
+			  "%s",
+			  text);
+}
+
+/* The listener's 431s, which never reach the gate. */
+static void
+on_head_refused (GSocketAddress *remote, gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	g_autofree char *address = NULL;
+
+	if (G_IS_INET_SOCKET_ADDRESS (remote))
+		address = g_inet_address_to_string (
+		    g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)));
+	log_refusal (self,
+		     REFUSED_HEADER_TOO_LARGE,
+		     431,
+		     address != NULL ? address : "?",
+		     NULL,
+		     _ ("the request head is over 32 KiB"));
 }
 
 static const char *
@@ -828,22 +1205,31 @@ lookup_count (GVariant *dict, const char *key)
 								   : 0;
 }
 
-/* /metrics (ChatServer:metrics): the counters chathub keeps anyway, in the Prometheus text
- * format 0.0.4; no label names a user or a room. Returns FALSE for any other path. */
+static void
+labelled_family (GString *out,
+		 const char *name,
+		 const char *type,
+		 const char *help,
+		 const char *label,
+		 const char *const *values,
+		 const guint64 *counts,
+		 gsize n)
+{
+	metric_family (out, name, type, help);
+	for (gsize i = 0; i < n; i++) {
+		g_autofree char *labels = g_strdup_printf ("%s=\"%s\"", label, values[i]);
+
+		metric_sample (out, name, labels, counts[i]);
+	}
+}
+
+/* /metrics: the counters chathub keeps anyway, in the Prometheus text format 0.0.4; no label
+ * names a user or a room. Returns FALSE for any other path. */
 static gboolean
 serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 {
-	static const struct {
-		const char *key;
-		const char *reason;
-	} refusals[] = {
-	    {"refused-bad-request", "bad_request"},
-	    {"refused-header-too-large", "header_too_large"},
-	    {"refused-rate", "rate"},
-	    {"refused-token", "token"},
-	    {"refused-user-limit", "user_limit"},
-	    {"refused-busy", "busy"},
-	};
+	static const char *const kinds[CHAT_TRAFFIC_N_KINDS] = {"room", "direct", "hub"};
+	static const char *const limits[] = {"message_size", "binary", "rooms", "message_rate"};
 	static const struct {
 		const char *key;
 		const char *name;
@@ -869,18 +1255,24 @@ serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 	g_autoptr (GVariant) statistics = NULL;
 	g_autoptr (GVariant) store_statistics = NULL;
 	g_autoptr (ChatStore) store = NULL;
+	ChatHubCounters *counters = chat_hub_get_counters (self->hub);
+	ChatFlushStatistics *flush = chat_flush_source_get_statistics (self->flush_source);
+	guint64 refused[N_REFUSALS];
+	guint64 limit_counts[G_N_ELEMENTS (limits)];
+	const char *close_labels[G_N_ELEMENTS (close_codes) + 1];
+	char close_names[G_N_ELEMENTS (close_codes)][8];
 	GString *out;
 	gsize length;
 	char number[G_ASCII_DTOSTR_BUF_SIZE];
 
-	if (!self->metrics || g_strcmp0 (path, "/metrics") != 0)
+	if (g_strcmp0 (path, "/metrics") != 0)
 		return FALSE;
 	if (refuse_method (msg))
 		return TRUE;
 	statistics = g_variant_ref_sink (chat_server_get_statistics (self));
 	g_object_get (self->hub, "store", &store, NULL);
 	store_statistics = g_variant_take_ref (chat_store_get_statistics (store));
-	out = g_string_sized_new (4096);
+	out = g_string_sized_new (8192);
 
 	metric (out,
 		"chathub_connections",
@@ -892,40 +1284,61 @@ serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 		"counter",
 		"WebSocket connections accepted",
 		self->accepted);
-	metric_family (out,
-		       "chathub_connections_closed_total",
-		       "counter",
-		       "WebSocket connections closed, by close code");
-	for (guint i = 0; i <= G_N_ELEMENTS (close_codes); i++) {
-		char labels[32];
-
-		if (i < G_N_ELEMENTS (close_codes))
-			g_snprintf (labels, sizeof labels, "code=\"%u\"", close_codes[i]);
-		else
-			g_strlcpy (labels, "code=\"other\"", sizeof labels);
-		metric_sample (out, "chathub_connections_closed_total", labels, self->closes[i]);
+	for (gsize i = 0; i < G_N_ELEMENTS (close_codes); i++) {
+		g_snprintf (close_names[i], sizeof close_names[i], "%u", close_codes[i]);
+		close_labels[i] = close_names[i];
 	}
-	metric_family (out,
-		       "chathub_upgrades_refused_total",
-		       "counter",
-		       "Upgrade requests refused, by reason");
-	for (gsize i = 0; i < G_N_ELEMENTS (refusals); i++) {
-		g_autofree char *labels = g_strdup_printf ("reason=\"%s\"", refusals[i].reason);
-
-		metric_sample (out,
-			       "chathub_upgrades_refused_total",
-			       labels,
-			       lookup_count (statistics, refusals[i].key));
-	}
+	close_labels[G_N_ELEMENTS (close_codes)] = "other";
+	labelled_family (out,
+			 "chathub_connections_closed_total",
+			 "counter",
+			 "WebSocket connections closed, by close code",
+			 "code",
+			 close_labels,
+			 self->closes,
+			 G_N_ELEMENTS (close_labels));
+	memcpy (refused, self->refused, sizeof refused);
+	refused[REFUSED_HEADER_TOO_LARGE] =
+	    chat_listener_get_refused_head_too_large (self->listener);
+	labelled_family (out,
+			 "chathub_upgrades_refused_total",
+			 "counter",
+			 "Upgrade requests refused, by reason (the 429s: too_many_requests and "
+			 "too_many_connections)",
+			 "reason",
+			 refusal_names,
+			 refused,
+			 N_REFUSALS);
+	labelled_family (out,
+			 "chathub_messages_received_total",
+			 "counter",
+			 "Chat messages received from clients, by address",
+			 "kind",
+			 kinds,
+			 counters->received,
+			 CHAT_TRAFFIC_N_KINDS);
+	labelled_family (out,
+			 "chathub_messages_relayed_total",
+			 "counter",
+			 "Chat messages relayed (each once, whatever its recipients), by address",
+			 "kind",
+			 kinds,
+			 counters->relayed,
+			 CHAT_TRAFFIC_N_KINDS);
 	metric (out,
-		"chathub_messages_relayed_total",
+		"chathub_deliveries_total",
 		"counter",
-		"Chat messages relayed (each once, whatever its recipients)",
-		lookup_count (statistics, "messages-relayed"));
+		"Relayed chat messages queued to a connection (one per recipient connection)",
+		counters->deliveries);
+	metric (out,
+		"chathub_bytes_received_total",
+		"counter",
+		"Payload bytes of the WebSocket messages read from clients",
+		counters->bytes_received);
 	metric (out,
 		"chathub_bytes_sent_total",
 		"counter",
-		"Bytes written to WebSocket connections",
+		"Bytes written to WebSocket connections (frames whole)",
 		lookup_count (statistics, "bytes-sent"));
 	metric (out,
 		"chathub_slow_consumer_closes_total",
@@ -938,10 +1351,48 @@ serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 		"Connections closed after idle-timeout without traffic (1001)",
 		lookup_count (statistics, "idle-closes"));
 	metric (out,
+		"chathub_messages_rate_limited_total",
+		"counter",
+		"Messages refused rate_limited (over messages-per-second)",
+		counters->rate_limited);
+	limit_counts[0] = counters->message_size_closes;
+	limit_counts[1] = counters->binary_closes;
+	limit_counts[2] = counters->room_limit_refusals;
+	limit_counts[3] = counters->rate_limit_closes;
+	labelled_family (out,
+			 "chathub_limits_hit_total",
+			 "counter",
+			 "Per-connection limits hit: closes for message_size (1009), binary (1003) "
+			 "and message_rate (1008), joins refused over max-rooms (rooms)",
+			 "limit",
+			 limits,
+			 limit_counts,
+			 G_N_ELEMENTS (limits));
+	metric (out,
 		"chathub_rooms",
 		"gauge",
 		"Rooms with at least one member",
 		chat_hub_get_n_rooms (self->hub));
+	metric_family (out,
+		       "chathub_outbox_write_bytes",
+		       "histogram",
+		       "Bytes per write to a connection (sendmsg, up to 256 frames)");
+	chat_histogram_append (&flush->write_bytes, out, "chathub_outbox_write_bytes", 1);
+	metric_family (out,
+		       "chathub_outbox_waiting_bytes",
+		       "histogram",
+		       "Bytes queued for a connection when its flush began");
+	chat_histogram_append (&flush->waiting_bytes, out, "chathub_outbox_waiting_bytes", 1);
+	metric_family (out,
+		       "chathub_main_loop_lag_seconds",
+		       "histogram",
+		       "How late a 100 ms timer on the main loop fires");
+	chat_histogram_append (&self->loop_lag, out, "chathub_main_loop_lag_seconds", 1e6);
+	metric (out,
+		"chathub_log_lines_suppressed_total",
+		"counter",
+		"Refused-upgrade log lines left out over the limit of 10 per second",
+		self->refusal_log_suppressed_total);
 	for (gsize i = 0; i < G_N_ELEMENTS (store_metrics); i++)
 		metric (out,
 			store_metrics[i].name,
@@ -978,6 +1429,35 @@ serve_metrics (ChatServer *self, SoupServerMessage *msg, const char *path)
 	return TRUE;
 }
 
+/* The metrics listener's only resource. */
+static void
+handle_metrics_request (SoupServer *soup,
+			SoupServerMessage *msg,
+			const char *path,
+			GHashTable *query,
+			gpointer user_data)
+{
+	if (!serve_metrics (CHAT_SERVER (user_data), msg, path))
+		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
+}
+
+/* Counts and logs a refusal and sets its JSON answer. */
+static void
+refuse (ChatServer *self,
+	SoupServerMessage *msg,
+	Refusal refusal,
+	guint status,
+	const char *error,
+	const char *description,
+	const char *client,
+	const char *peer,
+	const char *detail)
+{
+	self->refused[refusal]++;
+	log_refusal (self, refusal, status, client, peer, detail);
+	set_json_response (msg, status, error, description);
+}
+
 static void
 handle_request (SoupServer *soup,
 		SoupServerMessage *msg,
@@ -987,7 +1467,11 @@ handle_request (SoupServer *soup,
 {
 	ChatServer *self = CHAT_SERVER (user_data);
 	SoupMessageHeaders *response_headers = soup_server_message_get_response_headers (msg);
-	const char *remote = soup_server_message_get_remote_host (msg);
+	g_autoptr (GInetAddress) client = NULL;
+	g_autoptr (GInetAddress) peer = NULL;
+	g_autofree char *remote = NULL;
+	g_autofree char *via = NULL;
+	g_autofree char *detail = NULL;
 	g_autoptr (GError) error = NULL;
 	g_autoptr (GArray) rooms = NULL;
 	const char *reason = NULL;
@@ -998,35 +1482,73 @@ handle_request (SoupServer *soup,
 	PendingUpgrade *pending;
 
 	/* Cheapest first, and nothing that costs a signature check before the per-address rate:
-	 * the path and the handshake are string compares, the rate one hash lookup, and only then
-	 * is the token verified; the per-user and server-wide limits need the token's user. */
+	 * the path, the handshake and the origin are string compares, the rate one hash lookup,
+	 * and only then is the token verified; the per-user and server-wide limits need the
+	 * token's user. */
 
 	if (g_strcmp0 (path, self->path) != 0) {
-		if (serve_health (self, msg, path) || serve_metrics (self, msg, path))
+		if (serve_health (self, msg, path))
+			return;
+		/* with a listener of its own, /metrics is served there only */
+		if (self->metrics && self->metrics_soup == NULL && serve_metrics (self, msg, path))
 			return;
 		if (self->web_files != NULL && chat_web_root_serve (self->web_files, msg, path))
 			return;
 		set_json_response (msg, SOUP_STATUS_NOT_FOUND, "not_found", "No such endpoint");
 		return;
 	}
+	/* behind a trusted proxy, the client it forwards for: logs, limits and the client's
+	 * remote address */
+	client = find_client_address (self, msg, &peer);
+	remote = client != NULL ? g_inet_address_to_string (client)
+				: g_strdup (soup_server_message_get_remote_host (msg));
+	if (remote == NULL)
+		remote = g_strdup ("?");
+	if (peer != NULL)
+		via = g_inet_address_to_string (peer);
+
 	if (!soup_websocket_server_check_handshake (msg, NULL, NULL, NULL, &error)) {
-		self->refused_bad_request++;
-		set_json_response (msg,
-				   SOUP_STATUS_BAD_REQUEST,
-				   "invalid_request",
-				   "This endpoint only accepts WebSocket upgrade requests");
+		refuse (self,
+			msg,
+			REFUSED_BAD_REQUEST,
+			SOUP_STATUS_BAD_REQUEST,
+			"invalid_request",
+			"This endpoint only accepts WebSocket upgrade requests",
+			remote,
+			via,
+			error->message);
 		return;
 	}
-	if (!rate_allows (self, soup_server_message_get_remote_address (msg), &retry_after)) {
-		self->refused_rate++;
-		g_debug ("refused an upgrade from %s: over %u per second",
-			 remote,
-			 self->upgrades_per_second);
-		set_json_response (
-		    msg,
-		    HTTP_TOO_MANY_REQUESTS,
-		    "too_many_requests",
-		    "Too many connection attempts from this address; try again later");
+	/* before the token: a page elsewhere cannot use a visitor's token, or learn whether it
+	 * is valid */
+	if (!origin_allowed (self, msg)) {
+		detail = g_strdup_printf (
+		    _ ("the origin %s is not allowed"),
+		    soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
+						  "Origin"));
+		refuse (self,
+			msg,
+			REFUSED_FORBIDDEN_ORIGIN,
+			SOUP_STATUS_FORBIDDEN,
+			"forbidden_origin",
+			"Connections from this origin are not allowed",
+			remote,
+			via,
+			detail);
+		return;
+	}
+	if (!rate_allows (self, client, &retry_after)) {
+		detail =
+		    g_strdup_printf (_ ("over %u upgrades per second"), self->upgrades_per_second);
+		refuse (self,
+			msg,
+			REFUSED_TOO_MANY_REQUESTS,
+			HTTP_TOO_MANY_REQUESTS,
+			"too_many_requests",
+			"Too many connection attempts from this address; try again later",
+			remote,
+			via,
+			detail);
 		g_snprintf (retry_text, sizeof retry_text, "%u", retry_after);
 		soup_message_headers_replace (response_headers, "Retry-After", retry_text);
 		return;
@@ -1038,9 +1560,15 @@ handle_request (SoupServer *soup,
 					     &token_deadline,
 					     &reason,
 					     &error)) {
-		self->refused_token++;
-		g_message (_ ("Refused a connection from %s: %s"), remote, error->message);
-		set_json_response (msg, SOUP_STATUS_UNAUTHORIZED, "invalid_token", reason);
+		refuse (self,
+			msg,
+			token_refusal (reason),
+			SOUP_STATUS_UNAUTHORIZED,
+			"invalid_token",
+			reason,
+			remote,
+			via,
+			error->message);
 		soup_message_headers_replace (response_headers,
 					      "WWW-Authenticate",
 					      "Bearer error=\"invalid_token\"");
@@ -1049,29 +1577,33 @@ handle_request (SoupServer *soup,
 	/* upgrades on their way count too, so a burst cannot overshoot */
 	if (self->max_connections_per_user > 0 &&
 	    user_connections_get (self, user_id) >= self->max_connections_per_user) {
-		self->refused_user_limit++;
-		g_message (
-		    _ ("Refused a connection from %s: user %" PRIu64 " already has %u connections"),
-		    remote,
-		    user_id,
-		    self->max_connections_per_user);
-		set_json_response (msg,
-				   HTTP_TOO_MANY_REQUESTS,
-				   "too_many_connections",
-				   "This user has too many connections; close one first");
+		detail = g_strdup_printf (_ ("user %" PRIu64 " already has %u connections"),
+					  user_id,
+					  self->max_connections_per_user);
+		refuse (self,
+			msg,
+			REFUSED_TOO_MANY_CONNECTIONS,
+			HTTP_TOO_MANY_REQUESTS,
+			"too_many_connections",
+			"This user has too many connections; close one first",
+			remote,
+			via,
+			detail);
 		soup_message_headers_replace (response_headers, "Retry-After", "10");
 		return;
 	}
 	if (self->max_connections > 0 && self->n_connections >= self->max_connections) {
-		self->refused_busy++;
-		g_message (
-		    _ ("Refused a connection from %s: the limit of %u connections is reached"),
-		    remote,
-		    self->max_connections);
-		set_json_response (msg,
-				   SOUP_STATUS_SERVICE_UNAVAILABLE,
-				   "server_busy",
-				   "Too many connections; try again later");
+		detail = g_strdup_printf (_ ("the limit of %u connections is reached"),
+					  self->max_connections);
+		refuse (self,
+			msg,
+			REFUSED_UNAVAILABLE,
+			SOUP_STATUS_SERVICE_UNAVAILABLE,
+			"server_busy",
+			"Too many connections; try again later",
+			remote,
+			via,
+			detail);
 		soup_message_headers_replace (response_headers, "Retry-After", "5");
 		return;
 	}
@@ -1091,7 +1623,7 @@ handle_request (SoupServer *soup,
 	pending->user_id = user_id;
 	pending->rooms = g_steal_pointer (&rooms);
 	pending->token_deadline = token_deadline;
-	pending->remote_address = g_strdup (remote);
+	pending->remote_address = g_steal_pointer (&remote);
 	g_signal_connect_data (msg,
 			       "wrote-informational",
 			       G_CALLBACK (on_upgraded),
@@ -1151,7 +1683,39 @@ static gboolean
 on_rate_sweep (gpointer user_data)
 {
 	prune_rate_buckets (CHAT_SERVER (user_data), g_get_monotonic_time ());
+	log_refusals_suppressed (CHAT_SERVER (user_data));
 	return G_SOURCE_CONTINUE;
+}
+
+/* How late the timer fires: GLib sets its next expiration from this dispatch's time, so
+ * anything past that plus the interval is time the loop spent elsewhere. */
+static gboolean
+on_lag_tick (gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	gint64 now = g_get_monotonic_time ();
+
+	if (self->lag_base != 0)
+		chat_histogram_observe (
+		    &self->loop_lag,
+		    (guint64) MAX (0, now - self->lag_base - LAG_INTERVAL_MS * 1000));
+	self->lag_base = g_source_get_time (self->lag_timer);
+	return G_SOURCE_CONTINUE;
+}
+
+/* Only while /metrics is served: otherwise nobody reads it, and an idle daemon stays idle. */
+static void
+start_lag_timer (ChatServer *self)
+{
+	gboolean wanted = self->soup != NULL && (self->metrics || self->metrics_soup != NULL);
+
+	if (wanted == (self->lag_timer != NULL))
+		return;
+	chat_clear_source (&self->lag_timer);
+	self->lag_base = 0;
+	if (wanted)
+		self->lag_timer =
+		    add_timeout (self, LAG_INTERVAL_MS, on_lag_tick, "chathub loop lag");
 }
 
 /* A connection whose request head has arrived: libsoup speaks HTTP from here on. */
@@ -1202,8 +1766,10 @@ chat_server_constructed (GObject *object)
 	self->listener =
 	    chat_listener_new (self->context, serve_connection, count_connections, self);
 	chat_listener_set_handshake_timeout (self->listener, self->handshake_timeout);
+	chat_listener_set_refused_func (self->listener, on_head_refused);
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
+	start_lag_timer (self);
 }
 
 static void
@@ -1411,8 +1977,8 @@ chat_server_class_init (ChatServerClass *klass)
 	 * How many messages a client may send per second, on average; 0 disables the rate
 	 * limit. A message over the limit is not relayed and gets a `rate_limited` error; a
 	 * client refused more than #ChatServer:message-burst times within 10 seconds is closed
-	 * with 1008. JSON and WebSocket pings are not counted. Applies to connections accepted
-	 * afterwards.
+	 * with 1008. JSON and WebSocket pings are not counted. A change applies to the connections
+	 * already open too (a client already over a lower limit is refused until it is under).
 	 *
 	 * Since: 1.0
 	 */
@@ -1428,8 +1994,8 @@ chat_server_class_init (ChatServerClass *klass)
 	 * ChatServer:message-burst:
 	 *
 	 * How many messages a client may send at once above #ChatServer:messages-per-second
-	 * (the size of its token bucket); 0 disables the rate limit. Applies to connections
-	 * accepted afterwards.
+	 * (the size of its token bucket); 0 disables the rate limit. A change applies to the
+	 * connections already open too.
 	 *
 	 * Since: 1.0
 	 */
@@ -1446,7 +2012,8 @@ chat_server_class_init (ChatServerClass *klass)
 	 *
 	 * How many rooms one connection may be in at once; joining one more is refused with
 	 * `limit_exceeded` (%CHAT_ERROR_LIMIT_EXCEEDED from chat_hub_join_room()). 0 means no
-	 * limit. Applies to connections accepted afterwards.
+	 * limit. A change applies to the connections already open too (a connection already
+	 * in more rooms stays in them, and cannot join more).
 	 *
 	 * Since: 1.0
 	 */
@@ -1509,8 +2076,10 @@ chat_server_class_init (ChatServerClass *klass)
 	 * the server's, the hub's and the store's counters in the Prometheus text format
 	 * (version 0.0.4), without a token and without counting toward
 	 * #ChatServer:upgrades-per-second; %FALSE (the default) answers 404 there. Anyone who can
-	 * reach the port can read the counters: restrict the path in a reverse proxy. The
-	 * metrics are listed in `docs/deployment.md`.
+	 * reach the port can read the counters: restrict the path in a reverse proxy, or serve
+	 * them on a private address with chat_server_listen_metrics() instead (then this
+	 * listener answers 404 whatever this says). The metrics are listed in
+	 * `docs/deployment.md`.
 	 *
 	 * Since: 1.0
 	 */
@@ -1520,6 +2089,45 @@ chat_server_class_init (ChatServerClass *klass)
 						    FALSE,
 						    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:allowed-origins:
+	 *
+	 * The web origins (`https://chat.example.org`: scheme, host and port, no path; compared
+	 * without regard to case) whose pages may open WebSocket connections; `*` in the list
+	 * allows every origin. A browser upgrade request (one with an `Origin` header) from an
+	 * origin not allowed gets 403 `forbidden_origin`, before its token is checked or the
+	 * address's upgrade rate counted; requests without `Origin` (programs, not browsers) are
+	 * not concerned. %NULL or an empty list (the default) allows the server's own origin
+	 * only: the `Origin`'s host and port must be the request's `Host`, so a page served from
+	 * #ChatServer:web-root can connect, and so can a reverse proxy that passes `Host` on.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_ALLOWED_ORIGINS] = g_param_spec_boxed (
+	    "allowed-origins",
+	    NULL,
+	    "The origins whose pages may connect; NULL: the server's own",
+	    G_TYPE_STRV,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:trusted-proxies:
+	 *
+	 * The reverse proxies (IPv4 or IPv6 addresses, or networks such as `10.0.0.0/8` or
+	 * `fd00::/8`) whose `X-Forwarded-For` header is believed. When the TCP peer of a request
+	 * is one of them, the client is the rightmost address of that header that is not itself
+	 * a trusted proxy: that address is logged, limited by #ChatServer:upgrades-per-second
+	 * and given to the #ChatClient as its remote address. From any other peer the header is
+	 * ignored, since anyone can send it. Entries that are neither an address nor a network
+	 * are left out with a warning. %NULL (the default) trusts no one.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TRUSTED_PROXIES] = g_param_spec_boxed (
+	    "trusted-proxies",
+	    NULL,
+	    "The proxies whose X-Forwarded-For is believed",
+	    G_TYPE_STRV,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -1541,6 +2149,8 @@ chat_server_init (ChatServer *self)
 	self->messages_per_second = 100;
 	self->message_burst = 200;
 	self->max_rooms = 1000;
+	self->refusal_log_budget = REFUSAL_LOG_LINES_PER_SECOND;
+	chat_histogram_init (&self->loop_lag, lag_bounds, G_N_ELEMENTS (lag_bounds));
 }
 
 /**
@@ -1648,7 +2258,8 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
  * chat_server_stop_listening:
  * @self: a #ChatServer
  *
- * Stops listening. Connected clients stay connected; close them with chat_hub_close_all().
+ * Stops listening, on the metrics listener too (chat_server_listen_metrics()). Connected
+ * clients stay connected; close them with chat_hub_close_all().
  * chat_server_listen() may be called again afterwards.
  *
  * Since: 1.0
@@ -1660,8 +2271,129 @@ chat_server_stop_listening (ChatServer *self)
 
 	if (self->listener != NULL)
 		chat_listener_stop (self->listener);
+	if (self->metrics_listener != NULL)
+		chat_listener_stop (self->metrics_listener);
 	if (self->soup != NULL)
 		soup_server_disconnect (self->soup);
+	if (self->metrics_soup != NULL)
+		soup_server_disconnect (self->metrics_soup);
+}
+
+/* A connection to the metrics listener whose request head has arrived. */
+static void
+serve_metrics_connection (GSocketConnection *connection,
+			  GSocketAddress *local,
+			  GSocketAddress *remote,
+			  gpointer user_data)
+{
+	ChatServer *self = CHAT_SERVER (user_data);
+	g_autoptr (GError) error = NULL;
+
+	if (!soup_server_accept_iostream (self->metrics_soup,
+					  G_IO_STREAM (connection),
+					  local,
+					  remote,
+					  &error)) {
+		g_debug ("cannot serve a metrics connection: %s", error->message);
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+	}
+}
+
+static guint
+count_no_connections (gpointer user_data)
+{
+	return 0;
+}
+
+/**
+ * chat_server_listen_metrics:
+ * @self: a #ChatServer
+ * @address: (nullable): an IPv4 or IPv6 address to listen on; %NULL for 127.0.0.1
+ * @port: the TCP port; 0 picks a free one (see chat_server_get_metrics_port())
+ * @error: return location for a #GError
+ *
+ * Serves `/metrics` (the Prometheus text format, as with #ChatServer:metrics) on a listener
+ * of its own, so that the figures can stay on a loopback or private address while clients
+ * connect elsewhere. That listener answers `GET` and `HEAD` of `/metrics` only (other methods
+ * 405, other paths 404); from then on the WebSocket listener no longer serves `/metrics`,
+ * whatever #ChatServer:metrics says. chat_server_stop_listening() stops it too.
+ *
+ * Returns: %TRUE on success; %FALSE with %CHAT_ERROR_INVALID_ARGUMENT if @address is not an
+ *   IP address, or a %G_IO_ERROR if the socket cannot listen
+ *
+ * Since: 1.0
+ */
+gboolean
+chat_server_listen_metrics (ChatServer *self, const char *address, guint16 port, GError **error)
+{
+	g_autoptr (GInetAddress) inet = NULL;
+	g_autoptr (GSocketAddress) socket_address = NULL;
+
+	g_return_val_if_fail (CHAT_IS_SERVER (self), FALSE);
+	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+	if (address == NULL)
+		address = "127.0.0.1";
+	inet = g_inet_address_new_from_string (address);
+	if (inet == NULL) {
+		g_set_error (error,
+			     CHAT_ERROR,
+			     CHAT_ERROR_INVALID_ARGUMENT,
+			     _ ("“%s” is not an IP address"),
+			     address);
+		return FALSE;
+	}
+	if (self->metrics_listener == NULL) {
+		self->metrics_listener = chat_listener_new (self->context,
+							    serve_metrics_connection,
+							    count_no_connections,
+							    self);
+		chat_listener_set_handshake_timeout (self->metrics_listener,
+						     self->handshake_timeout);
+	}
+	g_return_val_if_fail (!chat_listener_is_listening (self->metrics_listener), FALSE);
+	socket_address = g_inet_socket_address_new (inet, port);
+	if (!chat_listener_listen (self->metrics_listener, socket_address, FALSE, error)) {
+		g_prefix_error (error,
+				_ ("Cannot listen for metrics on %s port %u: "),
+				address,
+				port);
+		return FALSE;
+	}
+	if (self->metrics_soup == NULL) {
+		self->metrics_soup =
+		    soup_server_new ("server-header", "chathub/" PACKAGE_VERSION, NULL);
+		soup_server_add_handler (self->metrics_soup,
+					 NULL,
+					 handle_metrics_request,
+					 self,
+					 NULL);
+		g_signal_connect (self->metrics_soup,
+				  "request-started",
+				  G_CALLBACK (on_request_started),
+				  self);
+	}
+	start_lag_timer (self);
+	return TRUE;
+}
+
+/**
+ * chat_server_get_metrics_port:
+ * @self: a #ChatServer
+ *
+ * Gets the port of the metrics listener (chat_server_listen_metrics()).
+ *
+ * Returns: the port, or 0 if there is no metrics listener
+ *
+ * Since: 1.0
+ */
+guint16
+chat_server_get_metrics_port (ChatServer *self)
+{
+	g_return_val_if_fail (CHAT_IS_SERVER (self), 0);
+	return self->metrics_listener != NULL && chat_listener_is_listening (self->metrics_listener)
+		   ? chat_listener_get_port (self->metrics_listener)
+		   : 0;
 }
 
 /**
@@ -1764,7 +2496,8 @@ chat_server_get_n_connections (ChatServer *self)
  * Gets counters since the server was created, as a dictionary (`a{sv}`) with the keys
  * `connections-accepted`, `refused-bad-request`, `refused-token`, `refused-busy`,
  * `refused-rate` (over #ChatServer:upgrades-per-second), `refused-user-limit` (over
- * #ChatServer:max-connections-per-user), `refused-header-too-large` (431) (t),
+ * #ChatServer:max-connections-per-user), `refused-header-too-large` (431),
+ * `refused-forbidden-origin` (403, see #ChatServer:allowed-origins) (t),
  * `connections` (u), `messages-relayed`, `bytes-sent`, `slow-consumer-closes`,
  * `idle-closes` (t) and `uptime` (t, seconds).
  *
@@ -1778,8 +2511,12 @@ chat_server_get_statistics (ChatServer *self)
 	GVariantBuilder builder;
 	guint64 bytes_sent;
 	guint64 slow_consumer_closes;
+	guint64 refused_token = 0;
 
 	g_return_val_if_fail (CHAT_IS_SERVER (self), NULL);
+
+	for (Refusal r = REFUSED_TOKEN_MISSING; r <= REFUSED_TOKEN_REJECTED; r++)
+		refused_token += self->refused[r];
 
 	/* the clients already gone, and those still here (a slow consumer is closing) */
 	bytes_sent = self->bytes_sent_closed;
@@ -1802,23 +2539,27 @@ chat_server_get_statistics (ChatServer *self)
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "refused-bad-request",
-			       g_variant_new_uint64 (self->refused_bad_request));
+			       g_variant_new_uint64 (self->refused[REFUSED_BAD_REQUEST]));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "refused-token",
-			       g_variant_new_uint64 (self->refused_token));
+			       g_variant_new_uint64 (refused_token));
+	g_variant_builder_add (&builder,
+			       "{sv}",
+			       "refused-forbidden-origin",
+			       g_variant_new_uint64 (self->refused[REFUSED_FORBIDDEN_ORIGIN]));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "refused-busy",
-			       g_variant_new_uint64 (self->refused_busy));
+			       g_variant_new_uint64 (self->refused[REFUSED_UNAVAILABLE]));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "refused-rate",
-			       g_variant_new_uint64 (self->refused_rate));
+			       g_variant_new_uint64 (self->refused[REFUSED_TOO_MANY_REQUESTS]));
 	g_variant_builder_add (&builder,
 			       "{sv}",
 			       "refused-user-limit",
-			       g_variant_new_uint64 (self->refused_user_limit));
+			       g_variant_new_uint64 (self->refused[REFUSED_TOO_MANY_CONNECTIONS]));
 	g_variant_builder_add (
 	    &builder,
 	    "{sv}",

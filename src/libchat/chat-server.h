@@ -30,6 +30,12 @@ CHAT_AVAILABLE_IN_ALL
 void
 chat_server_stop_listening (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL
+gboolean
+chat_server_listen_metrics (ChatServer *self, const char *address, guint16 port, GError **error);
+CHAT_AVAILABLE_IN_ALL
+guint16
+chat_server_get_metrics_port (ChatServer *self);
+CHAT_AVAILABLE_IN_ALL
 guint16
 chat_server_get_port (ChatServer *self);
 CHAT_AVAILABLE_IN_ALL

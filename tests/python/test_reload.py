@@ -188,6 +188,32 @@ class ReloadTests(unittest.TestCase):
         self.assertEqual([m["type"] for m in got], ["message", "error", "error"], got)
         self.assertEqual(got[1]["code"], "rate_limited")
         self.assertIn("at most 1 per second, in bursts of 2", got[1]["content"])
+        # and the connection that was open before: the operator lowering a limit during a
+        # flood means the clients already there (at most a burst of 2 goes through)
+        before.send_raw(frames)
+        got = [recv_message(before) for _ in range(3)]
+        self.assertEqual(got[0]["type"], "message", got)
+        self.assertEqual(got[2]["type"], "error", got)
+        self.assertEqual(got[2]["code"], "rate_limited", got)
+
+    def test_origins_apply_after_reload(self):
+        origin = {"Origin": "https://chat.example.org"}
+        token = self.token(SECRET_A, 651)
+
+        def status():
+            r = h.http_request(self.daemon.port, "GET", "/ws", h.upgrade_headers(token=token, extra=origin))
+            r.close()
+            return r.status
+
+        self.assertEqual(status(), 403)     # same-origin only by default
+        self.write_config()
+        with open(self.daemon.config_path) as f:
+            config = f.read().replace("[server]\n", "[server]\nallowed-origins=https://chat.example.org\n")
+        with open(self.daemon.config_path, "w") as f:
+            f.write(config)
+        self.reload(r"1 token key valid")
+        self.assertEqual(status(), 101)
+        self.assertFalse(re.search(r"need a restart", self.daemon.log_text()), self.daemon.log_text())
 
     def test_restart_only_settings_are_named(self):
         room = h.next_room_id()
