@@ -153,6 +153,12 @@ ring_clear (ChatOutbox *self)
 	self->head = 0;
 }
 
+guint
+chat_outbox_get_ring_size (ChatOutbox *self)
+{
+	return self->ring_size;
+}
+
 gboolean
 chat_outbox_can_send (ChatOutbox *self)
 {
