@@ -91,12 +91,13 @@ typedef struct {
 	guint64 value; /* a top, a delivered watermark or a first retained offset */
 } StreamValue;
 
+/* one allocation: the entries (messages owned) and their frames follow */
 typedef struct {
 	ChatStoreAppendFunc done;
 	gpointer done_data;
 	guint n_entries;
-	ChatStoreEntry *entries; /* chat_store_entries_dup() */
-	GBytes **frames;	 /* per entry, made when the group is prepared */
+	ChatStoreEntry *entries;
+	GBytes **frames; /* per entry, made when the group is prepared */
 } Append;
 
 typedef enum { OP_GROUP, OP_READ, OP_CHECKPOINT, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
@@ -714,10 +715,10 @@ worker_main (gpointer user_data)
 static void
 append_free (Append *append)
 {
-	for (guint i = 0; i < append->n_entries; i++)
+	for (guint i = 0; i < append->n_entries; i++) {
 		g_clear_pointer (&append->frames[i], g_bytes_unref);
-	g_free (append->frames);
-	chat_store_entries_free (append->entries, append->n_entries);
+		g_object_unref (append->entries[i].message);
+	}
 	g_free (append);
 }
 
@@ -1096,14 +1097,21 @@ chat_sqlite_store_append (ChatStore *store,
 			  gpointer user_data)
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (store);
-	Append *append = g_new0 (Append, 1);
+	Append *append =
+	    g_malloc0 (sizeof (Append) + n_entries * (sizeof (ChatStoreEntry) + sizeof (GBytes *)));
 	SqliteOp *group;
 
+	G_STATIC_ASSERT (sizeof (Append) % sizeof (gpointer) == 0);
+	G_STATIC_ASSERT (sizeof (ChatStoreEntry) % sizeof (gpointer) == 0);
 	append->done = done;
 	append->done_data = user_data;
 	append->n_entries = n_entries;
-	append->entries = chat_store_entries_dup (entries, n_entries);
-	append->frames = g_new0 (GBytes *, n_entries);
+	append->entries = (ChatStoreEntry *) (append + 1);
+	append->frames = (GBytes **) (append->entries + n_entries);
+	for (guint i = 0; i < n_entries; i++) {
+		append->entries[i] = entries[i];
+		g_object_ref (append->entries[i].message);
+	}
 	group = ensure_open_group (self);
 	g_ptr_array_add (group->appends, append);
 	group->n_entries += n_entries;
