@@ -156,6 +156,38 @@ test_frame_message (void)
 	}
 }
 
+/* The frame a store keeps (chat_message_to_exact_frame()) is the hub's frame byte for byte, of
+ * the exact size, and its payload (what a read gives) is the JSON text. */
+static void
+test_frame_exact_and_payload (void)
+{
+	g_autoptr (GString) scratch = g_string_new (NULL);
+
+	for (gsize i = 0; i < G_N_ELEMENTS (frame_cases); i++) {
+		const FrameCase *c = &frame_cases[i];
+		g_autoptr (ChatMessage) message = NULL;
+		g_autoptr (GBytes) frame = NULL;
+		g_autoptr (GBytes) exact = NULL;
+		g_autoptr (GBytes) payload = NULL;
+		g_autofree char *json = NULL;
+		gsize length = 0;
+
+		if (c->length < 64 || c->length > 1024 * 1024)
+			continue; /* as in test_frame_message() */
+		message = message_of_length (c->length);
+		json = chat_message_to_json_with_length (message, &length);
+		frame = chat_message_to_frame (message);
+		exact = chat_message_to_exact_frame (message, scratch);
+		g_assert_true (g_bytes_equal (exact, frame));
+		g_assert_cmpuint (chat_frame_header_size_of (exact), ==, c->header_length);
+		payload = chat_frame_get_payload (exact);
+		g_assert_cmpmem (g_bytes_get_data (payload, NULL),
+				 g_bytes_get_size (payload),
+				 json,
+				 length);
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -165,5 +197,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/frame/builder", test_frame_builder);
 	g_test_add_func ("/chat/frame/opcodes", test_frame_opcodes);
 	g_test_add_func ("/chat/frame/message", test_frame_message);
+	g_test_add_func ("/chat/frame/exact-and-payload", test_frame_exact_and_payload);
 	return g_test_run ();
 }

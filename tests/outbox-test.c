@@ -274,6 +274,31 @@ test_outbox_many_frames (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (chat_outbox_get_bytes_sent (fixture->outbox), ==, total);
 }
 
+/* A connection that gets a burst in every iteration keeps the ring the first one grew, instead
+ * of growing it again each time; a burst that uses at most half of it gives it back. */
+static void
+test_outbox_ring_kept_for_bursts (Fixture *fixture, gconstpointer data)
+{
+	for (guint round = 0; round < 2; round++) {
+		for (guint i = 0; i < 200; i++) {
+			g_autoptr (GBytes) frame = make_frame (i, 10);
+
+			push (fixture, frame);
+			expect (fixture, frame);
+		}
+		assert_peer_gets_expected (fixture);
+		g_assert_cmpuint (chat_outbox_get_ring_size (fixture->outbox), ==, 256);
+	}
+	for (guint i = 0; i < 100; i++) {
+		g_autoptr (GBytes) frame = make_frame (i, 10);
+
+		push (fixture, frame);
+		expect (fixture, frame);
+	}
+	assert_peer_gets_expected (fixture);
+	g_assert_cmpuint (chat_outbox_get_ring_size (fixture->outbox), ==, 0);
+}
+
 /* A slow consumer's queue is cut at a frame boundary: the partly written head stays whole. */
 static void
 test_outbox_drop_unstarted_keeps_partial (Fixture *fixture, gconstpointer data)
@@ -695,6 +720,7 @@ main (int argc, char **argv)
 	ADD ("/chat/outbox/push-flush", test_outbox_push_flush);
 	ADD ("/chat/outbox/partial-write", test_outbox_partial_write);
 	ADD ("/chat/outbox/many-frames", test_outbox_many_frames);
+	ADD ("/chat/outbox/ring-kept-for-bursts", test_outbox_ring_kept_for_bursts);
 	ADD ("/chat/outbox/drop-unstarted/keeps-partial", test_outbox_drop_unstarted_keeps_partial);
 	ADD ("/chat/outbox/drop-unstarted/all", test_outbox_drop_unstarted_all);
 	ADD ("/chat/outbox/urgent/after-partial", test_outbox_urgent_after_partial);

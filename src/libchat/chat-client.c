@@ -401,6 +401,22 @@ on_ws_message (SoupWebsocketConnection *conn, gint type, GBytes *bytes, ChatClie
 	g_object_unref (self);
 }
 
+/* SoupWebsocketConnection::message (gint type, GBytes *message) to on_ws_message() */
+static void
+marshal_ws_message (GClosure *closure,
+		    GValue *return_value,
+		    guint n_param_values,
+		    const GValue *param_values,
+		    gpointer invocation_hint,
+		    gpointer marshal_data)
+{
+	g_assert (n_param_values == 3);
+	on_ws_message (g_value_get_object (&param_values[0]),
+		       g_value_get_int (&param_values[1]),
+		       g_value_get_boxed (&param_values[2]),
+		       closure->data);
+}
+
 static void
 on_ws_pong (SoupWebsocketConnection *conn, GBytes *message, ChatClient *self)
 {
@@ -467,6 +483,7 @@ chat_client_new (SoupWebsocketConnection *conn,
 {
 	static guint64 counter = 0;
 	ChatClient *self = g_object_new (CHAT_TYPE_CLIENT, NULL);
+	GClosure *closure;
 
 	/* unique per process, unguessable across restarts */
 	g_snprintf (self->id,
@@ -483,7 +500,10 @@ chat_client_new (SoupWebsocketConnection *conn,
 	self->outbox_size = outbox_size;
 	self->last_rx = self->last_ping = g_get_monotonic_time ();
 
-	g_signal_connect (conn, "message", G_CALLBACK (on_ws_message), self);
+	/* with a marshaller of its own: libsoup's signal has the generic one (libffi) */
+	closure = g_cclosure_new (G_CALLBACK (on_ws_message), self, NULL);
+	g_closure_set_marshal (closure, marshal_ws_message);
+	g_signal_connect_closure (conn, "message", closure, FALSE);
 	g_signal_connect (conn, "pong", G_CALLBACK (on_ws_pong), self);
 	g_signal_connect (conn, "error", G_CALLBACK (on_ws_error), self);
 	g_signal_connect (conn, "closed", G_CALLBACK (on_ws_closed), self);

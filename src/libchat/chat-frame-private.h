@@ -18,5 +18,11 @@ chat_frame_builder_new (void);
 /* Takes @builder; the frame shares its memory (no copy). */
 GBytes *
 chat_frame_builder_finish (GString *builder);
+/* The size of the header of a frame made by this file. */
+gsize
+chat_frame_header_size_of (GBytes *frame);
+/* The payload of a frame made by this file, sharing its memory. */
+GBytes *
+chat_frame_get_payload (GBytes *frame);
 
 G_END_DECLS

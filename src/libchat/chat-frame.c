@@ -69,3 +69,20 @@ chat_frame_builder_finish (GString *builder)
 	data = g_string_free (builder, FALSE);
 	return g_bytes_new_with_free_func (data + offset, header + length, g_free, data);
 }
+
+gsize
+chat_frame_header_size_of (GBytes *frame)
+{
+	const guint8 *data = g_bytes_get_data (frame, NULL);
+	guint8 length = data[1] & 0x7f;
+
+	return length < 126 ? 2 : length == 126 ? 4 : 10;
+}
+
+GBytes *
+chat_frame_get_payload (GBytes *frame)
+{
+	gsize header = chat_frame_header_size_of (frame);
+
+	return g_bytes_new_from_bytes (frame, header, g_bytes_get_size (frame) - header);
+}

@@ -101,17 +101,18 @@ typedef struct {
 	ChatClient *client;	  /* (nullable) owned: the sender, joiner, leaver or asker */
 	guint64 sender_user;
 	guint64 room_id;
-	guint64 since;	     /* STEP_RECOVER, STEP_SYNC, STEP_OFFLINE: read after this offset */
-	gboolean read;	     /* STEP_SYNC: the stream is being read */
-	gint recovered;	     /* STEP_JOIN, STEP_SYNC: what its ack says, -1 for nothing */
-	gboolean announce;   /* STEP_JOIN, STEP_RECOVER: tell the others too */
-	gboolean left;	     /* STEP_JOIN, STEP_RECOVER: the joiner left meanwhile */
-	gboolean cancelled;  /* STEP_JOIN, STEP_RECOVER: it joined again meanwhile */
-	gboolean ack;	     /* STEP_LEAVE: the leaver gets its event too */
-	gboolean in_leaving; /* STEP_LEAVE: the leaver sits in ChatRoom.leaving */
-	guint16 code;	     /* STEP_CLOSE */
-	char *reason;	     /* STEP_CLOSE */
-	GBytes *frame;	     /* STEP_FRAME */
+	guint64 since;	      /* STEP_RECOVER, STEP_SYNC, STEP_OFFLINE: read after this offset */
+	gboolean read;	      /* STEP_SYNC: the stream is being read */
+	gint recovered;	      /* STEP_JOIN, STEP_SYNC: what its ack says, -1 for nothing */
+	gboolean announce;    /* STEP_JOIN, STEP_RECOVER: tell the others too */
+	gboolean left;	      /* STEP_JOIN, STEP_RECOVER: the joiner left meanwhile */
+	gboolean cancelled;   /* STEP_JOIN, STEP_RECOVER: it joined again meanwhile */
+	gboolean ack;	      /* STEP_LEAVE: the leaver gets its event too */
+	gboolean in_leaving;  /* STEP_LEAVE: the leaver sits in ChatRoom.leaving */
+	guint16 code;	      /* STEP_CLOSE */
+	char *reason;	      /* STEP_CLOSE */
+	GBytes *frame;	      /* STEP_FRAME; STEP_STORE: the stored frame, if the store made it */
+	GBytes *sender_frame; /* STEP_STORE: the stored frame of @sender_copy, likewise */
 	GError *error;
 	GPtrArray *frames; /* GBytes, what a read found */
 	/* with a broker: reads wait for their turn (and for the stream's watch) */
@@ -154,7 +155,14 @@ struct _ChatHub {
 	GMainContext *context; /* thread-default at construction: our timers go there */
 	GSource *delivery_source;
 	gboolean broker; /* the store is the broker between nodes: every relay comes from it */
+	/* freed steps, for the next ones (step_alloc()), linked through their first word */
+	gpointer spare_steps;
+	guint n_spare_steps;
 };
+
+/* At saturation thousands of steps are made and freed in each iteration, a pattern glibc's
+ * malloc serves slowly (5 % of the daemon's time): the hub keeps this many for reuse. */
+#define SPARE_STEPS_MAX 1024
 
 /* A direct message handed to a connection of its recipient: once the connection has written
  * @mark bytes while still open, the user's delivered watermark moves to @offset. */
@@ -204,9 +212,24 @@ room_free (ChatRoom *room)
 	g_free (room);
 }
 
+static HubStep *
+step_alloc (ChatHub *self)
+{
+	HubStep *step = self->spare_steps;
+
+	if (step == NULL)
+		return g_new0 (HubStep, 1);
+	self->spare_steps = *(gpointer *) step;
+	self->n_spare_steps--;
+	memset (step, 0, sizeof *step);
+	return step;
+}
+
 static void
 step_free (HubStep *step)
 {
+	ChatHub *self = step->hub;
+
 	g_clear_object (&step->message);
 	g_clear_object (&step->sender_copy);
 	if (step->client != NULL)
@@ -215,11 +238,19 @@ step_free (HubStep *step)
 	g_clear_error (&step->error);
 	g_clear_pointer (&step->frames, g_ptr_array_unref);
 	g_clear_pointer (&step->frame, g_bytes_unref);
+	g_clear_pointer (&step->sender_frame, g_bytes_unref);
 	g_clear_pointer (&step->users, g_array_unref);
 	g_free (step->reason);
 	g_free (step->epoch);
-	g_object_unref (step->hub);
-	g_free (step);
+	if (self->n_spare_steps < SPARE_STEPS_MAX) {
+		*(gpointer *) step = self->spare_steps;
+		self->spare_steps = step;
+		self->n_spare_steps++;
+	} else {
+		g_free (step);
+	}
+	/* the step's reference may be the hub's last */
+	g_object_unref (self);
 }
 
 static void
@@ -322,6 +353,12 @@ chat_hub_finalize (GObject *object)
 	g_ptr_array_unref (self->deliveries);
 	/* every step holds a reference on the hub: none is left here */
 	g_assert (g_queue_is_empty (&self->steps));
+	while (self->spare_steps != NULL) {
+		gpointer step = self->spare_steps;
+
+		self->spare_steps = *(gpointer *) step;
+		g_free (step);
+	}
 	g_clear_object (&self->store);
 	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_hub_parent_class)->finalize (object);
@@ -659,16 +696,23 @@ push_to_user (ChatHub *self, guint64 user_id, GBytes *frame, guint64 received_of
 /* A stored direct message: the recipient's connections get its copy (offset in the
  * recipient's stream), the sender's other connections the sender's copy. */
 static guint
-route_direct (ChatHub *self, ChatMessage *message, ChatMessage *sender_copy, guint64 sender_user)
+route_direct (ChatHub *self,
+	      ChatMessage *message,
+	      GBytes *stored_frame,
+	      ChatMessage *sender_copy,
+	      GBytes *stored_echo,
+	      guint64 sender_user)
 {
-	g_autoptr (GBytes) frame = chat_message_to_frame (message);
+	g_autoptr (GBytes) frame =
+	    stored_frame != NULL ? g_bytes_ref (stored_frame) : chat_message_to_frame (message);
 	guint64 to = chat_message_get_to (message);
 	guint delivered;
 
 	self->counters.relayed[CHAT_TRAFFIC_DIRECT]++;
 	delivered = push_to_user (self, to, frame, chat_message_get_offset (message));
 	if (sender_copy != NULL && sender_user != 0 && sender_user != to) {
-		g_autoptr (GBytes) echo = chat_message_to_frame (sender_copy);
+		g_autoptr (GBytes) echo = stored_echo != NULL ? g_bytes_ref (stored_echo)
+							      : chat_message_to_frame (sender_copy);
 
 		delivered += push_to_user (self, sender_user, echo, 0);
 	}
@@ -738,11 +782,13 @@ user_position (ChatHub *self, guint64 user_id, const char **epoch)
 	return top;
 }
 
-/* Routes a stamped `message` event to a room or everyone. */
+/* Routes a stamped `message` event to a room or everyone: as @stored_frame, the frame its
+ * store made of it, if any. */
 static guint
-route_message (ChatHub *self, ChatMessage *message)
+route_message (ChatHub *self, ChatMessage *message, GBytes *stored_frame)
 {
-	g_autoptr (GBytes) frame = chat_message_to_frame (message);
+	g_autoptr (GBytes) frame =
+	    stored_frame != NULL ? g_bytes_ref (stored_frame) : chat_message_to_frame (message);
 	guint64 room_id = chat_message_get_room_id (message);
 	guint delivered = 0;
 
@@ -1231,7 +1277,7 @@ finish_leave (ChatHub *self, HubStep *step)
 static HubStep *
 step_new (ChatHub *self, StepKind kind, ChatClient *client, ChatMessage *message)
 {
-	HubStep *step = g_new0 (HubStep, 1);
+	HubStep *step = step_alloc (self);
 
 	step->hub = g_object_ref (self);
 	step->kind = kind;
@@ -1567,9 +1613,14 @@ run_step (ChatHub *self, HubStep *step)
 		if (self->broker)
 			break;
 		if (chat_message_get_to (step->message) != 0)
-			route_direct (self, step->message, step->sender_copy, step->sender_user);
+			route_direct (self,
+				      step->message,
+				      step->frame,
+				      step->sender_copy,
+				      step->sender_frame,
+				      step->sender_user);
 		else
-			route_message (self, step->message);
+			route_message (self, step->message, step->frame);
 		break;
 	case STEP_PUBLISHED:
 		relay_published (self, step);
@@ -1633,7 +1684,7 @@ static void
 hub_published (gpointer data, ChatStreamKind kind, guint64 stream_id, guint64 offset, GBytes *text)
 {
 	ChatHub *self = data;
-	HubStep *step = g_new0 (HubStep, 1);
+	HubStep *step = step_alloc (self);
 	GList *l;
 
 	step->hub = g_object_ref (self);
@@ -1741,11 +1792,19 @@ hub_gap (gpointer data, ChatStreamKind kind, guint64 stream_id)
 static const ChatStoreBroker hub_broker = {hub_published, hub_watched, hub_gap, hub_unavailable};
 
 static void
-on_append_done (GObject *source, GAsyncResult *result, gpointer user_data)
+on_append_done (gpointer user_data, GBytes *const *frames, const GError *error)
 {
 	HubStep *step = user_data;
 
-	chat_store_append_finish (CHAT_STORE (source), result, &step->error);
+	if (error != NULL) {
+		step->error = g_error_copy (error);
+	} else if (frames != NULL) {
+		/* the entries as append_step() and submit_message() made them */
+		if (frames[0] != NULL)
+			step->frame = g_bytes_ref (frames[0]);
+		if (step->sender_copy != NULL && frames[1] != NULL)
+			step->sender_frame = g_bytes_ref (frames[1]);
+	}
 	step_completed (step);
 }
 
@@ -1798,7 +1857,7 @@ append_step (ChatHub *self, HubStep *step)
 		}
 	}
 	step->deferred = FALSE;
-	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
+	chat_store_append (self->store, entries, n_entries, on_append_done, step);
 }
 
 typedef enum { APPEND_GO, APPEND_WAIT, APPEND_REFUSED } AppendState;
@@ -1921,7 +1980,7 @@ submit_message (ChatHub *self, ChatMessage *message, ChatClient *sender, guint64
 			n_entries = 2;
 		}
 	}
-	chat_store_append_async (self->store, entries, n_entries, NULL, on_append_done, step);
+	chat_store_append (self->store, entries, n_entries, on_append_done, step);
 }
 
 /* Answers keep the order of the requests: @frame goes to @client once everything @client

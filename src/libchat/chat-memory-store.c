@@ -5,6 +5,8 @@
 #include "config.h"
 
 #include "chat-memory-store.h"
+#include "chat-frame-private.h"
+#include "chat-message-private.h"
 #include "chat-store-private.h"
 
 /**
@@ -26,11 +28,12 @@
  * Since: 1.0
  */
 
-/* one retained message: 24 bytes in the ring plus its GBytes and text */
+/* one retained message: 24 bytes in the ring plus its GBytes and frame, which is what the
+ * hub relayed: reads give its payload, the JSON text */
 typedef struct {
 	guint64 offset;
 	gint64 timestamp;
-	GBytes *text;
+	GBytes *frame;
 } MemoryEntry;
 
 typedef struct {
@@ -45,16 +48,20 @@ typedef struct {
 
 typedef enum { OP_APPEND, OP_READ } OpType;
 
-typedef struct {
+typedef struct _MemoryOp MemoryOp;
+struct _MemoryOp {
 	OpType type;
-	GTask *task;
-	/* OP_APPEND */
+	MemoryOp *next; /* in ChatMemoryStore.ops */
+	/* OP_APPEND: no GTask, one allocation (entries and frames follow the op) */
+	ChatStoreAppendFunc done;
+	gpointer done_data;
 	ChatStoreEntry *entries; /* messages owned */
-	GBytes **texts;
+	GBytes **frames;
 	guint n_entries;
 	/* OP_READ */
+	GTask *task;
 	ChatStoreRange range;
-} MemoryOp;
+};
 
 struct _ChatMemoryStore {
 	GObject parent_instance;
@@ -62,8 +69,11 @@ struct _ChatMemoryStore {
 	GHashTable *streams[2]; /* chat_store_streams_*: MemoryStream* */
 	char *epoch;
 	guint64 last_id;
-	GQueue ops;	       /* MemoryOp*, completed in order by @complete_source */
+	/* completed in order by @complete_source */
+	MemoryOp *ops;
+	MemoryOp *ops_tail;
 	GMainContext *context; /* where operations complete */
+	GString *scratch;      /* where messages are serialized before they are framed */
 	GSource *complete_source;
 	GSource *trim_source;
 
@@ -84,34 +94,68 @@ static void
 memory_stream_free (MemoryStream *stream)
 {
 	for (guint i = 0; i < stream->len; i++)
-		g_bytes_unref (stream->ring[(stream->head + i) % stream->capacity].text);
+		g_bytes_unref (stream->ring[(stream->head + i) % stream->capacity].frame);
 	g_free (stream->ring);
 	g_free (stream);
 }
 
 static MemoryOp *
-memory_op_new (ChatMemoryStore *self,
-	       OpType type,
-	       GCancellable *cancellable,
-	       GAsyncReadyCallback callback,
-	       gpointer user_data,
-	       gpointer source_tag)
+append_op_new (const ChatStoreEntry *entries,
+	       guint n_entries,
+	       ChatStoreAppendFunc done,
+	       gpointer user_data)
+{
+	MemoryOp *op = g_malloc0 (sizeof (MemoryOp) +
+				  n_entries * (sizeof (ChatStoreEntry) + sizeof (GBytes *)));
+
+	G_STATIC_ASSERT (sizeof (MemoryOp) % sizeof (gpointer) == 0);
+	G_STATIC_ASSERT (sizeof (ChatStoreEntry) % sizeof (gpointer) == 0);
+	op->type = OP_APPEND;
+	op->done = done;
+	op->done_data = user_data;
+	op->n_entries = n_entries;
+	op->entries = (ChatStoreEntry *) (op + 1);
+	op->frames = (GBytes **) (op->entries + n_entries);
+	for (guint i = 0; i < n_entries; i++) {
+		op->entries[i] = entries[i];
+		g_object_ref (op->entries[i].message);
+	}
+	return op;
+}
+
+static void
+chat_memory_store_read_async (ChatStore *store,
+			      ChatStreamKind kind,
+			      guint64 stream_id,
+			      guint64 after,
+			      guint64 before,
+			      guint limit,
+			      gboolean newest,
+			      GCancellable *cancellable,
+			      GAsyncReadyCallback callback,
+			      gpointer user_data);
+
+static MemoryOp *
+read_op_new (ChatMemoryStore *self,
+	     GCancellable *cancellable,
+	     GAsyncReadyCallback callback,
+	     gpointer user_data)
 {
 	MemoryOp *op = g_new0 (MemoryOp, 1);
 
-	op->type = type;
+	op->type = OP_READ;
 	op->task = g_task_new (self, cancellable, callback, user_data);
-	g_task_set_source_tag (op->task, source_tag);
+	g_task_set_source_tag (op->task, chat_memory_store_read_async);
 	return op;
 }
 
 static void
 memory_op_free (MemoryOp *op)
 {
-	for (guint i = 0; i < op->n_entries; i++)
-		g_clear_pointer (&op->texts[i], g_bytes_unref);
-	g_free (op->texts);
-	chat_store_entries_free (op->entries, op->n_entries);
+	for (guint i = 0; i < op->n_entries; i++) {
+		g_clear_pointer (&op->frames[i], g_bytes_unref);
+		g_object_unref (op->entries[i].message);
+	}
 	g_clear_object (&op->task);
 	g_free (op);
 }
@@ -135,7 +179,7 @@ stream_entry (MemoryStream *stream, guint index)
 }
 
 static void
-stream_push (MemoryStream *stream, guint64 offset, gint64 timestamp, GBytes *text)
+stream_push (MemoryStream *stream, guint64 offset, gint64 timestamp, GBytes *frame)
 {
 	MemoryEntry *entry;
 
@@ -153,7 +197,7 @@ stream_push (MemoryStream *stream, guint64 offset, gint64 timestamp, GBytes *tex
 	entry = &stream->ring[(stream->head + stream->len) % stream->capacity];
 	entry->offset = offset;
 	entry->timestamp = timestamp;
-	entry->text = g_bytes_ref (text);
+	entry->frame = g_bytes_ref (frame);
 	stream->len++;
 }
 
@@ -182,7 +226,7 @@ trim_stream (ChatMemoryStore *self, ChatStreamKind kind, MemoryStream *stream, g
 	while (stream->len > 0 && front_expired (self, kind, stream, now)) {
 		MemoryEntry *front = stream_entry (stream, 0);
 
-		g_bytes_unref (front->text);
+		g_bytes_unref (front->frame);
 		stream->head = (stream->head + 1) % stream->capacity;
 		stream->len--;
 		self->statistics.trimmed++;
@@ -233,7 +277,7 @@ complete_append (ChatMemoryStore *self, MemoryOp *op, gint64 now)
 		stream_push (stream,
 			     chat_message_get_offset (message),
 			     chat_message_get_timestamp (message),
-			     op->texts[i]);
+			     op->frames[i]);
 		stream->top = chat_message_get_offset (message);
 		self->statistics.retained++;
 	}
@@ -244,7 +288,6 @@ complete_append (ChatMemoryStore *self, MemoryOp *op, gint64 now)
 			    op->entries[i].kind,
 			    ensure_stream (self, op->entries[i].kind, op->entries[i].stream_id),
 			    now);
-	g_task_return_boolean (op->task, TRUE);
 }
 
 static void
@@ -276,14 +319,16 @@ complete_read (ChatMemoryStore *self, MemoryOp *op)
 				end = start + range->limit;
 		}
 		for (guint i = start; i < end; i++)
-			g_ptr_array_add (texts, g_bytes_ref (stream_entry (stream, i)->text));
+			g_ptr_array_add (texts,
+					 chat_frame_get_payload (stream_entry (stream, i)->frame));
 	}
 	g_task_return_pointer (op->task,
 			       g_steal_pointer (&texts),
 			       (GDestroyNotify) g_ptr_array_unref);
 }
 
-/* Completes every queued operation in order, one main-loop iteration after it was made. */
+/* Completes every operation queued before this iteration, in order; those that their
+ * completions queue wait for the next one. */
 static gboolean
 on_complete (gpointer user_data)
 {
@@ -291,11 +336,14 @@ on_complete (gpointer user_data)
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 	guint64 group = 0;
 	gint64 commit_time_us = 0;
-	MemoryOp *op;
+	MemoryOp *op, *next;
 
 	g_clear_pointer (&self->complete_source, g_source_unref);
 	g_object_ref (self);
-	while ((op = g_queue_pop_head (&self->ops)) != NULL) {
+	op = self->ops;
+	self->ops = self->ops_tail = NULL;
+	for (; op != NULL; op = next) {
+		next = op->next;
 		if (op->type == OP_APPEND) {
 			gint64 start = g_get_monotonic_time ();
 
@@ -303,6 +351,7 @@ on_complete (gpointer user_data)
 				group += op->entries[i].stream_id != 0;
 			complete_append (self, op, now);
 			commit_time_us += g_get_monotonic_time () - start;
+			op->done (op->done_data, op->frames, NULL);
 		} else {
 			complete_read (self, op);
 		}
@@ -316,13 +365,23 @@ on_complete (gpointer user_data)
 static void
 queue_op (ChatMemoryStore *self, MemoryOp *op)
 {
-	g_queue_push_tail (&self->ops, op);
-	if (self->complete_source == NULL)
-		self->complete_source = chat_store_attach_source (g_idle_source_new (),
-								  "chathub memory store",
-								  on_complete,
-								  self,
-								  self->context);
+	if (self->ops_tail != NULL)
+		self->ops_tail->next = op;
+	else
+		self->ops = op;
+	self->ops_tail = op;
+	if (self->complete_source != NULL)
+		return;
+	self->complete_source = chat_store_attach_source (g_idle_source_new (),
+							  "chathub memory store",
+							  on_complete,
+							  self,
+							  self->context);
+	/* queued operations keep the store */
+	g_source_set_callback (self->complete_source,
+			       on_complete,
+			       g_object_ref (self),
+			       g_object_unref);
 }
 
 static guint64
@@ -348,38 +407,26 @@ chat_memory_store_get_stream (ChatStore *store,
 }
 
 static void
-chat_memory_store_append_async (ChatStore *store,
-				const ChatStoreEntry *entries,
-				guint n_entries,
-				GCancellable *cancellable,
-				GAsyncReadyCallback callback,
-				gpointer user_data)
+chat_memory_store_append (ChatStore *store,
+			  const ChatStoreEntry *entries,
+			  guint n_entries,
+			  ChatStoreAppendFunc done,
+			  gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	/* not cancellable once submitted, as the interface says */
-	MemoryOp *op = memory_op_new (self,
-				      OP_APPEND,
-				      NULL,
-				      callback,
-				      user_data,
-				      chat_memory_store_append_async);
+	MemoryOp *op = append_op_new (entries, n_entries, done, user_data);
 
-	op->n_entries = n_entries;
-	op->entries = chat_store_entries_dup (entries, n_entries);
-	op->texts = g_new0 (GBytes *, n_entries);
 	for (guint i = 0; i < n_entries; i++) {
 		MemoryStream *stream;
-		g_autofree char *text = NULL;
-		gsize length;
 
 		if (entries[i].stream_id == 0)
 			continue; /* an id only */
 		stream = ensure_stream (self, entries[i].kind, entries[i].stream_id);
 		chat_message_set_offset (entries[i].message, ++stream->assigned);
-		text = chat_message_to_json_with_length (entries[i].message, &length);
-		/* a copy of the exact size: the serializer's buffer has room to spare, which
-		 * retained for long would cost more than the copy */
-		op->texts[i] = g_bytes_new (text, length);
+		/* kept and relayed as it is: serialized once, in a frame of the exact size (the
+		 * serializer's buffer has room to spare, which retained for long would cost
+		 * more than the copy) */
+		op->frames[i] = chat_message_to_exact_frame (entries[i].message, self->scratch);
 	}
 	queue_op (self, op);
 }
@@ -397,12 +444,7 @@ chat_memory_store_read_async (ChatStore *store,
 			      gpointer user_data)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (store);
-	MemoryOp *op = memory_op_new (self,
-				      OP_READ,
-				      cancellable,
-				      callback,
-				      user_data,
-				      chat_memory_store_read_async);
+	MemoryOp *op = read_op_new (self, cancellable, callback, user_data);
 
 	op->range = (ChatStoreRange){kind, stream_id, after, before, limit, newest};
 	queue_op (self, op);
@@ -438,8 +480,7 @@ chat_memory_store_iface_init (ChatStoreInterface *iface)
 {
 	iface->get_last_id = chat_memory_store_get_last_id;
 	iface->get_stream = chat_memory_store_get_stream;
-	iface->append_async = chat_memory_store_append_async;
-	iface->append_finish = chat_store_task_append_finish;
+	iface->append = chat_memory_store_append;
 	iface->read_async = chat_memory_store_read_async;
 	iface->read_finish = chat_store_task_read_finish;
 	iface->get_delivered = chat_memory_store_get_delivered;
@@ -484,8 +525,9 @@ chat_memory_store_finalize (GObject *object)
 {
 	ChatMemoryStore *self = CHAT_MEMORY_STORE (object);
 
-	/* every queued operation holds a reference through its task: none is left */
-	g_assert (g_queue_is_empty (&self->ops));
+	/* every queued operation is completed by the idle, which holds a reference */
+	g_assert (self->ops == NULL);
+	g_string_free (self->scratch, TRUE);
 	chat_store_streams_clear (self->streams);
 	g_free (self->epoch);
 	g_main_context_unref (self->context);
@@ -514,7 +556,7 @@ chat_memory_store_init (ChatMemoryStore *self)
 	/* and no last id either: ids start from the clock, in microseconds, so a restarted
 	 * process does not give an id again unless the last one gave more than one per µs */
 	self->last_id = (guint64) g_get_real_time ();
-	g_queue_init (&self->ops);
+	self->scratch = g_string_sized_new (256);
 	self->context = g_main_context_ref_thread_default ();
 	self->trim_source = chat_store_attach_source (
 	    g_timeout_source_new_seconds (CHAT_STORE_TRIM_INTERVAL_SECONDS),

@@ -13,6 +13,10 @@ chat_message_append_json (ChatMessage *self, GString *out);
 /* The message serialized once into a complete server-to-client text frame. */
 GBytes *
 chat_message_to_frame (ChatMessage *self);
+/* The same, serialized in @scratch (kept by the caller from one message to the next) and
+ * copied into a frame of the exact size: for frames that are kept (a store's). */
+GBytes *
+chat_message_to_exact_frame (ChatMessage *self, GString *scratch);
 void
 chat_message_stamp (ChatMessage *self, guint64 id, guint64 from);
 gboolean

@@ -962,6 +962,14 @@ chat_message_to_frame (ChatMessage *self)
 	return chat_frame_builder_finish (builder);
 }
 
+GBytes *
+chat_message_to_exact_frame (ChatMessage *self, GString *scratch)
+{
+	g_string_truncate (scratch, 0);
+	chat_message_append_json (self, scratch);
+	return chat_frame_new (0x1 /* text */, scratch->str, scratch->len);
+}
+
 /**
  * chat_message_to_json:
  * @self: a #ChatMessage

@@ -35,6 +35,9 @@ guint64
 chat_outbox_get_bytes_sent (ChatOutbox *self);
 void
 chat_outbox_drop_unstarted (ChatOutbox *self);
+/* tests: the ring's capacity in frames (0: none allocated) */
+guint
+chat_outbox_get_ring_size (ChatOutbox *self);
 
 /* For the flush source: writes what is queued, unless waiting for the socket to drain. */
 void

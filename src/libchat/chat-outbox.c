@@ -31,6 +31,7 @@ struct _ChatOutbox {
 	guint ring_size;  /* capacity, a power of two */
 	guint head;
 	guint count;
+	guint peak;	   /* the most frames queued since the ring was last empty */
 	guint n_urgent;	   /* frames at the front a new control frame goes after: control
 			    * frames in their order, and a partly written head */
 	gsize head_offset; /* bytes of ring[head] already written */
@@ -99,6 +100,7 @@ ring_push (ChatOutbox *self, GBytes *frame)
 	}
 	self->ring[(self->head + self->count) & (self->ring_size - 1)] = frame;
 	self->count++;
+	self->peak = MAX (self->peak, self->count);
 	self->pending += g_bytes_get_size (frame);
 }
 
@@ -149,6 +151,12 @@ ring_clear (ChatOutbox *self)
 	g_clear_pointer (&self->ring, g_free);
 	self->ring_size = 0;
 	self->head = 0;
+}
+
+guint
+chat_outbox_get_ring_size (ChatOutbox *self)
+{
+	return self->ring_size;
 }
 
 gboolean
@@ -308,9 +316,14 @@ outbox_flush (ChatOutbox *self)
 			return;
 		}
 	}
-	/* give back the memory of a burst; small rings stay for the next one */
-	if (self->count == 0 && self->ring_size > 64)
-		ring_clear (self);
+	/* give back the memory of a burst once a burst finds the ring oversized; small rings
+	 * stay, and so does the ring of a connection that keeps getting bursts of its size (a
+	 * busy room), which would otherwise grow it again in every iteration */
+	if (self->count == 0) {
+		if (self->ring_size > 64 && self->peak <= self->ring_size / 2)
+			ring_clear (self);
+		self->peak = 0;
+	}
 	if (self->closing && (self->count == 0 || self->dead))
 		outbox_finish_close (self);
 }

@@ -7,7 +7,9 @@
 #include <sqlite3.h>
 
 #include "chat-error.h"
+#include "chat-frame-private.h"
 #include "chat-i18n-private.h"
+#include "chat-message-private.h"
 #include "chat-sqlite-store-private.h"
 #include "chat-store-private.h"
 
@@ -79,7 +81,7 @@ typedef struct {
 	guint64 offset;
 	guint64 id;
 	gint64 timestamp;
-	char *text;
+	const char *text; /* the payload of its append's frame */
 	gsize length;
 } Row;
 
@@ -89,10 +91,13 @@ typedef struct {
 	guint64 value; /* a top, a delivered watermark or a first retained offset */
 } StreamValue;
 
+/* one allocation: the entries (messages owned) and their frames follow */
 typedef struct {
-	GTask *task;
+	ChatStoreAppendFunc done;
+	gpointer done_data;
 	guint n_entries;
-	ChatStoreEntry *entries; /* chat_store_entries_dup() */
+	ChatStoreEntry *entries;
+	GBytes **frames; /* per entry, made when the group is prepared */
 } Append;
 
 typedef enum { OP_GROUP, OP_READ, OP_CHECKPOINT, OP_QUERY, OP_PAUSE, OP_STOP } OpType;
@@ -230,7 +235,8 @@ struct _ChatSqliteStore {
 	GSource *kick_source;
 	GSource *trim_source;
 	gboolean failing;
-	SqliteOp *pause; /* tests: the operation the worker is held on */
+	SqliteOp *pause;  /* tests: the operation the worker is held on */
+	GString *scratch; /* where messages are serialized before they are framed */
 
 	ChatStoreStatistics statistics;
 };
@@ -709,15 +715,11 @@ worker_main (gpointer user_data)
 static void
 append_free (Append *append)
 {
-	chat_store_entries_free (append->entries, append->n_entries);
-	g_clear_object (&append->task);
+	for (guint i = 0; i < append->n_entries; i++) {
+		g_clear_pointer (&append->frames[i], g_bytes_unref);
+		g_object_unref (append->entries[i].message);
+	}
 	g_free (append);
-}
-
-static void
-row_clear (Row *row)
-{
-	g_free (row->text);
 }
 
 static SqliteOp *
@@ -731,7 +733,6 @@ op_new (ChatSqliteStore *self, OpType type)
 	if (type == OP_GROUP) {
 		op->appends = g_ptr_array_new_with_free_func ((GDestroyNotify) append_free);
 		op->rows = g_array_new (FALSE, FALSE, sizeof (Row));
-		g_array_set_clear_func (op->rows, (GDestroyNotify) row_clear);
 		op->tops = g_array_new (FALSE, FALSE, sizeof (StreamValue));
 		op->delivered = g_array_new (FALSE, FALSE, sizeof (StreamValue));
 		op->firsts = g_array_new (FALSE, FALSE, sizeof (StreamValue));
@@ -796,6 +797,7 @@ prepare_group (ChatSqliteStore *self, SqliteOp *op, guint trim_batch)
 			ChatStoreEntry *entry = &append->entries[j];
 			SqliteStream *stream;
 			Row row = {entry->kind, entry->stream_id};
+			gsize size, header;
 
 			if (entry->stream_id == 0) {
 				/* an id only: recorded with the group as the last id */
@@ -809,7 +811,14 @@ prepare_group (ChatSqliteStore *self, SqliteOp *op, guint trim_batch)
 			chat_message_set_offset (entry->message, row.offset);
 			row.id = chat_message_get_id (entry->message);
 			row.timestamp = chat_message_get_timestamp (entry->message);
-			row.text = chat_message_to_json_with_length (entry->message, &row.length);
+			/* framed once, here: the hub relays this frame */
+			append->frames[j] =
+			    chat_message_to_exact_frame (entry->message, self->scratch);
+			row.text = g_bytes_get_data (append->frames[j], &size);
+			/* the JSON text: the frame's payload */
+			header = chat_frame_header_size_of (append->frames[j]);
+			row.text += header;
+			row.length = size - header;
 			g_array_append_val (op->rows, row);
 			op->last_id = MAX (op->last_id, row.id);
 			note_stream (tops, entry->kind, entry->stream_id);
@@ -987,7 +996,7 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 
 			for (guint j = 0; j < append->n_entries; j++)
 				chat_message_set_offset (append->entries[j].message, 0);
-			g_task_return_error (append->task, g_error_copy (op->error));
+			append->done (append->done_data, NULL, op->error);
 		}
 	} else {
 		for (guint i = 0; i < op->tops->len; i++) {
@@ -1010,7 +1019,7 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 		for (guint i = 0; i < op->appends->len; i++) {
 			Append *append = g_ptr_array_index (op->appends, i);
 
-			g_task_return_boolean (append->task, TRUE);
+			append->done (append->done_data, append->frames, NULL);
 		}
 		/* more to trim by age: another pass (a failing store waits for the next append
 		 * or the timer instead, or it would spin) */
@@ -1081,21 +1090,28 @@ chat_sqlite_store_get_stream (ChatStore *store,
 }
 
 static void
-chat_sqlite_store_append_async (ChatStore *store,
-				const ChatStoreEntry *entries,
-				guint n_entries,
-				GCancellable *cancellable,
-				GAsyncReadyCallback callback,
-				gpointer user_data)
+chat_sqlite_store_append (ChatStore *store,
+			  const ChatStoreEntry *entries,
+			  guint n_entries,
+			  ChatStoreAppendFunc done,
+			  gpointer user_data)
 {
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (store);
-	Append *append = g_new0 (Append, 1);
+	Append *append =
+	    g_malloc0 (sizeof (Append) + n_entries * (sizeof (ChatStoreEntry) + sizeof (GBytes *)));
 	SqliteOp *group;
 
-	append->task = g_task_new (self, NULL, callback, user_data);
-	g_task_set_source_tag (append->task, chat_sqlite_store_append_async);
+	G_STATIC_ASSERT (sizeof (Append) % sizeof (gpointer) == 0);
+	G_STATIC_ASSERT (sizeof (ChatStoreEntry) % sizeof (gpointer) == 0);
+	append->done = done;
+	append->done_data = user_data;
 	append->n_entries = n_entries;
-	append->entries = chat_store_entries_dup (entries, n_entries);
+	append->entries = (ChatStoreEntry *) (append + 1);
+	append->frames = (GBytes **) (append->entries + n_entries);
+	for (guint i = 0; i < n_entries; i++) {
+		append->entries[i] = entries[i];
+		g_object_ref (append->entries[i].message);
+	}
 	group = ensure_open_group (self);
 	g_ptr_array_add (group->appends, append);
 	group->n_entries += n_entries;
@@ -1170,8 +1186,7 @@ chat_sqlite_store_iface_init (ChatStoreInterface *iface)
 {
 	iface->get_last_id = chat_sqlite_store_get_last_id;
 	iface->get_stream = chat_sqlite_store_get_stream;
-	iface->append_async = chat_sqlite_store_append_async;
-	iface->append_finish = chat_store_task_append_finish;
+	iface->append = chat_sqlite_store_append;
 	iface->read_async = chat_sqlite_store_read_async;
 	iface->read_finish = chat_store_task_read_finish;
 	iface->get_delivered = chat_sqlite_store_get_delivered;
@@ -1514,6 +1529,7 @@ chat_sqlite_store_finalize (GObject *object)
 	g_hash_table_unref (self->dirty_delivered);
 	g_free (self->epoch);
 	g_free (self->path);
+	g_string_free (self->scratch, TRUE);
 	g_main_context_unref (self->context);
 	G_OBJECT_CLASS (chat_sqlite_store_parent_class)->finalize (object);
 }
@@ -1568,6 +1584,7 @@ chat_sqlite_store_init (ChatSqliteStore *self)
 	self->dirty_delivered = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
 	self->queue = g_async_queue_new ();
 	g_queue_init (&self->backlog);
+	self->scratch = g_string_sized_new (256);
 	self->context = g_main_context_ref_thread_default ();
 }
 

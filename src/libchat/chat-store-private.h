@@ -22,6 +22,14 @@ typedef struct {
 	ChatMessage *message; /* stamped: id, from, timestamp set; offset set by the store */
 } ChatStoreEntry;
 
+/* How an append completes (chat_store_append()): @error is NULL when everything was stored,
+ * and then @frames holds, per entry, the text frame of its stored text, offset included,
+ * which the hub relays as it is (NULL for an entry with stream id 0, and @frames itself NULL
+ * from a store that makes none); (transfer none), valid during the call. */
+typedef void (*ChatStoreAppendFunc) (gpointer user_data,
+				     GBytes *const *frames,
+				     const GError *error);
+
 struct _ChatStoreInterface {
 	GTypeInterface g_iface;
 
@@ -39,6 +47,13 @@ struct _ChatStoreInterface {
 			      GAsyncReadyCallback callback,
 			      gpointer user_data);
 	gboolean (*append_finish) (ChatStore *self, GAsyncResult *result, GError **error);
+	/* instead of append_async and append_finish (then NULL): the same without a GTask per
+	 * append, completing through @done with the stored frames */
+	void (*append) (ChatStore *self,
+			const ChatStoreEntry *entries,
+			guint n_entries,
+			ChatStoreAppendFunc done,
+			gpointer user_data);
 	void (*read_async) (ChatStore *self,
 			    ChatStreamKind kind,
 			    guint64 stream_id,
@@ -104,6 +119,14 @@ chat_store_append_async (ChatStore *self,
  * when nothing of the append was stored. */
 gboolean
 chat_store_append_finish (ChatStore *self, GAsyncResult *result, GError **error);
+/* The same append, completing through @done, in append order (with a G_IO_ERROR as above
+ * when nothing was stored): what the hub uses, one call per message, so no GTask. */
+void
+chat_store_append (ChatStore *self,
+		   const ChatStoreEntry *entries,
+		   guint n_entries,
+		   ChatStoreAppendFunc done,
+		   gpointer user_data);
 
 /* Reads a stream's stored JSON texts (GBytes each), oldest first: offsets in (@after,
  * @before), @before 0 for no upper bound, at most @limit of them (0: no limit), the newest

@@ -164,6 +164,29 @@ chat_store_get_stream (ChatStore *self,
 						 epoch != NULL ? epoch : &epoch_dummy);
 }
 
+static gboolean
+entries_valid (const ChatStoreEntry *entries, guint n_entries)
+{
+	g_return_val_if_fail (entries != NULL || n_entries == 0, FALSE);
+	for (guint i = 0; i < n_entries; i++) {
+		g_return_val_if_fail (CHAT_IS_MESSAGE (entries[i].message), FALSE);
+		g_return_val_if_fail (entries[i].kind <= CHAT_STREAM_KIND_USER, FALSE);
+	}
+	return TRUE;
+}
+
+/* chat_store_append_async() on a store that implements append */
+static void
+on_appended_for_task (gpointer user_data, GBytes *const *frames, const GError *error)
+{
+	g_autoptr (GTask) task = user_data;
+
+	if (error != NULL)
+		g_task_return_error (task, g_error_copy (error));
+	else
+		g_task_return_boolean (task, TRUE);
+}
+
 void
 chat_store_append_async (ChatStore *self,
 			 const ChatStoreEntry *entries,
@@ -172,22 +195,75 @@ chat_store_append_async (ChatStore *self,
 			 GAsyncReadyCallback callback,
 			 gpointer user_data)
 {
+	ChatStoreInterface *iface;
+	GTask *task;
+
 	g_return_if_fail (CHAT_IS_STORE (self));
-	g_return_if_fail (entries != NULL || n_entries == 0);
-	for (guint i = 0; i < n_entries; i++) {
-		g_return_if_fail (CHAT_IS_MESSAGE (entries[i].message));
-		g_return_if_fail (entries[i].kind <= CHAT_STREAM_KIND_USER);
+	if (!entries_valid (entries, n_entries))
+		return;
+	iface = CHAT_STORE_GET_IFACE (self);
+	if (iface->append == NULL) {
+		iface->append_async (self, entries, n_entries, cancellable, callback, user_data);
+		return;
 	}
-	CHAT_STORE_GET_IFACE (self)
-	    ->append_async (self, entries, n_entries, cancellable, callback, user_data);
+	task = g_task_new (self, NULL, callback, user_data);
+	g_task_set_source_tag (task, chat_store_append_async);
+	iface->append (self, entries, n_entries, on_appended_for_task, task);
 }
 
 gboolean
 chat_store_append_finish (ChatStore *self, GAsyncResult *result, GError **error)
 {
+	ChatStoreInterface *iface;
+
 	g_return_val_if_fail (CHAT_IS_STORE (self), FALSE);
 	g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-	return CHAT_STORE_GET_IFACE (self)->append_finish (self, result, error);
+	iface = CHAT_STORE_GET_IFACE (self);
+	if (iface->append == NULL)
+		return iface->append_finish (self, result, error);
+	return chat_store_task_append_finish (self, result, error);
+}
+
+typedef struct {
+	ChatStoreAppendFunc done;
+	gpointer user_data;
+} AppendCall;
+
+/* chat_store_append() on a store that implements only append_async */
+static void
+on_task_appended (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	AppendCall *call = user_data;
+	g_autoptr (GError) error = NULL;
+
+	CHAT_STORE_GET_IFACE (source)->append_finish (CHAT_STORE (source), result, &error);
+	call->done (call->user_data, NULL, error);
+	g_free (call);
+}
+
+void
+chat_store_append (ChatStore *self,
+		   const ChatStoreEntry *entries,
+		   guint n_entries,
+		   ChatStoreAppendFunc done,
+		   gpointer user_data)
+{
+	ChatStoreInterface *iface;
+	AppendCall *call;
+
+	g_return_if_fail (CHAT_IS_STORE (self));
+	g_return_if_fail (done != NULL);
+	if (!entries_valid (entries, n_entries))
+		return;
+	iface = CHAT_STORE_GET_IFACE (self);
+	if (iface->append != NULL) {
+		iface->append (self, entries, n_entries, done, user_data);
+		return;
+	}
+	call = g_new (AppendCall, 1);
+	call->done = done;
+	call->user_data = user_data;
+	iface->append_async (self, entries, n_entries, NULL, on_task_appended, call);
 }
 
 void

@@ -403,6 +403,13 @@ class ConfigErrorTests(unittest.TestCase):
         self.assertTrue(p.stderr.strip())
 
 
+class StdoutDaemon(h.Daemon):
+    """A daemon whose stdout (where GLib writes debug messages) joins its stderr log."""
+
+    def command(self):
+        return ["/bin/sh", "-c", 'exec "$@" 1>&2', "sh"] + super().command()
+
+
 class CommandLineTests(unittest.TestCase):
 
     def test_version(self):
@@ -429,6 +436,30 @@ class CommandLineTests(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
         finally:
             d.cleanup()
+
+    def test_verbose_without_libsoup_frame_lines(self):
+        # --verbose logs chathub's debug messages, not libsoup's two lines per frame read
+        # (at load they cost more than the rest of the daemon); G_MESSAGES_DEBUG asks for them
+        for env, libsoup in (({"G_MESSAGES_DEBUG": None}, False),
+                             ({"G_MESSAGES_DEBUG": "libsoup"}, True)):
+            with self.subTest(G_MESSAGES_DEBUG=env["G_MESSAGES_DEBUG"]):
+                d = StdoutDaemon(args=["--verbose"], env=env)
+                try:
+                    d.start()
+                    ws = h.RawWS.connect(d.port, d.token(h.next_user_id()))
+                    for _ in range(3):
+                        ws.send_json({"type": "ping"})
+                        self.assertEqual(ws.recv_json().get("type"), "pong")
+                    ws.close()
+                    self.assertEqual(d.stop(), 0)
+                    log = d.log_text()
+                    self.assertRegex(log, r"DEBUG.*client \w+ registered")
+                    if libsoup:
+                        self.assertRegex(log, r"libsoup-DEBUG.*received frame")
+                    else:
+                        self.assertNotIn("libsoup-DEBUG", log)
+                finally:
+                    d.cleanup()
 
     def test_announces_bound_port(self):
         d = h.Daemon()
