@@ -66,7 +66,7 @@ fixture_setup (Fixture *fixture, gconstpointer data)
 	g_assert_no_error (error);
 	g_source_attach (fixture->poll, fixture->context);
 	fixture->outbox =
-	    chat_outbox_new (fixture->base, fixture->socket, fixture->flush, fixture->poll);
+	    chat_outbox_new (fixture->base, fixture->socket, FALSE, fixture->flush, fixture->poll);
 	fixture->expected = g_byte_array_new ();
 	fixture->received = g_byte_array_new ();
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <glib/gi18n.h>
+#include <gnutls/gnutls.h>
 
 #include "chc-key.h"
 #include "chd-config.h"
@@ -82,6 +83,7 @@ chd_config_free (ChdConfig *config)
 	g_free (config->metrics_address);
 	g_strfreev (config->allowed_origins);
 	g_strfreev (config->trusted_proxies);
+	g_clear_object (&config->tls_certificate);
 	g_free (config);
 }
 
@@ -760,6 +762,92 @@ load_key_group (ChdConfig *config, Reader *file, const char *group, GError **err
 	return TRUE;
 }
 
+/* [server] tls-certificate and tls-key: both or neither; each error names its file. GLib
+ * parses them but does not check that they belong together (a mismatch would only fail
+ * every handshake later), so GnuTLS, the backend under glib-networking, checks that too. */
+static gboolean
+load_tls (ChdConfig *config, const char *cert_path, const char *key_path, GError **error)
+{
+	g_autofree char *cert_pem = NULL;
+	g_autofree char *key_pem = NULL;
+	g_autoptr (GTlsCertificate) chain = NULL;
+	g_autoptr (GError) local = NULL;
+	gnutls_certificate_credentials_t credentials;
+	int status;
+
+	g_clear_object (&config->tls_certificate);
+	if (cert_path == NULL && key_path == NULL)
+		return TRUE;
+	if (cert_path == NULL || key_path == NULL) {
+		/* TRANSLATORS: the key names are not translated */
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+			     _ ("[server] %s: required with %s"),
+			     cert_path == NULL ? "tls-certificate" : "tls-key",
+			     cert_path == NULL ? "tls-key" : "tls-certificate");
+		return FALSE;
+	}
+	if (!g_file_get_contents (cert_path, &cert_pem, NULL, error)) {
+		g_prefix_error (error, "[server] tls-certificate: ");
+		return FALSE;
+	}
+	if (!g_file_get_contents (key_path, &key_pem, NULL, error)) {
+		g_prefix_error (error, "[server] tls-key: ");
+		return FALSE;
+	}
+	chain = g_tls_certificate_new_from_pem (cert_pem, -1, &local);
+	if (chain == NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[server] tls-certificate: %s: %s"),
+			     cert_path,
+			     local->message);
+		return FALSE;
+	}
+	config->tls_certificate = g_tls_certificate_new_from_files (cert_path, key_path, &local);
+	if (config->tls_certificate == NULL) {
+		g_set_error (error,
+			     G_KEY_FILE_ERROR,
+			     G_KEY_FILE_ERROR_INVALID_VALUE,
+			     _ ("[server] tls-key: %s: %s"),
+			     key_path,
+			     local->message);
+		return FALSE;
+	}
+	if (gnutls_certificate_allocate_credentials (&credentials) < 0)
+		return TRUE;
+	status = gnutls_certificate_set_x509_key_file2 (credentials,
+							cert_path,
+							key_path,
+							GNUTLS_X509_FMT_PEM,
+							NULL,
+							0);
+	gnutls_certificate_free_credentials (credentials);
+	if (status < 0) {
+		g_clear_object (&config->tls_certificate);
+		if (status == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+			g_set_error (
+			    error,
+			    G_KEY_FILE_ERROR,
+			    G_KEY_FILE_ERROR_INVALID_VALUE,
+			    _ ("[server] tls-key: %s is not the key of the certificate in %s"),
+			    key_path,
+			    cert_path);
+		else
+			g_set_error (error,
+				     G_KEY_FILE_ERROR,
+				     G_KEY_FILE_ERROR_INVALID_VALUE,
+				     _ ("[server] tls-key: %s or %s: %s"),
+				     key_path,
+				     cert_path,
+				     gnutls_strerror (status));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error)
 {
@@ -774,6 +862,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	g_autofree char *algorithm = NULL;
 	g_autofree char *secret_file = NULL;
 	g_autofree char *public_key_file = NULL;
+	g_autofree char *tls_certificate = NULL;
+	g_autofree char *tls_key = NULL;
 	guint port = config->port;
 
 	if (path != NULL && !g_key_file_load_from_file (key_file, path, G_KEY_FILE_NONE, error)) {
@@ -807,6 +897,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 		return FALSE;
 	if (!read_boolean (file, "server", "reuse-port", &config->reuse_port, error))
 		return FALSE;
+	read_string (file, "server", "tls-certificate", &tls_certificate);
+	read_string (file, "server", "tls-key", &tls_key);
 	if (!read_origins (file, config, error) || !read_proxies (file, config, error) ||
 	    !read_metrics (file, config, error))
 		return FALSE;
@@ -905,6 +997,8 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	/* every key has been asked for by now */
 	if (!check_unknown_keys (file, path, error))
 		return FALSE;
+	if (!load_tls (config, tls_certificate, tls_key, error))
+		return FALSE;
 	/* two hubs of their own on one port would each get a share of the users */
 	if (config->reuse_port && config->cluster_backend != CHD_CLUSTER_BACKEND_REDIS) {
 		g_set_error (
@@ -966,6 +1060,9 @@ chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded)
 	if (!running->port_from_command_line)
 		RESTART_VALUE ("server", "port", port);
 	RESTART_STRING ("server", "path", path);
+	/* a renewed certificate reloads; TLS switched on or off changes the scheme: a restart */
+	if ((running->tls_certificate == NULL) != (loaded->tls_certificate == NULL))
+		g_ptr_array_add (changes, g_strdup ("[server] tls-certificate"));
 	RESTART_VALUE ("server", "web", web);
 	RESTART_VALUE ("server", "reuse-port", reuse_port);
 	RESTART_VALUE ("metrics", "enabled", metrics);
@@ -1009,8 +1106,8 @@ chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded)
  * @loaded: the configuration file as read again
  *
  * Moves what a reload changes from @loaded into @running: [auth] (the keys, issuer, audience
- * and leeway) and [limits], and [server] max-connections, allowed-origins and trusted-proxies.
- * The rest of @running stays.
+ * and leeway) and [limits], and [server] max-connections, allowed-origins and trusted-proxies,
+ * and a renewed TLS certificate (not TLS switched on or off). The rest of @running stays.
  */
 void
 chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded)
@@ -1036,6 +1133,8 @@ chd_config_take_reloadable (ChdConfig *running, ChdConfig *loaded)
 	TAKE (max_rooms);
 	TAKE_POINTER (allowed_origins, g_strfreev);
 	TAKE_POINTER (trusted_proxies, g_strfreev);
+	if (running->tls_certificate != NULL && loaded->tls_certificate != NULL)
+		TAKE_POINTER (tls_certificate, g_object_unref);
 }
 
 #undef TAKE

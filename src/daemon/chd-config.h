@@ -43,6 +43,7 @@ typedef struct {
 	ChatTokenAlgorithm algorithm; /* [auth]'s, the default of every [key:ID] */
 	GBytes *key;	 /* (nullable): [auth]'s key, NULL if only [key:ID] give keys */
 	GPtrArray *keys; /* ChdKey*: [auth]'s first, then [key:ID] in file order */
+	GTlsCertificate *tls_certificate; /* (nullable): tls-certificate with tls-key */
 	char *issuer;
 	char *audience;
 	guint leeway;

@@ -516,6 +516,9 @@ chd_daemon_reload (ChdDaemon *self, GError **error)
 	chat_token_verifier_set_audience (self->verifier, self->config->audience);
 	chat_token_verifier_set_leeway (self->verifier, self->config->leeway);
 	apply_limits (self, self->config);
+	/* a renewed certificate: connections accepted from now on present it */
+	if (self->config->tls_certificate != NULL)
+		g_object_set (self->server, "tls-certificate", self->config->tls_certificate, NULL);
 
 	keys = describe_keys (self->config);
 	text =
@@ -616,6 +619,8 @@ chd_daemon_new (ChdConfig *config, GError **error)
 				     config->allowed_origins,
 				     "trusted-proxies",
 				     config->trusted_proxies,
+				     "tls-certificate",
+				     config->tls_certificate,
 				     NULL);
 	self->cluster = chd_cluster_new (self->server, self->store, config);
 	self->client_registered_id = g_signal_connect (self->hub,

@@ -11,9 +11,10 @@ G_BEGIN_DECLS
 #define CHAT_TYPE_LISTENER (chat_listener_get_type ())
 G_DECLARE_FINAL_TYPE (ChatListener, chat_listener, CHAT, LISTENER, GObject)
 
-/* An accepted connection whose request head arrived whole and within MAX_REQUEST_HEAD, for
- * the HTTP server to take (transfer none: it refs what it keeps). */
-typedef void (*ChatListenerServeFunc) (GSocketConnection *connection,
+/* An accepted connection whose request head arrived whole and within MAX_REQUEST_HEAD (with
+ * TLS: whose handshake is done, @connection is then the GTlsConnection), for the HTTP server
+ * to take (transfer none: it refs what it keeps). */
+typedef void (*ChatListenerServeFunc) (GIOStream *connection,
 				       GSocketAddress *local,
 				       GSocketAddress *remote,
 				       gpointer user_data);
@@ -48,7 +49,9 @@ chat_listener_get_refused_head_too_large (ChatListener *self);
 typedef void (*ChatListenerRefusedFunc) (GSocketAddress *remote, gpointer user_data);
 void
 chat_listener_set_refused_func (ChatListener *self, ChatListenerRefusedFunc refused_func);
+void
+chat_listener_set_tls_certificate (ChatListener *self, GTlsCertificate *certificate);
 GSocket *
-chat_listener_claim_socket (GIOStream *stolen);
+chat_listener_claim_socket (GIOStream *stolen, gboolean *tls);
 
 G_END_DECLS

@@ -43,6 +43,8 @@
 static GQuark socket_quark;
 /* Set on an accepted connection's GSocket once its upgrade completed. */
 static GQuark upgraded_quark;
+/* Set, beside socket_quark, on the input stream of a connection served over TLS. */
+static GQuark tls_quark;
 
 /* An accepted connection that must complete its upgrade before the deadline. */
 typedef struct {
@@ -63,6 +65,16 @@ typedef struct {
 	gboolean linger; /* answered 431, dropping the rest */
 } RequestHead;
 
+/* A connection whose TLS handshake runs (on a GLib worker thread, glib-networking's way). */
+typedef struct {
+	ChatListener *listener; /* (nullable) (unowned): cleared when the listener goes */
+	GTlsConnection *tls;
+	GSocketConnection *connection; /* the TCP connection under it */
+	GSocket *socket;
+	GSocketAddress *remote;
+	GCancellable *cancellable; /* cancelled when the listener goes */
+} TlsHandshake;
+
 struct _ChatListener {
 	GObject parent_instance;
 
@@ -82,6 +94,8 @@ struct _ChatListener {
 	GHashTable *request_heads; /* RequestHead* -> itself, owned */
 	char *peek_buffer;	   /* MAX_REQUEST_HEAD bytes, for every request head */
 	guint64 refused_head_too_large;
+	GTlsCertificate *tls_certificate; /* (nullable): serve TLS with it */
+	GHashTable *tls_handshakes;	  /* TlsHandshake* -> itself, unowned: running */
 };
 
 G_DEFINE_FINAL_TYPE (ChatListener, chat_listener, G_TYPE_OBJECT)
@@ -171,6 +185,32 @@ request_head_free (RequestHead *head)
 
 typedef enum { HEAD_WAIT, HEAD_COMPLETE, HEAD_TOO_LARGE, HEAD_GONE } HeadState;
 
+/* TLS: waits for the client's first record (its ClientHello) before the handshake starts, so
+ * that a connection which sends nothing never holds one of the worker threads glib-networking
+ * runs handshakes on. Anything that is not a TLS handshake record (a plain ws:// or http://
+ * request to the TLS port) is closed at once. */
+static HeadState
+peek_client_hello (RequestHead *head, gssize n)
+{
+	const guint8 *data = (const guint8 *) head->listener->peek_buffer;
+	gsize record;
+
+	if (data[0] != 0x16) {
+		g_debug ("closing a connection to the TLS port that does not speak TLS");
+		return HEAD_GONE;
+	}
+	/* readable without anything new (the low-water mark): the peer stopped sending */
+	if ((gsize) n <= head->scanned)
+		return HEAD_GONE;
+	if (n >= 5) {
+		record = 5 + ((gsize) data[3] << 8 | data[4]);
+		if ((gsize) n >= record || n >= MAX_REQUEST_HEAD)
+			return HEAD_COMPLETE;
+	}
+	head->scanned = n;
+	return HEAD_WAIT;
+}
+
 /* Looks at what arrived of the request head, without taking it from the socket: libsoup
  * reads it again once it is complete. */
 static HeadState
@@ -187,6 +227,8 @@ peek_request_head (ChatListener *self, RequestHead *head)
 										 : HEAD_GONE;
 	if (n == 0)
 		return HEAD_GONE;
+	if (self->tls_certificate != NULL)
+		return peek_client_hello (head, n);
 	/* readable without anything new (the low-water mark below): the peer stopped sending;
 	 * libsoup reads the partial head and answers it */
 	if ((gsize) n <= head->scanned)
@@ -213,6 +255,106 @@ set_receive_low_water (GSocket *socket, gsize n)
 }
 
 static void
+tls_handshake_free (TlsHandshake *handshake)
+{
+	g_object_unref (handshake->tls);
+	g_object_unref (handshake->connection);
+	g_object_unref (handshake->socket);
+	g_object_unref (handshake->remote);
+	g_object_unref (handshake->cancellable);
+	g_free (handshake);
+}
+
+static void
+on_tls_handshake_done (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+	TlsHandshake *handshake = user_data;
+	ChatListener *self = handshake->listener;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GSocketAddress) local = NULL;
+
+	if (self != NULL)
+		g_hash_table_remove (self->tls_handshakes, handshake);
+	if (g_tls_connection_handshake_finish (handshake->tls, result, &error))
+		local = g_socket_get_local_address (handshake->socket, NULL);
+	else
+		g_debug ("TLS handshake failed: %s", error->message);
+	if (local == NULL || self == NULL) {
+		/* the TCP connection, not the TLS one: nothing more is sent to this peer */
+		g_io_stream_close (G_IO_STREAM (handshake->connection), NULL, NULL);
+	} else {
+		self->serve_func (G_IO_STREAM (handshake->tls),
+				  local,
+				  handshake->remote,
+				  self->user_data);
+	}
+	tls_handshake_free (handshake);
+}
+
+/* Wraps an accepted connection in TLS; libsoup gets it once the handshake is done, as
+ * libsoup's own listener does it (soup_server_connection_accepted()): libsoup does not
+ * handshake the streams given to soup_server_accept_iostream(). glib-networking runs the
+ * handshake on a worker thread; the handshake sweep bounds it (shutting the socket down
+ * ends it), and its result comes back to the listener's context. */
+static void
+start_tls (ChatListener *self,
+	   GSocket *socket,
+	   GSocketConnection *connection,
+	   GSocketAddress *remote)
+{
+	static const char *const protocols[] = {"http/1.1", NULL};
+	g_autoptr (GError) error = NULL;
+	GIOStream *tls;
+	TlsHandshake *handshake;
+
+	/* As libsoup's listener does it, with "database" NULL: the default one (the system's
+	 * trust store, for checking client certificates, which chathub does not ask for) would
+	 * be parsed into a trust list of about 3.7 MB for every connection. A peer that closes
+	 * without close_notify is no error: WebSocket has its own close. */
+	tls =
+	    g_initable_new (g_tls_backend_get_server_connection_type (g_tls_backend_get_default ()),
+			    NULL,
+			    &error,
+			    "base-io-stream",
+			    connection,
+			    "certificate",
+			    self->tls_certificate,
+			    "database",
+			    NULL,
+			    "require-close-notify",
+			    FALSE,
+			    "advertised-protocols",
+			    protocols,
+			    NULL);
+	if (tls == NULL) {
+		g_debug ("cannot start TLS: %s", error->message);
+		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+		return;
+	}
+	/* found again after the upgrade by chat_listener_claim_socket() */
+	g_object_set_qdata (G_OBJECT (g_io_stream_get_input_stream (tls)), socket_quark, socket);
+	g_object_set_qdata (G_OBJECT (g_io_stream_get_input_stream (tls)),
+			    tls_quark,
+			    GINT_TO_POINTER (TRUE));
+	handshake = g_new0 (TlsHandshake, 1);
+	handshake->listener = self;
+	handshake->tls = G_TLS_CONNECTION (tls);
+	handshake->connection = g_object_ref (connection);
+	handshake->socket = g_object_ref (socket);
+	handshake->remote = g_object_ref (remote);
+	handshake->cancellable = g_cancellable_new ();
+	g_hash_table_add (self->tls_handshakes, handshake);
+	/* GTask completes in the thread-default context of the caller */
+	g_main_context_push_thread_default (self->context);
+	g_tls_connection_handshake_async (handshake->tls,
+					  G_PRIORITY_DEFAULT,
+					  handshake->cancellable,
+					  on_tls_handshake_done,
+					  handshake);
+	g_main_context_pop_thread_default (self->context);
+}
+
+static void
 serve_request (ChatListener *self, RequestHead *head)
 {
 	g_autoptr (GSocketConnection) connection = g_steal_pointer (&head->connection);
@@ -224,12 +366,18 @@ serve_request (ChatListener *self, RequestHead *head)
 		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
 		return;
 	}
-	self->serve_func (connection, local, remote, self->user_data);
+	if (self->tls_certificate != NULL) {
+		start_tls (self, head->socket, connection, remote);
+		return;
+	}
+	self->serve_func (G_IO_STREAM (connection), local, remote, self->user_data);
 }
 
 /* libsoup 3.2 neither answers a head over its 64 KiB nor reads the rest, so the client sees
- * a reset; chathub answers 431 itself, then stops sending and reads what still comes, for a
- * while, so that the close does not reset the connection before the answer is read. */
+ * a reset; chathub answers 431 itself (plain TCP only: over TLS the head cannot be peeked
+ * at, peek_client_hello() never gets here and libsoup's limit applies), then stops sending and
+ * reads what still comes, for a while, so that the close does not reset the connection before the
+ * answer is read. */
 static void
 answer_head_too_large (ChatListener *self, RequestHead *head)
 {
@@ -404,9 +552,9 @@ start_accepting (ChatListener *self)
 
 /* The GSocket of a connection a listener accepted, found through libsoup's filter streams
  * once it stole the connection after the upgrade; the handshake sweep leaves it alone from
- * now on. (transfer full) (nullable) */
+ * now on. @tls tells whether @stolen speaks TLS over it. (transfer full) (nullable) */
 GSocket *
-chat_listener_claim_socket (GIOStream *stolen)
+chat_listener_claim_socket (GIOStream *stolen, gboolean *tls)
 {
 	GInputStream *input = g_io_stream_get_input_stream (stolen);
 
@@ -418,6 +566,7 @@ chat_listener_claim_socket (GIOStream *stolen)
 			g_object_set_qdata (G_OBJECT (socket),
 					    upgraded_quark,
 					    GINT_TO_POINTER (TRUE));
+			*tls = g_object_get_qdata (G_OBJECT (input), tls_quark) != NULL;
 			return g_object_ref (socket);
 		}
 		if (!G_IS_FILTER_INPUT_STREAM (input))
@@ -431,12 +580,23 @@ static void
 chat_listener_dispose (GObject *object)
 {
 	ChatListener *self = CHAT_LISTENER (object);
+	GHashTableIter iter;
+	gpointer key;
 
 	chat_listener_stop (self);
 	chat_clear_source (&self->handshake_sweep);
 	while (!g_queue_is_empty (&self->handshakes))
 		handshake_free (g_queue_pop_head (&self->handshakes));
 	g_hash_table_remove_all (self->request_heads);
+	g_hash_table_iter_init (&iter, self->tls_handshakes);
+	while (g_hash_table_iter_next (&iter, &key, NULL)) {
+		TlsHandshake *handshake = key;
+
+		/* its callback still comes, and then only closes the connection */
+		handshake->listener = NULL;
+		g_cancellable_cancel (handshake->cancellable);
+		g_hash_table_iter_remove (&iter);
+	}
 	G_OBJECT_CLASS (chat_listener_parent_class)->dispose (object);
 }
 
@@ -446,6 +606,8 @@ chat_listener_finalize (GObject *object)
 	ChatListener *self = CHAT_LISTENER (object);
 
 	g_hash_table_unref (self->request_heads);
+	g_hash_table_unref (self->tls_handshakes);
+	g_clear_object (&self->tls_certificate);
 	g_free (self->peek_buffer);
 	g_main_context_unref (self->context);
 	G_OBJECT_CLASS (chat_listener_parent_class)->finalize (object);
@@ -459,6 +621,7 @@ chat_listener_class_init (ChatListenerClass *klass)
 	chat_i18n_init ();
 	socket_quark = g_quark_from_static_string ("chat-listener-socket");
 	upgraded_quark = g_quark_from_static_string ("chat-listener-upgraded");
+	tls_quark = g_quark_from_static_string ("chat-listener-tls");
 
 	object_class->dispose = chat_listener_dispose;
 	object_class->finalize = chat_listener_finalize;
@@ -470,6 +633,7 @@ chat_listener_init (ChatListener *self)
 	self->request_heads =
 	    g_hash_table_new_full (NULL, NULL, (GDestroyNotify) request_head_free, NULL);
 	self->peek_buffer = g_malloc (MAX_REQUEST_HEAD);
+	self->tls_handshakes = g_hash_table_new (NULL, NULL);
 }
 
 /* Connections whose head is complete go to @serve_func; @count_func tells how many the
@@ -591,6 +755,14 @@ chat_listener_get_port (ChatListener *self)
 	if (bound == NULL || !G_IS_INET_SOCKET_ADDRESS (bound))
 		return 0;
 	return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+/* Connections accepted from now on speak TLS with @certificate (which holds its private key);
+ * %NULL: plain TCP. */
+void
+chat_listener_set_tls_certificate (ChatListener *self, GTlsCertificate *certificate)
+{
+	g_set_object (&self->tls_certificate, certificate);
 }
 
 /* Seconds a connection accepted from now on has to complete its upgrade; 0: no limit. */

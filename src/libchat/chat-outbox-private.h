@@ -12,13 +12,20 @@ G_BEGIN_DECLS
 
 /* The per-connection output queue chathub keeps under libsoup: hub frames (shared, refcounted,
  * built once per relay) and libsoup's own frames (pong, close) are queued whole and written with
- * one sendmsg() per connection per main-loop iteration. See docs/architecture.md. */
+ * one sendmsg() per connection per main-loop iteration (with TLS: one TLS record of up to 16 KiB
+ * per chunk of frames). See docs/architecture.md. */
 
 #define CHAT_TYPE_OUTBOX (chat_outbox_get_type ())
 G_DECLARE_FINAL_TYPE (ChatOutbox, chat_outbox, CHAT, OUTBOX, GOutputStream)
 
+/* @tls: @base is libsoup's stream over a GTlsConnection; every byte is then written through
+ * that connection's output stream instead of the socket */
 ChatOutbox *
-chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSource *poll_source);
+chat_outbox_new (GIOStream *base,
+		 GSocket *socket,
+		 gboolean tls,
+		 GSource *flush_source,
+		 GSource *poll_source);
 ChatInbox *
 chat_outbox_get_inbox (ChatOutbox *self);
 gboolean

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -18,13 +19,21 @@
 #define DRAIN_TIMEOUT_MS 2000
 /* iovecs per sendmsg(); the kernel allows 1024 */
 #define MAX_IOV 256
+/* With TLS, frames are copied into chunks of at most a TLS record's plaintext (RFC 8446
+ * §5.1): each chunk is one gnutls_record_send(), one record and one system call. */
+#define TLS_CHUNK (16 * 1024)
 
 struct _ChatOutbox {
 	GOutputStream parent_instance;
 
-	GIOStream *base;  /* the stolen HTTP connection, owned; closing it closes the fd */
-	GSocket *socket;  /* owned */
-	int fd;		  /* -1 once the socket is closed: never write to a reused fd */
+	GIOStream *base; /* the stolen HTTP connection, owned; closing it closes the fd */
+	GSocket *socket; /* owned */
+	int fd;		 /* -1 once the socket is closed: never write to a reused fd */
+	/* TLS: (nullable) the GTlsConnection's output, which every byte goes through */
+	GPollableOutputStream *tls;
+	guint8 *chunk;	  /* TLS: bytes taken from the ring, handed to the TLS stream */
+	gsize chunk_size; /* bytes in chunk */
+	gsize chunk_sent; /* of which written */
 	GSource *flush;	  /* owned ref on the shared ChatFlushSource */
 	ChatInbox *inbox; /* owned: the read side handed to libsoup */
 	GBytes **ring;	  /* queued frames, oldest at ring[head] */
@@ -147,6 +156,8 @@ ring_clear (ChatOutbox *self)
 		g_bytes_unref (ring_pop (self));
 	self->head_offset = 0;
 	self->pending = 0;
+	g_clear_pointer (&self->chunk, g_free);
+	self->chunk_size = self->chunk_sent = 0;
 	/* an idle connection keeps no queue memory */
 	g_clear_pointer (&self->ring, g_free);
 	self->ring_size = 0;
@@ -190,7 +201,7 @@ chat_outbox_push_urgent (ChatOutbox *self, GBytes *frame)
 void
 chat_outbox_flush_now (ChatOutbox *self)
 {
-	if (self->writable == NULL && !self->dead && self->count > 0)
+	if (self->writable == NULL && !self->dead && self->pending > 0)
 		outbox_flush (self);
 }
 
@@ -233,13 +244,25 @@ on_writable (GSocket *socket, GIOCondition condition, gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
+static gboolean
+on_tls_writable (GObject *stream, gpointer user_data)
+{
+	return on_writable (NULL, G_IO_OUT, user_data);
+}
+
 static void
 outbox_wait_writable (ChatOutbox *self)
 {
 	if (self->writable != NULL)
 		return;
-	self->writable = g_socket_create_source (self->socket, G_IO_OUT, NULL);
-	g_source_set_callback (self->writable, G_SOURCE_FUNC (on_writable), self, NULL);
+	if (self->tls != NULL) {
+		/* GnuTLS may be waiting for the socket in either direction */
+		self->writable = g_pollable_output_stream_create_source (self->tls, NULL);
+		g_source_set_callback (self->writable, G_SOURCE_FUNC (on_tls_writable), self, NULL);
+	} else {
+		self->writable = g_socket_create_source (self->socket, G_IO_OUT, NULL);
+		g_source_set_callback (self->writable, G_SOURCE_FUNC (on_writable), self, NULL);
+	}
 	g_source_attach (self->writable, g_source_get_context (self->flush));
 }
 
@@ -251,6 +274,78 @@ outbox_fail (ChatOutbox *self)
 	ring_clear (self);
 }
 
+/* Moves frames from the ring into the next chunk, up to TLS_CHUNK bytes; a frame that does
+ * not fit whole is split (head_offset), as a short write would split it. */
+static void
+chunk_fill (ChatOutbox *self)
+{
+	gsize size = MIN (self->pending, TLS_CHUNK);
+
+	g_free (self->chunk);
+	self->chunk = g_malloc (size);
+	self->chunk_size = 0;
+	self->chunk_sent = 0;
+	while (self->chunk_size < size && self->count > 0) {
+		gsize frame_size;
+		const guint8 *data = g_bytes_get_data (self->ring[self->head], &frame_size);
+		gsize take = MIN (frame_size - self->head_offset, size - self->chunk_size);
+
+		memcpy (self->chunk + self->chunk_size, data + self->head_offset, take);
+		self->chunk_size += take;
+		self->head_offset += take;
+		if (self->head_offset == frame_size) {
+			self->head_offset = 0;
+			g_bytes_unref (ring_pop (self));
+		}
+	}
+}
+
+/* The TLS path. A GPollableOutputStream's writev over a GTlsConnection writes each vector
+ * with its own gnutls_record_send() (glib-networking 2.74 has no writev of its own): one TLS
+ * record and one system call per frame. So the frames are first copied into one chunk of up
+ * to 16 KiB, which GnuTLS sends as one record. After G_IO_ERROR_WOULD_BLOCK GnuTLS has
+ * already encrypted the record and wants the very same data again: the chunk is kept until
+ * it is written, and frames queued meanwhile (pings included) go into the next one. */
+static void
+outbox_flush_tls (ChatOutbox *self)
+{
+	while (!self->dead) {
+		g_autoptr (GError) error = NULL;
+		gssize written;
+
+		if (self->chunk_sent == self->chunk_size) {
+			if (self->count == 0)
+				break;
+			chunk_fill (self);
+		}
+		written =
+		    g_pollable_output_stream_write_nonblocking (self->tls,
+								self->chunk + self->chunk_sent,
+								self->chunk_size - self->chunk_sent,
+								NULL,
+								&error);
+		if (written < 0) {
+			if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+				outbox_wait_writable (self);
+				return;
+			}
+			g_debug ("outbox: TLS write to fd %d failed: %s", self->fd, error->message);
+			outbox_fail (self);
+			break;
+		}
+		self->chunk_sent += written;
+		self->bytes_sent += written;
+		self->pending -= written;
+	}
+	/* an idle connection keeps no chunk, and no ring beyond a small one */
+	if (self->chunk_sent == self->chunk_size)
+		g_clear_pointer (&self->chunk, g_free);
+	if (self->count == 0 && self->chunk == NULL && self->ring_size > 64)
+		ring_clear (self);
+	if (self->closing && (self->pending == 0 || self->dead))
+		outbox_finish_close (self);
+}
+
 static void
 outbox_flush (ChatOutbox *self)
 {
@@ -259,6 +354,11 @@ outbox_flush (ChatOutbox *self)
 
 	if (self->count > 0 && !self->dead)
 		chat_histogram_observe (&statistics->waiting_bytes, self->pending);
+
+	if (self->tls != NULL) {
+		outbox_flush_tls (self);
+		return;
+	}
 
 	while (self->count > 0 && !self->dead) {
 		struct msghdr msg = {0};
@@ -342,7 +442,9 @@ outbox_finish_close (ChatOutbox *self)
 		int budget = 64;
 
 		/* Unread input makes close() send a reset, which can destroy the close frame we
-		 * just sent before the peer reads it: stop writing, then drain what is there. */
+		 * just sent before the peer reads it: stop writing, then drain what is there.
+		 * With TLS too: what is dropped is ciphertext, and no close_notify is sent (GnuTLS
+		 * would write it blocking); closing the TLS stream below then fails fast. */
 		shutdown (self->fd, SHUT_WR);
 		while (budget-- > 0 && recv (self->fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0)
 			;
@@ -374,7 +476,7 @@ chat_outbox_close_async (ChatOutbox *self, GTask *task)
 {
 	self->closing = TRUE;
 	self->close_task = task;
-	if (self->dead || self->count == 0) {
+	if (self->dead || self->pending == 0) {
 		outbox_finish_close (self);
 		return;
 	}
@@ -521,12 +623,19 @@ chat_outbox_init (ChatOutbox *self)
 }
 
 ChatOutbox *
-chat_outbox_new (GIOStream *base, GSocket *socket, GSource *flush_source, GSource *poll_source)
+chat_outbox_new (GIOStream *base,
+		 GSocket *socket,
+		 gboolean tls,
+		 GSource *flush_source,
+		 GSource *poll_source)
 {
 	ChatOutbox *self = g_object_new (CHAT_TYPE_OUTBOX, NULL);
 
 	self->base = g_object_ref (base);
 	self->socket = g_object_ref (socket);
+	/* libsoup's stream over a GTlsConnection hands out the TLS connection's own output */
+	if (tls)
+		self->tls = G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (base));
 	self->fd = g_socket_get_fd (socket);
 	self->flush = g_source_ref (flush_source);
 	self->inbox = chat_inbox_new (g_io_stream_get_input_stream (base), self->fd, poll_source);

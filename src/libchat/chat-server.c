@@ -189,14 +189,15 @@ struct _ChatServer {
 	guint64 idle_closes;
 	guint64 closes[G_N_ELEMENTS (close_codes) + 1]; /* by close_codes' index; last: other */
 	gboolean metrics;
-	ChatListener *metrics_listener; /* (nullable): /metrics on an address of its own */
-	SoupServer *metrics_soup;	/* (nullable): its HTTP side */
-	GSource *lag_timer;		/* (nullable): while /metrics is served */
-	gint64 lag_base;		/* monotonic µs: the lag timer's last dispatch */
-	ChatHistogram loop_lag;		/* µs */
-	char **allowed_origins;		/* (nullable): NULL is same-origin */
-	char **trusted_proxies;		/* (nullable): as set */
-	GPtrArray *proxy_masks;		/* (nullable): GInetAddressMask*, from trusted_proxies */
+	ChatListener *metrics_listener;	  /* (nullable): /metrics on an address of its own */
+	SoupServer *metrics_soup;	  /* (nullable): its HTTP side */
+	GSource *lag_timer;		  /* (nullable): while /metrics is served */
+	gint64 lag_base;		  /* monotonic µs: the lag timer's last dispatch */
+	ChatHistogram loop_lag;		  /* µs */
+	char **allowed_origins;		  /* (nullable): NULL is same-origin */
+	char **trusted_proxies;		  /* (nullable): as set */
+	GPtrArray *proxy_masks;		  /* (nullable): GInetAddressMask*, from trusted_proxies */
+	GTlsCertificate *tls_certificate; /* (nullable): serve https and wss */
 };
 
 G_DEFINE_FINAL_TYPE (ChatServer, chat_server, G_TYPE_OBJECT)
@@ -223,6 +224,7 @@ enum {
 	PROP_METRICS,
 	PROP_ALLOWED_ORIGINS,
 	PROP_TRUSTED_PROXIES,
+	PROP_TLS_CERTIFICATE,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -295,6 +297,9 @@ chat_server_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 		break;
 	case PROP_TRUSTED_PROXIES:
 		g_value_set_boxed (value, self->trusted_proxies);
+		break;
+	case PROP_TLS_CERTIFICATE:
+		g_value_set_object (value, self->tls_certificate);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -461,6 +466,14 @@ chat_server_set_property (GObject *object, guint prop_id, const GValue *value, G
 			g_object_notify_by_pspec (object, pspec);
 		}
 		break;
+	case PROP_TLS_CERTIFICATE:
+		if (g_set_object (&self->tls_certificate, g_value_get_object (value))) {
+			if (self->listener != NULL)
+				chat_listener_set_tls_certificate (self->listener,
+								   self->tls_certificate);
+			g_object_notify_by_pspec (object, pspec);
+		}
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -499,6 +512,7 @@ chat_server_dispose (GObject *object)
 	g_clear_object (&self->soup);
 	g_clear_object (&self->hub);
 	g_clear_object (&self->verifier);
+	g_clear_object (&self->tls_certificate);
 	G_OBJECT_CLASS (chat_server_parent_class)->dispose (object);
 }
 
@@ -1021,13 +1035,14 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 	    soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Origin"));
 	GList *extensions;
 	ChatInbox *inbox;
+	gboolean tls = FALSE;
 
 	if (pending->done)
 		return;
 	pending->done = TRUE;
 	stolen = soup_server_message_steal_connection (msg);
 	if (stolen != NULL)
-		socket = chat_listener_claim_socket (stolen);
+		socket = chat_listener_claim_socket (stolen, &tls);
 	if (socket == NULL) {
 		g_warning (_ ("Cannot find the socket of an upgraded connection; dropping it"));
 		release_connection (self, pending->user_id);
@@ -1036,7 +1051,7 @@ on_upgraded (SoupServerMessage *msg, PendingUpgrade *pending)
 		return;
 	}
 
-	outbox = chat_outbox_new (stolen, socket, self->flush_source, self->poll_source);
+	outbox = chat_outbox_new (stolen, socket, tls, self->flush_source, self->poll_source);
 	io = chat_outbox_stream_new (outbox);
 	extensions = g_list_append (NULL, chat_limit_extension_new (self->max_message_size));
 	/* one URI without the query for every connection: the request's would keep each
@@ -1720,7 +1735,7 @@ start_lag_timer (ChatServer *self)
 
 /* A connection whose request head has arrived: libsoup speaks HTTP from here on. */
 static void
-serve_connection (GSocketConnection *connection,
+serve_connection (GIOStream *connection,
 		  GSocketAddress *local,
 		  GSocketAddress *remote,
 		  gpointer user_data)
@@ -1728,13 +1743,10 @@ serve_connection (GSocketConnection *connection,
 	ChatServer *self = CHAT_SERVER (user_data);
 	g_autoptr (GError) error = NULL;
 
-	if (!soup_server_accept_iostream (self->soup,
-					  G_IO_STREAM (connection),
-					  local,
-					  remote,
-					  &error)) {
+	/* a GTlsConnection makes libsoup see https:// requests */
+	if (!soup_server_accept_iostream (self->soup, connection, local, remote, &error)) {
 		g_debug ("cannot serve a new connection: %s", error->message);
-		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+		g_io_stream_close (connection, NULL, NULL);
 	}
 }
 
@@ -1767,6 +1779,7 @@ chat_server_constructed (GObject *object)
 	    chat_listener_new (self->context, serve_connection, count_connections, self);
 	chat_listener_set_handshake_timeout (self->listener, self->handshake_timeout);
 	chat_listener_set_refused_func (self->listener, on_head_refused);
+	chat_listener_set_tls_certificate (self->listener, self->tls_certificate);
 	self->started = g_get_monotonic_time ();
 	restart_heartbeat (self);
 	start_lag_timer (self);
@@ -2128,6 +2141,26 @@ chat_server_class_init (ChatServerClass *klass)
 	    "The proxies whose X-Forwarded-For is believed",
 	    G_TYPE_STRV,
 	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+	/**
+	 * ChatServer:tls-certificate:
+	 *
+	 * The #GTlsCertificate, with its #GTlsCertificate:private-key, that the server presents
+	 * to its clients: when set, every connection accepted from then on speaks TLS (`wss://`
+	 * for the WebSocket, `https://` for `/healthz`, `/readyz`, `/metrics` and the page),
+	 * and a plain connection to the port is closed. Load it with
+	 * g_tls_certificate_new_from_files(); the certificate file may hold the chain. Set it
+	 * before chat_server_listen(). glib-networking provides the TLS backend (GnuTLS); the
+	 * handshake runs on GLib's worker threads, everything after it on the server's
+	 * thread. %NULL (the default): plain TCP.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TLS_CERTIFICATE] = g_param_spec_object (
+	    "tls-certificate",
+	    NULL,
+	    "The certificate and key to serve TLS with, or NULL",
+	    G_TYPE_TLS_CERTIFICATE,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 	g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -2241,7 +2274,7 @@ chat_server_listen (ChatServer *self, const char *address, guint16 port, GError 
 	g_clear_pointer (&self->ws_uri, g_uri_unref);
 	/* the connections' URI, and where clients connect */
 	self->ws_uri = g_uri_build (G_URI_FLAGS_NONE,
-				    "ws",
+				    self->tls_certificate != NULL ? "wss" : "ws",
 				    NULL,
 				    address,
 				    chat_listener_get_port (self->listener),
@@ -2279,9 +2312,10 @@ chat_server_stop_listening (ChatServer *self)
 		soup_server_disconnect (self->metrics_soup);
 }
 
-/* A connection to the metrics listener whose request head has arrived. */
+/* A connection to the metrics listener whose request head has arrived: plain HTTP, also
+ * when the WebSocket's port speaks TLS (the listener is private, see [metrics] address). */
 static void
-serve_metrics_connection (GSocketConnection *connection,
+serve_metrics_connection (GIOStream *connection,
 			  GSocketAddress *local,
 			  GSocketAddress *remote,
 			  gpointer user_data)
@@ -2289,11 +2323,7 @@ serve_metrics_connection (GSocketConnection *connection,
 	ChatServer *self = CHAT_SERVER (user_data);
 	g_autoptr (GError) error = NULL;
 
-	if (!soup_server_accept_iostream (self->metrics_soup,
-					  G_IO_STREAM (connection),
-					  local,
-					  remote,
-					  &error)) {
+	if (!soup_server_accept_iostream (self->metrics_soup, connection, local, remote, &error)) {
 		g_debug ("cannot serve a metrics connection: %s", error->message);
 		g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
 	}
@@ -2419,7 +2449,8 @@ chat_server_get_port (ChatServer *self)
  * chat_server_get_uri:
  * @self: a #ChatServer
  *
- * Gets the WebSocket URI clients connect to, such as `ws://127.0.0.1:8080/ws`.
+ * Gets the WebSocket URI clients connect to, such as `ws://127.0.0.1:8080/ws`
+ * (`wss://` with #ChatServer:tls-certificate).
  *
  * Returns: (transfer full) (nullable): the URI, or %NULL if not listening
  *

@@ -47,7 +47,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 TIME_SCALE = float(os.environ.get("CHATHUB_TEST_TIME_SCALE", "1") or "1")
 VERBOSE = os.environ.get("CHATHUB_TEST_VERBOSE", "") not in ("", "0")
 
-PORT_RE = re.compile(r"ws://[0-9.]+:([0-9]+)/ws")
+PORT_RE = re.compile(r"wss?://[0-9.]+:([0-9]+)/ws")
 # 73 bytes: long enough for HS512 (RFC 7518 §3.2), with a non-ASCII byte
 DEFAULT_SECRET = "chathub-test-secret-\u00e9-0123456789abcdef-0123456789abcdef-0123456789abcdef"
 

@@ -30,6 +30,73 @@ send_joins (Loop *l, Conn *c);
 static size_t
 ws_parse (Loop *l, Conn *c, uint8_t *p, size_t len, int64_t now);
 
+/* ---- TLS (--tls) ---------------------------------------------------------------------------- */
+
+/* The bench talks to loopback only (chathub-bench.c refuses other targets) and measures the
+ * server, not certificate checking: the client trusts any certificate (no verification
+ * function, no trust store). Never copy this into a client that talks to a real network. */
+static gnutls_certificate_credentials_t tls_credentials;
+
+void
+bench_tls_init (void)
+{
+	if (gnutls_certificate_allocate_credentials (&tls_credentials) < 0) {
+		fprintf (stderr, "chathub-bench: cannot allocate TLS credentials\n");
+		exit (1);
+	}
+}
+
+/* The I/O under the WebSocket: the socket itself, or GnuTLS on it. Both answer like send()
+ * and recv(): a count, 0 for EOF, or -1 with errno (EAGAIN when it would block). After
+ * GNUTLS_E_AGAIN, gnutls_record_send() has already encrypted the record and must be called
+ * again with the same data first; conn_send() keeps what was refused at the head of obuf, so
+ * conn_flush() does exactly that. */
+static ssize_t
+io_send (Conn *c, const uint8_t *data, size_t len)
+{
+	ssize_t n;
+
+	if (c->tls == NULL)
+		return send (c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	n = gnutls_record_send (c->tls, data, len);
+	if (n >= 0)
+		return n;
+	errno = n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED ? EAGAIN : EPIPE;
+	return -1;
+}
+
+/* Reads as many records as GnuTLS has or the socket gives, up to len. */
+static ssize_t
+io_recv (Conn *c, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+
+	if (c->tls == NULL)
+		return recv (c->fd, buf, len, 0);
+	while (got < len) {
+		ssize_t n = gnutls_record_recv (c->tls, buf + got, len - got);
+
+		if (n > 0) {
+			got += (size_t) n;
+			continue;
+		}
+		if (got > 0)
+			break; /* what came so far; the error or EOF comes again on the next call */
+		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
+			return 0;
+		errno = n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED ? EAGAIN : ECONNRESET;
+		return -1;
+	}
+	return (ssize_t) got;
+}
+
+/* Plaintext GnuTLS holds already: epoll (level-triggered on the socket) does not see it. */
+static bool
+io_pending (Conn *c)
+{
+	return c->tls != NULL && gnutls_record_check_pending (c->tls) > 0;
+}
+
 /* ---- connection state and sending ---------------------------------------------------------- */
 
 static void
@@ -55,6 +122,11 @@ void
 conn_release (Loop *l, Conn *c, int state)
 {
 	infl_remove (l, c);
+	if (c->tls != NULL) {
+		gnutls_deinit (c->tls);
+		c->tls = NULL;
+	}
+	c->tls_handshaking = 0;
 	if (c->fd >= 0)
 		close (c->fd); /* also removes it from the epoll set */
 	c->fd = -1;
@@ -122,7 +194,7 @@ conn_send (Loop *l, Conn *c, const uint8_t *data, size_t len)
 	if (c->fd < 0)
 		return false;
 	if (c->olen == 0) {
-		ssize_t n = send (c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = io_send (c, data, len);
 
 		if (n == (ssize_t) len)
 			return true;
@@ -177,7 +249,7 @@ static void
 conn_flush (Loop *l, Conn *c)
 {
 	while (c->olen > 0) {
-		ssize_t n = send (c->fd, c->obuf + c->ooff, c->olen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = io_send (c, c->obuf + c->ooff, c->olen);
 
 		if (n < 0) {
 			int err = errno;
@@ -280,8 +352,7 @@ send_close_now (Loop *l, Conn *c, const uint8_t *payload, size_t len)
 {
 	size_t n = frame_build (l, 0x8, payload, len);
 
-	if (c->fd >= 0 && c->olen == 0 &&
-	    send (c->fd, l->wbuf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+	if (c->fd >= 0 && c->olen == 0 && io_send (c, l->wbuf, n) < 0) {
 		/* ignored */
 	}
 }
@@ -328,6 +399,53 @@ send_handshake (Loop *l, Conn *c)
 	conn_send (l, c, (const uint8_t *) req, (size_t) n);
 }
 
+/* Drives the non-blocking TLS handshake; the WebSocket handshake follows it. */
+static void
+tls_step (Loop *l, Conn *c)
+{
+	int r = gnutls_handshake (c->tls);
+
+	if (r == GNUTLS_E_SUCCESS) {
+		c->tls_handshaking = 0;
+		send_handshake (l, c);
+	} else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		ep_set (l,
+			c,
+			gnutls_record_get_direction (c->tls) ? EPOLLOUT : EPOLLIN,
+			EPOLL_CTL_MOD);
+	} else if (gnutls_error_is_fatal (r)) {
+		char what[160];
+
+		snprintf (what, sizeof what, "TLS handshake: %s", gnutls_strerror (r));
+		conn_fail (l, c, S_FAIL_OTHER, what);
+	}
+}
+
+/* The TCP connection is up: the WebSocket handshake, or first TLS's. */
+static void
+conn_connected (Loop *l, Conn *c)
+{
+	if (!opt.tls) {
+		send_handshake (l, c);
+		return;
+	}
+	/* GnuTLS's default order offers AES-256-GCM first and the server takes the client's
+	 * first choice; browsers (Chrome, Firefox) offer AES-128-GCM first, so the bench does */
+	if (gnutls_init (&c->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0 ||
+	    gnutls_priority_set_direct (
+		c->tls,
+		"NORMAL:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305",
+		NULL) < 0 ||
+	    gnutls_credentials_set (c->tls, GNUTLS_CRD_CERTIFICATE, tls_credentials) < 0) {
+		conn_fail (l, c, S_FAIL_OTHER, "cannot set up a TLS session");
+		return;
+	}
+	gnutls_transport_set_int (c->tls, c->fd);
+	conn_set_state (c, CS_HANDSHAKE);
+	c->tls_handshaking = 1;
+	tls_step (l, c);
+}
+
 void
 conn_start (Loop *l, Conn *c, int64_t now)
 {
@@ -356,7 +474,7 @@ conn_start (Loop *l, Conn *c, int64_t now)
 	c->in_flight = 1;
 	if (connect (fd, (struct sockaddr *) &target, target_len) == 0) {
 		ep_set (l, c, EPOLLIN, EPOLL_CTL_ADD);
-		send_handshake (l, c);
+		conn_connected (l, c);
 	} else if (errno == EINPROGRESS) {
 		conn_set_state (c, CS_CONNECTING);
 		ep_set (l, c, EPOLLOUT, EPOLL_CTL_ADD);
@@ -421,7 +539,7 @@ handshake_recv (Loop *l, Conn *c, bool *eof)
 		c->icap *= 2;
 		c->ibuf = g_realloc (c->ibuf, c->icap);
 	}
-	n = recv (c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+	n = io_recv (c, c->ibuf + c->ilen, c->icap - c->ilen);
 	if (n == 0) {
 		*eof = true;
 	} else if (n < 0) {
@@ -944,7 +1062,7 @@ conn_read_large (Loop *l, Conn *c)
 		c->icap = (uint32_t) need;
 		c->ibuf = g_realloc (c->ibuf, c->icap);
 	}
-	n = recv (c->fd, c->ibuf + c->ilen, need - c->ilen, 0);
+	n = io_recv (c, c->ibuf + c->ilen, need - c->ilen);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return true;
@@ -980,7 +1098,7 @@ conn_read (Loop *l, Conn *c)
 	}
 	if (have)
 		memcpy (l->rbuf, c->ibuf, have);
-	n = recv (c->fd, l->rbuf + have, l->rcap - have, 0);
+	n = io_recv (c, l->rbuf + have, l->rcap - have);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -1019,13 +1137,19 @@ conn_event (Loop *l, Conn *c, uint32_t ev, int64_t now)
 			conn_fail_errno (l, c, err, "connect");
 			return;
 		}
-		send_handshake (l, c);
+		conn_connected (l, c);
 		break;
 	}
 	case CS_HANDSHAKE:
+		if (c->tls_handshaking) {
+			tls_step (l, c);
+			break;
+		}
 		if (ev & EPOLLOUT)
 			conn_flush (l, c);
 		if (conn_state (c) == CS_HANDSHAKE && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+			conn_handshake_read (l, c, now);
+		while (conn_state (c) == CS_HANDSHAKE && io_pending (c))
 			conn_handshake_read (l, c, now);
 		break;
 	case CS_OPEN:
@@ -1037,6 +1161,8 @@ conn_event (Loop *l, Conn *c, uint32_t ev, int64_t now)
 	default:
 		break;
 	}
+	while (conn_state (c) == CS_OPEN && io_pending (c))
+		conn_read (l, c);
 }
 
 /* ---- publishing ------------------------------------------------------------------------------ */

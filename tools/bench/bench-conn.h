@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gnutls/gnutls.h>
+
 typedef struct Loop Loop;
 
 enum { CS_NEW, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSED, CS_FAILED };
@@ -27,6 +29,8 @@ typedef struct {
 	uint8_t in_flight;
 	uint8_t flooder; /* floods its own room (fanout --flooder) and discards what it gets */
 	uint8_t dropped; /* recover: closed by the bench; rejoins with since */
+	uint8_t tls_handshaking; /* --tls: in CS_HANDSHAKE, the TLS handshake is not done yet */
+	gnutls_session_t tls;	 /* --tls: (nullable) the connection's TLS session */
 	uint32_t idx;
 	uint32_t room; /* home room, 0 = none */
 	uint32_t joins_needed, joins_got;
@@ -59,6 +63,9 @@ conn_state (Conn *c)
 	return atomic_load_explicit (&c->state, memory_order_relaxed);
 }
 
+/* --tls: the shared client credentials; called once before any connection */
+void
+bench_tls_init (void);
 void
 conn_start (Loop *l, Conn *c, int64_t now);
 void

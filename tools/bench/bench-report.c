@@ -325,7 +325,7 @@ j_common (GString *s)
 {
 	char url[200];
 
-	snprintf (url, sizeof url, "ws://%s%s", host_header, opt.path);
+	snprintf (url, sizeof url, "%s://%s%s", opt.tls ? "wss" : "ws", host_header, opt.path);
 	j_str (s, "url", url);
 	if (opt.pid > 0)
 		j_int (s, "server_pid", opt.pid);

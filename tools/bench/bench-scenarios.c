@@ -41,9 +41,10 @@ idle_open (Idle *r)
 	snap (&r->a);
 	r->rss0 = proc_rss_kib (opt.pid);
 	cpu_mark (&m0);
-	note ("idle: opening %u connections at %g/s to ws://%s%s",
+	note ("idle: opening %u connections at %g/s to %s://%s%s",
 	      r->n,
 	      r->rate,
+	      opt.tls ? "wss" : "ws",
 	      host_header,
 	      opt.path);
 	t0 = mono_ns () + 5 * NS_PER_MS;
@@ -219,9 +220,10 @@ fanout_connect (Fanout *f)
 		plan_flooder (&conns[f->n]);
 	start_loops ();
 	snap (&f->a);
-	note ("fanout: opening %u connections at %g/s to ws://%s%s (%d room%s, %u publisher%s)",
+	note ("fanout: opening %u connections at %g/s to %s://%s%s (%d room%s, %u publisher%s)",
 	      f->n,
 	      opt.ramp,
+	      opt.tls ? "wss" : "ws",
 	      host_header,
 	      opt.path,
 	      opt.rooms,

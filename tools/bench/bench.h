@@ -33,6 +33,7 @@ typedef struct {
 	char *secret_file;
 	int uid_base;
 	gboolean token_in_query;
+	gboolean tls; /* wss: TLS (GnuTLS) under every connection */
 	int n;
 	double rate;
 	char *rates;

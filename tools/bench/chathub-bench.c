@@ -91,7 +91,7 @@ static GOptionEntry target_entries[] = {
      0,
      G_OPTION_ARG_STRING,
      &opt.url,
-     "ws://HOST:PORT/PATH instead of the three above",
+     "ws://HOST:PORT/PATH (wss://: --tls) instead of the three above",
      "URL"},
     {"secret-file",
      's',
@@ -113,6 +113,13 @@ static GOptionEntry target_entries[] = {
      G_OPTION_ARG_NONE,
      &opt.token_in_query,
      "Send the token as ?access_token= instead of Authorization: Bearer",
+     NULL},
+    {"tls",
+     0,
+     0,
+     G_OPTION_ARG_NONE,
+     &opt.tls,
+     "wss: speak TLS (GnuTLS) to the server; its certificate is not verified",
      NULL},
     {"pid", 0, 0, G_OPTION_ARG_INT, &opt.pid, "Server pid: report its RSS and CPU time", "PID"},
     {NULL}};
@@ -385,10 +392,14 @@ resolve_target (void)
 		const char *p = opt.url, *h, *e, *slash;
 		char *hostpart;
 
-		if (g_str_has_prefix (p, "ws://"))
+		if (g_str_has_prefix (p, "ws://")) {
 			p += 5;
-		else if (strstr (p, "://"))
-			die ("--url: only ws:// URLs (loopback) are supported");
+		} else if (g_str_has_prefix (p, "wss://")) {
+			p += 6;
+			opt.tls = TRUE;
+		} else if (strstr (p, "://")) {
+			die ("--url: only ws:// and wss:// URLs (loopback) are supported");
+		}
 		slash = strchr (p, '/');
 		e = slash ? slash : p + strlen (p);
 		hostpart = g_strndup (p, (gsize) (e - p));
@@ -652,6 +663,8 @@ main (int argc, char **argv)
 	raise_nofile ((uint64_t) opt.n + (mode == MODE_STORM ? (uint64_t) opt.hold : 0) +
 		      (opt.flooder || mode == MODE_RECOVER ? 1 : 0));
 	signal (SIGPIPE, SIG_IGN);
+	if (opt.tls)
+		bench_tls_init ();
 	table_out = opt.json ? stderr : stdout;
 	budget = run_budget (mode);
 	deadline = mono_ns () + s_to_ns (budget);
