@@ -655,12 +655,18 @@ command_status (int argc, char **argv)
 		g_autofree char *accepted =
 		    g_strdup_printf ("%" PRIu64,
 				     lookup_counter (statistics, "connections-accepted"));
-		g_autofree char *refused =
-		    g_strdup_printf (_ ("%" PRIu64 " bad request, %" PRIu64 " bad token, "
-					"%" PRIu64 " server full"),
-				     lookup_counter (statistics, "refused-bad-request"),
-				     lookup_counter (statistics, "refused-token"),
-				     lookup_counter (statistics, "refused-busy"));
+		/* a head too large is a bad request; upgrades over the rate and users over their
+		 * connection cap are both the limits of [limits] */
+		g_autofree char *refused = g_strdup_printf (
+		    _ ("%" PRIu64 " bad request, %" PRIu64 " bad token, %" PRIu64
+		       " forbidden origin, %" PRIu64 " over limits, %" PRIu64 " server full"),
+		    lookup_counter (statistics, "refused-bad-request") +
+			lookup_counter (statistics, "refused-header-too-large"),
+		    lookup_counter (statistics, "refused-token"),
+		    lookup_counter (statistics, "refused-forbidden-origin"),
+		    lookup_counter (statistics, "refused-rate") +
+			lookup_counter (statistics, "refused-user-limit"),
+		    lookup_counter (statistics, "refused-busy"));
 		g_autofree char *relayed =
 		    g_strdup_printf ("%" PRIu64, lookup_counter (statistics, "messages-relayed"));
 		g_autofree char *sent =

@@ -990,6 +990,18 @@ class CtlTests(BusDaemonTestCase):
         self.assertIn("connections_accepted", status["statistics"])
         human = self.ctl("status").stdout
         self.assertIn("ws://127.0.0.1:%d/ws" % self.daemon.port, human)
+        # an upgrade from a page of another site counts as a forbidden origin in the
+        # "Refused:" line, next to the other reasons
+        before = self.ctl_json("status")["statistics"]["refused_forbidden_origin"]
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10) as sock:
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Origin: http://evil.example\r\n\r\n")
+            self.assertTrue(sock.recv(4096).startswith(b"HTTP/1.1 403"))
+        refused = re.search(r"(?m)^Refused:\s+(.*)$", self.ctl("status").stdout).group(1)
+        self.assertRegex(refused, r"\d+ bad request, \d+ bad token, %d forbidden origin, "
+                         r"\d+ over limits, \d+ server full" % (before + 1))
         # the option may also follow the command
         self.assertEqual(json.loads(self.ctl("status", "--json").stdout)["bus"], "session")
 
