@@ -158,6 +158,12 @@ hub_is_empty (gpointer data)
 	return chat_hub_get_n_clients (((Fixture *) data)->hub) == 0;
 }
 
+static gboolean
+holds_last_ref (gpointer object)
+{
+	return g_atomic_int_get (&G_OBJECT (object)->ref_count) == 1;
+}
+
 static void
 fixture_teardown (Fixture *fixture, gconstpointer data)
 {
@@ -167,9 +173,14 @@ fixture_teardown (Fixture *fixture, gconstpointer data)
 	g_clear_object (&fixture->session);
 	g_clear_object (&fixture->server);
 	g_clear_object (&fixture->verifier);
+	/* a step still waiting for the store holds the hub until the store answers: slow under
+	 * valgrind, so wait for the answers rather than race them */
+	chat_test_wait_until (holds_last_ref, fixture->hub, 10000);
 	g_assert_finalize_object (g_steal_pointer (&fixture->hub));
-	if (fixture->store != NULL)
+	if (fixture->store != NULL) {
+		chat_test_wait_until (holds_last_ref, fixture->store, 10000);
 		g_assert_finalize_object (g_steal_pointer (&fixture->store));
+	}
 	if (fixture->dir != NULL) {
 		const char *names[] = {"chathub.db", "chathub.db-wal", "chathub.db-shm"};
 
