@@ -1253,6 +1253,9 @@ shutdown_report (const Shutdown *r)
 	j_num (j, "last_close_seconds", r->last_close_s);
 	j_int (j, "conns_lost", (int64_t) lost);
 	j_int (j, "open_at_end", (int64_t) r->open_at_end);
+	/* what came after the signal besides close frames: join and leave events, pongs... */
+	j_int (j, "other_frames", (int64_t) diff (&r->at_signal, &r->end, S_OTHER_FRAMES));
+	j_int (j, "leave_events", (int64_t) diff (&r->at_signal, &r->end, S_LEAVES));
 	j_closes (j, &r->at_signal, &r->end);
 	j_int (j, "rss_with_kib", r->idle.rss_with);
 	if (first_error ())
