@@ -3430,6 +3430,8 @@ close_batch (gpointer user_data)
 	}
 	if (self->close_next < self->to_close->len)
 		return G_SOURCE_CONTINUE;
+	for (guint i = 0; i < self->to_close->len; i++)
+		chat_client_hold_input (self->to_close->pdata[i], FALSE);
 	g_clear_pointer (&self->to_close, g_ptr_array_unref);
 	/* called directly by chat_hub_close_all() too: not only by returning */
 	chat_clear_source (&self->close_source);
@@ -3476,6 +3478,9 @@ chat_hub_close_all (ChatHub *self, guint16 code, const char *reason)
 
 	/* a second call restarts with its code: those asked already keep the first */
 	chat_clear_source (&self->close_source);
+	if (self->to_close != NULL)
+		for (guint i = 0; i < self->to_close->len; i++)
+			chat_client_hold_input (self->to_close->pdata[i], FALSE);
 	g_clear_pointer (&self->to_close, g_ptr_array_unref);
 	self->close_code = code;
 	g_free (self->close_reason);
@@ -3486,6 +3491,11 @@ chat_hub_close_all (ChatHub *self, guint16 code, const char *reason)
 	self->closing_all = TRUE;
 	self->to_close = copy_clients (self->clients);
 	self->close_next = 0;
+	/* the answers are read once every close frame is on its way: reading those of the first
+	 * batches between the next ones would hold the last frames back */
+	if (n > self->close_batch)
+		for (guint i = 0; i < n; i++)
+			chat_client_hold_input (self->to_close->pdata[i], TRUE);
 	self->close_source = g_idle_source_new ();
 	g_source_set_priority (self->close_source, G_PRIORITY_DEFAULT);
 	g_source_set_callback (self->close_source, close_batch, self, NULL);
