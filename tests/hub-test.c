@@ -951,8 +951,7 @@ room_has_members (gpointer data)
 }
 
 /* chat_hub_close_all() closes a batch now and the rest batch by batch, one per main loop
- * iteration; the clients of the first batches leave their room while the later ones are still
- * open, yet those hear no leave: they are closing too. */
+ * iteration; every client gets its 1001 and none a leave of another member (they all go). */
 static void
 test_hub_close_all_batches (Fixture *fixture, gconstpointer data)
 {
