@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "chat-client-private.h"
+#include "chat-hub-private.h"
 #include "chat-sqlite-store-private.h"
 #include "chat-test-utils.h"
 
@@ -944,6 +945,64 @@ test_hub_close_all (Fixture *fixture, gconstpointer data)
 	g_assert_cmpuint (b->close_code, ==, 1001);
 	chat_test_wait_until (hub_is_empty, fixture, 5000);
 	g_assert_cmpuint (g_array_index (fixture->unregistered_codes, guint, 0), ==, 1001);
+}
+
+typedef struct {
+	Fixture *fixture;
+	guint64 room_id;
+	guint n;
+} RoomWait;
+
+static gboolean
+room_has_members (gpointer data)
+{
+	RoomWait *wait = data;
+
+	return chat_hub_get_n_room_members (wait->fixture->hub, wait->room_id) == wait->n;
+}
+
+/* chat_hub_close_all() closes a batch now and the rest batch by batch, one per main loop
+ * iteration; every client gets its 1001 and none a leave of another member (they all go). */
+static void
+test_hub_close_all_batches (Fixture *fixture, gconstpointer data)
+{
+	enum { N = 40 };
+	TestClient *clients[N];
+	RoomWait wait = {fixture, 9, N};
+	g_autoptr (GPtrArray) registered = NULL;
+	guint open = 0;
+
+	for (guint i = 0; i < N; i++) {
+		clients[i] = client_connect (fixture, 1 + i);
+		client_send (clients[i], "{\"type\":\"join\",\"room_id\":9}");
+	}
+	chat_test_wait_until (room_has_members, &wait, 5000);
+	for (guint i = 0; i < N; i++)
+		client_sync (clients[i]);
+
+	chat_hub_set_close_batch (fixture->hub, 3);
+	registered = chat_hub_list_clients (fixture->hub);
+	g_assert_cmpuint (chat_hub_close_all (fixture->hub, CHAT_CLOSE_CODE_GOING_AWAY, "bye"),
+			  ==,
+			  N);
+	/* one batch at once, the others later */
+	for (guint i = 0; i < registered->len; i++)
+		open += chat_client_is_open (registered->pdata[i]);
+	g_assert_cmpuint (open, ==, N - 3);
+
+	for (guint i = 0; i < N; i++) {
+		chat_test_wait_until (client_is_closed, clients[i], 5000);
+		g_assert_cmpuint (clients[i]->close_code, ==, 1001);
+		g_assert_cmpstr (clients[i]->close_data, ==, "bye");
+		for (guint m = 0; m < clients[i]->received->len; m++)
+			g_assert_cmpint (
+			    chat_message_get_message_type (clients[i]->received->pdata[m]),
+			    !=,
+			    CHAT_MESSAGE_TYPE_LEAVE);
+	}
+	chat_test_wait_until (hub_is_empty, fixture, 5000);
+	for (guint i = 0; i < N; i++)
+		client_free (clients[i]);
 }
 
 static void
@@ -2128,6 +2187,7 @@ main (int argc, char **argv)
 	ADD ("/chat/hub/message-received", test_hub_message_received);
 	ADD ("/chat/hub/ordering-under-flood", test_hub_ordering_under_flood);
 	ADD ("/chat/hub/close-all", test_hub_close_all);
+	ADD ("/chat/hub/close-all-batches", test_hub_close_all_batches);
 	ADD ("/chat/hub/rate-limit", test_hub_rate_limit);
 	ADD ("/chat/hub/room-limit", test_hub_room_limit);
 	ADD ("/chat/hub/many-rooms", test_hub_many_rooms);

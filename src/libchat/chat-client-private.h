@@ -62,6 +62,10 @@ void
 chat_client_step_done (ChatClient *self);
 guint
 chat_client_get_n_steps (ChatClient *self);
+/* Stops reading the client's input (what arrives waits in the kernel) until released;
+ * chat_hub_close_all() holds every client's while it asks them to close. */
+void
+chat_client_hold_input (ChatClient *self, gboolean hold);
 gint64
 chat_client_get_token_deadline (ChatClient *self);
 void

@@ -59,6 +59,7 @@ struct _ChatClient {
 	gboolean slow_consumer; /* closed by chat_client_push_frame() for it */
 	gboolean input_done;	/* a close is queued behind the hub's pending relays */
 	guint n_steps;		/* requests of this client the hub has not finished */
+	gboolean input_held;	/* chat_client_hold_input(): reads nothing until released */
 
 	/* The rate limit, a token bucket kept as one timestamp (GCRA): each message moves
 	 * rate_tat on by rate_interval; a message is refused while rate_tat is more than
@@ -1076,8 +1077,17 @@ void
 chat_client_step_done (ChatClient *self)
 {
 	g_assert (self->n_steps > 0);
-	if (--self->n_steps == RESUME_STEPS && self->outbox != NULL)
+	if (--self->n_steps == RESUME_STEPS && self->outbox != NULL && !self->input_held)
 		chat_inbox_set_paused (chat_outbox_get_inbox (self->outbox), FALSE);
+}
+
+void
+chat_client_hold_input (ChatClient *self, gboolean hold)
+{
+	self->input_held = hold;
+	if (self->outbox != NULL)
+		chat_inbox_set_paused (chat_outbox_get_inbox (self->outbox),
+				       hold || self->n_steps >= MAX_STEPS);
 }
 
 guint

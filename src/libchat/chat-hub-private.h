@@ -48,5 +48,8 @@ void
 chat_hub_push_in_order (ChatHub *self, ChatClient *client, GBytes *frame);
 void
 chat_hub_close_in_order (ChatHub *self, ChatClient *client, guint16 code, const char *reason);
+/* how many clients chat_hub_close_all() closes per main loop iteration (tests) */
+void
+chat_hub_set_close_batch (ChatHub *self, guint n_clients);
 
 G_END_DECLS

@@ -158,7 +158,20 @@ struct _ChatHub {
 	/* freed steps, for the next ones (step_alloc()), linked through their first word */
 	gpointer spare_steps;
 	guint n_spare_steps;
+	/* chat_hub_close_all(): every client is on its way out, CLOSE_BATCH per iteration */
+	gboolean closing_all;
+	GPtrArray *to_close; /* ChatClient*, owned: those from close_next on are still to close */
+	guint close_next;
+	guint close_batch; /* CLOSE_BATCH but in tests */
+	guint16 close_code;
+	char *close_reason;
+	GSource *close_source;
 };
+
+/* Clients chat_hub_close_all() closes per main loop iteration: each close builds and queues a
+ * frame (about 20 us), so 19,000 at once would hold the loop for 0.4 s before the first frame
+ * is written; in batches the loop writes them out as it goes, and reads the answers. */
+#define CLOSE_BATCH 500
 
 /* At saturation thousands of steps are made and freed in each iteration, a pattern glibc's
  * malloc serves slowly (5 % of the daemon's time): the hub keeps this many for reuse. */
@@ -328,6 +341,8 @@ chat_hub_dispose (GObject *object)
 		}
 	}
 	g_clear_pointer (&self->clients_by_id, g_hash_table_unref);
+	chat_clear_source (&self->close_source);
+	g_clear_pointer (&self->to_close, g_ptr_array_unref);
 	if (self->delivery_source != NULL) {
 		g_source_destroy (self->delivery_source);
 		g_clear_pointer (&self->delivery_source, g_source_unref);
@@ -360,6 +375,7 @@ chat_hub_finalize (GObject *object)
 		g_free (step);
 	}
 	g_clear_object (&self->store);
+	g_free (self->close_reason);
 	g_clear_pointer (&self->context, g_main_context_unref);
 	G_OBJECT_CLASS (chat_hub_parent_class)->finalize (object);
 }
@@ -541,6 +557,7 @@ chat_hub_init (ChatHub *self)
 	g_queue_init (&self->steps);
 	self->dm_pending = g_hash_table_new (NULL, NULL);
 	self->deliveries = g_ptr_array_new_with_free_func ((GDestroyNotify) delivery_free);
+	self->close_batch = CLOSE_BATCH;
 }
 
 /**
@@ -1235,7 +1252,11 @@ leave_room (ChatHub *self, ChatClient *client, guint64 room_id, gboolean ack)
 				    room_id,
 				    chat_client_get_user_id (client));
 	room = room_remove (self, room_id, client);
-	/* a client leaving many rooms of its own on disconnect builds no frame for them */
+	/* a client leaving many rooms of its own on disconnect builds no frame for them; nor
+	 * does anyone while every client is closing: its members are all closing too, and
+	 * walking a room of 19,000 for each of them to skip them all is 19,000² steps */
+	if (self->closing_all)
+		room = NULL;
 	if (room != NULL || ack)
 		event = build_room_event (CHAT_MESSAGE_TYPE_LEAVE,
 					  room_id,
@@ -1265,7 +1286,7 @@ finish_leave (ChatHub *self, HubStep *step)
 		g_ptr_array_remove_fast (room->leaving, step->client);
 		room = room_drop_if_empty (self, room);
 	}
-	if (room != NULL)
+	if (room != NULL && !self->closing_all)
 		push_to_room (room, event);
 	if (step->ack)
 		chat_client_push_frame (step->client, event);
@@ -2589,6 +2610,9 @@ chat_hub_register_client (ChatHub *self, ChatClient *client)
 
 	g_signal_emit (self, signals[SIGNAL_CLIENT_REGISTERED], 0, client);
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
+	/* chat_hub_close_all() closes everyone, latecomers included */
+	if (self->closing_all)
+		chat_client_close (client, self->close_code, self->close_reason);
 }
 
 /* Removes @client from the hub: it leaves all its rooms (their members get a `leave` event)
@@ -2644,6 +2668,8 @@ chat_hub_unregister_client (ChatHub *self, ChatClient *client)
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_N_CLIENTS]);
 	/* does nothing if it is closed already */
 	chat_client_close (client, CHAT_CLOSE_CODE_NORMAL, NULL);
+	if (self->closing_all && self->clients->len == 0 && self->close_source == NULL)
+		self->closing_all = FALSE;
 }
 
 /* ---- queries -------------------------------------------------------------------------- */
@@ -3388,6 +3414,40 @@ chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const ch
 	step->done = TRUE;
 }
 
+/* Closes the next CLOSE_BATCH clients of chat_hub_close_all()'s list. */
+static gboolean
+close_batch (gpointer user_data)
+{
+	ChatHub *self = user_data;
+	guint end = MIN (self->close_next + self->close_batch, self->to_close->len);
+
+	for (; self->close_next < end; self->close_next++) {
+		ChatClient *client = self->to_close->pdata[self->close_next];
+
+		/* one that closed meanwhile is gone from the hub already */
+		if (chat_client_get_hub (client) == self)
+			chat_client_close (client, self->close_code, self->close_reason);
+	}
+	if (self->close_next < self->to_close->len)
+		return G_SOURCE_CONTINUE;
+	for (guint i = 0; i < self->to_close->len; i++)
+		chat_client_hold_input (self->to_close->pdata[i], FALSE);
+	g_clear_pointer (&self->to_close, g_ptr_array_unref);
+	/* called directly by chat_hub_close_all() too: not only by returning */
+	chat_clear_source (&self->close_source);
+	if (self->clients->len == 0)
+		self->closing_all = FALSE;
+	return G_SOURCE_REMOVE;
+}
+
+void
+chat_hub_set_close_batch (ChatHub *self, guint n_clients)
+{
+	g_return_if_fail (CHAT_IS_HUB (self));
+	g_return_if_fail (n_clients > 0);
+	self->close_batch = n_clients;
+}
+
 /**
  * chat_hub_close_all:
  * @self: a #ChatHub
@@ -3397,6 +3457,12 @@ chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const ch
  * Starts closing every client. They unregister as their connections finish closing; wait for
  * #ChatHub:n-clients to reach 0.
  *
+ * The first 500 are asked to close at once, the others 500 per main loop iteration (so that
+ * the loop writes the close frames out as it goes rather than queueing thousands first); a
+ * client that registers meanwhile is closed as well. The clients' input is read again once
+ * the last batch is asked. Until every client is gone, the clients that leave send no
+ * `leave` events to the others: they are all closing.
+ *
  * Returns: the number of clients asked to close
  *
  * Since: 1.0
@@ -3404,12 +3470,38 @@ chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const ch
 guint
 chat_hub_close_all (ChatHub *self, guint16 code, const char *reason)
 {
-	g_autoptr (GPtrArray) clients = NULL;
+	guint n;
 
 	g_return_val_if_fail (CHAT_IS_HUB (self), 0);
+	g_return_val_if_fail ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+				  (code >= 3000 && code <= 4999),
+			      0);
 
-	clients = copy_clients (self->clients);
-	for (guint i = 0; i < clients->len; i++)
-		chat_client_close (clients->pdata[i], code, reason);
-	return clients->len;
+	/* a second call restarts with its code: those asked already keep the first */
+	chat_clear_source (&self->close_source);
+	if (self->to_close != NULL)
+		for (guint i = 0; i < self->to_close->len; i++)
+			chat_client_hold_input (self->to_close->pdata[i], FALSE);
+	g_clear_pointer (&self->to_close, g_ptr_array_unref);
+	self->close_code = code;
+	g_free (self->close_reason);
+	self->close_reason = g_strdup (reason);
+	n = self->clients->len;
+	if (n == 0)
+		return 0;
+	self->closing_all = TRUE;
+	self->to_close = copy_clients (self->clients);
+	self->close_next = 0;
+	/* the answers are read once every close frame is on its way: reading those of the first
+	 * batches between the next ones would hold the last frames back */
+	if (n > self->close_batch)
+		for (guint i = 0; i < n; i++)
+			chat_client_hold_input (self->to_close->pdata[i], TRUE);
+	self->close_source = g_idle_source_new ();
+	g_source_set_priority (self->close_source, G_PRIORITY_DEFAULT);
+	g_source_set_callback (self->close_source, close_batch, self, NULL);
+	g_source_set_static_name (self->close_source, "chathub close all");
+	g_source_attach (self->close_source, self->context);
+	close_batch (self);
+	return n;
 }

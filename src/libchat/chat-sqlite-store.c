@@ -632,6 +632,10 @@ on_wal_commit (gpointer data, sqlite3 *db, const char *name, int n_frames)
 {
 	Worker *worker = data;
 
+	/* the WAL started over (after a complete checkpoint): its frames count from 0 again,
+	 * and so does the next checkpoint's threshold, which counted on the old WAL's */
+	if (n_frames < worker->wal_frames)
+		worker->checkpoint_at = MIN (worker->checkpoint_at, CHECKPOINT_FRAMES);
 	worker->wal_frames = n_frames;
 	/* the WAL has a header now (written, and synced, by the first commit into it) */
 	worker->restart_pending = FALSE;

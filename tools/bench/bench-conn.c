@@ -862,6 +862,8 @@ on_line (Loop *l, Conn *c, const char *s, size_t n, int64_t now)
 		}
 	} else {
 		st_add (l, S_OTHER_FRAMES, 1);
+		if (tl == 5 && memcmp (v, "leave", 5) == 0)
+			st_add (l, S_LEAVES, 1);
 	}
 }
 

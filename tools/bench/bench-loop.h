@@ -42,6 +42,7 @@ enum {
 	S_ERROR_FRAMES, /* {"type":"error"} */
 	S_BAD_FRAMES,	/* unparsable text or protocol errors */
 	S_OTHER_FRAMES, /* everything else: others' join events, pongs, leave, ... */
+	S_LEAVES,	/* of them, "leave" events */
 	S_DELIVERED,	/* "message" frames with data.t of the current step */
 	S_STALE,	/* "message" frames sent before the current step began */
 	S_LATE,		/* "message" frames arriving between steps */

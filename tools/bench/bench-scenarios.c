@@ -6,8 +6,13 @@
 
 #include "bench-scenarios.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "bench-loop.h"
 #include "bench-report.h"
@@ -1132,4 +1137,152 @@ run_recover (void)
 	g_free (r.hj);
 	g_free (r.hr);
 	return ok && r.rejoined > 0 ? 0 : 1;
+}
+
+/* ---- shutdown ------------------------------------------------------------------------------ */
+
+typedef struct {
+	Idle idle;
+	Snap at_signal, at_exit, end;
+	double exit_s;	     /* SIGTERM to the server's exit; NAN if it did not exit */
+	double last_close_s; /* SIGTERM to the last close frame received */
+	uint64_t open_at_end;
+} Shutdown;
+
+/* A descriptor that becomes readable when @pid exits (a zombie counts), or -1. */
+static int
+pid_watch (int pid)
+{
+#ifdef SYS_pidfd_open
+	return (int) syscall (SYS_pidfd_open, pid, 0);
+#else
+	return -1;
+#endif
+}
+
+static bool
+pid_exited (int pidfd, int pid)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	if (pidfd >= 0)
+		return poll (&p, 1, 0) == 1;
+	return kill (pid, 0) != 0;
+}
+
+/* Sends SIGTERM and watches the close frames arrive until every connection ended, or 2 s after
+ * the server's exit, or 10 s. */
+static void
+shutdown_watch (Shutdown *r)
+{
+	int pidfd = pid_watch (opt.pid);
+	int64_t t0, exited_at = 0, limit, last_change;
+	uint64_t closes, seen = UINT64_MAX;
+
+	snap (&r->at_signal);
+	note ("shutdown: %" PRIu64 " connections up; SIGTERM to %d", r->idle.up, opt.pid);
+	t0 = mono_ns ();
+	last_change = t0;
+	limit = t0 + 10 * NS_PER_S;
+	if (kill (opt.pid, SIGTERM) != 0)
+		die ("cannot signal %d: %s", opt.pid, g_strerror (errno));
+	while (mono_ns () < limit && !aborted) {
+		uint64_t open = 0;
+
+		if (exited_at == 0 && pid_exited (pidfd, opt.pid)) {
+			exited_at = mono_ns ();
+			snap (&r->at_exit);
+			limit = MIN (limit, exited_at + 2 * NS_PER_S);
+		}
+		closes = total (S_SERVER_CLOSES);
+		if (closes != seen) {
+			seen = closes;
+			last_change = mono_ns ();
+		}
+		for (uint32_t i = 0; i < r->idle.n; i++)
+			open += conn_state (&conns[i]) == CS_OPEN;
+		r->open_at_end = open;
+		if (open == 0 && exited_at != 0)
+			break;
+		sleep_until (mono_ns () + 2 * NS_PER_MS);
+	}
+	snap (&r->end);
+	if (exited_at == 0)
+		snap (&r->at_exit);
+	r->exit_s = exited_at != 0 ? (double) (exited_at - t0) / 1e9 : NAN;
+	r->last_close_s = seen > r->at_signal.v[S_SERVER_CLOSES] && seen != UINT64_MAX
+			      ? (double) (last_change - t0) / 1e9
+			      : NAN;
+	if (pidfd >= 0)
+		close (pidfd);
+}
+
+static void
+shutdown_report (const Shutdown *r)
+{
+	uint64_t going_away = diff (&r->at_signal, &r->end, S_CLOSE_FIRST + 1);
+	uint64_t before_exit = diff (&r->at_signal, &r->at_exit, S_CLOSE_FIRST + 1);
+	uint64_t lost = diff (&r->at_signal, &r->end, S_LOST);
+	g_autofree char *closes = closes_text (&r->at_signal, &r->end);
+	GString *j;
+
+	fprintf (table_out,
+		 "\n| connections | up | SIGTERM to exit s | got 1001 | of them before the exit "
+		 "| last close frame s | lost (no close frame) | still open | closes |\n");
+	fprintf (table_out, "|---|---|---|---|---|---|---|---|---|\n");
+	fprintf (table_out,
+		 "| %u | %" PRIu64 " | %s | %" PRIu64 " | %" PRIu64 " | %s | %" PRIu64 " | %" PRIu64
+		 " | %s |\n",
+		 r->idle.n,
+		 r->idle.up,
+		 num (r->exit_s, 2),
+		 going_away,
+		 before_exit,
+		 num (r->last_close_s, 2),
+		 lost,
+		 r->open_at_end,
+		 closes);
+	j = j_begin ("shutdown");
+	j_common (j);
+	j_int (j, "n", r->idle.n);
+	j_int (j, "connected", (int64_t) r->idle.up);
+	j_failures (j, &r->idle.a, &r->idle.b);
+	j_num (j, "exit_seconds", r->exit_s);
+	j_int (j, "got_1001", (int64_t) going_away);
+	j_int (j, "got_1001_before_exit", (int64_t) before_exit);
+	j_num (j, "last_close_seconds", r->last_close_s);
+	j_int (j, "conns_lost", (int64_t) lost);
+	j_int (j, "open_at_end", (int64_t) r->open_at_end);
+	/* what came after the signal besides close frames: join and leave events, pongs... */
+	j_int (j, "other_frames", (int64_t) diff (&r->at_signal, &r->end, S_OTHER_FRAMES));
+	j_int (j, "leave_events", (int64_t) diff (&r->at_signal, &r->end, S_LEAVES));
+	j_closes (j, &r->at_signal, &r->end);
+	j_int (j, "rss_with_kib", r->idle.rss_with);
+	if (first_error ())
+		j_str (j, "first_error", first_error ());
+	j_emit (j);
+}
+
+/**
+ * run_shutdown:
+ *
+ * Opens --connections as idle does, holds them for --duration, then sends SIGTERM to --pid and
+ * counts the connections that get their 1001 close frame, and the time until the server exits.
+ *
+ * Returns: 0 when at least one connection came up, else 1
+ */
+int
+run_shutdown (void)
+{
+	Shutdown r = {.idle = {.n = (uint32_t) opt.n, .rate = opt.rate, .rss_with = -1}};
+
+	r.idle.connect_s = NAN;
+	idle_open (&r.idle);
+	idle_hold (&r.idle);
+	if (r.idle.up > 0)
+		shutdown_watch (&r);
+	else
+		r.at_signal = r.at_exit = r.end = r.idle.c2;
+	shutdown_report (&r);
+	return r.idle.up > 0 ? 0 : 1;
 }

@@ -16,3 +16,5 @@ int
 run_storm (void);
 int
 run_recover (void);
+int
+run_shutdown (void);

@@ -336,7 +336,7 @@ static GOptionEntry tune_entries[] = {
     {"version", 0, 0, G_OPTION_ARG_NONE, &opt.version, "Print the version and exit", NULL},
     {NULL}};
 
-typedef enum { MODE_IDLE, MODE_FANOUT, MODE_STORM, MODE_RECOVER } Mode;
+typedef enum { MODE_IDLE, MODE_FANOUT, MODE_STORM, MODE_RECOVER, MODE_SHUTDOWN } Mode;
 
 static const char summary[] =
     "Load generator for chathub (and servers speaking its protocol), loopback only.\n\n"
@@ -355,7 +355,10 @@ static const char summary[] =
     "  recover N members of room 1 join at --rate/s (0: at once), drop without a close frame,\n"
     "          one publisher sends --messages, they rejoin with since and epoch; reports\n"
     "          whether all recovered every missed message once, and the time until the last\n"
-    "          one had them against the time the plain joins took";
+    "          one had them against the time the plain joins took\n"
+    "  shutdown open N idle connections as idle does, hold them for --duration, send SIGTERM\n"
+    "          to --pid and count those that get their 1001 close frame, and the time until\n"
+    "          the server exits";
 
 /* resolved target */
 struct sockaddr_storage target;
@@ -520,7 +523,7 @@ raise_nofile (uint64_t need)
 static Mode
 parse_command_line (int argc, char **argv)
 {
-	GOptionContext *ctx = g_option_context_new ("idle|fanout|storm|recover");
+	GOptionContext *ctx = g_option_context_new ("idle|fanout|storm|recover|shutdown");
 	GOptionGroup *group;
 	GError *error = NULL;
 
@@ -544,7 +547,7 @@ parse_command_line (int argc, char **argv)
 		exit (0);
 	}
 	if (argc != 2)
-		die ("give one mode: idle, fanout, storm or recover (see --help-all)");
+		die ("give one mode: idle, fanout, storm, recover or shutdown (see --help-all)");
 	if (strcmp (argv[1], "idle") == 0)
 		return MODE_IDLE;
 	if (strcmp (argv[1], "fanout") == 0)
@@ -553,7 +556,9 @@ parse_command_line (int argc, char **argv)
 		return MODE_STORM;
 	if (strcmp (argv[1], "recover") == 0)
 		return MODE_RECOVER;
-	die ("unknown mode “%s”: idle, fanout, storm or recover", argv[1]);
+	if (strcmp (argv[1], "shutdown") == 0)
+		return MODE_SHUTDOWN;
+	die ("unknown mode “%s”: idle, fanout, storm, recover or shutdown", argv[1]);
 }
 
 /* Refuses values out of range and fills in the defaults that depend on the mode. */
@@ -595,9 +600,11 @@ check_options (Mode mode)
 			opt.rate = 2000;
 		if (mode == MODE_IDLE && opt.rate == 0)
 			opt.rate = 0; /* all at once, within --inflight */
-		if (mode == MODE_IDLE && opt.inflight <= 0)
+		if ((mode == MODE_IDLE || mode == MODE_SHUTDOWN) && opt.inflight <= 0)
 			opt.inflight = 256;
 	}
+	if (mode == MODE_SHUTDOWN && opt.pid <= 0)
+		die ("shutdown needs --pid: the server it sends SIGTERM to");
 	if (mode == MODE_RECOVER) {
 		if (opt.messages < 1 || opt.messages > 1000000)
 			die ("--messages must be 1..1000000");
@@ -621,6 +628,11 @@ run_budget (Mode mode)
 	case MODE_IDLE:
 		budget = connect_budget ((uint32_t) opt.n, opt.rate) +
 			 (opt.join ? opt.settle_max : 0) + opt.duration + 15;
+		break;
+	case MODE_SHUTDOWN:
+		/* idle's, and at most 10 s watching the server go */
+		budget = connect_budget ((uint32_t) opt.n, opt.rate) +
+			 (opt.join ? opt.settle_max : 0) + opt.duration + 25;
 		break;
 	case MODE_FANOUT:
 		budget = connect_budget ((uint32_t) opt.n, opt.ramp) + opt.settle_max + 15 +
@@ -680,6 +692,9 @@ main (int argc, char **argv)
 		break;
 	case MODE_RECOVER:
 		status = run_recover ();
+		break;
+	case MODE_SHUTDOWN:
+		status = run_shutdown ();
 		break;
 	default:
 		status = run_storm ();
