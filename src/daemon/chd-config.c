@@ -848,10 +848,10 @@ load_tls (ChdConfig *config, const char *cert_path, const char *key_path, GError
 	return TRUE;
 }
 
-gboolean
-chd_config_load (ChdConfig *config, const char *path, GError **error)
+/* Reads the settings from @key_file, which was loaded from @path (nullable: no file). */
+static gboolean
+load_key_file (ChdConfig *config, GKeyFile *key_file, const char *path, GError **error)
 {
-	g_autoptr (GKeyFile) key_file = g_key_file_new ();
 	g_autoptr (GHashTable) known = g_hash_table_new_full (g_str_hash,
 							      g_str_equal,
 							      g_free,
@@ -865,11 +865,6 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	g_autofree char *tls_certificate = NULL;
 	g_autofree char *tls_key = NULL;
 	guint port = config->port;
-
-	if (path != NULL && !g_key_file_load_from_file (key_file, path, G_KEY_FILE_NONE, error)) {
-		g_prefix_error (error, "%s: ", path);
-		return FALSE;
-	}
 
 	read_string (file, "server", "address", &config->address);
 	if (config->address == NULL)
@@ -1028,6 +1023,51 @@ chd_config_load (ChdConfig *config, const char *path, GError **error)
 	}
 	g_free (config->file);
 	config->file = g_strdup (path);
+	return TRUE;
+}
+
+gboolean
+chd_config_load (ChdConfig *config, const char *path, GError **error)
+{
+	g_autoptr (GKeyFile) key_file = g_key_file_new ();
+
+	if (path != NULL && !g_key_file_load_from_file (key_file, path, G_KEY_FILE_NONE, error)) {
+		g_prefix_error (error, "%s: ", path);
+		return FALSE;
+	}
+	return load_key_file (config, key_file, path, error);
+}
+
+/**
+ * chd_config_load_data:
+ * @config: the configuration to fill in
+ * @name: what errors call the text (a file name)
+ * @data: the text of a configuration file
+ * @length: its length in bytes
+ * @error: return location for a #GError
+ *
+ * chd_config_load() with the file's text at hand (tests/fuzz/fuzz-config.c). Files named in
+ * it (keys, certificates) are read as chd_config_load() reads them; @config's file stays
+ * unset, since there is none to read again on reload.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+chd_config_load_data (ChdConfig *config,
+		      const char *name,
+		      const char *data,
+		      gsize length,
+		      GError **error)
+{
+	g_autoptr (GKeyFile) key_file = g_key_file_new ();
+
+	if (!g_key_file_load_from_data (key_file, data, length, G_KEY_FILE_NONE, error)) {
+		g_prefix_error (error, "%s: ", name);
+		return FALSE;
+	}
+	if (!load_key_file (config, key_file, name, error))
+		return FALSE;
+	g_clear_pointer (&config->file, g_free);
 	return TRUE;
 }
 
