@@ -797,6 +797,23 @@ test_config_origins_proxies (void)
 	    G_KEY_FILE_ERROR_INVALID_VALUE,
 	    "[server] trusted-proxies: “proxy.example” is neither an IP address nor a "
 	    "network such as 10.0.0.0/8");
+	/* GLib 2.74 took these prefix lengths for 0: every address (fuzz-config found it) */
+	assert_load_error (
+	    "[server]\ntrusted-proxies=0.0.0.0/4294967296\n",
+	    G_KEY_FILE_ERROR,
+	    G_KEY_FILE_ERROR_INVALID_VALUE,
+	    "[server] trusted-proxies: “0.0.0.0/4294967296” is neither an IP address nor a "
+	    "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=::/-1\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “::/-1” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=10.0.0.0/+8\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “10.0.0.0/+8” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
 }
 
 /* [server] reuse-port and [cluster] announce-interval (issue 13): reuse-port only for the

@@ -234,6 +234,22 @@ read_origins (Reader *file, ChdConfig *config, GError **error)
 	return TRUE;
 }
 
+/* Whether a network's prefix length, if it has one, is 1 to 3 decimal digits. GLib 2.74
+ * reads it with strtoul() into a guint: "0.0.0.0/-32" and "0.0.0.0/4294967296" became /0, a
+ * network of every address, trusted (the first with a GObject warning, the second without);
+ * found by tests/fuzz/fuzz-config.c. GLib then checks the range. */
+static gboolean
+prefix_length_is_decimal (const char *network)
+{
+	const char *slash = strchr (network, '/');
+	gsize digits;
+
+	if (slash == NULL)
+		return TRUE;
+	digits = strspn (slash + 1, "0123456789");
+	return digits >= 1 && digits <= 3 && slash[1 + digits] == '\0';
+}
+
 /* [server] trusted-proxies: addresses or networks (CIDR), IPv4 or IPv6. */
 static gboolean
 read_proxies (Reader *file, ChdConfig *config, GError **error)
@@ -242,7 +258,9 @@ read_proxies (Reader *file, ChdConfig *config, GError **error)
 
 	for (guint i = 0; proxies != NULL && proxies[i] != NULL; i++) {
 		g_autoptr (GInetAddressMask) mask =
-		    g_inet_address_mask_new_from_string (proxies[i], NULL);
+		    prefix_length_is_decimal (proxies[i])
+			? g_inet_address_mask_new_from_string (proxies[i], NULL)
+			: NULL;
 
 		if (mask == NULL) {
 			g_set_error (

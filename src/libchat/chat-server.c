@@ -4,6 +4,7 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -344,6 +345,22 @@ strv_equal (char **a, char **b)
 	return g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
+/* Whether a network's prefix length, if it has one, is 1 to 3 decimal digits. GLib 2.74
+ * reads it with strtoul() into a guint: "0.0.0.0/-32" and "0.0.0.0/4294967296" became /0, a
+ * network of every address (found by tests/fuzz/fuzz-config.c, with chd-config.c's copy of
+ * this check). GLib then checks the range. */
+static gboolean
+prefix_length_is_decimal (const char *network)
+{
+	const char *slash = strchr (network, '/');
+	gsize digits;
+
+	if (slash == NULL)
+		return TRUE;
+	digits = strspn (slash + 1, "0123456789");
+	return digits >= 1 && digits <= 3 && slash[1 + digits] == '\0';
+}
+
 /* Parses the proxies' addresses and networks; entries that are neither are left out, with a
  * warning (the daemon refuses them when it reads its configuration). */
 static void
@@ -357,8 +374,16 @@ set_trusted_proxies (ChatServer *self, char **proxies)
 	self->proxy_masks = g_ptr_array_new_with_free_func (g_object_unref);
 	for (guint i = 0; proxies[i] != NULL; i++) {
 		g_autoptr (GError) error = NULL;
-		GInetAddressMask *mask = g_inet_address_mask_new_from_string (proxies[i], &error);
+		GInetAddressMask *mask = NULL;
 
+		if (!prefix_length_is_decimal (proxies[i])) {
+			/* libc's "Invalid argument", in the user's language */
+			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
+				   proxies[i],
+				   g_strerror (EINVAL));
+			continue;
+		}
+		mask = g_inet_address_mask_new_from_string (proxies[i], &error);
 		if (mask == NULL) {
 			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
 				   proxies[i],
