@@ -198,3 +198,72 @@ secret-file={K}secret-64
 }
 for name, text in CONFIGS.items():
     write('config', name, text)
+
+
+# fuzz-websocket.c: what a client sends after the upgrade
+def frame(opcode, payload=b'', fin=True, mask=b'\0\0\0\0', rsv=0, length=None):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    bit = 0x80 if mask is not None else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack('>H', n)
+    else:
+        head += bytes([bit | 127]) + struct.pack('>Q', n)
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def text(message, **kw):
+    return frame(0x1, message, **kw)
+
+
+def close(code=1000, reason=b''):
+    return frame(0x8, struct.pack('>H', code) + reason)
+
+
+M = b'\x37\xfa\x21\x3d'
+FRAMES = {
+    'ping': text('{"type":"ping"}') + close(),
+    'join-message-leave': text('{"type":"join","room_id":1}') +
+        text('{"type":"message","room_id":1,"content":"hello","data":{"x":[1,2]}}') +
+        text('{"type":"presence","room_id":1}') + text('{"type":"history","room_id":1,"limit":5}') +
+        text('{"type":"leave","room_id":1}') + close(),
+    'masked': text('{"type":"join","room_id":1}', mask=M) +
+        text('{"type":"message","room_id":1,"content":"masked"}', mask=M) + close(),
+    'dm': text('{"type":"message","to":2,"content":"hi"}') + text('{"type":"sync"}') + close(),
+    'sync-recovery': text('{"type":"join","room_id":1,"since":0,"epoch":"x"}') +
+        text('{"type":"sync","since":3,"epoch":"e"}') + close(),
+    'refresh': text('{"type":"refresh","token":"a.b.c"}') + close(),
+    'errors': text('{"type":"message"}') + text('not json') + text('{"type":"join","room_id":0}') +
+        text('{"type":"leave","room_id":5}') + text('{"type":"bogus"}') + close(),
+    'fragmented': frame(0x1, '{"type":"mess', fin=False) + frame(0x0, 'age","room_id":1,', fin=False) +
+        frame(0x9, 'ping in between') + frame(0x0, '"content":"frag"}') + close(),
+    'control': frame(0x9, 'ping') + frame(0xA, 'unsolicited pong') + close(1001, b'going away'),
+    'binary': frame(0x2, b'\x00\x01\x02'),
+    'unmasked': text('{"type":"ping"}', mask=None),
+    'too-big': text('{"type":"message","room_id":1,"content":"' + 'x' * 3000 + '"}'),
+    'too-big-fragments': frame(0x1, 'x' * 1500, fin=False) + frame(0x0, 'y' * 1500),
+    'length-64': frame(0x1, '', length=1 << 40),
+    'length-16': text('{"type":"ping","content":"' + 'z' * 200 + '"}'),
+    'rsv-bits': text('{"type":"ping"}', rsv=4),
+    'bad-opcode': frame(0x3, 'x'),
+    'continuation-first': frame(0x0, 'x'),
+    'long-ping': frame(0x9, 'p' * 126),
+    'fragmented-ping': frame(0x9, 'p', fin=False),
+    'bad-utf8': text(b'{"type":"message","room_id":1,"content":"\xff"}'),
+    'close-bad-code': close(999) + text('{"type":"ping"}'),
+    'close-reason-utf8': close(1000, b'\xc3\x28'),
+    'close-short': frame(0x8, b'\x03'),
+    'truncated': text('{"type":"ping"}')[:5],
+    'many-messages': b''.join(text('{"type":"message","room_id":1,"content":"%d"}' % i)
+                              for i in range(250)) + close(),
+    'join-many': b''.join(text('{"type":"join","room_id":%d}' % i) for i in range(1, 30)) + close(),
+    'empty': b'',
+}
+for name, data in FRAMES.items():
+    write('websocket', name, data)
