@@ -57,7 +57,8 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 }
 
 typedef struct {
-	int peer; /* the client's end: the harness writes and reads it */
+	int peer;   /* the client's end: the harness writes and reads it */
+	int server; /* the server's end, which the outbox closes */
 	SoupWebsocketConnection *conn;
 	ChatClient *client;
 	gboolean peer_eof;
@@ -80,6 +81,7 @@ connection_open (Connection *connection, ChatHub *hub, guint64 user_id)
 	fuzz_check (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) == 0,
 		    "socketpair");
 	connection->peer = fds[1];
+	connection->server = fds[0];
 	connection->peer_eof = FALSE;
 	socket = g_socket_new_from_fd (fds[0], &error);
 	fuzz_check (socket != NULL, "a GSocket");
@@ -133,6 +135,9 @@ connection_free (Connection *connection)
 {
 	g_clear_object (&connection->client);
 	g_clear_object (&connection->conn);
+	/* nothing opened a descriptor since, so the number cannot have been reused */
+	fuzz_check (fcntl (connection->server, F_GETFD) == -1 && errno == EBADF,
+		    "the server's end of the connection is closed");
 	close (connection->peer);
 }
 
