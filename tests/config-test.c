@@ -809,6 +809,16 @@ test_config_origins_proxies (void)
 			   G_KEY_FILE_ERROR_INVALID_VALUE,
 			   "[server] trusted-proxies: “::/-1” is neither an IP address nor a "
 			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=0.0.0.0/800\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “0.0.0.0/800” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=::/129\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “::/129” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
 	assert_load_error ("[server]\ntrusted-proxies=10.0.0.0/+8\n",
 			   G_KEY_FILE_ERROR,
 			   G_KEY_FILE_ERROR_INVALID_VALUE,
