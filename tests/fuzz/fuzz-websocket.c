@@ -9,7 +9,8 @@
  * what libsoup delivers (joins, messages, history, presence, ...); a second client, a member
  * of room 1, receives what is relayed to it. The harness then sends EOF and runs the main
  * context until the connection closed and the hub is done with it, and frees everything:
- * a leak, a descriptor left open or a warning (libsoup's or ours) shows per input.
+ * a leak, a descriptor left open or a warning (libsoup's or ours) shows per input. An input
+ * after which libsoup waits for its 5 s close timeout takes those 5 s.
  */
 
 #include <errno.h>
@@ -32,8 +33,13 @@
 /* small enough that the fuzzer reaches the 1009 close ("message too big") */
 #define MAX_MESSAGE_SIZE 2048
 #define OUTBOX_SIZE (64 * 1024)
-/* main-context iterations an input may take, far more than any needs: a bound, so that a
- * connection that never closes is reported (as a failed check) rather than hang */
+/* How long a connection may take to close after EOF: libsoup waits up to 5 s for the peer's
+ * close frame when it sent one and then stopped reading (a protocol error after the server
+ * closed for the rate limit, say), and the outbox gives a closing connection 5 s to drain.
+ * A bound, so that a connection that never closes is reported (as a failed check) rather
+ * than hang. */
+#define CLOSE_DEADLINE_US (30 * G_USEC_PER_SEC)
+/* iterations of an idle main context, at the end: a bound for the same reason */
 #define MAX_ITERATIONS 100000
 
 static GSource *flush_source;
@@ -149,6 +155,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 	Connection client = {0}, member = {0};
 	gsize written = 0;
 	guint iterations = 0;
+	gint64 deadline = g_get_monotonic_time () + CLOSE_DEADLINE_US;
 
 	connection_open (&member, hub, 2);
 	fuzz_check (chat_hub_join_room (hub, member.client, 1, &error), "the member joins room 1");
@@ -168,23 +175,30 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 			if (written == size)
 				shutdown (client.peer, SHUT_WR);
 		}
-		g_main_context_iteration (NULL, FALSE);
+		/* nothing to do: a timer is pending (libsoup's close timeout), or the peers
+		 * must read first */
+		if (!g_main_context_iteration (NULL, FALSE))
+			g_usleep (500);
+		iterations++;
 		connection_drain (&client);
 		connection_drain (&member);
-		fuzz_check (++iterations < MAX_ITERATIONS, "the connection closes after EOF");
+		fuzz_check (g_get_monotonic_time () < deadline, "the connection closes after EOF");
 	}
 
 	/* the member leaves too (its EOF answers the close frame), and whatever is left to run
 	 * runs */
 	chat_client_close (member.client, 1000, NULL);
 	shutdown (member.peer, SHUT_WR);
+	deadline = g_get_monotonic_time () + CLOSE_DEADLINE_US;
 	while (!connection_closed (&member)) {
-		g_main_context_iteration (NULL, FALSE);
+		if (!g_main_context_iteration (NULL, FALSE))
+			g_usleep (500);
+		iterations++;
 		connection_drain (&member);
-		fuzz_check (++iterations < MAX_ITERATIONS, "the member's connection closes");
+		fuzz_check (g_get_monotonic_time () < deadline, "the member's connection closes");
 	}
-	while (g_main_context_iteration (NULL, FALSE))
-		fuzz_check (++iterations < MAX_ITERATIONS, "the main context settles");
+	for (guint idle = 0; g_main_context_iteration (NULL, FALSE); idle++)
+		fuzz_check (idle < MAX_ITERATIONS, "the main context settles");
 	fuzz_check (chat_hub_get_n_clients (hub) == 0, "both clients left the hub");
 	if (fuzz_verbose ())
 		fprintf (stderr,
