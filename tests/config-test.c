@@ -797,6 +797,68 @@ test_config_origins_proxies (void)
 	    G_KEY_FILE_ERROR_INVALID_VALUE,
 	    "[server] trusted-proxies: “proxy.example” is neither an IP address nor a "
 	    "network such as 10.0.0.0/8");
+	/* GLib 2.74 took these prefix lengths for 0: every address (fuzz-config found it) */
+	assert_load_error (
+	    "[server]\ntrusted-proxies=0.0.0.0/4294967296\n",
+	    G_KEY_FILE_ERROR,
+	    G_KEY_FILE_ERROR_INVALID_VALUE,
+	    "[server] trusted-proxies: “0.0.0.0/4294967296” is neither an IP address nor a "
+	    "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=::/-1\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “::/-1” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=0.0.0.0/800\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “0.0.0.0/800” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=::/129\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “::/129” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+	assert_load_error ("[server]\ntrusted-proxies=10.0.0.0/+8\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] trusted-proxies: “10.0.0.0/+8” is neither an IP address nor a "
+			   "network such as 10.0.0.0/8");
+}
+
+/* A string key GLib cannot unescape is an error: an invalid escape ("a\q") used to be taken as
+ * it is, a backslash at the end of the line cut the value short. With both, GLib 2.74 warned
+ * about setting its error twice (a GTest failure by itself): fuzz-config found that. */
+static void
+test_config_string_escapes (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (ChdConfig) config =
+	    load_text ("[auth]\nissuer=a\\\\b\\sc\n[dbus]\nadmin-group=x\\\\\n", &error);
+
+	/* escaped backslashes, at the end too, are fine */
+	g_assert_no_error (error);
+	g_assert_cmpstr (config->issuer, ==, "a\\b c");
+	g_assert_cmpstr (config->admin_group, ==, "x\\");
+
+	assert_load_error ("[auth]\nissuer=https://id.example\\q\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[auth] issuer: Key file contains key “issuer” which has a value that "
+			   "cannot be interpreted.");
+	assert_load_error ("[auth]\naudience=chat\\\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[auth] audience: Key file contains escape character at end of line");
+	assert_load_error ("[server]\npath=/ws\\q\\\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[server] path: Key file contains escape character at end of line");
+	assert_load_error ("[key:a]\nsecret-file=/etc/chathub/\\xsecret\n",
+			   G_KEY_FILE_ERROR,
+			   G_KEY_FILE_ERROR_INVALID_VALUE,
+			   "[key:a] secret-file: Key file contains key “secret-file” which has a "
+			   "value that cannot be interpreted.");
 }
 
 /* [server] reuse-port and [cluster] announce-interval (issue 13): reuse-port only for the
@@ -1050,6 +1112,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/chd/config/key-groups", test_config_key_groups);
 	g_test_add_func ("/chd/config/reloadable", test_config_reloadable);
 	g_test_add_func ("/chd/config/origins-proxies", test_config_origins_proxies);
+	g_test_add_func ("/chd/config/string-escapes", test_config_string_escapes);
 	g_test_add_func ("/chc/key/files", test_key_files);
 	g_test_add_func ("/chc/key/environment", test_key_environment);
 	g_test_add_func ("/chc/bus/names", test_bus_names);

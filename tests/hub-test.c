@@ -1366,6 +1366,33 @@ flag_is_set (gpointer user_data)
 /* A server created without its hub or verifier (as Chat.Server() in a script) refuses to
  * listen with an error instead of crashing on the first client, and its heartbeat, statistics
  * and getters cope without them. */
+/* ChatServer:trusted-proxies leaves out a network whose prefix length is not a decimal number
+ * up to 128, with a warning: GLib 2.74 took "/4294967296", "/-32" and "/800" for /0, every
+ * address (found by tests/fuzz/fuzz-config.c). */
+static void
+test_server_trusted_proxies_prefix (void)
+{
+	const char *const refused[] =
+	    {"0.0.0.0/4294967296", "0.0.0.0/-32", "::/-1", "10.0.0.0/+8", "0.0.0.0/800", "::/129"};
+	const char *const accepted[] = {"10.0.0.0/8", "::1", "fd00::/008", "::1/128", NULL};
+	g_autoptr (ChatServer) server = g_object_new (CHAT_TYPE_SERVER, NULL);
+	g_auto (GStrv) kept = NULL;
+
+	for (guint i = 0; i < G_N_ELEMENTS (refused); i++) {
+		const char *proxies[] = {refused[i], NULL};
+		g_autofree char *pattern =
+		    g_strdup_printf ("*Ignoring the trusted proxy*%s*", refused[i]);
+
+		g_test_expect_message ("Chat", G_LOG_LEVEL_WARNING, pattern);
+		g_object_set (server, "trusted-proxies", proxies, NULL);
+		g_test_assert_expected_messages ();
+	}
+	/* the accepted ones, without a warning (one would fail the test) */
+	g_object_set (server, "trusted-proxies", accepted, NULL);
+	g_object_get (server, "trusted-proxies", &kept, NULL);
+	g_assert_true (g_strv_equal ((const char *const *) kept, accepted));
+}
+
 static void
 test_server_required_properties (void)
 {
@@ -2225,5 +2252,6 @@ main (int argc, char **argv)
 #undef ADD_WITH
 	g_test_add_func ("/chat/server/own-context", test_server_own_context);
 	g_test_add_func ("/chat/server/required-properties", test_server_required_properties);
+	g_test_add_func ("/chat/server/trusted-proxies-prefix", test_server_trusted_proxies_prefix);
 	return g_test_run ();
 }

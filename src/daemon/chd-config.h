@@ -94,6 +94,12 @@ void
 chd_config_free (ChdConfig *config);
 gboolean
 chd_config_load (ChdConfig *config, const char *path, GError **error);
+gboolean
+chd_config_load_data (ChdConfig *config,
+		      const char *name,
+		      const char *data,
+		      gsize length,
+		      GError **error);
 GPtrArray *
 chd_config_restart_changes (const ChdConfig *running, const ChdConfig *loaded);
 void

@@ -4,7 +4,9 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <libsoup/soup.h>
@@ -344,6 +346,24 @@ strv_equal (char **a, char **b)
 	return g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
+/* Whether a network's prefix length, if it has one, is a decimal number up to 128. GLib 2.74
+ * reads it with strtoul() into a guint and sets it as a property whose range is 0 to 128:
+ * "0.0.0.0/-32", "0.0.0.0/4294967296" and "0.0.0.0/800" all became /0, a network of every
+ * address (found by tests/fuzz/fuzz-config.c, with chd-config.c's copy of this check). GLib
+ * checks the rest of the range (33 for IPv4). */
+static gboolean
+prefix_length_is_valid (const char *network)
+{
+	const char *slash = strchr (network, '/');
+	gsize digits;
+
+	if (slash == NULL)
+		return TRUE;
+	digits = strspn (slash + 1, "0123456789");
+	return digits >= 1 && digits <= 3 && slash[1 + digits] == '\0' &&
+	       strtoul (slash + 1, NULL, 10) <= 128;
+}
+
 /* Parses the proxies' addresses and networks; entries that are neither are left out, with a
  * warning (the daemon refuses them when it reads its configuration). */
 static void
@@ -357,8 +377,16 @@ set_trusted_proxies (ChatServer *self, char **proxies)
 	self->proxy_masks = g_ptr_array_new_with_free_func (g_object_unref);
 	for (guint i = 0; proxies[i] != NULL; i++) {
 		g_autoptr (GError) error = NULL;
-		GInetAddressMask *mask = g_inet_address_mask_new_from_string (proxies[i], &error);
+		GInetAddressMask *mask = NULL;
 
+		if (!prefix_length_is_valid (proxies[i])) {
+			/* libc's "Invalid argument", in the user's language */
+			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
+				   proxies[i],
+				   g_strerror (EINVAL));
+			continue;
+		}
+		mask = g_inet_address_mask_new_from_string (proxies[i], &error);
 		if (mask == NULL) {
 			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
 				   proxies[i],
