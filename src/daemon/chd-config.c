@@ -11,6 +11,7 @@
 #include <gnutls/gnutls.h>
 
 #include "chc-key.h"
+#include "chat-network-private.h"
 #include "chd-config.h"
 
 /* The group of one more token key: [key:ID] */
@@ -270,24 +271,6 @@ read_origins (Reader *file, ChdConfig *config, GError **error)
 	return TRUE;
 }
 
-/* Whether a network's prefix length, if it has one, is a decimal number up to 128. GLib 2.74
- * reads it with strtoul() into a guint and sets it as a property whose range is 0 to 128:
- * "0.0.0.0/-32", "0.0.0.0/4294967296" (silently) and "0.0.0.0/800" (with a GObject warning)
- * all became /0, a network of every address, trusted; found by tests/fuzz/fuzz-config.c.
- * GLib checks the rest of the range (33 for IPv4). */
-static gboolean
-prefix_length_is_valid (const char *network)
-{
-	const char *slash = strchr (network, '/');
-	gsize digits;
-
-	if (slash == NULL)
-		return TRUE;
-	digits = strspn (slash + 1, "0123456789");
-	return digits >= 1 && digits <= 3 && slash[1 + digits] == '\0' &&
-	       strtoul (slash + 1, NULL, 10) <= 128;
-}
-
 /* [server] trusted-proxies: addresses or networks (CIDR), IPv4 or IPv6. */
 static gboolean
 read_proxies (Reader *file, ChdConfig *config, GError **error)
@@ -296,7 +279,7 @@ read_proxies (Reader *file, ChdConfig *config, GError **error)
 
 	for (guint i = 0; proxies != NULL && proxies[i] != NULL; i++) {
 		g_autoptr (GInetAddressMask) mask =
-		    prefix_length_is_valid (proxies[i])
+		    chat_network_prefix_is_valid (proxies[i])
 			? g_inet_address_mask_new_from_string (proxies[i], NULL)
 			: NULL;
 

@@ -20,6 +20,7 @@
 #include "chat-inbox-private.h"
 #include "chat-limit-extension-private.h"
 #include "chat-listener-private.h"
+#include "chat-network-private.h"
 #include "chat-outbox-stream-private.h"
 #include "chat-redis-store.h"
 #include "chat-server.h"
@@ -346,24 +347,6 @@ strv_equal (char **a, char **b)
 	return g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
-/* Whether a network's prefix length, if it has one, is a decimal number up to 128. GLib 2.74
- * reads it with strtoul() into a guint and sets it as a property whose range is 0 to 128:
- * "0.0.0.0/-32", "0.0.0.0/4294967296" and "0.0.0.0/800" all became /0, a network of every
- * address (found by tests/fuzz/fuzz-config.c, with chd-config.c's copy of this check). GLib
- * checks the rest of the range (33 for IPv4). */
-static gboolean
-prefix_length_is_valid (const char *network)
-{
-	const char *slash = strchr (network, '/');
-	gsize digits;
-
-	if (slash == NULL)
-		return TRUE;
-	digits = strspn (slash + 1, "0123456789");
-	return digits >= 1 && digits <= 3 && slash[1 + digits] == '\0' &&
-	       strtoul (slash + 1, NULL, 10) <= 128;
-}
-
 /* Parses the proxies' addresses and networks; entries that are neither are left out, with a
  * warning (the daemon refuses them when it reads its configuration). */
 static void
@@ -379,7 +362,7 @@ set_trusted_proxies (ChatServer *self, char **proxies)
 		g_autoptr (GError) error = NULL;
 		GInetAddressMask *mask = NULL;
 
-		if (!prefix_length_is_valid (proxies[i])) {
+		if (!chat_network_prefix_is_valid (proxies[i])) {
 			/* libc's "Invalid argument", in the user's language */
 			g_warning (_ ("Ignoring the trusted proxy “%s”: %s"),
 				   proxies[i],
