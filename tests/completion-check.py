@@ -60,7 +60,7 @@ class ChathubctlCompletion(unittest.TestCase):
                                                                   "--reason", "--user-id",
                                                                   "--before", "--limit",
                                                                   "--uri", "--token",
-                                                                  "--secret-file"}
+                                                                  "--secret-file", "--wait"}
 
     def test_commands(self):
         self.assertEqual(complete(CTL_SCRIPT, "_chathubctl", ["chathubctl", ""]), self.commands)

@@ -7,6 +7,7 @@
 #include <chathub.h>
 #include <glib-unix.h>
 #include <glib/gi18n.h>
+#include <libsoup/soup.h>
 #include <inttypes.h>
 #include <locale.h>
 #include <stdio.h>
@@ -365,7 +366,8 @@ parse_command_line (GOptionContext *context,
 		*status = usage_error (context, _ ("give only one of --session and --system"));
 		return FALSE;
 	}
-	if (*argc - 1 != n_args) {
+	/* n_args -1: any number, which the command checks */
+	if (n_args >= 0 && *argc - 1 != n_args) {
 		g_autofree char *text = NULL;
 
 		if (*argc - 1 < n_args)
@@ -1539,6 +1541,130 @@ command_monitor (int argc, char **argv)
 	return 0;
 }
 
+static int ready_wait = 0;
+
+static const GOptionEntry ready_entries[] = {
+    {"wait",
+     'w',
+     0,
+     G_OPTION_ARG_INT,
+     &ready_wait,
+     N_ ("Ask again until ready, for up to this many seconds (default 0: once)"),
+     N_ ("SECONDS")},
+    {NULL}};
+
+/* The service's own certificate: the address came from the service itself (over the local
+ * bus) or from the command line, and a readiness probe sends nothing secret. */
+static gboolean
+on_accept_certificate (SoupMessage *message,
+		       GTlsCertificate *certificate,
+		       GTlsCertificateFlags errors,
+		       gpointer user_data)
+{
+	return TRUE;
+}
+
+/* ws://HOST:PORT/PATH (the service's ListenUri) or an http(s) URL -> its /readyz */
+static char *
+readyz_uri (const char *address, GError **error)
+{
+	g_autoptr (GUri) uri = g_uri_parse (address, G_URI_FLAGS_NONE, error);
+	const char *scheme;
+
+	if (uri == NULL)
+		return NULL;
+	scheme = g_uri_get_scheme (uri);
+	if (g_strcmp0 (scheme, "ws") == 0 || g_strcmp0 (scheme, "http") == 0)
+		scheme = "http";
+	else
+		scheme = "https";
+	return g_uri_join (G_URI_FLAGS_NONE,
+			   scheme,
+			   NULL,
+			   g_uri_get_host (uri),
+			   g_uri_get_port (uri),
+			   "/readyz",
+			   NULL,
+			   NULL);
+}
+
+/* GET /readyz until it answers 200 or --wait is over; prints its JSON body. For systemd's
+ * ExecStartPost: the unit is ready once the bus name is owned, which is before a store or
+ * Redis may be reachable. */
+static int
+command_ready (int argc, char **argv)
+{
+	g_autoptr (GOptionContext) context = g_option_context_new (
+	    _ ("[URL] - check that the service takes new clients: its /readyz answers 200"));
+	g_autoptr (SoupSession) session = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autofree char *address = NULL;
+	g_autofree char *uri = NULL;
+	gint64 deadline;
+	int status = 0;
+
+	if (!parse_command_line (context, ready_entries, &argc, &argv, -1, &status))
+		return status;
+	if (argc > 2)
+		return usage_error (context, _ ("give at most one URL"));
+	if (ready_wait < 0)
+		return usage_error (context, _ ("--wait takes a number of seconds"));
+	if (argc == 2) {
+		address = g_strdup (argv[1]);
+	} else {
+		g_autoptr (GDBusConnection) connection = connect_bus (&status);
+		g_autoptr (GVariant) reply = NULL;
+		g_autoptr (GVariant) value = NULL;
+
+		if (connection == NULL)
+			return status;
+		reply = call_object (connection,
+				     "org.freedesktop.DBus.Properties",
+				     "Get",
+				     g_variant_new ("(ss)", CHC_BUS_INTERFACE, "ListenUri"),
+				     "(v)",
+				     &status);
+		if (reply == NULL)
+			return status;
+		g_variant_get (reply, "(v)", &value);
+		address = g_variant_dup_string (value, NULL);
+	}
+	uri = readyz_uri (address, &error);
+	if (uri == NULL) {
+		g_printerr ("chathubctl: %s\n", error->message);
+		return EXIT_USAGE;
+	}
+	session = soup_session_new_with_options ("timeout", 5, NULL);
+	deadline = g_get_monotonic_time () + (gint64) ready_wait * G_USEC_PER_SEC;
+	for (;;) {
+		g_autoptr (SoupMessage) message = soup_message_new ("GET", uri);
+		g_autoptr (GBytes) body = NULL;
+
+		g_clear_error (&error);
+		g_signal_connect (message,
+				  "accept-certificate",
+				  G_CALLBACK (on_accept_certificate),
+				  NULL);
+		body = soup_session_send_and_read (session, message, NULL, &error);
+		if (body != NULL && soup_message_get_status (message) == SOUP_STATUS_OK) {
+			g_print ("%.*s\n",
+				 (int) g_bytes_get_size (body),
+				 (const char *) g_bytes_get_data (body, NULL));
+			return 0;
+		}
+		if (g_get_monotonic_time () >= deadline) {
+			if (body != NULL)
+				g_print ("%.*s\n",
+					 (int) g_bytes_get_size (body),
+					 (const char *) g_bytes_get_data (body, NULL));
+			else
+				g_printerr ("chathubctl: %s: %s\n", uri, error->message);
+			return EXIT_FAILED;
+		}
+		g_usleep (G_USEC_PER_SEC / 4);
+	}
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1580,6 +1706,10 @@ static const Command commands[] = {
      command_reload,
      "reload",
      N_ ("read the configuration again: token keys, limits (as SIGHUP)")},
+    {"ready",
+     command_ready,
+     N_ ("ready [--wait SECONDS] [URL]"),
+     N_ ("whether the service takes new clients (its /readyz), for probes")},
     {"monitor", command_monitor, "monitor", N_ ("print events as they happen, until interrupted")},
     {"chat",
      chathubctl_command_chat,

@@ -1005,6 +1005,14 @@ class CtlTests(BusDaemonTestCase):
         # the option may also follow the command
         self.assertEqual(json.loads(self.ctl("status", "--json").stdout)["bus"], "session")
 
+    def test_ready(self):
+        # the address comes from the service's ListenUri over the bus, as in the unit's
+        # ExecStartPost
+        self.assertEqual(json.loads(self.ctl("ready", "--wait", "5").stdout),
+                         {"status": "ready", "checks": {"listener": "ok", "store": "ok"}})
+        self.ctl("ready", "a", "b", expect=2)
+        self.ctl("ready", "--wait", "-1", expect=2)
+
     def test_clients_rooms_members(self):
         room = 8001
         ws = self.connect(2101)
@@ -1576,6 +1584,19 @@ class ReloadTests(unittest.TestCase):
         assert_nothing_queued(self, ws)
         self.assertEqual(self.daemon.stop(), 0)
 
+    def test_units_exec_start_post(self):
+        # what systemd runs once the bus name is owned: chathubctl ready, on the unit's bus
+        for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
+            with open(os.path.join(TOP, "data", template)) as f:
+                lines = [l[len("ExecStartPost="):] for l in f.read().splitlines()
+                         if l.startswith("ExecStartPost=")]
+            self.assertEqual(len(lines), 1, template)
+            program, *args = lines[0].split()
+            self.assertEqual(program, "@bindir@/chathubctl", template)
+            result = run_ctl(*args, bus=self.bus, system="--system" in args)
+            self.assertEqual(result.returncode, 0, result)
+            self.assertEqual(json.loads(result.stdout)["status"], "ready")
+
     def test_units_exec_reload(self):
         # what "systemctl reload chathub" runs, with $MAINPID the daemon's pid
         for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
@@ -1604,10 +1625,12 @@ def read_keyfile(path):
 
 
 def substituted(template, directory, name=None):
-    """data/ template with @libexecdir@ at the built chathubd, written into directory."""
+    """data/ template with @libexecdir@ and @bindir@ at the built chathubd and chathubctl,
+    written into directory."""
     with open(os.path.join(TOP, "data", template)) as f:
         text = f.read()
     text = (text.replace("@libexecdir@", os.path.dirname(CHATHUBD))
+            .replace("@bindir@", os.path.dirname(CHATHUBCTL))
             .replace("@sysconfdir@", os.path.join(TOP, "data", "no-such-etc"))
             .replace("@dbus_interfaces_dir@", os.path.join(TOP, "data", "dbus")))
     path = os.path.join(directory, name or os.path.basename(template).replace(".in", ""))

@@ -12,8 +12,10 @@ the real process:
 Redis (the store's connections) is in test_health_redis.py.
 """
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -27,6 +29,15 @@ def probe(port, path, method="GET"):
     r = h.http_request(port, method=method, path=path)
     r.close()
     return r
+
+
+CTL = os.environ.get("CHATHUBCTL") or os.path.join(h.REPO_ROOT, "_build", "src", "ctl", "chathubctl")
+
+
+def ctl_ready(port, *args):
+    """`chathubctl ready` (what the systemd unit's ExecStartPost runs) against @port."""
+    return subprocess.run([CTL, "ready", *args, "http://127.0.0.1:%d/ws" % port],
+                          capture_output=True, text=True, timeout=h.scaled(30))
 
 
 def wait_readiness(test, port, status, timeout=10.0):
@@ -143,6 +154,10 @@ class DescriptorTests(unittest.TestCase):
                                                "store": "ok"}})
         # liveness does not change: the process serves
         self.assertEqual(probe(d.port, "/healthz").status, 200)
+        # chathubctl ready --wait asks until the listener has descriptors again
+        result = ctl_ready(d.port, "--wait", "20")
+        self.assertEqual(result.returncode, 0, result)
+        self.assertEqual(json.loads(result.stdout)["checks"]["listener"], "ok")
         wait_readiness(self, d.port, 200)
 
 
@@ -167,12 +182,20 @@ class FullDiskTests(h.FullDiskMixin, unittest.TestCase):
         self.assertEqual(r.json(), {"status": "not ready",
                                     "checks": {"listener": "ok", "store": "failing"}})
         self.assertEqual(probe(d.port, "/healthz").status, 200)
+        # chathubctl ready: exit 1 with the body, also after --wait ran out
+        for args in ((), ("--wait", "1")):
+            result = ctl_ready(d.port, *args)
+            self.assertEqual(result.returncode, 1, result)
+            self.assertEqual(json.loads(result.stdout)["checks"]["store"], "failing")
 
         # ready again once a group commit succeeds
         self.remove_filler()
         self.assertEqual(self.send(ws, room, "after")["type"], "message")
         r = probe(d.port, "/readyz")
         self.assertEqual(r.status, 200, r.body)
+        result = ctl_ready(d.port)
+        self.assertEqual(result.returncode, 0, result)
+        self.assertEqual(json.loads(result.stdout)["status"], "ready")
         self.assertEqual(r.json()["checks"]["store"], "ok")
 
 

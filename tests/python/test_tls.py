@@ -240,6 +240,17 @@ class TlsTests(h.RecvMixin, unittest.TestCase):
         status, content_type, body = self.https_get("/")
         self.assertEqual(status, 200, body[:200])
         self.assertTrue(content_type.startswith("text/html"), content_type)
+        # chathubctl ready (the units' ExecStartPost) follows wss:// to https:// and takes the
+        # service's self-signed certificate; a plain http:// probe of the TLS port fails
+        ctl = os.environ.get("CHATHUBCTL") or os.path.join(h.REPO_ROOT, "_build", "src", "ctl",
+                                                            "chathubctl")
+        def ready(url):
+            return subprocess.run([ctl, "ready", url % self.daemon.port], capture_output=True,
+                                  text=True, timeout=h.scaled(30))
+        result = ready("wss://127.0.0.1:%d/ws")
+        self.assertEqual(result.returncode, 0, result)
+        self.assertEqual(json.loads(result.stdout)["status"], "ready")
+        self.assertEqual(ready("http://127.0.0.1:%d").returncode, 1)
 
     def test_burst_in_order_and_coalesced(self):
         n = 2000
