@@ -1584,14 +1584,19 @@ class ReloadTests(unittest.TestCase):
         assert_nothing_queued(self, ws)
         self.assertEqual(self.daemon.stop(), 0)
 
+    UNITS = ("systemd/chathub.service.in", "systemd/chathub-user.service.in")
+
+    def unit_command(self, template, key):
+        """The one KEY= command line of a data/ unit template."""
+        with open(os.path.join(TOP, "data", template)) as f:
+            lines = [l[len(key) + 1:] for l in f.read().splitlines() if l.startswith(key + "=")]
+        self.assertEqual(len(lines), 1, template)
+        return lines[0]
+
     def test_units_exec_start_post(self):
         # what systemd runs once the bus name is owned: chathubctl ready, on the unit's bus
-        for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
-            with open(os.path.join(TOP, "data", template)) as f:
-                lines = [l[len("ExecStartPost="):] for l in f.read().splitlines()
-                         if l.startswith("ExecStartPost=")]
-            self.assertEqual(len(lines), 1, template)
-            program, *args = lines[0].split()
+        for template in self.UNITS:
+            program, *args = self.unit_command(template, "ExecStartPost").split()
             self.assertEqual(program, "@bindir@/chathubctl", template)
             result = run_ctl(*args, bus=self.bus, system="--system" in args)
             self.assertEqual(result.returncode, 0, result)
@@ -1599,12 +1604,9 @@ class ReloadTests(unittest.TestCase):
 
     def test_units_exec_reload(self):
         # what "systemctl reload chathub" runs, with $MAINPID the daemon's pid
-        for template in ("systemd/chathub.service.in", "systemd/chathub-user.service.in"):
-            with open(os.path.join(TOP, "data", template)) as f:
-                lines = [l[len("ExecReload="):] for l in f.read().splitlines()
-                         if l.startswith("ExecReload=")]
-            self.assertEqual(len(lines), 1, template)
-            command = lines[0].replace("$MAINPID", str(self.daemon.proc.pid)).split()
+        for template in self.UNITS:
+            command = self.unit_command(template, "ExecReload").replace(
+                "$MAINPID", str(self.daemon.proc.pid)).split()
             result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, timeout=h.scaled(20))
             self.assertEqual(result.returncode, 0, result.stdout)
