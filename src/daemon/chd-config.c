@@ -201,14 +201,14 @@ read_string (Reader *file, const char *group, const char *key, char **out, GErro
 		    G_KEY_FILE_ERROR,
 		    G_KEY_FILE_ERROR_INVALID_VALUE,
 		    g_dgettext ("glib20", "Key file contains escape character at end of line"));
-		g_prefix_error (error, "[%s] %s: ", group, key);
+		g_prefix_error (error, _ ("[%s] %s: "), group, key);
 		return FALSE;
 	}
 	value = g_key_file_get_string (file->file, group, key, &local);
 	if (local != NULL) {
 		g_propagate_prefixed_error (error,
 					    g_steal_pointer (&local),
-					    "[%s] %s: ",
+					    _ ("[%s] %s: "),
 					    group,
 					    key);
 		return FALSE;

@@ -3414,6 +3414,15 @@ chat_hub_close_client (ChatHub *self, ChatClient *client, guint16 code, const ch
 	step->done = TRUE;
 }
 
+/* Reads the input chat_hub_close_all() held again, and forgets its list. */
+static void
+release_to_close (ChatHub *self)
+{
+	for (guint i = 0; self->to_close != NULL && i < self->to_close->len; i++)
+		chat_client_hold_input (self->to_close->pdata[i], FALSE);
+	g_clear_pointer (&self->to_close, g_ptr_array_unref);
+}
+
 /* Closes the next CLOSE_BATCH clients of chat_hub_close_all()'s list. */
 static gboolean
 close_batch (gpointer user_data)
@@ -3430,9 +3439,7 @@ close_batch (gpointer user_data)
 	}
 	if (self->close_next < self->to_close->len)
 		return G_SOURCE_CONTINUE;
-	for (guint i = 0; i < self->to_close->len; i++)
-		chat_client_hold_input (self->to_close->pdata[i], FALSE);
-	g_clear_pointer (&self->to_close, g_ptr_array_unref);
+	release_to_close (self);
 	/* called directly by chat_hub_close_all() too: not only by returning */
 	chat_clear_source (&self->close_source);
 	if (self->clients->len == 0)
@@ -3479,10 +3486,7 @@ chat_hub_close_all (ChatHub *self, guint16 code, const char *reason)
 
 	/* a second call restarts with its code: those asked already keep the first */
 	chat_clear_source (&self->close_source);
-	if (self->to_close != NULL)
-		for (guint i = 0; i < self->to_close->len; i++)
-			chat_client_hold_input (self->to_close->pdata[i], FALSE);
-	g_clear_pointer (&self->to_close, g_ptr_array_unref);
+	release_to_close (self);
 	self->close_code = code;
 	g_free (self->close_reason);
 	self->close_reason = g_strdup (reason);
