@@ -1180,12 +1180,28 @@ offset_given (gpointer data)
 
 /* One group in flight: what is appended meanwhile, over several main-loop iterations, waits
  * and then goes in one group; the main loop goes on meanwhile, a stalled disk or not. */
+typedef struct {
+	Result result;
+	ChatMessage *next;   /* appended after, in the next group */
+	guint64 next_offset; /* @next's offset when this append completed */
+} FirstResult;
+
+static void
+on_first_appended (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	FirstResult *first = user_data;
+
+	first->next_offset = chat_message_get_offset (first->next);
+	on_appended (source, result, &first->result);
+}
+
 static void
 test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
 {
 	ChatStore *store = fixture->store;
 	ChatMessage *messages[4];
 	Result results[4] = {{0}};
+	FirstResult first = {{0}};
 	guint64 groups;
 
 	append_room (store, 1, 1, now_seconds ());
@@ -1197,7 +1213,8 @@ test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
 	{
 		ChatStoreEntry entry = {CHAT_STREAM_KIND_ROOM, 1, messages[0]};
 
-		chat_store_append_async (store, &entry, 1, NULL, on_appended, &results[0]);
+		first.next = messages[1];
+		chat_store_append_async (store, &entry, 1, NULL, on_first_appended, &first);
 	}
 	/* handed to the (stalled) worker: offset given, not committed */
 	chat_test_wait_until (offset_given, messages[0], 10000);
@@ -1209,12 +1226,18 @@ test_sqlite_store_group_in_flight (StoreFixture *fixture, gconstpointer data)
 		for (guint j = 0; j < 5; j++)
 			g_main_context_iteration (NULL, FALSE);
 	}
+	g_assert_false (first.result.done);
 	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
 		g_assert_false (results[i].done);
 		g_assert_cmpuint (chat_message_get_offset (messages[i]), ==, i == 0 ? 2 : 0);
 	}
 	chat_sqlite_store_pause (CHAT_SQLITE_STORE (store), FALSE);
 
+	/* the next group went to the worker before the first one's completions ran, so that
+	 * the worker writes while the main thread relays */
+	wait_result (&first.result);
+	g_assert_cmpuint (first.next_offset, ==, 3);
+	results[0] = first.result;
 	for (guint i = 0; i < G_N_ELEMENTS (messages); i++) {
 		wait_result (&results[i]);
 		g_assert_true (results[i].ok);

@@ -909,8 +909,11 @@ commit_inline (ChatSqliteStore *self, SqliteOp *op)
 		queue_checkpoint (self);
 }
 
+/* Hands the backlog to the worker in order. @allow_inline: the first group may be committed
+ * here, when it is small and the worker idle (not while another group's completions are still
+ * to run: they must relay first). */
 static void
-process_backlog (ChatSqliteStore *self)
+process_backlog (ChatSqliteStore *self, gboolean allow_inline)
 {
 	SqliteOp *op, *inlined = NULL;
 
@@ -923,7 +926,7 @@ process_backlog (ChatSqliteStore *self)
 			if (op == self->open_group)
 				self->open_group = NULL;
 			g_queue_pop_head (&self->backlog);
-			if (can_commit_inline (self, op)) {
+			if (allow_inline && can_commit_inline (self, op)) {
 				commit_inline (self, op);
 				inlined = op;
 			} else {
@@ -953,7 +956,7 @@ on_kick (gpointer user_data)
 	ChatSqliteStore *self = CHAT_SQLITE_STORE (user_data);
 
 	g_clear_pointer (&self->kick_source, g_source_unref);
-	process_backlog (self);
+	process_backlog (self, TRUE);
 	return G_SOURCE_REMOVE;
 }
 
@@ -980,7 +983,6 @@ complete_group (ChatSqliteStore *self, SqliteOp *op)
 {
 	guint64 n_messages = op->rows->len;
 
-	self->in_flight = FALSE;
 	if (op->error != NULL) {
 		/* nothing of the group was stored: its offsets are free again */
 		for (guint i = 0; i < op->tops->len; i++) {
@@ -1043,9 +1045,16 @@ on_op_done (gpointer user_data)
 		/* decided before another group is handed over, asked for after it */
 		gboolean checkpoint = needs_checkpoint (self);
 
+		self->in_flight = FALSE;
+		/* What was appended meanwhile goes to the worker before this group's messages are
+		 * relayed, so that the worker writes while the main thread relays (at saturation
+		 * the two used to take turns). Not after a failure: the failed group's offsets are
+		 * handed out again, so the next group takes its offsets only after that. */
+		if (op->error == NULL)
+			process_backlog (self, FALSE);
 		complete_group (self, op);
-		/* what was appended meanwhile goes now */
-		process_backlog (self);
+		/* what the completions appended, or all of it after a failure */
+		process_backlog (self, TRUE);
 		if (checkpoint && !self->checkpoint_queued)
 			queue_checkpoint (self);
 	} else if (op->type == OP_CHECKPOINT) {
