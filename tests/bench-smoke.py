@@ -175,6 +175,9 @@ class StoreBenchSmoke(unittest.TestCase):
             self.assertEqual(r["bench"]["expected"], r["bench"]["sent"] * 10, r)
             self.assertEqual(r["store"]["stored"], r["bench"]["sent"], r)
             self.assertEqual(r["store"]["failed"], 0, r)
+            # CPU per stored message by thread (clock ticks: too coarse to be above zero here)
+            self.assertEqual(sorted(r["cpu_us_per_msg"]), ["bench", "main", "store"], r)
+            self.assertTrue(all(v >= 0 for v in r["cpu_us_per_msg"].values()), r)
             if r["backend"] == "sqlite":
                 self.assertEqual(r["floor"]["rows"], r["store"]["stored"], r)
                 self.assertEqual(r["floor"]["group"], r["group"], r)
@@ -198,6 +201,7 @@ class StoreBenchSmoke(unittest.TestCase):
         self.assertEqual(len(in_files), 4, os.listdir(out))  # and the recover step's SQLite daemon
         self.assertIn("p99 sqlite/memory", run.stdout)
         self.assertIn("stored/s vs floor", run.stdout)
+        self.assertIn("CPU µs/msg: main · store · bench", run.stdout)
         # compare draws what it measured (tools/bench/plot) and links the picture from report.md
         with open(os.path.join(out, "store.svg")) as f:
             svg = f.read()
