@@ -116,10 +116,14 @@ start_redis (const char *server)
 	socket_path = g_build_filename (redis_dir, "redis.sock", NULL);
 	argv[4] = socket_path;
 	argv[6] = redis_dir;
+	/* our own child, not a grandchild: without DO_NOT_REAP_CHILD GLib forks an intermediate
+	 * process that exits at once, and the death signal set below then killed redis-server
+	 * before it started in about one run in six */
 	g_assert_true (g_spawn_async (NULL,
 				      (char **) argv,
 				      NULL,
-				      G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+				      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
+					  G_SPAWN_STDERR_TO_DEV_NULL,
 				      die_with_parent,
 				      (gpointer) g_getenv ("CHAT_TEST_TIMEOUT_MULTIPLIER"),
 				      &redis_pid,
