@@ -154,7 +154,9 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (ChatRedisStore,
 
 /* Stream entries have the id "<offset>-0", fields t (the message's timestamp) and f (the
  * frame). Only a prefix is ever trimmed, so the retained offsets stay contiguous. Numbers go
- * into strings through %d: Lua would write a large one with an exponent. */
+ * into strings through %d: Lua would write a large one with an exponent. Expiry looks at the
+ * oldest entry alone first (it usually has not expired: reading 100 entries to find that was
+ * most of the append script's time), then at 100 more at most. */
 #define LUA_TRIM                                                                                  \
 	"local function trim(kind, meta, stream, top)\n"                                          \
 	"  local size = tonumber(ARGV[5]); local hist_ttl = tonumber(ARGV[6])\n"                  \
@@ -169,14 +171,21 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (ChatRedisStore,
 	"  local dm_cut = -1; if dm_ttl > 0 then dm_cut = now - dm_ttl end\n"                     \
 	"  local from = '-'\n"                                                                    \
 	"  if cut > 0 then from = '(' .. string.format('%d', cut) .. '-0' end\n"                  \
-	"  for _, e in ipairs(redis.call('XRANGE', stream, from, '+', 'COUNT', 100)) do\n"        \
-	"    local off = tonumber(string.match(e[1], '^%d+'))\n"                                  \
-	"    local t = tonumber(e[2][2])\n"                                                       \
-	"    local old\n"                                                                         \
-	"    if kind == 'r' then old = t < hist_cut\n"                                            \
-	"    else old = t < dm_cut or (off <= delivered and t < hist_cut) end\n"                  \
-	"    if not old then break end\n"                                                         \
-	"    cut = off\n"                                                                         \
+	"  local batch = 1\n"                                                                     \
+	"  for pass = 1, 2 do\n"                                                                  \
+	"    local entries = redis.call('XRANGE', stream, from, '+', 'COUNT', batch)\n"           \
+	"    local more = #entries == batch\n"                                                    \
+	"    for _, e in ipairs(entries) do\n"                                                    \
+	"      local off = tonumber(string.match(e[1], '^%d+'))\n"                                \
+	"      local t = tonumber(e[2][2])\n"                                                     \
+	"      local old\n"                                                                       \
+	"      if kind == 'r' then old = t < hist_cut\n"                                          \
+	"      else old = t < dm_cut or (off <= delivered and t < hist_cut) end\n"                \
+	"      if not old then more = false; break end\n"                                         \
+	"      cut = off\n"                                                                       \
+	"    end\n"                                                                               \
+	"    if not more then break end\n"                                                        \
+	"    from = '(' .. string.format('%d', cut) .. '-0'; batch = 100\n"                       \
 	"  end\n"                                                                                 \
 	"  local trimmed = 0\n"                                                                   \
 	"  if cut > 0 then\n"                                                                     \
