@@ -24,6 +24,7 @@ BUILD = os.path.dirname(os.path.dirname(BENCH_DIR))
 FLOOR = os.path.join(BENCH_DIR, "sqlite-floor")
 PLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "plot")
 COMPARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "compare")
+CLUSTER = os.path.join(os.path.dirname(COMPARE), "cluster")
 
 
 class BenchSmoke(unittest.TestCase):
@@ -145,6 +146,28 @@ class StoreBenchSmoke(unittest.TestCase):
             # every row, each room's offsets contiguous from 1, frames of about 200 bytes
             self.assertEqual([r[:4] for r in rows], [(room, 125, 1, 125) for room in range(1, 5)])
             self.assertTrue(150 <= sum(r[4] for r in rows) / 500 <= 250, rows)
+
+    def test_cluster_fanout(self):
+        """tools/bench/cluster's fan-out step: one node on SQLite, then two behind one port on a
+        redis-server of its own, every message to every receiver, and what Redis spent its time
+        on over the two-node sweep."""
+        out = os.path.join(self.tmp.name, "cluster")
+        run = subprocess.run([CLUSTER, "--steps", "fanout", "--fan-n", "20", "--rates", "100",
+                              "--duration", "1", "--out", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                             env=dict(os.environ, CHATHUB_BUILD=BUILD))
+        self.assertEqual(run.returncode, 0, run.stdout)
+        with open(os.path.join(out, "results.json")) as f:
+            rows = {r["setup"]: r for r in json.load(f)["fanout"]}
+        self.assertEqual(sorted(rows), ["2-nodes", "sqlite"], run.stdout)
+        for r in rows.values():
+            self.assertEqual((r["sent"], r["delivered"]), (100, 2000), r)
+        two = rows["2-nodes"]
+        self.assertEqual(sum(two["split"]), 20, two)
+        self.assertEqual(sorted(two["cpu_s"]), ["node1", "node2", "redis"], two)
+        # one append script per message (and a few for joins and presence)
+        self.assertGreaterEqual(two["redis_commands"]["evalsha"]["calls"], 100, two)
+        self.assertIn("redis over the sweep: evalsha", run.stdout)
 
     def test_compare_store_and_ingest(self):
         out = os.path.join(self.tmp.name, "compare")
