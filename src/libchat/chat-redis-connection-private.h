@@ -48,6 +48,11 @@ chat_redis_connection_command (ChatRedisConnection *self,
 			       int argc,
 			       const char **argv,
 			       const size_t *lengths);
+/* Writes the commands queued so far now, rather than once the main loop next polls the
+ * socket: what one iteration asked for leaves in one write, an iteration sooner. Not from
+ * inside a reply or push function. */
+void
+chat_redis_connection_flush (ChatRedisConnection *self);
 /* SUBSCRIBE or UNSUBSCRIBE: their confirmations and every message published to the channels
  * go to the push function given to chat_redis_connection_new(). FALSE when not connected. */
 gboolean

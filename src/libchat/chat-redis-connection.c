@@ -387,6 +387,15 @@ chat_redis_connection_command (ChatRedisConnection *self,
 	return TRUE;
 }
 
+void
+chat_redis_connection_flush (ChatRedisConnection *self)
+{
+	/* what the adapter's source would do when polled; a failed write drops the connection
+	 * the same way */
+	if (self->ac != NULL && self->ready)
+		redisAsyncHandleWrite (self->ac);
+}
+
 gboolean
 chat_redis_connection_subscribe (ChatRedisConnection *self, int argc, const char **argv)
 {

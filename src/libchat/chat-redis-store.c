@@ -766,6 +766,8 @@ on_kick (gpointer user_data)
 		}
 	}
 	chat_store_statistics_add_group (&self->statistics, group, 0);
+	/* each message's way to the other nodes starts with this write: not an iteration later */
+	chat_redis_connection_flush (self->commands);
 	g_object_unref (self);
 	return G_SOURCE_REMOVE;
 }
