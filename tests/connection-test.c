@@ -1018,6 +1018,40 @@ test_connection_attempt_failed (void)
 	peer_free (a);
 }
 
+static void
+count_notify (guint *count)
+{
+	(*count)++;
+}
+
+/* ChatConnection:tls-database: NULL (the system's) by default, set, read back, notified,
+ * set to NULL again; nothing leaks (the valgrind setup runs this too). */
+static void
+test_connection_tls_database (void)
+{
+	g_autoptr (ChatConnection) conn = chat_connection_new ("wss://127.0.0.1:1/ws", "a.b.c");
+	g_autoptr (GTlsDatabase) database =
+	    g_tls_backend_get_default_database (g_tls_backend_get_default ());
+	g_autoptr (GTlsDatabase) read = NULL;
+	guint notified = 0;
+
+	g_assert_nonnull (database);
+	g_assert_null (chat_connection_get_tls_database (conn));
+	g_signal_connect_swapped (conn,
+				  "notify::tls-database",
+				  G_CALLBACK (count_notify),
+				  &notified);
+	chat_connection_set_tls_database (conn, database);
+	g_assert_true (chat_connection_get_tls_database (conn) == database);
+	g_object_get (conn, "tls-database", &read, NULL);
+	g_assert_true (read == database);
+	/* the same again is no change */
+	chat_connection_set_tls_database (conn, database);
+	g_object_set (conn, "tls-database", NULL, NULL);
+	g_assert_null (chat_connection_get_tls_database (conn));
+	g_assert_cmpuint (notified, ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1038,5 +1072,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/chat/connection/reload-refused", test_connection_reload_refused);
 	g_test_add_func ("/chat/connection/refresh-refused", test_connection_refresh_refused);
 	g_test_add_func ("/chat/connection/attempt-failed", test_connection_attempt_failed);
+	g_test_add_func ("/chat/connection/tls-database", test_connection_tls_database);
 	return g_test_run ();
 }

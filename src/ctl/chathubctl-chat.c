@@ -26,6 +26,7 @@ static char *chat_uri;
 static char *chat_token;
 static char *chat_secret_file;
 static gint64 chat_user_id;
+static char *chat_ca_file;
 
 static const GOptionEntry chat_entries[] = {
     {"uri",
@@ -50,6 +51,14 @@ static const GOptionEntry chat_entries[] = {
      &chat_user_id,
      N_ ("The user id for the tokens made with --secret-file"),
      N_ ("N")},
+    {"ca-file",
+     0,
+     0,
+     G_OPTION_ARG_FILENAME,
+     &chat_ca_file,
+     N_ ("Trust the certificates in the PEM FILE for a wss:// server, instead of the system's "
+	 "(a private authority, or the server's own self-signed certificate)"),
+     N_ ("FILE")},
     {NULL}};
 
 typedef struct {
@@ -453,6 +462,7 @@ chathubctl_command_chat (int argc, char **argv)
 	g_autoptr (GError) error = NULL;
 	g_autoptr (GInputStream) stdin_stream = NULL;
 	g_autofree char *token = NULL;
+	g_autoptr (GTlsDatabase) database = NULL;
 	Terminal chat = {NULL};
 
 	g_set_prgname ("chathubctl chat");
@@ -489,10 +499,20 @@ chathubctl_command_chat (int argc, char **argv)
 	} else {
 		token = g_strdup (chat_token);
 	}
+	if (chat_ca_file != NULL) {
+		database = g_tls_file_database_new (chat_ca_file, &error);
+		if (database == NULL) {
+			g_printerr ("chathubctl: %s: %s\n", chat_ca_file, error->message);
+			g_clear_pointer (&chat.key, g_bytes_unref);
+			return 2;
+		}
+	}
 
 	chat.loop = g_main_loop_new (NULL, FALSE);
 	chat.cancellable = g_cancellable_new ();
 	chat.conn = chat_connection_new (chat_uri, token);
+	if (database != NULL)
+		chat_connection_set_tls_database (chat.conn, database);
 	g_signal_connect (chat.conn, "message", G_CALLBACK (on_message), &chat);
 	g_signal_connect (chat.conn, "joined", G_CALLBACK (on_joined), &chat);
 	g_signal_connect (chat.conn, "left", G_CALLBACK (on_left), &chat);

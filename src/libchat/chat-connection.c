@@ -199,6 +199,7 @@ struct _ChatConnection {
 
 	GMainContext *context;
 	SoupSession *session;
+	GTlsDatabase *tls_database; /* (nullable): the system's when NULL */
 	char *uri;
 	char *token;
 	guint64 user_id;
@@ -248,6 +249,7 @@ enum {
 	PROP_USER_ID,
 	PROP_BACKOFF_MIN,
 	PROP_BACKOFF_MAX,
+	PROP_TLS_DATABASE,
 	N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -1340,6 +1342,9 @@ chat_connection_get_property (GObject *object, guint prop_id, GValue *value, GPa
 	case PROP_BACKOFF_MAX:
 		g_value_set_uint (value, self->backoff_max);
 		break;
+	case PROP_TLS_DATABASE:
+		g_value_set_object (value, self->tls_database);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -1366,6 +1371,9 @@ chat_connection_set_property (GObject *object,
 	case PROP_BACKOFF_MAX:
 		chat_connection_set_backoff_max (self, g_value_get_uint (value));
 		break;
+	case PROP_TLS_DATABASE:
+		chat_connection_set_tls_database (self, g_value_get_object (value));
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 	}
@@ -1387,6 +1395,7 @@ chat_connection_finalize (GObject *object)
 	ChatConnection *self = CHAT_CONNECTION (object);
 
 	g_clear_object (&self->session);
+	g_clear_object (&self->tls_database);
 	g_main_context_unref (self->context);
 	g_free (self->uri);
 	g_free (self->token);
@@ -1503,6 +1512,23 @@ chat_connection_class_init (ChatConnectionClass *klass)
 						     BACKOFF_MAX_DEFAULT,
 						     G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
 							 G_PARAM_STATIC_STRINGS);
+
+	/**
+	 * ChatConnection:tls-database:
+	 *
+	 * The certificate authorities a `wss://` server's certificate is checked against,
+	 * for a server whose certificate a private authority signed (or a self-signed one:
+	 * a #GTlsFileDatabase of its own file). %NULL, the default, is the system's
+	 * database. It applies from the next connection attempt.
+	 *
+	 * Since: 1.0
+	 */
+	props[PROP_TLS_DATABASE] = g_param_spec_object (
+	    "tls-database",
+	    "TLS database",
+	    "The certificate authorities a wss:// server is checked against",
+	    G_TYPE_TLS_DATABASE,
+	    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
 	g_object_class_install_properties (object_class, N_PROPS, props);
 
@@ -1972,6 +1998,52 @@ chat_connection_set_backoff_max (ChatConnection *self, guint backoff_max)
 		return;
 	self->backoff_max = backoff_max;
 	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_BACKOFF_MAX]);
+}
+
+/**
+ * chat_connection_get_tls_database:
+ * @self: a #ChatConnection
+ *
+ * Gets the #ChatConnection:tls-database.
+ *
+ * Returns: (transfer none) (nullable): the database set, or %NULL for the system's
+ *
+ * Since: 1.0
+ */
+GTlsDatabase *
+chat_connection_get_tls_database (ChatConnection *self)
+{
+	g_return_val_if_fail (CHAT_IS_CONNECTION (self), NULL);
+	return self->tls_database;
+}
+
+/**
+ * chat_connection_set_tls_database:
+ * @self: a #ChatConnection
+ * @database: (nullable): the certificate authorities to trust, or %NULL for the system's
+ *
+ * Sets the #ChatConnection:tls-database. For a server whose certificate is in a PEM file
+ * (its own, or its authority's), g_tls_file_database_new() makes one.
+ *
+ * Since: 1.0
+ */
+void
+chat_connection_set_tls_database (ChatConnection *self, GTlsDatabase *database)
+{
+	GTlsDatabase *effective = database;
+
+	g_return_if_fail (CHAT_IS_CONNECTION (self));
+	g_return_if_fail (database == NULL || G_IS_TLS_DATABASE (database));
+
+	if (!g_set_object (&self->tls_database, database))
+		return;
+	/* libsoup fails every certificate with no database: NULL means the system's */
+	if (effective == NULL)
+		effective = g_tls_backend_get_default_database (g_tls_backend_get_default ());
+	soup_session_set_tls_database (self->session, effective);
+	if (effective != database)
+		g_clear_object (&effective);
+	g_object_notify_by_pspec (G_OBJECT (self), props[PROP_TLS_DATABASE]);
 }
 
 /**

@@ -75,6 +75,12 @@ chat_connection_get_backoff_max (ChatConnection *self);
 CHAT_AVAILABLE_IN_ALL
 void
 chat_connection_set_backoff_max (ChatConnection *self, guint backoff_max);
+CHAT_AVAILABLE_IN_ALL
+GTlsDatabase *
+chat_connection_get_tls_database (ChatConnection *self);
+CHAT_AVAILABLE_IN_ALL
+void
+chat_connection_set_tls_database (ChatConnection *self, GTlsDatabase *database);
 
 CHAT_AVAILABLE_IN_ALL
 gboolean

@@ -268,4 +268,17 @@ test('token refresh, and a final 4001 without one', () => withDaemon('sqlite', a
     await a.waitRoom(['still here']);
 }));
 
+test('tls-database: the system\'s by default, set, read back, cleared', () => {
+    const peer = new Peer('wss://127.0.0.1:1/ws', 98);
+    assertEqual(peer.conn.tls_database, null, 'the system\'s by default');
+    const database = Gio.TlsBackend.get_default().get_default_database();
+    let notified = 0;
+    peer.conn.connect('notify::tls-database', () => notified++);
+    peer.conn.set_tls_database(database);
+    assert(peer.conn.get_tls_database() === database, 'read back');
+    peer.conn.tls_database = null;
+    assertEqual(peer.conn.get_tls_database(), null, 'cleared');
+    assertEqual(notified, 2, 'notified on each change');
+});
+
 runTests();

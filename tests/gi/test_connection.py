@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 from chathub_gi import Chat, GLib, spin, wait_until  # noqa: E402
 from gi.repository import Gio  # noqa: E402
 import chathub_harness as h  # noqa: E402
+from test_tls import make_certificate  # noqa: E402
 
 
 class Proxy:
@@ -393,6 +395,58 @@ class TestReload(ConnectionTestCase):
         a.conn.send_to_room(9, "new3")
         self.wait_room(b, ["old", "new3"])
         self.assertEqual(b.recovered, [])
+
+
+class TestTlsDatabase(unittest.TestCase):
+    """ChatConnection:tls-database against chathubd over wss with a self-signed certificate:
+    refused with the system's authorities, reached with a GTlsFileDatabase of the
+    certificate, and NULL again gives the system's."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="chathub-gi-tls-")
+        self.cert, key = make_certificate(self.tmp.name, "server")
+        self.daemon = h.Daemon(config={"server": {"tls-certificate": self.cert, "tls-key": key}})
+        self.daemon.start()
+        self.conns = []
+
+    def tearDown(self):
+        for conn in self.conns:
+            conn.close()
+        self.daemon.stop()
+        self.daemon.cleanup()
+        self.tmp.cleanup()
+
+    def connection(self, user_id):
+        conn = Chat.Connection.new("wss://127.0.0.1:%d/ws" % self.daemon.port,
+                                   self.daemon.token(user_id))
+        self.conns.append(conn)
+        return conn
+
+    def test_private_certificate(self):
+        refused = self.connection(71)
+        self.assertIsNone(refused.get_tls_database())
+        failures = []
+        refused.connect("attempt-failed", lambda c, error, delay: failures.append(error.message))
+        self.assertTrue(refused.open())
+        wait_until(lambda: failures, what="the certificate refused")
+        self.assertNotEqual(refused.props.state, Chat.ConnectionState.CONNECTED)
+
+        trusting = self.connection(72)
+        database = Gio.TlsFileDatabase.new(self.cert)
+        notified = []
+        trusting.connect("notify::tls-database", lambda *args: notified.append(True))
+        trusting.set_tls_database(database)
+        self.assertEqual(trusting.props.tls_database, database)
+        self.assertEqual(len(notified), 1)
+        self.assertTrue(trusting.open())
+        wait_until(lambda: trusting.props.state == Chat.ConnectionState.CONNECTED,
+                   what="connected over wss")
+        trusting.join(3)
+        wait_until(lambda: 3 in trusting.get_rooms(), what="joined over wss")
+
+        trusting.props.tls_database = None
+        self.assertIsNone(trusting.get_tls_database())
+        self.assertEqual(len(notified), 2)
 
 
 if __name__ == "__main__":

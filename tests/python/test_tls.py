@@ -20,6 +20,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chathub_harness as h  # noqa: E402
+from test_ctl_chat import CTL, Terminal  # noqa: E402
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 
@@ -230,6 +232,33 @@ class TlsTests(h.RecvMixin, unittest.TestCase):
                 await h.close_all(wa, wb)
 
         asyncio.run(run())
+
+    def test_ctl_chat_with_ca_file(self):
+        """chathubctl chat --ca-file trusts the service's own certificate and chats over wss;
+        without it the certificate is refused (and said so); a file that holds no
+        certificate is a usage error naming it."""
+        uri = self.uri()
+        user, room = h.next_user_id(), h.next_room_id()
+        term = Terminal(["--uri", uri, "--token", self.daemon.token(user),
+                         "--ca-file", self.certs.cert])
+        try:
+            term.expect(r"^\* connected to %s as user %d$" % (re.escape(uri), user))
+            term.type("/join %d" % room)
+            term.expect(r"^\* %d joined #%d$" % (user, room))
+            term.type("over wss")
+            term.expect(r"^\d\d:\d\d:\d\d #%d <%d> over wss$" % (room, user))
+        finally:
+            term.close()
+        term = Terminal(["--uri", uri, "--token", self.daemon.token(user)])
+        try:
+            term.expect(r"(?i)^\* could not connect \(1 attempt\): .*certificate.*$")
+        finally:
+            term.close()
+        run = subprocess.run([CTL, "chat", "--uri", uri, "--token", self.daemon.token(user),
+                              "--ca-file", self.certs.key], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=h.scaled(10))
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn(self.certs.key, run.stderr)
 
     def test_health_and_page_over_https(self):
         for path in ("/healthz", "/readyz"):
