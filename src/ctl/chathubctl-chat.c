@@ -71,6 +71,7 @@ typedef struct {
 	gboolean was_connected;
 	guint failures;	    /* failed attempts since the last connection */
 	char *last_failure; /* (nullable): the reason of the last one printed */
+	gboolean hinted_ca_file;
 	int status;
 } Terminal;
 
@@ -201,6 +202,14 @@ on_attempt_failed (ChatConnection *conn, GError *error, guint retry_ms, Terminal
 	     retry_ms / 1000.0);
 	g_free (chat->last_failure);
 	chat->last_failure = g_steal_pointer (&text);
+	/* GLib says the same for an unknown authority and a certificate for another host */
+	if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) &&
+	    !chat->hinted_ca_file) {
+		chat->hinted_ca_file = TRUE;
+		say (_ ("* the service's certificate is not trusted: signed by an authority this "
+			"system does not know, or not made for this host name (--ca-file trusts a "
+			"certificate file)"));
+	}
 }
 
 static void
@@ -500,9 +509,15 @@ chathubctl_command_chat (int argc, char **argv)
 		token = g_strdup (chat_token);
 	}
 	if (chat_ca_file != NULL) {
-		database = g_tls_file_database_new (chat_ca_file, &error);
-		if (database == NULL) {
-			g_printerr ("chathubctl: %s: %s\n", chat_ca_file, error->message);
+		/* GLib's file database wants an absolute path (a relative one gives an empty
+		 * database and a warning), and says only "Error while reading file" for one it
+		 * cannot read: reading it first says why */
+		g_autofree char *path = g_canonicalize_filename (chat_ca_file, NULL);
+		g_autofree char *pem = NULL;
+
+		if (!g_file_get_contents (path, &pem, NULL, &error) ||
+		    (database = g_tls_file_database_new (path, &error)) == NULL) {
+			g_printerr ("chathubctl: %s\n", error->message);
 			g_clear_pointer (&chat.key, g_bytes_unref);
 			return 2;
 		}

@@ -70,8 +70,9 @@
  * in that race an error may be taken for the answer to the next frame.
  *
  * **Failed attempts.** #ChatConnection::attempt-failed reports every failed attempt to
- * connect that is tried again (a refused TCP connection, an unknown host, HTTP 503, …), with
- * the reason, so that an application can show why it is reconnecting.
+ * connect that is tried again (a refused TCP connection, an unknown host, HTTP 503, a TLS
+ * certificate that is not trusted: see #ChatConnection:tls-database, …), with the reason,
+ * so that an application can show why it is reconnecting.
  *
  * Everything happens on the thread-default #GMainContext of the thread that created the
  * connection: its signals are emitted there and it must only be used from that thread.
@@ -1518,8 +1519,11 @@ chat_connection_class_init (ChatConnectionClass *klass)
 	 *
 	 * The certificate authorities a `wss://` server's certificate is checked against,
 	 * for a server whose certificate a private authority signed (or a self-signed one:
-	 * a #GTlsFileDatabase of its own file). %NULL, the default, is the system's
-	 * database. It applies from the next connection attempt.
+	 * a #GTlsFileDatabase of its own file; g_tls_file_database_new() wants an absolute
+	 * path). %NULL, the default, is the system's database. It applies from the next
+	 * connection attempt. A certificate that is not trusted fails the attempt with
+	 * %G_TLS_ERROR_BAD_CERTIFICATE (#ChatConnection::attempt-failed), and the
+	 * connection tries again like after any other failed attempt.
 	 *
 	 * Since: 1.0
 	 */

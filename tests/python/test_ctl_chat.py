@@ -23,11 +23,11 @@ CTL = os.environ.get("CHATHUBCTL") or os.path.join(h.REPO_ROOT, "_build", "src",
 class Terminal:
     """chathubctl chat on the slave side of a pty; the test reads and types on the master."""
 
-    def __init__(self, args):
+    def __init__(self, args, cwd=None):
         self.master, slave = pty.openpty()
         env = dict(os.environ, LC_ALL="C.UTF-8")
         self.proc = subprocess.Popen([CTL, "chat"] + args, stdin=slave, stdout=slave,
-                                     stderr=slave, env=env, close_fds=True)
+                                     stderr=slave, env=env, close_fds=True, cwd=cwd)
         os.close(slave)
         self.text = ""
         self.seen = 0  # how far expect() has consumed

@@ -234,13 +234,15 @@ class TlsTests(h.RecvMixin, unittest.TestCase):
         asyncio.run(run())
 
     def test_ctl_chat_with_ca_file(self):
-        """chathubctl chat --ca-file trusts the service's own certificate and chats over wss;
-        without it the certificate is refused (and said so); a file that holds no
-        certificate is a usage error naming it."""
+        """chathubctl chat --ca-file trusts the service's own certificate and chats over wss
+        (a path relative to the working directory too); without it the certificate is
+        refused, said once with a hint; a file that is missing or holds no certificate is a
+        usage error naming it."""
         uri = self.uri()
         user, room = h.next_user_id(), h.next_room_id()
         term = Terminal(["--uri", uri, "--token", self.daemon.token(user),
-                         "--ca-file", self.certs.cert])
+                         "--ca-file", os.path.basename(self.certs.cert)],
+                        cwd=os.path.dirname(self.certs.cert))
         try:
             term.expect(r"^\* connected to %s as user %d$" % (re.escape(uri), user))
             term.type("/join %d" % room)
@@ -252,13 +254,20 @@ class TlsTests(h.RecvMixin, unittest.TestCase):
         term = Terminal(["--uri", uri, "--token", self.daemon.token(user)])
         try:
             term.expect(r"(?i)^\* could not connect \(1 attempt\): .*certificate.*$")
+            term.expect(r"^\* the service's certificate is not trusted: .*--ca-file.*$")
+            term.settle(2)  # attempts go on; the hint is not repeated
+            self.assertEqual(term.text.count("is not trusted"), 1, term.text)
         finally:
             term.close()
-        run = subprocess.run([CTL, "chat", "--uri", uri, "--token", self.daemon.token(user),
-                              "--ca-file", self.certs.key], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=h.scaled(10))
-        self.assertEqual(run.returncode, 2, run.stderr)
-        self.assertIn(self.certs.key, run.stderr)
+        missing = os.path.join(self.certs.tmp.name, "missing.pem")
+        for path, why in ((self.certs.key, ""), (missing, "No such file")):
+            run = subprocess.run([CTL, "chat", "--uri", uri, "--token", self.daemon.token(user),
+                                  "--ca-file", path], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=h.scaled(10),
+                                 env=dict(os.environ, LC_ALL="C.UTF-8"))
+            self.assertEqual(run.returncode, 2, run.stderr)
+            self.assertIn(path, run.stderr)
+            self.assertIn(why, run.stderr)
 
     def test_health_and_page_over_https(self):
         for path in ("/healthz", "/readyz"):
