@@ -242,6 +242,9 @@ on_dms_reloaded (ChatConnection *conn, const char *epoch, Terminal *chat)
 }
 
 static void
+on_line (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
 on_state (ChatConnection *conn, GParamSpec *pspec, Terminal *chat)
 {
 	if (chat_connection_get_state (conn) != CHAT_CONNECTION_STATE_CONNECTED)
@@ -254,6 +257,14 @@ on_state (ChatConnection *conn, GParamSpec *pspec, Terminal *chat)
 		say (_ ("* connected to %s as user %" PRIu64),
 		     chat_connection_get_uri (conn),
 		     chat_connection_get_user_id (conn));
+	/* Input is read from the first connection on: lines piped in or typed before it wait
+	 * for it (a message sent before would only fail with "not open"). */
+	if (!chat->was_connected)
+		g_data_input_stream_read_line_async (chat->input,
+						     G_PRIORITY_DEFAULT,
+						     chat->cancellable,
+						     on_line,
+						     chat);
 	chat->was_connected = TRUE;
 }
 
@@ -543,13 +554,9 @@ chathubctl_command_chat (int argc, char **argv)
 		g_printerr ("chathubctl: %s\n", error->message);
 		chat.status = 2;
 	} else {
+		/* read from the first connection on (on_state()) */
 		stdin_stream = g_unix_input_stream_new (0, FALSE);
 		chat.input = g_data_input_stream_new (stdin_stream);
-		g_data_input_stream_read_line_async (chat.input,
-						     G_PRIORITY_DEFAULT,
-						     chat.cancellable,
-						     on_line,
-						     &chat);
 		g_main_loop_run (chat.loop);
 		g_cancellable_cancel (chat.cancellable);
 		g_signal_handlers_disconnect_by_data (chat.conn, &chat);

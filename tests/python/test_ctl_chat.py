@@ -146,6 +146,22 @@ class TestCtlChat(unittest.TestCase):
         term.type("/quit")
         self.assertEqual(term.proc.wait(timeout=h.scaled(5)), 0)
 
+    def test_piped_lines_wait_for_the_connection(self):
+        """Lines piped in all at once are read from the first connection on, so none is lost
+        to a connection still being opened; the end of the input then leaves."""
+        bob = self.other(2, 6)
+        result = subprocess.run([CTL, "chat", "--uri", self.daemon.ws_uri(),
+                                 "--token", self.daemon.token(1)],
+                                input="/join 6\npiped hello\n/quit\n", capture_output=True,
+                                text=True, timeout=h.scaled(20), env=dict(os.environ, LC_ALL="C.UTF-8"))
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertNotIn("not sent", result.stdout)
+        frame = bob.recv_json(timeout=h.scaled(5))
+        while frame["type"] != "message":
+            frame = bob.recv_json(timeout=h.scaled(5))
+        self.assertEqual((frame["from"], frame["room_id"], frame["content"]), (1, 6, "piped hello"))
+        bob.close()
+
     def test_usage_errors(self):
         for args in ([], ["--uri", "ws://127.0.0.1:1/ws"],
                      ["--uri", "ws://127.0.0.1:1/ws", "--token", "x", "--secret-file", "y"],
